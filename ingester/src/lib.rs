@@ -1,0 +1,21 @@
+//! The `mod_wsgi-telemetry` ingester and its tools.
+//!
+//! Data flow: [`socket`] binds the datagram socket, [`recv`] drains it on a
+//! dedicated thread and decodes with the `wire` crate, [`state`] keeps the
+//! bounded per-process model (it knows nothing of HTTP or terminals),
+//! [`messages`] turns state changes into the JSON messages of the API
+//! (serialised once, shared by every subscriber), and [`http`] serves the UI,
+//! the JSON API and the WebSocket. `top` is a WebSocket client; `dump`,
+//! `replay` and `simulate` are tools around the socket.
+
+pub mod cli;
+pub mod dump;
+pub mod http;
+pub mod messages;
+pub mod recv;
+pub mod replay;
+pub mod serve;
+pub mod simulate;
+pub mod socket;
+pub mod state;
+pub mod top;
