@@ -19,3 +19,4 @@ pub mod simulate;
 pub mod socket;
 pub mod state;
 pub mod top;
+pub mod ui_assets;
