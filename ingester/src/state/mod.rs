@@ -1,0 +1,642 @@
+//! The ingester's in-memory model: per-process state, slow-request table,
+//! lifecycle ring and GC history, fed one datagram at a time.
+//!
+//! Pure data: no sockets, no HTTP, no JSON. Observable behaviour follows the
+//! reference ingester (`ingester.md` §4-5) with its defects fixed:
+//! everything is bounded by count (see [`Limits`]), expiry runs on a timer
+//! ([`State::expire`]) instead of scanning on every datagram, sequence gaps
+//! are counted across all kinds, and GC fields are decoded like any other.
+//!
+//! Memory budget per process, at the default limits: 600 packed samples
+//! (≈ 0.5–1.2 KB each), up to 8 interpreters × 600 GC snapshots (≈ 200 B
+//! each) and 1,000 GC events (≈ 100 B each): at most ≈ 1.8 MB for a process
+//! with 8 interpreters, ≈ 1 MB for the usual one or two.
+
+pub mod packed;
+
+use indexmap::IndexMap;
+use packed::{pack, Packed};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wire::{id, Kind, Sample, Value};
+
+/// Retention bounds.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Periodic samples kept per process (reference: 600).
+    pub samples_per_process: usize,
+    /// GC snapshots kept per interpreter (reference: 600).
+    pub gc_snapshots_per_interpreter: usize,
+    /// Interpreters tracked per process (reference: unbounded).
+    pub interpreters_per_process: usize,
+    /// GC events kept by age, seconds of event stamps (reference: 300).
+    pub gc_event_seconds: f64,
+    /// GC events kept per process by count (reference: unbounded).
+    pub gc_events_per_process: usize,
+    /// Lifecycle events kept (reference: 500).
+    pub lifecycle_events: usize,
+    /// Slow-request entries kept (reference: unbounded).
+    pub slow_entries: usize,
+    /// A process not heard from for this long is dropped (reference: 300 s).
+    pub stale_after: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            samples_per_process: 600,
+            gc_snapshots_per_interpreter: 600,
+            interpreters_per_process: 8,
+            gc_event_seconds: 300.0,
+            gc_events_per_process: 1000,
+            lifecycle_events: 500,
+            slow_entries: 10_000,
+            stale_after: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A stored GC snapshot or event.
+#[derive(Debug)]
+pub struct GcRecord {
+    /// Interpreter key (`""` for the main/sole interpreter).
+    pub interpreter: Arc<str>,
+    /// The datagram, packed.
+    pub packed: Packed,
+    /// Header stamp.
+    pub stamp: f64,
+}
+
+/// One process (keyed by header pid).
+#[derive(Debug)]
+pub struct Process {
+    /// Header pid.
+    pub pid: u32,
+    /// Latched identity.
+    pub hostname: String,
+    /// Latched `process_group` (`""` = embedded).
+    pub process_group: String,
+    /// Latched version strings and MPM.
+    pub mod_wsgi_version: String,
+    /// Latched.
+    pub python_version: String,
+    /// Latched.
+    pub apache_version: String,
+    /// Latched.
+    pub mpm_name: String,
+    /// Latched when > 0.
+    pub process_parent_pid: u64,
+    /// Latched when > 0; scales slow TTLs.
+    pub sample_period: f64,
+    /// Periodic samples, oldest first.
+    pub samples: VecDeque<Arc<Packed>>,
+    /// Seq of the last periodic sample (as the reference).
+    pub last_seq: u32,
+    /// Datagrams lost, from sequence gaps across all kinds.
+    pub drops: u64,
+    /// Highest seq seen in any kind.
+    last_any_seq: Option<u32>,
+    /// Datagrams received from this pid.
+    pub datagrams: u64,
+    /// Arrival of the last periodic, STARTED or GC datagram.
+    pub last_seen: Instant,
+    /// GC snapshots per interpreter, in order of first appearance.
+    pub gc_snapshots: IndexMap<Arc<str>, VecDeque<Arc<GcRecord>>>,
+    /// GC events, oldest first.
+    pub gc_events: VecDeque<Arc<GcRecord>>,
+    /// GC datagrams discarded by the interpreter bound.
+    pub gc_dropped_interpreters: u64,
+}
+
+impl Process {
+    fn new(pid: u32, now: Instant) -> Process {
+        Process {
+            pid,
+            hostname: String::new(),
+            process_group: String::new(),
+            mod_wsgi_version: String::new(),
+            python_version: String::new(),
+            apache_version: String::new(),
+            mpm_name: String::new(),
+            process_parent_pid: 0,
+            sample_period: 1.0,
+            samples: VecDeque::new(),
+            last_seq: 0,
+            drops: 0,
+            last_any_seq: None,
+            datagrams: 0,
+            last_seen: now,
+            gc_snapshots: IndexMap::new(),
+            gc_events: VecDeque::new(),
+            gc_dropped_interpreters: 0,
+        }
+    }
+
+    fn latch_identity(&mut self, s: &Sample, only_nonempty: bool) {
+        for (fid, slot) in [
+            (id::HOSTNAME, &mut self.hostname),
+            (id::PROCESS_GROUP, &mut self.process_group),
+            (id::MOD_WSGI_VERSION, &mut self.mod_wsgi_version),
+            (id::PYTHON_VERSION, &mut self.python_version),
+            (id::APACHE_VERSION, &mut self.apache_version),
+            (id::MPM_NAME, &mut self.mpm_name),
+        ] {
+            if let Some(t) = s.text(fid) {
+                if !(only_nonempty && t.is_empty()) {
+                    *slot = t.into_owned();
+                }
+            }
+        }
+        if let Some(ppid) = s.u64(id::PROCESS_PARENT_PID) {
+            if ppid > 0 {
+                self.process_parent_pid = ppid;
+            }
+        }
+    }
+
+    /// Approximate heap bytes held by this process's history.
+    pub fn heap_bytes(&self) -> usize {
+        let samples: usize = self.samples.iter().map(|p| p.heap_bytes() + 16).sum();
+        let gc: usize = self
+            .gc_snapshots
+            .values()
+            .flat_map(|r| r.iter())
+            .chain(self.gc_events.iter())
+            .map(|g| g.packed.heap_bytes() + 64)
+            .sum();
+        std::mem::size_of::<Process>() + samples + gc
+    }
+}
+
+/// Lifecycle event (`process_started` / `process_stopping` / `process_stopped`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LifecycleEvent {
+    /// Kind name.
+    pub kind: &'static str,
+    /// Header pid.
+    pub pid: u32,
+    /// Header stamp.
+    pub stamp: f64,
+    /// Field 5.
+    pub hostname: String,
+    /// Field 6.
+    pub process_group: String,
+    /// Field 7.
+    pub process_parent_pid: u64,
+    /// Field 130.
+    pub shutdown_reason: String,
+    /// Field 131.
+    pub process_uptime: f64,
+    /// Field 132.
+    pub lifetime_request_count: u64,
+    /// Field 133.
+    pub active_requests_at_decision: u64,
+    /// Field 134.
+    pub active_requests_at_exit: u64,
+    /// Field 135.
+    pub graceful_drain: u64,
+}
+
+/// Correlation key of a slow-request record.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SlowKey {
+    /// `(pid, log_id)` when the record carries a log id.
+    LogId(u32, String),
+    /// `(pid, thread_id, start_stamp bits)` otherwise.
+    Slot(u32, u64, u64),
+}
+
+/// One slow-request entry (keys as the reference's `SlowEntry.to_dict`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlowEntry {
+    /// Header pid.
+    pub pid: u32,
+    /// 203.
+    pub thread_id: u64,
+    /// 205.
+    pub server_pid: u64,
+    /// Text fields 204, 210–217.
+    pub log_id: String,
+    /// 210.
+    pub method: String,
+    /// 211.
+    pub scheme: String,
+    /// 212.
+    pub hostname: String,
+    /// 213.
+    pub script_name: String,
+    /// 214.
+    pub path_info: String,
+    /// 216.
+    pub peer_ip: String,
+    /// 215.
+    pub protocol: String,
+    /// 217.
+    pub user_agent: String,
+    /// 201.
+    pub start_stamp: f64,
+    /// 202.
+    pub duration: f64,
+    /// 200.
+    pub state: u64,
+    /// 230.
+    pub input_bytes: u64,
+    /// 231.
+    pub input_reads: u64,
+    /// 232.
+    pub output_bytes: u64,
+    /// 233.
+    pub output_writes: u64,
+    /// 250.
+    pub cpu_user_time: f64,
+    /// 251.
+    pub cpu_system_time: f64,
+    /// 220.
+    pub server_time: f64,
+    /// 221.
+    pub queue_time: f64,
+    /// 222.
+    pub daemon_time: f64,
+    /// 223.
+    pub application_time: f64,
+    /// 224.
+    pub gil_wait_time: f64,
+    /// 225.
+    pub gil_wait_count: u64,
+    /// 234.
+    pub input_read_time: f64,
+    /// 235.
+    pub output_write_time: f64,
+    /// 260.
+    pub active_at_start: u64,
+    /// 261.
+    pub active_at_completion: u64,
+    /// 240.
+    pub status: u64,
+    /// Arrival time (not serialised).
+    pub last_seen: Instant,
+}
+
+/// What one datagram changed, for the message layer to publish.
+#[derive(Debug)]
+pub enum Update {
+    /// A periodic sample (REQUEST or any other kind routed there).
+    Sample(Sample),
+    /// A lifecycle event.
+    Lifecycle(LifecycleEvent),
+    /// A GC snapshot or event.
+    Gc {
+        /// The decoded datagram.
+        sample: Sample,
+        /// Interpreter key.
+        interpreter: Arc<str>,
+    },
+    /// A slow-request record.
+    Slow {
+        /// Its key.
+        key: SlowKey,
+        /// The new entry.
+        entry: Arc<SlowEntry>,
+        /// Header stamp.
+        stamp: f64,
+    },
+    /// Nothing to publish (undecodable datagram).
+    Nothing,
+}
+
+/// The whole model.
+#[derive(Debug)]
+pub struct State {
+    /// Bounds.
+    pub limits: Limits,
+    /// Processes in order of first appearance.
+    pub processes: IndexMap<u32, Process>,
+    /// Slow entries in order of first appearance of their key.
+    pub slow: IndexMap<SlowKey, Arc<SlowEntry>>,
+    /// Lifecycle ring, oldest first.
+    pub lifecycle: VecDeque<LifecycleEvent>,
+    /// Every datagram received, including undecodable ones.
+    pub total_received: u64,
+    /// Datagrams that failed to decode.
+    pub decode_errors: u64,
+    /// Sum of per-process sequence gaps (datagrams lost in transit).
+    pub seq_gaps: u64,
+    /// Slow entries evicted by the count bound.
+    pub slow_evicted: u64,
+    /// Last decode error, for diagnostics.
+    pub last_decode_error: Option<String>,
+}
+
+fn text(s: &Sample, fid: u16) -> String {
+    s.text(fid).map(|t| t.into_owned()).unwrap_or_default()
+}
+
+fn num_u64(s: &Sample, fid: u16) -> u64 {
+    match s.get(fid) {
+        Some(Value::U64(v)) => *v,
+        Some(Value::I64(v)) => (*v).max(0) as u64,
+        Some(Value::F64(v)) if *v > 0.0 => *v as u64,
+        _ => 0,
+    }
+}
+
+fn num_f64(s: &Sample, fid: u16) -> f64 {
+    s.f64(fid).unwrap_or(0.0)
+}
+
+impl State {
+    /// An empty model.
+    pub fn new(limits: Limits) -> State {
+        State {
+            limits,
+            processes: IndexMap::new(),
+            slow: IndexMap::new(),
+            lifecycle: VecDeque::new(),
+            total_received: 0,
+            decode_errors: 0,
+            seq_gaps: 0,
+            slow_evicted: 0,
+            last_decode_error: None,
+        }
+    }
+
+    /// Decodes and applies one datagram.
+    pub fn ingest(&mut self, datagram: &[u8], now: Instant) -> Update {
+        self.total_received += 1;
+        match wire::decode(datagram) {
+            Ok(s) => self.apply(s, now),
+            Err(e) => {
+                self.decode_errors += 1;
+                tracing::warn!("decode error: {e} (len={})", datagram.len());
+                self.last_decode_error = Some(e.to_string());
+                Update::Nothing
+            }
+        }
+    }
+
+    fn note_seq(&mut self, pid: u32, seq: u32) {
+        if let Some(p) = self.processes.get_mut(&pid) {
+            p.datagrams += 1;
+            match p.last_any_seq {
+                Some(last) => {
+                    let ahead = seq.wrapping_sub(last);
+                    if ahead >= 1 && ahead < (1 << 31) {
+                        let gap = (ahead - 1) as u64;
+                        p.drops += gap;
+                        self.seq_gaps += gap;
+                        p.last_any_seq = Some(seq);
+                    } else if seq == 1 {
+                        // A new reporter reusing the pid starts over.
+                        p.last_any_seq = Some(seq);
+                    }
+                    // Otherwise a late (reordered) datagram: not a loss.
+                }
+                None => p.last_any_seq = Some(seq),
+            }
+        }
+    }
+
+    fn process_entry(&mut self, pid: u32, now: Instant) -> &mut Process {
+        self.processes
+            .entry(pid)
+            .or_insert_with(|| Process::new(pid, now))
+    }
+
+    /// Applies one decoded datagram.
+    pub fn apply(&mut self, s: Sample, now: Instant) -> Update {
+        let (pid, seq) = (s.header.pid, s.header.seq);
+        let update = match s.header.kind {
+            Kind::SLOW_REQUEST => self.apply_slow(s, now),
+            Kind::PROCESS_STARTED | Kind::PROCESS_STOPPING | Kind::PROCESS_STOPPED => {
+                self.apply_lifecycle(s, now)
+            }
+            Kind::GC_SNAPSHOT | Kind::GC_EVENT => self.apply_gc(s, now),
+            _ => self.apply_periodic(s, now),
+        };
+        self.note_seq(pid, seq);
+        update
+    }
+
+    fn apply_periodic(&mut self, s: Sample, now: Instant) -> Update {
+        let limit = self.limits.samples_per_process;
+        let p = self.process_entry(s.header.pid, now);
+        p.last_seq = s.header.seq;
+        p.last_seen = now;
+        p.latch_identity(&s, false);
+        if let Some(sp) = s.f64(id::SAMPLE_PERIOD) {
+            if sp > 0.0 {
+                p.sample_period = sp;
+            }
+        }
+        if p.samples.len() >= limit {
+            p.samples.pop_front();
+        }
+        p.samples.push_back(Arc::new(pack(&s)));
+        Update::Sample(s)
+    }
+
+    fn apply_lifecycle(&mut self, s: Sample, now: Instant) -> Update {
+        let ev = LifecycleEvent {
+            kind: match s.header.kind {
+                Kind::PROCESS_STARTED => "process_started",
+                Kind::PROCESS_STOPPING => "process_stopping",
+                _ => "process_stopped",
+            },
+            pid: s.header.pid,
+            stamp: s.header.stamp,
+            hostname: text(&s, id::HOSTNAME),
+            process_group: text(&s, id::PROCESS_GROUP),
+            process_parent_pid: num_u64(&s, id::PROCESS_PARENT_PID),
+            shutdown_reason: text(&s, id::SHUTDOWN_REASON),
+            process_uptime: num_f64(&s, id::PROCESS_UPTIME),
+            lifetime_request_count: num_u64(&s, id::LIFETIME_REQUEST_COUNT),
+            active_requests_at_decision: num_u64(&s, id::ACTIVE_REQUESTS_AT_DECISION),
+            active_requests_at_exit: num_u64(&s, id::ACTIVE_REQUESTS_AT_EXIT),
+            graceful_drain: num_u64(&s, id::GRACEFUL_DRAIN),
+        };
+        if self.lifecycle.len() >= self.limits.lifecycle_events {
+            self.lifecycle.pop_front();
+        }
+        self.lifecycle.push_back(ev.clone());
+        if s.header.kind == Kind::PROCESS_STARTED {
+            let p = self.process_entry(s.header.pid, now);
+            p.last_seen = now;
+            p.latch_identity(&s, true);
+        }
+        Update::Lifecycle(ev)
+    }
+
+    fn apply_gc(&mut self, s: Sample, now: Instant) -> Update {
+        let limits = self.limits.clone();
+        let interp: Arc<str> = Arc::from(s.text(id::INTERPRETER_NAME).unwrap_or_default().as_ref());
+        let p = self.process_entry(s.header.pid, now);
+        p.last_seen = now;
+        let rec = Arc::new(GcRecord {
+            interpreter: interp.clone(),
+            packed: pack(&s),
+            stamp: s.header.stamp,
+        });
+        if s.header.kind == Kind::GC_SNAPSHOT {
+            if !p.gc_snapshots.contains_key(&interp)
+                && p.gc_snapshots.len() >= limits.interpreters_per_process
+            {
+                p.gc_dropped_interpreters += 1;
+            } else {
+                let ring = p.gc_snapshots.entry(interp.clone()).or_default();
+                if ring.len() >= limits.gc_snapshots_per_interpreter {
+                    ring.pop_front();
+                }
+                ring.push_back(rec);
+            }
+        } else {
+            let cutoff = s.header.stamp - limits.gc_event_seconds;
+            p.gc_events.push_back(rec);
+            while p.gc_events.len() > limits.gc_events_per_process
+                || p.gc_events.front().is_some_and(|e| e.stamp < cutoff)
+            {
+                p.gc_events.pop_front();
+            }
+        }
+        Update::Gc {
+            sample: s,
+            interpreter: interp,
+        }
+    }
+
+    fn apply_slow(&mut self, s: Sample, now: Instant) -> Update {
+        let pid = s.header.pid;
+        let log_id = text(&s, id::SLOW_LOG_ID);
+        let thread_id = num_u64(&s, id::SLOW_THREAD_ID);
+        let start_stamp = num_f64(&s, id::SLOW_START_STAMP);
+        let key = if log_id.is_empty() {
+            SlowKey::Slot(pid, thread_id, start_stamp.to_bits())
+        } else {
+            SlowKey::LogId(pid, log_id.clone())
+        };
+        let entry = Arc::new(SlowEntry {
+            pid,
+            thread_id,
+            server_pid: num_u64(&s, id::SLOW_SERVER_PID),
+            log_id,
+            method: text(&s, id::SLOW_METHOD),
+            scheme: text(&s, id::SLOW_SCHEME),
+            hostname: text(&s, id::SLOW_HOSTNAME),
+            script_name: text(&s, id::SLOW_SCRIPT_NAME),
+            path_info: text(&s, id::SLOW_PATH_INFO),
+            peer_ip: text(&s, id::SLOW_PEER_IP),
+            protocol: text(&s, id::SLOW_PROTOCOL),
+            user_agent: text(&s, id::SLOW_USER_AGENT),
+            start_stamp,
+            duration: num_f64(&s, id::SLOW_DURATION),
+            state: num_u64(&s, id::SLOW_RECORD_STATE),
+            input_bytes: num_u64(&s, id::SLOW_INPUT_BYTES),
+            input_reads: num_u64(&s, id::SLOW_INPUT_READS),
+            output_bytes: num_u64(&s, id::SLOW_OUTPUT_BYTES),
+            output_writes: num_u64(&s, id::SLOW_OUTPUT_WRITES),
+            cpu_user_time: num_f64(&s, id::SLOW_CPU_USER_TIME),
+            cpu_system_time: num_f64(&s, id::SLOW_CPU_SYSTEM_TIME),
+            server_time: num_f64(&s, id::SLOW_SERVER_TIME),
+            queue_time: num_f64(&s, id::SLOW_QUEUE_TIME),
+            daemon_time: num_f64(&s, id::SLOW_DAEMON_TIME),
+            application_time: num_f64(&s, id::SLOW_APPLICATION_TIME),
+            gil_wait_time: num_f64(&s, id::SLOW_GIL_WAIT_TIME),
+            gil_wait_count: num_u64(&s, id::SLOW_GIL_WAIT_COUNT),
+            input_read_time: num_f64(&s, id::SLOW_INPUT_READ_TIME),
+            output_write_time: num_f64(&s, id::SLOW_OUTPUT_WRITE_TIME),
+            active_at_start: num_u64(&s, id::SLOW_ACTIVE_AT_START),
+            active_at_completion: num_u64(&s, id::SLOW_ACTIVE_AT_COMPLETION),
+            status: num_u64(&s, id::SLOW_STATUS),
+            last_seen: now,
+        });
+        self.slow.insert(key.clone(), entry.clone());
+        if self.slow.len() > self.limits.slow_entries {
+            // Evict the oldest completed entry, else the oldest entry.
+            let victim = self
+                .slow
+                .iter()
+                .position(|(_, e)| e.state == 1)
+                .unwrap_or(0);
+            self.slow.shift_remove_index(victim);
+            self.slow_evicted += 1;
+        }
+        Update::Slow {
+            key,
+            entry,
+            stamp: s.header.stamp,
+        }
+    }
+
+    fn slow_ttl(&self, e: &SlowEntry) -> Duration {
+        let sp = self
+            .processes
+            .get(&e.pid)
+            .map(|p| p.sample_period)
+            .filter(|&sp| sp > 0.0)
+            .unwrap_or(1.0);
+        let secs = if e.state == 1 {
+            (5.0 * sp).max(600.0)
+        } else {
+            (3.0 * sp).max(5.0)
+        };
+        Duration::from_secs_f64(secs)
+    }
+
+    /// Timer-driven expiry: stale processes, then slow entries past their
+    /// TTL or whose process is gone. Returns the pids dropped.
+    pub fn expire(&mut self, now: Instant) -> Vec<u32> {
+        let stale_after = self.limits.stale_after;
+        let mut dropped = Vec::new();
+        self.processes.retain(|pid, p| {
+            let keep = now.saturating_duration_since(p.last_seen) <= stale_after;
+            if !keep {
+                tracing::info!("gc: dropping stale pid={pid}");
+                dropped.push(*pid);
+            }
+            keep
+        });
+        if !self.slow.is_empty() {
+            let keep: Vec<bool> = self
+                .slow
+                .values()
+                .map(|e| {
+                    // Records of a pid we never had state for (gap 24) are
+                    // kept for their TTL instead of being dropped at once.
+                    let gone = dropped.contains(&e.pid);
+                    !gone && now.saturating_duration_since(e.last_seen) <= self.slow_ttl(e)
+                })
+                .collect();
+            let mut it = keep.into_iter();
+            self.slow.retain(|_, _| it.next().unwrap_or(true));
+        }
+        dropped
+    }
+
+    /// `POST /api/slow/clear`: keeps only live active entries; returns them.
+    pub fn clear_slow(&mut self, now: Instant) -> Vec<(SlowKey, Arc<SlowEntry>)> {
+        let keep: Vec<bool> = self
+            .slow
+            .values()
+            .map(|e| {
+                e.state != 1
+                    && self.processes.contains_key(&e.pid)
+                    && now.saturating_duration_since(e.last_seen) <= self.slow_ttl(e)
+            })
+            .collect();
+        let mut it = keep.into_iter();
+        self.slow.retain(|_, _| it.next().unwrap_or(false));
+        self.slow
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
+    }
+
+    /// Approximate heap bytes of all history.
+    pub fn heap_bytes(&self) -> usize {
+        self.processes
+            .values()
+            .map(Process::heap_bytes)
+            .sum::<usize>()
+            + self.slow.len() * 512
+    }
+}
