@@ -1,1 +1,385 @@
-//! (being written)
+//! HTTP routes and the WebSocket (`ingester.md` §6-7), on warp.
+//!
+//! `GET /` (UI with the base-path script injected), `GET /static/<file>`,
+//! `GET /api/state`, `POST /api/slow/clear`, `GET /ws`. Differences from the
+//! reference: cross-origin WebSocket upgrades and cross-origin POSTs are
+//! refused (403); the base path is escaped so it cannot leave the script
+//! element; the subscriber limit answers 503 before upgrading instead of
+//! leaking the connection; the WebSocket's first snapshot is kept within a
+//! byte budget (clients such as the reference `top` refuse messages over
+//! 4 MiB) unless the client asks for `?history=full`.
+
+use crate::messages;
+use crate::recv::Shared;
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, watch};
+use warp::http::{header, Response, StatusCode};
+use warp::ws::{Message, WebSocket, Ws};
+use warp::{Filter, Rejection, Reply};
+
+/// HTTP-side configuration.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// `--root-path`, normalised; empty means "use X-Forwarded-Prefix".
+    pub root_path: String,
+    /// Most concurrent WebSocket clients.
+    pub max_clients: usize,
+    /// Byte budget of a WebSocket client's first snapshot (`None` = whole).
+    pub snapshot_budget: Option<usize>,
+}
+
+/// Normalises a base path as the reference does: trim, `""`/`"/"` → `""`,
+/// leading `/` added, trailing `/` removed.
+pub fn normalize_base(v: &str) -> String {
+    let v = v.trim();
+    if v.is_empty() || v == "/" {
+        return String::new();
+    }
+    let mut s = if v.starts_with('/') {
+        v.to_string()
+    } else {
+        format!("/{v}")
+    };
+    while s.len() > 1 && s.ends_with('/') {
+        s.pop();
+    }
+    s
+}
+
+/// JSON string literal safe inside `<script>`: `<`, `>`, `&` and the JS line
+/// separators are escaped.
+pub fn script_json_string(s: &str) -> String {
+    serde_json::to_string(s)
+        .unwrap_or_else(|_| "\"\"".into())
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
+/// The index page with `window.TELEMETRY_BASE` / `TELEMETRY_VERSION`
+/// injected before the first `</head>`.
+pub fn render_index(html: &str, base: &str) -> String {
+    let script = format!(
+        "<script>window.TELEMETRY_BASE = {};window.TELEMETRY_VERSION = {};</script>\n",
+        script_json_string(base),
+        script_json_string(env!("CARGO_PKG_VERSION"))
+    );
+    match html.find("</head>") {
+        Some(i) => format!("{}{}{}", &html[..i], script, &html[i..]),
+        None => format!("{script}{html}"),
+    }
+}
+
+/// True when a request's `Origin` (if any) names the same host as the request
+/// (`Host`, or `X-Forwarded-Host` behind a proxy). Non-browser clients send
+/// no Origin and are allowed.
+pub fn same_origin(origin: Option<&str>, host: Option<&str>, fwd_host: Option<&str>) -> bool {
+    let Some(origin) = origin else { return true };
+    let Some(rest) = origin.split("://").nth(1) else {
+        return false;
+    };
+    let o = rest.trim_end_matches('/').to_ascii_lowercase();
+    [host, fwd_host]
+        .into_iter()
+        .flatten()
+        .any(|h| h.split(',').next().map(|h| h.trim().to_ascii_lowercase()) == Some(o.clone()))
+}
+
+fn forbidden(msg: &str) -> warp::reply::Response {
+    Response::builder()
+        .status(StatusCode::FORBIDDEN)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(format!("{msg}\n").into())
+        .unwrap_or_default()
+}
+
+fn json_response(body: String) -> warp::reply::Response {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body.into())
+        .unwrap_or_default()
+}
+
+/// Builds a snapshot without holding the state lock while serialising.
+async fn snapshot(shared: &Arc<Shared>, budget: Option<usize>) -> String {
+    let refs = {
+        let st = shared.lock();
+        let mut r = messages::capture(&st);
+        r.extra.push((
+            "queue_overflow",
+            shared.queue_overflow.load(Ordering::Relaxed),
+        ));
+        r.extra.push(("slow_evicted", st.slow_evicted));
+        r
+    };
+    tokio::task::spawn_blocking(move || messages::snapshot_json(&refs, budget))
+        .await
+        .unwrap_or_default()
+}
+
+/// All routes.
+pub fn routes(
+    shared: Arc<Shared>,
+    cfg: HttpConfig,
+    shutdown: watch::Receiver<bool>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
+{
+    let clients = Arc::new(AtomicUsize::new(0));
+    let with_shared = {
+        let s = shared.clone();
+        warp::any().map(move || s.clone())
+    };
+    let cfg2 = cfg.clone();
+    let index = warp::path::end()
+        .and(warp::get().or(warp::head()).unify())
+        .and(warp::header::optional::<String>("x-forwarded-prefix"))
+        .map(move |prefix: Option<String>| {
+            let base = if !cfg2.root_path.is_empty() {
+                cfg2.root_path.clone()
+            } else {
+                normalize_base(prefix.as_deref().unwrap_or(""))
+            };
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                .header(header::CACHE_CONTROL, "no-store")
+                .body(render_index(crate::ui_assets::INDEX_HTML, &base).into())
+                .unwrap_or_default()
+        });
+    let statics = warp::path("static")
+        .and(warp::path::tail())
+        .and(warp::get())
+        .map(|tail: warp::path::Tail| {
+            let path = tail.as_str();
+            let found = if path == "index.html" {
+                Some((
+                    crate::ui_assets::INDEX_HTML.as_bytes(),
+                    "text/html; charset=utf-8",
+                ))
+            } else {
+                crate::ui_assets::asset(path)
+            };
+            match found {
+                Some((bytes, ctype)) => Response::builder()
+                    .header(header::CONTENT_TYPE, ctype)
+                    .body(bytes.to_vec().into())
+                    .unwrap_or_default(),
+                None => Response::builder()
+                    .status(StatusCode::NOT_FOUND)
+                    .body("not found\n".into())
+                    .unwrap_or_default(),
+            }
+        });
+    let state = warp::path!("api" / "state")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_shared.clone())
+        .then(
+            |q: HashMap<String, String>, shared: Arc<Shared>| async move {
+                let budget = q
+                    .get("budget")
+                    .and_then(|b| b.parse::<usize>().ok())
+                    .filter(|&b| b > 0);
+                json_response(snapshot(&shared, budget).await)
+            },
+        );
+    let clear = warp::path!("api" / "slow" / "clear")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("host"))
+        .and(warp::header::optional::<String>("x-forwarded-host"))
+        .and(with_shared.clone())
+        .map(
+            |origin: Option<String>,
+             host: Option<String>,
+             fwd: Option<String>,
+             shared: Arc<Shared>| {
+                if !same_origin(origin.as_deref(), host.as_deref(), fwd.as_deref()) {
+                    return forbidden("cross-origin request refused");
+                }
+                let mut st = shared.lock();
+                let kept = st.clear_slow(Instant::now());
+                shared.publish(messages::slow_clear_json(&kept));
+                drop(st);
+                json_response("{\"ok\": true}".into())
+            },
+        );
+    let cfg3 = cfg.clone();
+    let ws = warp::path("ws")
+        .and(warp::path::end())
+        .and(warp::ws())
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("host"))
+        .and(warp::header::optional::<String>("x-forwarded-host"))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_shared)
+        .map(
+            move |ws: Ws,
+                  origin: Option<String>,
+                  host: Option<String>,
+                  fwd: Option<String>,
+                  q: HashMap<String, String>,
+                  shared: Arc<Shared>| {
+                if !same_origin(origin.as_deref(), host.as_deref(), fwd.as_deref()) {
+                    return forbidden("cross-origin WebSocket refused");
+                }
+                if clients.load(Ordering::SeqCst) >= cfg3.max_clients {
+                    return Response::builder()
+                        .status(StatusCode::SERVICE_UNAVAILABLE)
+                        .body("too many WebSocket clients\n".into())
+                        .unwrap_or_default();
+                }
+                let budget = match q.get("history").map(String::as_str) {
+                    Some("full") => None,
+                    _ => cfg3.snapshot_budget,
+                };
+                let clients = clients.clone();
+                clients.fetch_add(1, Ordering::SeqCst);
+                let shutdown = shutdown.clone();
+                ws.max_message_size(1 << 20)
+                    .on_upgrade(move |socket| async move {
+                        client(socket, shared, budget, shutdown).await;
+                        clients.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .into_response()
+            },
+        );
+    index
+        .or(statics)
+        .unify()
+        .or(state)
+        .unify()
+        .or(clear)
+        .unify()
+        .or(ws)
+        .unify()
+        .recover(|_r: Rejection| async {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(StatusCode::NOT_FOUND)
+                    .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                    .body("not found\n".into())
+                    .unwrap_or_default(),
+            )
+        })
+        .unify()
+}
+
+async fn client(
+    socket: WebSocket,
+    shared: Arc<Shared>,
+    budget: Option<usize>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut tx, mut rx) = socket.split();
+    // Subscribe and capture under the same lock: the client then sees
+    // exactly the messages that follow its snapshot.
+    let (mut sub, refs) = {
+        let st = shared.lock();
+        let sub = shared.tx.subscribe();
+        let mut r = messages::capture(&st);
+        r.extra.push((
+            "queue_overflow",
+            shared.queue_overflow.load(Ordering::Relaxed),
+        ));
+        r.extra.push(("slow_evicted", st.slow_evicted));
+        (sub, r)
+    };
+    let snap =
+        match tokio::task::spawn_blocking(move || messages::snapshot_json(&refs, budget)).await {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+    if tx.send(Message::text(snap)).await.is_err() {
+        return;
+    }
+    let mut ping = tokio::time::interval(Duration::from_secs(30));
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            m = sub.recv() => match m {
+                Ok(msg) => {
+                    if tx.send(Message::text(&*msg)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    shared.lagged.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            incoming = rx.next() => match incoming {
+                Some(Ok(m)) if m.is_close() => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!("ws client error: {e}");
+                    break;
+                }
+                None => break,
+            },
+            _ = ping.tick() => {
+                if tx.send(Message::ping(Vec::new())).await.is_err() {
+                    break;
+                }
+            }
+            _ = shutdown.changed() => {
+                let _ = tx.send(Message::close_with(1001u16, "server shutdown")).await;
+                break;
+            }
+        }
+    }
+    let _ = tx.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_paths() {
+        assert_eq!(normalize_base(""), "");
+        assert_eq!(normalize_base(" / "), "");
+        assert_eq!(normalize_base("telemetry/"), "/telemetry");
+        assert_eq!(normalize_base("/a/b//"), "/a/b");
+    }
+
+    #[test]
+    fn injection_is_escaped() {
+        let page = render_index(
+            "<html><head><title>x</title></head><body></body></html>",
+            "/</script><script>alert(1)</script>",
+        );
+        assert!(!page.contains("</script><script>alert"));
+        assert!(page.contains("window.TELEMETRY_BASE = \"/\\u003c/script\\u003e"));
+        let i = page.find("<script>window.TELEMETRY_BASE").unwrap();
+        assert!(i < page.find("</head>").unwrap());
+    }
+
+    #[test]
+    fn origins() {
+        assert!(same_origin(None, Some("127.0.0.1:8888"), None));
+        assert!(same_origin(
+            Some("http://127.0.0.1:8888"),
+            Some("127.0.0.1:8888"),
+            None
+        ));
+        assert!(!same_origin(
+            Some("http://evil.example"),
+            Some("127.0.0.1:8888"),
+            None
+        ));
+        assert!(same_origin(
+            Some("https://ops.example.com"),
+            Some("127.0.0.1:8888"),
+            Some("ops.example.com")
+        ));
+        assert!(!same_origin(Some("null"), Some("127.0.0.1:8888"), None));
+    }
+}

@@ -1,1 +1,196 @@
-//! (being written)
+//! The receive path: one thread drains the socket, another applies
+//! datagrams to the state and publishes messages.
+//!
+//! The kernel queue of a UNIX datagram socket is tiny here
+//! (`net.unix.max_dgram_qlen` = 10), so the receiving thread does nothing
+//! but `recv` and hand batches over; it never waits for the state lock. The
+//! ingest thread applies a whole batch under one lock acquisition and runs
+//! expiry on a 1 s timer, so no per-datagram work depends on the number of
+//! processes.
+
+use crate::messages;
+use crate::state::State;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+/// A published message (serialised once, shared by every subscriber).
+pub type Msg = Arc<str>;
+
+/// Datagrams held between the two threads at most, in bytes; beyond it new
+/// datagrams are dropped and counted (only reachable if the ingest thread is
+/// starved for a long time).
+pub const MAX_QUEUED_BYTES: usize = 256 << 20;
+
+/// State and publication channel shared by the ingest thread and the HTTP
+/// layer.
+pub struct Shared {
+    /// The model.
+    pub state: Mutex<State>,
+    /// Published messages; subscribe while holding the state lock to get
+    /// exactly the messages after a snapshot.
+    pub tx: broadcast::Sender<Msg>,
+    /// Datagrams dropped because the in-process queue was full.
+    pub queue_overflow: AtomicU64,
+    queued_bytes: AtomicUsize,
+    /// Set to stop both threads.
+    pub stop: AtomicBool,
+    /// Messages subscribers missed because they were too slow.
+    pub lagged: AtomicU64,
+}
+
+impl Shared {
+    /// New shared state with a broadcast channel of `capacity` messages.
+    pub fn new(state: State, capacity: usize) -> Arc<Shared> {
+        let (tx, _) = broadcast::channel(capacity);
+        Arc::new(Shared {
+            state: Mutex::new(state),
+            tx,
+            queue_overflow: AtomicU64::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            lagged: AtomicU64::new(0),
+        })
+    }
+
+    /// Locks the state (a poisoned lock is still usable: the model is
+    /// consistent between datagrams).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes a message to current subscribers (no-op without any).
+    pub fn publish(&self, msg: String) {
+        let _ = self.tx.send(Arc::from(msg));
+    }
+
+    /// Applies a batch of datagrams.
+    pub fn ingest_batch(&self, batch: &[Vec<u8>]) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let publish = self.tx.receiver_count() > 0;
+        for d in batch {
+            let u = st.ingest(d, now);
+            if publish {
+                if let Some(js) = messages::update_json(&u) {
+                    self.publish(js);
+                }
+            }
+        }
+    }
+}
+
+/// Handles of the two threads.
+pub struct Threads {
+    recv: std::thread::JoinHandle<()>,
+    ingest: std::thread::JoinHandle<()>,
+}
+
+impl Threads {
+    /// Waits for both threads after [`Shared::stop`] was set.
+    pub fn join(self) {
+        let _ = self.recv.join();
+        let _ = self.ingest.join();
+    }
+}
+
+fn recv_dontwait(sock: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: valid fd and a buffer of the length we pass.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Starts the receive and ingest threads on a bound socket.
+pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threads> {
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let (tx, rx) = mpsc::channel::<Vec<Vec<u8>>>();
+    let sh = shared.clone();
+    let recv = std::thread::Builder::new()
+        .name("telemetry-recv".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; wire::RECV_BUFFER];
+            while !sh.stop.load(Ordering::Relaxed) {
+                let n = match socket.recv(&mut buf) {
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(e) => {
+                        tracing::error!("receive failed: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                let mut batch = vec![buf[..n].to_vec()];
+                let mut bytes = n;
+                // Drain whatever else is queued without blocking.
+                while batch.len() < 4096 {
+                    match recv_dontwait(&socket, &mut buf) {
+                        Ok(n) => {
+                            bytes += n;
+                            batch.push(buf[..n].to_vec());
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if sh.queued_bytes.load(Ordering::Relaxed) + bytes > MAX_QUEUED_BYTES {
+                    sh.queue_overflow
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    continue;
+                }
+                sh.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+                if tx.send(batch).is_err() {
+                    break;
+                }
+            }
+        })?;
+    let sh = shared;
+    let ingest = std::thread::Builder::new()
+        .name("telemetry-ingest".into())
+        .spawn(move || {
+            let mut next_expiry = Instant::now() + Duration::from_secs(1);
+            loop {
+                match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(batch) => {
+                        let bytes: usize = batch.iter().map(Vec::len).sum();
+                        sh.ingest_batch(&batch);
+                        sh.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if sh.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                let now = Instant::now();
+                if now >= next_expiry {
+                    sh.lock().expire(now);
+                    next_expiry = now + Duration::from_secs(1);
+                }
+            }
+        })?;
+    Ok(Threads { recv, ingest })
+}

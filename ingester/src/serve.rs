@@ -1,6 +1,16 @@
 //! `mod_wsgi-telemetry serve`: the ingester with its web UI and API.
+//!
+//! Start-up binds the datagram socket and the HTTP listener first and exits
+//! with a one-line error if either fails (the reference keeps serving HTTP
+//! without a receiver). SIGINT/SIGTERM close WebSocket clients with 1001,
+//! stop the receive threads and remove the socket file.
 
+use crate::http::{self, HttpConfig};
+use crate::recv::{self, Shared};
+use crate::state::{Limits, State};
+use anyhow::Context;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 /// Options of `serve` (also accepted with no subcommand).
 #[derive(clap::Args, Debug, Clone)]
@@ -14,24 +24,87 @@ pub struct ServeArgs {
     /// Group name or numeric GID to chown the socket to.
     #[arg(long)]
     pub socket_group: Option<String>,
-    /// HTTP bind address.
+    /// HTTP bind address (keep it on loopback unless a proxy with
+    /// authentication is in front).
     #[arg(long, default_value = "127.0.0.1")]
-    pub http_host: String,
+    pub http_host: std::net::IpAddr,
     /// HTTP port.
     #[arg(long, default_value_t = 8888)]
     pub http_port: u16,
     /// URL prefix when a reverse proxy strips a mount point.
     #[arg(long, default_value = "")]
     pub root_path: String,
-    /// Log level (error, warn, info, debug, trace).
-    #[arg(long, default_value = "INFO")]
-    pub log_level: String,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "INFO", value_parser = parse_level)]
+    pub log_level: tracing::Level,
+    /// Most concurrent WebSocket clients.
+    #[arg(long, default_value_t = 64)]
+    pub max_clients: usize,
+    /// Byte budget of a WebSocket client's first snapshot; older history is
+    /// left out beyond it (0 = no limit). Clients may ask for
+    /// `/ws?history=full`.
+    #[arg(long, default_value_t = 3_500_000)]
+    pub snapshot_budget: usize,
     /// Also run a built-in simulator feeding this ingester (demo mode).
     #[arg(long)]
     pub demo: bool,
 }
 
+fn parse_level(s: &str) -> Result<tracing::Level, String> {
+    let l = s.trim().to_ascii_lowercase();
+    let l = match l.as_str() {
+        "warning" => "warn",
+        "critical" | "fatal" => "error",
+        other => other,
+    };
+    l.parse()
+        .map_err(|_| format!("unknown log level '{s}' (use error, warn, info, debug or trace)"))
+}
+
 /// Runs `serve`; returns the exit status.
-pub fn run(_args: ServeArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("serve is not implemented yet")
+pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let bound = crate::socket::bind(&args.listen, args.socket_mode, args.socket_group.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let addr = std::net::SocketAddr::new(args.http_host, args.http_port);
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for HTTP"))?;
+        let shared = Shared::new(State::new(Limits::default()), 1024);
+        let threads = recv::start(bound.socket.try_clone()?, shared.clone())?;
+        tracing::info!("listening on unix:{}", args.listen.display());
+        let cfg = HttpConfig {
+            root_path: http::normalize_base(&args.root_path),
+            max_clients: args.max_clients,
+            snapshot_budget: (args.snapshot_budget > 0).then_some(args.snapshot_budget),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let routes = http::routes(shared.clone(), cfg, stop_rx);
+        tracing::info!("UI on http://{addr}/ (root-path='{}')", args.root_path);
+        if args.demo {
+            // The simulator lands separately; until then say so plainly.
+            anyhow::bail!("--demo is not available in this build yet");
+        }
+        let signal = async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let name = tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => "SIGTERM",
+            };
+            tracing::info!("received {name}, shutting down");
+            let _ = stop_tx.send(true);
+        };
+        warp::serve(routes).incoming(listener).graceful(signal).run().await;
+        shared.stop.store(true, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || threads.join()).await.ok();
+        drop(bound);
+        Ok(0)
+    })
 }
