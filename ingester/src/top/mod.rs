@@ -163,11 +163,17 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
     } else {
         Vec::new()
     };
-    if args.json {
+    let text = if args.json {
         let v = once::json(&args.url, received, &h, &rows, &failures);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        serde_json::to_string_pretty(&v)?
     } else {
-        println!("{}", once::text(&h, &rows, &failures));
+        once::text(&h, &rows, &failures)
+    };
+    {
+        use std::io::Write;
+        // A closed pipe (`top --once | head`) is not an error worth a panic.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}").and_then(|_| out.flush());
     }
     if !received {
         eprintln!(
