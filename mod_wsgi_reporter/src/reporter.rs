@@ -1,0 +1,658 @@
+//! The reporter: turns drained accumulators into datagrams, in the
+//! reference's field order (via `wire::emit`), and counts what it could not
+//! send. Pure Rust: the sink, clock and process probes are injected, so the
+//! same reporter serves the embedded-mode thread here and a future
+//! daemon-mode reporter.
+
+use crate::accum::{self, Accounting, PhaseSum, SlowRecord, Snapshot};
+use crate::sys::{ProcessStats, Sink};
+use wire::emit::{self, Identity, Lifecycle, Phase, RequestTick, Slots};
+use wire::MAX_DATAGRAM;
+
+/// Identity strings, owned (captured once at start).
+#[derive(Clone, Debug, Default)]
+pub struct OwnedIdentity {
+    /// e.g. `4.9.4`.
+    pub mod_wsgi_version: Vec<u8>,
+    /// e.g. `3.11.2`.
+    pub python_version: Vec<u8>,
+    /// e.g. `Apache/2.4.71`.
+    pub apache_version: Vec<u8>,
+    /// `event`, `prefork`, …
+    pub mpm_name: Vec<u8>,
+    /// `gethostname()`.
+    pub hostname: Vec<u8>,
+    /// Daemon group; empty in embedded mode.
+    pub process_group: Vec<u8>,
+    /// Apache parent pid.
+    pub parent_pid: u64,
+}
+
+impl OwnedIdentity {
+    fn view(&self) -> Identity<'_> {
+        Identity {
+            mod_wsgi_version: &self.mod_wsgi_version,
+            python_version: &self.python_version,
+            apache_version: &self.apache_version,
+            mpm_name: &self.mpm_name,
+            hostname: &self.hostname,
+            process_group: &self.process_group,
+            process_parent_pid: self.parent_pid,
+            // sys.getswitchinterval() needs the GIL; not read: field absent.
+            switch_interval: 0.0,
+        }
+    }
+}
+
+/// Parses `mod_wsgi/X` and `Python/Y` out of an Apache server description
+/// such as `Apache/2.4.71 (Debian) mod_wsgi/4.9.4 Python/3.11`; returns
+/// (apache base version, mod_wsgi version, python version).
+pub fn parse_server_description(desc: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut apache = Vec::new();
+    let mut wsgi = Vec::new();
+    let mut py = Vec::new();
+    for (i, tok) in desc.split(|b| b.is_ascii_whitespace()).enumerate() {
+        if i == 0 && tok.starts_with(b"Apache/") {
+            apache = tok.to_vec();
+        } else if let Some(v) = tok.strip_prefix(b"mod_wsgi/") {
+            wsgi = v.to_vec();
+        } else if let Some(v) = tok.strip_prefix(b"Python/") {
+            py = v.to_vec();
+        }
+    }
+    (apache, wsgi, py)
+}
+
+/// First whitespace-delimited token of a Python version banner.
+pub fn python_version_token(banner: &[u8]) -> Vec<u8> {
+    banner
+        .split(|b| *b == b' ' || *b == b'\t')
+        .next()
+        .unwrap_or(&[])
+        .to_vec()
+}
+
+/// First-tick delay for a process: spreads the tick phase of many
+/// processes over the interval (deterministic per pid), never below 10%.
+pub fn first_tick_delay(pid: u32, interval_s: f64) -> f64 {
+    let h = (pid as u64 ^ 0x5851_F42D_4C95_7F2D).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let frac = (h >> 11) as f64 / (1u64 << 53) as f64;
+    interval_s * (0.1 + 0.9 * frac)
+}
+
+/// Reporter settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Seconds.
+    pub interval: f64,
+    /// µs, 0 = off.
+    pub slow_threshold_us: u64,
+    /// Send field 217.
+    pub capture_user_agent: bool,
+}
+
+/// One process's reporter state.
+pub struct Reporter<S: Sink> {
+    sink: S,
+    settings: Settings,
+    identity: OwnedIdentity,
+    pid: u32,
+    seq: u32,
+    dropped: u64,
+    sent: u64,
+    start_us: u64,
+    prev_stamp_us: u64,
+    prev_cpu: (f64, f64),
+    thread_cpu_prev: Vec<(i32, f64)>,
+    lifetime_requests: u64,
+    snapshot: Snapshot,
+    slow_done: Vec<SlowRecord>,
+    slow_active: Vec<SlowRecord>,
+    slow_lost_reported: u64,
+    buf: Box<[u8; MAX_DATAGRAM]>,
+    started: bool,
+    stopped: bool,
+}
+
+impl<S: Sink> Reporter<S> {
+    /// A reporter whose baselines are seeded at `now_us`: the first tick
+    /// covers everything since then.
+    pub fn new(
+        sink: S,
+        settings: Settings,
+        identity: OwnedIdentity,
+        pid: u32,
+        slots: usize,
+        now_us: u64,
+        cpu: (f64, f64),
+    ) -> Self {
+        Reporter {
+            sink,
+            settings,
+            identity,
+            pid,
+            seq: 0,
+            dropped: 0,
+            sent: 0,
+            start_us: now_us,
+            prev_stamp_us: now_us,
+            prev_cpu: cpu,
+            thread_cpu_prev: vec![(0, 0.0); slots],
+            lifetime_requests: 0,
+            snapshot: Snapshot::new(slots),
+            slow_done: Vec::new(),
+            slow_active: Vec::new(),
+            slow_lost_reported: 0,
+            buf: Box::new([0; MAX_DATAGRAM]),
+            started: false,
+            stopped: false,
+        }
+    }
+
+    /// Datagrams that could not be sent so far (field 19).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Datagrams sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Requests finished since start (as reported so far).
+    pub fn lifetime_requests(&self) -> u64 {
+        self.lifetime_requests
+    }
+
+    /// Slow completed records lost to full rings, reported so far.
+    pub fn slow_records_lost(&self) -> u64 {
+        self.slow_lost_reported
+    }
+
+    /// The sink (tests).
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn emit(&mut self, len: Result<usize, wire::EncodeError>) {
+        match len {
+            Ok(n) => {
+                if self.sink.send(&self.buf[..n]) {
+                    self.sent += 1;
+                } else {
+                    self.dropped += 1;
+                }
+            }
+            // Cannot happen with the bounded field set; count it anyway.
+            Err(_) => self.dropped += 1,
+        }
+    }
+
+    /// PROCESS_STARTED, stamped with the reporter start.
+    pub fn started(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let seq = self.next_seq();
+        let id = self.identity.clone();
+        let r = emit::process_started(
+            &mut self.buf[..],
+            self.pid,
+            seq,
+            self.start_us as f64 / 1e6,
+            &id.view(),
+        );
+        self.emit(r);
+    }
+
+    /// One tick: REQUEST, then completed slow records, then active ones.
+    pub fn tick(
+        &mut self,
+        acc: &Accounting,
+        now_us: u64,
+        ps: &ProcessStats,
+        thread_cpu: &dyn Fn(i32) -> Option<f64>,
+    ) {
+        acc.snapshot(now_us, &mut self.snapshot);
+        let period = ((now_us.saturating_sub(self.prev_stamp_us)) as f64 / 1e6).max(1e-9);
+        self.prev_stamp_us = now_us;
+        let du = (ps.cpu_user - self.prev_cpu.0).max(0.0) / period;
+        let ds = (ps.cpu_system - self.prev_cpu.1).max(0.0) / period;
+        self.prev_cpu = (ps.cpu_user, ps.cpu_system);
+        let snap = &self.snapshot;
+        let n = snap.completed.len();
+        let max_threads = n as u64;
+
+        // Per-slot thread CPU from the threads' CPU clocks (no request-path
+        // cost): what the slot's thread used since the previous tick.
+        let mut cpu = [0f64; wire::MAX_SLOTS];
+        for i in 0..n.min(wire::MAX_SLOTS) {
+            let tid = snap.tids[i];
+            if tid <= 0 {
+                continue;
+            }
+            if let Some(now_cpu) = thread_cpu(tid) {
+                let (ptid, prev) = self.thread_cpu_prev[i];
+                if ptid == tid {
+                    cpu[i] = (now_cpu - prev).max(0.0);
+                }
+                self.thread_cpu_prev[i] = (tid, now_cpu);
+            }
+        }
+        let m = n.min(wire::MAX_SLOTS);
+        let mut busy = [0f64; wire::MAX_SLOTS];
+        let mut cur = [0f64; wire::MAX_SLOTS];
+        let mut maxd = [0f64; wire::MAX_SLOTS];
+        for i in 0..m {
+            busy[i] = snap.busy_us[i] as f64 / 1e6;
+            cur[i] = (snap.current_elapsed_us[i] / 1000) as f64 / 1000.0;
+            maxd[i] = (snap.max_duration_us[i] / 1000) as f64 / 1000.0;
+        }
+        let phase = |p: &PhaseSum| -> (f64, u64, f64, f64) {
+            let count = p.buckets.iter().map(|&c| c as u64).sum::<u64>();
+            (
+                p.sum_us as f64 / 1e6,
+                count,
+                if count > 0 {
+                    p.min_us as f64 / 1e6
+                } else {
+                    0.0
+                },
+                p.max_us as f64 / 1e6,
+            )
+        };
+        let mk = |p: &PhaseSum| {
+            let (sum, count, min, max) = phase(p);
+            (sum, count, min, max)
+        };
+        let ph: Vec<(f64, u64, f64, f64)> = snap.phases.iter().map(mk).collect();
+        let to_phase = |i: usize| Phase {
+            sum: ph[i].0,
+            count: ph[i].1,
+            min: ph[i].2,
+            max: ph[i].3,
+            buckets: &snap.phases[i].buckets,
+        };
+        self.lifetime_requests += snap.request_count;
+        let identity = self.identity.view();
+        let tick = RequestTick {
+            identity: &identity,
+            sample_period: period,
+            telemetry_interval: self.settings.interval,
+            slow_requests_threshold: self.settings.slow_threshold_us as f64 / 1e6,
+            reporter_dropped_datagrams: Some(self.dropped),
+            request_count: snap.request_count,
+            request_throughput: snap.request_count as f64 / period,
+            capacity_utilization: snap.busy_us_total as f64
+                / 1e6
+                / period
+                / max_threads.max(1) as f64,
+            cpu_user_utilization: du,
+            cpu_system_utilization: ds,
+            cpu_utilization: du + ds,
+            memory_rss: ps.rss,
+            memory_max_rss: ps.max_rss.max(ps.rss),
+            request_threads_maximum: max_threads,
+            request_threads_started: snap.threads_started,
+            request_threads_active: snap.threads_active,
+            server: to_phase(accum::SERVER),
+            application: to_phase(accum::APPLICATION),
+            request: to_phase(accum::REQUEST),
+            gil_wait: None,
+            input_read: to_phase(accum::INPUT_READ),
+            output_write: to_phase(accum::OUTPUT_WRITE),
+            queue_daemon: None,
+            input_bytes_total: snap.io[0],
+            input_reads_total: snap.io[1],
+            output_bytes_total: snap.io[2],
+            output_writes_total: snap.io[3],
+            status: snap.status,
+            slots: Slots {
+                completed: &snap.completed[..m],
+                busy_time: &busy[..m],
+                cpu_time: &cpu[..m],
+                current_elapsed: &cur[..m],
+                max_duration: &maxd[..m],
+            },
+        };
+        let seq = self.seq.wrapping_add(1);
+        self.seq = seq;
+        let r = emit::request(&mut self.buf[..], self.pid, seq, now_us as f64 / 1e6, &tick);
+        self.emit(r);
+
+        if self.settings.slow_threshold_us > 0 {
+            let mut done = std::mem::take(&mut self.slow_done);
+            let mut active = std::mem::take(&mut self.slow_active);
+            self.slow_lost_reported = acc.take_completed_slow(&mut done);
+            acc.scan_active_slow(now_us, &mut active);
+            for rec in done.iter().chain(active.iter()) {
+                self.send_slow(rec, now_us);
+            }
+            self.slow_done = done;
+            self.slow_active = active;
+        }
+    }
+
+    fn send_slow(&mut self, r: &SlowRecord, stamp_us: u64) {
+        use accum::text::*;
+        let server = r.claim_us.saturating_sub(r.request_start_us) as f64 / 1e6;
+        let app = r.end_us.saturating_sub(r.claim_us) as f64 / 1e6;
+        let ua: &[u8] = if self.settings.capture_user_agent {
+            r.text.get(USER_AGENT)
+        } else {
+            b""
+        };
+        let w = emit::SlowRecord {
+            state: r.completed as u64,
+            // Arrival, so duration = server + application (gap 6).
+            start_stamp: r.request_start_us as f64 / 1e6,
+            duration: r.end_us.saturating_sub(r.request_start_us) as f64 / 1e6,
+            thread_id: r.thread_id,
+            server_pid: self.pid as u64,
+            input_bytes: r.input_bytes,
+            input_reads: r.input_reads,
+            output_bytes: r.output_bytes,
+            output_writes: r.output_writes,
+            cpu_user_time: r.cpu_user_us as f64 / 1e6,
+            cpu_system_time: r.cpu_system_us as f64 / 1e6,
+            server_time: server,
+            queue_time: 0.0,
+            daemon_time: 0.0,
+            application_time: app,
+            gil_wait_time: 0.0,
+            gil_wait_count: 0,
+            input_read_time: r.input_read_us as f64 / 1e6,
+            output_write_time: r.output_write_us as f64 / 1e6,
+            active_at_start: r.active_at_start,
+            active_at_completion: r.active_at_completion,
+            status: r.status,
+            log_id: r.text.get(LOG_ID),
+            method: r.text.get(METHOD),
+            scheme: r.text.get(SCHEME),
+            hostname: r.text.get(HOSTNAME),
+            script_name: r.text.get(SCRIPT_NAME),
+            path_info: r.text.get(PATH_INFO),
+            protocol: r.text.get(PROTOCOL),
+            peer_ip: r.text.get(PEER_IP),
+            user_agent: ua,
+        };
+        let seq = self.next_seq();
+        let res = emit::slow_request(&mut self.buf[..], self.pid, seq, stamp_us as f64 / 1e6, &w);
+        self.emit(res);
+    }
+
+    /// PROCESS_STOPPING.
+    pub fn stopping(&mut self, reason: &[u8], active: u64) {
+        let l = Lifecycle {
+            hostname: &self.identity.hostname.clone(),
+            process_group: &self.identity.process_group.clone(),
+            shutdown_reason: reason,
+            active_requests_at_decision: active,
+            ..Lifecycle::default()
+        };
+        let seq = self.next_seq();
+        let r = emit::process_stopping(
+            &mut self.buf[..],
+            self.pid,
+            seq,
+            crate::sys::now_us() as f64 / 1e6,
+            &l,
+        );
+        self.emit(r);
+    }
+
+    /// PROCESS_STOPPED (at most once).
+    pub fn stopped(&mut self, reason: &[u8], active: u64, now_us: u64) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let host = self.identity.hostname.clone();
+        let group = self.identity.process_group.clone();
+        let l = Lifecycle {
+            hostname: &host,
+            process_group: &group,
+            shutdown_reason: reason,
+            process_uptime: now_us.saturating_sub(self.start_us) as f64 / 1e6,
+            lifetime_request_count: self.lifetime_requests,
+            active_requests_at_exit: active,
+            graceful_drain: active == 0,
+            ..Lifecycle::default()
+        };
+        let seq = self.next_seq();
+        let r = emit::process_stopped(&mut self.buf[..], self.pid, seq, now_us as f64 / 1e6, &l);
+        self.emit(r);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::accum::{Detail, Finished};
+
+    #[derive(Default)]
+    pub struct VecSink {
+        pub out: Vec<Vec<u8>>,
+        pub refuse: bool,
+    }
+    impl Sink for VecSink {
+        fn send(&mut self, d: &[u8]) -> bool {
+            if self.refuse {
+                return false;
+            }
+            self.out.push(d.to_vec());
+            true
+        }
+    }
+
+    pub fn settings(slow: u64) -> Settings {
+        Settings {
+            interval: 1.0,
+            slow_threshold_us: slow,
+            capture_user_agent: false,
+        }
+    }
+
+    fn ident() -> OwnedIdentity {
+        OwnedIdentity {
+            mod_wsgi_version: b"4.9.4".to_vec(),
+            python_version: b"3.11.2".to_vec(),
+            apache_version: b"Apache/2.4.71".to_vec(),
+            mpm_name: b"event".to_vec(),
+            hostname: b"web1".to_vec(),
+            process_group: vec![],
+            parent_pid: 1,
+        }
+    }
+
+    #[test]
+    fn description_parsing() {
+        let (a, w, p) =
+            parse_server_description(b"Apache/2.4.71 (Debian) mod_wsgi/4.9.4 Python/3.11");
+        assert_eq!(
+            (a.as_slice(), w.as_slice(), p.as_slice()),
+            (&b"Apache/2.4.71"[..], &b"4.9.4"[..], &b"3.11"[..])
+        );
+        assert_eq!(
+            python_version_token(b"3.11.2 (main, Mar 13 2023)"),
+            b"3.11.2"
+        );
+    }
+
+    #[test]
+    fn phase_spread() {
+        let d: Vec<f64> = (1000..1100).map(|p| first_tick_delay(p, 2.0)).collect();
+        assert!(d.iter().all(|&x| (0.2..=2.0).contains(&x)));
+        let distinct = d
+            .iter()
+            .map(|x| (x * 1000.0) as u64)
+            .collect::<std::collections::HashSet<_>>();
+        assert!(distinct.len() > 90, "phases spread over the interval");
+    }
+
+    #[test]
+    fn first_tick_carries_requests_and_fields() {
+        let acc = Accounting::new(4, 0, 1.0);
+        let mut rep = Reporter::new(
+            VecSink::default(),
+            settings(0),
+            ident(),
+            42,
+            4,
+            1_000_000,
+            (0.0, 0.0),
+        );
+        rep.started();
+        let c = acc.claim(0, 0, 1_000_100, 1_000_200, None);
+        acc.finish(
+            c,
+            &Finished {
+                request_start_us: 1_000_100,
+                claim_us: 1_000_200,
+                finish_us: 1_003_200,
+                status: 404,
+                output_bytes: 9,
+                output_writes: 1,
+                ..Default::default()
+            },
+        );
+        let ps = ProcessStats {
+            cpu_user: 0.5,
+            cpu_system: 0.25,
+            rss: 100,
+            max_rss: 200,
+        };
+        rep.tick(&acc, 2_000_000, &ps, &|_| None);
+        let out = &rep.sink().out;
+        assert_eq!(out.len(), 2);
+        let st = wire::decode(&out[0]).unwrap();
+        assert_eq!(st.header.kind, wire::Kind::PROCESS_STARTED);
+        assert_eq!(st.header.seq, 1);
+        let t = wire::decode(&out[1]).unwrap();
+        assert_eq!(t.header.kind, wire::Kind::REQUEST);
+        assert_eq!(t.u64(wire::id::REQUEST_COUNT), Some(1));
+        assert_eq!(t.u64(wire::id::STATUS_4XX_TOTAL), Some(1));
+        assert_eq!(t.u64(wire::id::STATUS_2XX_TOTAL), Some(0));
+        assert_eq!(t.u64(wire::id::OUTPUT_BYTES_TOTAL), Some(9));
+        assert_eq!(t.f64(wire::id::SAMPLE_PERIOD), Some(1.0));
+        assert_eq!(t.f64(wire::id::CPU_USER_UTILIZATION), Some(0.5));
+        assert_eq!(t.u64(wire::id::REPORTER_DROPPED_DATAGRAMS), Some(0));
+        assert_eq!(t.u64(wire::id::REQUEST_THREADS_MAXIMUM), Some(4));
+        assert!(
+            t.get(wire::id::GIL_WAIT_TIME).is_none(),
+            "unobservable: absent, not zero"
+        );
+        assert!(t.get(wire::id::QUEUE_TIME).is_none());
+        assert!(t.get(wire::id::SWITCH_INTERVAL).is_none());
+        assert_eq!(t.f64(wire::id::REQUEST_TIME_MAX), Some(0.0031));
+        assert_eq!(t.f64(wire::id::SERVER_TIME_MIN), Some(0.0001));
+    }
+
+    #[test]
+    fn drops_are_counted_and_reported() {
+        let acc = Accounting::new(1, 0, 1.0);
+        let mut rep = Reporter::new(
+            VecSink {
+                refuse: true,
+                ..Default::default()
+            },
+            settings(0),
+            ident(),
+            42,
+            1,
+            0,
+            (0.0, 0.0),
+        );
+        rep.started();
+        rep.tick(&acc, 1_000_000, &ProcessStats::default(), &|_| None);
+        assert_eq!(rep.dropped(), 2);
+        rep.sink.refuse = false;
+        rep.tick(&acc, 2_000_000, &ProcessStats::default(), &|_| None);
+        let t = wire::decode(&rep.sink().out[0]).unwrap();
+        assert_eq!(t.u64(wire::id::REPORTER_DROPPED_DATAGRAMS), Some(2));
+    }
+
+    #[test]
+    fn slow_records_completed_before_active_and_user_agent_gated() {
+        let acc = Accounting::new(2, 100_000, 1.0);
+        let ua = b"probe-agent/1.0".to_vec();
+        let path = b"/sleep/300".to_vec();
+        let mut d = Detail::default();
+        d.strings[accum::text::USER_AGENT] = (ua.as_ptr(), ua.len());
+        d.strings[accum::text::PATH_INFO] = (path.as_ptr(), path.len());
+        for capture in [false, true] {
+            let mut s = settings(100_000);
+            s.capture_user_agent = capture;
+            let mut rep = Reporter::new(VecSink::default(), s, ident(), 42, 2, 0, (0.0, 0.0));
+            let c1 = acc.claim(0, 0, 10, 20, Some(&d));
+            let _c2 = acc.claim(1, 0, 10, 20, Some(&d));
+            acc.finish(
+                c1,
+                &Finished {
+                    request_start_us: 10,
+                    claim_us: 20,
+                    finish_us: 300_020,
+                    status: 200,
+                    ..Default::default()
+                },
+            );
+            rep.tick(&acc, 400_000, &ProcessStats::default(), &|_| None);
+            let out: Vec<_> = rep
+                .sink()
+                .out
+                .iter()
+                .map(|d| wire::decode(d).unwrap())
+                .collect();
+            assert_eq!(out.len(), 3);
+            assert_eq!(out[1].u64(wire::id::SLOW_RECORD_STATE), Some(1));
+            assert_eq!(out[1].u64(wire::id::SLOW_STATUS), Some(200));
+            assert_eq!(out[1].f64(wire::id::SLOW_DURATION), Some(0.30001));
+            assert_eq!(
+                out[1].text(wire::id::SLOW_PATH_INFO).as_deref(),
+                Some("/sleep/300")
+            );
+            assert_eq!(out[2].u64(wire::id::SLOW_RECORD_STATE), Some(0));
+            assert_eq!(out[1].get(wire::id::SLOW_USER_AGENT).is_some(), capture);
+            assert_eq!(out[2].get(wire::id::SLOW_USER_AGENT).is_some(), capture);
+            // Release the in-flight one for the next round.
+            acc.finish(_c2, &Finished::default());
+            let mut v = Vec::new();
+            acc.take_completed_slow(&mut v);
+        }
+    }
+
+    #[test]
+    fn lifecycle_payloads() {
+        let mut rep = Reporter::new(
+            VecSink::default(),
+            settings(0),
+            ident(),
+            42,
+            1,
+            1_000_000,
+            (0.0, 0.0),
+        );
+        rep.stopping(b"graceful_signal", 0);
+        rep.stopped(b"graceful_signal", 0, 3_500_000);
+        rep.stopped(b"graceful_signal", 0, 3_600_000);
+        let out: Vec<_> = rep
+            .sink()
+            .out
+            .iter()
+            .map(|d| wire::decode(d).unwrap())
+            .collect();
+        assert_eq!(out.len(), 2, "STOPPED at most once");
+        assert_eq!(
+            out[0].text(wire::id::SHUTDOWN_REASON).as_deref(),
+            Some("graceful_signal")
+        );
+        assert_eq!(out[1].f64(wire::id::PROCESS_UPTIME), Some(2.5));
+        assert_eq!(out[1].u64(wire::id::GRACEFUL_DRAIN), Some(1));
+    }
+}

@@ -1,0 +1,206 @@
+//! Small OS helpers for the reporter thread and request path (Linux).
+//! Only the clock read and the cached `gettid` are used on the request path;
+//! `clock_gettime(CLOCK_REALTIME)` is served by the vDSO, not a syscall.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+
+/// Wall clock, µs since the epoch.
+pub fn now_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+thread_local! {
+    static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// Kernel thread id of the caller, cached per thread (one syscall per
+/// thread, not per request).
+pub fn tid() -> i32 {
+    TID.with(|t| {
+        let v = t.get();
+        if v != 0 {
+            return v;
+        }
+        // SAFETY: gettid has no preconditions.
+        let v = unsafe { libc::gettid() };
+        t.set(v);
+        v
+    })
+}
+
+/// CPU seconds (user+system) a thread of this process has used, from its
+/// per-thread CPU clock; `None` once the thread is gone.
+pub fn thread_cpu_seconds(tid: i32) -> Option<f64> {
+    if tid <= 0 {
+        return None;
+    }
+    // MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_PROF) from the kernel's
+    // posix-timers.h: ((~tid) << 3) | CPUCLOCK_PERTHREAD_MASK | PROF(0).
+    let clock = ((!tid) << 3) | 4;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; an invalid clock id just fails.
+    let rc = unsafe { libc::clock_gettime(clock as libc::clockid_t, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+}
+
+/// (user, system) CPU µs of the calling thread (one syscall).
+pub fn thread_cpu_us() -> Option<(u64, u64)> {
+    // SAFETY: zeroed rusage is a valid out-buffer.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    (rc == 0).then(|| (tv_us(ru.ru_utime), tv_us(ru.ru_stime)))
+}
+
+fn tv_us(t: libc::timeval) -> u64 {
+    t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64
+}
+
+/// Process-wide figures read once per tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessStats {
+    /// Process user CPU, seconds since start.
+    pub cpu_user: f64,
+    /// Process system CPU, seconds since start.
+    pub cpu_system: f64,
+    /// Current RSS, bytes.
+    pub rss: u64,
+    /// Peak RSS, bytes.
+    pub max_rss: u64,
+}
+
+/// Reads CPU (getrusage), RSS (/proc/self/statm) and peak RSS.
+pub fn process_stats() -> ProcessStats {
+    // SAFETY: zeroed rusage is a valid out-buffer.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * page;
+    ProcessStats {
+        cpu_user: tv_us(ru.ru_utime) as f64 / 1e6,
+        cpu_system: tv_us(ru.ru_stime) as f64 / 1e6,
+        rss,
+        max_rss: ru.ru_maxrss.max(0) as u64 * 1024,
+    }
+}
+
+/// `gethostname()`.
+pub fn hostname() -> Vec<u8> {
+    let mut buf = [0u8; 256];
+    // SAFETY: buffer and its length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return Vec::new();
+    }
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    buf[..n].to_vec()
+}
+
+/// Where datagrams go. `send` must never block; false = dropped.
+pub trait Sink: Send {
+    /// Sends one datagram.
+    fn send(&mut self, datagram: &[u8]) -> bool;
+}
+
+/// An unconnected, non-blocking UNIX datagram socket sending to one path
+/// (a restarted ingester that re-binds the path is picked up on the next
+/// send).
+pub struct SocketSink {
+    sock: Option<UnixDatagram>,
+    path: std::path::PathBuf,
+}
+
+impl SocketSink {
+    /// Opens the socket; on failure every send counts as dropped.
+    pub fn open(path: &Path) -> SocketSink {
+        let sock = UnixDatagram::unbound().ok().inspect(|s| {
+            let _ = s.set_nonblocking(true);
+            let size: libc::c_int = 65536;
+            // SAFETY: valid fd and option buffer; errors are ignored as in
+            // the reference.
+            unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(s),
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDBUF,
+                    &size as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        });
+        SocketSink {
+            sock,
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Sink for SocketSink {
+    fn send(&mut self, datagram: &[u8]) -> bool {
+        match &self.sock {
+            // Non-blocking socket: equivalent to MSG_DONTWAIT on every send.
+            Some(s) => matches!(s.send_to(datagram, &self.path), Ok(n) if n == datagram.len()),
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sink_counts_absent_and_full_receivers_as_drops() {
+        let dir = std::env::temp_dir().join(format!("wsgi-telemetry-sink-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let mut sink = SocketSink::open(&path);
+        assert!(!sink.send(b"x"), "absent socket");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        assert!(sink.send(b"hello"));
+        let mut buf = [0u8; 16];
+        assert_eq!(rx.recv(&mut buf).unwrap(), 5);
+        // Nobody reads: the queue fills and sends fail instead of blocking.
+        let big = vec![0u8; 4096];
+        let mut failed = false;
+        for _ in 0..10_000 {
+            if !sink.send(&big) {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn own_thread_cpu_clock_is_readable() {
+        let t = tid();
+        assert!(t > 0);
+        assert_eq!(tid(), t);
+        assert!(thread_cpu_seconds(t).is_some());
+        assert!(thread_cpu_us().is_some());
+        assert!(process_stats().rss > 0);
+    }
+}
