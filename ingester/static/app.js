@@ -1,0 +1,254 @@
+// Entry point: wires the store, the connection, the controls and the views,
+// and batches redraws on requestAnimationFrame.
+//
+// Update path: WebSocket message → JSON.parse → Store.apply (incremental,
+// bounded) → mark dirty. Redraw path: at most one redraw per animation frame
+// and, for data-driven redraws, at most one every DATA_REDRAW_MS; only the
+// active tab and the sidebar are drawn, and each view skips what has not
+// changed since its last draw. Both paths are timed with performance.now()
+// and exposed as window.__telemetryPerf for the benchmark.
+
+import { Store } from './js/store.js';
+import { processStats, classify } from './js/stats.js';
+import { Connection } from './js/conn.js';
+import { Perf } from './js/perf.js';
+import { Sidebar } from './js/views/sidebar.js';
+import { Overview } from './js/views/overview.js';
+import { Capacity } from './js/views/capacity.js';
+import { Processes } from './js/views/processes.js';
+import { GcView } from './js/views/gc.js';
+import { SlowView } from './js/views/slow.js';
+import { Help } from './js/views/help.js';
+import { Modal } from './js/views/modal.js';
+import { $, setText, setOptions } from './js/dom.js';
+import { fmtCount } from './js/format.js';
+
+const DATA_REDRAW_MS = 250;
+export const WINDOW_S = 60;
+
+class App {
+  constructor() {
+    this.base = typeof window.TELEMETRY_BASE === 'string' ? window.TELEMETRY_BASE : '';
+    this.store = new Store();
+    this.perf = new Perf();
+    window.__telemetryPerf = this.perf;
+    window.__telemetry = this; // for tests and debugging
+    this.ui = {
+      group: '*',
+      markers: loadMarkers(),
+      tab: 'overview',
+      stuckThr: 1,
+    };
+    this.rafPending = false;
+    this.timer = null;
+    this.lastRedraw = 0;
+    this.forceNext = true;
+    this.statsCache = new Map();
+    this.modal = new Modal(this);
+    this.views = {
+      overview: new Overview(this),
+      capacity: new Capacity(this),
+      processes: new Processes(this),
+      gc: new GcView(this),
+      slow: new SlowView(this),
+    };
+    this.sidebar = new Sidebar(this);
+    this.help = new Help(this);
+    this.bindControls();
+    setText($('#version'), window.TELEMETRY_VERSION ? 'v' + window.TELEMETRY_VERSION : '');
+    this.conn = new Connection(this.wsUrl(), {
+      onMessage: (data) => this.onMessage(data),
+      onState: (state) => this.onConnState(state),
+    });
+    this.conn.open();
+    // Text-only freshness indicator (browser clock compared with browser clock).
+    setInterval(() => this.updateFreshness(), 1000);
+    this.schedule(true);
+  }
+
+  wsUrl() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return `${proto}//${location.host}${this.base}/ws`;
+  }
+
+  groupOk(g) {
+    return this.ui.group === '*' || (g || '') === this.ui.group;
+  }
+
+  onMessage(data) {
+    const t0 = performance.now();
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      this.perf.badMessages++;
+      return;
+    }
+    const changed = this.store.apply(msg);
+    this.perf.recordUpdate(performance.now() - t0, msg.type);
+    if (msg.type === 'slow_clear') this.views.slow.onClear();
+    if (msg.type === 'snapshot') {
+      this.statsCache.clear();
+      this.forceNext = true;
+      this.schedule(true);
+    } else if (changed) this.schedule(false);
+  }
+
+  onConnState(state) {
+    const pill = $('#conn');
+    const text = { open: 'connected', closed: 'disconnected, reconnecting…', error: 'error', connecting: 'connecting…' }[state] || state;
+    setText(pill, text);
+    pill.className = 'pill ' + (state === 'open' ? 'ok' : state === 'connecting' ? 'warn' : 'bad');
+  }
+
+  updateFreshness() {
+    const el = $('#freshness');
+    const last = this.store.lastArrival;
+    if (!last || this.conn.state !== 'open') return setText(el, '');
+    const age = (performance.now() - last) / 1000;
+    setText(el, age > 5 ? `no data for ${Math.round(age)} s` : '');
+  }
+
+  /** Requests a redraw: immediately on the next frame, or rate-limited for data. */
+  schedule(immediate) {
+    if (immediate) {
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
+      this.requestFrame();
+      return;
+    }
+    if (this.rafPending || this.timer) return;
+    const wait = this.lastRedraw + DATA_REDRAW_MS - performance.now();
+    if (wait <= 0) this.requestFrame();
+    else
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.requestFrame();
+      }, wait);
+  }
+
+  requestFrame() {
+    if (this.rafPending) return;
+    this.rafPending = true;
+    requestAnimationFrame(() => {
+      this.rafPending = false;
+      this.redraw();
+    });
+  }
+
+  /** Per-process window statistics, cached by (sample revision, now, threshold). */
+  stats(p) {
+    const key = `${p.rev}|${this.store.now}|${this.ui.stuckThr}`;
+    const c = this.statsCache.get(p.pid);
+    if (c && c.key === key && c.proc === p) return c;
+    const now = this.store.now;
+    const stats = processStats(p.samples.view(), now - WINDOW_S, now, this.ui.stuckThr);
+    const verdict = classify(stats);
+    const entry = { key, proc: p, stats, verdict };
+    this.statsCache.set(p.pid, entry);
+    return entry;
+  }
+
+  /** Redraw context shared by every view during one redraw. */
+  context() {
+    const store = this.store;
+    const live = [];
+    for (const p of store.procs.values()) if (store.isLive(p)) live.push(p);
+    live.sort((a, b) => a.pid - b.pid);
+    const visible = live.filter((p) => this.groupOk(p.group));
+    for (const pid of this.statsCache.keys()) if (!store.procs.has(pid)) this.statsCache.delete(pid);
+    return { now: store.now, live, visible, force: this.forceNext };
+  }
+
+  redraw() {
+    const t0 = performance.now();
+    this.lastRedraw = t0;
+    const ctx = this.context();
+    this.forceNext = false;
+    this.store.maybeHousekeep();
+    this.updateCounter();
+    this.updateGroupOptions(ctx);
+    this.sidebar.draw(ctx);
+    const view = this.views[this.ui.tab];
+    if (view) view.draw(ctx);
+    this.modal.refresh(ctx);
+    this.perf.recordRedraw(performance.now() - t0, this.ui.tab, ctx.visible.length);
+  }
+
+  updateCounter() {
+    const s = this.store;
+    const el = $('#counter');
+    let text = `${fmtCount(s.datagrams)} datagrams`;
+    if (s.decodeErrors > 0) text += ` · ${fmtCount(s.decodeErrors)} decode errors`;
+    const gaps = s.seqGaps;
+    if (gaps > 0) text += ` · ${fmtCount(gaps)} lost`;
+    setText(el, text);
+    el.classList.toggle('bad', s.decodeErrors > 0 || gaps > 0);
+  }
+
+  updateGroupOptions(ctx) {
+    const groups = new Set();
+    for (const p of ctx.live) groups.add(p.group || '');
+    if (this.ui.group !== '*') groups.add(this.ui.group); // keep a chosen group offered
+    const named = [...groups].filter((g) => g !== '').sort();
+    const opts = [{ value: '*', label: 'All' }, { value: '', label: '(embedded)' }, ...named.map((g) => ({ value: g, label: g }))];
+    const v = setOptions($('#group-filter'), opts, '*');
+    if (v !== this.ui.group) this.ui.group = v;
+  }
+
+  bindControls() {
+    $('#group-filter').addEventListener('change', (e) => {
+      this.ui.group = e.target.value;
+      this.forceNext = true;
+      this.schedule(true);
+    });
+    for (const cb of document.querySelectorAll('.markers input[type=checkbox]')) {
+      cb.checked = this.ui.markers[cb.dataset.cat] !== false;
+      cb.addEventListener('change', () => {
+        this.ui.markers[cb.dataset.cat] = cb.checked;
+        try {
+          localStorage.setItem('mod_wsgi.markerFilters', JSON.stringify(this.ui.markers));
+        } catch {
+          /* storage unavailable: keep in memory */
+        }
+        this.forceNext = true;
+        this.schedule(true);
+      });
+    }
+    for (const b of document.querySelectorAll('.tab-btn')) {
+      b.addEventListener('click', () => this.selectTab(b.dataset.tab));
+    }
+    window.addEventListener('resize', () => {
+      this.forceNext = true;
+      this.schedule(true);
+    });
+    document.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') this.modal.close();
+    });
+  }
+
+  selectTab(tab) {
+    this.ui.tab = tab;
+    for (const b of document.querySelectorAll('.tab-btn')) b.classList.toggle('active', b.dataset.tab === tab);
+    for (const s of document.querySelectorAll('.tab')) s.classList.toggle('active', s.id === 'tab-' + tab);
+    this.forceNext = true;
+    this.schedule(true);
+  }
+}
+
+function loadMarkers() {
+  const def = { planned: true, tuning: true, unplanned: true };
+  try {
+    const v = JSON.parse(localStorage.getItem('mod_wsgi.markerFilters') || 'null');
+    if (v && typeof v === 'object') {
+      for (const k of Object.keys(def)) if (typeof v[k] === 'boolean') def[k] = v[k];
+    }
+  } catch {
+    /* corrupt storage ignored */
+  }
+  return def;
+}
+
+new App();

@@ -1,0 +1,209 @@
+// Canvas chart primitives: line charts with restart markers and the
+// 65-bucket histogram. Each chart owns its canvas, resizes it only when its
+// box changes, and draws one path per colour (not per process), so 200
+// processes cost 8 strokes, not 200.
+
+import { fmtAxis } from './format.js';
+import { bucketLabel, NBUCKETS } from './hist.js';
+
+export const GRID = '#333';
+export const AXIS_TEXT = '#888';
+export const FONT = '10px system-ui, sans-serif';
+
+/** Matches the canvas backing store to its CSS box; returns {ctx, w, h}. */
+export function fitCanvas(canvas) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.max(1, Math.round(canvas.clientWidth));
+  const h = Math.max(1, Math.round(canvas.clientHeight));
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  return { ctx, w, h };
+}
+
+/**
+ * A time-series chart over [from, to] with one line per series.
+ * series: [{color, t: number[], v: number[]}]; markers: [{t, color, info}].
+ */
+export class LineChart {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.markers = [];
+    this.geom = null;
+  }
+
+  draw({ series, from, to, markers = [] }) {
+    const { ctx, w, h } = fitCanvas(this.canvas);
+    const pad = { l: 40, r: 6, t: 10, b: 14 };
+    const pw = Math.max(1, w - pad.l - pad.r);
+    const ph = Math.max(1, h - pad.t - pad.b);
+    let ymax = 0;
+    for (const s of series) for (let i = 0; i < s.v.length; i++) if (s.v[i] > ymax) ymax = s.v[i];
+    ymax = ymax > 0 ? ymax * 1.1 : 1;
+    const span = Math.max(1e-9, to - from);
+    const X = (t) => pad.l + ((t - from) / span) * pw;
+    const Y = (v) => pad.t + ph - (v / ymax) * ph;
+    // frame and axis labels (top and bottom only)
+    ctx.strokeStyle = GRID;
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(pad.l + 0.5, pad.t);
+    ctx.lineTo(pad.l + 0.5, pad.t + ph + 0.5);
+    ctx.lineTo(pad.l + pw, pad.t + ph + 0.5);
+    ctx.moveTo(pad.l, pad.t + 0.5);
+    ctx.lineTo(pad.l + pw, pad.t + 0.5);
+    ctx.stroke();
+    ctx.fillStyle = AXIS_TEXT;
+    ctx.font = FONT;
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'top';
+    ctx.fillText(fmtAxis(ymax), pad.l - 4, pad.t - 2);
+    ctx.textBaseline = 'bottom';
+    ctx.fillText('0', pad.l - 4, pad.t + ph + 2);
+    ctx.textAlign = 'left';
+    ctx.textBaseline = 'top';
+    ctx.fillText('-60s', pad.l + 2, pad.t + ph + 2);
+    ctx.textAlign = 'right';
+    ctx.fillText('now', pad.l + pw, pad.t + ph + 2);
+    // lines, batched by colour
+    const byColor = new Map();
+    for (const s of series) {
+      if (!s.t.length) continue;
+      if (!byColor.has(s.color)) byColor.set(s.color, []);
+      byColor.get(s.color).push(s);
+    }
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(pad.l, pad.t - 1, pw, ph + 2);
+    ctx.clip();
+    ctx.lineWidth = 1.3;
+    ctx.lineJoin = 'round';
+    for (const [color, list] of byColor) {
+      ctx.strokeStyle = color;
+      ctx.fillStyle = color;
+      ctx.beginPath();
+      for (const s of list) {
+        if (s.t.length === 1) {
+          ctx.rect(X(s.t[0]) - 1.5, Y(s.v[0]) - 1.5, 3, 3);
+          continue;
+        }
+        ctx.moveTo(X(s.t[0]), Y(s.v[0]));
+        for (let i = 1; i < s.t.length; i++) ctx.lineTo(X(s.t[i]), Y(s.v[i]));
+      }
+      ctx.stroke();
+    }
+    ctx.restore();
+    // restart markers
+    this.markers = [];
+    for (const m of markers) {
+      if (m.t < from || m.t > to) continue;
+      const x = Math.round(X(m.t)) + 0.5;
+      ctx.globalAlpha = 0.45;
+      ctx.strokeStyle = m.color;
+      ctx.beginPath();
+      ctx.moveTo(x, pad.t);
+      ctx.lineTo(x, pad.t + ph);
+      ctx.stroke();
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = m.color;
+      ctx.beginPath();
+      ctx.moveTo(x - 4, pad.t - 6);
+      ctx.lineTo(x + 4, pad.t - 6);
+      ctx.lineTo(x, pad.t);
+      ctx.closePath();
+      ctx.fill();
+      this.markers.push({ x, info: m.info });
+    }
+    this.geom = { pad, pw, ph, w, h };
+  }
+
+  /** Marker info within 6 px of canvas-relative x, or null. */
+  markerAt(x) {
+    let best = null;
+    let bd = 7;
+    for (const m of this.markers) {
+      const d = Math.abs(m.x - x);
+      if (d < bd) {
+        bd = d;
+        best = m;
+      }
+    }
+    return best ? best.info : null;
+  }
+}
+
+export const PCT_COLORS = { p50: '#81c784', p95: '#ff8a65', p99: '#ba68c8' };
+
+/**
+ * 65 equal-width bars scaled to the tallest, octave labels, percentile
+ * markers at fractional bucket positions. Returns geometry for hit-testing.
+ */
+export function drawHistogram(canvas, counts, marks, opts = {}) {
+  const { ctx, w, h } = fitCanvas(canvas);
+  const pad = { l: 40, r: 8, t: opts.noLabels ? 4 : 14, b: opts.noLabels ? 4 : 26 };
+  const pw = Math.max(1, w - pad.l - pad.r);
+  const ph = Math.max(1, h - pad.t - pad.b);
+  const bw = pw / NBUCKETS;
+  let max = 0;
+  for (let i = 0; i < NBUCKETS; i++) if (counts[i] > max) max = counts[i];
+  ctx.font = FONT;
+  ctx.strokeStyle = GRID;
+  ctx.beginPath();
+  ctx.moveTo(pad.l + 0.5, pad.t);
+  ctx.lineTo(pad.l + 0.5, pad.t + ph + 0.5);
+  ctx.lineTo(pad.l + pw, pad.t + ph + 0.5);
+  ctx.stroke();
+  if (max <= 0) {
+    ctx.fillStyle = AXIS_TEXT;
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    ctx.fillText(opts.empty || 'no data yet', pad.l + pw / 2, pad.t + ph / 2);
+    return { pad, pw, ph, bw };
+  }
+  ctx.fillStyle = opts.color || '#4fc3f7';
+  for (let i = 0; i < NBUCKETS; i++) {
+    const c = counts[i];
+    if (c <= 0) continue;
+    const bh = Math.max(1, (c / max) * ph);
+    ctx.fillRect(pad.l + i * bw + 0.5, pad.t + ph - bh, Math.max(1, bw - 1), bh);
+  }
+  ctx.fillStyle = AXIS_TEXT;
+  ctx.textAlign = 'right';
+  ctx.textBaseline = 'top';
+  if (!opts.noLabels) {
+    ctx.fillText(fmtAxis(max), pad.l - 4, pad.t - 2);
+    ctx.textBaseline = 'bottom';
+    ctx.fillText('0', pad.l - 4, pad.t + ph);
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'top';
+    for (let i = 0; i < NBUCKETS; i++) {
+      const lab = bucketLabel(i);
+      if (lab) ctx.fillText(lab, pad.l + (i + 0.5) * bw, pad.t + ph + 2);
+    }
+    ctx.textAlign = 'left';
+    ctx.fillText('<= ms', 2, pad.t + ph + 13);
+  }
+  for (const m of marks || []) {
+    if (m.pos == null) continue;
+    const x = pad.l + m.pos * bw;
+    ctx.strokeStyle = m.color;
+    ctx.fillStyle = m.color;
+    ctx.setLineDash([3, 3]);
+    ctx.beginPath();
+    ctx.moveTo(x, pad.t);
+    ctx.lineTo(x, pad.t + ph);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.beginPath();
+    ctx.moveTo(x - 4, pad.t - 7);
+    ctx.lineTo(x + 4, pad.t - 7);
+    ctx.lineTo(x, pad.t - 1);
+    ctx.closePath();
+    ctx.fill();
+  }
+  return { pad, pw, ph, bw };
+}

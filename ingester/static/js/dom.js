@@ -1,0 +1,76 @@
+// Tiny DOM helpers. Data never goes through innerHTML: request URLs, user
+// agents and group names are attacker-controlled text.
+
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  if (attrs) {
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v == null || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else if (k === 'style' && typeof v === 'object') Object.assign(el.style, v);
+      else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+      else if (k === 'dataset') Object.assign(el.dataset, v);
+      else el.setAttribute(k, v === true ? '' : v);
+    }
+  }
+  for (const c of children.flat()) {
+    if (c == null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/** Sets textContent only when it differs (avoids needless layout work). */
+export function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+export function $(sel, root = document) {
+  return root.querySelector(sel);
+}
+
+/** Replaces the options of a <select> if they differ; keeps the value if still offered. */
+export function setOptions(select, options, fallback) {
+  const cur = select.value;
+  const sig = options.map((o) => o.value + '\u0000' + o.label).join('\u0001');
+  if (select.dataset.sig !== sig) {
+    select.replaceChildren(...options.map((o) => h('option', { value: o.value, text: o.label })));
+    select.dataset.sig = sig;
+  }
+  const values = options.map((o) => o.value);
+  select.value = values.includes(cur) ? cur : fallback ?? values[0];
+  return select.value;
+}
+
+const tip = () => document.getElementById('tooltip');
+
+/**
+ * Shows the shared tooltip near (x, y) page coordinates. `lines` is an array
+ * of strings or [label, value] pairs or {text, cls}.
+ */
+export function showTooltip(x, y, lines, cls) {
+  const t = tip();
+  if (!t) return;
+  t.replaceChildren(
+    ...lines.map((l, i) => {
+      if (Array.isArray(l)) return h('div', null, h('span', { class: 'tl', text: l[0] }), ' ', h('span', { class: 'tv', text: String(l[1]) }));
+      if (l && typeof l === 'object') return h('div', { class: l.cls || '', text: l.text });
+      return h('div', { class: i === 0 ? 'tt-title' : '', text: l });
+    }),
+  );
+  t.className = 'tooltip' + (cls ? ' ' + cls : '');
+  t.hidden = false;
+  const r = t.getBoundingClientRect();
+  let left = x + 14;
+  let top = y + 14;
+  if (left + r.width > window.innerWidth - 4) left = x - r.width - 14;
+  if (top + r.height > window.innerHeight - 4) top = y - r.height - 14;
+  t.style.left = Math.max(4, left) + 'px';
+  t.style.top = Math.max(4, top) + 'px';
+}
+
+export function hideTooltip() {
+  const t = tip();
+  if (t) t.hidden = true;
+}

@@ -1,0 +1,77 @@
+// Update/redraw timing (performance.now()) and heap readings for the
+// smoothness benchmark: window.__telemetryPerf.
+
+class Series {
+  constructor(cap) {
+    this.buf = new Float64Array(cap);
+    this.n = 0;
+    this.total = 0;
+  }
+  push(v) {
+    this.buf[this.n % this.buf.length] = v;
+    this.n++;
+    this.total++;
+  }
+  values() {
+    const k = Math.min(this.n, this.buf.length);
+    return Array.from(this.buf.subarray(0, k));
+  }
+  quantile(q) {
+    const v = this.values().sort((a, b) => a - b);
+    if (!v.length) return null;
+    return v[Math.min(v.length - 1, Math.floor(q * v.length))];
+  }
+  reset() {
+    this.n = 0;
+  }
+}
+
+export class Perf {
+  constructor() {
+    this.update = new Series(20000);
+    this.redraw = new Series(4000);
+    this.updates = 0;
+    this.redraws = 0;
+    this.badMessages = 0;
+    this.lastRedrawTab = '';
+    this.lastVisible = 0;
+    this.byType = {};
+  }
+  recordUpdate(ms, type) {
+    this.update.push(ms);
+    this.updates++;
+    this.byType[type] = (this.byType[type] || 0) + 1;
+  }
+  recordRedraw(ms, tab, visible) {
+    this.redraw.push(ms);
+    this.redraws++;
+    this.lastRedrawTab = tab;
+    this.lastVisible = visible;
+  }
+  /** Forget collected timings (the benchmark calls this after warm-up). */
+  reset() {
+    this.update.reset();
+    this.redraw.reset();
+  }
+  heap() {
+    const m = performance.memory;
+    return m ? { used: m.usedJSHeapSize, total: m.totalJSHeapSize } : null;
+  }
+  summary() {
+    return {
+      updates: this.updates,
+      redraws: this.redraws,
+      updateP50: this.update.quantile(0.5),
+      updateP95: this.update.quantile(0.95),
+      updateMax: this.update.quantile(1),
+      redrawP50: this.redraw.quantile(0.5),
+      redrawP95: this.redraw.quantile(0.95),
+      redrawMax: this.redraw.quantile(1),
+      redrawSamples: Math.min(this.redraw.n, this.redraw.buf.length),
+      tab: this.lastRedrawTab,
+      visible: this.lastVisible,
+      heap: this.heap(),
+      byType: this.byType,
+    };
+  }
+}

@@ -1,0 +1,604 @@
+// The client's data model: applies server messages (ingester.md §7.2)
+// incrementally and keeps everything bounded. No DOM in here.
+//
+// Time: "now" is the newest reporter stamp seen, never the browser clock,
+// so a skewed browser clock cannot hide processes (reference gap 29).
+// Liveness: a process is live while its newest sample is within
+// max(10 s, 3 × sample_period) of now and, once it has sent STOPPED, for a
+// grace period after that; dead processes then leave the live views and
+// their samples are dropped after RETAIN_S, while their lifecycle records
+// stay for the Processes tab (gap 28).
+
+import { deriveSample, reasonCategory } from './stats.js';
+import { NBUCKETS } from './hist.js';
+
+export const PALETTE = ['#4fc3f7', '#ff8a65', '#81c784', '#ba68c8', '#fff176', '#4db6ac', '#e57373', '#9575cd'];
+export const STOPPED_GRACE_S = 10;
+export const RETAIN_S = 150; // per-process samples kept (covers the 60 s views with room)
+export const HIST_RETAIN_S = 600; // histogram time bins (10 m window)
+export const GC_RETAIN_S = 300;
+export const GC_EVENTS_MAX = 3000; // per process
+export const LIFECYCLE_MAX = 500;
+export const LIFECYCLE_AGE_S = 600;
+export const LIFE_RECORDS_MAX = 2000;
+export const SLOW_MAX = 5000;
+
+export const HIST_FIELDS = [
+  'request_time', 'application_time', 'daemon_time', 'queue_time', 'server_time',
+  'gil_wait_time', 'input_read_time', 'output_write_time',
+];
+
+/** Append-only array trimmed from the front without shift(). */
+export class Ring {
+  constructor() {
+    this.a = [];
+    this.start = 0;
+  }
+  get length() {
+    return this.a.length - this.start;
+  }
+  push(x) {
+    this.a.push(x);
+  }
+  at(i) {
+    return this.a[this.start + i];
+  }
+  last() {
+    return this.a.length > this.start ? this.a[this.a.length - 1] : undefined;
+  }
+  first() {
+    return this.a.length > this.start ? this.a[this.start] : undefined;
+  }
+  /** Drop leading items while pred(item) is true. */
+  dropWhile(pred) {
+    while (this.start < this.a.length && pred(this.a[this.start])) {
+      this.a[this.start] = undefined;
+      this.start++;
+    }
+    if (this.start > 64 && this.start * 2 > this.a.length) {
+      this.a = this.a.slice(this.start);
+      this.start = 0;
+    }
+  }
+  /** Live view as a plain array (a copy only after compaction would be needed). */
+  view() {
+    return this.start === 0 ? this.a : this.a.slice(this.start);
+  }
+  /** Index of the first item with key(item) ≥ v (binary search, items sorted by key). */
+  lowerBound(v, key) {
+    let lo = this.start;
+    let hi = this.a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (key(this.a[mid]) < v) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - this.start;
+  }
+  clear() {
+    this.a = [];
+    this.start = 0;
+  }
+}
+
+/** Insert keeping time order (samples nearly always arrive in order). */
+function pushSorted(ring, item) {
+  const last = ring.last();
+  if (!last || last.t <= item.t) {
+    ring.push(item);
+    return;
+  }
+  const arr = ring.view().slice();
+  let i = arr.length;
+  while (i > 0 && arr[i - 1].t > item.t) i--;
+  arr.splice(i, 0, item);
+  ring.a = arr;
+  ring.start = 0;
+}
+
+export function slowKeyString(key) {
+  return JSON.stringify(key);
+}
+
+/** One bin of summed histograms (per group, per reporter second). */
+function newBin(sec) {
+  return { sec, h: {}, min: {}, max: {}, switchInt: null, switchT: 0 };
+}
+
+export class Store {
+  constructor() {
+    this.reset();
+  }
+
+  reset() {
+    this.procs = new Map();
+    this.colorCount = 0;
+    this.now = 0; // newest reporter stamp
+    this.lastArrival = 0; // performance.now() of the newest datagram message
+    this.datagramsAtSnapshot = 0;
+    this.messagesSince = 0;
+    this.decodeErrors = 0;
+    this.seqGapsServer = 0;
+    this.historyTruncated = false;
+    this.extra = {};
+    this.lifecycle = new Ring();
+    this.life = new Map(); // pid → lifecycle record
+    this.slow = new Map(); // key string → {key, entry, seen}
+    this.bins = new Map(); // group → Ring of bins
+    this.groupsSeen = new Set();
+    this.rev = { samples: 0, life: 0, gc: 0, slow: 0, procs: 0, hist: 0 };
+    this.snapshotCount = (this.snapshotCount || 0) + 1;
+  }
+
+  /** Datagrams received by the ingester (server total at snapshot + datagram messages since). */
+  get datagrams() {
+    return this.datagramsAtSnapshot + this.messagesSince;
+  }
+
+  get seqGaps() {
+    let client = 0;
+    for (const p of this.procs.values()) client += p.dropsClient;
+    return this.seqGapsServer + client;
+  }
+
+  proc(pid, create = true) {
+    let p = this.procs.get(pid);
+    if (!p && create) {
+      p = {
+        pid,
+        color: PALETTE[this.colorCount++ % PALETTE.length],
+        hostname: '',
+        group: '',
+        mod_wsgi_version: '',
+        python_version: '',
+        apache_version: '',
+        mpm_name: '',
+        ppid: 0,
+        samples: new Ring(),
+        lastT: null,
+        firstSeen: this.now,
+        sp: 1,
+        slowThr: null,
+        switchInt: null,
+        rev: 0,
+        lastSeq: null,
+        dropsServer: 0,
+        dropsClient: 0,
+        otherSince: 0,
+        datagrams: 0,
+        gcSnaps: new Map(), // interpreter → Ring of {t, f}
+        gcEvents: new Ring(), // {t, start, dur, gen, interp}
+        gcRev: 0,
+        startedAt: null,
+        stoppingAt: null,
+        stoppedAt: null,
+        lastActivity: this.now,
+      };
+      this.procs.set(pid, p);
+      this.rev.procs++;
+    }
+    return p;
+  }
+
+  latchIdentity(p, f) {
+    let changed = false;
+    for (const k of ['hostname', 'mod_wsgi_version', 'python_version', 'apache_version', 'mpm_name']) {
+      if (f[k] && p[k] !== f[k]) {
+        p[k] = f[k];
+        changed = true;
+      }
+    }
+    if (f.process_group && p.group !== f.process_group) {
+      p.group = f.process_group;
+      changed = true;
+    }
+    if (f.process_parent_pid > 0 && p.ppid !== f.process_parent_pid) {
+      p.ppid = f.process_parent_pid;
+      changed = true;
+    }
+    if (changed) this.rev.procs++;
+  }
+
+  advance(t) {
+    if (Number.isFinite(t) && t > this.now) this.now = t;
+  }
+
+  /** Applies one server message; returns true if it changed anything. */
+  apply(msg) {
+    switch (msg.type) {
+      case 'snapshot':
+        this.applySnapshot(msg);
+        return true;
+      case 'sample':
+        this.messagesSince++;
+        this.addSample(msg, true);
+        return true;
+      case 'lifecycle':
+        this.messagesSince++;
+        this.addLifecycle(msg.event, true);
+        return true;
+      case 'gc_snapshot':
+        this.messagesSince++;
+        this.addGcSnapshot(msg.pid, msg.interpreter ?? '', msg.stamp, msg.fields || {}, true);
+        return true;
+      case 'gc_event':
+        this.messagesSince++;
+        this.addGcEvent(msg.pid, msg.interpreter ?? '', msg.stamp, msg.fields || {}, true);
+        return true;
+      case 'slow_request':
+        this.messagesSince++;
+        this.upsertSlow(msg.key, msg.entry, msg.stamp, true);
+        return true;
+      case 'slow_clear':
+        this.slow.clear();
+        for (const { key, entry } of msg.kept || []) this.upsertSlow(key, entry, null, false);
+        this.rev.slow++;
+        return true;
+      case 'stats':
+        if (Number.isFinite(msg.total_received)) {
+          this.datagramsAtSnapshot = msg.total_received;
+          this.messagesSince = 0;
+        }
+        if (Number.isFinite(msg.decode_errors)) this.decodeErrors = msg.decode_errors;
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  applySnapshot(m) {
+    this.reset();
+    this.datagramsAtSnapshot = m.total_received || 0;
+    this.decodeErrors = m.decode_errors || 0;
+    this.seqGapsServer = 0;
+    this.historyTruncated = !!m.history_truncated;
+    for (const k of ['queue_overflow', 'slow_evicted', 'seq_gaps']) if (k in m) this.extra[k] = m[k];
+    // "now" first, so retention applies to the snapshot's own history.
+    for (const pr of m.processes || []) {
+      const s = pr.samples;
+      if (s && s.length) this.advance(s[s.length - 1].stamp);
+    }
+    for (const ev of m.lifecycle_events || []) this.advance(ev.stamp);
+    const procs = (m.processes || []).slice().sort((a, b) => a.pid - b.pid);
+    for (const pr of procs) {
+      const p = this.proc(pr.pid);
+      this.latchIdentity(p, {
+        hostname: pr.hostname,
+        process_group: pr.process_group,
+        mod_wsgi_version: pr.mod_wsgi_version,
+        python_version: pr.python_version,
+        apache_version: pr.apache_version,
+        mpm_name: pr.mpm_name,
+        process_parent_pid: pr.process_parent_pid,
+      });
+      p.dropsServer = pr.drops || 0;
+      p.datagrams = pr.datagrams || 0;
+      for (const s of pr.samples || []) this.addSample(s, false);
+      // Seq gaps are counted from the first live sample after a snapshot.
+      p.lastSeq = null;
+      for (const [interp, list] of Object.entries(pr.gc_snapshots || {})) {
+        for (const g of list) this.addGcSnapshot(pr.pid, interp, g.stamp, g.fields || {}, false);
+      }
+      for (const g of pr.gc_events || []) this.addGcEvent(pr.pid, g.interpreter ?? '', g.stamp, g.fields || {}, false);
+      this.seqGapsServer += p.dropsServer;
+    }
+    for (const ev of m.lifecycle_events || []) this.addLifecycle(ev, false);
+    for (const { key, entry } of m.slow_requests || []) this.upsertSlow(key, entry, null, false);
+    this.housekeep();
+  }
+
+  addSample(m, live) {
+    if (m.kind && m.kind !== 'request_metrics') {
+      // Other periodic kinds are never sent by mod_wsgi 6.x; keep the counters right anyway.
+      return;
+    }
+    const p = this.proc(m.pid);
+    const f = m.fields || {};
+    this.latchIdentity(p, f);
+    if (live) {
+      if (p.lastSeq != null && m.seq > p.lastSeq + 1 + p.otherSince) {
+        p.dropsClient += m.seq - p.lastSeq - 1 - p.otherSince;
+      }
+      p.lastSeq = m.seq;
+      p.otherSince = 0;
+      p.datagrams++;
+      this.lastArrival = performance.now();
+    } else {
+      p.lastSeq = m.seq;
+    }
+    const d = deriveSample(m);
+    this.advance(d.t);
+    if (d.period > 0) p.sp = d.period;
+    if (d.slowThr != null) p.slowThr = d.slowThr;
+    if (d.switchInt != null) p.switchInt = d.switchInt;
+    if (d.t < this.now - RETAIN_S) return; // too old to matter
+    pushSorted(p.samples, d);
+    if (p.lastT == null || d.t > p.lastT) p.lastT = d.t;
+    p.lastActivity = Math.max(p.lastActivity, d.t);
+    p.rev++;
+    this.rev.samples++;
+    this.addToBins(p, d.t, f);
+    const cut = this.now - RETAIN_S;
+    p.samples.dropWhile((x) => x.t < cut);
+    if (live) this.maybeHousekeep();
+  }
+
+  addToBins(p, t, f) {
+    if (t < this.now - HIST_RETAIN_S) return;
+    const g = p.group || '';
+    this.groupsSeen.add(g);
+    let ring = this.bins.get(g);
+    if (!ring) {
+      ring = new Ring();
+      this.bins.set(g, ring);
+    }
+    const sec = Math.floor(t);
+    let bin = ring.last();
+    if (!bin || bin.sec !== sec) {
+      if (bin && bin.sec > sec) {
+        // late sample: find its bin (rare)
+        const arr = ring.view();
+        bin = arr.find((b) => b.sec === sec);
+        if (!bin) return; // older than any bin kept: skip rather than reorder
+      } else {
+        bin = newBin(sec);
+        ring.push(bin);
+      }
+    }
+    let any = false;
+    for (const name of HIST_FIELDS) {
+      const b = f[name + '_buckets'];
+      if (Array.isArray(b) && b.length) {
+        let h = bin.h[name];
+        if (!h) h = bin.h[name] = new Float64Array(NBUCKETS);
+        const n = Math.min(b.length, NBUCKETS);
+        for (let i = 0; i < n; i++) h[i] += b[i];
+        any = true;
+      }
+      const mn = f[name + '_min'];
+      const mx = f[name + '_max'];
+      if (typeof mn === 'number' && (bin.min[name] == null || mn < bin.min[name])) bin.min[name] = mn;
+      if (typeof mx === 'number' && (bin.max[name] == null || mx > bin.max[name])) bin.max[name] = mx;
+    }
+    if (typeof f.switch_interval === 'number' && t >= bin.switchT) {
+      bin.switchInt = f.switch_interval;
+      bin.switchT = t;
+    }
+    if (any) this.rev.hist++;
+    const cut = Math.floor(this.now - HIST_RETAIN_S);
+    ring.dropWhile((b) => b.sec < cut);
+  }
+
+  /**
+   * Histogram of field `name` over the last `windowS` seconds for groups
+   * accepted by `groupOk(group)`: {counts, n, min, max, switchInt}.
+   */
+  histogram(name, windowS, groupOk) {
+    const counts = new Float64Array(NBUCKETS);
+    let min = null;
+    let max = null;
+    let switchInt = null;
+    let switchT = -Infinity;
+    const from = Math.floor(this.now - windowS) + 1;
+    for (const [g, ring] of this.bins) {
+      if (!groupOk(g)) continue;
+      const i0 = ring.lowerBound(from, (b) => b.sec);
+      for (let i = i0; i < ring.length; i++) {
+        const bin = ring.at(i);
+        const h = bin.h[name];
+        if (h) for (let k = 0; k < NBUCKETS; k++) counts[k] += h[k];
+        const mn = bin.min[name];
+        const mx = bin.max[name];
+        if (mn != null && (min == null || mn < min)) min = mn;
+        if (mx != null && (max == null || mx > max)) max = mx;
+        if (bin.switchInt != null && bin.switchT > switchT) {
+          switchInt = bin.switchInt;
+          switchT = bin.switchT;
+        }
+      }
+    }
+    let n = 0;
+    for (let k = 0; k < NBUCKETS; k++) n += counts[k];
+    return { counts, n, min, max, switchInt };
+  }
+
+  addLifecycle(ev, live) {
+    if (!ev || !Number.isFinite(ev.pid)) return;
+    this.advance(ev.stamp);
+    const p = this.procs.get(ev.pid) || (ev.kind === 'process_started' ? this.proc(ev.pid) : null);
+    if (p) {
+      if (live) {
+        p.otherSince++;
+        p.datagrams++;
+      }
+      if (ev.kind === 'process_started') {
+        p.startedAt = ev.stamp;
+        this.latchIdentity(p, ev);
+      } else if (ev.kind === 'process_stopping') p.stoppingAt = ev.stamp;
+      else if (ev.kind === 'process_stopped') p.stoppedAt = ev.stamp;
+      p.lastActivity = Math.max(p.lastActivity, ev.stamp);
+      this.rev.procs++;
+    }
+    if (live) this.lastArrival = performance.now();
+    this.lifecycle.push(ev);
+    const cut = this.now - LIFECYCLE_AGE_S;
+    this.lifecycle.dropWhile((e) => e.stamp < cut);
+    if (this.lifecycle.length > LIFECYCLE_MAX) {
+      const excess = this.lifecycle.length - LIFECYCLE_MAX;
+      let k = 0;
+      this.lifecycle.dropWhile(() => k++ < excess);
+    }
+    // Per-pid record for the Gantt timeline.
+    let r = this.life.get(ev.pid);
+    if (!r) {
+      r = {
+        pid: ev.pid, started: null, stopping: null, stopped: null, group: '', ppid: 0, hostname: '',
+        reason: '', uptime: null, requests: null, inflightDecision: null, inflightExit: null,
+        graceful: null, firstT: ev.stamp, lastT: ev.stamp,
+      };
+      this.life.set(ev.pid, r);
+    }
+    if (ev.process_group) r.group = ev.process_group;
+    if (ev.hostname) r.hostname = ev.hostname;
+    if (ev.process_parent_pid > 0) r.ppid = ev.process_parent_pid;
+    r.firstT = Math.min(r.firstT, ev.stamp);
+    r.lastT = Math.max(r.lastT, ev.stamp);
+    if (ev.kind === 'process_started') r.started = ev.stamp;
+    else if (ev.kind === 'process_stopping') {
+      r.stopping = ev.stamp;
+      r.inflightDecision = ev.active_requests_at_decision ?? 0;
+      if (ev.shutdown_reason) r.reason = ev.shutdown_reason;
+    } else if (ev.kind === 'process_stopped') {
+      r.stopped = ev.stamp;
+      r.uptime = ev.process_uptime;
+      r.requests = ev.lifetime_request_count;
+      r.inflightExit = ev.active_requests_at_exit;
+      r.graceful = ev.graceful_drain;
+      if (ev.shutdown_reason) r.reason = ev.shutdown_reason;
+    }
+    r.category = r.stopping != null || r.stopped != null ? reasonCategory(r.reason) : null;
+    this.rev.life++;
+  }
+
+  addGcSnapshot(pid, interp, stamp, f, live) {
+    const p = this.proc(pid);
+    if (live) {
+      p.otherSince++;
+      p.datagrams++;
+      this.lastArrival = performance.now();
+    }
+    const name = typeof interp === 'string' ? interp : '';
+    let ring = p.gcSnaps.get(name);
+    if (!ring) {
+      ring = new Ring();
+      p.gcSnaps.set(name, ring);
+    }
+    ring.push({ t: stamp, f });
+    const cut = stamp - GC_RETAIN_S;
+    ring.dropWhile((x) => x.t < cut);
+    p.lastActivity = Math.max(p.lastActivity, stamp);
+    p.gcRev++;
+    this.rev.gc++;
+  }
+
+  addGcEvent(pid, interp, stamp, f, live) {
+    const p = this.proc(pid);
+    if (live) {
+      p.otherSince++;
+      p.datagrams++;
+      this.lastArrival = performance.now();
+    }
+    p.gcEvents.push({
+      t: stamp,
+      start: typeof f.gc_event_start_stamp === 'number' ? f.gc_event_start_stamp : stamp,
+      dur: f.gc_event_duration || 0,
+      gen: f.gc_event_generation || 0,
+      interp: typeof interp === 'string' ? interp : '',
+    });
+    const cut = stamp - GC_RETAIN_S;
+    p.gcEvents.dropWhile((x) => x.t < cut);
+    if (p.gcEvents.length > GC_EVENTS_MAX) {
+      const excess = p.gcEvents.length - GC_EVENTS_MAX;
+      let k = 0;
+      p.gcEvents.dropWhile(() => k++ < excess);
+    }
+    p.gcRev++;
+    this.rev.gc++;
+  }
+
+  upsertSlow(key, entry, stamp, live) {
+    if (!entry) return;
+    const ks = slowKeyString(key);
+    const seen = Number.isFinite(stamp) ? stamp : (entry.start_stamp || 0) + (entry.duration || 0);
+    if (live) {
+      this.advance(stamp);
+      const p = this.procs.get(entry.pid);
+      if (p) {
+        p.otherSince++;
+        p.datagrams++;
+      }
+      this.lastArrival = performance.now();
+    }
+    this.slow.delete(ks); // re-insert: Map order = last update order
+    this.slow.set(ks, { key, ks, entry, seen });
+    if (this.slow.size > SLOW_MAX) {
+      const first = this.slow.keys().next().value;
+      this.slow.delete(first);
+    }
+    this.rev.slow++;
+  }
+
+  /** Slow-entry TTLs (ui §A7.1), in reporter time; entries of exited processes age out too. */
+  pruneSlow() {
+    let changed = false;
+    for (const [ks, s] of this.slow) {
+      const p = this.procs.get(s.entry.pid);
+      const sp = p ? p.sp : 1;
+      const ttl = s.entry.state === 1 ? Math.max(600, 5 * sp) : Math.max(5, 3 * sp);
+      let dead = this.now - s.seen > ttl;
+      if (!dead && s.entry.state !== 1 && p && p.stoppedAt != null && this.now - p.stoppedAt > STOPPED_GRACE_S) dead = true;
+      if (dead) {
+        this.slow.delete(ks);
+        changed = true;
+      }
+    }
+    if (changed) this.rev.slow++;
+    return changed;
+  }
+
+  maybeHousekeep() {
+    const sec = Math.floor(this.now);
+    if (sec !== this.lastHousekeep) this.housekeep();
+  }
+
+  /** Once per reporter second: forget long-dead processes and old lifecycle records. */
+  housekeep() {
+    this.lastHousekeep = Math.floor(this.now);
+    for (const [pid, p] of this.procs) {
+      if (!this.isLive(p) && this.now - p.lastActivity > RETAIN_S) {
+        this.procs.delete(pid);
+        this.rev.procs++;
+        continue;
+      }
+      const cut = this.now - RETAIN_S;
+      const before = p.samples.length;
+      p.samples.dropWhile((x) => x.t < cut);
+      if (p.samples.length !== before) p.rev++;
+    }
+    if (this.life.size > 0) {
+      const cut = this.now - LIFECYCLE_AGE_S;
+      for (const [pid, r] of this.life) {
+        if (r.lastT < cut && !this.procs.has(pid)) {
+          this.life.delete(pid);
+          this.rev.life++;
+        }
+      }
+      if (this.life.size > LIFE_RECORDS_MAX) {
+        const sorted = [...this.life.values()].sort((a, b) => a.lastT - b.lastT);
+        for (const r of sorted.slice(0, this.life.size - LIFE_RECORDS_MAX)) this.life.delete(r.pid);
+        this.rev.life++;
+      }
+    }
+    this.pruneSlow();
+  }
+
+  staleAfter(p) {
+    return Math.max(10, 3 * (p.sp || 1));
+  }
+
+  /** Live: recent samples, and not past the grace period after STOPPED. */
+  isLive(p) {
+    if (p.stoppedAt != null && this.now - p.stoppedAt > STOPPED_GRACE_S) return false;
+    const last = p.lastT ?? p.startedAt;
+    if (last == null) return false;
+    return this.now - last <= this.staleAfter(p);
+  }
+
+  /** Samples of p with t ≥ from (a plain array). */
+  samplesSince(p, from) {
+    const i0 = p.samples.lowerBound(from, (d) => d.t);
+    const out = [];
+    for (let i = i0; i < p.samples.length; i++) out.push(p.samples.at(i));
+    return out;
+  }
+}

@@ -1,0 +1,265 @@
+// GC tab: per process and interpreter — status row, overhead, collections
+// per second, event timeline, pause distribution and generation pressure.
+// Each GC event belongs to exactly one (pid, interpreter) series, so a
+// multi-interpreter process's pauses are not counted twice (gap 33).
+
+import { $, h, setText, setOptions } from '../dom.js';
+import { LineChart, drawHistogram, fitCanvas, FONT, AXIS_TEXT, GRID } from '../charts.js';
+import { bucketIndex, NBUCKETS } from '../hist.js';
+import { fmtMs, fmtAxis } from '../format.js';
+
+const GEN_COLORS = ['#4fc3f7', '#ffb74d', '#e57373'];
+
+const interpLabel = (n) => (n === '' ? '(main)' : n);
+
+export class GcView {
+  constructor(app) {
+    this.app = app;
+    this.ui = { proc: '*', interp: '*', window: 60 };
+    this.paused = null;
+    this.key = null;
+    this.overhead = new LineChart($('#ch-gc-overhead'));
+    this.rate = new LineChart($('#ch-gc-rate'));
+    const ch = (sel, k, num) =>
+      $(sel).addEventListener('change', (e) => {
+        this.ui[k] = num ? Number(e.target.value) : e.target.value;
+        this.key = null;
+        app.schedule(true);
+      });
+    ch('#gc-proc', 'proc');
+    ch('#gc-interp', 'interp');
+    ch('#gc-window', 'window', true);
+    $('#gc-pause').addEventListener('click', (e) => {
+      this.paused = this.paused == null ? app.store.now : null;
+      setText(e.target, this.paused == null ? 'Pause' : 'Resume');
+      this.key = null;
+      app.schedule(true);
+    });
+  }
+
+  /** (pid, interpreter) series of visible processes passing the selectors. */
+  series(ctx) {
+    const out = [];
+    const interps = new Set();
+    const pidsWithGc = [];
+    for (const p of ctx.visible) {
+      const names = new Set(p.gcSnaps.keys());
+      for (let i = 0; i < p.gcEvents.length; i++) names.add(p.gcEvents.at(i).interp);
+      if (!names.size) continue;
+      pidsWithGc.push(p.pid);
+      for (const n of names) interps.add(n);
+      if (this.ui.proc !== '*' && String(p.pid) !== this.ui.proc) continue;
+      for (const n of [...names].sort()) {
+        if (this.ui.interp !== '*' && n !== this.ui.interp) continue;
+        out.push({ p, interp: n, snaps: p.gcSnaps.get(n), color: p.color });
+      }
+    }
+    this.ui.proc = setOptions($('#gc-proc'), [{ value: '*', label: 'All' }, ...pidsWithGc.map((pid) => ({ value: String(pid), label: `pid ${pid}` }))], '*');
+    const showInterp = interps.size > 1;
+    $('#gc-interp-wrap').hidden = !showInterp;
+    this.ui.interp = setOptions($('#gc-interp'), [{ value: '*', label: 'All' }, ...[...interps].sort().map((n) => ({ value: n, label: interpLabel(n) }))], '*');
+    return out;
+  }
+
+  draw(ctx) {
+    const app = this.app;
+    const now = this.paused ?? ctx.now;
+    const key = [app.store.rev.gc, now, app.ui.group, this.ui.proc, this.ui.interp, this.ui.window, ctx.visible.length].join('|');
+    if (!ctx.force && key === this.key) return;
+    this.key = key;
+    const from = now - this.ui.window;
+    const series = this.series(ctx);
+    const empty = series.length === 0;
+    $('#gc-empty').hidden = !empty;
+    $('#gc-grid').hidden = empty;
+    $('#gc-pressure').parentElement.hidden = empty;
+    if (empty) {
+      $('#gc-status').replaceChildren();
+      return;
+    }
+    for (const s of series) {
+      s.events = [];
+      const evs = s.p.gcEvents;
+      for (let i = evs.lowerBound(from, (e) => e.t); i < evs.length; i++) {
+        const e = evs.at(i);
+        if (e.t <= now && e.interp === s.interp) s.events.push(e);
+      }
+      s.win = [];
+      if (s.snaps) for (let i = s.snaps.lowerBound(from, (x) => x.t); i < s.snaps.length; i++) {
+        const x = s.snaps.at(i);
+        if (x.t <= now) s.win.push(x);
+      }
+      s.latest = s.win.length ? s.win[s.win.length - 1] : s.snaps ? s.snaps.last() : null;
+    }
+    this.drawStatus(series, from, now);
+    this.drawOverhead(series, from, now);
+    this.drawRates(series, from, now);
+    this.drawTimeline(series, from, now);
+    this.drawPauses(series);
+    this.drawPressure(series);
+  }
+
+  drawStatus(series) {
+    const latest = series.map((s) => s.latest).filter(Boolean);
+    const parts = [];
+    if (latest.length) {
+      const enabled = latest.filter((x) => x.f.gc_is_enabled).length;
+      parts.push(enabled === 0 ? 'GC disabled' : enabled === latest.length ? 'GC enabled' : 'GC enabled (some processes disabled)');
+      const th = (x) => `${x.f.gc_threshold0}/${x.f.gc_threshold1}/${x.f.gc_threshold2}`;
+      const t0 = th(latest[0]);
+      parts.push(`thresholds ${t0}${latest.some((x) => th(x) !== t0) ? ' (varies)' : ''}`);
+      const sum = (k) => latest.reduce((a, x) => a + (x.f[k] || 0), 0);
+      parts.push(`counts ${sum('gc_count0')}/${sum('gc_count1')}/${sum('gc_count2')}`);
+      parts.push(`cumulative ${sum('gc_collections0')}/${sum('gc_collections1')}/${sum('gc_collections2')}`);
+      parts.push(`frozen ${sum('gc_freeze_count')}`);
+    } else parts.push('no GC snapshots in window');
+    const dropped = series.reduce((a, s) => a + s.win.reduce((b, x) => b + (x.f.gc_dropped_events || 0), 0), 0);
+    parts.push(`events not sent by the reporter (cap 64/tick): ${dropped}`);
+    parts.push(`series ${series.length}`);
+    $('#gc-status').replaceChildren(...parts.map((t) => h('span', { text: t, class: /not sent.*: [1-9]/.test(t) ? 'warn' : '' })));
+  }
+
+  drawOverhead(series, from, now) {
+    const out = [];
+    let total = 0;
+    let maxPct = 0;
+    for (const s of series) {
+      const t = [];
+      const v = [];
+      const ev = s.events;
+      let k = 0;
+      for (let i = 1; i < s.win.length; i++) {
+        const t0 = s.win[i - 1].t;
+        const t1 = s.win[i].t;
+        if (t1 <= t0) continue;
+        let d = 0;
+        while (k < ev.length && ev[k].start < t0) k++;
+        let j = k;
+        while (j < ev.length && ev[j].start < t1) d += ev[j++].dur;
+        t.push(t1);
+        v.push((d / (t1 - t0)) * 100);
+      }
+      const sum = ev.reduce((a, e) => a + e.dur, 0);
+      total += sum;
+      maxPct = Math.max(maxPct, (sum / this.ui.window) * 100);
+      out.push({ color: s.color, t, v });
+    }
+    this.overhead.draw({ series: out, from, to: now });
+    setText($('#ro-gc-overhead'), `mean ${fmtAxis((total / this.ui.window / series.length) * 100)}% · max ${fmtAxis(maxPct)}% of wall`);
+  }
+
+  drawRates(series, from, now) {
+    const out = [];
+    const delta = [0, 0, 0];
+    let span = 0;
+    for (const s of series) {
+      for (let g = 0; g < 3; g++) {
+        const t = [];
+        const v = [];
+        const k = 'gc_collections' + g;
+        for (let i = 1; i < s.win.length; i++) {
+          const a = s.win[i - 1];
+          const b = s.win[i];
+          const dt = b.t - a.t;
+          const dc = (b.f[k] || 0) - (a.f[k] || 0);
+          if (dt <= 0 || dc < 0) continue;
+          t.push(b.t);
+          v.push(dc / dt);
+        }
+        out.push({ color: GEN_COLORS[g], t, v });
+        if (s.win.length >= 2) {
+          const d = (s.win[s.win.length - 1].f[k] || 0) - (s.win[0].f[k] || 0);
+          if (d > 0) delta[g] += d;
+        }
+      }
+      if (s.win.length >= 2) span = Math.max(span, s.win[s.win.length - 1].t - s.win[0].t);
+    }
+    this.rate.draw({ series: out, from, to: now });
+    const el = $('#ro-gc-rate');
+    el.replaceChildren(...[0, 1, 2].flatMap((g) => [h('span', { style: { color: GEN_COLORS[g] }, text: `gen${g}` }), ` ${span > 0 ? fmtAxis(delta[g] / span) : '0'}/s `]));
+  }
+
+  drawTimeline(series, from, now) {
+    const canvas = $('#ch-gc-events');
+    const { ctx, w, h: H } = fitCanvas(canvas);
+    const pad = { l: 40, r: 6, t: 4, b: 14 };
+    const pw = w - pad.l - pad.r;
+    const ph = H - pad.t - pad.b;
+    const X = (t) => pad.l + ((t - from) / (now - from)) * pw;
+    const top = { y: pad.t, h: ph * 0.3 };
+    const bot = { y: pad.t + ph * 0.34, h: ph * 0.66 };
+    let max2 = 0;
+    let max01 = 0;
+    let n = 0;
+    let total = 0;
+    for (const s of series)
+      for (const e of s.events) {
+        n++;
+        total += e.dur;
+        if (e.gen === 2) max2 = Math.max(max2, e.dur);
+        else max01 = Math.max(max01, e.dur);
+      }
+    max2 = max2 > 0 ? max2 * 1.1 : 0.001;
+    max01 = max01 > 0 ? max01 * 1.1 : 0.001;
+    ctx.font = FONT;
+    ctx.strokeStyle = GRID;
+    ctx.fillStyle = AXIS_TEXT;
+    for (const [band, mx, label] of [[top, max2, 'gen2'], [bot, max01, 'gen0+1']]) {
+      ctx.strokeRect(pad.l + 0.5, band.y + 0.5, pw, band.h);
+      ctx.textAlign = 'right';
+      ctx.textBaseline = 'top';
+      ctx.fillText(fmtMs(mx * 1000), pad.l - 3, band.y);
+      ctx.textBaseline = 'bottom';
+      ctx.fillText(label, pad.l - 3, band.y + band.h);
+    }
+    ctx.textAlign = 'left';
+    ctx.textBaseline = 'top';
+    ctx.fillText(`-${this.ui.window}s`, pad.l, pad.t + ph + 1);
+    ctx.textAlign = 'right';
+    ctx.fillText('now', pad.l + pw, pad.t + ph + 1);
+    for (const s of series) {
+      ctx.fillStyle = s.color;
+      ctx.beginPath();
+      for (const e of s.events) {
+        const band = e.gen === 2 ? top : bot;
+        const mx = e.gen === 2 ? max2 : max01;
+        const x = X(e.t);
+        const y = band.y + band.h - (e.dur / mx) * band.h;
+        ctx.rect(x - 1, y - 1, 2.5, 2.5);
+      }
+      ctx.fill();
+    }
+    setText($('#ro-gc-events'), `events ${n} gc time ${fmtAxis((total / this.ui.window / Math.max(1, series.length)) * 100)}%`);
+  }
+
+  drawPauses(series) {
+    const counts = new Float64Array(NBUCKETS);
+    const durs = [];
+    for (const s of series)
+      for (const e of s.events) {
+        counts[bucketIndex(e.dur * 1000)]++;
+        durs.push(e.dur);
+      }
+    drawHistogram($('#ch-gc-pauses'), counts, [], { noLabels: true, color: '#81c784', empty: 'no GC events in window' });
+    durs.sort((a, b) => a - b);
+    const q = (p) => fmtMs(durs[Math.min(durs.length - 1, Math.floor(p * durs.length))] * 1000);
+    setText($('#ro-gc-pauses'), durs.length ? `n ${durs.length} p50 ${q(0.5)} p95 ${q(0.95)} p99 ${q(0.99)} max ${fmtMs(durs[durs.length - 1] * 1000)}` : 'n 0');
+  }
+
+  drawPressure(series) {
+    const rows = series.map((s) => {
+      const f = s.latest ? s.latest.f : {};
+      const bars = [0, 1, 2].map((g) => {
+        const c = f['gc_count' + g] || 0;
+        const t = f['gc_threshold' + g] || 0;
+        const frac = t > 0 ? Math.min(1, c / t) : 0;
+        return h('span', null, h('span', { class: 'muted', text: `g${g} ` }),
+          h('span', { class: 'pbar', title: `${c} / ${t}` }, h('i', { style: { width: frac * 100 + '%', background: GEN_COLORS[g] } })),
+          h('span', { text: ` ${c}/${t}` }));
+      });
+      return h('div', { class: 'pressure-row' },
+        h('span', { class: 'lab', style: { color: s.color }, text: `pid ${s.p.pid} · ${interpLabel(s.interp)}` }), ...bars);
+    });
+    $('#gc-pressure').replaceChildren(...rows);
+  }
+}

@@ -1,0 +1,241 @@
+// Processes tab: Gantt-style lifetimes (STARTED → STOPPED, tick at
+// STOPPING) and the event log, linked both ways. Dead processes stay here
+// (from the lifecycle records) after they have left the live views.
+
+import { $, h, setText, showTooltip, hideTooltip } from '../dom.js';
+import { fitCanvas, FONT, AXIS_TEXT, GRID } from '../charts.js';
+import { CATEGORY_COLORS, reasonCategory } from '../stats.js';
+import { fmtClock, fmtClockMs, fmtUptime } from '../format.js';
+
+const ROW = 22;
+const AXIS = 22;
+const GUTTER = 150;
+const RUNNING = '#3a4d5e';
+
+export class Processes {
+  constructor(app) {
+    this.app = app;
+    this.window = 60;
+    this.paused = null;
+    this.key = null;
+    this.highlight = null; // {pid, until}
+    $('#life-window').addEventListener('change', (e) => {
+      this.window = Number(e.target.value);
+      this.key = null;
+      app.schedule(true);
+    });
+    $('#life-pause').addEventListener('click', (e) => {
+      this.paused = this.paused == null ? app.store.now : null;
+      setText(e.target, this.paused == null ? 'Pause' : 'Resume');
+      this.key = null;
+      app.schedule(true);
+    });
+    const c = $('#gantt');
+    c.addEventListener('mousemove', (e) => this.hover(e));
+    c.addEventListener('mouseleave', hideTooltip);
+    c.addEventListener('click', (e) => {
+      const r = this.rowAt(e);
+      if (r) this.highlightPid(r.pid, 'log');
+    });
+  }
+
+  highlightPid(pid, scrollWhat) {
+    this.highlight = { pid, until: performance.now() + 2500 };
+    this.scrollTo = scrollWhat;
+    this.key = null;
+    this.app.schedule(true);
+    setTimeout(() => {
+      this.key = null;
+      this.app.schedule(true);
+    }, 2600);
+  }
+
+  records(now, from) {
+    const app = this.app;
+    const store = app.store;
+    const out = [];
+    const livePids = new Set();
+    for (const p of store.procs.values()) if (store.isLive(p)) livePids.add(p.pid);
+    for (const r of store.life.values()) {
+      const live = livePids.has(r.pid);
+      const times = [r.started, r.stopping, r.stopped].filter((t) => t != null);
+      if (!live && !times.some((t) => t >= from)) continue;
+      const group = r.group || (store.procs.get(r.pid)?.group ?? '');
+      if (!app.groupOk(group)) continue;
+      if (r.category && !app.ui.markers[r.category]) continue;
+      out.push({ ...r, group, live });
+    }
+    for (const pid of livePids) {
+      if (store.life.has(pid)) continue;
+      const p = store.procs.get(pid);
+      if (!app.groupOk(p.group)) continue;
+      out.push({ pid, started: null, stopping: null, stopped: null, group: p.group, ppid: p.ppid, reason: '', category: null, firstT: p.samples.first()?.t ?? now, live: true });
+    }
+    out.sort((a, b) => (a.group || '').localeCompare(b.group || '') || a.firstT - b.firstT || a.pid - b.pid);
+    return out;
+  }
+
+  draw(ctx) {
+    const app = this.app;
+    const now = this.paused ?? ctx.now;
+    const hl = this.highlight && this.highlight.until > performance.now() ? this.highlight.pid : null;
+    const key = [app.store.rev.life, app.store.rev.procs, now, this.window, app.ui.group, JSON.stringify(app.ui.markers), hl, $('#gantt').clientWidth].join('|');
+    if (!ctx.force && key === this.key) return;
+    this.key = key;
+    const from = now - this.window;
+    const recs = this.records(now, from);
+    this.recs = recs;
+    this.drawGantt(recs, from, now, hl);
+    this.drawLog(from, now, hl);
+  }
+
+  drawGantt(recs, from, now, hl) {
+    const canvas = $('#gantt');
+    const wrap = $('#gantt-wrap');
+    $('#gantt-empty').hidden = recs.length > 0;
+    canvas.hidden = recs.length === 0;
+    if (!recs.length) return;
+    const stick = wrap.scrollTop + wrap.clientHeight >= wrap.scrollHeight - 6;
+    const hpx = AXIS + recs.length * ROW + 2;
+    if (canvas.style.height !== hpx + 'px') canvas.style.height = hpx + 'px';
+    const { ctx, w } = fitCanvas(canvas);
+    const pw = Math.max(1, w - GUTTER - 8);
+    const X = (t) => GUTTER + ((t - from) / (now - from)) * pw;
+    this.geom = { X, pw, from, now };
+    ctx.font = FONT;
+    // axis + grid
+    ctx.fillStyle = AXIS_TEXT;
+    ctx.textBaseline = 'middle';
+    for (let i = 0; i < 6; i++) {
+      const t = from + ((now - from) * i) / 5;
+      const x = X(t);
+      ctx.textAlign = i === 0 ? 'left' : i === 5 ? 'right' : 'center';
+      ctx.fillText(fmtClock(t), x, AXIS / 2);
+      ctx.strokeStyle = GRID;
+      ctx.beginPath();
+      ctx.moveTo(Math.round(x) + 0.5, AXIS);
+      ctx.lineTo(Math.round(x) + 0.5, AXIS + recs.length * ROW);
+      ctx.stroke();
+    }
+    recs.forEach((r, i) => {
+      const y = AXIS + i * ROW;
+      if (r.pid === hl) {
+        ctx.fillStyle = '#34404a';
+        ctx.fillRect(0, y, w, ROW);
+      } else if (i % 2) {
+        ctx.fillStyle = '#282828';
+        ctx.fillRect(0, y, w, ROW);
+      }
+      ctx.fillStyle = '#ddd';
+      ctx.textAlign = 'left';
+      const label = `pid ${r.pid}  ${r.group || '(embedded)'}`;
+      ctx.fillText(ellipsis(ctx, label, GUTTER - 8), 4, y + ROW / 2);
+      const startKnown = r.started != null;
+      const t0 = startKnown ? Math.max(r.started, from) : from;
+      const t1 = r.stopped ?? r.stopping ?? now;
+      if (t1 < from) return;
+      const x0 = X(t0);
+      const x1 = Math.max(x0 + 2, X(Math.min(t1, now)));
+      ctx.fillStyle = r.stopped != null ? CATEGORY_COLORS[r.category || reasonCategory(r.reason)] : RUNNING;
+      const top = y + 4;
+      const bh = ROW - 8;
+      ctx.beginPath();
+      const notchL = !startKnown || r.started < from;
+      const notchR = r.stopped == null;
+      ctx.moveTo(x0, top);
+      ctx.lineTo(x1 - (notchR ? 5 : 0), top);
+      if (notchR) ctx.lineTo(x1, top + bh / 2);
+      ctx.lineTo(x1 - (notchR ? 5 : 0), top + bh);
+      ctx.lineTo(x0, top + bh);
+      if (notchL) ctx.lineTo(x0 + 5, top + bh / 2);
+      ctx.closePath();
+      ctx.fill();
+      if (r.stopping != null && r.stopping >= from) {
+        ctx.fillStyle = '#111';
+        ctx.fillRect(X(r.stopping) - 1, top - 2, 2, bh + 4);
+      }
+    });
+    if (this.scrollTo === 'gantt' && hl != null) {
+      const i = recs.findIndex((r) => r.pid === hl);
+      if (i >= 0) wrap.scrollTop = AXIS + i * ROW - wrap.clientHeight / 2;
+      this.scrollTo = null;
+    } else if (stick) wrap.scrollTop = wrap.scrollHeight;
+  }
+
+  rowAt(e) {
+    const c = $('#gantt');
+    const r = c.getBoundingClientRect();
+    const i = Math.floor((e.clientY - r.top - AXIS) / ROW);
+    return this.recs && i >= 0 && i < this.recs.length ? this.recs[i] : null;
+  }
+
+  hover(e) {
+    const r = this.rowAt(e);
+    if (!r) return hideTooltip();
+    const store = this.app.store;
+    const ppid = r.ppid || store.procs.get(r.pid)?.ppid || 0;
+    const lines = [`pid ${r.pid} · parent ${ppid || '-'}`, ['group', r.group || '(embedded)']];
+    if (r.started != null) lines.push(['started', fmtClockMs(r.started)]);
+    if (r.stopping != null) lines.push(['stopping', fmtClockMs(r.stopping)]);
+    if (r.stopped != null) lines.push(['stopped', fmtClockMs(r.stopped)]);
+    if (r.stopping != null || r.stopped != null) {
+      lines.push(['reason', `${r.reason || '(unknown)'} (${r.category})`]);
+      if (r.uptime != null) lines.push(['uptime', fmtUptime(r.uptime)]);
+      if (r.requests != null) lines.push(['requests', r.requests]);
+      if (r.inflightDecision != null) lines.push(['in-flight at decision', r.inflightDecision]);
+      if (r.inflightExit != null) lines.push(['in-flight at exit', r.inflightExit]);
+      if (r.graceful != null) lines.push(['graceful drain', r.graceful ? 'yes' : 'no']);
+    } else lines.push(['state', 'running']);
+    showTooltip(e.clientX, e.clientY, lines);
+  }
+
+  drawLog(from, now, hl) {
+    const app = this.app;
+    const store = app.store;
+    const wrap = $('#log-wrap');
+    const stick = wrap.scrollTop + wrap.clientHeight >= wrap.scrollHeight - 6;
+    const rows = [];
+    const startedPpid = new Map();
+    for (let i = 0; i < store.lifecycle.length; i++) {
+      const ev = store.lifecycle.at(i);
+      if (ev.kind === 'process_started' && ev.process_parent_pid) startedPpid.set(ev.pid, ev.process_parent_pid);
+    }
+    let hlRow = null;
+    for (let i = 0; i < store.lifecycle.length; i++) {
+      const ev = store.lifecycle.at(i);
+      if (ev.stamp < from || ev.stamp > now) continue;
+      const group = ev.process_group || store.life.get(ev.pid)?.group || '';
+      if (!app.groupOk(group)) continue;
+      const cat = reasonCategory(ev.shutdown_reason || '');
+      if (ev.kind !== 'process_started' && !app.ui.markers[cat]) continue;
+      const ppid = ev.process_parent_pid || startedPpid.get(ev.pid) || store.procs.get(ev.pid)?.ppid || '-';
+      const kind = ev.kind.replace('process_', '');
+      const stopped = ev.kind === 'process_stopped';
+      const tr = h('tr', { class: ev.pid === hl ? 'hl' : '' },
+        h('td', { text: fmtClockMs(ev.stamp) }),
+        h('td', null, h('span', { class: 'kind ' + ev.kind, text: kind })),
+        h('td', { text: String(ev.pid) }),
+        h('td', { text: String(ppid) }),
+        h('td', { text: group || '(embedded)' }),
+        h('td', { class: ev.kind === 'process_started' ? '' : 'cat-' + cat, text: ev.kind === 'process_started' ? '-' : ev.shutdown_reason || '(unknown)' }),
+        h('td', { text: stopped ? fmtUptime(ev.process_uptime) : '' }),
+        h('td', { text: stopped ? String(ev.lifetime_request_count) : '' }),
+        h('td', { text: stopped ? String(ev.active_requests_at_exit) : ev.kind === 'process_stopping' ? String(ev.active_requests_at_decision) : '' }),
+        h('td', { text: stopped ? (ev.graceful_drain ? 'yes' : 'no') : '' }));
+      tr.addEventListener('click', () => this.highlightPid(ev.pid, 'gantt'));
+      if (ev.pid === hl && !hlRow) hlRow = tr;
+      rows.push(tr);
+    }
+    $('#life-log tbody').replaceChildren(...rows);
+    if (this.scrollTo === 'log' && hlRow) {
+      wrap.scrollTop = hlRow.offsetTop - wrap.clientHeight / 2;
+      this.scrollTo = null;
+    } else if (stick) wrap.scrollTop = wrap.scrollHeight;
+  }
+}
+
+function ellipsis(ctx, s, max) {
+  if (ctx.measureText(s).width <= max) return s;
+  while (s.length > 1 && ctx.measureText(s + '…').width > max) s = s.slice(0, -1);
+  return s + '…';
+}

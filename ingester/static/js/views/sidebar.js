@@ -1,0 +1,144 @@
+// Sidebar: Totals, Groups, Ingester health and one card per visible process.
+// Cards are keyed by pid and reused; only cards on screen are refreshed
+// (IntersectionObserver), the rest are refreshed when scrolled into view.
+
+import { h, $, setText } from '../dom.js';
+import { rollup, stateCounts } from '../stats.js';
+import { fmtRespMs, fmtCores, humanBytes, fmtCount } from '../format.js';
+
+export class Sidebar {
+  constructor(app) {
+    this.app = app;
+    this.cards = new Map(); // pid → {el, parts, onScreen, key}
+    this.order = '';
+    this.observer =
+      'IntersectionObserver' in window
+        ? new IntersectionObserver(
+            (entries) => {
+              let any = false;
+              for (const e of entries) {
+                const c = this.cards.get(Number(e.target.dataset.pid));
+                if (!c) continue;
+                c.onScreen = e.isIntersecting;
+                if (c.onScreen && c.stale) any = true;
+              }
+              if (any) app.schedule(true);
+            },
+            { root: $('#sidebar') },
+          )
+        : null;
+  }
+
+  draw(ctx) {
+    const app = this.app;
+    const entries = ctx.visible.map((p) => app.stats(p));
+    const r = rollup(entries);
+    // Totals
+    setText($('#totals-head'), `${fmtCount(Math.round(r.rpm))} rpm · resp ${r.respMs == null ? '-' : fmtRespMs(r.respMs)} ms`);
+    const hosts = [...r.hosts].sort();
+    setText($('#totals-host'), hosts.length ? `host: ${hosts.join(', ')}${hosts.length > 1 ? ' (multi-host)' : ''}` : '');
+    setText($('#totals-cpu'), `cpu ${fmtCores(r.cpu)} · ${r.rssMb.toFixed(0)} MB`);
+    setText($('#totals-procs'), `${r.n} proc${r.n === 1 ? '' : 's'} across ${r.groups.size} group${r.groups.size === 1 ? '' : 's'}`);
+    setText($('#totals-states'), stateCounts(r));
+    this.drawGroups(ctx, entries, r);
+    this.drawHealth(ctx);
+    this.drawCards(ctx, entries);
+    const hidden = ctx.live.length - ctx.visible.length;
+    setText($('#filtered-out'), hidden > 0 ? `${hidden} filtered out` : '');
+  }
+
+  drawGroups(ctx, entries, r) {
+    const sec = $('#groups-section');
+    const show = this.app.ui.group === '*' && r.groups.size > 1;
+    sec.hidden = !show;
+    if (!show) return;
+    const names = [...r.groups.keys()].sort((a, b) => (a === '' ? -1 : b === '' ? 1 : a.localeCompare(b)));
+    const lines = names.map((g) => {
+      const sub = rollup(entries.filter((e) => (e.proc.group || '') === g));
+      return [g || '(embedded)', `${fmtCount(Math.round(sub.rpm))} rpm · cpu ${fmtCores(sub.cpu)} · ${sub.n} proc${sub.n === 1 ? '' : 's'} · ${stateCounts(sub)}`];
+    });
+    const sig = JSON.stringify(lines);
+    if (sec.dataset.sig === sig) return;
+    sec.dataset.sig = sig;
+    $('#groups-body').replaceChildren(...lines.map(([n, t]) => h('div', { class: 'gline' }, h('b', { text: n }), h('br'), h('span', { class: 'muted', text: t }))));
+  }
+
+  drawHealth() {
+    const s = this.app.store;
+    const lines = [
+      `datagrams received: ${s.datagrams.toLocaleString()}`,
+      `decode errors: ${s.decodeErrors.toLocaleString()}`,
+      `sequence gaps (lost datagrams): ${s.seqGaps.toLocaleString()}`,
+    ];
+    if (s.extra.queue_overflow) lines.push(`ingest queue overflow: ${s.extra.queue_overflow}`);
+    if (s.extra.slow_evicted) lines.push(`slow entries evicted: ${s.extra.slow_evicted}`);
+    if (s.historyTruncated) lines.push('history before connect was shortened');
+    const body = $('#health-body');
+    const sig = lines.join('\n');
+    if (body.dataset.sig === sig) return;
+    body.dataset.sig = sig;
+    body.replaceChildren(
+      ...lines.map((t) => h('div', { class: /^(decode errors|sequence gaps): [1-9]/.test(t) || /overflow|evicted/.test(t) ? 'warn' : '', text: t })),
+    );
+  }
+
+  drawCards(ctx, entries) {
+    const box = $('#proc-cards');
+    const pids = entries.map((e) => e.proc.pid);
+    const order = pids.join(',');
+    for (const [pid, c] of this.cards) {
+      if (!pids.includes(pid) || c.proc !== this.app.store.procs.get(pid)) {
+        if (this.observer) this.observer.unobserve(c.el);
+        c.el.remove();
+        this.cards.delete(pid);
+      }
+    }
+    for (const e of entries) {
+      if (!this.cards.has(e.proc.pid)) this.cards.set(e.proc.pid, this.makeCard(e.proc));
+    }
+    if (order !== this.order) {
+      box.replaceChildren(...entries.map((e) => this.cards.get(e.proc.pid).el));
+      this.order = order;
+    }
+    for (const e of entries) {
+      const c = this.cards.get(e.proc.pid);
+      if (this.observer && !c.onScreen && !ctx.force) {
+        c.stale = true;
+        continue;
+      }
+      c.stale = false;
+      this.fillCard(c, e);
+    }
+  }
+
+  makeCard(p) {
+    const parts = {
+      pid: h('span', { class: 'pid' }),
+      flag: h('span'),
+      ident: h('div', { class: 'muted' }),
+      l1: h('div'),
+      l2: h('div'),
+      l3: h('div'),
+      l4: h('div', { class: 'warn' }),
+    };
+    const el = h('div', { class: 'pcard', dataset: { pid: String(p.pid) }, style: { borderLeftColor: p.color } },
+      h('div', null, parts.pid, parts.flag), parts.ident, parts.l1, parts.l2, parts.l3, parts.l4);
+    const c = { el, parts, proc: p, onScreen: !this.observer, stale: true };
+    if (this.observer) this.observer.observe(el);
+    return c;
+  }
+
+  fillCard(c, e) {
+    const { proc: p, stats: s, verdict } = e;
+    const P = c.parts;
+    setText(P.pid, `pid ${p.pid}`);
+    setText(P.flag, verdict.state === 'saturated' ? ' SATURATED' : verdict.state === 'cpugil' ? ' CPU/GIL-BOUND' : '');
+    P.flag.className = 'state-' + verdict.state;
+    setText(P.ident, p.group ? `${p.hostname || '?'} [${p.group}]` : `${p.hostname || '?'} (embedded)`);
+    setText(P.l1, `${fmtCount(Math.round(s.rpm))} rpm · cap ${Math.round(s.capMean * 100)}% · resp ${s.respMs == null ? '-' : fmtRespMs(s.respMs)} ms`);
+    setText(P.l2, `cpu ${Math.round(s.cpuMean * 100)}% · ${s.rssMb.toFixed(0)} MB`);
+    setText(P.l3, s.inBytes || s.outBytes ? `in ${humanBytes(s.inRate)}/s · out ${humanBytes(s.outRate)}/s` : '');
+    const lost = p.dropsServer + p.dropsClient;
+    setText(P.l4, lost > 0 ? `${lost} datagram${lost === 1 ? '' : 's'} lost (seq gaps)` : '');
+  }
+}
