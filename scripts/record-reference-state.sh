@@ -2,7 +2,10 @@
 # Records, once, what the reference ingester (mod_wsgi-telemetry 1.1.0 from
 # PyPI) holds after the real mod_wsgi 6.1.1 capture is replayed into it, as
 # the fixture ingester/tests/fixtures/reference-state-anchor-6.1.1.json that
-# ingester/tests/reference_compat.rs compares our `serve` against.
+# ingester/tests/reference_compat.rs compares our `serve` against, and what
+# the reference `top --once` prints when connected to it
+# (reference-top-once-anchor-6.1.1.txt; its numbers come from the capture's
+# stamps only, and the capture is old enough that "slow ... 1m" stays 0).
 #
 # The replay drops field 8 (interpreter_name) because the reference cannot
 # serialise it (its /api/state answers 500 once it has seen one); our serve
@@ -24,6 +27,7 @@ VENV=$(bash "$ROOT/scripts/ref-venv.sh")
 CORPUS_DIR=${TELEMETRY_CORPUS_DIR:-$ROOT/../shared/corpus}
 CAPTURE=$CORPUS_DIR/anchor-6.1.1-mixed.bin
 OUT=$ROOT/ingester/tests/fixtures/reference-state-anchor-6.1.1.json
+TOP_OUT=$ROOT/ingester/tests/fixtures/reference-top-once-anchor-6.1.1.txt
 if [ -z "${TELEMETRY_BIN:-}" ]; then
     cargo build -q --manifest-path "$ROOT/Cargo.toml" -p mod_wsgi-telemetry
     TELEMETRY_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/mod_wsgi-telemetry
@@ -60,6 +64,9 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [ "$got" = "$expected" ] || { echo "reference received $got of $expected datagrams" >&2; exit 1; }
+
+"$VENV/bin/mod_wsgi-telemetry" top --once --url "ws://127.0.0.1:$port/ws" > "$TOP_OUT"
+echo "wrote $TOP_OUT" >&2
 
 python3 - "$tmp/state.json" "$OUT" <<'PY'
 import json, sys
