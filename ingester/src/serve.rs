@@ -89,8 +89,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         let routes = http::routes(shared.clone(), cfg, stop_rx);
         tracing::info!("UI on http://{addr}/ (root-path='{}')", args.root_path);
         if args.demo {
-            // The simulator lands separately; until then say so plainly.
-            anyhow::bail!("--demo is not available in this build yet");
+            crate::simulate::spawn_demo(args.listen.clone());
+            tracing::info!("demo: a built-in simulator is feeding this ingester (no Apache needed)");
         }
         let signal = async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
