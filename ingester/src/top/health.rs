@@ -176,10 +176,10 @@ fn parse_value(v: &str) -> Option<f64> {
         "ms" => 1e-3,
         "us" | "µs" => 1e-6,
         "b" => 1.0,
-        "kb" | "k" => k,
-        "mb" | "m" => k * k,
-        "gb" | "g" => k * k * k,
-        "tb" | "t" => k * k * k * k,
+        "kb" => k,
+        "mb" => k * k,
+        "gb" => k * k * k,
+        "tb" => k * k * k * k,
         _ => return None,
     };
     n.is_finite().then_some(n * mult)

@@ -1,0 +1,324 @@
+//! `top` end to end: the real binary against a real `serve` fed by `replay`
+//! with the mod_wsgi 6.1.1 capture — in a tmux pseudo-terminal for the
+//! interactive views, and as `--once` for scripts and health checks.
+
+mod top_support;
+
+use std::time::Duration;
+use top_support::*;
+
+/// The first 45 s of the capture: several processes alive (app, aux and
+/// embedded), some already restarted, slow requests in flight.
+const PREFIX_SECONDS: f64 = 45.0;
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn fed_server() -> (Server, Prefix) {
+    let prefix = corpus_prefix(PREFIX_SECONDS);
+    let s = Server::ours(&[]);
+    replay(&s.sock, prefix.count, &["--restamp"]);
+    s.wait_received(prefix.count);
+    (s, prefix)
+}
+
+fn contains_pid(screen: &str, pid: u32) -> bool {
+    screen
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()))
+}
+
+#[test]
+fn top_tui_views_show_pids_and_paths() {
+    let prefix = corpus_prefix(PREFIX_SECONDS);
+    assert!(prefix.live.len() >= 4, "{:?}", prefix.live);
+    let s = Server::ours(&[]);
+    let cmd = format!(
+        "{} top --url {} --refresh 0.5 --view processes; echo TOP-EXIT=$?; sleep 60",
+        bin(),
+        s.url()
+    );
+    let tmux = Tmux::start(&["sh", "-c", &cmd], 160, 50);
+    // Connected before any data: the header and the live label show.
+    tmux.wait_for("connection", LIMIT, |x| {
+        x.contains("[live]") && x.contains("connected to")
+    });
+    // Data arrives live (not only in the first snapshot).
+    replay(&s.sock, prefix.count, &["--restamp"]);
+
+    let row_of = |screen: &str, pid: u32| -> Option<String> {
+        screen
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()))
+            .map(str::to_string)
+    };
+    // Messages flow replay -> serve -> top: wait until all have arrived.
+    let screen = tmux.wait_for("every pid in the processes view", LIMIT, |x| {
+        prefix.pids.iter().all(|p| contains_pid(x, *p))
+            && prefix.live.iter().all(|p| {
+                row_of(x, *p).is_some_and(|r| r.contains("live") || r.contains("stopping"))
+            })
+    });
+    assert!(screen.contains("Processes - sort: rps"), "{screen}");
+    for pid in &prefix.live {
+        let row = screen
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()))
+            .unwrap();
+        assert!(row.contains("live") || row.contains("stopping"), "{row}");
+    }
+
+    tmux.keys("w");
+    let screen = tmux.wait_for("workers view", LIMIT, |x| x.contains("! >=slow-threshold"));
+    for pid in &prefix.live {
+        assert!(
+            contains_pid(&screen, *pid),
+            "worker row of {pid}:\n{screen}"
+        );
+    }
+
+    tmux.keys("l");
+    let screen = tmux.wait_for("latency view", LIMIT, |x| {
+        x.contains("Latency - phase: request")
+    });
+    assert!(screen.contains("16ms") && screen.contains('█'), "{screen}");
+    tmux.keys("]");
+    tmux.wait_for("server phase", LIMIT, |x| {
+        x.contains("Latency - phase: server")
+    });
+
+    tmux.keys("5");
+    let screen = tmux.wait_for("slow view", LIMIT, |x| x.contains("Slow requests - sort:"));
+    assert!(
+        prefix
+            .slow_paths
+            .iter()
+            .any(|p| screen.contains(p.as_str())),
+        "{:?} on\n{screen}",
+        prefix.slow_paths
+    );
+    let pids_on_screen = prefix
+        .pids
+        .iter()
+        .filter(|p| screen.contains(&format!(" {p} ")))
+        .count();
+    assert!(pids_on_screen > 0, "{screen}");
+
+    tmux.keys("o");
+    let screen = tmux.wait_for("overview", LIMIT, |x| x.contains("Overview: last 1m"));
+    assert!(screen.contains("throughput") && screen.contains("Phase mean times"));
+    assert!(
+        screen
+            .lines()
+            .next()
+            .unwrap()
+            .contains("(embedded),app,aux"),
+        "{screen}"
+    );
+
+    // Pause freezes the screen, space resumes.
+    tmux.keys(" ");
+    tmux.wait_for("paused", LIMIT, |x| {
+        x.contains("[paused]") && x.contains("[PAUSED]")
+    });
+    tmux.keys(" ");
+    tmux.wait_for("resumed", LIMIT, |x| x.contains("[live]"));
+
+    tmux.keys("?");
+    tmux.wait_for("help", LIMIT, |x| {
+        x.contains(" keys ") && x.contains("quit")
+    });
+    tmux.keys("?");
+
+    // q restores the terminal (the primary screen is back) and exits 0.
+    tmux.keys("q");
+    let screen = tmux.wait_for("exit", LIMIT, |x| x.contains("TOP-EXIT="));
+    assert!(screen.contains("TOP-EXIT=0"), "{screen}");
+    assert!(!screen.contains("mod_wsgi-telemetry top"), "{screen}");
+}
+
+#[test]
+fn top_tui_shows_disconnect_and_reconnects() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let cmd = format!(
+        "{} top --url {url} --refresh 0.5; echo TOP-EXIT=$?; sleep 60",
+        bin()
+    );
+    let tmux = Tmux::start(&["sh", "-c", &cmd], 150, 40);
+    // Nothing listens yet: the state is visible, and top keeps trying.
+    let screen = tmux.wait_for("disconnected", LIMIT, |x| x.contains("[disconnected]"));
+    assert!(screen.contains(&format!("url={url}")), "{screen}");
+    let mut s = Server::ours_at(dir, port, &[]);
+    tmux.wait_for("connected", LIMIT, |x| {
+        x.contains("[live]") && x.contains("connected to")
+    });
+    s.stop();
+    tmux.wait_for("disconnected again", LIMIT, |x| {
+        x.contains("[disconnected]")
+    });
+    // Ctrl-C quits cleanly too.
+    tmux.key_name("C-c");
+    let screen = tmux.wait_for("exit", LIMIT, |x| x.contains("TOP-EXIT="));
+    assert!(screen.contains("TOP-EXIT=0"), "{screen}");
+}
+
+#[test]
+fn top_once_prints_header_and_process_table() {
+    let (s, prefix) = fed_server();
+    let out = top(&["--once", "--url", &s.url()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("mod_wsgi-telemetry top  host=vm  group=(embedded),app,aux"),
+        "{text}"
+    );
+    for p in [
+        "  rps:  now ",
+        "  cap:  ",
+        "  cpu:  user ",
+        "  stat: 2xx ",
+        "  lat:  p50 ",
+        "  slow: ",
+    ] {
+        assert!(lines.iter().any(|l| l.starts_with(p)), "{p} in\n{text}");
+    }
+    assert!(
+        text.contains(&format!("  procs: {} live", prefix.live.len())),
+        "{text}"
+    );
+    let table: Vec<&str> = lines
+        .iter()
+        .skip_while(|l| **l != "processes:")
+        .skip(2)
+        .copied()
+        .collect();
+    let pids: std::collections::BTreeSet<u32> = table
+        .iter()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(pids, prefix.pids);
+    // Live processes first.
+    let states: Vec<&str> = table
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    let first_gone = states
+        .iter()
+        .position(|s| *s == "stopped" || *s == "stale")
+        .unwrap();
+    assert!(
+        states[first_gone..]
+            .iter()
+            .all(|s| *s == "stopped" || *s == "stale"),
+        "{text}"
+    );
+
+    let out = top(&["--once", "--json", "--url", &s.url()]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["received"], true);
+    assert_eq!(v["live_processes"], prefix.live.len());
+    let live: std::collections::BTreeSet<u32> = v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "live" || p["state"] == "stopping")
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(live, prefix.live);
+    assert!(v["latency"]["p95"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["failing"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn top_once_times_out_with_exit_2() {
+    // A port nothing listens on.
+    let url = format!("ws://127.0.0.1:{}/ws", free_port());
+    let out = top(&["--once", "--once-timeout", "0.5", "--url", &url]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("mod_wsgi-telemetry top  host=-  group=(any)"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no data from"));
+}
+
+#[test]
+fn top_once_fail_if_exits_1_with_the_failing_conditions() {
+    let (s, prefix) = fed_server();
+    let out = top(&[
+        "--once",
+        "--url",
+        &s.url(),
+        "--fail-if",
+        "live_processes>0",
+        "--fail-if",
+        "p95>1000s",
+        "--fail-if",
+        "5xx_rate >= 0%",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let failing: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "failing:")
+        .skip(1)
+        .collect();
+    assert_eq!(failing.len(), 2, "{text}");
+    assert_eq!(
+        failing[0],
+        format!("  live_processes = {} > 0", prefix.live.len())
+    );
+    assert!(failing[1].starts_with("  5xx_rate = "), "{text}");
+
+    // Thresholds that hold nowhere: healthy, exit 0.
+    let out = top(&[
+        "--once",
+        "--url",
+        &s.url(),
+        "--fail-if",
+        "capacity>1.5",
+        "--fail-if",
+        "p99>600s",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("failing:"));
+
+    // A malformed condition is a usage error.
+    let out = top(&["--once", "--url", &s.url(), "--fail-if", "latency?"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected METRIC OP VALUE"));
+}
+
+#[test]
+#[ignore = "needs `serve --demo` to call simulate::spawn_demo (serve.rs, lead)"]
+fn top_once_against_serve_demo_shows_the_simulated_site() {
+    let s = Server::ours(&["--demo"]);
+    // The demo simulator needs a tick or two before samples exist.
+    let t0 = std::time::Instant::now();
+    loop {
+        let out = top(&["--once", "--json", "--url", &s.url()]);
+        assert_eq!(out.status.code(), Some(0));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let groups: std::collections::BTreeSet<String> = v["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["group"].as_str().unwrap().to_string())
+            .collect();
+        if v["live_processes"].as_u64().unwrap() >= 6 && v["rps"]["now"].as_f64().unwrap() > 0.0 {
+            assert!(
+                groups.contains("app")
+                    && groups.contains("reports")
+                    && groups.contains("(embedded)"),
+                "{groups:?}"
+            );
+            break;
+        }
+        assert!(t0.elapsed() < LIMIT, "demo feed never showed up: {v}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
