@@ -1,0 +1,350 @@
+//! Interop with the reference, mod_wsgi-telemetry 1.1.0 (PyPI):
+//!
+//! * replaying the real mod_wsgi 6.1.1 capture into OUR `serve` (unmodified)
+//!   gives the same processes, samples, slow-request entries and lifecycle
+//!   events as the reference ingester held after the same replay (with
+//!   field 8 dropped, which it cannot serialise). The reference's state was
+//!   recorded once by `scripts/record-reference-state.sh` into
+//!   `tests/fixtures/reference-state-anchor-6.1.1.json`;
+//! * the reference terminal monitor, `top --once`, connected to OUR `serve`,
+//!   prints the process table, and with full history exactly what it prints
+//!   against the reference ingester (`tests/fixtures/reference-top-once-*`).
+//!
+//! The `top` tests need the reference in a virtualenv; `scripts/ref-venv.sh`
+//! makes one (from PyPI) if `REF_VENV` (default /tmp/refvenv) has none.
+
+use serde_json::Value as J;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mod_wsgi-telemetry");
+const CORPUS_DATAGRAMS: u64 = 11_888;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn capture_path() -> PathBuf {
+    std::env::var_os("TELEMETRY_CORPUS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/corpus"))
+        .join("anchor-6.1.1-mixed.bin")
+}
+
+fn fixture(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Minimal HTTP/1.0 GET (the server closes the connection after the body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to serve");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8(out).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// Our `serve` on a temporary socket and a free port; killed by pid on drop.
+struct Serve {
+    child: Child,
+    port: u16,
+    sock: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("t.sock");
+        let port = free_port();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("unix:{}", sock.display()))
+            .args(["--http-port", &port.to_string(), "--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start serve");
+        let mut s = Serve {
+            child,
+            port,
+            sock,
+            _dir: dir,
+        };
+        let t0 = Instant::now();
+        while !(s.sock.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
+            if let Some(st) = s.child.try_wait().unwrap() {
+                panic!("serve exited early: {st}");
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    /// Replays the whole capture, unmodified, with our `replay`, and waits
+    /// until serve has counted every datagram.
+    fn replay_corpus(&self) {
+        let out = Command::new(BIN)
+            .arg("replay")
+            .arg(capture_path())
+            .arg("--socket")
+            .arg(format!("unix:{}", self.sock.display()))
+            .output()
+            .expect("run replay");
+        assert!(
+            out.status.success(),
+            "replay failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t0 = Instant::now();
+        loop {
+            let st = self.state();
+            if st["total_received"].as_u64() == Some(CORPUS_DATAGRAMS) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "serve received {} of {CORPUS_DATAGRAMS}",
+                st["total_received"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn state(&self) -> J {
+        let (status, body) = http_get(self.port, "/api/state");
+        assert_eq!(status, 200, "/api/state: {body}");
+        serde_json::from_str(&body).expect("/api/state is JSON")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_state_matches_reference_after_corpus_replay() {
+    let reference: J = serde_json::from_str(&fixture("reference-state-anchor-6.1.1.json")).unwrap();
+    let serve = Serve::start();
+    serve.replay_corpus();
+    let ours = serve.state();
+
+    assert_eq!(ours["type"], "snapshot");
+    assert_eq!(ours["total_received"], reference["total_received"]);
+    assert_eq!(ours["decode_errors"], reference["decode_errors"]);
+
+    // Processes: same pids in the same (first-heard) order, same identity,
+    // same samples.
+    let rp = reference["processes"].as_array().unwrap();
+    let op = ours["processes"].as_array().unwrap();
+    let pids = |v: &[J]| {
+        v.iter()
+            .map(|p| p["pid"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pids(op), pids(rp), "process list");
+    let gc_event_cap = mod_wsgi_telemetry::state::Limits::default().gc_events_per_process as u64;
+    let mut multi_interpreter = 0;
+    for (r, o) in rp.iter().zip(op) {
+        let pid = &r["pid"];
+        for k in [
+            "hostname",
+            "process_group",
+            "mod_wsgi_version",
+            "python_version",
+            "apache_version",
+            "mpm_name",
+            "process_parent_pid",
+            "last_seq",
+        ] {
+            assert_eq!(o[k], r[k], "pid {pid}: {k}");
+        }
+        let samples = o["samples"].as_array().unwrap();
+        assert_eq!(
+            samples.len() as u64,
+            r["samples"].as_u64().unwrap(),
+            "pid {pid}: samples"
+        );
+        assert_eq!(
+            samples[0]["seq"], r["first_sample_seq"],
+            "pid {pid}: first sample"
+        );
+        assert_eq!(
+            samples[samples.len() - 1]["seq"],
+            r["last_sample_seq"],
+            "pid {pid}: last sample"
+        );
+        let mut kinds: Vec<&str> = samples
+            .iter()
+            .map(|s| s["kind"].as_str().unwrap())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(
+            serde_json::json!(kinds),
+            r["sample_kinds"],
+            "pid {pid}: sample kinds"
+        );
+        for s in samples {
+            assert_eq!(s["type"], "sample");
+            assert_eq!(s["pid"], *pid);
+        }
+        // GC: the reference saw no interpreter names (field 8 dropped), so
+        // it kept every snapshot under ""; we keep them per interpreter.
+        let snaps = o["gc_snapshots"].as_object().unwrap();
+        let total: usize = snaps.values().map(|v| v.as_array().unwrap().len()).sum();
+        assert_eq!(
+            total as u64,
+            r["gc_snapshots"].as_u64().unwrap(),
+            "pid {pid}: gc snapshots"
+        );
+        if snaps.len() > 1 {
+            multi_interpreter += 1;
+            assert!(snaps.contains_key(""), "pid {pid}: main interpreter key");
+        }
+        // GC events: the reference keeps 300 s of them, unbounded in count;
+        // we also bound them by count.
+        let events = o["gc_events"].as_array().unwrap().len() as u64;
+        assert_eq!(
+            events,
+            r["gc_events"].as_u64().unwrap().min(gc_event_cap),
+            "pid {pid}: gc events"
+        );
+    }
+    // The capture's embedded-mode children host a sub-interpreter: the
+    // unmodified capture carries interpreter_name and serve keeps it apart.
+    assert!(
+        multi_interpreter >= 2,
+        "{multi_interpreter} processes with a named interpreter"
+    );
+
+    // Slow requests and lifecycle events: exactly the reference's JSON
+    // (keys, order, integer vs float), entry by entry.
+    let rs = reference["slow_requests"].as_array().unwrap();
+    let os = ours["slow_requests"].as_array().unwrap();
+    assert_eq!(os.len(), rs.len(), "slow request entries");
+    for (i, (o, r)) in os.iter().zip(rs).enumerate() {
+        assert_eq!(o, r, "slow_requests[{i}]");
+        let keys = |v: &J| {
+            v["entry"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(o), keys(r), "slow_requests[{i}] key order");
+    }
+    let rl = reference["lifecycle_events"].as_array().unwrap();
+    let ol = ours["lifecycle_events"].as_array().unwrap();
+    assert_eq!(ol.len(), rl.len(), "lifecycle events");
+    for (i, (o, r)) in ol.iter().zip(rl).enumerate() {
+        assert_eq!(o, r, "lifecycle_events[{i}]");
+        let keys = |v: &J| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(o), keys(r), "lifecycle_events[{i}] key order");
+    }
+}
+
+/// The reference's `top`, from its virtualenv (made if missing).
+fn reference_top() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/ref-venv.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/ref-venv.sh");
+    assert!(out.status.success(), "scripts/ref-venv.sh failed");
+    let venv = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let exe = Path::new(&venv).join("bin/mod_wsgi-telemetry");
+    assert!(exe.exists(), "{} missing", exe.display());
+    exe
+}
+
+fn run_reference_top(url: &str) -> (i32, String, String) {
+    let out = Command::new(reference_top())
+        .args(["top", "--once", "--once-timeout", "20", "--url", url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the reference top");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn reference_top_once_lists_the_replayed_processes() {
+    let reference: J = serde_json::from_str(&fixture("reference-state-anchor-6.1.1.json")).unwrap();
+    let serve = Serve::start();
+    serve.replay_corpus();
+    let (code, out, err) = run_reference_top(&format!("ws://127.0.0.1:{}/ws", serve.port));
+    assert_eq!(code, 0, "reference top exited {code}: {out}{err}");
+    let table = out
+        .split_once("processes:")
+        .unwrap_or_else(|| panic!("no process table in:\n{out}{err}"))
+        .1;
+    let header = table.lines().nth(1).unwrap_or("");
+    assert!(
+        header.contains("PID") && header.contains("GROUP"),
+        "table header: {header:?}"
+    );
+    let rows: Vec<u64> = table
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    for p in reference["processes"].as_array().unwrap() {
+        let pid = p["pid"].as_u64().unwrap();
+        assert!(rows.contains(&pid), "pid {pid} not in the table:\n{out}");
+    }
+    assert_eq!(
+        rows.len(),
+        reference["processes"].as_array().unwrap().len(),
+        "{out}"
+    );
+    assert!(out.contains("slow: 3 active / 0 1m / 118 total"), "{out}");
+}
+
+#[test]
+fn reference_top_once_with_full_history_prints_what_it_prints_for_the_reference() {
+    let serve = Serve::start();
+    serve.replay_corpus();
+    let (code, out, err) =
+        run_reference_top(&format!("ws://127.0.0.1:{}/ws?history=full", serve.port));
+    assert_eq!(code, 0, "reference top exited {code}: {out}{err}");
+    let want = fixture("reference-top-once-anchor-6.1.1.txt");
+    assert_eq!(
+        out, want,
+        "reference top against our serve vs against the reference"
+    );
+}
