@@ -5,6 +5,7 @@
 #include <http_log.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <http_connection.h>
 #include <ap_mpm.h>
 #include <mpm_common.h>
 #include <scoreboard.h>

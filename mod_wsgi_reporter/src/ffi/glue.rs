@@ -1,0 +1,801 @@
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::{Arc, Mutex};
+
+use apache_headers as ap;
+use apache_headers::macros as m;
+
+use crate::accum::{text, Accounting, Claim, Detail, Finished};
+use crate::config::{self, Config};
+use crate::reporter::{self, OwnedIdentity, Reporter, Settings};
+use crate::runtime::{Probes, Process};
+use crate::sys::{self, SocketSink};
+
+const DECLINED: c_int = -1;
+const OK: c_int = 0;
+
+/// Runs `f`, turning a panic into `fallback` (a panic must never unwind
+/// into C or abort an Apache process).
+fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+// ---------------------------------------------------------------- state --
+
+/// Directive values. Written while the parent reads its config (single
+/// threaded), reset in pre_config on every (re)load; `Config` is `Copy`, so
+/// this static owns no heap memory and has no destructor.
+static CONFIG: Mutex<Config> = Mutex::new(Config::DEFAULT);
+
+fn config() -> Config {
+    *CONFIG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The child's reporter, set in child_init. Intentionally leaked at child
+/// exit (the process is ending; a request thread may still hold it).
+static PROCESS: AtomicPtr<Process<SocketSink>> = AtomicPtr::new(null_mut());
+static OUT_FILTER: AtomicPtr<ap::ap_filter_rec_t> = AtomicPtr::new(null_mut());
+static IN_FILTER: AtomicPtr<ap::ap_filter_rec_t> = AtomicPtr::new(null_mut());
+static MAIN_SERVER: AtomicPtr<ap::server_rec> = AtomicPtr::new(null_mut());
+/// Connections accepted by this child (for `maximum_requests`).
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+/// Reason chosen in child_stopping (index into REASONS, 0 = none yet).
+static STOP_REASON: AtomicU8 = AtomicU8::new(0);
+const REASONS: [&[u8]; 4] = [
+    b"",
+    b"graceful_signal",
+    b"shutdown_signal",
+    b"maximum_requests",
+];
+
+fn process() -> Option<&'static Process<SocketSink>> {
+    let p = PROCESS.load(Acquire);
+    // SAFETY: set once from Arc::into_raw in child_init and never freed.
+    unsafe { p.as_ref() }
+}
+
+fn log(level: u32, s: *const ap::server_rec, msg: &str) {
+    let Ok(c) = CString::new(format!("mod_wsgi_telemetry: {msg}")) else {
+        return;
+    };
+    let s = if s.is_null() {
+        MAIN_SERVER.load(Relaxed) as *const _
+    } else {
+        s
+    };
+    // SAFETY: format "%s" with one NUL-terminated argument; a NULL server is
+    // accepted by ap_log_error_ (logs to the main log / stderr).
+    unsafe {
+        ap::ap_log_error_(
+            c"mod_wsgi_telemetry".as_ptr(),
+            0,
+            std::ptr::addr_of!(wsgi_telemetry_module.module_index).read(),
+            level as c_int,
+            0,
+            s,
+            c"%s".as_ptr(),
+            c.as_ptr(),
+        )
+    };
+}
+
+// --------------------------------------------------------- module record --
+
+#[repr(transparent)]
+struct Commands([ap::command_rec; 4]);
+// SAFETY: read-only after construction; httpd only reads it.
+unsafe impl Sync for Commands {}
+
+static COMMANDS: Commands = Commands([
+    ap::command_rec {
+        name: c"WSGITelemetryService".as_ptr(),
+        func: ap::cmd_func {
+            take2: Some(cmd_service),
+        },
+        cmd_data: null_mut(),
+        req_override: ap::RSRC_CONF as c_int,
+        args_how: ap::cmd_how_TAKE12,
+        errmsg: c"unix:/path/to/socket [interval=SECONDS]: send telemetry datagrams to this socket"
+            .as_ptr(),
+    },
+    ap::command_rec {
+        name: c"WSGISlowRequests".as_ptr(),
+        func: ap::cmd_func {
+            take1: Some(cmd_slow),
+        },
+        cmd_data: null_mut(),
+        req_override: ap::RSRC_CONF as c_int,
+        args_how: ap::cmd_how_TAKE1,
+        errmsg: c"SECONDS: report requests running at least this long (0 = off)".as_ptr(),
+    },
+    ap::command_rec {
+        name: c"WSGITelemetryOptions".as_ptr(),
+        func: ap::cmd_func {
+            raw_args: Some(cmd_options),
+        },
+        cmd_data: null_mut(),
+        req_override: ap::RSRC_CONF as c_int,
+        args_how: ap::cmd_how_RAW_ARGS,
+        errmsg: c"[+|-]CaptureUserAgent ... | None | All".as_ptr(),
+    },
+    ap::command_rec {
+        name: null(),
+        func: ap::cmd_func { no_args: None },
+        cmd_data: null_mut(),
+        req_override: 0,
+        args_how: 0,
+        errmsg: null(),
+    },
+]);
+
+/// The module record (`LoadModule wsgi_telemetry_module ...`).
+#[no_mangle]
+pub static mut wsgi_telemetry_module: ap::module = ap::module_struct {
+    version: ap::MODULE_MAGIC_NUMBER_MAJOR as c_int,
+    minor_version: ap::MODULE_MAGIC_NUMBER_MINOR as c_int,
+    module_index: -1,
+    name: c"mod_wsgi_telemetry.c".as_ptr(),
+    dynamic_load_handle: null_mut(),
+    next: null_mut(),
+    magic: ap::MODULE_MAGIC_COOKIE as std::ffi::c_ulong,
+    rewrite_args: None,
+    create_dir_config: None,
+    merge_dir_config: None,
+    create_server_config: None,
+    merge_server_config: None,
+    cmds: &COMMANDS as *const Commands as *const ap::command_rec,
+    register_hooks: Some(register_hooks),
+    flags: 0,
+};
+
+fn module_ptr() -> *const ap::module {
+    // Only the address is taken (no reference to the mutable static).
+    std::ptr::addr_of!(wsgi_telemetry_module)
+}
+
+unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
+    guard((), || {
+        // Before mod_wsgi's handler (APR_HOOK_MIDDLE) so we see the start
+        // of every request it will run.
+        // SAFETY: registering hooks with valid function pointers during
+        // register_hooks, as httpd expects.
+        unsafe {
+            ap::ap_hook_pre_config(Some(pre_config), null(), null(), ap::APR_HOOK_REALLY_FIRST);
+            ap::ap_hook_check_config(
+                Some(check_config),
+                null(),
+                null(),
+                ap::APR_HOOK_MIDDLE as c_int,
+            );
+            ap::ap_hook_child_init(Some(child_init), null(), null(), ap::APR_HOOK_LAST as c_int);
+            ap::ap_hook_child_stopping(
+                Some(child_stopping),
+                null(),
+                null(),
+                ap::APR_HOOK_MIDDLE as c_int,
+            );
+            ap::ap_hook_pre_connection(
+                Some(pre_connection),
+                null(),
+                null(),
+                ap::APR_HOOK_REALLY_FIRST,
+            );
+            ap::ap_hook_handler(Some(handler), null(), null(), ap::APR_HOOK_REALLY_FIRST);
+            ap::ap_hook_insert_error_filter(
+                Some(insert_error_filter),
+                null(),
+                null(),
+                ap::APR_HOOK_MIDDLE as c_int,
+            );
+            let out = ap::ap_register_output_filter(
+                c"WSGI_TELEMETRY_OUT".as_ptr(),
+                Some(out_filter),
+                None,
+                ap::ap_filter_type_AP_FTYPE_RESOURCE,
+            );
+            OUT_FILTER.store(out, Release);
+            let inp = ap::ap_register_input_filter(
+                c"WSGI_TELEMETRY_IN".as_ptr(),
+                Some(in_filter),
+                None,
+                ap::ap_filter_type_AP_FTYPE_RESOURCE,
+            );
+            IN_FILTER.store(inp, Release);
+        }
+    })
+}
+
+// ------------------------------------------------------------ directives --
+
+/// Returns a directive error as a string in the command pool.
+fn cmd_error(cmd: *mut ap::cmd_parms, msg: &str) -> *const c_char {
+    let Ok(c) = CString::new(msg) else {
+        return c"mod_wsgi_telemetry: invalid directive".as_ptr();
+    };
+    // SAFETY: cmd->pool is the live config pool; apr_pstrdup copies.
+    unsafe { ap::apr_pstrdup((*cmd).pool, c.as_ptr()) }
+}
+
+/// `GLOBAL_ONLY` context check; httpd's own message on failure.
+fn global_only(cmd: *mut ap::cmd_parms) -> Option<*const c_char> {
+    // SAFETY: cmd is the live cmd_parms httpd passed us.
+    let e = unsafe { ap::ap_check_cmd_context(cmd, m::GLOBAL_ONLY as u32) };
+    (!e.is_null()).then_some(e)
+}
+
+fn arg(p: *const c_char) -> Option<String> {
+    // SAFETY: httpd passes NULL or a NUL-terminated word.
+    (!p.is_null()).then(|| String::from_utf8_lossy(unsafe { m::cstr(p) }).into_owned())
+}
+
+unsafe extern "C" fn cmd_service(
+    cmd: *mut ap::cmd_parms,
+    _m: *mut c_void,
+    a1: *const c_char,
+    a2: *const c_char,
+) -> *const c_char {
+    guard(c"mod_wsgi_telemetry: internal error".as_ptr(), || {
+        if let Some(e) = global_only(cmd) {
+            return e;
+        }
+        let mut c = CONFIG.lock().unwrap_or_else(|e| e.into_inner());
+        match config::telemetry_service(&mut c, &arg(a1).unwrap_or_default(), arg(a2).as_deref()) {
+            Ok(()) => null(),
+            Err(e) => cmd_error(cmd, &e),
+        }
+    })
+}
+
+unsafe extern "C" fn cmd_slow(
+    cmd: *mut ap::cmd_parms,
+    _m: *mut c_void,
+    a1: *const c_char,
+) -> *const c_char {
+    guard(c"mod_wsgi_telemetry: internal error".as_ptr(), || {
+        if let Some(e) = global_only(cmd) {
+            return e;
+        }
+        let mut c = CONFIG.lock().unwrap_or_else(|e| e.into_inner());
+        match config::slow_requests(&mut c, &arg(a1).unwrap_or_default()) {
+            Ok(()) => null(),
+            Err(e) => cmd_error(cmd, &e),
+        }
+    })
+}
+
+unsafe extern "C" fn cmd_options(
+    cmd: *mut ap::cmd_parms,
+    _m: *mut c_void,
+    args: *const c_char,
+) -> *const c_char {
+    guard(c"mod_wsgi_telemetry: internal error".as_ptr(), || {
+        if let Some(e) = global_only(cmd) {
+            return e;
+        }
+        let mut words = Vec::new();
+        let mut p = args;
+        loop {
+            // SAFETY: ap_getword_conf advances `p` over the live argument
+            // string and returns a word allocated in the temp pool.
+            let w = unsafe { ap::ap_getword_conf((*cmd).temp_pool, &mut p) };
+            // SAFETY: NUL-terminated word from the pool.
+            let w = unsafe { m::cstr(w) };
+            if w.is_empty() {
+                break;
+            }
+            words.push(String::from_utf8_lossy(w).into_owned());
+        }
+        let mut c = CONFIG.lock().unwrap_or_else(|e| e.into_inner());
+        match config::telemetry_options(&mut c, &words) {
+            Ok(()) => null(),
+            Err(e) => cmd_error(cmd, &e),
+        }
+    })
+}
+
+// -------------------------------------------------------- server phases --
+
+unsafe extern "C" fn pre_config(
+    _p: *mut ap::apr_pool_t,
+    _pl: *mut ap::apr_pool_t,
+    _pt: *mut ap::apr_pool_t,
+) -> c_int {
+    guard(OK, || {
+        // The module may stay mapped across a restart: start from defaults.
+        *CONFIG.lock().unwrap_or_else(|e| e.into_inner()) = Config::DEFAULT;
+        OK
+    })
+}
+
+unsafe extern "C" fn check_config(
+    _p: *mut ap::apr_pool_t,
+    _pl: *mut ap::apr_pool_t,
+    _pt: *mut ap::apr_pool_t,
+    s: *mut ap::server_rec,
+) -> c_int {
+    guard(OK, || {
+        // mod_wsgi >= 6 has its own reporter and exports this symbol; httpd
+        // loads modules RTLD_GLOBAL, so it is visible here.
+        // SAFETY: dlsym with a NUL-terminated name.
+        let builtin =
+            unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"wsgi_telemetry_is_enabled".as_ptr()) };
+        if !builtin.is_null() {
+            log(
+                ap::APLOG_ERR,
+                s,
+                "the loaded mod_wsgi already has a built-in telemetry reporter (mod_wsgi >= 6); \
+                 use its WSGITelemetryService and remove the LoadModule line for \
+                 wsgi_telemetry_module: one reporter per process, never two",
+            );
+            return 500;
+        }
+        OK
+    })
+}
+
+fn identity() -> OwnedIdentity {
+    // SAFETY: httpd returns static NUL-terminated strings.
+    let desc = unsafe { m::cstr(ap::ap_get_server_description()) };
+    let (apache, wsgi, py_short) = reporter::parse_server_description(desc);
+    // The full Python version from the interpreter mod_wsgi loaded.
+    // SAFETY: dlsym with a NUL-terminated name; Py_GetVersion needs no GIL
+    // and returns a static string.
+    let py = unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"Py_GetVersion".as_ptr());
+        if f.is_null() {
+            py_short
+        } else {
+            let f: extern "C" fn() -> *const c_char = std::mem::transmute(f);
+            reporter::python_version_token(m::cstr(f()))
+        }
+    };
+    OwnedIdentity {
+        mod_wsgi_version: wsgi,
+        python_version: py,
+        apache_version: apache,
+        // SAFETY: static string from the MPM.
+        mpm_name: unsafe { m::cstr(ap::ap_show_mpm()) }.to_vec(),
+        hostname: sys::hostname(),
+        process_group: Vec::new(),
+        // SAFETY: no preconditions.
+        parent_pid: unsafe { libc::getppid() } as u64,
+    }
+}
+
+fn mpm_query(code: u32) -> c_int {
+    let mut v: c_int = 0;
+    // SAFETY: valid out-pointer.
+    let rc = unsafe { ap::ap_mpm_query(code as c_int, &mut v) };
+    if rc == 0 {
+        v
+    } else {
+        0
+    }
+}
+
+unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
+    guard((), || {
+        MAIN_SERVER.store(s, Relaxed);
+        let cfg = config();
+        if !cfg.enabled {
+            return;
+        }
+        let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != 0;
+        let threads = if threaded {
+            mpm_query(ap::AP_MPMQ_MAX_THREADS).max(1) as usize
+        } else {
+            1
+        };
+        let pid = std::process::id();
+        let settings = Settings {
+            interval: cfg.interval,
+            slow_threshold_us: cfg.slow_threshold_us,
+            capture_user_agent: cfg.capture_user_agent(),
+        };
+        let path = std::path::PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(
+            cfg.target_path(),
+        ));
+        let ps = sys::process_stats();
+        let now = sys::now_us();
+        let rep = Reporter::new(
+            SocketSink::open(&path),
+            settings,
+            identity(),
+            pid,
+            threads,
+            now,
+            (ps.cpu_user, ps.cpu_system),
+        );
+        let acc = Accounting::new(threads, cfg.slow_threshold_us, cfg.interval);
+        let proc_ = Process::new(
+            acc,
+            rep,
+            cfg.interval,
+            reporter::first_tick_delay(pid, cfg.interval),
+            Probes::SYSTEM,
+        );
+        install_panic_hook();
+        if let Err(e) = proc_.start() {
+            log(
+                ap::APLOG_WARNING,
+                s,
+                &format!(
+                    "Unable to create telemetry reporter thread ({e}); metrics will not be sent."
+                ),
+            );
+            return;
+        }
+        PROCESS.store(Arc::into_raw(proc_) as *mut _, Release);
+        log(
+            ap::APLOG_INFO,
+            s,
+            &format!(
+                "Telemetry reporter started; target='unix:{}', interval={:.3}s.",
+                path.display(),
+                cfg.interval
+            ),
+        );
+        // SAFETY: p is the child pool; the cleanup runs when it is
+        // destroyed at child exit.
+        unsafe {
+            ap::apr_pool_cleanup_register(
+                p,
+                null(),
+                Some(child_exit),
+                Some(ap::apr_pool_cleanup_null),
+            )
+        };
+    })
+}
+
+trait FromBytes {
+    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr;
+}
+impl FromBytes for std::ffi::OsStr {
+    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr {
+        std::os::unix::ffi::OsStrExt::from_bytes(b)
+    }
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        log(
+            ap::APLOG_ERR,
+            null(),
+            &format!("internal panic (request served without telemetry): {info}"),
+        );
+    }));
+}
+
+fn stop_reason(graceful: bool) -> u8 {
+    if !graceful {
+        return 2;
+    }
+    // SAFETY: plain read of an httpd global set at config time.
+    let max = unsafe { std::ptr::addr_of!(ap::ap_max_requests_per_child).read() };
+    if max > 0 && CONNECTIONS.load(Relaxed) >= max as u64 {
+        3
+    } else {
+        1
+    }
+}
+
+unsafe extern "C" fn child_stopping(_p: *mut ap::apr_pool_t, graceful: c_int) {
+    guard((), || {
+        let Some(p) = process() else { return };
+        let r = stop_reason(graceful != 0);
+        if STOP_REASON.compare_exchange(0, r, AcqRel, Relaxed).is_ok() {
+            p.stopping(REASONS[r as usize]);
+        }
+    })
+}
+
+unsafe extern "C" fn child_exit(_data: *mut c_void) -> ap::apr_status_t {
+    guard(0, || {
+        let Some(p) = process() else { return 0 };
+        let mut r = STOP_REASON.load(Acquire);
+        if r == 0 {
+            // No child_stopping notification (e.g. a signal-driven exit).
+            r = stop_reason(false);
+            STOP_REASON.store(r, Release);
+            p.stopping(REASONS[r as usize]);
+        }
+        p.shutdown(REASONS[r as usize]);
+        0
+    })
+}
+
+unsafe extern "C" fn pre_connection(_c: *mut ap::conn_rec, _csd: *mut c_void) -> c_int {
+    if !PROCESS.load(Relaxed).is_null() {
+        CONNECTIONS.fetch_add(1, Relaxed);
+    }
+    OK
+}
+
+// ---------------------------------------------------------- request path --
+
+/// Per-request state, allocated in `r->pool`.
+#[repr(C)]
+struct ReqState {
+    r: *mut ap::request_rec,
+    claim: Claim,
+    request_start_us: u64,
+    claim_us: u64,
+    finished: bool,
+    in_us: u64,
+    out_us: u64,
+    in_bytes: u64,
+    in_reads: u64,
+    out_bytes: u64,
+    out_writes: u64,
+    cpu0: Option<(u64, u64)>,
+}
+
+thread_local! {
+    static SLOT: std::cell::Cell<u32> = const { std::cell::Cell::new(u32::MAX) };
+}
+
+fn is_wsgi_handler(h: &[u8]) -> bool {
+    h == b"wsgi-script" || h == b"application/x-httpd-wsgi"
+}
+
+/// (ptr, len) of a C string that lives in the request pool.
+fn span(p: *const c_char) -> (*const u8, usize) {
+    // SAFETY: NULL or a NUL-terminated string from the request.
+    let s = unsafe { m::cstr(p) };
+    (s.as_ptr(), s.len())
+}
+
+unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
+    guard(DECLINED, || {
+        let Some(p) = process() else { return DECLINED };
+        // SAFETY: httpd passes a live request.
+        let rr = unsafe { &mut *r };
+        // SAFETY: NULL or NUL-terminated.
+        if !is_wsgi_handler(unsafe { m::cstr(rr.handler) }) {
+            return DECLINED;
+        }
+        // SAFETY: request_config has our slot.
+        if !unsafe { m::get_module_config(rr.request_config, module_ptr()) }.is_null() {
+            return DECLINED;
+        }
+        let slot = SLOT.with(|s| {
+            if s.get() == u32::MAX {
+                s.set(p.acc.assign_slot());
+            }
+            s.get()
+        });
+        let now = sys::now_us();
+        let request_start = rr.request_time.max(0) as u64;
+        let slow = p.acc.slow_threshold_us > 0;
+        let mut detail = Detail::default();
+        let mut cpu0 = None;
+        if slow {
+            detail.strings[text::LOG_ID] = span(rr.log_id);
+            detail.strings[text::METHOD] = span(rr.method);
+            // SAFETY: live request; returns a static string.
+            detail.strings[text::SCHEME] = span(unsafe { ap::ap_run_http_scheme(r) });
+            detail.strings[text::HOSTNAME] = span(rr.hostname);
+            let (up, ul) = span(rr.uri);
+            let (pp, pl) = span(rr.path_info);
+            // SCRIPT_NAME = the URI minus PATH_INFO (as mod_wsgi computes it).
+            let sl = if pl <= ul { ul - pl } else { ul };
+            detail.strings[text::SCRIPT_NAME] = (up, sl);
+            detail.strings[text::PATH_INFO] = if pl > 0 { (pp, pl) } else { (null(), 0) };
+            detail.strings[text::PROTOCOL] = span(rr.protocol);
+            detail.strings[text::PEER_IP] = span(rr.useragent_ip);
+            // SAFETY: live headers table.
+            detail.strings[text::USER_AGENT] =
+                span(unsafe { ap::apr_table_get(rr.headers_in, c"User-Agent".as_ptr()) });
+            detail.active_at_start = p.acc.active() + 1;
+            cpu0 = sys::thread_cpu_us();
+        }
+        let claim = p.acc.claim(
+            slot,
+            sys::tid(),
+            request_start,
+            now,
+            slow.then_some(&detail),
+        );
+        // SAFETY: pool allocation sized for ReqState, fully initialised
+        // with ptr::write before use.
+        let st = unsafe { m::pcalloc(rr.pool, std::mem::size_of::<ReqState>()) } as *mut ReqState;
+        if st.is_null() {
+            p.acc.abandon(claim);
+            return DECLINED;
+        }
+        // SAFETY: st points to fresh pool memory of the right size.
+        unsafe {
+            st.write(ReqState {
+                r,
+                claim,
+                request_start_us: request_start,
+                claim_us: now,
+                finished: false,
+                in_us: 0,
+                out_us: 0,
+                in_bytes: 0,
+                in_reads: 0,
+                out_bytes: 0,
+                out_writes: 0,
+                cpu0,
+            });
+            m::set_module_config(rr.request_config, module_ptr(), st as *mut c_void);
+            // Last resort: whatever happens, the claim ends with the pool.
+            ap::apr_pool_cleanup_register(
+                rr.pool,
+                st as *const c_void,
+                Some(request_cleanup),
+                Some(ap::apr_pool_cleanup_null),
+            );
+            ap::ap_add_output_filter_handle(
+                OUT_FILTER.load(Relaxed),
+                st as *mut c_void,
+                r,
+                rr.connection,
+            );
+            ap::ap_add_input_filter_handle(
+                IN_FILTER.load(Relaxed),
+                st as *mut c_void,
+                r,
+                rr.connection,
+            );
+        }
+        DECLINED
+    })
+}
+
+/// Records the request (or leaves it to a daemon process) exactly once.
+fn finish(st: &mut ReqState, now: u64) {
+    if st.finished {
+        return;
+    }
+    st.finished = true;
+    let Some(p) = process() else { return };
+    // SAFETY: st.r is the live request that owns st.
+    let r = unsafe { &*st.r };
+    // SAFETY: live notes table.
+    let proxied =
+        !unsafe { ap::apr_table_get(r.notes, c"mod_wsgi.process_group".as_ptr()) }.is_null();
+    if proxied {
+        // mod_wsgi handed it to a daemon process, which reports it.
+        p.acc.abandon(st.claim);
+        return;
+    }
+    let cpu = match (st.cpu0, p.acc.slow_threshold_us > 0) {
+        (Some((u0, s0)), true) => {
+            sys::thread_cpu_us().map(|(u, s)| (u.saturating_sub(u0), s.saturating_sub(s0)))
+        }
+        _ => None,
+    };
+    let f = Finished {
+        request_start_us: st.request_start_us,
+        claim_us: st.claim_us,
+        finish_us: now,
+        input_read_us: st.in_us,
+        output_write_us: st.out_us,
+        input_bytes: st.in_bytes,
+        input_reads: st.in_reads,
+        output_bytes: st.out_bytes,
+        output_writes: st.out_writes,
+        status: r.status,
+        cpu_us: cpu,
+    };
+    p.acc.finish(st.claim, &f);
+}
+
+unsafe extern "C" fn request_cleanup(data: *mut c_void) -> ap::apr_status_t {
+    guard(0, || {
+        // SAFETY: data is the ReqState registered with this pool; the pool
+        // (and the request in it) is still intact while cleanups run.
+        let st = unsafe { &mut *(data as *mut ReqState) };
+        finish(st, sys::now_us());
+        0
+    })
+}
+
+unsafe extern "C" fn insert_error_filter(r: *mut ap::request_rec) {
+    guard((), || {
+        if process().is_none() {
+            return;
+        }
+        // SAFETY: live request; our slot is NULL or our ReqState.
+        unsafe {
+            let st = m::get_module_config((*r).request_config, module_ptr()) as *mut ReqState;
+            // Error responses reset the filter chain: follow the response.
+            if !st.is_null() && !(*st).finished {
+                ap::ap_add_output_filter_handle(
+                    OUT_FILTER.load(Relaxed),
+                    st as *mut c_void,
+                    r,
+                    (*r).connection,
+                );
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn out_filter(
+    f: *mut ap::ap_filter_t,
+    bb: *mut ap::apr_bucket_brigade,
+) -> ap::apr_status_t {
+    // SAFETY: httpd passes a live filter whose ctx is our ReqState.
+    let (st, next) = unsafe { ((*f).ctx as *mut ReqState, (*f).next) };
+    let (bytes, eos) = guard((0u64, false), || {
+        let mut bytes = 0u64;
+        let mut eos = false;
+        // SAFETY: walking the live brigade's bucket ring.
+        unsafe {
+            let sentinel = m::brigade_sentinel(bb);
+            let mut e = m::brigade_first(bb);
+            while e != sentinel {
+                if m::bucket_is_eos(e) {
+                    eos = true;
+                } else if !m::bucket_is_metadata(e) && (*e).length != usize::MAX as ap::apr_size_t {
+                    bytes += (*e).length as u64;
+                }
+                e = m::bucket_next(e);
+            }
+        }
+        (bytes, eos)
+    });
+    let t0 = sys::now_us();
+    // SAFETY: passing the brigade on, as every filter does.
+    let rv = unsafe { ap::ap_pass_brigade(next, bb) };
+    let t1 = sys::now_us();
+    guard((), || {
+        if st.is_null() {
+            return;
+        }
+        // SAFETY: ctx is our ReqState in r->pool.
+        let st = unsafe { &mut *st };
+        if st.finished {
+            return;
+        }
+        st.out_us += t1.saturating_sub(t0);
+        if bytes > 0 {
+            st.out_bytes += bytes;
+            st.out_writes += 1;
+        }
+        if eos {
+            finish(st, t1);
+        }
+    });
+    rv
+}
+
+unsafe extern "C" fn in_filter(
+    f: *mut ap::ap_filter_t,
+    bb: *mut ap::apr_bucket_brigade,
+    mode: ap::ap_input_mode_t,
+    block: ap::apr_read_type_e,
+    readbytes: ap::apr_off_t,
+) -> ap::apr_status_t {
+    // SAFETY: live filter; ctx is our ReqState.
+    let (st, next) = unsafe { ((*f).ctx as *mut ReqState, (*f).next) };
+    let t0 = sys::now_us();
+    // SAFETY: reading through the rest of the input chain.
+    let rv = unsafe { ap::ap_get_brigade(next, bb, mode, block, readbytes) };
+    let t1 = sys::now_us();
+    guard((), || {
+        if st.is_null() || rv != 0 {
+            return;
+        }
+        // SAFETY: ctx is our ReqState in r->pool.
+        let st = unsafe { &mut *st };
+        if st.finished {
+            return;
+        }
+        let mut len: ap::apr_off_t = 0;
+        // SAFETY: live brigade; read_all = 0 never blocks.
+        unsafe { ap::apr_brigade_length(bb, 0, &mut len) };
+        st.in_us += t1.saturating_sub(t0);
+        if len > 0 {
+            st.in_bytes += len as u64;
+            st.in_reads += 1;
+        }
+    });
+    rv
+}
