@@ -1,0 +1,334 @@
+//! Bad options and hostile surroundings: usage errors exit 2, runtime errors
+//! exit 1, each with one clear line on stderr; nothing at the socket path is
+//! destroyed; malformed datagrams are counted, never fatal.
+
+use serde_json::Value as J;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mod_wsgi-telemetry");
+
+/// clap's hint after a usage error; everything else must fit on one line.
+const CLAP_HINT: &str = "For more information, try '--help'.";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the binary to completion (killed, and the test failed, after 30 s).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().unwrap_or(-1), out, err)
+}
+
+/// The one line that explains the error (clap's `--help` hint aside).
+fn one_line(err: &str) -> String {
+    let lines: Vec<&str> = err
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != CLAP_HINT)
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one line, got:\n{err}");
+    lines[0].to_string()
+}
+
+fn listen(p: &Path) -> String {
+    format!("unix:{}", p.display())
+}
+
+#[test]
+fn socket_mode_999_is_a_usage_error() {
+    for cmd in ["serve", "dump"] {
+        let (code, _, err) = run(&[cmd, "--socket-mode", "999"]);
+        assert_eq!(code, 2, "{cmd}: {err}");
+        let line = one_line(&err);
+        assert!(
+            line.contains("999") && line.contains("octal"),
+            "{cmd}: {line}"
+        );
+    }
+}
+
+#[test]
+fn udp_listen_is_a_usage_error() {
+    for args in [
+        &["serve", "--listen", "udp:1.2.3.4:5"][..],
+        &["--listen", "udp:1.2.3.4:5"][..],
+        &["dump", "--listen", "udp:1.2.3.4:5"][..],
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        let line = one_line(&err);
+        assert!(
+            line.contains("udp:1.2.3.4:5") && line.contains("unix:"),
+            "{args:?}: {line}"
+        );
+    }
+}
+
+#[test]
+fn unknown_socket_group_is_a_runtime_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("g.sock");
+    let port = free_port().to_string();
+    let (code, _, err) = run(&[
+        "serve",
+        "--listen",
+        &listen(&sock),
+        "--socket-group",
+        "no-such-group-xyz",
+        "--http-port",
+        &port,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(one_line(&err).contains("no-such-group-xyz"), "{err}");
+    assert!(!sock.exists(), "socket file left behind");
+    // HTTP was not left running either.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err());
+}
+
+#[test]
+fn http_port_in_use_is_a_runtime_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("p.sock");
+    let (code, _, err) = run(&["serve", "--listen", &listen(&sock), "--http-port", &port]);
+    assert_eq!(code, 1, "{err}");
+    let line = one_line(&err);
+    assert!(line.contains(&port), "{line}");
+    assert!(!sock.exists(), "socket file left behind");
+}
+
+#[test]
+fn regular_file_at_the_socket_path_is_refused_and_left_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("precious");
+    std::fs::write(&path, b"do not delete").unwrap();
+    let spec = listen(&path);
+    for cmd in ["serve", "dump"] {
+        let port = free_port().to_string();
+        let mut args = vec![cmd, "--listen", spec.as_str()];
+        if cmd == "serve" {
+            args.extend(["--http-port", port.as_str()]);
+        }
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 1, "{cmd}: {err}");
+        let line = one_line(&err);
+        assert!(line.contains("not a socket"), "{cmd}: {line}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"do not delete",
+            "{cmd} touched the file"
+        );
+    }
+}
+
+/// Our `serve`, killed by pid on drop.
+struct Serve {
+    child: Child,
+    port: u16,
+    sock: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &listen(&sock),
+                "--http-port",
+                &port.to_string(),
+            ])
+            .args(["--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut s = Serve {
+            child,
+            port,
+            sock,
+            _dir: dir,
+        };
+        let t0 = Instant::now();
+        while !(s.sock.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
+            assert!(s.child.try_wait().unwrap().is_none(), "serve exited early");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn state(&self) -> J {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "GET /api/state HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+            "{head}"
+        );
+        serde_json::from_str(body).unwrap()
+    }
+
+    /// Polls /api/state until `done` holds (fails after 20 s).
+    fn wait_state(&self, what: &str, done: impl Fn(&J) -> bool) -> J {
+        let t0 = Instant::now();
+        loop {
+            let st = self.state();
+            if done(&st) {
+                return st;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "{what}: {st:.200}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn valid_datagram(pid: u32, seq: u32) -> Vec<u8> {
+    wire::Sample {
+        header: wire::Header::new(wire::Kind::REQUEST, pid, seq, 1_700_000_000.0 + seq as f64),
+        fields: vec![
+            (wire::id::HOSTNAME, wire::Value::Bytes(b"web1".to_vec())),
+            (wire::id::REQUEST_COUNT, wire::Value::U64(3)),
+        ],
+    }
+    .encode()
+    .unwrap()
+}
+
+#[test]
+fn malformed_datagrams_are_counted_and_serve_keeps_running() {
+    let mut serve = Serve::start();
+    let good = valid_datagram(4242, 2);
+    let mut bad_magic = good.clone();
+    bad_magic[0] = b'X';
+    let mut bad_tag = good.clone();
+    bad_tag[wire::HEADER_LEN + 2] = 0x7f;
+    let mut past_end = good[..wire::HEADER_LEN].to_vec();
+    past_end.extend_from_slice(&[5, 0, 0x04, 0xff, 0xff, b'a']); // BYTES claiming 65535
+    let malformed: Vec<Vec<u8>> = vec![
+        Vec::new(),                      // empty
+        good[..10].to_vec(),             // shorter than the header
+        good[..good.len() - 3].to_vec(), // truncated value
+        bad_magic,
+        bad_tag,
+        past_end,
+    ];
+    let tx = UnixDatagram::unbound().unwrap();
+    for round in 0..50 {
+        for d in &malformed {
+            tx.send_to(d, &serve.sock).unwrap();
+        }
+        if round == 0 {
+            tx.send_to(&good, &serve.sock).unwrap();
+        }
+    }
+    tx.send_to(&valid_datagram(4242, 3), &serve.sock).unwrap();
+    let n_bad = 50 * malformed.len() as u64;
+    let st = serve.wait_state("all datagrams counted", |st| {
+        st["total_received"].as_u64() == Some(n_bad + 2)
+    });
+    assert_eq!(st["decode_errors"].as_u64(), Some(n_bad), "{st:.300}");
+    assert!(serve.sock.exists());
+    // Still alive and still ingesting: the valid datagrams made a process.
+    let procs = st["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 1);
+    assert_eq!(procs[0]["pid"], 4242);
+    assert_eq!(procs[0]["last_seq"], 3);
+    assert_eq!(procs[0]["samples"].as_array().unwrap().len(), 2);
+    assert!(serve.child.try_wait().unwrap().is_none(), "serve died");
+}
+
+#[test]
+fn a_live_socket_is_not_stolen_by_a_second_serve_or_dump() {
+    let serve = Serve::start();
+    let spec = listen(&serve.sock);
+    let port = free_port().to_string();
+    for args in [
+        vec![
+            "serve",
+            "--listen",
+            spec.as_str(),
+            "--http-port",
+            port.as_str(),
+        ],
+        vec!["dump", "--listen", spec.as_str(), "--count", "1"],
+    ] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            one_line(&err).contains("another process"),
+            "{args:?}: {err}"
+        );
+    }
+    // The first serve still owns the path and receives on it.
+    UnixDatagram::unbound()
+        .unwrap()
+        .send_to(&valid_datagram(77, 2), &serve.sock)
+        .unwrap();
+    serve.wait_state("datagram after the refused binds", |st| {
+        st["total_received"].as_u64() == Some(1)
+    });
+}
