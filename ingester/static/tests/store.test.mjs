@@ -1,0 +1,172 @@
+// Unit tests of the pure JS modules (node --test), fed with the anchor
+// corpus as the server would send it. Run: node --test ingester/static/tests/
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Store, RETAIN_S } from '../js/store.js';
+import { processStats, findSlowRuns, classify } from '../js/stats.js';
+import { percentile, bucketIndex, bucketLower, bucketUpper } from '../js/hist.js';
+import { fmtMs, humanBytes, fmtCount, fmtAxis } from '../js/format.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const corpusDir = process.env.TELEMETRY_CORPUS_DIR || path.join(here, '../../../../shared/corpus');
+
+function loadCorpus() {
+  const text = fs.readFileSync(path.join(corpusDir, 'anchor-6.1.1-mixed.json'), 'utf8');
+  return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l.replace(/,\s*$/, '')));
+}
+
+const SLOW = ['pid', 'thread_id', 'server_pid', 'log_id', 'method', 'scheme', 'hostname', 'script_name', 'path_info', 'peer_ip', 'protocol', 'user_agent', 'start_stamp', 'duration', 'state', 'input_bytes', 'input_reads', 'output_bytes', 'output_writes', 'cpu_user_time', 'cpu_system_time', 'server_time', 'queue_time', 'daemon_time', 'application_time', 'gil_wait_time', 'gil_wait_count', 'input_read_time', 'output_write_time', 'active_at_start', 'active_at_completion', 'status'];
+
+/** A decoded corpus record as the ingester's WebSocket message (ingester.md §7.2). */
+function toMessage(r, shift = 0) {
+  const f = r.fields;
+  const stamp = r.stamp + shift;
+  switch (r.kind_name) {
+    case 'request_metrics':
+      return { type: 'sample', kind: r.kind_name, pid: r.pid, seq: r.seq, stamp, fields: f };
+    case 'process_started':
+    case 'process_stopping':
+    case 'process_stopped':
+      return {
+        type: 'lifecycle',
+        event: {
+          kind: r.kind_name, pid: r.pid, stamp, hostname: f.hostname || '', process_group: f.process_group || '',
+          process_parent_pid: f.process_parent_pid || 0, shutdown_reason: f.shutdown_reason || '',
+          process_uptime: f.process_uptime || 0, lifetime_request_count: f.lifetime_request_count || 0,
+          active_requests_at_decision: f.active_requests_at_decision || 0, active_requests_at_exit: f.active_requests_at_exit || 0,
+          graceful_drain: f.graceful_drain || 0,
+        },
+      };
+    case 'gc_snapshot':
+    case 'gc_event':
+      return { type: r.kind_name, pid: r.pid, interpreter: f.interpreter_name || '', stamp, fields: f };
+    case 'slow_request': {
+      const entry = {};
+      for (const k of SLOW) {
+        const w = k === 'state' ? 'slow_record_state' : k === 'pid' ? null : 'slow_' + k;
+        entry[k] = k === 'pid' ? r.pid : f[w] ?? (typeof f[w] === 'string' ? '' : 0);
+      }
+      if (entry.start_stamp) entry.start_stamp += shift;
+      const key = entry.log_id ? [r.pid, entry.log_id] : [r.pid, entry.thread_id, entry.start_stamp];
+      return { type: 'slow_request', key, entry, stamp };
+    }
+    default:
+      return null;
+  }
+}
+
+const corpus = loadCorpus();
+
+function replay(shift = 0) {
+  const st = new Store();
+  for (const r of corpus) {
+    const m = toMessage(r, shift);
+    if (m) st.apply(m);
+  }
+  return st;
+}
+
+const livePids = (st) => [...st.procs.values()].filter((p) => st.isLive(p)).map((p) => p.pid).sort();
+
+test('the whole corpus applies; counters and live set at the end', () => {
+  const st = replay();
+  assert.equal(st.datagrams, 11888);
+  assert.equal(st.procs.size, 22);
+  assert.equal(st.seqGaps, 0, 'no gaps: non-sample datagrams fill the shared seq');
+  assert.deepEqual(livePids(st), [20710, 20711, 20712, 20713, 20714]);
+  assert.equal(st.life.size, 22);
+  assert.equal(st.lifecycle.length, 66);
+  const p = st.procs.get(20713);
+  assert.equal(p.group, '');
+  assert.deepEqual([...p.gcSnaps.keys()].sort(), ['', '127.0.0.1:18000|/embedded']);
+  assert.equal(st.procs.get(20710).group, 'app');
+});
+
+test('windows follow the reporter clock, not the browser clock (skew-proof)', () => {
+  const skewed = replay(-86400 * 365); // a year in the past
+  assert.deepEqual(livePids(skewed), [20710, 20711, 20712, 20713, 20714]);
+});
+
+test('a missing datagram is counted as a sequence gap', () => {
+  const st = new Store();
+  let dropped = false;
+  for (const r of corpus) {
+    if (!dropped && r.pid === 20710 && r.kind_name === 'gc_snapshot' && r.seq > 10) {
+      dropped = true;
+      continue;
+    }
+    const m = toMessage(r);
+    if (m) st.apply(m);
+  }
+  assert.equal(st.procs.get(20710).dropsClient, 1);
+  assert.equal(st.seqGaps, 1);
+});
+
+test('dead processes leave live views after the grace period and are forgotten later', () => {
+  const st = replay();
+  const last = st.now;
+  const tick = (t, pid) => st.apply({ type: 'sample', kind: 'request_metrics', pid, seq: 1e6 + Math.round(t), stamp: t, fields: { sample_period: 1, request_count: 0 } });
+  for (let t = last + 1; t <= last + 12; t++) tick(t, 99);
+  assert.deepEqual(livePids(st), [99]);
+  assert.ok(st.procs.has(20710), 'samples kept for a while');
+  for (let t = last + 13; t <= last + RETAIN_S + 20; t++) tick(t, 99);
+  assert.ok(!st.procs.has(20710), 'dead process forgotten');
+  assert.ok(st.life.has(20710), 'its lifecycle record stays for the Processes tab');
+});
+
+test('histogram bins sum the buckets of every sample', () => {
+  const st = replay();
+  let expected = 0;
+  for (const r of corpus) if (r.kind_name === 'request_metrics' && r.fields.request_time_buckets) expected += r.fields.request_time_buckets.reduce((a, b) => a + b, 0);
+  const h = st.histogram('request_time', 600, () => true);
+  assert.equal(h.n, expected);
+  const emb = st.histogram('request_time', 600, (g) => g === '');
+  const app = st.histogram('request_time', 600, (g) => g === 'app');
+  assert.ok(emb.n > 0 && app.n > 0 && emb.n + app.n < h.n);
+  assert.ok(h.min > 0 && h.max > h.min);
+});
+
+test('means are request-weighted; idle ticks do not pull them down', () => {
+  const mk = (t, rc, app) => ({ t, period: 1, rc, hasApp: app != null, app: app ?? 0, srv: 0, que: null, dae: null, resp: app, cap: 0.5, cpu: 0.2, rss: 0, slots: 0, busySum: 0, cpuSlotSum: 0, inB: 0, outB: 0, inReads: 0, outWrites: 0, s1: 0, s2: rc, s3: 0, s4: 0, s5: 0, thMax: 4 });
+  const s = processStats([mk(1, 100, 0.01), mk(2, 0, null), mk(3, 300, 0.03)], 0, 10, 0);
+  assert.ok(Math.abs(s.respMs - 25) < 1e-9, `respMs ${s.respMs}`);
+  assert.equal(s.rpm, (400 / 3) * 60);
+  assert.equal(classify(s).state, 'normal');
+});
+
+test('slow runs: monotone elapsed, completion tick via max, max-only runs', () => {
+  assert.deepEqual(findSlowRuns([0, 0.6, 1.6, 2.6, 0], [0, 0, 0, 0, 2.9], 0.5), [{ first: 1, last: 4, viaMax: false }]);
+  assert.deepEqual(findSlowRuns([0, 0.6, 0.7, 0.6], null, 0.5), [{ first: 1, last: 2, viaMax: false }, { first: 3, last: 3, viaMax: false }]);
+  assert.deepEqual(findSlowRuns([0, 0, 0], [0, 0.7, 0.1], 0.5), [{ first: 1, last: 1, viaMax: true }]);
+});
+
+test('histogram grid and percentiles', () => {
+  assert.equal(bucketIndex(0.5), 0);
+  assert.equal(bucketIndex(1.25), 1);
+  assert.equal(bucketIndex(4), 8);
+  assert.equal(bucketIndex(65536), 64);
+  assert.equal(bucketLower(13), 10);
+  assert.equal(bucketUpper(12), 10);
+  const c = new Array(65).fill(0);
+  c[8] = 10;
+  assert.equal(percentile(c, 0.5), 4.5);
+  assert.equal(percentile(new Array(65).fill(0), 0.5), null);
+  c[64] = 1000;
+  assert.equal(percentile(c, 0.99), 65536);
+});
+
+test('formatting', () => {
+  assert.equal(fmtMs(Infinity), '>65s');
+  assert.equal(fmtMs(1500), '1.5s');
+  assert.equal(fmtMs(12.4), '12ms');
+  assert.equal(fmtMs(1.24), '1.2ms');
+  assert.equal(humanBytes(1000), '1000 B');
+  assert.equal(humanBytes(1536), '1.50 KB');
+  assert.equal(humanBytes(50 * 1048576), '50.0 MB');
+  assert.equal(fmtCount(1234), '1.2k');
+  assert.equal(fmtCount(12345), '12k');
+  assert.equal(fmtAxis(0.25), '0.25');
+});

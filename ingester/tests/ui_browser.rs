@@ -1,0 +1,611 @@
+//! The browser UI in real headless Chromium against the real `serve`, fed
+//! with the anchor corpus by the real `replay` (no mock server).
+//!
+//! Needs Debian's `chromium` and `chromium-driver`; the corpus is read from
+//! `../shared/corpus` or `TELEMETRY_CORPUS_DIR`. Screenshots of every tab go
+//! to `target/ui-screenshots/`.
+
+mod ui_support;
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use ui_support::{Browser, Serve};
+
+/// What the page should consider live, computed independently from
+/// `/api/state` with the UI's documented rule: windows end at the newest
+/// reporter stamp; a process is live while its newest sample is within
+/// max(10 s, 3 × sample_period) of it and, after STOPPED, for 10 s more.
+struct Expected {
+    live: BTreeSet<u64>,
+    embedded: BTreeSet<u64>,
+    daemon: BTreeSet<u64>,
+    groups: BTreeSet<String>,
+    throughput_total: f64,
+    rpm_total: f64,
+    with_gc: BTreeSet<u64>,
+}
+
+fn expected(state: &Value) -> Expected {
+    let procs = state["processes"].as_array().expect("processes");
+    let life = state["lifecycle_events"].as_array().expect("lifecycle");
+    let mut now = f64::MIN;
+    for p in procs {
+        if let Some(s) = p["samples"].as_array().and_then(|s| s.last()) {
+            now = now.max(s["stamp"].as_f64().unwrap());
+        }
+    }
+    for e in life {
+        now = now.max(e["stamp"].as_f64().unwrap());
+    }
+    let mut out = Expected {
+        live: BTreeSet::new(),
+        embedded: BTreeSet::new(),
+        daemon: BTreeSet::new(),
+        groups: BTreeSet::new(),
+        throughput_total: 0.0,
+        rpm_total: 0.0,
+        with_gc: BTreeSet::new(),
+    };
+    for p in procs {
+        let pid = p["pid"].as_u64().unwrap();
+        let Some(samples) = p["samples"].as_array().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let last = samples.last().unwrap();
+        let sp = last["fields"]["sample_period"].as_f64().unwrap_or(1.0);
+        let stopped = life
+            .iter()
+            .filter(|e| e["pid"] == p["pid"] && e["kind"] == "process_stopped")
+            .filter_map(|e| e["stamp"].as_f64())
+            .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
+        let fresh = now - last["stamp"].as_f64().unwrap() <= (3.0 * sp).max(10.0);
+        let in_grace = stopped.is_none_or(|s| now - s <= 10.0);
+        if !(fresh && in_grace) {
+            continue;
+        }
+        out.live.insert(pid);
+        let group = p["process_group"].as_str().unwrap_or("").to_string();
+        if group.is_empty() {
+            out.embedded.insert(pid);
+        } else {
+            out.daemon.insert(pid);
+            out.groups.insert(group);
+        }
+        out.throughput_total += last["fields"]["request_throughput"].as_f64().unwrap_or(0.0);
+        let (mut rc, mut period) = (0.0, 0.0);
+        for s in samples {
+            if s["stamp"].as_f64().unwrap() >= now - 60.0 {
+                rc += s["fields"]["request_count"].as_f64().unwrap_or(0.0);
+                period += s["fields"]["sample_period"].as_f64().unwrap_or(1.0);
+            }
+        }
+        if period > 0.0 {
+            out.rpm_total += rc / period * 60.0;
+        }
+        let gc = p["gc_snapshots"].as_object().is_some_and(|m| {
+            m.values()
+                .any(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        });
+        if gc {
+            out.with_gc.insert(pid);
+        }
+    }
+    out
+}
+
+/// Parses "1.2k" / "950" / "12.5" style numbers.
+fn parse_num(s: &str) -> f64 {
+    let s = s.trim().replace(',', "");
+    if let Some(k) = s.strip_suffix('k') {
+        k.parse::<f64>().unwrap() * 1e3
+    } else if let Some(m) = s.strip_suffix('M') {
+        m.parse::<f64>().unwrap() * 1e6
+    } else {
+        s.parse().unwrap_or_else(|_| panic!("not a number: {s:?}"))
+    }
+}
+
+fn pids_of(v: &Value) -> BTreeSet<u64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| {
+            x.as_str()
+                .and_then(|s| s.parse().ok())
+                .or(x.as_u64())
+                .expect("pid")
+        })
+        .collect()
+}
+
+/// Starts serve, replays the corpus (as fast as the ingester takes it, no
+/// loss, stamps shifted to now) and opens the page once it shows data.
+async fn setup(dir: &std::path::Path) -> (Serve, Browser) {
+    let serve = Serve::start(dir);
+    serve.replay(&["--restamp"]);
+    let browser = Browser::start(1600, 1000).await;
+    browser.client.goto(&serve.url()).await.expect("open page");
+    browser
+        .wait_true(
+            "return !!(window.__telemetry && window.__telemetry.conn.state === 'open' && document.querySelectorAll('#proc-cards .pcard').length > 0);",
+            "connected and showing process cards",
+        )
+        .await;
+    (serve, browser)
+}
+
+const SIDEBAR_PIDS: &str =
+    "return [...document.querySelectorAll('#proc-cards .pcard')].map(e => e.dataset.pid);";
+const CAPACITY_PIDS: &str =
+    "return [...document.querySelectorAll('#cap-cards .ccard')].map(e => e.dataset.pid);";
+
+async fn select(b: &Browser, id: &str, value: &str) {
+    let ok = b
+        .js(&format!(
+            "const s = document.getElementById({id:?}); if (![...s.options].some(o => o.value === {value:?})) return false; s.value = {value:?}; s.dispatchEvent(new Event('change')); return true;"
+        ))
+        .await;
+    assert_eq!(
+        ok,
+        Value::Bool(true),
+        "select #{id} has no option {value:?}"
+    );
+}
+
+async fn tab(b: &Browser, name: &str) {
+    b.js(&format!(
+        "document.querySelector('.tab-btn[data-tab={name}]').click(); return true;"
+    ))
+    .await;
+    b.wait_true(
+        &format!("return document.getElementById('tab-{name}').classList.contains('active') && window.__telemetryPerf.lastRedrawTab === '{name}';"),
+        &format!("tab {name} drawn"),
+    )
+    .await;
+    // one more frame so that the canvas content is on screen
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+}
+
+fn text_of(v: Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tab_shows_the_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (serve, b) = setup(dir.path()).await;
+    // The WebSocket's first snapshot is budgeted; /api/state with the same
+    // budget is byte-for-byte the same history the page received.
+    let exp = expected(&serve.state("?budget=3500000"));
+    assert!(
+        exp.live.len() >= 3,
+        "corpus end should leave live processes: {:?}",
+        exp.live
+    );
+    assert!(!exp.embedded.is_empty() && !exp.daemon.is_empty());
+
+    // --- Overview + sidebar ---------------------------------------------
+    b.wait_true(
+        &format!(
+            "return document.querySelectorAll('#proc-cards .pcard').length === {};",
+            exp.live.len()
+        ),
+        "one sidebar card per live process",
+    )
+    .await;
+    assert_eq!(
+        pids_of(&b.js(SIDEBAR_PIDS).await),
+        exp.live,
+        "sidebar shows the live processes"
+    );
+    let sidebar = text_of(
+        b.js("return document.getElementById('sidebar').innerText;")
+            .await,
+    );
+    for g in &exp.groups {
+        assert!(
+            sidebar.contains(&format!("vm [{g}]")),
+            "group {g} on a card:\n{sidebar}"
+        );
+    }
+    assert!(
+        sidebar.contains("vm (embedded)"),
+        "embedded card:\n{sidebar}"
+    );
+    let total = text_of(
+        b.js("return document.getElementById('ro-throughput').textContent;")
+            .await,
+    );
+    let shown: f64 = parse_num(
+        total
+            .strip_prefix("total ")
+            .and_then(|t| t.split(" req/s").next())
+            .unwrap_or_else(|| panic!("throughput readout: {total:?}")),
+    );
+    let tol = (exp.throughput_total * 0.01).max(0.6);
+    assert!(
+        (shown - exp.throughput_total).abs() <= tol,
+        "throughput total {shown} vs /api/state {}",
+        exp.throughput_total
+    );
+    let head = text_of(
+        b.js("return document.getElementById('totals-head').textContent;")
+            .await,
+    );
+    let rpm = parse_num(head.split(" rpm").next().unwrap());
+    assert!(
+        (rpm - exp.rpm_total).abs() <= (exp.rpm_total * 0.02).max(1.0),
+        "sidebar rpm {rpm} vs /api/state {}",
+        exp.rpm_total
+    );
+    let health = text_of(
+        b.js("return document.getElementById('health-body').innerText;")
+            .await,
+    );
+    assert!(
+        health.contains("datagrams received: 11,888"),
+        "health: {health}"
+    );
+    assert!(health.contains("decode errors: 0"), "health: {health}");
+    let hist = text_of(
+        b.js("return document.getElementById('ro-hist').textContent;")
+            .await,
+    );
+    assert!(
+        hist.starts_with("n ") && hist.contains("p95"),
+        "histogram readout: {hist}"
+    );
+    b.screenshot("1-overview").await;
+
+    // --- Capacity ----------------------------------------------------------
+    tab(&b, "capacity").await;
+    assert_eq!(
+        pids_of(&b.js(CAPACITY_PIDS).await),
+        exp.live,
+        "one heatmap per live process"
+    );
+    let slot_rows = b
+        .js("return [...document.querySelectorAll('#cap-cards .ccard')].map(c => window.__telemetry.views.capacity.cards.get(Number(c.dataset.pid)).geom.slots);")
+        .await;
+    for n in slot_rows.as_array().unwrap() {
+        assert!(n.as_u64().unwrap() >= 4, "slot rows: {slot_rows}");
+    }
+    b.screenshot("2-capacity").await;
+
+    // --- Processes -----------------------------------------------------------
+    tab(&b, "processes").await;
+    select(&b, "life-window", "600").await;
+    b.wait_true(
+        "return window.__telemetry.views.processes.recs.length >= 20;",
+        "gantt rows for the whole capture",
+    )
+    .await;
+    let recs = b
+        .js("return window.__telemetry.views.processes.recs.map(r => [r.pid, r.started != null, r.stopped != null, r.category]);")
+        .await;
+    let recs = recs.as_array().unwrap();
+    assert_eq!(recs.len(), 22, "a lifetime bar per process of the capture");
+    assert!(
+        recs.iter().all(|r| r[1] == true && r[2] == true),
+        "every bar starts and stops: {recs:?}"
+    );
+    let log = text_of(
+        b.js("return document.getElementById('life-log').innerText;")
+            .await,
+    );
+    for needle in [
+        "maximum_requests",
+        "script_reload",
+        "graceful_signal",
+        "inactivity_timeout",
+        "shutdown_signal",
+        "started",
+        "stopping",
+        "stopped",
+    ] {
+        assert!(log.contains(needle), "event log lacks {needle}");
+    }
+    assert_eq!(
+        b.js("return document.getElementById('gantt-empty').hidden;")
+            .await,
+        Value::Bool(true)
+    );
+    b.screenshot("3-processes").await;
+
+    // --- GC ----------------------------------------------------------------
+    tab(&b, "gc").await;
+    let procs = b
+        .js("return [...document.getElementById('gc-proc').options].map(o => o.value).filter(v => v !== '*');")
+        .await;
+    assert_eq!(
+        pids_of(&procs),
+        exp.with_gc,
+        "GC process selector lists the live processes with GC data"
+    );
+    let status = text_of(
+        b.js("return document.getElementById('gc-status').innerText;")
+            .await,
+    );
+    assert!(
+        status.contains("GC enabled") && status.contains("thresholds 700/10/10"),
+        "GC status: {status}"
+    );
+    let interps = text_of(
+        b.js(
+            "return [...document.getElementById('gc-interp').options].map(o => o.text).join('|');",
+        )
+        .await,
+    );
+    assert!(
+        interps.contains("(main)") && interps.contains("127.0.0.1:18000|/embedded"),
+        "interpreters: {interps}"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('gc-interp-wrap').hidden;")
+            .await,
+        Value::Bool(false)
+    );
+    let rows = b
+        .js("return document.querySelectorAll('#gc-pressure .pressure-row').length;")
+        .await;
+    assert!(
+        rows.as_u64().unwrap() as usize > exp.with_gc.len(),
+        "a pressure row per (pid, interpreter): {rows}"
+    );
+    let events = text_of(
+        b.js("return document.getElementById('ro-gc-events').textContent;")
+            .await,
+    );
+    assert!(
+        !events.starts_with("events 0"),
+        "GC events in window: {events}"
+    );
+    b.screenshot("4-gc").await;
+
+    // --- Slow requests -------------------------------------------------------
+    tab(&b, "slow").await;
+    select(&b, "slow-state", "both").await;
+    b.wait_true(
+        "return document.querySelectorAll('#slow-table tbody tr.row').length > 0;",
+        "slow rows",
+    )
+    .await;
+    let urls = text_of(b.js("return [...document.querySelectorAll('#slow-table tbody tr.row .path')].map(e => e.textContent).join('\\n');").await);
+    assert!(
+        urls.contains("http://127.0.0.1/daemon/sleep"),
+        "slow rows: {urls}"
+    );
+    assert!(
+        urls.contains("http://127.0.0.1/embedded/sleep"),
+        "slow rows: {urls}"
+    );
+    // expand the slowest row: the detail panel names its phases and client
+    b.js("document.querySelector('#slow-table tbody tr.row').click(); return true;")
+        .await;
+    b.wait_true(
+        "return !!document.querySelector('#slow-table tr.detail .kv');",
+        "detail row",
+    )
+    .await;
+    let detail = text_of(
+        b.js("return document.querySelector('#slow-table tr.detail').innerText;")
+            .await,
+    );
+    for needle in [
+        "Phases",
+        "User-Agent",
+        "slow-lab/mixed seed=1",
+        "CPU",
+        "Concurrency",
+    ] {
+        assert!(detail.contains(needle), "detail lacks {needle}:\n{detail}");
+    }
+    b.screenshot("5-slow").await;
+
+    // --- help and copy-stats --------------------------------------------------
+    b.js("document.getElementById('help-btn').click(); return true;")
+        .await;
+    b.wait_true(
+        "return !document.getElementById('modal-backdrop').hidden;",
+        "help modal",
+    )
+    .await;
+    b.js("document.getElementById('copy-stats').click(); return true;")
+        .await;
+    b.wait_true(
+        "return typeof window.__telemetry.lastStatsSnapshot === 'string';",
+        "stats snapshot",
+    )
+    .await;
+    let snap = text_of(b.js("return window.__telemetry.lastStatsSnapshot;").await);
+    assert!(
+        snap.starts_with("# mod_wsgi telemetry: current state"),
+        "{snap}"
+    );
+    for pid in &exp.live {
+        assert!(
+            snap.contains(&format!("### pid {pid} ")),
+            "snapshot lacks pid {pid}"
+        );
+    }
+    b.screenshot("6-help").await;
+
+    assert_eq!(
+        b.errors().await,
+        Vec::<String>::new(),
+        "uncaught page errors"
+    );
+    b.close().await;
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_filter_hides_daemon_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (serve, b) = setup(dir.path()).await;
+    let exp = expected(&serve.state("?budget=3500000"));
+    select(&b, "group-filter", "").await;
+    b.wait_true(
+        &format!(
+            "return document.querySelectorAll('#proc-cards .pcard').length === {};",
+            exp.embedded.len()
+        ),
+        "only embedded cards",
+    )
+    .await;
+    assert_eq!(pids_of(&b.js(SIDEBAR_PIDS).await), exp.embedded);
+    let out = text_of(
+        b.js("return document.getElementById('filtered-out').textContent;")
+            .await,
+    );
+    assert_eq!(out, format!("{} filtered out", exp.daemon.len()));
+    tab(&b, "capacity").await;
+    assert_eq!(
+        pids_of(&b.js(CAPACITY_PIDS).await),
+        exp.embedded,
+        "heatmaps of embedded processes only"
+    );
+    b.screenshot("7-embedded-filter").await;
+    // and back: a daemon group shows only its processes
+    let g = exp.groups.iter().next().unwrap().clone();
+    select(&b, "group-filter", &g).await;
+    tab(&b, "overview").await;
+    let pids = pids_of(&b.js(SIDEBAR_PIDS).await);
+    assert!(
+        !pids.is_empty() && pids.iter().all(|p| exp.daemon.contains(p)),
+        "{g}: {pids:?}"
+    );
+    assert_eq!(
+        b.errors().await,
+        Vec::<String>::new(),
+        "uncaught page errors"
+    );
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heatmap_run_without_record_shows_no_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (serve, b) = setup(dir.path()).await;
+    tab(&b, "capacity").await;
+    // The corpus has slow-request records for its runs; clearing them on
+    // the server (the page's Clear button) leaves heuristic runs only.
+    tab(&b, "slow").await;
+    b.js("document.getElementById('slow-clear').click(); return true;")
+        .await;
+    b.wait_true(
+        "return window.__telemetry.store.slow.size === 0;",
+        "slow_clear applied",
+    )
+    .await;
+    tab(&b, "capacity").await;
+    b.wait_true(
+        "return [...window.__telemetry.views.capacity.cards.values()].some(c => c.geom && c.geom.runRects.length > 0);",
+        "a heatmap with a slow run",
+    )
+    .await;
+    // Viewport coordinates of the first run, then a real pointer click there.
+    let at = b
+        .js(r#"
+            for (const c of window.__telemetry.views.capacity.cards.values()) {
+              if (!c.geom || !c.geom.runRects.length) continue;
+              c.el.scrollIntoView({block: 'center'});
+              const r = c.canvas.getBoundingClientRect();
+              const rr = c.geom.runRects[0];
+              return [r.left + (rr.x0 + rr.x1) / 2, r.top + (rr.y0 + rr.y1) / 2, c.proc.pid, rr.run.record];
+            }
+            return null;"#)
+        .await;
+    let at = at.as_array().expect("run position");
+    assert_eq!(at[3], Value::Null, "the run has no record after the clear");
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+    let mouse = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveTo {
+            duration: None,
+            x: at[0].as_f64().unwrap().round(),
+            y: at[1].as_f64().unwrap().round(),
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    b.client.perform_actions(mouse).await.expect("click");
+    b.wait_true(
+        "return !document.getElementById('modal-backdrop').hidden;",
+        "drill-down modal",
+    )
+    .await;
+    let modal = text_of(
+        b.js("return document.querySelector('.modal').innerText;")
+            .await,
+    );
+    assert!(modal.contains("heuristic"), "{modal}");
+    assert!(modal.contains("no record"), "{modal}");
+    assert!(modal.contains(&format!("pid {}", at[2])), "{modal}");
+    b.screenshot("8-no-record").await;
+    // redraws keep working with the modal open (the reference stopped here)
+    let before = b
+        .js("return window.__telemetryPerf.redraws;")
+        .await
+        .as_u64()
+        .unwrap();
+    b.js("window.dispatchEvent(new Event('resize')); return true;")
+        .await;
+    b.wait_true(
+        &format!("return window.__telemetryPerf.redraws > {before};"),
+        "redraw after drill-down",
+    )
+    .await;
+    b.js("document.getElementById('modal-close').click(); return true;")
+        .await;
+    assert_eq!(
+        b.js("return document.getElementById('modal-backdrop').hidden;")
+            .await,
+        Value::Bool(true)
+    );
+    assert_eq!(
+        b.errors().await,
+        Vec::<String>::new(),
+        "uncaught page errors"
+    );
+    b.close().await;
+    drop(serve);
+}
+
+#[test]
+fn js_unit_tests_pass_under_node() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static/tests");
+    let Ok(node) = which_node() else {
+        eprintln!("node not found: skipping the JS unit tests");
+        return;
+    };
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".test.mjs"))
+        .collect();
+    assert!(!files.is_empty(), "no JS tests in {}", dir.display());
+    let out = std::process::Command::new(node)
+        .arg("--test")
+        .args(&files)
+        .env("TELEMETRY_CORPUS_DIR", ui_support::corpus_dir())
+        .output()
+        .expect("run node --test");
+    assert!(
+        out.status.success(),
+        "node --test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn which_node() -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("node"))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
