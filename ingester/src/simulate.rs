@@ -86,7 +86,7 @@ const APP: Shape = Shape {
     base_rps: 120.0,
     median: 0.025,
     sigma: 0.7,
-    slow_rate: 0.05,
+    slow_rate: 0.15,
     max_requests: 60000,
     rss_base: 96.0 * 1048576.0,
 };
@@ -97,7 +97,7 @@ const REPORTS: Shape = Shape {
     base_rps: 6.0,
     median: 0.180,
     sigma: 0.9,
-    slow_rate: 0.12,
+    slow_rate: 0.2,
     max_requests: 2000,
     rss_base: 180.0 * 1048576.0,
 };
@@ -108,7 +108,7 @@ const EMBEDDED: Shape = Shape {
     base_rps: 260.0,
     median: 0.004,
     sigma: 0.6,
-    slow_rate: 0.01,
+    slow_rate: 0.03,
     max_requests: 0,
     rss_base: 40.0 * 1048576.0,
 };

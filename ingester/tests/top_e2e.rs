@@ -294,7 +294,6 @@ fn top_once_fail_if_exits_1_with_the_failing_conditions() {
 }
 
 #[test]
-#[ignore = "needs `serve --demo` to call simulate::spawn_demo (serve.rs, lead)"]
 fn top_once_against_serve_demo_shows_the_simulated_site() {
     let s = Server::ours(&["--demo"]);
     // The demo simulator needs a tick or two before samples exist.
