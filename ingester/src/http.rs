@@ -108,18 +108,23 @@ fn json_response(body: String) -> warp::reply::Response {
         .unwrap_or_default()
 }
 
+/// Captures the state plus the ingester's own counters (caller holds the
+/// state lock).
+fn capture(shared: &Shared, st: &crate::state::State) -> messages::SnapshotRefs {
+    let mut r = messages::capture(st);
+    r.extra.push((
+        "queue_overflow",
+        shared.queue_overflow.load(Ordering::Relaxed),
+    ));
+    r.extra.push(("slow_evicted", st.slow_evicted));
+    r.extra
+        .push(("ws_messages_dropped", shared.lagged.load(Ordering::Relaxed)));
+    r
+}
+
 /// Builds a snapshot without holding the state lock while serialising.
 async fn snapshot(shared: &Arc<Shared>, budget: Option<usize>) -> String {
-    let refs = {
-        let st = shared.lock();
-        let mut r = messages::capture(&st);
-        r.extra.push((
-            "queue_overflow",
-            shared.queue_overflow.load(Ordering::Relaxed),
-        ));
-        r.extra.push(("slow_evicted", st.slow_evicted));
-        r
-    };
+    let refs = capture(shared, &shared.lock());
     tokio::task::spawn_blocking(move || messages::snapshot_json(&refs, budget))
         .await
         .unwrap_or_default()
@@ -283,14 +288,7 @@ async fn client(
     // exactly the messages that follow its snapshot.
     let (mut sub, refs) = {
         let st = shared.lock();
-        let sub = shared.tx.subscribe();
-        let mut r = messages::capture(&st);
-        r.extra.push((
-            "queue_overflow",
-            shared.queue_overflow.load(Ordering::Relaxed),
-        ));
-        r.extra.push(("slow_evicted", st.slow_evicted));
-        (sub, r)
+        (shared.tx.subscribe(), capture(&shared, &st))
     };
     let snap =
         match tokio::task::spawn_blocking(move || messages::snapshot_json(&refs, budget)).await {

@@ -135,7 +135,7 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        // SAFETY-free: plain kill by our child's pid.
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(5) {
