@@ -16,6 +16,14 @@ use std::collections::{BTreeMap, VecDeque};
 pub const MAX_TICKS: usize = 600;
 /// Lifecycle events kept.
 pub const MAX_LIFECYCLE: usize = 500;
+/// Slow entries are forgotten this long after their last refresh (the
+/// server's completed-entry TTL).
+pub const SLOW_RETENTION: f64 = 600.0;
+/// At most this many slow entries are kept.
+pub const MAX_SLOW: usize = 5000;
+/// Processes are forgotten after this long without news (the server's
+/// stale-process limit).
+pub const PROCESS_RETENTION: f64 = 300.0;
 
 /// The latency phases, in the order the latency view cycles through them.
 pub const PHASES: [&str; 5] = ["server", "queue", "daemon", "application", "request"];
@@ -518,8 +526,32 @@ impl State {
         }
     }
 
+    /// Forgets what `serve` has forgotten too (it does not say so): slow
+    /// entries not refreshed for [`SLOW_RETENTION`] seconds, then the oldest
+    /// beyond [`MAX_SLOW`]; processes silent for [`PROCESS_RETENTION`]
+    /// seconds (reporter clock, see [`State::ref_now`]).
+    pub fn prune(&mut self, local_now: f64) {
+        let now = self.ref_now(local_now);
+        self.slow
+            .retain(|_, e| now - e.refreshed_stamp <= SLOW_RETENTION);
+        if self.slow.len() > MAX_SLOW {
+            let mut stamps: Vec<f64> = self.slow.values().map(|e| e.refreshed_stamp).collect();
+            stamps.sort_by(f64::total_cmp);
+            let cut = stamps[self.slow.len() - MAX_SLOW];
+            self.slow.retain(|_, e| e.refreshed_stamp >= cut);
+        }
+        self.processes.retain(|_, p| {
+            let last = p.latest().map(|t| t.stamp).unwrap_or(f64::NEG_INFINITY);
+            now - last <= PROCESS_RETENTION
+                || local_now - p.last_received_local <= PROCESS_RETENTION
+        });
+    }
+
     /// Applies one message received at local time `local_now`.
     pub fn apply(&mut self, msg: Message, local_now: f64) {
+        if self.messages % 1024 == 1023 {
+            self.prune(local_now);
+        }
         self.messages += 1;
         self.last_message_local = Some(local_now);
         match msg {
@@ -683,6 +715,22 @@ mod tests {
         let e = &s.slow["[3,\"abc\"]"];
         assert_eq!(e.url(), "/x");
         assert_eq!(e.refreshed_stamp, 60.0);
+    }
+
+    #[test]
+    fn prune_forgets_old_slow_entries_and_silent_processes() {
+        let mut s = State::new();
+        s.apply(parse_message(&sample(1, 1000.0, 1)).unwrap(), 0.0);
+        for (k, stamp) in [("a", 300.0), ("b", 999.0)] {
+            let m = serde_json::json!({"type": "slow_request", "key": [1, k], "stamp": stamp,
+                "entry": {"pid": 1, "state": 1, "start_stamp": stamp - 2.0, "duration": 2.0}});
+            s.apply(parse_value(&m).unwrap(), 0.0);
+        }
+        s.prune(0.0);
+        assert_eq!(s.slow.keys().collect::<Vec<_>>(), vec!["[1,\"b\"]"]);
+        assert_eq!(s.processes.len(), 1);
+        s.prune(301.0);
+        assert!(s.processes.is_empty());
     }
 
     #[test]

@@ -510,7 +510,11 @@ pub fn overview(state: &State, ui: &UiState, local_now: f64) -> Overview {
             };
             // The tick covers (stamp - period, stamp]: fill the seconds
             // whose centre it covers.
-            for b in 0..n {
+            // Centre c_b = start + b + 0.5 lies in (stamp - period, stamp].
+            let lo = (t.stamp - period - start - 0.5).floor() as i64 + 1;
+            let hi = (t.stamp - start - 0.5).floor() as i64;
+            for b in lo.max(0)..=hi.min(n as i64 - 1) {
+                let b = b as usize;
                 let c = start + b as f64 + 0.5;
                 if c > t.stamp - period && c <= t.stamp {
                     thr[b] += t.request_throughput;
