@@ -1,1 +1,571 @@
-//! placeholder
+//! Harness for end-to-end tests of `mod_wsgi_telemetry.so`: a real Debian
+//! httpd 2.4 (`/usr/sbin/apache2`) with Debian's mod_wsgi 4.9, each test in
+//! its own ServerRoot under a temp dir, listening on a free 127.0.0.1 port,
+//! run in the foreground so the test owns the parent pid and stops it by
+//! that pid. Datagrams are received on the test's own UNIX datagram socket
+//! ([`Collector`]) and decoded with the `wire` crate.
+//!
+//! The module under test: `$MOD_WSGI_TELEMETRY_SO` if set, else built once
+//! per test binary with `cargo build -p mod_wsgi_reporter` into
+//! `<target dir>/module-for-tests` (a separate target dir, so the nested
+//! cargo never waits for the outer `cargo test`'s lock).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use wire;
+use wire::{id, Kind, Sample};
+
+/// Upper bound for "wait until" loops: a hang guard, not a timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// Path of the module `.so` under test (built on first use).
+pub fn module_so() -> PathBuf {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        if let Some(p) = std::env::var_os("MOD_WSGI_TELEMETRY_SO") {
+            return PathBuf::from(p);
+        }
+        let dir = target_dir().join("module-for-tests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "mod_wsgi_reporter",
+                "--target-dir",
+            ])
+            .arg(&dir)
+            .current_dir(workspace())
+            .status()
+            .expect("run cargo build for the module");
+        assert!(st.success(), "building mod_wsgi_reporter failed");
+        dir.join("debug/libmod_wsgi_telemetry.so")
+    })
+    .clone()
+}
+
+/// Apache MPMs the tests run under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mpm {
+    /// Threaded, event MPM.
+    Event,
+    /// One single-threaded process per connection.
+    Prefork,
+}
+
+impl Mpm {
+    fn config(self) -> &'static str {
+        match self {
+            Mpm::Event => {
+                "LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so\n\
+                 StartServers 2\nServerLimit 4\nThreadsPerChild 4\nThreadLimit 4\n\
+                 MinSpareThreads 1\nMaxSpareThreads 16\nMaxRequestWorkers 16\n"
+            }
+            Mpm::Prefork => {
+                "LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so\n\
+                 StartServers 2\nMinSpareServers 1\nMaxSpareServers 4\nServerLimit 6\nMaxRequestWorkers 6\n"
+            }
+        }
+    }
+    /// `mpm_name` on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mpm::Event => "event",
+            Mpm::Prefork => "prefork",
+        }
+    }
+}
+
+/// The WSGI application every test serves under `/app`.
+pub const APP: &str = r#"
+import time
+def application(environ, start_response):
+    path = environ.get('PATH_INFO', '')
+    if path == '/notfound':
+        start_response('404 Not Found', [('Content-Type', 'text/plain')])
+        return [b'nope']
+    if path == '/error':
+        raise RuntimeError('telemetry test: deliberate failure')
+    if path == '/post':
+        n = int(environ.get('CONTENT_LENGTH') or 0)
+        body = environ['wsgi.input'].read(n)
+        out = str(len(body)).encode()
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [out]
+    if path.startswith('/size/'):
+        n = int(path[6:])
+        start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+        return [b'x' * n]
+    if path.startswith('/sleep/'):
+        time.sleep(int(path[7:]) / 1000.0)
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'hello']
+"#;
+
+/// A free TCP port on 127.0.0.1 (best effort; start retries on a clash).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What to put in the generated httpd.conf.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// MPM.
+    pub mpm: Mpm,
+    /// Load our module at all.
+    pub load_module: bool,
+    /// Lines added at server level (directives under test).
+    pub directives: String,
+}
+
+impl Options {
+    /// Our module with `WSGITelemetryService` pointing at `socket`.
+    pub fn telemetry(mpm: Mpm, socket: &Path, interval: f64, extra: &str) -> Options {
+        Options {
+            mpm,
+            load_module: true,
+            directives: format!(
+                "WSGITelemetryService unix:{} interval={interval}\n{extra}\n",
+                socket.display()
+            ),
+        }
+    }
+}
+
+/// A temp ServerRoot with config, app and logs; world-readable so Apache
+/// children running as www-data can use it.
+pub struct ServerRoot {
+    /// Holds the directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl ServerRoot {
+    /// Creates the directory tree and the app.
+    pub fn new() -> ServerRoot {
+        let dir = tempfile::Builder::new()
+            .prefix("wsgi-tel-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.path().join("app.wsgi"), APP).unwrap();
+        std::fs::create_dir_all(dir.path().join("run")).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("run"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        ServerRoot { dir }
+    }
+    /// Path inside the root.
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Writes `httpd.conf` for `opts` on `port`; returns its path.
+    pub fn write_config(&self, opts: &Options, port: u16) -> PathBuf {
+        let root = self.dir.path().display().to_string();
+        let user = if unsafe_is_root() {
+            "User www-data\nGroup www-data\n"
+        } else {
+            ""
+        };
+        let module = if opts.load_module {
+            format!(
+                "LoadModule wsgi_telemetry_module {}\n",
+                module_so().display()
+            )
+        } else {
+            String::new()
+        };
+        let conf = format!(
+            "ServerRoot {root}\nListen 127.0.0.1:{port}\nServerName 127.0.0.1\n{mpm}\
+             LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
+             LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so\n\
+             LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so\n\
+             LoadModule wsgi_module /usr/lib/apache2/modules/mod_wsgi.so\n\
+             {module}{user}\
+             PidFile {root}/run/httpd.pid\nErrorLog {root}/error.log\nLogLevel info\n\
+             DefaultRuntimeDir {root}/run\nTypesConfig /etc/mime.types\n\
+             WSGISocketPrefix {root}/run/wsgi\n\
+             WSGIScriptAlias /app {root}/app.wsgi\nWSGIApplicationGroup %{{GLOBAL}}\n\
+             <Directory {root}>\n  Require all granted\n</Directory>\n{directives}",
+            mpm = opts.mpm.config(),
+            directives = opts.directives,
+        );
+        let path = self.dir.path().join("httpd.conf");
+        std::fs::write(&path, conf).unwrap();
+        path
+    }
+}
+
+impl Default for ServerRoot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `apache2 -t` on a config with these options: (success, output).
+pub fn config_test(opts: &Options) -> (bool, String) {
+    let root = ServerRoot::new();
+    let conf = root.write_config(opts, free_port());
+    let out = Command::new("/usr/sbin/apache2")
+        .arg("-t")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A running httpd (foreground parent owned by the test).
+pub struct Httpd {
+    child: Option<Child>,
+    /// Its ServerRoot.
+    pub root: ServerRoot,
+    /// Listening port.
+    pub port: u16,
+}
+
+impl Httpd {
+    /// Starts httpd and waits until it accepts connections.
+    pub fn start(opts: &Options) -> Httpd {
+        Self::start_in(ServerRoot::new(), opts)
+    }
+
+    /// Starts in a given ServerRoot (whose paths the options may refer to).
+    pub fn start_in(root: ServerRoot, opts: &Options) -> Httpd {
+        for _attempt in 0..5 {
+            let port = free_port();
+            let conf = root.write_config(opts, port);
+            let _ = std::fs::remove_file(root.path("error.log"));
+            let mut child = Command::new("/usr/sbin/apache2")
+                .arg("-f")
+                .arg(&conf)
+                .arg("-DFOREGROUND")
+                // Its own process group: on shutdown httpd signals its
+                // whole group, which must not include the test runner.
+                .process_group(0)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn /usr/sbin/apache2");
+            let t0 = Instant::now();
+            loop {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Httpd {
+                        child: Some(child),
+                        root,
+                        port,
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port clash or config error: retry / report
+                }
+                assert!(
+                    t0.elapsed() < PATIENCE,
+                    "httpd did not start: {}",
+                    read(&root.path("error.log"))
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let log = read(&root.path("error.log"));
+            if !log.contains("Address already in use") {
+                panic!("httpd exited at start:\n{log}");
+            }
+        }
+        panic!("no free port after 5 attempts");
+    }
+
+    /// Parent pid.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// Sends a signal to the parent (by its pid).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on the pid we spawned.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Graceful restart (SIGUSR1).
+    pub fn graceful(&self) {
+        self.signal(libc::SIGUSR1);
+    }
+
+    /// Stops (SIGTERM) and waits for the parent to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    /// The error log so far.
+    pub fn error_log(&self) -> String {
+        read(&self.root.path("error.log"))
+    }
+
+    /// One HTTP/1.0 request; returns (status, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        user_agent: &str,
+    ) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to httpd");
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: {user_agent}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let status = std::str::from_utf8(&resp[9..12]).unwrap().parse().unwrap();
+        let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        (status, resp[split..].to_vec())
+    }
+
+    /// GET with a default User-Agent.
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        self.request("GET", path, b"", "integration-tests")
+    }
+}
+
+impl Drop for Httpd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// A received datagram.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// Decoded.
+    pub sample: Sample,
+}
+
+/// Receives datagrams on its own socket in a background thread.
+pub struct Collector {
+    /// Socket path.
+    pub path: PathBuf,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    decode_errors: Arc<Mutex<u64>>,
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    /// Binds `path` (mode 0666 so www-data children can send).
+    pub fn bind(path: &Path) -> Collector {
+        let _ = std::fs::remove_file(path);
+        let sock = UnixDatagram::bind(path).expect("bind collector socket");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let decode_errors = Arc::new(Mutex::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let (s2, e2, st2, p2) = (
+            samples.clone(),
+            decode_errors.clone(),
+            stop.clone(),
+            paused.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !st2.load(Ordering::SeqCst) {
+                if p2.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                if let Ok(n) = sock.recv(&mut buf) {
+                    match wire::decode(&buf[..n]) {
+                        Ok(s) => s2.lock().unwrap().push(s),
+                        Err(_) => *e2.lock().unwrap() += 1,
+                    }
+                }
+            }
+        });
+        Collector {
+            path: path.to_path_buf(),
+            samples,
+            decode_errors,
+            stop,
+            paused,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops reading (like a SIGSTOPped ingester) or resumes.
+    pub fn pause(&self, on: bool) {
+        self.paused.store(on, Ordering::SeqCst);
+    }
+
+    /// Everything received so far.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples.lock().unwrap().clone()
+    }
+
+    /// Undecodable datagrams.
+    pub fn decode_errors(&self) -> u64 {
+        *self.decode_errors.lock().unwrap()
+    }
+
+    /// Waits until `cond` holds on the samples (panics after [`PATIENCE`]
+    /// with `what`).
+    pub fn wait_for(&self, what: &str, cond: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+        let t0 = Instant::now();
+        loop {
+            let s = self.samples();
+            if cond(&s) {
+                return s;
+            }
+            assert!(t0.elapsed() < PATIENCE, "timed out waiting for: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Samples of one kind.
+pub fn of_kind(s: &[Sample], k: Kind) -> Vec<&Sample> {
+    s.iter().filter(|x| x.header.kind == k).collect()
+}
+
+/// Sum of a U64 field over REQUEST samples.
+pub fn sum_u64(s: &[Sample], field: u16) -> u64 {
+    of_kind(s, Kind::REQUEST)
+        .iter()
+        .map(|x| x.u64(field).unwrap_or(0))
+        .sum()
+}
+
+/// Pids that sent STOPPED.
+pub fn stopped_pids(s: &[Sample]) -> Vec<u32> {
+    of_kind(s, Kind::PROCESS_STOPPED)
+        .iter()
+        .map(|x| x.header.pid)
+        .collect()
+}
+
+/// Pids that sent STARTED.
+pub fn started_pids(s: &[Sample]) -> Vec<u32> {
+    of_kind(s, Kind::PROCESS_STARTED)
+        .iter()
+        .map(|x| x.header.pid)
+        .collect()
+}
+
+/// Every process that started has stopped.
+pub fn all_stopped(s: &[Sample]) -> bool {
+    let st = started_pids(s);
+    let sp = stopped_pids(s);
+    !st.is_empty() && st.iter().all(|p| sp.contains(p))
+}
+
+/// Element-wise sum of an I32 array field over REQUEST samples.
+pub fn sum_buckets(s: &[Sample], field: u16) -> Vec<i64> {
+    let mut out = vec![0i64; wire::histogram::BUCKETS];
+    for x in of_kind(s, Kind::REQUEST) {
+        if let Some(wire::Value::I32Array(a)) = x.get(field) {
+            for (o, v) in out.iter_mut().zip(a) {
+                *o += *v as i64;
+            }
+        }
+    }
+    out
+}
+
+/// Slow records (kind 4) for a given path.
+pub fn slow_for<'a>(s: &'a [Sample], path_info: &str) -> Vec<&'a Sample> {
+    of_kind(s, Kind::SLOW_REQUEST)
+        .into_iter()
+        .filter(|x| x.text(id::SLOW_PATH_INFO).as_deref() == Some(path_info))
+        .collect()
+}
+
+/// Number of open descriptors and threads of a process.
+pub fn fds_and_threads(pid: i32) -> (usize, usize) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let th = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (fds, th)
+}
+
+/// Generates `#[test]`s for both MPMs from `fn name(mpm: Mpm)`.
+#[macro_export]
+macro_rules! both_mpms {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn event() {
+                    super::$name($crate::Mpm::Event)
+                }
+                #[test]
+                fn prefork() {
+                    super::$name($crate::Mpm::Prefork)
+                }
+            }
+        )*
+    };
+}

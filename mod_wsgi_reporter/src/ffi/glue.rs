@@ -524,6 +524,8 @@ struct ReqState {
     request_start_us: u64,
     claim_us: u64,
     finished: bool,
+    /// Apache is sending its own error page: not application output.
+    error_response: bool,
     in_us: u64,
     out_us: u64,
     in_bytes: u64,
@@ -614,6 +616,7 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
                 request_start_us: request_start,
                 claim_us: now,
                 finished: false,
+                error_response: false,
                 in_us: 0,
                 out_us: 0,
                 in_bytes: 0,
@@ -706,6 +709,7 @@ unsafe extern "C" fn insert_error_filter(r: *mut ap::request_rec) {
             let st = m::get_module_config((*r).request_config, module_ptr()) as *mut ReqState;
             // Error responses reset the filter chain: follow the response.
             if !st.is_null() && !(*st).finished {
+                (*st).error_response = true;
                 ap::ap_add_output_filter_handle(
                     OUT_FILTER.load(Relaxed),
                     st as *mut c_void,
@@ -754,10 +758,14 @@ unsafe extern "C" fn out_filter(
         if st.finished {
             return;
         }
-        st.out_us += t1.saturating_sub(t0);
-        if bytes > 0 {
-            st.out_bytes += bytes;
-            st.out_writes += 1;
+        // Apache's own error page is not application output; only its end
+        // (which ends the request) matters.
+        if !st.error_response {
+            st.out_us += t1.saturating_sub(t0);
+            if bytes > 0 {
+                st.out_bytes += bytes;
+                st.out_writes += 1;
+            }
         }
         if eos {
             finish(st, t1);

@@ -1,0 +1,171 @@
+//! A known request mix through a real httpd + mod_wsgi 4.9 gives exactly
+//! those counts, status classes, byte totals, slow records and histogram
+//! buckets in our datagrams (summed over all processes, first interval and
+//! final partial interval included).
+
+use integration_tests::wire::{histogram, id, Kind};
+use integration_tests::*;
+
+const N200: usize = 5;
+const M404: usize = 3;
+const K500: usize = 2;
+const POST_BYTES: usize = 1000;
+const SIZE: usize = 12345;
+const SLEEP_MS: u64 = 700;
+
+fn request_mix(mpm: Mpm) {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let opts = Options::telemetry(mpm, &col.path, 0.5, "WSGISlowRequests 0.25");
+    let mut httpd = Httpd::start_in(root, &opts);
+
+    for _ in 0..N200 {
+        assert_eq!(httpd.get("/app/hello"), (200, b"hello".to_vec()));
+    }
+    for _ in 0..M404 {
+        assert_eq!(httpd.get("/app/notfound").0, 404);
+    }
+    for _ in 0..K500 {
+        assert_eq!(httpd.get("/app/error").0, 500);
+    }
+    let body = vec![b'a'; POST_BYTES];
+    assert_eq!(
+        httpd.request("POST", "/app/post", &body, "t"),
+        (200, POST_BYTES.to_string().into_bytes())
+    );
+    let (st, big) = httpd.get(&format!("/app/size/{SIZE}"));
+    assert_eq!((st, big.len()), (200, SIZE));
+    // Not a WSGI request: must not be counted.
+    assert_eq!(httpd.get("/missing.html").0, 404);
+
+    let path = format!("/sleep/{SLEEP_MS}");
+    std::thread::scope(|s| {
+        let h = s.spawn(|| httpd.get(&format!("/app{path}")));
+        // Seen as active while it runs.
+        col.wait_for("active slow record", |x| {
+            slow_for(x, &path)
+                .iter()
+                .any(|r| r.u64(id::SLOW_RECORD_STATE) == Some(0))
+        });
+        assert_eq!(h.join().unwrap().0, 200);
+    });
+    httpd.stop();
+    let s = col.wait_for("every process stopped", all_stopped);
+
+    let total = (N200 + M404 + K500 + 3) as u64;
+    assert_eq!(sum_u64(&s, id::REQUEST_COUNT), total);
+    assert_eq!(sum_u64(&s, id::STATUS_1XX_TOTAL), 0);
+    assert_eq!(sum_u64(&s, id::STATUS_2XX_TOTAL), (N200 + 3) as u64);
+    assert_eq!(sum_u64(&s, id::STATUS_3XX_TOTAL), 0);
+    assert_eq!(sum_u64(&s, id::STATUS_4XX_TOTAL), M404 as u64);
+    assert_eq!(sum_u64(&s, id::STATUS_5XX_TOTAL), K500 as u64);
+    assert_eq!(sum_u64(&s, id::INPUT_BYTES_TOTAL), POST_BYTES as u64);
+    let out = N200 * 5 + M404 * 4 + POST_BYTES.to_string().len() + SIZE + 5;
+    assert_eq!(sum_u64(&s, id::OUTPUT_BYTES_TOTAL), out as u64);
+    let lifetime: u64 = of_kind(&s, Kind::PROCESS_STOPPED)
+        .iter()
+        .map(|x| x.u64(id::LIFETIME_REQUEST_COUNT).unwrap())
+        .sum();
+    assert_eq!(lifetime, total);
+
+    // Every REQUEST tick carries all status classes and the identity.
+    for r in of_kind(&s, Kind::REQUEST) {
+        for f in id::STATUS_1XX_TOTAL..=id::STATUS_5XX_TOTAL {
+            assert!(r.u64(f).is_some());
+        }
+        assert_eq!(r.text(id::MPM_NAME).as_deref(), Some(mpm.name()));
+        assert_eq!(r.text(id::MOD_WSGI_VERSION).as_deref(), Some("4.9.4"));
+        assert!(r.text(id::PYTHON_VERSION).unwrap().starts_with("3."));
+        assert!(r
+            .text(id::APACHE_VERSION)
+            .unwrap()
+            .starts_with("Apache/2.4"));
+        assert!(r.get(id::GIL_WAIT_TIME).is_none() && r.get(id::QUEUE_TIME).is_none());
+        let max = r.u64(id::REQUEST_THREADS_MAXIMUM).unwrap();
+        assert_eq!(max, if mpm == Mpm::Event { 4 } else { 1 });
+        assert!(r.u64(id::REPORTER_DROPPED_DATAGRAMS).is_some());
+    }
+
+    // Slow request: completed with status 200 and its full duration.
+    let slow = slow_for(&s, &path);
+    let done: Vec<_> = slow
+        .iter()
+        .filter(|r| r.u64(id::SLOW_RECORD_STATE) == Some(1))
+        .collect();
+    assert_eq!(done.len(), 1, "exactly one completed record");
+    let d = done[0];
+    assert_eq!(d.u64(id::SLOW_STATUS), Some(200));
+    assert!(d.f64(id::SLOW_DURATION).unwrap() >= SLEEP_MS as f64 / 1000.0);
+    assert!(d.f64(id::SLOW_APPLICATION_TIME).unwrap() >= SLEEP_MS as f64 / 1000.0);
+    assert_eq!(d.text(id::SLOW_SCRIPT_NAME).as_deref(), Some("/app"));
+    assert_eq!(d.text(id::SLOW_METHOD).as_deref(), Some("GET"));
+    assert_eq!(d.text(id::SLOW_PROTOCOL).as_deref(), Some("HTTP/1.0"));
+    assert_eq!(d.text(id::SLOW_PEER_IP).as_deref(), Some("127.0.0.1"));
+    assert_eq!(d.u64(id::SLOW_OUTPUT_BYTES), Some(5));
+    assert!(
+        d.get(id::SLOW_USER_AGENT).is_none(),
+        "no User-Agent without the option"
+    );
+    // Other requests were fast: no slow record for them.
+    assert_eq!(of_kind(&s, Kind::SLOW_REQUEST).len(), slow.len());
+
+    // Histogram: the sleeping request lands in the bucket of its measured
+    // duration (the request_time max of its tick).
+    let tick = of_kind(&s, Kind::REQUEST)
+        .into_iter()
+        .find(|r| r.f64(id::REQUEST_TIME_MAX).unwrap_or(0.0) >= SLEEP_MS as f64 / 1000.0)
+        .expect("tick with the slow request");
+    let measured = tick.f64(id::REQUEST_TIME_MAX).unwrap();
+    let b = histogram::bucket_index(measured);
+    assert!(
+        histogram::lower_ms(b) <= SLEEP_MS as f64 && measured * 1000.0 < histogram::upper_ms(b)
+    );
+    match tick.get(id::REQUEST_TIME_BUCKETS) {
+        Some(wire::Value::I32Array(a)) => assert_eq!(a[b], 1, "bucket {b} for {measured}s"),
+        other => panic!("no request histogram: {other:?}"),
+    }
+    let all = sum_buckets(&s, id::REQUEST_TIME_BUCKETS);
+    assert_eq!(all.iter().sum::<i64>(), total as i64);
+    assert_eq!(
+        all[b..].iter().sum::<i64>(),
+        1,
+        "only the sleeper is that slow"
+    );
+    assert_eq!(col.decode_errors(), 0);
+}
+
+fn user_agent_only_with_option(mpm: Mpm) {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let opts = Options::telemetry(
+        mpm,
+        &col.path,
+        0.5,
+        "WSGISlowRequests 0.05\nWSGITelemetryOptions +CaptureUserAgent",
+    );
+    let mut httpd = Httpd::start_in(root, &opts);
+    assert_eq!(
+        httpd
+            .request("GET", "/app/sleep/100?secret=1", b"", "telemetry-probe/1.0")
+            .0,
+        200
+    );
+    httpd.stop();
+    let s = col.wait_for("every process stopped", all_stopped);
+    let slow = slow_for(&s, "/sleep/100");
+    let done = slow
+        .iter()
+        .find(|r| r.u64(id::SLOW_RECORD_STATE) == Some(1))
+        .expect("completed record");
+    assert_eq!(
+        done.text(id::SLOW_USER_AGENT).as_deref(),
+        Some("telemetry-probe/1.0")
+    );
+    assert_eq!(
+        done.text(id::SLOW_PATH_INFO).as_deref(),
+        Some("/sleep/100"),
+        "no query string"
+    );
+}
+
+both_mpms!(request_mix, user_agent_only_with_option);
