@@ -321,3 +321,43 @@ fn top_once_against_serve_demo_shows_the_simulated_site() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+fn top_tui_restores_the_terminal_on_sigterm() {
+    let s = Server::ours(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("top.pid");
+    let cmd = format!(
+        "echo $$ > {}; exec {} top --url {}",
+        pidfile.display(),
+        bin(),
+        s.url()
+    );
+    let tmux = Tmux::start_remain(&["sh", "-c", &cmd], 120, 40);
+    tmux.wait_for("top running", LIMIT, |x| x.contains("[live]"));
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = std::time::Instant::now();
+    let code = loop {
+        if let Some(c) = tmux.dead_status() {
+            break c;
+        }
+        assert!(
+            t0.elapsed() < LIMIT,
+            "top ignored SIGTERM:\n{}",
+            tmux.capture()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, 0);
+    // Back on the primary screen: nothing of the monitor is left.
+    let screen = tmux.capture();
+    assert!(!screen.contains("mod_wsgi-telemetry top"), "{screen}");
+}

@@ -468,6 +468,29 @@ fn help_overlay_and_disconnected_footer() {
 }
 
 #[test]
+fn tiny_and_narrow_terminals_render_without_panicking() {
+    let s = corpus_state(45.0);
+    for v in View::ALL {
+        for (w, h) in [(1, 1), (20, 5), (40, 12), (60, 9)] {
+            let ui = UiState {
+                view: v,
+                help: true,
+                ..UiState::default()
+            };
+            render(&s, &ui, w, h);
+        }
+    }
+    // Narrow latency view: buckets are binned, labels still fit.
+    let ui = UiState {
+        view: View::Latency,
+        ..UiState::default()
+    };
+    let out = render(&s, &ui, 40, 30).join("\n");
+    assert!(out.contains('█'), "{out}");
+    assert!(out.lines().all(|l| l.chars().count() <= 40));
+}
+
+#[test]
 fn ctrl_c_and_q_quit() {
     let mut app = App::new(UiState::default(), "u".into(), false);
     assert_eq!(
