@@ -9,6 +9,12 @@ export function fmtMs(ms) {
   return ms.toFixed(1) + 'ms';
 }
 
+/** Like fmtMs, but sub-millisecond values in µs (detail panels). */
+export function fmtMsFine(ms) {
+  if (ms != null && ms > 0 && ms < 1) return Math.round(ms * 1000) + ' µs';
+  return fmtMs(ms);
+}
+
 /** Response time headline: integer when ≥ 10 else one decimal (no unit). */
 export function fmtRespMs(ms) {
   if (ms == null || !Number.isFinite(ms)) return '-';

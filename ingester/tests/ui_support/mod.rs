@@ -190,6 +190,7 @@ impl Browser {
             "--disable-sync".into(),
             "--disable-dev-shm-usage".into(),
             "--enable-precise-memory-info".into(),
+            "--js-flags=--expose-gc".into(),
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];

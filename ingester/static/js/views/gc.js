@@ -209,8 +209,8 @@ export class GcView {
       ctx.textAlign = 'right';
       ctx.textBaseline = 'top';
       ctx.fillText(fmtMs(mx * 1000), pad.l - 3, band.y);
-      ctx.textBaseline = 'bottom';
-      ctx.fillText(label, pad.l - 3, band.y + band.h);
+      ctx.textAlign = 'left';
+      ctx.fillText(label, pad.l + 4, band.y + 2);
     }
     ctx.textAlign = 'left';
     ctx.textBaseline = 'top';

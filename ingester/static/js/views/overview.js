@@ -67,11 +67,14 @@ export class Overview {
     this.key = key;
     const from = ctx.now - W;
     const markers = this.markers(from, ctx.now);
+    const lists = ctx.visible.map((p) => st.samplesSince(p, from));
+    const latest = [];
+    for (const list of lists) if (list.length) latest.push(list[list.length - 1]);
     for (const c of CHARTS) {
       const series = [];
-      const latest = [];
-      for (const p of ctx.visible) {
-        const list = st.samplesSince(p, from);
+      for (let k = 0; k < ctx.visible.length; k++) {
+        const p = ctx.visible[k];
+        const list = lists[k];
         const t = [];
         const v = [];
         for (const d of list) {
@@ -81,7 +84,6 @@ export class Overview {
           v.push(y);
         }
         series.push({ color: p.color, t, v });
-        if (list.length) latest.push(list[list.length - 1]);
       }
       this.charts[c.id].draw({ series, from, to: ctx.now, markers });
       this.readout(c.id, latest);

@@ -1,7 +1,7 @@
 // The slow-request detail panel (table rows and the drill-down modal).
 
 import { h } from '../dom.js';
-import { humanBytes, fmtMs, fmtCount } from '../format.js';
+import { humanBytes, fmtMsFine as fmtMs, fmtCount } from '../format.js';
 import { fullUrl } from './capacity.js';
 
 const PHASE_COLORS = { server: '#90a4ae', queue: '#ffb74d', daemon: '#ba68c8', application: '#4fc3f7' };
