@@ -23,7 +23,7 @@ const DEFAULT_URL: &str = "ws://127.0.0.1:8888/ws";
 
 /// Options of `top`.
 #[derive(clap::Args, Debug, Clone)]
-#[command(after_long_help = health::help_text())]
+#[command(after_long_help = long_help())]
 pub struct TopArgs {
     /// WebSocket endpoint of a running `serve`.
     #[arg(long, env = "MOD_WSGI_TELEMETRY_URL", default_value = DEFAULT_URL)]
@@ -63,6 +63,21 @@ pub struct TopArgs {
     /// Write debug logging to this file.
     #[arg(long)]
     pub log_file: Option<std::path::PathBuf>,
+}
+
+fn long_help() -> String {
+    let mut s = String::from("Keys:\n");
+    for l in widgets::HELP {
+        s.push_str("  ");
+        s.push_str(l);
+        s.push('\n');
+    }
+    s.push_str(
+        "\nExit status: 0 normally; with --once 0 when data arrived, 2 when none \
+         arrived within --once-timeout, 1 when a --fail-if condition holds.\n\n",
+    );
+    s.push_str(&health::help_text());
+    s
 }
 
 /// Local wall clock in seconds.
@@ -233,8 +248,19 @@ impl App {
                 self.conn.error = None;
                 self.conn.retry_in = None;
             }
-            client::Event::Message(m) => self.state.apply(*m, local_now),
-            client::Event::BadMessage(e) => tracing::warn!("bad message: {e}"),
+            client::Event::Message(m) => {
+                // A (re)connection's snapshot is shown at once; live
+                // messages wait for the next refresh.
+                let snapshot = matches!(*m, state::Message::Snapshot(_));
+                self.state.apply(*m, local_now);
+                if !snapshot {
+                    return Action::None;
+                }
+            }
+            client::Event::BadMessage(e) => {
+                tracing::warn!("bad message: {e}");
+                return Action::None;
+            }
             client::Event::Disconnected { error, retry_in } => {
                 self.conn.connected = false;
                 self.conn.error = Some(error);
@@ -242,7 +268,7 @@ impl App {
             }
             client::Event::Quit => return Action::Quit,
         }
-        Action::None
+        Action::Redraw
     }
 
     /// Handles one key press.
@@ -353,8 +379,10 @@ fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
     let mut dirty = true;
     'main: loop {
         while let Ok(ev) = client.events.try_recv() {
-            if app.on_event(ev, wall_now()) == Action::Quit {
-                break 'main;
+            match app.on_event(ev, wall_now()) {
+                Action::Quit => break 'main,
+                Action::Redraw => dirty = true,
+                Action::None => {}
             }
         }
         if event::poll(Duration::from_millis(50))? {
