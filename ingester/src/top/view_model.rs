@@ -355,9 +355,13 @@ pub fn header(state: &State, ui: &UiState, local_now: f64) -> Header {
     let mut queue_num = 0.0;
     let mut queue_den = 0.0;
     for p in shown(state, ui) {
-        if !liveness(p, now, local_now).counts() {
-            h.other_processes += 1;
-            continue;
+        match liveness(p, now, local_now) {
+            Liveness::Starting => continue,
+            l if !l.counts() => {
+                h.other_processes += 1;
+                continue;
+            }
+            _ => {}
         }
         let Some(t) = p.latest() else { continue };
         h.live_processes += 1;
@@ -492,6 +496,10 @@ pub struct Overview {
 }
 
 pub fn overview(state: &State, ui: &UiState, local_now: f64) -> Overview {
+    overview_with(state, ui, local_now, &header(state, ui, local_now))
+}
+
+fn overview_with(state: &State, ui: &UiState, local_now: f64, h: &Header) -> Overview {
     let now = state.ref_now(local_now);
     let win = ui.window();
     let n = win as usize;
@@ -532,7 +540,6 @@ pub fn overview(state: &State, ui: &UiState, local_now: f64) -> Overview {
         .map(|(a, m)| if *m > 0.0 { 100.0 * a / m } else { 0.0 })
         .collect();
     let rss_mb: Vec<f64> = rss.iter().map(|r| r / 1048576.0).collect();
-    let h = header(state, ui, local_now);
     let series = vec![
         Series {
             label: "throughput",
@@ -947,7 +954,7 @@ pub struct Frame {
 pub fn frame(state: &State, ui: &UiState, conn: &ConnView, local_now: f64, color: bool) -> Frame {
     let header = header(state, ui, local_now);
     let body = match ui.view {
-        View::Overview => Body::Overview(overview(state, ui, local_now)),
+        View::Overview => Body::Overview(overview_with(state, ui, local_now, &header)),
         View::Processes => Body::Processes {
             sort: PROC_SORTS[ui.proc_sort % PROC_SORTS.len()],
             rows: process_rows(state, ui, local_now),
