@@ -469,16 +469,43 @@ fn install_panic_hook() {
     }));
 }
 
+/// (this child's generation, the generation the parent wants running).
+fn generations() -> (c_int, i64) {
+    let mine = mpm_query(ap::AP_MPMQ_GENERATION);
+    // SAFETY: the scoreboard is mapped in every child; read-only access
+    // to one integer the parent updates.
+    let running = unsafe {
+        let sb = std::ptr::addr_of!(ap::ap_scoreboard_image).read();
+        if sb.is_null() || (*sb).global.is_null() {
+            -1
+        } else {
+            std::ptr::addr_of!((*(*sb).global).running_generation).read_volatile() as i64
+        }
+    };
+    (mine, running)
+}
+
+/// Picks the shutdown reason from what httpd tells a child (see
+/// docs/module.md for the mapping and its limits):
+/// * the parent bumped the running generation = a restart: graceful if the
+///   MPM says so (threaded MPMs) or always for prefork, which reports every
+///   exit as non-graceful;
+/// * same generation and the child reached `MaxConnectionsPerChild` (the
+///   listener stops before the last connection reaches pre_connection, so
+///   one short counts) = `maximum_requests`;
+/// * otherwise graceful = `graceful_signal`, else `shutdown_signal`.
 fn stop_reason(graceful: bool) -> u8 {
-    if !graceful {
-        return 2;
-    }
+    let (mine, running) = generations();
+    let restarted = running >= 0 && running != mine as i64;
     // SAFETY: plain read of an httpd global set at config time.
     let max = unsafe { std::ptr::addr_of!(ap::ap_max_requests_per_child).read() };
-    if max > 0 && CONNECTIONS.load(Relaxed) >= max as u64 {
+    let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != 0;
+    if !restarted && max > 0 && CONNECTIONS.load(Relaxed) + 1 >= max as u64 {
         3
-    } else {
+    } else if graceful || (restarted && !threaded) {
         1
+    } else {
+        2
     }
 }
 

@@ -1,0 +1,147 @@
+//! Lifecycle: graceful restart and stop produce STOPPING/STOPPED with the
+//! documented reasons, then STARTED for the new children; repeated graceful
+//! restarts under load crash nothing and leak nothing in the parent.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use integration_tests::wire::{id, Kind, Sample};
+use integration_tests::*;
+
+fn reasons_of(s: &[Sample], kind: Kind, pids: &[u32]) -> Vec<String> {
+    of_kind(s, kind)
+        .iter()
+        .filter(|x| pids.contains(&x.header.pid))
+        .map(|x| x.text(id::SHUTDOWN_REASON).unwrap_or_default().into_owned())
+        .collect()
+}
+
+fn graceful_restart_then_stop(mpm: Mpm) {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let opts = Options::telemetry(mpm, &col.path, 0.5, "");
+    let mut httpd = Httpd::start_in(root, &opts);
+    let first = col.wait_for("STARTED of the first children", |s| {
+        started_pids(s).len() >= 2
+    });
+    let old: Vec<u32> = started_pids(&first);
+    for _ in 0..4 {
+        assert_eq!(httpd.get("/app/hello").0, 200);
+    }
+    httpd.graceful();
+    let s = col.wait_for("old children stopped and new ones started", |s| {
+        old.iter().all(|p| stopped_pids(s).contains(p))
+            && started_pids(s).iter().any(|p| !old.contains(p))
+    });
+    for p in &old {
+        let stg = reasons_of(&s, Kind::PROCESS_STOPPING, &[*p]);
+        let std_ = reasons_of(&s, Kind::PROCESS_STOPPED, &[*p]);
+        assert_eq!(stg, vec!["graceful_signal".to_string()], "STOPPING of {p}");
+        assert_eq!(std_, vec!["graceful_signal".to_string()], "STOPPED of {p}");
+    }
+    // Their requests were all reported before STOPPED.
+    let lifetime: u64 = of_kind(&s, Kind::PROCESS_STOPPED)
+        .iter()
+        .filter(|x| old.contains(&x.header.pid))
+        .map(|x| x.u64(id::LIFETIME_REQUEST_COUNT).unwrap())
+        .sum();
+    assert_eq!(lifetime, 4);
+    let new: Vec<u32> = started_pids(&s)
+        .into_iter()
+        .filter(|p| !old.contains(p))
+        .collect();
+    assert_eq!(httpd.get("/app/hello").0, 200);
+    httpd.stop();
+    let s = col.wait_for("new children stopped", |s| {
+        new.iter().all(|p| stopped_pids(s).contains(p))
+    });
+    for p in &new {
+        assert_eq!(
+            reasons_of(&s, Kind::PROCESS_STOPPED, &[*p]),
+            vec!["shutdown_signal".to_string()]
+        );
+        assert_eq!(
+            reasons_of(&s, Kind::PROCESS_STOPPING, &[*p]),
+            vec!["shutdown_signal".to_string()]
+        );
+    }
+    for x in of_kind(&s, Kind::PROCESS_STOPPED) {
+        assert_eq!(x.u64(id::GRACEFUL_DRAIN), Some(1));
+        assert_eq!(x.u64(id::ACTIVE_REQUESTS_AT_EXIT), Some(0));
+    }
+    assert_eq!(sum_u64(&s, id::REQUEST_COUNT), 5);
+}
+
+fn max_connections_per_child(mpm: Mpm) {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let opts = Options::telemetry(mpm, &col.path, 0.5, "MaxConnectionsPerChild 3");
+    let mut httpd = Httpd::start_in(root, &opts);
+    let mut n = 0;
+    let s = loop {
+        assert_eq!(httpd.get("/app/hello").0, 200);
+        n += 1;
+        let s = col.samples();
+        if !stopped_pids(&s).is_empty() || n > 200 {
+            break col.wait_for("STOPPED", |s| !stopped_pids(s).is_empty());
+        }
+    };
+    let r = reasons_of(&s, Kind::PROCESS_STOPPED, &stopped_pids(&s));
+    assert!(r.iter().all(|x| x == "maximum_requests"), "{r:?}");
+    httpd.stop();
+}
+
+fn thirty_graceful_restarts_under_load(mpm: Mpm) {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let opts = Options::telemetry(mpm, &col.path, 0.5, "WSGISlowRequests 0.5");
+    let mut httpd = Httpd::start_in(root, &opts);
+    col.wait_for("first children", |s| !started_pids(s).is_empty());
+    let parent = httpd.pid();
+    let (fds0, threads0) = fds_and_threads(parent);
+    assert_eq!(threads0, 1, "no threads in the Apache parent");
+    let stop = AtomicBool::new(false);
+    let served = AtomicU64::new(0);
+    std::thread::scope(|sc| {
+        for _ in 0..2 {
+            sc.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    // A graceful restart may refuse a connection or two.
+                    if let Ok(st) = std::panic::catch_unwind(|| httpd.get("/app/hello").0) {
+                        if st == 200 {
+                            served.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            });
+        }
+        for i in 0..30 {
+            let before = started_pids(&col.samples()).len();
+            httpd.graceful();
+            col.wait_for(&format!("restart {i}: new children"), |s| {
+                started_pids(s).len() > before
+            });
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    assert!(served.load(Ordering::SeqCst) > 0);
+    let (fds1, threads1) = fds_and_threads(parent);
+    assert_eq!(
+        threads1, 1,
+        "no threads in the Apache parent after restarts"
+    );
+    assert_eq!(fds1, fds0, "no leaked descriptors in the Apache parent");
+    httpd.stop();
+    let s = col.wait_for("every child stopped", all_stopped);
+    let log = httpd.error_log();
+    assert!(!log.contains("exit signal"), "a child crashed:\n{log}");
+    assert!(!log.contains("panic"), "{log}");
+    // Every request served was reported once.
+    assert!(sum_u64(&s, id::REQUEST_COUNT) >= served.load(Ordering::SeqCst));
+    assert_eq!(col.decode_errors(), 0);
+}
+
+both_mpms!(
+    graceful_restart_then_stop,
+    max_connections_per_child,
+    thirty_graceful_restarts_under_load
+);
