@@ -103,17 +103,26 @@ async fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
     }
 }
 
+async fn wait_stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn run(url: String, tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) {
     let mut backoff = 1.0f64;
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
     while !stop.load(Ordering::SeqCst) {
-        let attempt = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false),
-        )
-        .await;
+        let attempt = tokio::select! {
+            a = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false),
+            ) => a,
+            // Stopping must not wait for a slow connect (e.g. `--once`).
+            _ = wait_stopped(&stop) => return,
+        };
         let error = match attempt {
             Err(_) => "connect timed out".to_string(),
             Ok(Err(e)) => e.to_string(),

@@ -32,6 +32,17 @@ fn value_json(v: &Value) -> Json {
 /// The corpus datagrams up to `seconds` after the first, as WebSocket
 /// messages (sample, slow_request, lifecycle; GC ones as `gc_*`).
 pub(crate) fn corpus_messages(seconds: f64) -> Vec<Json> {
+    static ALL: std::sync::OnceLock<Vec<(f64, Json)>> = std::sync::OnceLock::new();
+    let all = ALL.get_or_init(|| all_corpus_messages());
+    let t0 = all.first().map(|m| m.0).unwrap_or(0.0);
+    all.iter()
+        .take_while(|(t, _)| *t <= t0 + seconds)
+        .map(|(_, m)| m.clone())
+        .collect()
+}
+
+fn all_corpus_messages() -> Vec<(f64, Json)> {
+    let seconds = f64::INFINITY;
     let path = corpus_dir().join("anchor-6.1.1-mixed.bin");
     let buf = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut out = Vec::new();
@@ -51,47 +62,50 @@ pub(crate) fn corpus_messages(seconds: f64) -> Vec<Json> {
         let text = |k: &str| fields.get(k).cloned().unwrap_or(json!(""));
         let num = |k: &str| fields.get(k).cloned().unwrap_or(json!(0));
         let kind = h.kind.name().into_owned();
-        out.push(match kind.as_str() {
-            "slow_request" => {
-                let log = text("slow_log_id");
-                let mut entry = Map::new();
-                entry.insert("pid".into(), json!(h.pid));
-                for (k, wk) in [
-                    ("thread_id", "slow_thread_id"),
-                    ("start_stamp", "slow_start_stamp"),
-                    ("duration", "slow_duration"),
-                    ("state", "slow_record_state"),
-                    ("status", "slow_status"),
-                    ("cpu_user_time", "slow_cpu_user_time"),
-                    ("cpu_system_time", "slow_cpu_system_time"),
-                    ("input_bytes", "slow_input_bytes"),
-                    ("input_reads", "slow_input_reads"),
-                    ("output_bytes", "slow_output_bytes"),
-                    ("output_writes", "slow_output_writes"),
-                ] {
-                    entry.insert(k.into(), num(wk));
-                }
-                for (k, wk) in [
-                    ("log_id", "slow_log_id"),
-                    ("method", "slow_method"),
-                    ("script_name", "slow_script_name"),
-                    ("path_info", "slow_path_info"),
-                ] {
-                    entry.insert(k.into(), text(wk));
-                }
-                json!({"type": "slow_request", "key": [h.pid, log], "entry": entry,
+        out.push((
+            h.stamp,
+            match kind.as_str() {
+                "slow_request" => {
+                    let log = text("slow_log_id");
+                    let mut entry = Map::new();
+                    entry.insert("pid".into(), json!(h.pid));
+                    for (k, wk) in [
+                        ("thread_id", "slow_thread_id"),
+                        ("start_stamp", "slow_start_stamp"),
+                        ("duration", "slow_duration"),
+                        ("state", "slow_record_state"),
+                        ("status", "slow_status"),
+                        ("cpu_user_time", "slow_cpu_user_time"),
+                        ("cpu_system_time", "slow_cpu_system_time"),
+                        ("input_bytes", "slow_input_bytes"),
+                        ("input_reads", "slow_input_reads"),
+                        ("output_bytes", "slow_output_bytes"),
+                        ("output_writes", "slow_output_writes"),
+                    ] {
+                        entry.insert(k.into(), num(wk));
+                    }
+                    for (k, wk) in [
+                        ("log_id", "slow_log_id"),
+                        ("method", "slow_method"),
+                        ("script_name", "slow_script_name"),
+                        ("path_info", "slow_path_info"),
+                    ] {
+                        entry.insert(k.into(), text(wk));
+                    }
+                    json!({"type": "slow_request", "key": [h.pid, log], "entry": entry,
                        "stamp": h.stamp})
-            }
-            "process_started" | "process_stopping" | "process_stopped" => json!({
+                }
+                "process_started" | "process_stopping" | "process_stopped" => json!({
                 "type": "lifecycle",
                 "event": {"kind": kind, "pid": h.pid, "stamp": h.stamp,
                           "hostname": text("hostname"), "process_group": text("process_group"),
                           "shutdown_reason": text("shutdown_reason")}}),
-            "gc_snapshot" | "gc_event" => json!({"type": kind, "pid": h.pid,
+                "gc_snapshot" | "gc_event" => json!({"type": kind, "pid": h.pid,
                 "interpreter": text("interpreter_name"), "stamp": h.stamp, "fields": fields}),
-            _ => json!({"type": "sample", "kind": kind, "pid": h.pid, "seq": h.seq,
+                _ => json!({"type": "sample", "kind": kind, "pid": h.pid, "seq": h.seq,
                         "stamp": h.stamp, "fields": fields}),
-        });
+            },
+        ));
     }
     out
 }
