@@ -1,0 +1,123 @@
+//! Delivery: with the receiver absent or stalled, requests are still served
+//! and the drop counter (field 19) rises; once the receiver is back,
+//! datagrams flow again. And only requests mod_wsgi runs in the child are
+//! counted (not those it hands to a daemon process).
+
+use std::time::{Duration, Instant};
+
+use integration_tests::wire::{id, Kind, Sample};
+use integration_tests::*;
+
+fn max_dropped(s: &[Sample]) -> u64 {
+    of_kind(s, Kind::REQUEST)
+        .iter()
+        .filter_map(|x| x.u64(id::REPORTER_DROPPED_DATAGRAMS))
+        .max()
+        .unwrap_or(0)
+}
+
+fn load(httpd: &Httpd, n: usize, path: &str) -> Vec<Duration> {
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                sc.spawn(|| {
+                    (0..n / 4)
+                        .map(|_| {
+                            let t = Instant::now();
+                            assert_eq!(httpd.get(path).0, 200, "served while the receiver is away");
+                            t.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn p50(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn drops_counted_while_receiver_absent(mpm: Mpm) {
+    let root = ServerRoot::new();
+    let sock = root.path("run/telemetry.sock");
+    let opts = Options::telemetry(mpm, &sock, 0.5, "");
+    let mut httpd = Httpd::start_in(root, &opts);
+    load(&httpd, 40, "/app/hello");
+    // Let a few ticks go nowhere (ENOENT): a wait, not an assertion.
+    std::thread::sleep(Duration::from_millis(1500));
+    let col = Collector::bind(&sock);
+    col.wait_for("a REQUEST reporting earlier drops", |s| max_dropped(s) > 0);
+    // Datagrams flow again: new requests are counted.
+    let before = sum_u64(&col.samples(), id::REQUEST_COUNT);
+    load(&httpd, 20, "/app/hello");
+    col.wait_for("new requests reported", |s| {
+        sum_u64(s, id::REQUEST_COUNT) >= before + 20
+    });
+    httpd.stop();
+}
+
+fn drops_counted_while_receiver_stalled(mpm: Mpm) {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    // Every request is "slow": one datagram per request fills the queue fast.
+    let opts = Options::telemetry(mpm, &col.path, 0.5, "WSGISlowRequests 0.000001");
+    let mut httpd = Httpd::start_in(root, &opts);
+    col.wait_for("STARTED", |s| !started_pids(s).is_empty());
+    let normal = p50(load(&httpd, 200, "/app/hello"));
+    col.pause(true);
+    let stalled = p50(load(&httpd, 2000, "/app/hello"));
+    std::thread::sleep(Duration::from_millis(1200));
+    col.pause(false);
+    col.wait_for("a REQUEST reporting drops", |s| max_dropped(s) > 0);
+    let before = sum_u64(&col.samples(), id::REQUEST_COUNT);
+    load(&httpd, 20, "/app/hello");
+    col.wait_for("datagrams flow again", |s| {
+        sum_u64(s, id::REQUEST_COUNT) >= before + 20
+    });
+    httpd.stop();
+    eprintln!(
+        "median latency: receiver reading {normal:?}, receiver stalled {stalled:?} (not asserted)"
+    );
+}
+
+fn only_embedded_requests_are_counted(mpm: Mpm) {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let app = root.path("app.wsgi");
+    let extra = format!(
+        "WSGISlowRequests 0.05\nWSGIDaemonProcess telemetry-d processes=1 threads=2\n\
+         WSGIScriptAlias /daemon {} process-group=telemetry-d application-group=%{{GLOBAL}}\n",
+        app.display()
+    );
+    let opts = Options::telemetry(mpm, &col.path, 0.5, &extra);
+    let mut httpd = Httpd::start_in(root, &opts);
+    for _ in 0..5 {
+        assert_eq!(httpd.get("/daemon/hello").0, 200);
+    }
+    assert_eq!(httpd.get("/daemon/sleep/100").0, 200);
+    for _ in 0..3 {
+        assert_eq!(httpd.get("/app/hello").0, 200);
+    }
+    httpd.stop();
+    let s = col.wait_for("every child stopped", all_stopped);
+    assert_eq!(
+        sum_u64(&s, id::REQUEST_COUNT),
+        3,
+        "daemon-mode requests are the daemon's to report"
+    );
+    assert_eq!(sum_u64(&s, id::STATUS_2XX_TOTAL), 3);
+    let done = slow_for(&s, "/sleep/100")
+        .into_iter()
+        .filter(|r| r.u64(id::SLOW_RECORD_STATE) == Some(1))
+        .count();
+    assert_eq!(done, 0, "no completed slow record for a proxied request");
+}
+
+both_mpms!(
+    drops_counted_while_receiver_absent,
+    drops_counted_while_receiver_stalled,
+    only_embedded_requests_are_counted
+);
