@@ -60,9 +60,26 @@ pub struct TopArgs {
     #[arg(long = "fail-if", value_name = "CONDITION", requires = "once",
           value_parser = health::parse)]
     pub fail_if: Vec<health::Condition>,
+    /// Take only the recent history that fits the server's snapshot budget
+    /// on connect, instead of asking for all of it (`?history=full`, the
+    /// default: 10-minute figures need it). Faster on very large sites; the
+    /// footer then says `partial history`.
+    #[arg(long)]
+    pub recent_history: bool,
     /// Write debug logging to this file.
     #[arg(long)]
     pub log_file: Option<std::path::PathBuf>,
+}
+
+impl TopArgs {
+    /// The WebSocket URL to connect to.
+    pub fn ws_url(&self) -> String {
+        if self.recent_history {
+            return self.url.clone();
+        }
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}history=full", self.url)
+    }
 }
 
 fn long_help() -> String {
@@ -142,7 +159,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<i32> {
 
 fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
     let ui = initial_ui(args);
-    let client = client::spawn(args.url.clone(), false)?;
+    let client = client::spawn(args.ws_url(), false)?;
     let mut state = State::new();
     let deadline = Instant::now() + Duration::from_secs_f64(args.once_timeout.max(0.0));
     let mut received = false;
@@ -371,7 +388,7 @@ impl Drop for TerminalGuard {
 }
 
 fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
-    let client = client::spawn(args.url.clone(), true)?;
+    let client = client::spawn(args.ws_url(), true)?;
     let mut app = App::new(initial_ui(args), args.url.clone(), !args.no_color);
     let mut terminal = ratatui::try_init()?;
     let _guard = TerminalGuard;

@@ -131,7 +131,8 @@ pub fn json(
         "status_1m": status,
         "latency": {"p50": h.p50, "p95": h.p95, "p99": h.p99, "min": h.min, "max": h.max},
         "slow": {"active": h.slow_active, "last_1m": h.slow_1m, "total": h.slow_total},
-        "server": {"total_received": h.total_received, "decode_errors": h.decode_errors},
+        "server": {"total_received": h.total_received, "decode_errors": h.decode_errors,
+                   "history_truncated": h.history_truncated},
         "processes": rows.iter().map(|r| json!({
             "pid": r.pid,
             "group": r.group,

@@ -251,6 +251,8 @@ pub struct Snapshot {
     pub lifecycle: Vec<LifecycleEvent>,
     pub total_received: u64,
     pub decode_errors: u64,
+    /// The server left older history out (its snapshot budget).
+    pub history_truncated: bool,
 }
 
 /// One process of a snapshot.
@@ -421,6 +423,10 @@ pub fn parse_value(m: &Json) -> Result<Message, ParseError> {
             let mut s = Snapshot {
                 total_received: uint(m.get("total_received")),
                 decode_errors: uint(m.get("decode_errors")),
+                history_truncated: m
+                    .get("history_truncated")
+                    .and_then(Json::as_bool)
+                    .unwrap_or(false),
                 ..Snapshot::default()
             };
             for p in m
@@ -496,6 +502,8 @@ pub struct State {
     /// Server counters at the last snapshot.
     pub server_total_received: u64,
     pub server_decode_errors: u64,
+    /// The last snapshot did not carry the server's whole history.
+    pub history_truncated: bool,
     /// Messages received on this connection and the ones before.
     pub messages: u64,
     /// Local time of the last message.
@@ -626,6 +634,7 @@ impl State {
         self.last_message_local = Some(local_now);
         self.server_total_received = s.total_received;
         self.server_decode_errors = s.decode_errors;
+        self.history_truncated = s.history_truncated;
         for sp in s.processes {
             let mut p = Process::new(sp.pid, local_now);
             p.identity.latch(&sp.identity);

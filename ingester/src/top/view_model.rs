@@ -271,6 +271,8 @@ pub struct Header {
     pub slow_total: usize,
     pub total_received: u64,
     pub decode_errors: u64,
+    /// Windowed figures rest on partial history (server snapshot budget).
+    pub history_truncated: bool,
 }
 
 impl Header {
@@ -347,6 +349,7 @@ pub fn header(state: &State, ui: &UiState, local_now: f64) -> Header {
         window: ui.window(),
         total_received: state.server_total_received,
         decode_errors: state.server_decode_errors,
+        history_truncated: state.history_truncated,
         ..Header::default()
     };
     let mut groups: Vec<String> = Vec::new();
@@ -978,12 +981,17 @@ pub fn frame(state: &State, ui: &UiState, conn: &ConnView, local_now: f64, color
             .map(|t| format!("{:.1}s", (local_now - t).max(0.0)))
             .unwrap_or_else(|| "-".into());
         format!(
-            "connected to {}  pids={}  slow={}  rcvd={}  last_msg={} ago{}",
+            "connected to {}  pids={}  slow={}  rcvd={}  last_msg={} ago{}{}",
             conn.url,
             state.processes.len(),
             state.slow.len(),
             state.messages,
             ago,
+            if state.history_truncated {
+                "  partial history"
+            } else {
+                ""
+            },
             if ui.paused { "  [PAUSED]" } else { "" }
         )
     } else {
