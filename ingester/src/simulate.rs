@@ -54,7 +54,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 1.0)]
     pub load: f64,
     /// Probability per process and tick of an unplanned restart.
-    #[arg(long, default_value_t = 0.004)]
+    #[arg(long, default_value_t = 0.0015)]
     pub restart_probability: f64,
     /// First pid to use.
     #[arg(long, default_value_t = 100000)]
@@ -97,8 +97,8 @@ const REPORTS: Shape = Shape {
     base_rps: 6.0,
     median: 0.180,
     sigma: 0.9,
-    slow_rate: 0.2,
-    max_requests: 2000,
+    slow_rate: 0.12,
+    max_requests: 5000,
     rss_base: 180.0 * 1048576.0,
 };
 const EMBEDDED: Shape = Shape {
@@ -1032,7 +1032,7 @@ pub fn spawn_demo(socket_path: PathBuf) -> std::thread::JoinHandle<()> {
                 seed: None,
                 no_gc: false,
                 load: 1.0,
-                restart_probability: 0.004,
+                restart_probability: 0.0015,
                 first_pid: 100000,
             };
             let mut sim = Simulator::new(&args);

@@ -157,6 +157,23 @@ impl Liveness {
     }
 }
 
+/// Stopped or stale processes stay listed this long after their last
+/// sample (reporter clock), so recent restarts are visible.
+pub const GONE_VISIBLE: f64 = 120.0;
+
+/// Whether a process that no longer counts is still worth listing.
+fn recently_gone(p: &Process, now: f64) -> bool {
+    let last = p
+        .latest()
+        .map(|t| t.stamp)
+        .or(match &p.life {
+            Life::Stopped { stamp, .. } | Life::Stopping { stamp, .. } => Some(*stamp),
+            Life::Running => None,
+        })
+        .unwrap_or(f64::NEG_INFINITY);
+    now - last <= GONE_VISIBLE
+}
+
 /// Seconds without a sample after which a process is stale.
 pub fn stale_after(sample_period: f64) -> f64 {
     (3.0 * sample_period).max(10.0)
@@ -361,7 +378,9 @@ pub fn header(state: &State, ui: &UiState, local_now: f64) -> Header {
         match liveness(p, now, local_now) {
             Liveness::Starting => continue,
             l if !l.counts() => {
-                h.other_processes += 1;
+                if recently_gone(p, now) {
+                    h.other_processes += 1;
+                }
                 continue;
             }
             _ => {}
@@ -486,6 +505,9 @@ pub fn groups(state: &State, local_now: f64) -> Vec<String> {
 pub struct Series {
     pub label: &'static str,
     pub points: Vec<f64>,
+    /// Bottom of the scale: 0 for rates; just under the smallest value for
+    /// levels such as memory, whose changes would otherwise not show.
+    pub floor: f64,
     /// Latest value, formatted.
     pub latest: String,
 }
@@ -543,15 +565,27 @@ fn overview_with(state: &State, ui: &UiState, local_now: f64, h: &Header) -> Ove
         .map(|(a, m)| if *m > 0.0 { 100.0 * a / m } else { 0.0 })
         .collect();
     let rss_mb: Vec<f64> = rss.iter().map(|r| r / 1048576.0).collect();
+    let rss_floor = rss_mb
+        .iter()
+        .copied()
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let rss_floor = if rss_floor.is_finite() {
+        rss_floor * 0.9
+    } else {
+        0.0
+    };
     let series = vec![
         Series {
             label: "throughput",
             points: thr,
+            floor: 0.0,
             latest: format!("{:.1} req/s", h.rps_now),
         },
         Series {
             label: "capacity",
             points: cap,
+            floor: 0.0,
             latest: match h.busy_fraction() {
                 Some(f) => format!("{:.0}%", f * 100.0),
                 None => "-".into(),
@@ -560,11 +594,13 @@ fn overview_with(state: &State, ui: &UiState, local_now: f64, h: &Header) -> Ove
         Series {
             label: "cpu",
             points: cpu,
+            floor: 0.0,
             latest: format!("{:.2} cores", h.cpu_total),
         },
         Series {
             label: "rss",
             points: rss_mb,
+            floor: rss_floor,
             latest: fmt_bytes(h.rss_total),
         },
     ];
@@ -633,12 +669,15 @@ impl ProcRow {
 pub fn process_rows(state: &State, ui: &UiState, local_now: f64) -> Vec<ProcRow> {
     let now = state.ref_now(local_now);
     let mut rows: Vec<ProcRow> = shown(state, ui)
-        .map(|p| {
+        .filter_map(|p| {
             let lv = liveness(p, now, local_now);
+            if !lv.counts() && lv != Liveness::Starting && !recently_gone(p, now) {
+                return None;
+            }
             let t = p.latest().cloned().unwrap_or_default();
             let alive = lv.counts();
             let (b, _) = sum_buckets(p.ticks_within(now, 60.0), REQUEST_PHASE);
-            ProcRow {
+            Some(ProcRow {
                 pid: p.pid,
                 group: group_label(&p.identity.process_group),
                 host: p.identity.hostname.clone(),
@@ -651,7 +690,7 @@ pub fn process_rows(state: &State, ui: &UiState, local_now: f64) -> Vec<ProcRow>
                 slow: state.slow.values().filter(|e| e.pid == p.pid).count(),
                 drops: p.drops,
                 liveness: lv,
-            }
+            })
         })
         .collect();
     let key = PROC_SORTS[ui.proc_sort % PROC_SORTS.len()];

@@ -270,17 +270,21 @@ pub fn fit_series(points: &[f64], width: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Block-character sparkline of `points`, scaled to their maximum.
-pub fn sparkline(points: &[f64]) -> String {
+/// Block-character sparkline of `points`, scaled from `floor` to their
+/// maximum; values ≤ 0 (no data) are blank.
+pub fn sparkline(points: &[f64], floor: f64) -> String {
     const BLOCKS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let max = points.iter().cloned().fold(0.0, f64::max);
+    let range = max - floor;
     points
         .iter()
         .map(|v| {
             if max <= 0.0 || *v <= 0.0 {
                 BLOCKS[0]
+            } else if range <= 0.0 {
+                BLOCKS[8]
             } else {
-                BLOCKS[((v / max * 8.0).round() as usize).clamp(1, 8)]
+                BLOCKS[(((v - floor) / range * 8.0).round().max(0.0) as usize).clamp(1, 8)]
             }
         })
         .collect()
@@ -301,12 +305,13 @@ fn overview_lines(o: &Overview, width: u16, pal: &Pal) -> Vec<Line<'static>> {
     for Series {
         label,
         points,
+        floor,
         latest,
     } in &o.series
     {
         lines.push(Line::from(vec![
             Span::raw(format!("{label:<11}")),
-            Span::styled(sparkline(&fit_series(points, w)), pal.bar()),
+            Span::styled(sparkline(&fit_series(points, w), *floor), pal.bar()),
         ]));
         lines.push(Line::from(Span::styled(
             format!("{:<11}now {latest}", ""),
@@ -620,6 +625,7 @@ mod tests {
     fn series_fit_and_sparkline() {
         assert_eq!(fit_series(&[1.0, 2.0], 4), vec![0.0, 0.0, 1.0, 2.0]);
         assert_eq!(fit_series(&[1.0, 3.0, 5.0, 7.0], 2), vec![2.0, 6.0]);
-        assert_eq!(sparkline(&[0.0, 4.0, 8.0]), " ▄█");
+        assert_eq!(sparkline(&[0.0, 4.0, 8.0], 0.0), " ▄█");
+        assert_eq!(sparkline(&[100.0, 104.0, 108.0], 100.0), "▁▄█");
     }
 }
