@@ -569,3 +569,200 @@ macro_rules! both_mpms {
         )*
     };
 }
+
+/// Our ingester binary: `$MOD_WSGI_TELEMETRY_BIN` if set, else built once
+/// with cargo into the same separate target dir as the module.
+pub fn ingester_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("MOD_WSGI_TELEMETRY_BIN") {
+            return PathBuf::from(p);
+        }
+        let dir = target_dir().join("module-for-tests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "mod_wsgi-telemetry",
+                "--bin",
+                "mod_wsgi-telemetry",
+                "--target-dir",
+            ])
+            .arg(&dir)
+            .current_dir(workspace())
+            .status()
+            .expect("run cargo build for the ingester");
+        assert!(st.success(), "building the ingester failed");
+        dir.join("debug/mod_wsgi-telemetry")
+    })
+    .clone()
+}
+
+/// The reference ingester (mod_wsgi-telemetry 1.1.0 from PyPI), installed
+/// into a throwaway venv by `scripts/ref-venv.sh` when missing.
+pub fn reference_ingester_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(workspace().join("scripts/ref-venv.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/ref-venv.sh");
+        assert!(
+            out.status.success(),
+            "scripts/ref-venv.sh failed: it must install the reference ingester"
+        );
+        let venv = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        PathBuf::from(venv).join("bin/mod_wsgi-telemetry")
+    })
+    .clone()
+}
+
+/// A running ingester (`serve`), ours or the reference, stopped by pid.
+pub struct Ingester {
+    child: Option<Child>,
+    /// HTTP port of its UI/API.
+    pub http_port: u16,
+}
+
+impl Ingester {
+    /// `<bin> serve --listen unix:<socket> --http-port <free> [extra...]`;
+    /// waits until `/api/state` answers.
+    pub fn serve(bin: &Path, socket: &Path, extra: &[&str]) -> Ingester {
+        let http_port = free_port();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()))
+            .args([
+                "--http-host",
+                "127.0.0.1",
+                "--http-port",
+                &http_port.to_string(),
+            ])
+            .args(extra)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ingester");
+        let ing = Ingester {
+            child: Some(child),
+            http_port,
+        };
+        let t0 = Instant::now();
+        while ing.try_state().is_none() || !socket.exists() {
+            assert!(t0.elapsed() < PATIENCE, "ingester did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // www-data children must be able to send.
+        let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666));
+        ing
+    }
+
+    fn try_state(&self) -> Option<serde_json::Value> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(b"GET /api/state HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .ok()?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).ok()?;
+        let split = resp.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        serde_json::from_slice(&resp[split..]).ok()
+    }
+
+    /// `GET /api/state` as JSON.
+    pub fn state(&self) -> serde_json::Value {
+        self.try_state().expect("GET /api/state")
+    }
+
+    /// Polls `/api/state` until `cond` holds.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = self.try_state() {
+                if cond(&s) {
+                    return s;
+                }
+            }
+            assert!(t0.elapsed() < PATIENCE, "timed out waiting for: {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGSTOP / SIGCONT.
+    pub fn freeze(&self, on: bool) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(
+                    c.id() as i32,
+                    if on { libc::SIGSTOP } else { libc::SIGCONT },
+                )
+            };
+        }
+    }
+}
+
+impl Drop for Ingester {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid (SIGCONT first in case
+            // it is stopped).
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGCONT);
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sum of a numeric sample field over every process in an `/api/state`.
+pub fn state_sum(state: &serde_json::Value, field: &str) -> u64 {
+    state["processes"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .flat_map(|p| p["samples"].as_array().cloned().unwrap_or_default())
+                .filter(|s| s["kind"] == "request_metrics")
+                .map(|s| s["fields"][field].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Per-pid sum of `request_count` in an `/api/state`.
+pub fn state_counts(state: &serde_json::Value) -> std::collections::BTreeMap<u64, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for p in state["processes"].as_array().cloned().unwrap_or_default() {
+        let n: u64 = p["samples"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| s["kind"] == "request_metrics")
+            .map(|s| s["fields"]["request_count"].as_u64().unwrap_or(0))
+            .sum();
+        m.insert(p["pid"].as_u64().unwrap_or(0), n);
+    }
+    m
+}
+
+/// STOPPED events in an `/api/state`.
+pub fn state_stopped(state: &serde_json::Value) -> Vec<serde_json::Value> {
+    state["lifecycle_events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["kind"] == "process_stopped")
+        .collect()
+}
