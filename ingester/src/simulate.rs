@@ -777,8 +777,8 @@ impl Simulator {
                     / 1000.0;
             }
         }
-        for s in 0..threads {
-            slot_busy[s] = slot_busy[s].min(iv);
+        for b in slot_busy.iter_mut() {
+            *b = b.min(iv);
         }
         busy = slot_busy
             .iter()
@@ -870,10 +870,10 @@ impl Simulator {
             let mut events = Vec::new();
             for _ in 0..gen0 {
                 p.gc_collections[0] += 1;
-                let gen = if p.gc_collections[0] % 100 == 0 {
+                let gen = if p.gc_collections[0].is_multiple_of(100) {
                     p.gc_collections[2] += 1;
                     2
-                } else if p.gc_collections[0] % 10 == 0 {
+                } else if p.gc_collections[0].is_multiple_of(10) {
                     p.gc_collections[1] += 1;
                     1
                 } else {

@@ -225,10 +225,12 @@ pub struct LifecycleEvent {
     pub shutdown_reason: String,
 }
 
-/// A message from `serve`, parsed (off the UI thread).
+/// A message from `serve`, parsed (off the UI thread). Samples dominate
+/// the stream, so they are stored inline; the client boxes whole messages.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Message {
-    Snapshot(Snapshot),
+    Snapshot(Box<Snapshot>),
     Sample {
         pid: u32,
         tick: Tick,
@@ -470,7 +472,7 @@ pub fn parse_value(m: &Json) -> Result<Message, ParseError> {
                 .flatten()
                 .map(lifecycle_from_json)
                 .collect();
-            Message::Snapshot(s)
+            Message::Snapshot(Box::new(s))
         }
         _ => Message::Other,
     })
@@ -563,7 +565,7 @@ impl State {
         self.messages += 1;
         self.last_message_local = Some(local_now);
         match msg {
-            Message::Snapshot(s) => self.apply_snapshot(s, local_now),
+            Message::Snapshot(s) => self.apply_snapshot(*s, local_now),
             Message::Sample { pid, tick } => {
                 self.saw_stamp(tick.stamp, local_now);
                 let p = self
@@ -609,13 +611,11 @@ impl State {
                 p.life = Life::Running;
                 p.last_received_local = local_now;
             }
-            "process_stopping" => {
-                if p.life == Life::Running {
-                    p.life = Life::Stopping {
-                        reason,
-                        stamp: ev.stamp,
-                    };
-                }
+            "process_stopping" if p.life == Life::Running => {
+                p.life = Life::Stopping {
+                    reason,
+                    stamp: ev.stamp,
+                };
             }
             "process_stopped" => {
                 p.life = Life::Stopped {

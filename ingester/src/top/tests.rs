@@ -33,7 +33,7 @@ fn value_json(v: &Value) -> Json {
 /// messages (sample, slow_request, lifecycle; GC ones as `gc_*`).
 pub(crate) fn corpus_messages(seconds: f64) -> Vec<Json> {
     static ALL: std::sync::OnceLock<Vec<(f64, Json)>> = std::sync::OnceLock::new();
-    let all = ALL.get_or_init(|| all_corpus_messages());
+    let all = ALL.get_or_init(all_corpus_messages);
     let t0 = all.first().map(|m| m.0).unwrap_or(0.0);
     all.iter()
         .take_while(|(t, _)| *t <= t0 + seconds)
