@@ -1071,7 +1071,7 @@ mod tests {
             duration: 0.0,
             seed: Some(7),
             no_gc: false,
-            load: 1.0,
+            load: 0.2,
             restart_probability: 0.05,
             first_pid: 100000,
         }
