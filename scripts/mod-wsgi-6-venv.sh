@@ -9,7 +9,7 @@
 set -euo pipefail
 VENV=${MOD_WSGI6_VENV:-/tmp/mod_wsgi6-venv}
 VERSION=6.1.1
-so() { "$VENV/bin/python" -c 'import mod_wsgi.server as s; print(s.where())' 2>/dev/null; }
+so() { "$VENV/bin/mod_wsgi-express" module-config 2>/dev/null | sed -n 's/^LoadModule wsgi_module "\(.*\)"$/\1/p'; }
 if [ -x "$VENV/bin/python" ] &&
    [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mod_wsgi"))' 2>/dev/null)" = "$VERSION" ] &&
    [ -f "$(so)" ]; then

@@ -144,6 +144,8 @@ pub struct Options {
     pub load_module: bool,
     /// Lines added at server level (directives under test).
     pub directives: String,
+    /// Another mod_wsgi build instead of Debian's (None = Debian's 4.9).
+    pub wsgi_module: Option<PathBuf>,
 }
 
 impl Options {
@@ -156,6 +158,7 @@ impl Options {
                 "WSGITelemetryService unix:{} interval={interval}\n{extra}\n",
                 socket.display()
             ),
+            wsgi_module: None,
         }
     }
 }
@@ -210,7 +213,7 @@ impl ServerRoot {
              LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
              LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so\n\
              LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so\n\
-             LoadModule wsgi_module /usr/lib/apache2/modules/mod_wsgi.so\n\
+             LoadModule wsgi_module {wsgi}\n\
              {module}{user}\
              PidFile {root}/run/httpd.pid\nErrorLog {root}/error.log\nLogLevel info\n\
              DefaultRuntimeDir {root}/run\nTypesConfig /etc/mime.types\n\
@@ -219,6 +222,11 @@ impl ServerRoot {
              <Directory {root}>\n  Require all granted\n</Directory>\n{directives}",
             mpm = opts.mpm.config(),
             directives = opts.directives,
+            wsgi = opts
+                .wsgi_module
+                .as_deref()
+                .unwrap_or(Path::new("/usr/lib/apache2/modules/mod_wsgi.so"))
+                .display(),
         );
         let path = self.dir.path().join("httpd.conf");
         std::fs::write(&path, conf).unwrap();
@@ -765,4 +773,27 @@ pub fn state_stopped(state: &serde_json::Value) -> Vec<serde_json::Value> {
         .into_iter()
         .filter(|e| e["kind"] == "process_stopped")
         .collect()
+}
+
+/// mod_wsgi 6.1.1 built from PyPI against this apxs, in a throwaway venv
+/// (scripts/mod-wsgi-6-venv.sh builds it when missing): (module .so, venv).
+pub fn mod_wsgi6() -> (PathBuf, PathBuf) {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    let so = SO
+        .get_or_init(|| {
+            let out = Command::new("bash")
+                .arg(workspace().join("scripts/mod-wsgi-6-venv.sh"))
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run scripts/mod-wsgi-6-venv.sh");
+            assert!(
+                out.status.success(),
+                "scripts/mod-wsgi-6-venv.sh must build mod_wsgi 6.1.1"
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        })
+        .clone();
+    // <venv>/lib/pythonX.Y/site-packages/mod_wsgi/server/<so>
+    let venv = so.ancestors().nth(6).unwrap().to_path_buf();
+    (so, venv)
 }

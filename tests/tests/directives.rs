@@ -8,6 +8,7 @@ fn opts(mpm: Mpm, lines: &str) -> Options {
         mpm,
         load_module: true,
         directives: format!("{lines}\n"),
+        wsgi_module: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn directives_need_the_module(mpm: Mpm) {
         mpm,
         load_module: false,
         directives: "WSGISlowRequests 1\n".into(),
+        wsgi_module: None,
     };
     let (ok, out) = config_test(&o);
     assert!(
@@ -91,4 +93,48 @@ fn directives_need_the_module(mpm: Mpm) {
     );
 }
 
-both_mpms!(directive_errors_and_valid_forms, directives_need_the_module);
+/// Beside a mod_wsgi that has its own reporter (6.x), the module refuses to
+/// start: one reporter per process, never two. Without our module the same
+/// mod_wsgi 6 configuration is fine.
+fn refuses_beside_builtin_reporter(mpm: Mpm) {
+    let (so, venv) = mod_wsgi6();
+    let mut o = Options {
+        mpm,
+        load_module: true,
+        directives: format!("WSGIPythonHome {}\n", venv.display()),
+        wsgi_module: Some(so),
+    };
+    let (ok, out) = config_test(&o);
+    assert!(!ok, "must refuse:\n{out}");
+    assert!(
+        out.contains("already has a built-in telemetry reporter"),
+        "{out}"
+    );
+    o.load_module = false;
+    let (ok, out) = config_test(&o);
+    assert!(ok, "mod_wsgi 6 alone is fine:\n{out}");
+}
+
+/// The shipped configuration examples pass `apache2 -t` with our module.
+fn conf_examples_pass(mpm: Mpm) {
+    let conf = std::fs::read_to_string(
+        workspace().join("conf-examples/debian/mods-available/wsgi_telemetry.conf"),
+    )
+    .unwrap();
+    let (ok, out) = config_test(&opts(mpm, &conf));
+    assert!(ok, "{out}");
+    let load = std::fs::read_to_string(
+        workspace().join("conf-examples/debian/mods-available/wsgi_telemetry.load"),
+    )
+    .unwrap();
+    assert!(load.contains(
+        "LoadModule wsgi_telemetry_module /usr/lib/apache2/modules/mod_wsgi_telemetry.so"
+    ));
+}
+
+both_mpms!(
+    directive_errors_and_valid_forms,
+    directives_need_the_module,
+    refuses_beside_builtin_reporter,
+    conf_examples_pass
+);
