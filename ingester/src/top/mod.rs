@@ -311,8 +311,46 @@ impl App {
         if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
             return Action::Quit;
         }
+        let key_of = |ui: &UiState| {
+            (
+                ui.view,
+                ui.proc_sort,
+                ui.slow_sort,
+                ui.slow_filter,
+                ui.group.clone(),
+                ui.search.clone(),
+            )
+        };
+        let before = key_of(ui);
+        let action = self.on_plain_key(k, local_now);
+        if before != key_of(&self.ui) {
+            // Another list: start at its top.
+            self.ui.scroll = 0;
+        } else if self.ui.scroll > 0 {
+            // Do not scroll past the last row.
+            let (st, t) = match &self.frozen {
+                Some((s, t)) => (s, *t),
+                None => (&self.state, local_now),
+            };
+            let rows = match self.ui.view {
+                View::Processes => view_model::process_rows(st, &self.ui, t).len(),
+                View::Slow => view_model::slow_list(st, &self.ui, t).rows.len(),
+                _ => 0,
+            };
+            self.ui.scroll = self.ui.scroll.min(rows.saturating_sub(1));
+        }
+        action
+    }
+
+    fn on_plain_key(&mut self, k: KeyEvent, local_now: f64) -> Action {
+        let ui = &mut self.ui;
         let view = ui.view;
         match k.code {
+            KeyCode::Down | KeyCode::Char('j') => ui.scroll = ui.scroll.saturating_add(1),
+            KeyCode::Up | KeyCode::Char('k') => ui.scroll = ui.scroll.saturating_sub(1),
+            KeyCode::PageDown => ui.scroll = ui.scroll.saturating_add(10),
+            KeyCode::PageUp => ui.scroll = ui.scroll.saturating_sub(10),
+            KeyCode::Home => ui.scroll = 0,
             KeyCode::Char('q') | KeyCode::Esc => return Action::Quit,
             KeyCode::Char('?') | KeyCode::Char('h') => ui.help = !ui.help,
             KeyCode::Char(' ') => {

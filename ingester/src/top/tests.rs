@@ -505,6 +505,34 @@ fn tiny_and_narrow_terminals_render_without_panicking() {
 }
 
 #[test]
+fn lists_scroll_and_clamp() {
+    let mut app = App::new(
+        UiState {
+            view: View::Slow,
+            ..UiState::default()
+        },
+        "u".into(),
+        false,
+    );
+    app.state = corpus_state(45.0);
+    let rows = view_model::slow_list(&app.state, &app.ui, LOCAL).rows;
+    assert!(rows.len() > 40);
+    for _ in 0..3 {
+        app.on_key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE), LOCAL);
+    }
+    assert_eq!(app.ui.scroll, 3);
+    let out = render(&app.state, &app.ui, 140, 50);
+    assert!(out[8].contains("(from row 4)"), "{}", out[8]);
+    assert!(out[10].contains(&rows[3].log_id), "{}", out[10]);
+    for _ in 0..30 {
+        app.on_key(KeyEvent::new(KeyCode::PageDown, KeyModifiers::NONE), LOCAL);
+    }
+    assert_eq!(app.ui.scroll, rows.len() - 1);
+    app.on_key(KeyEvent::new(KeyCode::Char('p'), KeyModifiers::NONE), LOCAL);
+    assert_eq!(app.ui.scroll, 0);
+}
+
+#[test]
 fn ctrl_c_and_q_quit() {
     let mut app = App::new(UiState::default(), "u".into(), false);
     assert_eq!(

@@ -79,6 +79,8 @@ pub struct UiState {
     pub refresh_idx: usize,
     pub help: bool,
     pub paused: bool,
+    /// First row shown in the processes and slow lists.
+    pub scroll: usize,
 }
 
 impl Default for UiState {
@@ -96,6 +98,7 @@ impl Default for UiState {
             refresh_idx: 1,
             help: false,
             paused: false,
+            scroll: 0,
         }
     }
 }
@@ -990,6 +993,8 @@ pub struct Frame {
     pub footer: String,
     pub help: bool,
     pub color: bool,
+    /// First row shown in long lists (clamped by the widgets).
+    pub scroll: usize,
 }
 
 /// Computes the frame for the current view.
@@ -1049,6 +1054,7 @@ pub fn frame(state: &State, ui: &UiState, conn: &ConnView, local_now: f64, color
         footer,
         help: ui.help,
         color,
+        scroll: ui.scroll,
     }
 }
 

@@ -80,10 +80,10 @@ pub fn draw(f: &mut Frame<'_>, vm: &Vm) {
     };
     let body = match &vm.body {
         Body::Overview(o) => overview_lines(o, body_area.width, &pal),
-        Body::Processes { sort, rows } => process_lines(sort, rows, &pal),
+        Body::Processes { sort, rows } => process_lines(sort, rows, vm.scroll, &pal),
         Body::Workers(rows) => worker_lines(rows, &pal),
         Body::Latency(l) => latency_lines(l, body_area.width, body_area.height, &pal),
-        Body::Slow(s) => slow_lines(s, body_area.height, &pal),
+        Body::Slow(s) => slow_lines(s, body_area.height, vm.scroll, &pal),
     };
     f.render_widget(Paragraph::new(body), body_area);
     let footer_style = if vm.mode == Mode::Disconnected {
@@ -329,12 +329,18 @@ fn overview_lines(o: &Overview, width: u16, pal: &Pal) -> Vec<Line<'static>> {
     lines
 }
 
-fn process_lines(sort: &str, rows: &[ProcRow], pal: &Pal) -> Vec<Line<'static>> {
+fn process_lines(sort: &str, rows: &[ProcRow], scroll: usize, pal: &Pal) -> Vec<Line<'static>> {
+    let scroll = scroll.min(rows.len().saturating_sub(1));
     let mut lines = vec![
         Line::from(Span::styled(
             format!(
-                "Processes - sort: {sort} (use < > to change)   {} pids",
-                rows.len()
+                "Processes - sort: {sort} (use < > to change)   {} pids{}",
+                rows.len(),
+                if scroll > 0 {
+                    format!("   (from row {}, ↑↓ to scroll)", scroll + 1)
+                } else {
+                    String::new()
+                }
             ),
             pal.bold(),
         )),
@@ -346,7 +352,7 @@ fn process_lines(sort: &str, rows: &[ProcRow], pal: &Pal) -> Vec<Line<'static>> 
             pal.bold(),
         )),
     ];
-    for r in rows {
+    for r in rows.iter().skip(scroll) {
         let text = format!(
             "{:>8}  {:<16} {:<8} {:>9} {:>8.1} {:>6.2} {:>9} {:>9} {:>5}",
             r.pid,
@@ -511,7 +517,8 @@ fn latency_lines(l: &Latency, width: u16, height: u16, pal: &Pal) -> Vec<Line<'s
     lines
 }
 
-fn slow_lines(s: &SlowList, height: u16, pal: &Pal) -> Vec<Line<'static>> {
+fn slow_lines(s: &SlowList, height: u16, scroll: usize, pal: &Pal) -> Vec<Line<'static>> {
+    let scroll = scroll.min(s.rows.len().saturating_sub(1));
     let mut title = format!(
         "Slow requests - sort: {}  state: {}  ({} shown / {} total)   (< > sort, f filter, / search)",
         s.sort,
@@ -521,6 +528,9 @@ fn slow_lines(s: &SlowList, height: u16, pal: &Pal) -> Vec<Line<'static>> {
     );
     if !s.search.is_empty() {
         title.push_str(&format!("  search: '{}'", s.search));
+    }
+    if scroll > 0 {
+        title.push_str(&format!("  (from row {})", scroll + 1));
     }
     let mut lines = vec![
         Line::from(Span::styled(title, pal.bold())),
@@ -533,7 +543,7 @@ fn slow_lines(s: &SlowList, height: u16, pal: &Pal) -> Vec<Line<'static>> {
         )),
     ];
     let room = (height as usize).saturating_sub(4);
-    for r in s.rows.iter().take(room) {
+    for r in s.rows.iter().skip(scroll).take(room) {
         let st = match r.state {
             SlowState::Active => pal.crit(),
             SlowState::Lost => pal.warn(),
@@ -558,11 +568,11 @@ fn slow_lines(s: &SlowList, height: u16, pal: &Pal) -> Vec<Line<'static>> {
             st,
         )));
     }
-    if let Some(r) = s.rows.first() {
+    if let Some(r) = s.rows.get(scroll) {
         lines.push(Line::from(""));
         lines.push(Line::from(Span::styled(
             format!(
-                "first: cpu user {} sys {}  in={}/{}r out={}/{}w",
+                "top row: cpu user {} sys {}  in={}/{}r out={}/{}w",
                 fmt_seconds(Some(r.cpu_user)),
                 fmt_seconds(Some(r.cpu_system)),
                 fmt_bytes(r.input_bytes as f64),
@@ -593,6 +603,7 @@ pub const HELP: &[&str] = &[
     "f             slow: state filter; elsewhere: process group filter",
     "r             slow: clear search and filter",
     "/             slow: search URLs (Enter apply, Esc cancel)",
+    "↑ ↓ PgUp PgDn Home   scroll the processes and slow lists",
 ];
 
 fn help(f: &mut Frame<'_>, area: Rect, pal: &Pal) {
