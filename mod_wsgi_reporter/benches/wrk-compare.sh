@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Throughput/latency comparison on loopback, same machine, same run:
+#   A  Debian mod_wsgi 4.9, embedded hello-world, no telemetry
+#   B  A + mod_wsgi_telemetry.so + WSGITelemetryService (this project)
+#   C  mod_wsgi 6.1.1 (PyPI, built with apxs), same app, no telemetry
+#   D  C + its built-in reporter (WSGITelemetryService)
+# Rounds are interleaved (A B C D A B C D ...) so drift hits all alike;
+# medians are reported with the ratios B/A and D/C.
+#
+#   ROUNDS=3 DURATION=10 CONNECTIONS=32 THREADS=2 bash mod_wsgi_reporter/benches/wrk-compare.sh
+# Needs: scripts/install-deps.sh (apache2, mod_wsgi 4.9, wrk, python3-dev).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+cargo build --quiet --release -p mod_wsgi_reporter
+OURS=$CARGO_TARGET_DIR/release/libmod_wsgi_telemetry.so
+MW6=$(bash scripts/mod-wsgi-6-venv.sh)
+MW6_VENV=$(cd "$(dirname "$MW6")/../../../../.." && pwd)
+
+WORK=$(mktemp -d /tmp/wrk-compare.XXXXXX)
+chmod 755 "$WORK"
+mkdir -m 777 "$WORK/run"
+cat > "$WORK/hello.wsgi" <<'PY'
+def application(environ, start_response):
+    body = b'Hello World!'
+    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))])
+    return [body]
+PY
+# A receiver that drains the socket (same cost for B and D).
+python3 - "$WORK/run/t.sock" <<'PY' &
+import os, socket, sys
+p = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(p); os.chmod(p, 0o666)
+n = 0
+while True:
+    s.recv(65536)
+PY
+RECV=$!
+HTTPD=""
+cleanup() {
+    [ -n "$HTTPD" ] && kill "$HTTPD" 2>/dev/null && wait "$HTTPD" 2>/dev/null || true
+    kill "$RECV" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+conf() { # $1 variant
+    local wsgi=/usr/lib/apache2/modules/mod_wsgi.so extra=""
+    case $1 in
+        B) extra="LoadModule wsgi_telemetry_module $OURS
+WSGITelemetryService unix:$WORK/run/t.sock interval=1" ;;
+        C) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV" ;;
+        D) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV
+WSGITelemetryService unix:$WORK/run/t.sock interval=1" ;;
+    esac
+    local user=""
+    [ "$(id -u)" = 0 ] && user=$'User www-data\nGroup www-data'
+    cat > "$WORK/httpd-$1.conf" <<CONF
+ServerRoot $WORK
+Listen 127.0.0.1:$PORT
+ServerName 127.0.0.1
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule wsgi_module $wsgi
+$user
+PidFile $WORK/run/httpd.pid
+ErrorLog $WORK/error-$1.log
+DefaultRuntimeDir $WORK/run
+StartServers 2
+ThreadsPerChild 25
+MaxRequestWorkers 150
+KeepAlive On
+MaxKeepAliveRequests 0
+WSGIScriptAlias / $WORK/hello.wsgi
+WSGIApplicationGroup %{GLOBAL}
+$extra
+<Directory $WORK>
+  Require all granted
+</Directory>
+CONF
+}
+to_ms() { # wrk latency value like 1.23ms / 456.00us / 1.2s
+    python3 -c "import sys,re; v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)',v); x=float(m.group(1)); print({'us':x/1000,'ms':x,'s':x*1000}[m.group(2)])" "$1"
+}
+run() { # $1 variant -> "rps p99ms"
+    conf "$1"
+    setsid /usr/sbin/apache2 -f "$WORK/httpd-$1.conf" -DFOREGROUND &
+    HTTPD=$!
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null   # warm-up
+    local out
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
+    kill "$HTTPD"; wait "$HTTPD" 2>/dev/null || true; HTTPD=""
+    local rps p99
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p99=$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
+    echo "$rps $p99"
+}
+declare -A RPS P99
+for r in $(seq "$ROUNDS"); do
+    for v in A B C D; do
+        read -r rps p99 < <(run "$v")
+        RPS[$v]+="$rps "; P99[$v]+="$p99 "
+        echo "round $r $v: $rps req/s, p99 $p99 ms" >&2
+    done
+done
+median() { python3 -c "import sys,statistics; print(statistics.median(map(float, sys.argv[1:])))" $1; }
+echo
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS interleaved rounds, medians ($(nproc) cores)"
+printf '%-48s %12s %10s\n' variant req/s p99_ms
+for v in A B C D; do
+    case $v in
+        A) name="A mod_wsgi 4.9, no telemetry" ;;
+        B) name="B mod_wsgi 4.9 + mod_wsgi_telemetry (ours)" ;;
+        C) name="C mod_wsgi 6.1.1, no telemetry" ;;
+        D) name="D mod_wsgi 6.1.1 + built-in reporter" ;;
+    esac
+    printf '%-48s %12.1f %10.3f\n' "$name" "$(median "${RPS[$v]}")" "$(median "${P99[$v]}")"
+done
+python3 - "$(median "${RPS[A]}")" "$(median "${RPS[B]}")" "$(median "${RPS[C]}")" "$(median "${RPS[D]}")" <<'PY'
+import sys
+a, b, c, d = map(float, sys.argv[1:])
+print(f"ours:     B/A = {b/a*100:.1f}% of the no-telemetry throughput (overhead {100-b/a*100:.1f}%)")
+print(f"built-in: D/C = {d/c*100:.1f}% of the no-telemetry throughput (overhead {100-d/c*100:.1f}%)")
+PY
