@@ -214,10 +214,11 @@ fn top_once_prints_header_and_process_table() {
         "{text}"
     );
 
-    let out = top(&["--once", "--json", "--url", &s.url()]);
+    let out = top(&["--once", "--json", "--window", "10m", "--url", &s.url()]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["received"], true);
+    assert_eq!(v["window_seconds"], 600.0);
     assert_eq!(v["live_processes"], prefix.live.len());
     let live: std::collections::BTreeSet<u32> = v["processes"]
         .as_array()
@@ -227,7 +228,21 @@ fn top_once_prints_header_and_process_table() {
         .map(|p| p["pid"].as_u64().unwrap() as u32)
         .collect();
     assert_eq!(live, prefix.live);
-    assert!(v["latency"]["p95"].as_f64().unwrap() > 0.0);
+    // Figures, independently from the capture: "now" sums the latest
+    // sample of each live process; p95 comes from the summed histograms of
+    // every sample (the 10-minute window holds the whole 45 s prefix).
+    let rps_now: f64 = prefix.live.iter().map(|p| prefix.latest[p].0).sum();
+    assert!(
+        (v["rps"]["now"].as_f64().unwrap() - rps_now).abs() < 1e-6,
+        "{v}"
+    );
+    let threads: u64 = prefix.live.iter().map(|p| prefix.latest[p].1).sum();
+    assert_eq!(v["threads"]["total"], threads);
+    let p95 = wire::histogram::quantile_seconds(&prefix.buckets, 0.95).unwrap();
+    assert!(
+        (v["latency"]["p95"].as_f64().unwrap() - p95).abs() < 1e-9,
+        "{v} vs {p95}"
+    );
     assert_eq!(v["failing"].as_array().unwrap().len(), 0);
 }
 

@@ -31,6 +31,10 @@ pub struct Prefix {
     pub live: BTreeSet<u32>,
     /// Paths of slow requests in the prefix.
     pub slow_paths: BTreeSet<String>,
+    /// Per pid: latest `(request_throughput, request_threads_maximum)`.
+    pub latest: std::collections::HashMap<u32, (f64, u64)>,
+    /// Request-time histogram of all samples in the prefix.
+    pub buckets: Vec<i64>,
 }
 
 pub fn corpus_prefix(seconds: f64) -> Prefix {
@@ -40,7 +44,10 @@ pub fn corpus_prefix(seconds: f64) -> Prefix {
         pids: BTreeSet::new(),
         live: BTreeSet::new(),
         slow_paths: BTreeSet::new(),
+        latest: Default::default(),
+        buckets: vec![0; wire::histogram::BUCKETS],
     };
+    let mut ticks: Vec<(f64, Vec<i32>)> = Vec::new();
     let mut first = None;
     let mut last_tick = std::collections::HashMap::new();
     let mut stopped = BTreeSet::new();
@@ -57,6 +64,16 @@ pub fn corpus_prefix(seconds: f64) -> Prefix {
             wire::Kind::REQUEST => {
                 p.pids.insert(s.header.pid);
                 last_tick.insert(s.header.pid, s.header.stamp);
+                p.latest.insert(
+                    s.header.pid,
+                    (
+                        s.f64(wire::id::REQUEST_THROUGHPUT).unwrap(),
+                        s.u64(wire::id::REQUEST_THREADS_MAXIMUM).unwrap(),
+                    ),
+                );
+                if let Some(wire::Value::I32Array(b)) = s.get(wire::id::REQUEST_TIME_BUCKETS) {
+                    ticks.push((s.header.stamp, b.clone()));
+                }
             }
             wire::Kind::PROCESS_STOPPED => {
                 stopped.insert(s.header.pid);
@@ -68,6 +85,11 @@ pub fn corpus_prefix(seconds: f64) -> Prefix {
                 }
             }
             _ => {}
+        }
+    }
+    for (_, b) in &ticks {
+        for (o, c) in p.buckets.iter_mut().zip(b) {
+            *o += *c as i64;
         }
     }
     for (pid, t) in last_tick {
