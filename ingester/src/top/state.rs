@@ -51,8 +51,9 @@ pub struct Tick {
     pub means: [Option<f64>; 5],
     pub mins: [Option<f64>; 5],
     pub maxs: [Option<f64>; 5],
-    /// Per phase: the 65 bucket counts, empty when absent or all zero.
-    pub buckets: [Vec<i64>; 5],
+    /// Per phase: the non-zero bucket counts as `(index, count)` (a
+    /// histogram holds a dozen or so; 600 samples × processes adds up).
+    pub buckets: [Vec<(u8, u32)>; 5],
     pub input_bytes: f64,
     pub output_bytes: f64,
     /// 1xx..5xx of this interval.
@@ -173,6 +174,10 @@ impl Process {
         }
         if self.ticks.len() >= MAX_TICKS {
             self.ticks.pop_front();
+        }
+        // Only the newest sample's slot ages are ever shown.
+        if let Some(prev) = self.ticks.back_mut() {
+            prev.current_elapsed = Vec::new();
         }
         self.ticks.push_back(t);
     }
@@ -334,10 +339,15 @@ pub fn tick_from_json(m: &Json) -> Tick {
         t.mins[i] = opt_num(g(&format!("{p}_time_min")));
         t.maxs[i] = opt_num(g(&format!("{p}_time_max")));
         if let Some(a) = g(&format!("{p}_time_buckets")).and_then(Json::as_array) {
-            let v: Vec<i64> = a.iter().map(|x| x.as_i64().unwrap_or(0)).collect();
-            if v.iter().any(|&c| c > 0) {
-                t.buckets[i] = v;
-            }
+            t.buckets[i] = a
+                .iter()
+                .take(256)
+                .enumerate()
+                .filter_map(|(k, x)| {
+                    let c = x.as_i64().unwrap_or(0);
+                    (c > 0).then(|| (k as u8, c.min(u32::MAX as i64) as u32))
+                })
+                .collect();
         }
     }
     for (i, c) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
@@ -685,10 +695,7 @@ mod tests {
         let p = &s.processes[&7];
         assert_eq!(p.ticks.len(), MAX_TICKS);
         assert_eq!(p.identity.process_group, "app");
-        assert_eq!(
-            p.ticks.back().unwrap().buckets[REQUEST_PHASE],
-            vec![0, 3, 0]
-        );
+        assert_eq!(p.ticks.back().unwrap().buckets[REQUEST_PHASE], vec![(1, 3)]);
         assert_eq!(s.newest_stamp, 100.0 + (MAX_TICKS + 4) as f64);
         assert_eq!(s.ref_now(3.0), s.newest_stamp + 2.0);
     }

@@ -350,8 +350,10 @@ fn sum_buckets<'a>(ticks: impl Iterator<Item = &'a Tick>, phase: usize) -> (Vec<
     let mut n = 0;
     for t in ticks {
         n += 1;
-        for (o, c) in out.iter_mut().zip(&t.buckets[phase]) {
-            *o += (*c).max(0);
+        for &(k, c) in &t.buckets[phase] {
+            if let Some(o) = out.get_mut(k as usize) {
+                *o += c as i64;
+            }
         }
     }
     (out, n)
