@@ -20,6 +20,24 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mod_wsgi-telemetry");
+
+/// Active slow-request entries live 5 s after their last heartbeat arrived
+/// (the reference's TTL, on arrival time). The capture ends with 3 requests
+/// still in flight, so what a reader sees depends on when it looks: within
+/// 5 s of the replay, the reference's 118 entries (3 active); later, serve's
+/// expiry timer has removed the 3 active ones and 115 completed ones remain.
+/// (The reference expires lazily, on the next datagram, so with nothing more
+/// arriving it would still show 118; issue 2 asks for expiry on a timer.)
+/// Tests run one at a time so a loaded machine stays inside the window as far
+/// as possible; past it they check the later picture.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The active-entry TTL, with a margin for the snapshot being built.
+const ACTIVE_TTL_SAFE: Duration = Duration::from_millis(4000);
 const CORPUS_DATAGRAMS: u64 = 11_888;
 
 fn repo_root() -> PathBuf {
@@ -107,9 +125,11 @@ impl Serve {
         s
     }
 
-    /// Replays the whole capture, unmodified, with our `replay`, and waits
-    /// until serve has counted every datagram.
-    fn replay_corpus(&self) {
+    /// Replays the whole capture, unmodified, with our `replay`, and returns
+    /// the first `/api/state` that counts every datagram, with how long after
+    /// the end of the replay it was complete (`replay` sends blocking, so when
+    /// it exits every datagram is in serve or in its socket queue).
+    fn replay_corpus(&self) -> (J, Duration) {
         let out = Command::new(BIN)
             .arg("replay")
             .arg(capture_path())
@@ -127,14 +147,14 @@ impl Serve {
         loop {
             let st = self.state();
             if st["total_received"].as_u64() == Some(CORPUS_DATAGRAMS) {
-                return;
+                return (st, t0.elapsed());
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(60),
                 "serve received {} of {CORPUS_DATAGRAMS}",
                 st["total_received"]
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -154,10 +174,10 @@ impl Drop for Serve {
 
 #[test]
 fn serve_state_matches_reference_after_corpus_replay() {
+    let _serial = serial();
     let reference: J = serde_json::from_str(&fixture("reference-state-anchor-6.1.1.json")).unwrap();
     let serve = Serve::start();
-    serve.replay_corpus();
-    let ours = serve.state();
+    let (ours, after) = serve.replay_corpus();
 
     assert_eq!(ours["type"], "snapshot");
     assert_eq!(ours["total_received"], reference["total_received"]);
@@ -250,9 +270,33 @@ fn serve_state_matches_reference_after_corpus_replay() {
 
     // Slow requests and lifecycle events: exactly the reference's JSON
     // (keys, order, integer vs float), entry by entry.
-    let rs = reference["slow_requests"].as_array().unwrap();
-    let os = ours["slow_requests"].as_array().unwrap();
-    assert_eq!(os.len(), rs.len(), "slow request entries");
+    let all: Vec<&J> = reference["slow_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    let completed: Vec<&J> = all
+        .iter()
+        .copied()
+        .filter(|e| e["entry"]["state"] == 1)
+        .collect();
+    assert_eq!((all.len(), completed.len()), (118, 115), "fixture");
+    let os: Vec<&J> = ours["slow_requests"].as_array().unwrap().iter().collect();
+    let rs = if after < ACTIVE_TTL_SAFE {
+        &all
+    } else if os.len() == completed.len() {
+        eprintln!(
+            "note: /api/state read {after:?} after the replay; active entries may have expired"
+        );
+        &completed
+    } else {
+        &all
+    };
+    assert_eq!(
+        os.len(),
+        rs.len(),
+        "slow request entries ({after:?} after the replay)"
+    );
     for (i, (o, r)) in os.iter().zip(rs).enumerate() {
         assert_eq!(o, r, "slow_requests[{i}]");
         let keys = |v: &J| {
@@ -274,6 +318,10 @@ fn serve_state_matches_reference_after_corpus_replay() {
         assert_eq!(keys(o), keys(r), "lifecycle_events[{i}] key order");
     }
 }
+
+/// `top`'s slow line within the active TTL after the replay, and after it.
+const SLOW_WITHIN_TTL: &str = "slow: 3 active / 0 1m / 118 total";
+const SLOW_AFTER_TTL: &str = "slow: 0 active / 0 1m / 115 total";
 
 /// The reference's `top`, from its virtualenv (made if missing).
 fn reference_top() -> PathBuf {
@@ -304,9 +352,10 @@ fn run_reference_top(url: &str) -> (i32, String, String) {
 
 #[test]
 fn reference_top_once_lists_the_replayed_processes() {
+    let _serial = serial();
     let reference: J = serde_json::from_str(&fixture("reference-state-anchor-6.1.1.json")).unwrap();
     let serve = Serve::start();
-    serve.replay_corpus();
+    let _ = serve.replay_corpus();
     let (code, out, err) = run_reference_top(&format!("ws://127.0.0.1:{}/ws", serve.port));
     assert_eq!(code, 0, "reference top exited {code}: {out}{err}");
     let table = out
@@ -332,17 +381,25 @@ fn reference_top_once_lists_the_replayed_processes() {
         reference["processes"].as_array().unwrap().len(),
         "{out}"
     );
-    assert!(out.contains("slow: 3 active / 0 1m / 118 total"), "{out}");
+    assert!(
+        out.contains(SLOW_WITHIN_TTL) || out.contains(SLOW_AFTER_TTL),
+        "{out}"
+    );
 }
 
 #[test]
 fn reference_top_once_with_full_history_prints_what_it_prints_for_the_reference() {
+    let _serial = serial();
     let serve = Serve::start();
-    serve.replay_corpus();
+    let _ = serve.replay_corpus();
     let (code, out, err) =
         run_reference_top(&format!("ws://127.0.0.1:{}/ws?history=full", serve.port));
     assert_eq!(code, 0, "reference top exited {code}: {out}{err}");
     let want = fixture("reference-top-once-anchor-6.1.1.txt");
+    assert!(want.contains(SLOW_WITHIN_TTL), "fixture");
+    // Python start-up can take the reference top past the active TTL, after
+    // which serve's timer has expired the 3 active entries (see SERIAL).
+    let out = out.replace(SLOW_AFTER_TTL, SLOW_WITHIN_TTL);
     assert_eq!(
         out, want,
         "reference top against our serve vs against the reference"
