@@ -67,52 +67,38 @@ fn top_tui_views_show_pids_and_paths() {
     }
 
     tmux.keys("w");
-    let screen = tmux.wait_for("workers view", LIMIT, |x| x.contains("! >=slow-threshold"));
-    for pid in &prefix.live {
-        assert!(
-            contains_pid(&screen, *pid),
-            "worker row of {pid}:\n{screen}"
-        );
-    }
+    // (Each wait names everything the screen must show: a capture can
+    // catch a frame half drawn.)
+    tmux.wait_for("workers view with a row per live pid", LIMIT, |x| {
+        x.contains("! >=slow-threshold") && prefix.live.iter().all(|p| contains_pid(x, *p))
+    });
 
     tmux.keys("l");
-    let screen = tmux.wait_for("latency view", LIMIT, |x| {
-        x.contains("Latency - phase: request")
+    tmux.wait_for("latency view with histogram", LIMIT, |x| {
+        x.contains("Latency - phase: request") && x.contains("16ms") && x.contains('█')
     });
-    assert!(screen.contains("16ms") && screen.contains('█'), "{screen}");
     tmux.keys("]");
     tmux.wait_for("server phase", LIMIT, |x| {
         x.contains("Latency - phase: server")
     });
 
     tmux.keys("5");
-    let screen = tmux.wait_for("slow view", LIMIT, |x| x.contains("Slow requests - sort:"));
-    assert!(
-        prefix
-            .slow_paths
-            .iter()
-            .any(|p| screen.contains(p.as_str())),
-        "{:?} on\n{screen}",
-        prefix.slow_paths
-    );
-    let pids_on_screen = prefix
-        .pids
-        .iter()
-        .filter(|p| screen.contains(&format!(" {p} ")))
-        .count();
-    assert!(pids_on_screen > 0, "{screen}");
+    tmux.wait_for("slow view with pids and paths", LIMIT, |x| {
+        x.contains("Slow requests - sort:")
+            && prefix.slow_paths.iter().any(|p| x.contains(p.as_str()))
+            && prefix.pids.iter().any(|p| x.contains(&format!(" {p} ")))
+    });
 
     tmux.keys("o");
-    let screen = tmux.wait_for("overview", LIMIT, |x| x.contains("Overview: last 1m"));
-    assert!(screen.contains("throughput") && screen.contains("Phase mean times"));
-    assert!(
-        screen
-            .lines()
-            .next()
-            .unwrap()
-            .contains("(embedded),app,aux"),
-        "{screen}"
-    );
+    tmux.wait_for("overview", LIMIT, |x| {
+        x.contains("Overview: last 1m")
+            && x.contains("throughput")
+            && x.contains("Phase mean times")
+            && x.lines()
+                .next()
+                .unwrap_or("")
+                .contains("(embedded),app,aux")
+    });
 
     // Pause freezes the screen, space resumes.
     tmux.keys(" ");
@@ -146,8 +132,9 @@ fn top_tui_shows_disconnect_and_reconnects() {
     );
     let tmux = Tmux::start(&["sh", "-c", &cmd], 150, 40);
     // Nothing listens yet: the state is visible, and top keeps trying.
-    let screen = tmux.wait_for("disconnected", LIMIT, |x| x.contains("[disconnected]"));
-    assert!(screen.contains(&format!("url={url}")), "{screen}");
+    tmux.wait_for("disconnected, with the url", LIMIT, |x| {
+        x.contains("[disconnected]") && x.contains(&format!("url={url}"))
+    });
     let mut s = Server::ours_at(dir, port, &[]);
     tmux.wait_for("connected", LIMIT, |x| {
         x.contains("[live]") && x.contains("connected to")
@@ -165,7 +152,7 @@ fn top_tui_shows_disconnect_and_reconnects() {
 #[test]
 fn top_once_prints_header_and_process_table() {
     let (s, prefix) = fed_server();
-    let out = top(&["--once", "--url", &s.url()]);
+    let out = top(&["--once", "--once-timeout", "30", "--url", &s.url()]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{text}");
     let lines: Vec<&str> = text.lines().collect();
@@ -214,7 +201,16 @@ fn top_once_prints_header_and_process_table() {
         "{text}"
     );
 
-    let out = top(&["--once", "--json", "--window", "10m", "--url", &s.url()]);
+    let out = top(&[
+        "--once",
+        "--once-timeout",
+        "30",
+        "--json",
+        "--window",
+        "10m",
+        "--url",
+        &s.url(),
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["received"], true);
@@ -265,6 +261,8 @@ fn top_once_fail_if_exits_1_with_the_failing_conditions() {
     let (s, prefix) = fed_server();
     let out = top(&[
         "--once",
+        "--once-timeout",
+        "30",
         "--url",
         &s.url(),
         "--fail-if",
@@ -291,6 +289,8 @@ fn top_once_fail_if_exits_1_with_the_failing_conditions() {
     // Thresholds that hold nowhere: healthy, exit 0.
     let out = top(&[
         "--once",
+        "--once-timeout",
+        "30",
         "--url",
         &s.url(),
         "--fail-if",
@@ -314,7 +314,14 @@ fn top_once_against_serve_demo_shows_the_simulated_site() {
     // The demo simulator needs a tick or two before samples exist.
     let t0 = std::time::Instant::now();
     loop {
-        let out = top(&["--once", "--json", "--url", &s.url()]);
+        let out = top(&[
+            "--once",
+            "--once-timeout",
+            "30",
+            "--json",
+            "--url",
+            &s.url(),
+        ]);
         assert_eq!(out.status.code(), Some(0));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let groups: std::collections::BTreeSet<String> = v["processes"]

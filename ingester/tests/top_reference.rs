@@ -14,7 +14,7 @@ use top_support::*;
 
 /// The process table of `top --once` (the lines after `processes:`).
 fn table(url: &str) -> Vec<String> {
-    let out = top(&["--once", "--url", url]);
+    let out = top(&["--once", "--once-timeout", "30", "--url", url]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{text}");
     text.lines()
