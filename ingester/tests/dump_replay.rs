@@ -391,3 +391,64 @@ fn dump_json_has_the_reference_dump_json_values() {
         assert_eq!(keys(&a), keys(&b), "datagram {i} field order");
     }
 }
+
+#[test]
+fn truncated_captures_and_bad_targets_are_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture();
+    let mut buf = Vec::new();
+    for d in &cap[..3] {
+        wire::capture::append_record(&mut buf, d);
+    }
+    let whole = buf.len();
+    buf.extend_from_slice(&100u32.to_le_bytes());
+    buf.extend_from_slice(b"short");
+    let file = dir.path().join("cut.bin");
+    std::fs::write(&file, &buf).unwrap();
+    let f = file.to_str().unwrap();
+
+    // dump prints what it could decode, then says where the capture breaks.
+    let out = Command::new(BIN)
+        .args(["dump", "--json", "--file", f])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("offset {whole}")), "{err}");
+
+    // replay refuses it before sending anything.
+    let (rx_path, _rx_dir, _h) = collect(0);
+    let out = Command::new(BIN)
+        .args(["replay", f, "--socket", rx_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("truncated"), "{err}");
+
+    // Nobody listening, and a scheme that is not unix:.
+    let nobody = dir.path().join("nobody.sock");
+    let out = Command::new(BIN)
+        .args(["replay", capture_path().to_str().unwrap(), "--socket"])
+        .arg(&nobody)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is an ingester listening"), "{err}");
+    let out = Command::new(BIN)
+        .args([
+            "replay",
+            capture_path().to_str().unwrap(),
+            "--socket",
+            "udp:1.2.3.4:5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scheme"));
+}
