@@ -295,10 +295,12 @@ impl App {
             match k.code {
                 KeyCode::Enter => {
                     ui.search = ui.search_edit.take().unwrap_or_default();
+                    ui.scroll = 0;
                 }
                 KeyCode::Esc => {
                     ui.search_edit = None;
                     ui.search.clear();
+                    ui.scroll = 0;
                 }
                 KeyCode::Backspace => {
                     buf.pop();
