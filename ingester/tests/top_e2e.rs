@@ -383,3 +383,40 @@ fn top_tui_restores_the_terminal_on_sigterm() {
     let screen = tmux.capture();
     assert!(!screen.contains("mod_wsgi-telemetry top"), "{screen}");
 }
+
+#[test]
+fn top_tui_pause_freezes_the_screen_while_data_keeps_arriving() {
+    let early = corpus_prefix(20.0);
+    let late = corpus_prefix(PREFIX_SECONDS);
+    let new_pids: Vec<u32> = late.pids.difference(&early.pids).copied().collect();
+    assert!(!new_pids.is_empty());
+    let s = Server::ours(&[]);
+    let cmd = format!(
+        "{} top --url {} --refresh 0.5 --view processes; sleep 60",
+        bin(),
+        s.url()
+    );
+    let tmux = Tmux::start(&["sh", "-c", &cmd], 160, 50);
+    tmux.wait_for("connection", LIMIT, |x| x.contains("[live]"));
+    send_corpus_range(&s.sock, 0, early.count);
+    tmux.wait_for("the first 20 s", LIMIT, |x| {
+        early.pids.iter().all(|p| contains_pid(x, *p))
+    });
+    tmux.keys(" ");
+    let frozen = tmux.wait_for("paused", LIMIT, |x| {
+        x.contains("[paused]") && x.contains("[PAUSED]")
+    });
+    send_corpus_range(&s.sock, early.count, late.count);
+    s.wait_received(late.count);
+    // Several refresh periods pass with new data in the model: the screen
+    // must not move.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(tmux.capture(), frozen, "the paused screen changed");
+    }
+    assert!(new_pids.iter().all(|p| !contains_pid(&frozen, *p)));
+    tmux.keys(" ");
+    tmux.wait_for("resumed with the new processes", LIMIT, |x| {
+        x.contains("[live]") && new_pids.iter().all(|p| contains_pid(x, *p))
+    });
+}

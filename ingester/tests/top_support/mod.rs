@@ -396,3 +396,13 @@ impl Drop for Tmux {
             .status();
     }
 }
+
+/// Sends corpus datagrams `from..to` (capture order) unchanged to `sock`,
+/// blocking while the receiver's queue is full (lossless).
+pub fn send_corpus_range(sock: &Path, from: usize, to: usize) {
+    let buf = std::fs::read(corpus_path()).expect("corpus");
+    let tx = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    for r in wire::capture::records(&buf).skip(from).take(to - from) {
+        tx.send_to(r.unwrap(), sock).unwrap();
+    }
+}
