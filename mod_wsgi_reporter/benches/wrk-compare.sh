@@ -4,10 +4,12 @@
 #   B  A + mod_wsgi_telemetry.so + WSGITelemetryService (this project)
 #   C  mod_wsgi 6.1.1 (PyPI, built with apxs), same app, no telemetry
 #   D  C + its built-in reporter (WSGITelemetryService)
-# Rounds are interleaved (A B C D A B C D ...) so drift hits all alike;
-# medians are reported with the ratios B/A and D/C.
+# Rounds are interleaved, in alternating order (A B C D, D C B A, ...), so
+# drift and order effects hit all alike; medians are reported with the
+# ratios B/A and D/C, and httpd's CPU time per request (less sensitive to
+# other load on the machine than req/s). VARIANTS="A B" runs a subset.
 #
-#   ROUNDS=3 DURATION=10 CONNECTIONS=32 THREADS=2 bash mod_wsgi_reporter/benches/wrk-compare.sh
+#   VARIANTS="A B C D" ROUNDS=3 DURATION=10 CONNECTIONS=32 THREADS=2 bash mod_wsgi_reporter/benches/wrk-compare.sh
 # Needs: scripts/install-deps.sh (apache2, mod_wsgi 4.9, wrk, python3-dev).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -87,44 +89,62 @@ CONF
 to_ms() { # wrk latency value like 1.23ms / 456.00us / 1.2s
     python3 -c "import sys,re; v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)',v); x=float(m.group(1)); print({'us':x/1000,'ms':x,'s':x*1000}[m.group(2)])" "$1"
 }
-run() { # $1 variant -> "rps p99ms"
+cpu_ticks() { # total utime+stime (clock ticks) of every process in httpd's session
+    local t=0 p
+    for p in $(ps -s "$HTTPD" -o pid= 2>/dev/null); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+run() { # $1 variant -> "rps p99ms cpu_us_per_request"
     conf "$1"
     setsid /usr/sbin/apache2 -f "$WORK/httpd-$1.conf" -DFOREGROUND &
     HTTPD=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
     wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null   # warm-up
-    local out
+    local out c0 c1
+    c0=$(cpu_ticks)
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
+    c1=$(cpu_ticks)
     kill "$HTTPD"; wait "$HTTPD" 2>/dev/null || true; HTTPD=""
-    local rps p99
+    local rps p99 n cpu
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p99=$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
-    echo "$rps $p99"
+    n=$(echo "$out" | awk '/requests in/ {print $1}')
+    # httpd CPU per request: less sensitive to other load than req/s.
+    cpu=$(python3 -c "import os,sys; print((int(sys.argv[2])-int(sys.argv[1]))*1e6/os.sysconf('SC_CLK_TCK')/int(sys.argv[3]))" "$c0" "$c1" "$n")
+    echo "$rps $p99 $cpu"
 }
-declare -A RPS P99
+declare -A RPS P99 CPU
+VARIANTS=${VARIANTS:-A B C D}
 for r in $(seq "$ROUNDS"); do
-    for v in A B C D; do
-        read -r rps p99 < <(run "$v")
-        RPS[$v]+="$rps "; P99[$v]+="$p99 "
-        echo "round $r $v: $rps req/s, p99 $p99 ms" >&2
+    # Alternate the order (A B C D, D C B A, ...) so order effects cancel.
+    order=$VARIANTS
+    [ $((r % 2)) -eq 0 ] && order=$(echo "$VARIANTS" | tr ' ' '\n' | tac | tr '\n' ' ')
+    for v in $order; do
+        read -r rps p99 cpu < <(run "$v")
+        RPS[$v]+="$rps "; P99[$v]+="$p99 "; CPU[$v]+="$cpu "
+        echo "round $r $v: $rps req/s, p99 $p99 ms, httpd CPU $cpu us/request" >&2
     done
 done
 median() { python3 -c "import sys,statistics; print(statistics.median(map(float, sys.argv[1:])))" $1; }
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS interleaved rounds, medians ($(nproc) cores)"
-printf '%-48s %12s %10s\n' variant req/s p99_ms
-for v in A B C D; do
+printf '%-48s %12s %10s %14s\n' variant req/s p99_ms cpu_us/req
+for v in $VARIANTS; do
     case $v in
         A) name="A mod_wsgi 4.9, no telemetry" ;;
         B) name="B mod_wsgi 4.9 + mod_wsgi_telemetry (ours)" ;;
         C) name="C mod_wsgi 6.1.1, no telemetry" ;;
         D) name="D mod_wsgi 6.1.1 + built-in reporter" ;;
     esac
-    printf '%-48s %12.1f %10.3f\n' "$name" "$(median "${RPS[$v]}")" "$(median "${P99[$v]}")"
+    printf '%-48s %12.1f %10.3f %14.1f\n' "$name" "$(median "${RPS[$v]}")" "$(median "${P99[$v]}")" "$(median "${CPU[$v]}")"
 done
-python3 - "$(median "${RPS[A]}")" "$(median "${RPS[B]}")" "$(median "${RPS[C]}")" "$(median "${RPS[D]}")" <<'PY'
+[ "$VARIANTS" = "A B C D" ] || exit 0
+python3 - "$(median "${RPS[A]}")" "$(median "${RPS[B]}")" "$(median "${RPS[C]}")" "$(median "${RPS[D]}")" \
+    "$(median "${CPU[A]}")" "$(median "${CPU[B]}")" "$(median "${CPU[C]}")" "$(median "${CPU[D]}")" <<'PY'
 import sys
-a, b, c, d = map(float, sys.argv[1:])
-print(f"ours:     B/A = {b/a*100:.1f}% of the no-telemetry throughput (overhead {100-b/a*100:.1f}%)")
-print(f"built-in: D/C = {d/c*100:.1f}% of the no-telemetry throughput (overhead {100-d/c*100:.1f}%)")
+a, b, c, d, ca, cb, cc, cd = map(float, sys.argv[1:])
+print(f"ours:     B/A = {b/a*100:.1f}% of the no-telemetry throughput; httpd CPU +{cb-ca:.1f} us/request ({(cb/ca-1)*100:+.1f}%)")
+print(f"built-in: D/C = {d/c*100:.1f}% of the no-telemetry throughput; httpd CPU +{cd-cc:.1f} us/request ({(cd/cc-1)*100:+.1f}%)")
 PY

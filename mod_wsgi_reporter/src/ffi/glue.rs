@@ -666,12 +666,17 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
                 r,
                 rr.connection,
             );
-            ap::ap_add_input_filter_handle(
-                IN_FILTER.load(Relaxed),
-                st as *mut c_void,
-                r,
-                rr.connection,
-            );
+            // Only requests with a body can be read by the application.
+            let cl = m::cstr(ap::apr_table_get(rr.headers_in, c"Content-Length".as_ptr()));
+            let te = ap::apr_table_get(rr.headers_in, c"Transfer-Encoding".as_ptr());
+            if !te.is_null() || (!cl.is_empty() && cl != b"0") {
+                ap::ap_add_input_filter_handle(
+                    IN_FILTER.load(Relaxed),
+                    st as *mut c_void,
+                    r,
+                    rr.connection,
+                );
+            }
         }
         DECLINED
     })
