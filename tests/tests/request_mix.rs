@@ -11,7 +11,8 @@ const M404: usize = 3;
 const K500: usize = 2;
 const POST_BYTES: usize = 1000;
 const SIZE: usize = 12345;
-const SLEEP_MS: u64 = 700;
+// Past threshold (0.25 s) + interval (0.5 s): at least one tick sees it active.
+const SLEEP_MS: u64 = 1500;
 
 fn request_mix(mpm: Mpm) {
     let root = ServerRoot::new();
@@ -39,28 +40,20 @@ fn request_mix(mpm: Mpm) {
     assert_eq!(httpd.get("/missing.html").0, 404);
 
     let path = format!("/sleep/{SLEEP_MS}");
-    std::thread::scope(|s| {
-        let h = s.spawn(|| httpd.get(&format!("/app{path}")));
-        // Seen as active while it runs.
-        col.wait_for("active slow record", |x| {
-            slow_for(x, &path)
-                .iter()
-                .any(|r| r.u64(id::SLOW_RECORD_STATE) == Some(0))
-        });
-        assert_eq!(h.join().unwrap().0, 200);
-    });
+    assert_eq!(httpd.get(&format!("/app{path}")).0, 200);
+    assert_eq!(httpd.get("/app/sleep/300").0, 200);
     httpd.stop();
     let s = col.wait_for("every process stopped", all_stopped);
 
-    let total = (N200 + M404 + K500 + 3) as u64;
+    let total = (N200 + M404 + K500 + 4) as u64;
     assert_eq!(sum_u64(&s, id::REQUEST_COUNT), total);
     assert_eq!(sum_u64(&s, id::STATUS_1XX_TOTAL), 0);
-    assert_eq!(sum_u64(&s, id::STATUS_2XX_TOTAL), (N200 + 3) as u64);
+    assert_eq!(sum_u64(&s, id::STATUS_2XX_TOTAL), (N200 + 4) as u64);
     assert_eq!(sum_u64(&s, id::STATUS_3XX_TOTAL), 0);
     assert_eq!(sum_u64(&s, id::STATUS_4XX_TOTAL), M404 as u64);
     assert_eq!(sum_u64(&s, id::STATUS_5XX_TOTAL), K500 as u64);
     assert_eq!(sum_u64(&s, id::INPUT_BYTES_TOTAL), POST_BYTES as u64);
-    let out = N200 * 5 + M404 * 4 + POST_BYTES.to_string().len() + SIZE + 5;
+    let out = N200 * 5 + M404 * 4 + POST_BYTES.to_string().len() + SIZE + 5 + 5;
     assert_eq!(sum_u64(&s, id::OUTPUT_BYTES_TOTAL), out as u64);
     let lifetime: u64 = of_kind(&s, Kind::PROCESS_STOPPED)
         .iter()
@@ -88,6 +81,10 @@ fn request_mix(mpm: Mpm) {
 
     // Slow request: completed with status 200 and its full duration.
     let slow = slow_for(&s, &path);
+    assert!(
+        slow.iter().any(|r| r.u64(id::SLOW_RECORD_STATE) == Some(0)),
+        "seen as active while it ran"
+    );
     let done: Vec<_> = slow
         .iter()
         .filter(|r| r.u64(id::SLOW_RECORD_STATE) == Some(1))
@@ -133,6 +130,24 @@ fn request_mix(mpm: Mpm) {
     let all = sum_buckets(&s, id::REQUEST_TIME_BUCKETS);
     assert_eq!(all.iter().sum::<i64>(), total as i64);
     assert!(all[b..].iter().sum::<i64>() >= 1);
+    // The 300 ms sleeper: its exact duration (from its completed record,
+    // = server + application, the same µs the histogram got) picks the
+    // bucket, which covers 300 ms unless the machine slowed it further.
+    let r300 = slow_for(&s, "/sleep/300")
+        .into_iter()
+        .find(|r| r.u64(id::SLOW_RECORD_STATE) == Some(1))
+        .expect("completed record of the 300 ms request");
+    let d300 = r300.f64(id::SLOW_DURATION).unwrap();
+    let b300 = histogram::bucket_index(d300);
+    assert!(d300 >= 0.3);
+    assert!(all[b300] >= 1, "bucket {b300} of {d300}s is empty");
+    if d300 < 0.32 {
+        assert_eq!(
+            b300,
+            histogram::bucket_index(0.3),
+            "[256, 320) ms covers 300 ms"
+        );
+    }
     assert_eq!(col.decode_errors(), 0);
 }
 
