@@ -164,6 +164,7 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
     let deadline = Instant::now() + Duration::from_secs_f64(args.once_timeout.max(0.0));
     let mut received = false;
     let mut grace_until: Option<Instant> = None;
+    let mut last_error: Option<String> = None;
     loop {
         let now = Instant::now();
         let until = grace_until.unwrap_or(deadline);
@@ -181,6 +182,7 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
             }
             Ok(client::Event::Disconnected { error, .. }) => {
                 tracing::debug!("once: {error}");
+                last_error = Some(error);
             }
             Ok(_) => {}
             Err(_) => break,
@@ -209,8 +211,10 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
     }
     if !received {
         eprintln!(
-            "top: no data from {} within {}s",
-            args.url, args.once_timeout
+            "top: no data from {} within {}s{}",
+            args.url,
+            args.once_timeout,
+            last_error.map(|e| format!(" ({e})")).unwrap_or_default()
         );
         return Ok(2);
     }
