@@ -23,7 +23,7 @@ import { Modal } from './js/views/modal.js';
 import { $, setText, setOptions } from './js/dom.js';
 import { fmtCount } from './js/format.js';
 
-const DATA_REDRAW_MS = 250;
+const DATA_REDRAW_MS = 500;
 export const WINDOW_S = 60;
 
 class App {
@@ -165,16 +165,23 @@ class App {
   redraw() {
     const t0 = performance.now();
     this.lastRedraw = t0;
+    const perf = this.perf;
+    this.store.maybeHousekeep();
     const ctx = this.context();
     this.forceNext = false;
-    this.store.maybeHousekeep();
     this.updateCounter();
     this.updateGroupOptions(ctx);
+    const t1 = performance.now();
+    perf.recordSection('context', t1 - t0);
     this.sidebar.draw(ctx);
+    const t2 = performance.now();
+    perf.recordSection('sidebar', t2 - t1);
     const view = this.views[this.ui.tab];
     if (view) view.draw(ctx);
+    const t3 = performance.now();
+    perf.recordSection(this.ui.tab, t3 - t2);
     this.modal.refresh(ctx);
-    this.perf.recordRedraw(performance.now() - t0, this.ui.tab, ctx.visible.length);
+    perf.recordRedraw(performance.now() - t0, this.ui.tab, ctx.visible.length);
   }
 
   updateCounter() {

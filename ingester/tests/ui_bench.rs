@@ -31,7 +31,7 @@ fn f(v: &Value) -> f64 {
 }
 
 async fn reading(b: &Browser) -> Value {
-    b.js("if (window.gc) window.gc(); const s = window.__telemetryPerf.summary(); s.live = window.__telemetry.store.procs.size; s.lost = window.__telemetry.store.seqGaps; return s;")
+    b.js("if (window.gc) window.gc(); const s = window.__telemetryPerf.summary(); const st = window.__telemetry.store; s.known = st.procs.size; s.lost = st.seqGaps; s.lag = Date.now() / 1000 - st.now; return s;")
         .await
 }
 
@@ -95,6 +95,12 @@ async fn ui_smoothness_with_200_processes() {
             f(&r["updateP95"]),
             heap,
             r["lost"]
+        );
+        println!(
+            "         sections p95 ms: {}  data lag {:.1} s, processes known {}",
+            r["sectionsP95"],
+            f(&r["lag"]),
+            r["known"]
         );
         last = r;
     }

@@ -36,6 +36,12 @@ export class Perf {
     this.lastRedrawTab = '';
     this.lastVisible = 0;
     this.byType = {};
+    this.sections = {};
+  }
+  /** Time of one part of a redraw (sidebar, the active view, …). */
+  recordSection(name, ms) {
+    if (!this.sections[name]) this.sections[name] = new Series(4000);
+    this.sections[name].push(ms);
   }
   recordUpdate(ms, type) {
     this.update.push(ms);
@@ -52,6 +58,7 @@ export class Perf {
   reset() {
     this.update.reset();
     this.redraw.reset();
+    for (const k of Object.keys(this.sections)) this.sections[k].reset();
   }
   heap() {
     const m = performance.memory;
@@ -72,6 +79,7 @@ export class Perf {
       visible: this.lastVisible,
       heap: this.heap(),
       byType: this.byType,
+      sectionsP95: Object.fromEntries(Object.entries(this.sections).map(([k, v]) => [k, v.quantile(0.95)])),
     };
   }
 }

@@ -10,14 +10,15 @@
 // stay for the Processes tab (gap 28).
 
 import { deriveSample, reasonCategory } from './stats.js';
-import { NBUCKETS } from './hist.js';
+import { NBUCKETS, bucketIndex } from './hist.js';
 
 export const PALETTE = ['#4fc3f7', '#ff8a65', '#81c784', '#ba68c8', '#fff176', '#4db6ac', '#e57373', '#9575cd'];
 export const STOPPED_GRACE_S = 10;
 export const RETAIN_S = 150; // per-process samples kept (covers the 60 s views with room)
 export const HIST_RETAIN_S = 600; // histogram time bins (10 m window)
 export const GC_RETAIN_S = 300;
-export const GC_EVENTS_MAX = 3000; // per process
+export const GC_EVENTS_MAX = 240; // raw events per process (timeline dots); totals come from bins
+export const GC_HIST_BIN_S = 10; // pause-histogram bin width
 export const LIFECYCLE_MAX = 500;
 export const LIFECYCLE_AGE_S = 600;
 export const LIFE_RECORDS_MAX = 2000;
@@ -167,7 +168,8 @@ export class Store {
         otherSince: 0,
         datagrams: 0,
         gcSnaps: new Map(), // interpreter → Ring of {t, f}
-        gcEvents: new Ring(), // {t, start, dur, gen, interp}
+        gcEvents: new Ring(), // newest raw events {t, start, dur, gen, interp}
+        gcBins: new Map(), // interpreter → {sec: Ring of per-second sums, hist: Ring of 10 s pause histograms}
         gcRev: 0,
         startedAt: null,
         stoppingAt: null,
@@ -488,20 +490,57 @@ export class Store {
       p.datagrams++;
       this.lastArrival = performance.now();
     }
-    p.gcEvents.push({
+    const name = typeof interp === 'string' ? interp : '';
+    const ev = {
       t: stamp,
       start: typeof f.gc_event_start_stamp === 'number' ? f.gc_event_start_stamp : stamp,
       dur: f.gc_event_duration || 0,
       gen: f.gc_event_generation || 0,
-      interp: typeof interp === 'string' ? interp : '',
-    });
-    const cut = stamp - GC_RETAIN_S;
-    p.gcEvents.dropWhile((x) => x.t < cut);
+      interp: name,
+    };
+    // Raw events only for the newest dots; counts, durations and the pause
+    // distribution go to per-second / per-10 s bins, so a GC-heavy process
+    // (hundreds of collections per second) costs O(1) per event and a
+    // bounded amount of memory.
+    p.gcEvents.push(ev);
     if (p.gcEvents.length > GC_EVENTS_MAX) {
-      const excess = p.gcEvents.length - GC_EVENTS_MAX;
-      let k = 0;
-      p.gcEvents.dropWhile(() => k++ < excess);
+      let k = p.gcEvents.length - GC_EVENTS_MAX;
+      p.gcEvents.dropWhile(() => k-- > 0);
     }
+    let g = p.gcBins.get(name);
+    if (!g) {
+      g = { sec: new Ring(), hist: new Ring() };
+      p.gcBins.set(name, g);
+    }
+    const sec = Math.floor(ev.start);
+    let b = g.sec.last();
+    if (!b || b.sec < sec) {
+      b = { sec, dur: 0, n0: 0, n1: 0, n2: 0, max: 0 };
+      g.sec.push(b);
+    } else if (b.sec > sec) {
+      const arr = g.sec.a;
+      for (let i = arr.length - 1; i >= g.sec.start && i >= arr.length - 5; i--) {
+        if (arr[i].sec <= sec) {
+          b = arr[i];
+          break;
+        }
+      }
+    }
+    b.dur += ev.dur;
+    if (ev.gen === 2) b.n2++;
+    else if (ev.gen === 1) b.n1++;
+    else b.n0++;
+    if (ev.dur > b.max) b.max = ev.dur;
+    const s10 = Math.floor(ev.start / GC_HIST_BIN_S) * GC_HIST_BIN_S;
+    let hb = g.hist.last();
+    if (!hb || hb.sec < s10) {
+      hb = { sec: s10, h: new Uint32Array(NBUCKETS) };
+      g.hist.push(hb);
+    }
+    hb.h[bucketIndex(ev.dur * 1000)]++;
+    const cut = stamp - GC_RETAIN_S;
+    g.sec.dropWhile((x) => x.sec < cut);
+    g.hist.dropWhile((x) => x.sec + GC_HIST_BIN_S < cut);
     p.gcRev++;
     this.rev.gc++;
   }

@@ -167,8 +167,7 @@ export class Capacity {
     const from = now - W;
     const shown = ctx.visible.filter((p) => {
       const last = p.samples.last();
-      if (!last || last.t < from) return false;
-      return p.samples.view().some((d) => d.busy || d.elapsed);
+      return !!last && last.t >= from && !!(last.busy || last.elapsed);
     });
     $('#cap-empty').hidden = shown.length > 0;
     const pids = new Set(shown.map((p) => p.pid));

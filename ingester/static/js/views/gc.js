@@ -5,7 +5,7 @@
 
 import { $, h, setText, setOptions } from '../dom.js';
 import { LineChart, drawHistogram, fitCanvas, FONT, AXIS_TEXT, GRID } from '../charts.js';
-import { bucketIndex, NBUCKETS } from '../hist.js';
+import { NBUCKETS, percentile } from '../hist.js';
 import { fmtMs, fmtAxis } from '../format.js';
 
 const GEN_COLORS = ['#4fc3f7', '#ffb74d', '#e57373'];
@@ -44,7 +44,7 @@ export class GcView {
     const pidsWithGc = [];
     for (const p of ctx.visible) {
       const names = new Set(p.gcSnaps.keys());
-      for (let i = 0; i < p.gcEvents.length; i++) names.add(p.gcEvents.at(i).interp);
+      for (const n of p.gcBins.keys()) names.add(n);
       if (!names.size) continue;
       pidsWithGc.push(p.pid);
       for (const n of names) interps.add(n);
@@ -84,6 +84,16 @@ export class GcView {
         const e = evs.at(i);
         if (e.t <= now && e.interp === s.interp) s.events.push(e);
       }
+      const bins = s.p.gcBins.get(s.interp);
+      s.secs = [];
+      s.hists = [];
+      if (bins) {
+        for (let i = bins.sec.lowerBound(Math.floor(from), (b) => b.sec); i < bins.sec.length; i++) {
+          const b = bins.sec.at(i);
+          if (b.sec <= now) s.secs.push(b);
+        }
+        for (let i = bins.hist.lowerBound(from - 10, (b) => b.sec); i < bins.hist.length; i++) s.hists.push(bins.hist.at(i));
+      }
       s.win = [];
       if (s.snaps) for (let i = s.snaps.lowerBound(from, (x) => x.t); i < s.snaps.length; i++) {
         const x = s.snaps.at(i);
@@ -95,7 +105,7 @@ export class GcView {
     this.drawOverhead(series, from, now);
     this.drawRates(series, from, now);
     this.drawTimeline(series, from, now);
-    this.drawPauses(series);
+    this.drawPauses(series, from);
     this.drawPressure(series);
   }
 
@@ -126,20 +136,20 @@ export class GcView {
     for (const s of series) {
       const t = [];
       const v = [];
-      const ev = s.events;
+      const bins = s.secs;
       let k = 0;
       for (let i = 1; i < s.win.length; i++) {
-        const t0 = s.win[i - 1].t;
-        const t1 = s.win[i].t;
+        const t0 = Math.floor(s.win[i - 1].t);
+        const t1 = Math.floor(s.win[i].t);
         if (t1 <= t0) continue;
         let d = 0;
-        while (k < ev.length && ev[k].start < t0) k++;
+        while (k < bins.length && bins[k].sec < t0) k++;
         let j = k;
-        while (j < ev.length && ev[j].start < t1) d += ev[j++].dur;
-        t.push(t1);
+        while (j < bins.length && bins[j].sec < t1) d += bins[j++].dur;
+        t.push(s.win[i].t);
         v.push((d / (t1 - t0)) * 100);
       }
-      const sum = ev.reduce((a, e) => a + e.dur, 0);
+      const sum = bins.reduce((a, b) => a + b.dur, 0);
       total += sum;
       maxPct = Math.max(maxPct, (sum / this.ui.window) * 100);
       out.push({ color: s.color, t, v });
@@ -192,13 +202,16 @@ export class GcView {
     let max01 = 0;
     let n = 0;
     let total = 0;
-    for (const s of series)
+    for (const s of series) {
+      for (const b of s.secs) {
+        n += b.n0 + b.n1 + b.n2;
+        total += b.dur;
+      }
       for (const e of s.events) {
-        n++;
-        total += e.dur;
         if (e.gen === 2) max2 = Math.max(max2, e.dur);
         else max01 = Math.max(max01, e.dur);
       }
+    }
     max2 = max2 > 0 ? max2 * 1.1 : 0.001;
     max01 = max01 > 0 ? max01 * 1.1 : 0.001;
     ctx.font = FONT;
@@ -229,21 +242,21 @@ export class GcView {
       }
       ctx.fill();
     }
-    setText($('#ro-gc-events'), `events ${n} gc time ${fmtAxis((total / this.ui.window / Math.max(1, series.length)) * 100)}%`);
+    setText($('#ro-gc-events'), `events ${n} (newest ${series.reduce((a, s) => a + s.events.length, 0)} drawn) gc time ${fmtAxis((total / this.ui.window / Math.max(1, series.length)) * 100)}%`);
   }
 
-  drawPauses(series) {
+  drawPauses(series, from) {
     const counts = new Float64Array(NBUCKETS);
-    const durs = [];
-    for (const s of series)
-      for (const e of s.events) {
-        counts[bucketIndex(e.dur * 1000)]++;
-        durs.push(e.dur);
-      }
+    let max = 0;
+    for (const s of series) {
+      for (const b of s.hists) if (b.sec + 10 > from) for (let i = 0; i < NBUCKETS; i++) counts[i] += b.h[i];
+      for (const b of s.secs) if (b.max > max) max = b.max;
+    }
+    let n = 0;
+    for (let i = 0; i < NBUCKETS; i++) n += counts[i];
     drawHistogram($('#ch-gc-pauses'), counts, [], { noLabels: true, color: '#81c784', empty: 'no GC events in window' });
-    durs.sort((a, b) => a - b);
-    const q = (p) => fmtMs(durs[Math.min(durs.length - 1, Math.floor(p * durs.length))] * 1000);
-    setText($('#ro-gc-pauses'), durs.length ? `n ${durs.length} p50 ${q(0.5)} p95 ${q(0.95)} p99 ${q(0.99)} max ${fmtMs(durs[durs.length - 1] * 1000)}` : 'n 0');
+    const q = (p) => fmtMs(percentile(counts, p));
+    setText($('#ro-gc-pauses'), n ? `n ${n} p50 ${q(0.5)} p95 ${q(0.95)} p99 ${q(0.99)} max ${fmtMs(max * 1000)}` : 'n 0');
   }
 
   drawPressure(series) {

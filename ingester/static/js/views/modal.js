@@ -20,6 +20,7 @@ export class Modal {
 
   open(kind, title, buttons, body) {
     this.kind = kind;
+    this.sig = null;
     const t = $('#modal-title');
     t.replaceChildren(...(Array.isArray(title) ? title : [title]));
     $('#modal-buttons').replaceChildren(...(buttons || []));
