@@ -414,6 +414,12 @@ export class Store {
         p.datagrams++;
       }
       if (ev.kind === 'process_started') {
+        // A pid can be reused (or a capture replayed in a loop): a new start
+        // ends the previous lifetime.
+        if (p.stoppedAt != null && ev.stamp >= p.stoppedAt) {
+          p.stoppedAt = null;
+          p.stoppingAt = null;
+        }
         p.startedAt = ev.stamp;
         this.latchIdentity(p, ev);
       } else if (ev.kind === 'process_stopping') p.stoppingAt = ev.stamp;
@@ -432,6 +438,7 @@ export class Store {
     }
     // Per-pid record for the Gantt timeline.
     let r = this.life.get(ev.pid);
+    if (r && ev.kind === 'process_started' && r.stopped != null && ev.stamp >= r.stopped) r = null; // pid reused
     if (!r) {
       r = {
         pid: ev.pid, started: null, stopping: null, stopped: null, group: '', ppid: 0, hostname: '',

@@ -170,3 +170,18 @@ test('formatting', () => {
   assert.equal(fmtCount(12345), '12k');
   assert.equal(fmtAxis(0.25), '0.25');
 });
+
+test('a pid that starts again after STOPPED is live again', () => {
+  const st = new Store();
+  const ev = (kind, stamp) => ({ type: 'lifecycle', event: { kind, pid: 7, stamp, process_group: 'g', shutdown_reason: 'maximum_requests' } });
+  const sample = (t) => ({ type: 'sample', kind: 'request_metrics', pid: 7, seq: t, stamp: t, fields: { sample_period: 1, request_count: 1 } });
+  st.apply(ev('process_started', 100));
+  st.apply(sample(101));
+  st.apply(ev('process_stopping', 102));
+  st.apply(ev('process_stopped', 103));
+  for (let t = 104; t < 130; t++) st.apply(sample(t)); // keep "now" moving
+  st.apply(ev('process_started', 130));
+  st.apply(sample(131));
+  assert.ok(st.isLive(st.procs.get(7)));
+  assert.equal(st.life.get(7).stopped, null, 'new lifetime record');
+});
