@@ -420,3 +420,26 @@ fn top_tui_pause_freezes_the_screen_while_data_keeps_arriving() {
         x.contains("[live]") && new_pids.iter().all(|p| contains_pid(x, *p))
     });
 }
+
+#[test]
+fn top_once_group_filter_includes_the_embedded_set() {
+    let (s, _) = fed_server();
+    for (group, label) in [("(embedded)", "(embedded)"), ("app", "app")] {
+        let out = top(&[
+            "--once",
+            "--once-timeout",
+            "30",
+            "--json",
+            "--group",
+            group,
+            "--url",
+            &s.url(),
+        ]);
+        assert_eq!(out.status.code(), Some(0));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["groups"], label);
+        let procs = v["processes"].as_array().unwrap();
+        assert!(!procs.is_empty());
+        assert!(procs.iter().all(|p| p["group"] == label), "{v}");
+    }
+}
