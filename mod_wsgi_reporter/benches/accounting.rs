@@ -2,7 +2,10 @@
 //! thread does for telemetry (slot claim, two clock reads, finish with all
 //! phase aggregates), alone and with 4 threads while a reporter drains
 //! every millisecond. Prints ns per request. Run:
-//!   CARGO_TARGET_DIR=/work/target-module cargo bench -p mod_wsgi_reporter --bench accounting
+//!   cargo bench -p mod_wsgi_reporter --bench accounting
+
+// The included modules carry their unit tests (cfg(test) is on in benches).
+#![allow(unused_imports)]
 
 #[allow(dead_code)]
 #[path = "../src/accum.rs"]

@@ -535,10 +535,12 @@ unsafe extern "C" fn child_exit(_data: *mut c_void) -> ap::apr_status_t {
 }
 
 unsafe extern "C" fn pre_connection(_c: *mut ap::conn_rec, _csd: *mut c_void) -> c_int {
-    if !PROCESS.load(Relaxed).is_null() {
-        CONNECTIONS.fetch_add(1, Relaxed);
-    }
-    OK
+    guard(OK, || {
+        if !PROCESS.load(Relaxed).is_null() {
+            CONNECTIONS.fetch_add(1, Relaxed);
+        }
+        OK
+    })
 }
 
 // ---------------------------------------------------------- request path --
