@@ -443,3 +443,37 @@ fn top_once_group_filter_includes_the_embedded_set() {
         assert!(procs.iter().all(|p| p["group"] == label), "{v}");
     }
 }
+
+#[test]
+fn top_exits_when_its_terminal_hangs_up() {
+    // An SSH session that drops: the terminal goes away under a running
+    // top, which must exit rather than spin on the dead terminal.
+    let s = Server::ours(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("top.pid");
+    let cmd = format!(
+        "echo $$ > {}; exec {} top --url {}",
+        pidfile.display(),
+        bin(),
+        s.url()
+    );
+    let tmux = Tmux::start(&["sh", "-c", &cmd], 120, 40);
+    tmux.wait_for("top running", LIMIT, |x| x.contains("[live]"));
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    tmux.hang_up();
+    let t0 = std::time::Instant::now();
+    while !process_gone(pid) {
+        if t0.elapsed() > LIMIT {
+            // Do not leave it behind, then fail.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("top (pid {pid}) outlived its terminal");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -75,18 +75,28 @@ pub fn spawn(url: String, signals: bool) -> anyhow::Result<Client> {
     })
 }
 
+/// How long the UI gets to quit on a signal before the process exits anyway.
+const QUIT_GRACE: Duration = Duration::from_secs(2);
+
 fn spawn_signal_watch(tx: mpsc::Sender<Event>) {
     use tokio::signal::unix::{signal, SignalKind};
-    for kind in [
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
+    for (kind, signo) in [
+        (SignalKind::interrupt(), libc::SIGINT),
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
     ] {
         let tx = tx.clone();
         if let Ok(mut s) = signal(kind) {
             tokio::spawn(async move {
                 if s.recv().await.is_some() {
                     let _ = tx.send(Event::Quit);
+                    // A hung-up terminal makes crossterm's input read spin
+                    // on EOF without returning to the UI loop, so the quit
+                    // event may never be seen: do not outlive the terminal.
+                    tokio::time::sleep(QUIT_GRACE).await;
+                    tracing::debug!("UI did not quit after signal {signo}; exiting");
+                    ratatui::restore();
+                    std::process::exit(128 + signo);
                 }
             });
         }
