@@ -477,3 +477,14 @@ fn top_exits_when_its_terminal_hangs_up() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn top_without_a_terminal_says_to_use_once() {
+    let out = top(&["--url", "ws://127.0.0.1:1/ws"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("top needs a terminal (use --once for scripts)"),
+        "{err}"
+    );
+}

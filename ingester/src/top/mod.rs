@@ -13,6 +13,7 @@ pub mod state;
 pub mod view_model;
 pub mod widgets;
 
+use anyhow::Context;
 use ratatui::crossterm::event::KeyModifiers;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind};
 use state::{State, PHASES};
@@ -432,9 +433,13 @@ impl Drop for TerminalGuard {
 }
 
 fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!("top needs a terminal (use --once for scripts)");
+    }
     let client = client::spawn(args.ws_url(), true)?;
     let mut app = App::new(initial_ui(args), args.url.clone(), !args.no_color);
-    let mut terminal = ratatui::try_init()?;
+    let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let _guard = TerminalGuard;
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
