@@ -31,7 +31,7 @@ fn one_request(acc: &Accounting, slot: u32, k: u64) {
         finish_us: end + (k & 1023),
         output_bytes: 12,
         output_writes: 1,
-        status: if k % 10 == 0 { 404 } else { 200 },
+        status: if k.is_multiple_of(10) { 404 } else { 200 },
         ..Finished::default()
     };
     black_box(acc.finish(c, &f));
@@ -61,7 +61,7 @@ fn main() {
             finish_us: now + 2 + (k & 1023),
             output_bytes: 12,
             output_writes: 1,
-            status: if k % 10 == 0 { 404 } else { 200 },
+            status: if k.is_multiple_of(10) { 404 } else { 200 },
             ..Finished::default()
         };
         black_box(acc.finish(c, &f));

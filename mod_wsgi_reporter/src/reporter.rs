@@ -254,24 +254,19 @@ impl<S: Sink> Reporter<S> {
             cur[i] = (snap.current_elapsed_us[i] / 1000) as f64 / 1000.0;
             maxd[i] = (snap.max_duration_us[i] / 1000) as f64 / 1000.0;
         }
+        // (sum s, count, min s, max s) per phase; the count comes from the
+        // histogram, so each mean divides by the requests it recorded.
         let phase = |p: &PhaseSum| -> (f64, u64, f64, f64) {
             let count = p.buckets.iter().map(|&c| c as u64).sum::<u64>();
-            (
-                p.sum_us as f64 / 1e6,
-                count,
-                if count > 0 {
-                    p.min_us as f64 / 1e6
-                } else {
-                    0.0
-                },
-                p.max_us as f64 / 1e6,
-            )
+            let min = if count > 0 {
+                p.min_us as f64 / 1e6
+            } else {
+                0.0
+            };
+            (p.sum_us as f64 / 1e6, count, min, p.max_us as f64 / 1e6)
         };
-        let mk = |p: &PhaseSum| {
-            let (sum, count, min, max) = phase(p);
-            (sum, count, min, max)
-        };
-        let ph: Vec<(f64, u64, f64, f64)> = snap.phases.iter().map(mk).collect();
+        let ph: [(f64, u64, f64, f64); accum::PHASES] =
+            std::array::from_fn(|i| phase(&snap.phases[i]));
         let to_phase = |i: usize| Phase {
             sum: ph[i].0,
             count: ph[i].1,

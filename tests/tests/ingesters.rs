@@ -106,7 +106,7 @@ fn our_ingester_frozen_then_resumed(mpm: Mpm) {
     let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
     let opts = Options::telemetry(mpm, &sock, 0.5, "WSGISlowRequests 0.000001");
     let mut httpd = Httpd::start_in(root, &opts);
-    ing.wait_for("first samples", |st| state_counts(st).len() > 0);
+    ing.wait_for("first samples", |st| !state_counts(st).is_empty());
     ing.freeze(true);
     std::thread::scope(|sc| {
         for _ in 0..4 {
