@@ -85,6 +85,14 @@ fn request_mix(mpm: Mpm) {
         slow.iter().any(|r| r.u64(id::SLOW_RECORD_STATE) == Some(0)),
         "seen as active while it ran"
     );
+    // While it ran, a tick showed it in the per-slot arrays and capacity.
+    let busy_tick = of_kind(&s, Kind::REQUEST).into_iter().find(|r| {
+        matches!(r.get(id::REQUEST_THREADS_CURRENT_ELAPSED),
+            Some(wire::Value::F64Array(a)) if a.iter().any(|&e| e >= 0.25))
+    });
+    let busy_tick = busy_tick.expect("a tick with the sleeper in flight");
+    assert!(busy_tick.u64(id::REQUEST_THREADS_ACTIVE).unwrap() >= 1);
+    assert!(busy_tick.f64(id::CAPACITY_UTILIZATION).unwrap() > 0.0);
     let done: Vec<_> = slow
         .iter()
         .filter(|r| r.u64(id::SLOW_RECORD_STATE) == Some(1))
@@ -183,6 +191,46 @@ fn user_agent_only_with_option(mpm: Mpm) {
         Some("/sleep/100"),
         "no query string"
     );
+}
+
+/// More than 16 requests slow at once: every one gets an active record in
+/// the same tick (the reference stops at 16). Event MPM: one child with 32
+/// threads, so the requests share one reporter.
+#[test]
+fn more_than_sixteen_active_slow_requests_in_one_tick() {
+    const N: usize = 20;
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let extra = "WSGISlowRequests 0.25\nStartServers 1\nServerLimit 1\nThreadLimit 32\n\
+                 ThreadsPerChild 32\nMinSpareThreads 1\nMaxSpareThreads 64\nMaxRequestWorkers 32";
+    let opts = Options::telemetry(Mpm::Event, &col.path, 0.5, extra);
+    let mut httpd = Httpd::start_in(root, &opts);
+    std::thread::scope(|sc| {
+        for _ in 0..N {
+            sc.spawn(|| assert_eq!(httpd.get("/app/sleep/2500").0, 200));
+        }
+    });
+    httpd.stop();
+    let s = col.wait_for("every process stopped", all_stopped);
+    // Group active records by tick (they share the tick's header stamp).
+    let mut per_tick = std::collections::BTreeMap::<u64, usize>::new();
+    for r in slow_for(&s, "/sleep/2500") {
+        if r.u64(id::SLOW_RECORD_STATE) == Some(0) {
+            *per_tick.entry(r.header.stamp.to_bits()).or_default() += 1;
+        }
+    }
+    let most = per_tick.values().copied().max().unwrap_or(0);
+    assert_eq!(
+        most, N,
+        "one active record per slow in-flight request: {per_tick:?}"
+    );
+    let done = slow_for(&s, "/sleep/2500")
+        .iter()
+        .filter(|r| r.u64(id::SLOW_RECORD_STATE) == Some(1))
+        .count();
+    assert_eq!(done, N);
+    let r = of_kind(&s, Kind::REQUEST)[0];
+    assert_eq!(r.u64(id::REQUEST_THREADS_MAXIMUM), Some(32));
 }
 
 both_mpms!(request_mix, user_agent_only_with_option);
