@@ -85,6 +85,10 @@ class App {
       return;
     }
     const changed = this.store.apply(msg);
+    if (msg.type === 'sample') {
+      const p = this.store.procs.get(msg.pid);
+      if (p) this.stats(p);
+    }
     this.perf.recordUpdate(performance.now() - t0, msg.type);
     if (msg.type === 'slow_clear') this.views.slow.onClear();
     if (msg.type === 'snapshot') {
@@ -138,13 +142,18 @@ class App {
     });
   }
 
-  /** Per-process window statistics, cached by (sample revision, now, threshold). */
+  /**
+   * Per-process window statistics over the 60 s before that process's newest
+   * sample, cached by (sample revision, threshold). They are computed when a
+   * sample arrives (update path), so a redraw only reads them; a process
+   * that stops sending leaves the live views within max(10 s, 3 intervals).
+   */
   stats(p) {
-    const key = `${p.rev}|${this.store.now}|${this.ui.stuckThr}`;
+    const key = `${p.rev}|${this.ui.stuckThr}`;
     const c = this.statsCache.get(p.pid);
     if (c && c.key === key && c.proc === p) return c;
-    const now = this.store.now;
-    const stats = processStats(p.samples.view(), now - WINDOW_S, now, this.ui.stuckThr);
+    const end = p.lastT ?? this.store.now;
+    const stats = processStats(this.store.samplesSince(p, end - WINDOW_S), end - WINDOW_S, end, this.ui.stuckThr);
     const verdict = classify(stats);
     const entry = { key, proc: p, stats, verdict };
     this.statsCache.set(p.pid, entry);
@@ -178,6 +187,8 @@ class App {
     perf.recordSection('sidebar', t2 - t1);
     const view = this.views[this.ui.tab];
     if (view) view.draw(ctx);
+    // Views may spread a large redraw over several frames.
+    if (view && view.pending && view.pending()) this.requestFrame();
     const t3 = performance.now();
     perf.recordSection(this.ui.tab, t3 - t2);
     this.modal.refresh(ctx);

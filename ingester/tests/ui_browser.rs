@@ -127,7 +127,7 @@ async fn setup(dir: &std::path::Path) -> (Serve, Browser) {
     browser.client.goto(&serve.url()).await.expect("open page");
     browser
         .wait_true(
-            "return !!(window.__telemetry && window.__telemetry.conn.state === 'open' && document.querySelectorAll('#proc-cards .pcard').length > 0);",
+            "return !!(window.__telemetry && window.__telemetry.conn.state === 'open' && document.querySelectorAll('#proc-cards .pcard').length > 0 && !window.__telemetry.views.overview.pending());",
             "connected and showing process cards",
         )
         .await;
@@ -158,7 +158,7 @@ async fn tab(b: &Browser, name: &str) {
     ))
     .await;
     b.wait_true(
-        &format!("return document.getElementById('tab-{name}').classList.contains('active') && window.__telemetryPerf.lastRedrawTab === '{name}';"),
+        &format!("return document.getElementById('tab-{name}').classList.contains('active') && window.__telemetryPerf.lastRedrawTab === '{name}' && !(window.__telemetry.views['{name}'].pending && window.__telemetry.views['{name}'].pending());"),
         &format!("tab {name} drawn"),
     )
     .await;

@@ -80,8 +80,7 @@ export class LineChart {
     ctx.beginPath();
     ctx.rect(pad.l, pad.t - 1, pw, ph + 2);
     ctx.clip();
-    ctx.lineWidth = 1.3;
-    ctx.lineJoin = 'round';
+    ctx.lineWidth = 1;
     for (const [color, list] of byColor) {
       ctx.strokeStyle = color;
       ctx.fillStyle = color;

@@ -220,11 +220,13 @@ export function countSlowRuns(list, from, to, threshold) {
   const e = new Array(cells.length);
   const m = new Array(cells.length);
   for (let slot = 0; slot < slots; slot++) {
+    let any = false;
     for (let i = 0; i < cells.length; i++) {
       e[i] = cells[i].elapsed[slot] ?? 0;
       m[i] = cells[i].maxDur ? cells[i].maxDur[slot] ?? 0 : 0;
+      if (e[i] >= threshold || m[i] >= threshold) any = true;
     }
-    n += findSlowRuns(e, m, threshold).length;
+    if (any) n += findSlowRuns(e, m, threshold).length;
   }
   return n;
 }

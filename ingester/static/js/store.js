@@ -14,7 +14,7 @@ import { NBUCKETS, bucketIndex } from './hist.js';
 
 export const PALETTE = ['#4fc3f7', '#ff8a65', '#81c784', '#ba68c8', '#fff176', '#4db6ac', '#e57373', '#9575cd'];
 export const STOPPED_GRACE_S = 10;
-export const RETAIN_S = 150; // per-process samples kept (covers the 60 s views with room)
+export const RETAIN_S = 90; // per-process samples kept (the 60 s views, with room for a paused view)
 export const HIST_RETAIN_S = 600; // histogram time bins (10 m window)
 export const GC_RETAIN_S = 300;
 export const GC_EVENTS_MAX = 240; // raw events per process (timeline dots); totals come from bins

@@ -43,10 +43,13 @@ export function slowRunsOf(store, p, cells, threshold, now) {
   const e = new Array(cells.length);
   const m = new Array(cells.length);
   for (let slot = 0; slot < slots; slot++) {
+    let any = false;
     for (let i = 0; i < cells.length; i++) {
       e[i] = cells[i].elapsed ? cells[i].elapsed[slot] ?? 0 : 0;
       m[i] = cells[i].maxDur ? cells[i].maxDur[slot] ?? 0 : 0;
+      if (e[i] >= threshold || m[i] >= threshold) any = true;
     }
+    if (!any) continue;
     for (const r of findSlowRuns(e, m, threshold)) {
       let start, end, endKnown;
       const lastT = cells[r.last].t;

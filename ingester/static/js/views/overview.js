@@ -8,6 +8,7 @@ import { percentile, bucketPosition, bucketRangeText, bucketLower, bucketUpper }
 import { fmtMs, humanBytes, fmtAxis, fmtClock } from '../format.js';
 
 const W = 60;
+const FRAME_BUDGET_MS = 6;
 
 const CHARTS = [
   { id: 'throughput', value: (d, ui) => throughputValue(d, ui.thrMode) },
@@ -59,36 +60,51 @@ export class Overview {
     this.key = null;
   }
 
+  /** True while a redraw is spread over frames. */
+  pending() {
+    return this.queue && this.queue.length > 0;
+  }
+
   draw(ctx) {
     const app = this.app;
     const st = app.store;
     const key = [st.rev.samples, st.rev.life, st.rev.hist, ctx.now, app.ui.group, JSON.stringify(app.ui.markers), ctx.visible.length].join('|');
-    if (!ctx.force && key === this.key) return;
-    this.key = key;
-    const from = ctx.now - W;
-    const markers = this.markers(from, ctx.now);
-    const lists = ctx.visible.map((p) => st.samplesSince(p, from));
-    const latest = [];
-    for (const list of lists) if (list.length) latest.push(list[list.length - 1]);
-    for (const c of CHARTS) {
-      const series = [];
-      for (let k = 0; k < ctx.visible.length; k++) {
-        const p = ctx.visible[k];
-        const list = lists[k];
-        const t = [];
-        const v = [];
-        for (const d of list) {
-          const y = c.value(d, this.ui);
-          if (y == null || !Number.isFinite(y)) continue;
-          t.push(d.t);
-          v.push(y);
-        }
-        series.push({ color: p.color, t, v });
-      }
-      this.charts[c.id].draw({ series, from, to: ctx.now, markers });
-      this.readout(c.id, latest);
+    if (ctx.force || key !== this.key) {
+      this.key = key;
+      const from = ctx.now - W;
+      const lists = ctx.visible.map((p) => st.samplesSince(p, from));
+      const latest = [];
+      for (const list of lists) if (list.length) latest.push(list[list.length - 1]);
+      this.job = { from, now: ctx.now, visible: ctx.visible, lists, latest, markers: this.markers(from, ctx.now) };
+      // Restart the queue; charts not yet drawn are drawn with the new data.
+      this.queue = [...CHARTS, 'hist'];
     }
-    this.drawHistogram(ctx);
+    // Draw charts until the frame budget is used (at least one per frame).
+    const t0 = performance.now();
+    while (this.queue && this.queue.length) {
+      const c = this.queue.shift();
+      if (c === 'hist') this.drawHistogram(ctx);
+      else this.drawChart(c, this.job);
+      if (performance.now() - t0 > FRAME_BUDGET_MS) break;
+    }
+  }
+
+  drawChart(c, job) {
+    const series = [];
+    for (let k = 0; k < job.visible.length; k++) {
+      const list = job.lists[k];
+      const t = [];
+      const v = [];
+      for (const d of list) {
+        const y = c.value(d, this.ui);
+        if (y == null || !Number.isFinite(y)) continue;
+        t.push(d.t);
+        v.push(y);
+      }
+      series.push({ color: job.visible[k].color, t, v });
+    }
+    this.charts[c.id].draw({ series, from: job.from, to: job.now, markers: job.markers });
+    this.readout(c.id, job.latest);
   }
 
   markers(from, to) {

@@ -86,8 +86,9 @@ export class Sidebar {
     const box = $('#proc-cards');
     const pids = entries.map((e) => e.proc.pid);
     const order = pids.join(',');
+    const wanted = new Set(pids);
     for (const [pid, c] of this.cards) {
-      if (!pids.includes(pid) || c.proc !== this.app.store.procs.get(pid)) {
+      if (!wanted.has(pid) || c.proc !== this.app.store.procs.get(pid)) {
         if (this.observer) this.observer.unobserve(c.el);
         c.el.remove();
         this.cards.delete(pid);
