@@ -4,7 +4,7 @@
 //! Every file is listed once in [`ASSETS`]; a unit test fails when a file in
 //! `static/` is missing from the list (or listed but gone), so adding a JS
 //! module cannot silently produce a 404. `static/tests/` (node unit tests of
-//! the pure JS modules) is deliberately not embedded.
+//! the pure JS modules) and `static/README.md` are deliberately not embedded.
 
 /// The page served at `GET /` (before the base-path injection).
 pub const INDEX_HTML: &str = include_str!("../static/index.html");
@@ -70,7 +70,7 @@ mod tests {
                 if rel != "tests" {
                     walk(&p, root, out);
                 }
-            } else {
+            } else if rel != "README.md" {
                 out.push(rel);
             }
         }
