@@ -3,14 +3,15 @@
 //!
 //! `replay --realtime --loop --restamp --processes N` plays the corpus as N
 //! synthetic processes; the capture has ≈ 4.8 processes alive at any moment
-//! out of 22, so the default N = 924 (42 copies) keeps ≈ 200 processes
+//! out of 22, but restarts of looped copies overlap; the default N = 616 (28
+//! copies) keeps ≈ 200 (150-300) processes
 //! sending 1 sample/s each (plus their GC, slow-request and lifecycle
 //! datagrams). The page's own instrumentation (`window.__telemetryPerf`,
 //! performance.now() around every update and redraw) and the JS heap (after
 //! a forced GC) are read every 30 s.
 //!
 //! Run: `cargo test --release -p mod_wsgi-telemetry --test ui_bench -- --ignored --nocapture`
-//! Env: UI_BENCH_SECONDS (default 600), UI_BENCH_PROCESSES (default 924),
+//! Env: UI_BENCH_SECONDS (default 600), UI_BENCH_PROCESSES (default 616),
 //! UI_BENCH_TABS=1 to also measure every other tab for 30 s at the end.
 
 mod ui_support;
@@ -39,7 +40,7 @@ async fn reading(b: &Browser) -> Value {
 #[ignore = "benchmark: minutes long, prints figures"]
 async fn ui_smoothness_with_200_processes() {
     let seconds = env_num("UI_BENCH_SECONDS", 600);
-    let procs = env_num("UI_BENCH_PROCESSES", 924);
+    let procs = env_num("UI_BENCH_PROCESSES", 616);
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path());
     let duration = (seconds + 150).to_string();

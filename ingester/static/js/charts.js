@@ -41,8 +41,9 @@ export class LineChart {
     const pad = { l: 40, r: 6, t: 10, b: 14 };
     const pw = Math.max(1, w - pad.l - pad.r);
     const ph = Math.max(1, h - pad.t - pad.b);
+    const len = (s) => (s.len ?? s.t.length);
     let ymax = 0;
-    for (const s of series) for (let i = 0; i < s.v.length; i++) if (s.v[i] > ymax) ymax = s.v[i];
+    for (const s of series) for (let i = 0, n = len(s); i < n; i++) if (s.v[i] > ymax) ymax = s.v[i];
     ymax = ymax > 0 ? ymax * 1.1 : 1;
     const span = Math.max(1e-9, to - from);
     const X = (t) => pad.l + ((t - from) / span) * pw;
@@ -69,29 +70,38 @@ export class LineChart {
     ctx.fillText('-60s', pad.l + 2, pad.t + ph + 2);
     ctx.textAlign = 'right';
     ctx.fillText('now', pad.l + pw, pad.t + ph + 2);
-    // lines, batched by colour
+    // lines, batched by colour (one path per colour, not per process)
     const byColor = new Map();
     for (const s of series) {
-      if (!s.t.length) continue;
-      if (!byColor.has(s.color)) byColor.set(s.color, []);
-      byColor.get(s.color).push(s);
+      if (!len(s)) continue;
+      let l = byColor.get(s.color);
+      if (!l) byColor.set(s.color, (l = []));
+      l.push(s);
     }
     ctx.save();
     ctx.beginPath();
     ctx.rect(pad.l, pad.t - 1, pw, ph + 2);
     ctx.clip();
     ctx.lineWidth = 1;
+    const kx = pw / span;
+    const ky = ph / ymax;
+    const y0 = pad.t + ph;
     for (const [color, list] of byColor) {
       ctx.strokeStyle = color;
-      ctx.fillStyle = color;
       ctx.beginPath();
       for (const s of list) {
-        if (s.t.length === 1) {
-          ctx.rect(X(s.t[0]) - 1.5, Y(s.v[0]) - 1.5, 3, 3);
+        const n = len(s);
+        const t = s.t;
+        const v = s.v;
+        if (n === 1) {
+          const x = pad.l + (t[0] - from) * kx;
+          const y = y0 - v[0] * ky;
+          ctx.moveTo(x - 1.5, y);
+          ctx.lineTo(x + 1.5, y);
           continue;
         }
-        ctx.moveTo(X(s.t[0]), Y(s.v[0]));
-        for (let i = 1; i < s.t.length; i++) ctx.lineTo(X(s.t[i]), Y(s.v[i]));
+        ctx.moveTo(pad.l + (t[0] - from) * kx, y0 - v[0] * ky);
+        for (let i = 1; i < n; i++) ctx.lineTo(pad.l + (t[i] - from) * kx, y0 - v[i] * ky);
       }
       ctx.stroke();
     }

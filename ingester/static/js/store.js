@@ -18,7 +18,8 @@ export const RETAIN_S = 90; // per-process samples kept (the 60 s views, with ro
 export const HIST_RETAIN_S = 600; // histogram time bins (10 m window)
 export const GC_RETAIN_S = 300;
 export const GC_EVENTS_MAX = 240; // raw events per process (timeline dots); totals come from bins
-export const GC_HIST_BIN_S = 10; // pause-histogram bin width
+export const GC_SUM_BIN_S = 5; // GC time / count bin width
+export const GC_HIST_BIN_S = 30; // pause-histogram bin width
 export const LIFECYCLE_MAX = 500;
 export const LIFECYCLE_AGE_S = 600;
 export const LIFE_RECORDS_MAX = 2000;
@@ -101,9 +102,26 @@ export function slowKeyString(key) {
   return JSON.stringify(key);
 }
 
-/** One bin of summed histograms (per group, per reporter second). */
+const FINE_S = 60;
+const COARSE_S = 10;
+
+/** One bin of summed histograms (per group, per reporter second or 10 s). */
 function newBin(sec) {
   return { sec, h: {}, min: {}, max: {}, switchInt: null, switchT: 0 };
+}
+
+function mergeBin(into, b) {
+  for (const [name, h] of Object.entries(b.h)) {
+    let t = into.h[name];
+    if (!t) t = into.h[name] = new Uint32Array(NBUCKETS);
+    for (let i = 0; i < NBUCKETS; i++) t[i] += h[i];
+  }
+  for (const [k, v] of Object.entries(b.min)) if (into.min[k] == null || v < into.min[k]) into.min[k] = v;
+  for (const [k, v] of Object.entries(b.max)) if (into.max[k] == null || v > into.max[k]) into.max[k] = v;
+  if (b.switchInt != null && b.switchT >= into.switchT) {
+    into.switchInt = b.switchInt;
+    into.switchT = b.switchT;
+  }
 }
 
 export class Store {
@@ -169,7 +187,7 @@ export class Store {
         datagrams: 0,
         gcSnaps: new Map(), // interpreter → Ring of {t, f}
         gcEvents: new Ring(), // newest raw events {t, start, dur, gen, interp}
-        gcBins: new Map(), // interpreter → {sec: Ring of per-second sums, hist: Ring of 10 s pause histograms}
+        gcBins: new Map(), // interpreter → {sec: Ring of 5 s sums, hist: Ring of 30 s pause histograms}
         gcRev: 0,
         startedAt: null,
         stoppingAt: null,
@@ -329,22 +347,28 @@ export class Store {
     if (t < this.now - HIST_RETAIN_S) return;
     const g = p.group || '';
     this.groupsSeen.add(g);
-    let ring = this.bins.get(g);
-    if (!ring) {
-      ring = new Ring();
-      this.bins.set(g, ring);
+    let rings = this.bins.get(g);
+    if (!rings) {
+      // fine: 1 s bins for the last FINE_S seconds; coarse: 10 s bins up to
+      // HIST_RETAIN_S, so memory stops growing after the first minute.
+      rings = { fine: new Ring(), coarse: new Ring() };
+      this.bins.set(g, rings);
     }
     const sec = Math.floor(t);
-    let bin = ring.last();
-    if (!bin || bin.sec !== sec) {
-      if (bin && bin.sec > sec) {
-        // late sample: find its bin (rare)
-        const arr = ring.view();
-        bin = arr.find((b) => b.sec === sec);
-        if (!bin) return; // older than any bin kept: skip rather than reorder
-      } else {
-        bin = newBin(sec);
-        ring.push(bin);
+    let bin;
+    if (sec <= this.now - FINE_S) {
+      bin = this.coarseBin(rings, sec);
+      if (!bin) return;
+    } else {
+      bin = rings.fine.last();
+      if (!bin || bin.sec !== sec) {
+        if (bin && bin.sec > sec) {
+          bin = rings.fine.view().find((b) => b.sec === sec);
+          if (!bin) return;
+        } else {
+          bin = newBin(sec);
+          rings.fine.push(bin);
+        }
       }
     }
     let any = false;
@@ -352,7 +376,7 @@ export class Store {
       const b = f[name + '_buckets'];
       if (Array.isArray(b) && b.length) {
         let h = bin.h[name];
-        if (!h) h = bin.h[name] = new Float64Array(NBUCKETS);
+        if (!h) h = bin.h[name] = new Uint32Array(NBUCKETS);
         const n = Math.min(b.length, NBUCKETS);
         for (let i = 0; i < n; i++) h[i] += b[i];
         any = true;
@@ -367,8 +391,28 @@ export class Store {
       bin.switchT = t;
     }
     if (any) this.rev.hist++;
+    // fold fine bins that left the fine horizon into coarse bins
+    const fineCut = Math.floor(this.now - FINE_S);
+    rings.fine.dropWhile((b) => {
+      if (b.sec > fineCut) return false;
+      const c = this.coarseBin(rings, b.sec);
+      if (c) mergeBin(c, b);
+      return true;
+    });
     const cut = Math.floor(this.now - HIST_RETAIN_S);
-    ring.dropWhile((b) => b.sec < cut);
+    rings.coarse.dropWhile((b) => b.sec + COARSE_S <= cut);
+  }
+
+  coarseBin(rings, sec) {
+    const c0 = Math.floor(sec / COARSE_S) * COARSE_S;
+    let c = rings.coarse.last();
+    if (!c || c.sec < c0) {
+      c = newBin(c0);
+      rings.coarse.push(c);
+      return c;
+    }
+    if (c.sec === c0) return c;
+    return rings.coarse.view().find((b) => b.sec === c0) || null;
   }
 
   /**
@@ -382,22 +426,23 @@ export class Store {
     let switchInt = null;
     let switchT = -Infinity;
     const from = Math.floor(this.now - windowS) + 1;
-    for (const [g, ring] of this.bins) {
-      if (!groupOk(g)) continue;
-      const i0 = ring.lowerBound(from, (b) => b.sec);
-      for (let i = i0; i < ring.length; i++) {
-        const bin = ring.at(i);
-        const h = bin.h[name];
-        if (h) for (let k = 0; k < NBUCKETS; k++) counts[k] += h[k];
-        const mn = bin.min[name];
-        const mx = bin.max[name];
-        if (mn != null && (min == null || mn < min)) min = mn;
-        if (mx != null && (max == null || mx > max)) max = mx;
-        if (bin.switchInt != null && bin.switchT > switchT) {
-          switchInt = bin.switchInt;
-          switchT = bin.switchT;
-        }
+    const add = (bin) => {
+      const h = bin.h[name];
+      if (h) for (let k = 0; k < NBUCKETS; k++) counts[k] += h[k];
+      const mn = bin.min[name];
+      const mx = bin.max[name];
+      if (mn != null && (min == null || mn < min)) min = mn;
+      if (mx != null && (max == null || mx > max)) max = mx;
+      if (bin.switchInt != null && bin.switchT > switchT) {
+        switchInt = bin.switchInt;
+        switchT = bin.switchT;
       }
+    };
+    for (const [g, rings] of this.bins) {
+      if (!groupOk(g)) continue;
+      // coarse bins count when they start inside the window (10 s granularity beyond the last minute)
+      for (let i = rings.coarse.lowerBound(from, (b) => b.sec); i < rings.coarse.length; i++) add(rings.coarse.at(i));
+      for (let i = rings.fine.lowerBound(from, (b) => b.sec); i < rings.fine.length; i++) add(rings.fine.at(i));
     }
     let n = 0;
     for (let k = 0; k < NBUCKETS; k++) n += counts[k];
@@ -519,7 +564,7 @@ export class Store {
       g = { sec: new Ring(), hist: new Ring() };
       p.gcBins.set(name, g);
     }
-    const sec = Math.floor(ev.start);
+    const sec = Math.floor(ev.start / GC_SUM_BIN_S) * GC_SUM_BIN_S;
     let b = g.sec.last();
     if (!b || b.sec < sec) {
       b = { sec, dur: 0, n0: 0, n1: 0, n2: 0, max: 0 };
@@ -546,7 +591,7 @@ export class Store {
     }
     hb.h[bucketIndex(ev.dur * 1000)]++;
     const cut = stamp - GC_RETAIN_S;
-    g.sec.dropWhile((x) => x.sec < cut);
+    g.sec.dropWhile((x) => x.sec + GC_SUM_BIN_S < cut);
     g.hist.dropWhile((x) => x.sec + GC_HIST_BIN_S < cut);
     p.gcRev++;
     this.rev.gc++;
@@ -606,10 +651,10 @@ export class Store {
         this.rev.procs++;
         continue;
       }
+      // Trimming only drops samples older than every window: no revision bump,
+      // so cached statistics stay valid.
       const cut = this.now - RETAIN_S;
-      const before = p.samples.length;
       p.samples.dropWhile((x) => x.t < cut);
-      if (p.samples.length !== before) p.rev++;
     }
     if (this.life.size > 0) {
       const cut = this.now - LIFECYCLE_AGE_S;

@@ -11,9 +11,16 @@ const W = 60;
 const LADDER = [0.5, 1, 2, 5, 10, 30];
 const PAD = { l: 32, r: 4, t: 4, b: 14 };
 
-/** Busy fraction → colour (piecewise-linear, clamped). */
+const HEAT_CACHE = new Array(101);
+
+/** Busy fraction → colour (piecewise-linear, clamped), cached per 1 %. */
 export function heatColor(f) {
   if (!(f >= 0.05)) return '#1e2820';
+  const k = Math.min(100, Math.round(f * 100));
+  return HEAT_CACHE[k] || (HEAT_CACHE[k] = heatColorExact(k / 100));
+}
+
+function heatColorExact(f) {
   const stops = [
     [0, 30, 40, 32],
     [0.4, 76, 175, 80],
@@ -187,9 +194,11 @@ export class Capacity {
       $('#cap-cards').replaceChildren(...shown.map((p) => this.cards.get(p.pid).el));
       this.order = order;
     }
+    // One layout read per redraw (all grid cells have the same width).
+    const width = $('#cap-cards').clientWidth;
     for (const p of shown) {
       const c = this.cards.get(p.pid);
-      const key = `${p.rev}|${now}|${app.ui.stuckThr}|${app.store.rev.slow}|${c.el.clientWidth}`;
+      const key = `${p.rev}|${now}|${app.ui.stuckThr}|${app.store.rev.slow}|${width}`;
       if (key === c.key && !ctx.force) continue;
       if (!c.onScreen && !ctx.force) {
         c.dirty = true;

@@ -6,6 +6,7 @@
 import { $, h, setText, setOptions } from '../dom.js';
 import { LineChart, drawHistogram, fitCanvas, FONT, AXIS_TEXT, GRID } from '../charts.js';
 import { NBUCKETS, percentile } from '../hist.js';
+import { GC_SUM_BIN_S, GC_HIST_BIN_S } from '../store.js';
 import { fmtMs, fmtAxis } from '../format.js';
 
 const GEN_COLORS = ['#4fc3f7', '#ffb74d', '#e57373'];
@@ -88,11 +89,11 @@ export class GcView {
       s.secs = [];
       s.hists = [];
       if (bins) {
-        for (let i = bins.sec.lowerBound(Math.floor(from), (b) => b.sec); i < bins.sec.length; i++) {
+        for (let i = bins.sec.lowerBound(from - GC_SUM_BIN_S, (b) => b.sec); i < bins.sec.length; i++) {
           const b = bins.sec.at(i);
           if (b.sec <= now) s.secs.push(b);
         }
-        for (let i = bins.hist.lowerBound(from - 10, (b) => b.sec); i < bins.hist.length; i++) s.hists.push(bins.hist.at(i));
+        for (let i = bins.hist.lowerBound(from - GC_HIST_BIN_S, (b) => b.sec); i < bins.hist.length; i++) s.hists.push(bins.hist.at(i));
       }
       s.win = [];
       if (s.snaps) for (let i = s.snaps.lowerBound(from, (x) => x.t); i < s.snaps.length; i++) {
@@ -137,17 +138,12 @@ export class GcView {
       const t = [];
       const v = [];
       const bins = s.secs;
-      let k = 0;
-      for (let i = 1; i < s.win.length; i++) {
-        const t0 = Math.floor(s.win[i - 1].t);
-        const t1 = Math.floor(s.win[i].t);
-        if (t1 <= t0) continue;
-        let d = 0;
-        while (k < bins.length && bins[k].sec < t0) k++;
-        let j = k;
-        while (j < bins.length && bins[j].sec < t1) d += bins[j++].dur;
-        t.push(s.win[i].t);
-        v.push((d / (t1 - t0)) * 100);
+      // time in collections per 5 s bin, plotted at the bin's end
+      for (const b of bins) {
+        const end = b.sec + GC_SUM_BIN_S;
+        if (end > now + GC_SUM_BIN_S) continue;
+        t.push(Math.min(end, now));
+        v.push((b.dur / GC_SUM_BIN_S) * 100);
       }
       const sum = bins.reduce((a, b) => a + b.dur, 0);
       total += sum;
@@ -249,7 +245,7 @@ export class GcView {
     const counts = new Float64Array(NBUCKETS);
     let max = 0;
     for (const s of series) {
-      for (const b of s.hists) if (b.sec + 10 > from) for (let i = 0; i < NBUCKETS; i++) counts[i] += b.h[i];
+      for (const b of s.hists) if (b.sec + GC_HIST_BIN_S > from) for (let i = 0; i < NBUCKETS; i++) counts[i] += b.h[i];
       for (const b of s.secs) if (b.max > max) max = b.max;
     }
     let n = 0;

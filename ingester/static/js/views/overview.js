@@ -90,19 +90,31 @@ export class Overview {
   }
 
   drawChart(c, job) {
-    const series = [];
-    for (let k = 0; k < job.visible.length; k++) {
+    // One pass per process into reused scratch arrays (no per-redraw garbage
+    // proportional to processes × samples beyond the small series records).
+    const series = this.scratch || (this.scratch = []);
+    const n = job.visible.length;
+    for (let k = 0; k < n; k++) {
       const list = job.lists[k];
-      const t = [];
-      const v = [];
-      for (const d of list) {
+      let s = series[k];
+      if (!s) s = series[k] = { color: '', t: new Float64Array(128), v: new Float64Array(128), len: 0 };
+      if (s.t.length < list.length) {
+        s.t = new Float64Array(list.length * 2);
+        s.v = new Float64Array(list.length * 2);
+      }
+      let m = 0;
+      for (let i = 0; i < list.length; i++) {
+        const d = list[i];
         const y = c.value(d, this.ui);
         if (y == null || !Number.isFinite(y)) continue;
-        t.push(d.t);
-        v.push(y);
+        s.t[m] = d.t;
+        s.v[m] = y;
+        m++;
       }
-      series.push({ color: job.visible[k].color, t, v });
+      s.len = m;
+      s.color = job.visible[k].color;
     }
+    series.length = n;
     this.charts[c.id].draw({ series, from: job.from, to: job.now, markers: job.markers });
     this.readout(c.id, job.latest);
   }
