@@ -74,3 +74,21 @@ export function hideTooltip() {
   const t = tip();
   if (t) t.hidden = true;
 }
+
+/**
+ * Makes `parent`'s children exactly `wanted` (in order), moving only the
+ * elements that are out of place; nodes not in `wanted` must have been
+ * removed by the caller or are removed here.
+ */
+export function reconcile(parent, wanted) {
+  const keep = new Set(wanted);
+  for (const c of [...parent.children]) if (!keep.has(c)) c.remove();
+  let cur = parent.firstElementChild;
+  for (const el of wanted) {
+    if (cur === el) {
+      cur = cur.nextElementSibling;
+      continue;
+    }
+    parent.insertBefore(el, cur);
+  }
+}

@@ -2,7 +2,7 @@
 // Cards are keyed by pid; only cards on screen are redrawn, and only when
 // their process got data, the window moved or a control changed.
 
-import { $, h, setText, setOptions, showTooltip, hideTooltip } from '../dom.js';
+import { $, h, setText, setOptions, showTooltip, hideTooltip, reconcile } from '../dom.js';
 import { fitCanvas, FONT, AXIS_TEXT } from '../charts.js';
 import { findSlowRuns, processStats, classify } from '../stats.js';
 import { fmtSecShort, fmtThreshold, cut } from '../format.js';
@@ -191,7 +191,7 @@ export class Capacity {
     for (const p of shown) if (!this.cards.has(p.pid)) this.cards.set(p.pid, this.makeCard(p));
     const order = shown.map((p) => p.pid).join(',');
     if (order !== this.order) {
-      $('#cap-cards').replaceChildren(...shown.map((p) => this.cards.get(p.pid).el));
+      reconcile($('#cap-cards'), shown.map((p) => this.cards.get(p.pid).el));
       this.order = order;
     }
     // One layout read per redraw (all grid cells have the same width).

@@ -2,7 +2,7 @@
 // STOPPING) and the event log, linked both ways. Dead processes stay here
 // (from the lifecycle records) after they have left the live views.
 
-import { $, h, setText, showTooltip, hideTooltip } from '../dom.js';
+import { $, h, setText, showTooltip, hideTooltip, reconcile } from '../dom.js';
 import { fitCanvas, FONT, AXIS_TEXT, GRID } from '../charts.js';
 import { CATEGORY_COLORS, reasonCategory } from '../stats.js';
 import { fmtClock, fmtClockMs, fmtUptime } from '../format.js';
@@ -11,6 +11,7 @@ const ROW = 22;
 const AXIS = 22;
 const GUTTER = 150;
 const RUNNING = '#3a4d5e';
+const LOG_MAX_ROWS = 300;
 
 export class Processes {
   constructor(app) {
@@ -31,6 +32,12 @@ export class Processes {
       app.schedule(true);
     });
     const c = $('#gantt');
+    this.trs = new WeakMap(); // lifecycle event → its log row (rows are reused)
+    // The timeline canvas only covers the visible rows: redraw on scroll.
+    $('#gantt-wrap').addEventListener('scroll', () => {
+      this.key = null;
+      app.schedule(true);
+    });
     c.addEventListener('mousemove', (e) => this.hover(e));
     c.addEventListener('mouseleave', hideTooltip);
     c.addEventListener('click', (e) => {
@@ -92,33 +99,42 @@ export class Processes {
   drawGantt(recs, from, now, hl) {
     const canvas = $('#gantt');
     const wrap = $('#gantt-wrap');
+    const spacer = $('#gantt-spacer');
     $('#gantt-empty').hidden = recs.length > 0;
     canvas.hidden = recs.length === 0;
-    if (!recs.length) return;
+    if (!recs.length) {
+      spacer.style.height = '0px';
+      return;
+    }
     const stick = wrap.scrollTop + wrap.clientHeight >= wrap.scrollHeight - 6;
-    const hpx = AXIS + recs.length * ROW + 2;
-    if (canvas.style.height !== hpx + 'px') canvas.style.height = hpx + 'px';
+    const total = AXIS + recs.length * ROW + 2;
+    const viewH = Math.min(total, 360);
+    if (canvas.style.height !== viewH + 'px') canvas.style.height = viewH + 'px';
+    const sp = total - viewH + 'px';
+    if (spacer.style.height !== sp) spacer.style.height = sp;
+    if (this.scrollTo === 'gantt' && hl != null) {
+      const i = recs.findIndex((r) => r.pid === hl);
+      if (i >= 0) wrap.scrollTop = AXIS + i * ROW - viewH / 2;
+      this.scrollTo = null;
+    } else if (stick) wrap.scrollTop = wrap.scrollHeight;
+    const scroll = wrap.scrollTop;
+    this.scrollOffset = scroll;
     const { ctx, w } = fitCanvas(canvas);
     const pw = Math.max(1, w - GUTTER - 8);
     const X = (t) => GUTTER + ((t - from) / (now - from)) * pw;
     this.geom = { X, pw, from, now };
     ctx.font = FONT;
-    // axis + grid
-    ctx.fillStyle = AXIS_TEXT;
     ctx.textBaseline = 'middle';
-    for (let i = 0; i < 6; i++) {
-      const t = from + ((now - from) * i) / 5;
-      const x = X(t);
-      ctx.textAlign = i === 0 ? 'left' : i === 5 ? 'right' : 'center';
-      ctx.fillText(fmtClock(t), x, AXIS / 2);
-      ctx.strokeStyle = GRID;
-      ctx.beginPath();
-      ctx.moveTo(Math.round(x) + 0.5, AXIS);
-      ctx.lineTo(Math.round(x) + 0.5, AXIS + recs.length * ROW);
-      ctx.stroke();
-    }
-    recs.forEach((r, i) => {
-      const y = AXIS + i * ROW;
+    // rows visible in the viewport only
+    const first = Math.max(0, Math.floor(scroll / ROW) - 1);
+    const last = Math.min(recs.length - 1, Math.ceil((scroll + viewH) / ROW));
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(0, AXIS, w, viewH - AXIS);
+    ctx.clip();
+    for (let i = first; i <= last; i++) {
+      const r = recs[i];
+      const y = AXIS + i * ROW - scroll;
       if (r.pid === hl) {
         ctx.fillStyle = '#34404a';
         ctx.fillRect(0, y, w, ROW);
@@ -128,20 +144,19 @@ export class Processes {
       }
       ctx.fillStyle = '#ddd';
       ctx.textAlign = 'left';
-      const label = `pid ${r.pid}  ${r.group || '(embedded)'}`;
-      ctx.fillText(ellipsis(ctx, label, GUTTER - 8), 4, y + ROW / 2);
+      ctx.fillText(ellipsis(ctx, `pid ${r.pid}  ${r.group || '(embedded)'}`, GUTTER - 8), 4, y + ROW / 2);
       const startKnown = r.started != null;
       const t0 = startKnown ? Math.max(r.started, from) : from;
       const t1 = r.stopped ?? r.stopping ?? now;
-      if (t1 < from) return;
+      if (t1 < from) continue;
       const x0 = X(t0);
       const x1 = Math.max(x0 + 2, X(Math.min(t1, now)));
       ctx.fillStyle = r.stopped != null ? CATEGORY_COLORS[r.category || reasonCategory(r.reason)] : RUNNING;
       const top = y + 4;
       const bh = ROW - 8;
-      ctx.beginPath();
       const notchL = !startKnown || r.started < from;
       const notchR = r.stopped == null;
+      ctx.beginPath();
       ctx.moveTo(x0, top);
       ctx.lineTo(x1 - (notchR ? 5 : 0), top);
       if (notchR) ctx.lineTo(x1, top + bh / 2);
@@ -154,18 +169,33 @@ export class Processes {
         ctx.fillStyle = '#111';
         ctx.fillRect(X(r.stopping) - 1, top - 2, 2, bh + 4);
       }
-    });
-    if (this.scrollTo === 'gantt' && hl != null) {
-      const i = recs.findIndex((r) => r.pid === hl);
-      if (i >= 0) wrap.scrollTop = AXIS + i * ROW - wrap.clientHeight / 2;
-      this.scrollTo = null;
-    } else if (stick) wrap.scrollTop = wrap.scrollHeight;
+    }
+    // grid lines, then the axis (fixed at the top)
+    ctx.strokeStyle = GRID;
+    for (let i = 0; i < 6; i++) {
+      const x = Math.round(X(from + ((now - from) * i) / 5)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(x, AXIS);
+      ctx.lineTo(x, viewH);
+      ctx.stroke();
+    }
+    ctx.restore();
+    ctx.fillStyle = '#242424';
+    ctx.fillRect(0, 0, w, AXIS);
+    ctx.fillStyle = AXIS_TEXT;
+    for (let i = 0; i < 6; i++) {
+      const t = from + ((now - from) * i) / 5;
+      ctx.textAlign = i === 0 ? 'left' : i === 5 ? 'right' : 'center';
+      ctx.fillText(fmtClock(t), X(t), AXIS / 2);
+    }
   }
 
   rowAt(e) {
     const c = $('#gantt');
     const r = c.getBoundingClientRect();
-    const i = Math.floor((e.clientY - r.top - AXIS) / ROW);
+    const y = e.clientY - r.top;
+    if (y < AXIS) return null;
+    const i = Math.floor((y - AXIS + (this.scrollOffset || 0)) / ROW);
     return this.recs && i >= 0 && i < this.recs.length ? this.recs[i] : null;
   }
 
@@ -200,7 +230,7 @@ export class Processes {
       const ev = store.lifecycle.at(i);
       if (ev.kind === 'process_started' && ev.process_parent_pid) startedPpid.set(ev.pid, ev.process_parent_pid);
     }
-    let hlRow = null;
+    const wanted = [];
     for (let i = 0; i < store.lifecycle.length; i++) {
       const ev = store.lifecycle.at(i);
       if (ev.stamp < from || ev.stamp > now) continue;
@@ -208,29 +238,49 @@ export class Processes {
       if (!app.groupOk(group)) continue;
       const cat = reasonCategory(ev.shutdown_reason || '');
       if (ev.kind !== 'process_started' && !app.ui.markers[cat]) continue;
-      const ppid = ev.process_parent_pid || startedPpid.get(ev.pid) || store.procs.get(ev.pid)?.ppid || '-';
-      const kind = ev.kind.replace('process_', '');
-      const stopped = ev.kind === 'process_stopped';
-      const tr = h('tr', { class: ev.pid === hl ? 'hl' : '' },
-        h('td', { text: fmtClockMs(ev.stamp) }),
-        h('td', null, h('span', { class: 'kind ' + ev.kind, text: kind })),
-        h('td', { text: String(ev.pid) }),
-        h('td', { text: String(ppid) }),
-        h('td', { text: group || '(embedded)' }),
-        h('td', { class: ev.kind === 'process_started' ? '' : 'cat-' + cat, text: ev.kind === 'process_started' ? '-' : ev.shutdown_reason || '(unknown)' }),
-        h('td', { text: stopped ? fmtUptime(ev.process_uptime) : '' }),
-        h('td', { text: stopped ? String(ev.lifetime_request_count) : '' }),
-        h('td', { text: stopped ? String(ev.active_requests_at_exit) : ev.kind === 'process_stopping' ? String(ev.active_requests_at_decision) : '' }),
-        h('td', { text: stopped ? (ev.graceful_drain ? 'yes' : 'no') : '' }));
-      tr.addEventListener('click', () => this.highlightPid(ev.pid, 'gantt'));
-      if (ev.pid === hl && !hlRow) hlRow = tr;
+      wanted.push(ev);
+    }
+    const hidden = Math.max(0, wanted.length - LOG_MAX_ROWS);
+    setText($('#log-note'), hidden ? `${hidden} older events in the window not listed` : '');
+    let hlRow = null;
+    for (const ev of wanted.slice(hidden)) {
+      let tr = this.trs.get(ev);
+      if (!tr) {
+        tr = this.logRow(ev, startedPpid);
+        this.trs.set(ev, tr);
+      }
+      const on = ev.pid === hl;
+      if (tr.classList.contains('hl') !== on) tr.classList.toggle('hl', on);
+      if (on && !hlRow) hlRow = tr;
       rows.push(tr);
     }
-    $('#life-log tbody').replaceChildren(...rows);
+    reconcile($('#life-log tbody'), rows);
     if (this.scrollTo === 'log' && hlRow) {
       wrap.scrollTop = hlRow.offsetTop - wrap.clientHeight / 2;
       this.scrollTo = null;
     } else if (stick) wrap.scrollTop = wrap.scrollHeight;
+  }
+
+  logRow(ev, startedPpid) {
+    const store = this.app.store;
+    const group = ev.process_group || store.life.get(ev.pid)?.group || '';
+    const cat = reasonCategory(ev.shutdown_reason || '');
+    const ppid = ev.process_parent_pid || startedPpid.get(ev.pid) || store.procs.get(ev.pid)?.ppid || '-';
+    const kind = ev.kind.replace('process_', '');
+    const stopped = ev.kind === 'process_stopped';
+    const tr = h('tr', null,
+      h('td', { text: fmtClockMs(ev.stamp) }),
+      h('td', null, h('span', { class: 'kind ' + ev.kind, text: kind })),
+      h('td', { text: String(ev.pid) }),
+      h('td', { text: String(ppid) }),
+      h('td', { text: group || '(embedded)' }),
+      h('td', { class: ev.kind === 'process_started' ? '' : 'cat-' + cat, text: ev.kind === 'process_started' ? '-' : ev.shutdown_reason || '(unknown)' }),
+      h('td', { text: stopped ? fmtUptime(ev.process_uptime) : '' }),
+      h('td', { text: stopped ? String(ev.lifetime_request_count) : '' }),
+      h('td', { text: stopped ? String(ev.active_requests_at_exit) : ev.kind === 'process_stopping' ? String(ev.active_requests_at_decision) : '' }),
+      h('td', { text: stopped ? (ev.graceful_drain ? 'yes' : 'no') : '' }));
+    tr.addEventListener('click', () => this.highlightPid(ev.pid, 'gantt'));
+    return tr;
   }
 }
 

@@ -2,7 +2,7 @@
 // Cards are keyed by pid and reused; only cards on screen are refreshed
 // (IntersectionObserver), the rest are refreshed when scrolled into view.
 
-import { h, $, setText } from '../dom.js';
+import { h, $, setText, reconcile } from '../dom.js';
 import { rollup, stateCounts } from '../stats.js';
 import { fmtRespMs, fmtCores, humanBytes, fmtCount } from '../format.js';
 
@@ -98,7 +98,7 @@ export class Sidebar {
       if (!this.cards.has(e.proc.pid)) this.cards.set(e.proc.pid, this.makeCard(e.proc));
     }
     if (order !== this.order) {
-      box.replaceChildren(...entries.map((e) => this.cards.get(e.proc.pid).el));
+      reconcile(box, entries.map((e) => this.cards.get(e.proc.pid).el));
       this.order = order;
     }
     for (const e of entries) {
