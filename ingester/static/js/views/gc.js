@@ -3,7 +3,7 @@
 // Each GC event belongs to exactly one (pid, interpreter) series, so a
 // multi-interpreter process's pauses are not counted twice (gap 33).
 
-import { $, h, setText, setOptions } from '../dom.js';
+import { $, h, setText, setOptions, reconcile } from '../dom.js';
 import { LineChart, drawHistogram, fitCanvas, FONT, AXIS_TEXT, GRID } from '../charts.js';
 import { NBUCKETS, percentile } from '../hist.js';
 import { GC_SUM_BIN_S, GC_HIST_BIN_S } from '../store.js';
@@ -66,7 +66,10 @@ export class GcView {
     const app = this.app;
     const now = this.paused ?? ctx.now;
     const key = [app.store.rev.gc, now, app.ui.group, this.ui.proc, this.ui.interp, this.ui.window, ctx.visible.length].join('|');
-    if (!ctx.force && key === this.key) return;
+    if (!ctx.force && key === this.key) {
+      if (this.pending()) this.runQueue();
+      return;
+    }
     this.key = key;
     const from = now - this.ui.window;
     const series = this.series(ctx);
@@ -102,12 +105,29 @@ export class GcView {
       }
       s.latest = s.win.length ? s.win[s.win.length - 1] : s.snaps ? s.snaps.last() : null;
     }
-    this.drawStatus(series, from, now);
-    this.drawOverhead(series, from, now);
-    this.drawRates(series, from, now);
-    this.drawTimeline(series, from, now);
-    this.drawPauses(series, from);
-    this.drawPressure(series);
+    this.job = { series, from, now };
+    this.queue = ['status', 'overhead', 'rates', 'timeline', 'pauses', 'pressure'];
+    this.runQueue();
+  }
+
+  pending() {
+    return this.queue && this.queue.length > 0;
+  }
+
+  /** Draws panels until the frame budget is used (at least one per frame). */
+  runQueue() {
+    const t0 = performance.now();
+    const { series, from, now } = this.job;
+    while (this.queue && this.queue.length) {
+      const task = this.queue.shift();
+      if (task === 'status') this.drawStatus(series, from, now);
+      else if (task === 'overhead') this.drawOverhead(series, from, now);
+      else if (task === 'rates') this.drawRates(series, from, now);
+      else if (task === 'timeline') this.drawTimeline(series, from, now);
+      else if (task === 'pauses') this.drawPauses(series, from);
+      else if (task === 'pressure') this.drawPressure(series);
+      if (performance.now() - t0 > 6) break;
+    }
   }
 
   drawStatus(series) {
@@ -226,10 +246,13 @@ export class GcView {
     ctx.fillText(`-${this.ui.window}s`, pad.l, pad.t + ph + 1);
     ctx.textAlign = 'right';
     ctx.fillText('now', pad.l + pw, pad.t + ph + 1);
+    // At most ~4000 dots in all: the newest events of each series.
+    const perSeries = Math.max(20, Math.floor(4000 / Math.max(1, series.length)));
     for (const s of series) {
       ctx.fillStyle = s.color;
       ctx.beginPath();
-      for (const e of s.events) {
+      const evs = s.events.length > perSeries ? s.events.slice(-perSeries) : s.events;
+      for (const e of evs) {
         const band = e.gen === 2 ? top : bot;
         const mx = e.gen === 2 ? max2 : max01;
         const x = X(e.t);
@@ -256,19 +279,39 @@ export class GcView {
   }
 
   drawPressure(series) {
-    const rows = series.map((s) => {
+    if (!this.pressureRows) this.pressureRows = new Map();
+    const rows = [];
+    const seen = new Set();
+    for (const s of series) {
+      const key = `${s.p.pid}|${s.interp}|${s.color}`;
+      seen.add(key);
+      let r = this.pressureRows.get(key);
+      if (!r) {
+        const bars = [0, 1, 2].map((g) => {
+          const fill = h('i', { style: { background: GEN_COLORS[g] } });
+          const bar = h('span', { class: 'pbar' }, fill);
+          const txt = h('span');
+          return { fill, bar, txt, el: h('span', null, h('span', { class: 'muted', text: `g${g} ` }), bar, txt) };
+        });
+        r = { bars, sig: '', el: h('div', { class: 'pressure-row' }, h('span', { class: 'lab', style: { color: s.color }, text: `pid ${s.p.pid} · ${interpLabel(s.interp)}` }), ...bars.map((b) => b.el)) };
+        this.pressureRows.set(key, r);
+      }
       const f = s.latest ? s.latest.f : {};
-      const bars = [0, 1, 2].map((g) => {
-        const c = f['gc_count' + g] || 0;
-        const t = f['gc_threshold' + g] || 0;
-        const frac = t > 0 ? Math.min(1, c / t) : 0;
-        return h('span', null, h('span', { class: 'muted', text: `g${g} ` }),
-          h('span', { class: 'pbar', title: `${c} / ${t}` }, h('i', { style: { width: frac * 100 + '%', background: GEN_COLORS[g] } })),
-          h('span', { text: ` ${c}/${t}` }));
-      });
-      return h('div', { class: 'pressure-row' },
-        h('span', { class: 'lab', style: { color: s.color }, text: `pid ${s.p.pid} · ${interpLabel(s.interp)}` }), ...bars);
-    });
-    $('#gc-pressure').replaceChildren(...rows);
+      const sig = [0, 1, 2].map((g) => `${f['gc_count' + g] || 0}/${f['gc_threshold' + g] || 0}`).join(' ');
+      if (sig !== r.sig) {
+        r.sig = sig;
+        [0, 1, 2].forEach((g) => {
+          const c = f['gc_count' + g] || 0;
+          const t = f['gc_threshold' + g] || 0;
+          const b = r.bars[g];
+          b.fill.style.width = (t > 0 ? Math.min(1, c / t) : 0) * 100 + '%';
+          b.bar.title = `${c} / ${t}`;
+          b.txt.textContent = ` ${c}/${t}`;
+        });
+      }
+      rows.push(r.el);
+    }
+    for (const k of this.pressureRows.keys()) if (!seen.has(k)) this.pressureRows.delete(k);
+    reconcile($('#gc-pressure'), rows);
   }
 }

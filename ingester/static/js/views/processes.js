@@ -11,7 +11,7 @@ const ROW = 22;
 const AXIS = 22;
 const GUTTER = 150;
 const RUNNING = '#3a4d5e';
-const LOG_MAX_ROWS = 300;
+const LOG_MAX_ROWS = 150;
 
 export class Processes {
   constructor(app) {
@@ -87,13 +87,33 @@ export class Processes {
     const now = this.paused ?? ctx.now;
     const hl = this.highlight && this.highlight.until > performance.now() ? this.highlight.pid : null;
     const key = [app.store.rev.life, app.store.rev.procs, now, this.window, app.ui.group, JSON.stringify(app.ui.markers), hl, $('#gantt').clientWidth].join('|');
-    if (!ctx.force && key === this.key) return;
+    if (!ctx.force && key === this.key) {
+      if (this.pending()) this.runQueue();
+      return;
+    }
     this.key = key;
     const from = now - this.window;
     const recs = this.records(now, from);
     this.recs = recs;
-    this.drawGantt(recs, from, now, hl);
-    this.drawLog(from, now, hl);
+    this.job = { from, now, hl };
+    // The timeline first; the log in the next frame if this one is used up.
+    this.queue = ['gantt', 'log'];
+    this.runQueue();
+  }
+
+  pending() {
+    return this.queue && this.queue.length > 0;
+  }
+
+  runQueue() {
+    const t0 = performance.now();
+    const { from, now, hl } = this.job;
+    while (this.queue.length) {
+      const task = this.queue.shift();
+      if (task === 'gantt') this.drawGantt(this.recs, from, now, hl);
+      else this.drawLog(from, now, hl);
+      if (performance.now() - t0 > 6) break;
+    }
   }
 
   drawGantt(recs, from, now, hl) {
