@@ -20,6 +20,9 @@ export const GC_RETAIN_S = 300;
 export const GC_EVENTS_MAX = 240; // raw events per process (timeline dots); totals come from bins
 export const GC_SUM_BIN_S = 5; // GC time / count bin width
 export const GC_HIST_BIN_S = 30; // pause-histogram bin width
+// GC pauses are mostly sub-millisecond: their histogram uses the 65-bucket
+// grid on durations × 64 (bucket 0 < 20 µs, overflow ≥ 1.024 s).
+export const GC_PAUSE_SCALE = 64;
 export const LIFECYCLE_MAX = 500;
 export const LIFECYCLE_AGE_S = 600;
 export const LIFE_RECORDS_MAX = 2000;
@@ -589,7 +592,7 @@ export class Store {
       hb = { sec: s10, h: new Uint32Array(NBUCKETS) };
       g.hist.push(hb);
     }
-    hb.h[bucketIndex(ev.dur * 1000)]++;
+    hb.h[bucketIndex(ev.dur * 1000 * GC_PAUSE_SCALE)]++;
     const cut = stamp - GC_RETAIN_S;
     g.sec.dropWhile((x) => x.sec + GC_SUM_BIN_S < cut);
     g.hist.dropWhile((x) => x.sec + GC_HIST_BIN_S < cut);

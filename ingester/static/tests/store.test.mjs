@@ -185,3 +185,22 @@ test('a pid that starts again after STOPPED is live again', () => {
   assert.ok(st.isLive(st.procs.get(7)));
   assert.equal(st.life.get(7).stopped, null, 'new lifetime record');
 });
+
+test('GC pauses: binned with sub-millisecond resolution, counted once per interpreter', async () => {
+  const { GC_PAUSE_SCALE } = await import('../js/store.js');
+  const st = new Store();
+  for (let i = 0; i < 100; i++) {
+    const interp = i % 2 ? 'sub' : '';
+    st.apply({ type: 'gc_event', pid: 5, interpreter: interp, stamp: 1000 + i / 10, fields: { gc_event_start_stamp: 1000 + i / 10, gc_event_duration: 0.0001, gc_event_generation: 0 } });
+  }
+  const p = st.procs.get(5);
+  let n = 0;
+  const counts = new Array(65).fill(0);
+  for (const [, g] of p.gcBins) {
+    for (let i = 0; i < g.sec.length; i++) n += g.sec.at(i).n0;
+    for (let i = 0; i < g.hist.length; i++) g.hist.at(i).h.forEach((c, k) => (counts[k] += c));
+  }
+  assert.equal(n, 100);
+  const p50 = percentile(counts, 0.5) / GC_PAUSE_SCALE;
+  assert.ok(p50 > 0.08 && p50 < 0.125, `p50 ${p50} ms`);
+});

@@ -6,8 +6,8 @@
 import { $, h, setText, setOptions, reconcile } from '../dom.js';
 import { LineChart, drawHistogram, fitCanvas, FONT, AXIS_TEXT, GRID } from '../charts.js';
 import { NBUCKETS, percentile } from '../hist.js';
-import { GC_SUM_BIN_S, GC_HIST_BIN_S } from '../store.js';
-import { fmtMs, fmtAxis } from '../format.js';
+import { GC_SUM_BIN_S, GC_HIST_BIN_S, GC_PAUSE_SCALE } from '../store.js';
+import { fmtMs, fmtMsFine, fmtAxis } from '../format.js';
 
 const GEN_COLORS = ['#4fc3f7', '#ffb74d', '#e57373'];
 
@@ -274,8 +274,8 @@ export class GcView {
     let n = 0;
     for (let i = 0; i < NBUCKETS; i++) n += counts[i];
     drawHistogram($('#ch-gc-pauses'), counts, [], { noLabels: true, color: '#81c784', empty: 'no GC events in window' });
-    const q = (p) => fmtMs(percentile(counts, p));
-    setText($('#ro-gc-pauses'), n ? `n ${n} p50 ${q(0.5)} p95 ${q(0.95)} p99 ${q(0.99)} max ${fmtMs(max * 1000)}` : 'n 0');
+    const q = (p) => fmtMsFine(percentile(counts, p) / GC_PAUSE_SCALE);
+    setText($('#ro-gc-pauses'), n ? `n ${n} p50 ${q(0.5)} p95 ${q(0.95)} p99 ${q(0.99)} max ${fmtMsFine(max * 1000)}` : 'n 0');
   }
 
   drawPressure(series) {
