@@ -34,7 +34,32 @@ enum Command {
 
 /// Parses arguments, runs the command, returns the exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return 0;
+            }
+            // One clear line, as for runtime errors.
+            let text = e.to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let joined = lines.join(" ");
+            let first = joined.trim_start_matches("error: ");
+            eprintln!("mod_wsgi-telemetry: {first} (see --help)");
+            return 2;
+        }
+    };
     let result = match cli.command {
         None => crate::serve::run(cli.serve),
         Some(Command::Serve(a)) => crate::serve::run(a),

@@ -265,30 +265,50 @@ pub fn capture(state: &State) -> SnapshotRefs {
     }
 }
 
-/// Serialises items newest-first until `budget` bytes are used (at least
-/// `min_items` are always kept), and returns them oldest-first as raw JSON.
-fn newest_within<T>(
-    items: &[T],
-    budget: Option<usize>,
-    min_items: usize,
-    f: impl Fn(&T) -> String,
-) -> (Vec<String>, bool) {
-    let mut out = Vec::new();
-    let mut used = 0usize;
-    let mut truncated = false;
-    for it in items.iter().rev() {
-        let js = f(it);
-        if let Some(b) = budget {
-            if out.len() >= min_items && used + js.len() > b {
-                truncated = true;
-                break;
-            }
-        }
-        used += js.len() + 1;
-        out.push(js);
+/// The largest per-ring count `k` (at least `min_k`) such that keeping the
+/// newest `min(k, len)` items of every ring costs at most `budget` bytes,
+/// with `rings` given as `(len, estimated bytes per item)`. Returns `k` and
+/// the bytes it costs.
+fn uniform_count(rings: &[(usize, usize)], budget: usize, min_k: usize) -> (usize, usize) {
+    let cost = |k: usize| -> usize {
+        rings
+            .iter()
+            .map(|&(len, size)| len.min(k) * (size + 1))
+            .sum()
+    };
+    let max_len = rings.iter().map(|r| r.0).max().unwrap_or(0);
+    if cost(max_len) <= budget {
+        return (max_len, cost(max_len));
     }
-    out.reverse();
-    (out, truncated)
+    let (mut lo, mut hi) = (min_k, max_len);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if cost(mid) <= budget {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    (lo, cost(lo))
+}
+
+/// Estimated JSON bytes per item of a ring: the largest of its oldest,
+/// middle and newest item, plus 10 %.
+fn est3<T>(items: &[T], f: impl Fn(&T) -> String) -> usize {
+    let n = items.len();
+    if n == 0 {
+        return 0;
+    }
+    let m = [0, n / 2, n - 1]
+        .iter()
+        .map(|&i| f(&items[i]).len())
+        .max()
+        .unwrap_or(0);
+    m + m / 10
+}
+
+fn newest<T>(items: &[T], k: usize) -> &[T] {
+    &items[items.len().saturating_sub(k)..]
 }
 
 fn gc_entry_json(g: &GcRecord, with_interpreter: bool) -> String {
@@ -317,16 +337,59 @@ fn join(out: &mut String, parts: &[String]) {
     out.push(']');
 }
 
-/// Serialises a snapshot message. With `budget`, per-process history
-/// (samples, GC snapshots, GC events) is cut, oldest first, so the whole
-/// message stays near `budget` bytes; the newest sample of every process is
-/// always included and `"history_truncated": true` says when anything was cut.
+/// Serialises a snapshot message.
+///
+/// With `budget`, older history is left out so the whole message stays near
+/// `budget` bytes, in this order of priority: slow requests and lifecycle
+/// events are always complete; then every process keeps the same number of
+/// newest periodic samples (at least one), so rates computed by clients over
+/// a window are unbiased; then GC snapshots (the same count per interpreter,
+/// at least one); then GC events (the same count per process).
+/// `"history_truncated": true` says when anything was left out.
 pub fn snapshot_json(r: &SnapshotRefs, budget: Option<usize>) -> String {
-    let n = r.processes.len().max(1);
     let slow: Vec<_> = r.slow.iter().map(|(k, e)| KeyEntry(k, e)).collect();
     let slow_js = to_string(&slow);
     let life_js = to_string(&r.lifecycle);
-    let per_process = budget.map(|b| b.saturating_sub(slow_js.len() + life_js.len() + 4096) / n);
+    let full = usize::MAX;
+    let (k_samples, k_snaps, k_events) = match budget {
+        None => (full, full, full),
+        Some(b) => {
+            let mut left =
+                b.saturating_sub(slow_js.len() + life_js.len() + 4096 + 512 * r.processes.len());
+            let sample_rings: Vec<(usize, usize)> = r
+                .processes
+                .iter()
+                .map(|p| {
+                    (
+                        p.samples.len(),
+                        est3(&p.samples, |s| to_string(&SampleMsg(&unpack(s)))),
+                    )
+                })
+                .collect();
+            let (ks, used) = uniform_count(&sample_rings, left, 1);
+            left = left.saturating_sub(used);
+            let snap_rings: Vec<(usize, usize)> = r
+                .processes
+                .iter()
+                .flat_map(|p| p.gc_snapshots.iter())
+                .map(|(_, ring)| (ring.len(), est3(ring, |g| gc_entry_json(g, false))))
+                .collect();
+            let (kg, used) = uniform_count(&snap_rings, left, 1);
+            left = left.saturating_sub(used);
+            let event_rings: Vec<(usize, usize)> = r
+                .processes
+                .iter()
+                .map(|p| {
+                    (
+                        p.gc_events.len(),
+                        est3(&p.gc_events, |g| gc_entry_json(g, true)),
+                    )
+                })
+                .collect();
+            let (ke, _) = uniform_count(&event_rings, left, 0);
+            (ks, kg, ke)
+        }
+    };
     let mut truncated = false;
     let mut out = String::with_capacity(1 << 16);
     out.push_str("{\"type\":\"snapshot\",\"processes\":[");
@@ -348,33 +411,36 @@ pub fn snapshot_json(r: &SnapshotRefs, budget: Option<usize>) -> String {
             "datagrams": p.datagrams,
         })));
         out.pop(); // reopen the object
-        let (samples, t1) = newest_within(&p.samples, per_process.map(|b| b * 6 / 10), 1, |s| {
-            to_string(&SampleMsg(&unpack(s)))
-        });
+        let samples: Vec<String> = newest(&p.samples, k_samples)
+            .iter()
+            .map(|s| to_string(&SampleMsg(&unpack(s))))
+            .collect();
+        truncated |= samples.len() < p.samples.len();
         out.push_str(",\"samples\":");
         join(&mut out, &samples);
         out.push_str(",\"gc_snapshots\":{");
-        let ni = p.gc_snapshots.len().max(1);
         for (j, (interp, ring)) in p.gc_snapshots.iter().enumerate() {
             if j > 0 {
                 out.push(',');
             }
             out.push_str(&to_string(&**interp));
             out.push(':');
-            let (snaps, t) = newest_within(ring, per_process.map(|b| b * 2 / 10 / ni), 1, |g| {
-                gc_entry_json(g, false)
-            });
-            truncated |= t;
+            let snaps: Vec<String> = newest(ring, k_snaps)
+                .iter()
+                .map(|g| gc_entry_json(g, false))
+                .collect();
+            truncated |= snaps.len() < ring.len();
             join(&mut out, &snaps);
         }
         out.push('}');
-        let (events, t2) = newest_within(&p.gc_events, per_process.map(|b| b * 2 / 10), 0, |g| {
-            gc_entry_json(g, true)
-        });
+        let events: Vec<String> = newest(&p.gc_events, k_events)
+            .iter()
+            .map(|g| gc_entry_json(g, true))
+            .collect();
+        truncated |= events.len() < p.gc_events.len();
         out.push_str(",\"gc_events\":");
         join(&mut out, &events);
         out.push('}');
-        truncated |= t1 | t2;
     }
     out.push_str("],\"slow_requests\":");
     out.push_str(&slow_js);
@@ -441,8 +507,31 @@ mod tests {
         assert!(small.len() < 400_000, "{}", small.len());
         let v: serde_json::Value = serde_json::from_str(&small).unwrap();
         assert_eq!(v["history_truncated"], true);
-        for p in v["processes"].as_array().unwrap() {
+        let procs = v["processes"].as_array().unwrap();
+        for p in procs {
             assert!(!p["samples"].as_array().unwrap().is_empty());
         }
+        // Every process keeps the same number of newest samples (or all of
+        // its own), so windowed rates stay unbiased.
+        let counts: Vec<usize> = procs
+            .iter()
+            .map(|p| p["samples"].as_array().unwrap().len())
+            .collect();
+        let k = *counts.iter().max().unwrap();
+        for (p, c) in st.processes.values().zip(&counts) {
+            assert_eq!(*c, p.samples.len().min(k));
+        }
+        // With the default budget, GC events go before any sample does.
+        let js = snapshot_json(&capture(&st), Some(3_500_000));
+        assert!(js.len() <= 3_500_000, "{}", js.len());
+        let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+        let samples: usize = v["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["samples"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(samples, 386);
+        assert_eq!(v["history_truncated"], true);
     }
 }

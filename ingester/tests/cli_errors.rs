@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mod_wsgi-telemetry");
 
-/// clap's hint after a usage error; everything else must fit on one line.
-const CLAP_HINT: &str = "For more information, try '--help'.";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -65,7 +63,7 @@ fn one_line(err: &str) -> String {
     let lines: Vec<&str> = err
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && *l != CLAP_HINT)
+        .filter(|l| !l.is_empty())
         .collect();
     assert_eq!(lines.len(), 1, "expected one line, got:\n{err}");
     lines[0].to_string()
