@@ -11,10 +11,13 @@
 #   wrk                            load generator (benchmarks)
 #   python3-venv python3-dev       throwaway venvs: reference ingester,
 #                                  mod_wsgi 6.1.1 built with apxs (comparison)
+#   chromium chromium-driver       browser UI end-to-end tests
+#   tmux                           `top` end-to-end tests in a real terminal
 set -euo pipefail
 PACKAGES=(
     apache2 apache2-dev apache2-utils libapache2-mod-wsgi-py3 libclang-dev wrk
     python3-venv python3-dev
+    chromium chromium-driver tmux
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
