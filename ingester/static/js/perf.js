@@ -16,6 +16,15 @@ class Series {
     const k = Math.min(this.n, this.buf.length);
     return Array.from(this.buf.subarray(0, k));
   }
+  /** Values pushed since the previous call (up to the ring's capacity). */
+  since() {
+    const from = this.mark || 0;
+    this.mark = this.n;
+    const k = Math.min(this.n - from, this.buf.length);
+    const out = [];
+    for (let i = this.n - k; i < this.n; i++) out.push(this.buf[i % this.buf.length]);
+    return out;
+  }
   quantile(q) {
     const v = this.values().sort((a, b) => a - b);
     if (!v.length) return null;
@@ -23,7 +32,12 @@ class Series {
   }
   reset() {
     this.n = 0;
+    this.mark = 0;
   }
+}
+
+function q(sorted, p) {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : null;
 }
 
 export class Perf {
@@ -63,6 +77,11 @@ export class Perf {
   heap() {
     const m = performance.memory;
     return m ? { used: m.usedJSHeapSize, total: m.totalJSHeapSize } : null;
+  }
+  /** Redraw quantiles over the redraws since the previous call (benchmark intervals). */
+  interval() {
+    const v = this.redraw.since().sort((a, b) => a - b);
+    return { n: v.length, p50: q(v, 0.5), p95: q(v, 0.95), max: q(v, 1) };
   }
   summary() {
     return {
