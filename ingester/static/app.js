@@ -175,7 +175,6 @@ class App {
     const t0 = performance.now();
     this.lastRedraw = t0;
     const perf = this.perf;
-    this.store.maybeHousekeep();
     const ctx = this.context();
     this.forceNext = false;
     this.updateCounter();

@@ -18,8 +18,8 @@ export const RETAIN_S = 90; // per-process samples kept (the 60 s views, with ro
 export const HIST_RETAIN_S = 600; // histogram time bins (10 m window)
 export const GC_RETAIN_S = 300;
 export const GC_EVENTS_MAX = 240; // raw events per process (timeline dots); totals come from bins
-export const GC_SUM_BIN_S = 5; // GC time / count bin width
-export const GC_HIST_BIN_S = 30; // pause-histogram bin width
+export const GC_SUM_BIN_S = 10; // GC time / count bin width
+export const GC_HIST_BIN_S = 60; // pause-histogram bin width
 // GC pauses are mostly sub-millisecond: their histogram uses the 65-bucket
 // grid on durations × 64 (bucket 0 < 20 µs, overflow ≥ 1.024 s).
 export const GC_PAUSE_SCALE = 64;
@@ -27,6 +27,9 @@ export const LIFECYCLE_MAX = 500;
 export const LIFECYCLE_AGE_S = 600;
 export const LIFE_RECORDS_MAX = 2000;
 export const SLOW_MAX = 5000;
+// Completed slow records are kept 120 s on the client (the table shows them
+// for 15 s, heatmap runs look back 60 s); the server keeps them longer.
+export const SLOW_COMPLETED_KEEP_S = 120;
 
 export const HIST_FIELDS = [
   'request_time', 'application_time', 'daemon_time', 'queue_time', 'server_time',
@@ -190,7 +193,7 @@ export class Store {
         datagrams: 0,
         gcSnaps: new Map(), // interpreter → Ring of {t, f}
         gcEvents: new Ring(), // newest raw events {t, start, dur, gen, interp}
-        gcBins: new Map(), // interpreter → {sec: Ring of 5 s sums, hist: Ring of 30 s pause histograms}
+        gcBins: new Map(), // interpreter → {sec: Ring of 10 s sums, hist: Ring of 60 s pause histograms}
         gcRev: 0,
         startedAt: null,
         stoppingAt: null,
@@ -628,7 +631,7 @@ export class Store {
     for (const [ks, s] of this.slow) {
       const p = this.procs.get(s.entry.pid);
       const sp = p ? p.sp : 1;
-      const ttl = s.entry.state === 1 ? Math.max(600, 5 * sp) : Math.max(5, 3 * sp);
+      const ttl = s.entry.state === 1 ? Math.max(SLOW_COMPLETED_KEEP_S, 5 * sp) : Math.max(5, 3 * sp);
       let dead = this.now - s.seen > ttl;
       if (!dead && s.entry.state !== 1 && p && p.stoppedAt != null && this.now - p.stoppedAt > STOPPED_GRACE_S) dead = true;
       if (dead) {

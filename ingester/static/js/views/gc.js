@@ -158,7 +158,7 @@ export class GcView {
       const t = [];
       const v = [];
       const bins = s.secs;
-      // time in collections per 5 s bin, plotted at the bin's end
+      // time in collections per 10 s bin, plotted at the bin's end
       for (const b of bins) {
         const end = b.sec + GC_SUM_BIN_S;
         if (end > now + GC_SUM_BIN_S) continue;
