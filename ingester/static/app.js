@@ -181,17 +181,32 @@ class App {
     this.updateGroupOptions(ctx);
     const t1 = performance.now();
     perf.recordSection('context', t1 - t0);
-    this.sidebar.draw(ctx);
+    this.guard('sidebar', () => this.sidebar.draw(ctx));
     const t2 = performance.now();
     perf.recordSection('sidebar', t2 - t1);
     const view = this.views[this.ui.tab];
-    if (view) view.draw(ctx);
+    if (view) this.guard(this.ui.tab, () => view.draw(ctx));
     // Views may spread a large redraw over several frames.
     if (view && view.pending && view.pending()) this.requestFrame();
     const t3 = performance.now();
     perf.recordSection(this.ui.tab, t3 - t2);
-    this.modal.refresh(ctx);
+    this.guard('modal', () => this.modal.refresh(ctx));
     perf.recordRedraw(performance.now() - t0, this.ui.tab, ctx.visible.length);
+  }
+
+  /**
+   * Runs one part of a redraw; an exception is recorded (window.__telemetryErrors,
+   * the console) instead of aborting the other parts and every later redraw.
+   */
+  guard(part, fn) {
+    try {
+      fn();
+    } catch (e) {
+      const msg = `${part}: ${e && e.stack ? e.stack.split('\n').slice(0, 3).join(' | ') : e}`;
+      const errs = window.__telemetryErrors || (window.__telemetryErrors = []);
+      if (errs.length < 50) errs.push(msg);
+      console.error(msg);
+    }
   }
 
   updateCounter() {

@@ -161,6 +161,10 @@ async fn ui_smoothness_with_200_processes() {
             );
         }
     }
+    println!(
+        "ui_bench page errors: {}",
+        b.js("return window.__telemetryErrors || [];").await
+    );
     assert!(
         last["redraws"].as_u64().unwrap_or(0) > 0,
         "the page redrew during the run"

@@ -610,3 +610,56 @@ fn which_node() -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tab_redraws_with_hundreds_of_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path());
+    serve.replay(&["--restamp", "--processes", "616"]);
+    let b = Browser::start(1600, 1000).await;
+    b.client.goto(&serve.url()).await.expect("open page");
+    b.wait_true(
+        "return !!(window.__telemetry && window.__telemetry.conn.state === 'open' && window.__telemetry.store.procs.size > 100);",
+        "hundreds of processes",
+    )
+    .await;
+    for name in ["overview", "capacity", "processes", "gc", "slow"] {
+        tab(&b, name).await;
+        let before = b
+            .js("return window.__telemetryPerf.redraws;")
+            .await
+            .as_u64()
+            .unwrap();
+        b.js("window.dispatchEvent(new Event('resize')); return true;")
+            .await;
+        b.wait_true(
+            &format!("return window.__telemetryPerf.redraws > {before};"),
+            &format!("{name} redraws"),
+        )
+        .await;
+        assert_eq!(
+            b.errors().await,
+            Vec::<String>::new(),
+            "uncaught page errors on {name}"
+        );
+    }
+    select(&b, "slow-state", "both").await;
+    b.wait_true(
+        "return document.querySelectorAll('#slow-table tbody tr.row').length > 0;",
+        "slow rows",
+    )
+    .await;
+    assert!(
+        b.js("return document.querySelectorAll('#slow-table tbody tr.row').length;")
+            .await
+            .as_u64()
+            .unwrap()
+            <= 200
+    );
+    assert_eq!(
+        b.errors().await,
+        Vec::<String>::new(),
+        "uncaught page errors"
+    );
+    b.close().await;
+}
