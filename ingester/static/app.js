@@ -24,6 +24,7 @@ import { $, setText, setOptions } from './js/dom.js';
 import { fmtCount } from './js/format.js';
 
 const DATA_REDRAW_MS = 500;
+const FRAME_BUDGET_MS = 5;
 export const WINDOW_S = 60;
 
 class App {
@@ -181,11 +182,18 @@ class App {
     this.updateGroupOptions(ctx);
     const t1 = performance.now();
     perf.recordSection('context', t1 - t0);
-    this.guard('sidebar', () => this.sidebar.draw(ctx));
+    // The sidebar redraws only when its inputs changed.
+    const sideKey = [this.store.rev.samples, this.store.rev.procs, this.ui.group, this.ui.stuckThr, ctx.now].join('|');
+    if (ctx.force || sideKey !== this.sideKey) {
+      this.sideKey = sideKey;
+      this.guard('sidebar', () => this.sidebar.draw(ctx));
+    }
     const t2 = performance.now();
     perf.recordSection('sidebar', t2 - t1);
     const view = this.views[this.ui.tab];
-    if (view) this.guard(this.ui.tab, () => view.draw(ctx));
+    // Frame budget: when the sidebar used it up, the view draws next frame.
+    if (view && t2 - t0 > FRAME_BUDGET_MS && !ctx.force) this.requestFrame();
+    else if (view) this.guard(this.ui.tab, () => view.draw(ctx));
     // Views may spread a large redraw over several frames.
     if (view && view.pending && view.pending()) this.requestFrame();
     const t3 = performance.now();

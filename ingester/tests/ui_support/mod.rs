@@ -17,9 +17,54 @@ pub struct Guard(pub Child, pub &'static str);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // Chromium outlives a killed chromedriver: take the child's whole
+        // process tree (found through /proc, by pid), deepest first.
+        let mut tree = descendants(self.0.id());
+        tree.reverse();
+        for pid in tree {
+            // SAFETY: plain kill(2) on pids that are descendants of our child.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Pids of every descendant of `root` (breadth first).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) {
+                // the ppid is the second field after the ")" closing the name
+                if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+                    if let Some(ppid) = rest
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u32>().ok())
+                    {
+                        parent_of.push((pid, ppid));
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(c, pp) in &parent_of {
+            if pp == p && !out.contains(&c) {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
 }
 
 pub fn free_port() -> u16 {

@@ -8,7 +8,7 @@ import { percentile, bucketPosition, bucketRangeText, bucketLower, bucketUpper }
 import { fmtMs, humanBytes, fmtAxis, fmtClock } from '../format.js';
 
 const W = 60;
-const FRAME_BUDGET_MS = 6;
+const FRAME_BUDGET_MS = 4;
 
 const CHARTS = [
   { id: 'throughput', value: (d, ui) => throughputValue(d, ui.thrMode) },

@@ -22,7 +22,10 @@ export class Sidebar {
                 c.onScreen = e.isIntersecting;
                 if (c.onScreen && c.stale) any = true;
               }
-              if (any) app.schedule(true);
+              if (any) {
+                app.sideKey = null;
+                app.schedule(true);
+              }
             },
             { root: $('#sidebar') },
           )
