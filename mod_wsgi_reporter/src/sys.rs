@@ -116,18 +116,30 @@ pub fn hostname() -> Vec<u8> {
     buf[..n].to_vec()
 }
 
-/// Where datagrams go. `send` must never block; false = dropped.
+/// Where datagrams go. `send` never blocks for long (at most a small,
+/// bounded wait for a full queue); false = dropped.
 pub trait Sink: Send {
     /// Sends one datagram.
     fn send(&mut self, datagram: &[u8]) -> bool;
 }
 
+/// How long, in total, the reporter thread may wait for room in the
+/// ingester's queue before it counts datagrams as dropped. The kernel queue
+/// of a UNIX datagram socket can be as short as 10 datagrams
+/// (`net.unix.max_dgram_qlen`), so a tick with many slow records or GC
+/// events needs the receiver to catch up in the middle of the burst. The
+/// budget refills only after a successful send, so a stalled or stopped
+/// ingester costs one wait and then every send fails at once.
+const QUEUE_FULL_WAIT_BUDGET: std::time::Duration = std::time::Duration::from_millis(25);
+const QUEUE_FULL_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// An unconnected, non-blocking UNIX datagram socket sending to one path
 /// (a restarted ingester that re-binds the path is picked up on the next
-/// send).
+/// send). Used only by the reporter thread, never by request threads.
 pub struct SocketSink {
     sock: Option<UnixDatagram>,
     path: std::path::PathBuf,
+    wait_budget: std::time::Duration,
 }
 
 impl SocketSink {
@@ -151,16 +163,31 @@ impl SocketSink {
         SocketSink {
             sock,
             path: path.to_path_buf(),
+            wait_budget: QUEUE_FULL_WAIT_BUDGET,
         }
     }
 }
 
 impl Sink for SocketSink {
     fn send(&mut self, datagram: &[u8]) -> bool {
-        match &self.sock {
+        let Some(s) = &self.sock else { return false };
+        loop {
             // Non-blocking socket: equivalent to MSG_DONTWAIT on every send.
-            Some(s) => matches!(s.send_to(datagram, &self.path), Ok(n) if n == datagram.len()),
-            None => false,
+            match s.send_to(datagram, &self.path) {
+                Ok(n) => {
+                    self.wait_budget = QUEUE_FULL_WAIT_BUDGET;
+                    return n == datagram.len();
+                }
+                // Queue full: give the receiver a moment, within the budget.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && !self.wait_budget.is_zero() =>
+                {
+                    std::thread::sleep(QUEUE_FULL_RETRY_PAUSE);
+                    self.wait_budget = self.wait_budget.saturating_sub(QUEUE_FULL_RETRY_PAUSE);
+                }
+                Err(_) => return false,
+            }
         }
     }
 }
@@ -191,6 +218,26 @@ mod tests {
             }
         }
         assert!(failed);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_burst_larger_than_the_kernel_queue_reaches_a_reading_receiver() {
+        let dir = std::env::temp_dir().join(format!("wsgi-telemetry-burst-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            // The receiver starts late and reads slowly.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            (0..200).map(|_| rx.recv(&mut buf).unwrap()).count()
+        });
+        let mut sink = SocketSink::open(&path);
+        let sent = (0..200).filter(|_| sink.send(b"slow record")).count();
+        assert_eq!(sent, 200, "no datagram of the burst dropped");
+        assert_eq!(reader.join().unwrap(), 200);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
