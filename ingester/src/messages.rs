@@ -326,15 +326,20 @@ fn gc_entry_json(g: &GcRecord, with_interpreter: bool) -> String {
     out
 }
 
-fn join(out: &mut String, parts: &[String]) {
+/// Writes the newest `k` items as a JSON array straight into `out` (no
+/// intermediate list of strings: a full snapshot is hundreds of MB) and
+/// says whether older items were left out.
+fn write_newest<T>(out: &mut String, items: &[T], k: usize, f: impl Fn(&T) -> String) -> bool {
+    let kept = newest(items, k);
     out.push('[');
-    for (i, p) in parts.iter().enumerate() {
+    for (i, it) in kept.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(p);
+        out.push_str(&f(it));
     }
     out.push(']');
+    kept.len() < items.len()
 }
 
 /// Serialises a snapshot message.
@@ -411,13 +416,10 @@ pub fn snapshot_json(r: &SnapshotRefs, budget: Option<usize>) -> String {
             "datagrams": p.datagrams,
         })));
         out.pop(); // reopen the object
-        let samples: Vec<String> = newest(&p.samples, k_samples)
-            .iter()
-            .map(|s| to_string(&SampleMsg(&unpack(s))))
-            .collect();
-        truncated |= samples.len() < p.samples.len();
         out.push_str(",\"samples\":");
-        join(&mut out, &samples);
+        truncated |= write_newest(&mut out, &p.samples, k_samples, |s| {
+            to_string(&SampleMsg(&unpack(s)))
+        });
         out.push_str(",\"gc_snapshots\":{");
         for (j, (interp, ring)) in p.gc_snapshots.iter().enumerate() {
             if j > 0 {
@@ -425,21 +427,11 @@ pub fn snapshot_json(r: &SnapshotRefs, budget: Option<usize>) -> String {
             }
             out.push_str(&to_string(&**interp));
             out.push(':');
-            let snaps: Vec<String> = newest(ring, k_snaps)
-                .iter()
-                .map(|g| gc_entry_json(g, false))
-                .collect();
-            truncated |= snaps.len() < ring.len();
-            join(&mut out, &snaps);
+            truncated |= write_newest(&mut out, ring, k_snaps, |g| gc_entry_json(g, false));
         }
         out.push('}');
-        let events: Vec<String> = newest(&p.gc_events, k_events)
-            .iter()
-            .map(|g| gc_entry_json(g, true))
-            .collect();
-        truncated |= events.len() < p.gc_events.len();
         out.push_str(",\"gc_events\":");
-        join(&mut out, &events);
+        truncated |= write_newest(&mut out, &p.gc_events, k_events, |g| gc_entry_json(g, true));
         out.push('}');
     }
     out.push_str("],\"slow_requests\":");
