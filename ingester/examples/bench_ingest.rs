@@ -734,7 +734,7 @@ impl Counters {
     fn parse(tail: &[u8]) -> Counters {
         Counters {
             total_received: json_u64_last(tail, "total_received").unwrap_or(0),
-            queue_overflow: json_u64_last(tail, "queue_overflow"),
+            queue_overflow: json_u64_last(tail, "receive_pauses"),
             seq_gaps: json_u64_last(tail, "seq_gaps"),
         }
     }

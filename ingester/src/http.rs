@@ -113,8 +113,8 @@ fn json_response(body: String) -> warp::reply::Response {
 fn capture(shared: &Shared, st: &crate::state::State) -> messages::SnapshotRefs {
     let mut r = messages::capture(st);
     r.extra.push((
-        "queue_overflow",
-        shared.queue_overflow.load(Ordering::Relaxed),
+        "receive_pauses",
+        shared.receive_pauses.load(Ordering::Relaxed),
     ));
     r.extra.push(("slow_evicted", st.slow_evicted));
     r.extra

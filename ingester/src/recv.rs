@@ -21,10 +21,12 @@ use tokio::sync::broadcast;
 /// A published message (serialised once, shared by every subscriber).
 pub type Msg = Arc<str>;
 
-/// Datagrams held between the two threads at most, in bytes; beyond it new
-/// datagrams are dropped and counted (only reachable if the ingest thread is
-/// starved for a long time).
-pub const MAX_QUEUED_BYTES: usize = 256 << 20;
+/// Datagrams held between the two threads at most, in bytes. Beyond it the
+/// receive thread pauses until the ingest thread catches up, leaving
+/// datagrams in the kernel queue: blocking senders (`replay`) then wait, and
+/// non-blocking ones (reporters) count their own drops, which also show up
+/// here as sequence gaps. Nothing accepted is ever thrown away.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// State and publication channel shared by the ingest thread and the HTTP
 /// layer.
@@ -34,8 +36,9 @@ pub struct Shared {
     /// Published messages; subscribe while holding the state lock to get
     /// exactly the messages after a snapshot.
     pub tx: broadcast::Sender<Msg>,
-    /// Datagrams dropped because the in-process queue was full.
-    pub queue_overflow: AtomicU64,
+    /// Times the receive thread paused because the ingest thread was more
+    /// than [`MAX_QUEUED_BYTES`] behind.
+    pub receive_pauses: AtomicU64,
     queued_bytes: AtomicUsize,
     /// Set to stop both threads.
     pub stop: AtomicBool,
@@ -50,7 +53,7 @@ impl Shared {
         Arc::new(Shared {
             state: Mutex::new(state),
             tx,
-            queue_overflow: AtomicU64::new(0),
+            receive_pauses: AtomicU64::new(0),
             queued_bytes: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             lagged: AtomicU64::new(0),
@@ -125,6 +128,16 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
         .spawn(move || {
             let mut buf = vec![0u8; wire::RECV_BUFFER];
             while !sh.stop.load(Ordering::Relaxed) {
+                // Back-pressure: stop reading while the ingest thread is far
+                // behind, rather than accept datagrams and drop them.
+                if sh.queued_bytes.load(Ordering::Relaxed) > MAX_QUEUED_BYTES {
+                    sh.receive_pauses.fetch_add(1, Ordering::Relaxed);
+                    while sh.queued_bytes.load(Ordering::Relaxed) > MAX_QUEUED_BYTES / 2
+                        && !sh.stop.load(Ordering::Relaxed)
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
                 let n = match socket.recv(&mut buf) {
                     Ok(n) => n,
                     Err(e)
@@ -154,11 +167,6 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                         }
                         Err(_) => break,
                     }
-                }
-                if sh.queued_bytes.load(Ordering::Relaxed) + bytes > MAX_QUEUED_BYTES {
-                    sh.queue_overflow
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    continue;
                 }
                 sh.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
                 if tx.send(batch).is_err() {

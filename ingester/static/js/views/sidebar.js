@@ -73,7 +73,7 @@ export class Sidebar {
       `decode errors: ${s.decodeErrors.toLocaleString()}`,
       `sequence gaps (lost datagrams): ${s.seqGaps.toLocaleString()}`,
     ];
-    if (s.extra.queue_overflow) lines.push(`ingest queue overflow: ${s.extra.queue_overflow}`);
+    if (s.extra.receive_pauses) lines.push(`receiver paused (ingest behind): ${s.extra.receive_pauses}×`);
     if (s.extra.slow_evicted) lines.push(`slow entries evicted: ${s.extra.slow_evicted}`);
     if (s.historyTruncated) lines.push('history before connect was shortened');
     const body = $('#health-body');
