@@ -112,6 +112,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, DecodeError> {
 pub fn decode(buf: &[u8]) -> Result<Sample, DecodeError> {
     let header = decode_header(buf)?;
     let mut fields: Vec<(u16, Value)> = Vec::with_capacity(64);
+    let mut seen = [0u64; 8];
     let mut off = HEADER_LEN;
     while off < buf.len() {
         if buf.len() - off < 3 {
@@ -175,7 +176,20 @@ pub fn decode(buf: &[u8]) -> Result<Sample, DecodeError> {
                 }
             }
         };
-        match fields.iter_mut().find(|(i, _)| *i == id) {
+        // Duplicates are rare: a bitset of the ids below 512 (every
+        // registered id) avoids rescanning the fields for each new one.
+        let seen_before = if (id as usize) < 512 {
+            let (w, b) = (id as usize / 64, 1u64 << (id % 64));
+            let dup = seen[w] & b != 0;
+            seen[w] |= b;
+            dup
+        } else {
+            fields.iter().any(|(i, _)| *i == id)
+        };
+        match seen_before
+            .then(|| fields.iter_mut().find(|(i, _)| *i == id))
+            .flatten()
+        {
             Some(slot) => slot.1 = value,
             None => fields.push((id, value)),
         }

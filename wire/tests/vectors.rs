@@ -288,3 +288,24 @@ fn encoder_never_overruns() {
     assert!(e.u64(20, 1).is_err());
     assert_eq!(e.finish(), 24);
 }
+
+#[test]
+fn duplicate_field_keeps_first_position_and_last_value() {
+    let mut buf = [0u8; 256];
+    let mut e = wire::Encoder::new(&mut buf, &wire::Header::new(Kind::REQUEST, 1, 1, 0.0));
+    e.u64(20, 1).unwrap();
+    e.u64(1000, 5).unwrap();
+    e.u64(21, 2).unwrap();
+    e.u64(20, 3).unwrap();
+    e.u64(1000, 6).unwrap();
+    let n = e.finish();
+    let s = decode(&buf[..n]).unwrap();
+    assert_eq!(
+        s.fields,
+        vec![
+            (20, Value::U64(3)),
+            (1000, Value::U64(6)),
+            (21, Value::U64(2))
+        ]
+    );
+}
