@@ -43,7 +43,8 @@ async fn ui_smoothness_with_200_processes() {
     let procs = env_num("UI_BENCH_PROCESSES", 616);
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path());
-    let duration = (seconds + 150).to_string();
+    // replay must outlast warm-up, the measured run and the per-tab runs
+    let duration = (env_num("UI_BENCH_WARMUP", 75) + seconds + 4 * 35 + 60).to_string();
     let procs_s = procs.to_string();
     let _replay = serve.replay_spawn(&[
         "--realtime",
