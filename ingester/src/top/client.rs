@@ -53,6 +53,9 @@ impl Drop for Client {
 /// turned into [`Event::Quit`] (the terminal UI needs to restore the screen).
 pub fn spawn(url: String, signals: bool) -> anyhow::Result<Client> {
     let (tx, rx) = mpsc::channel();
+    if signals {
+        spawn_signal_watch(tx.clone());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -60,14 +63,7 @@ pub fn spawn(url: String, signals: bool) -> anyhow::Result<Client> {
         .build()?;
     let thread = std::thread::Builder::new()
         .name("top-ws".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                if signals {
-                    spawn_signal_watch(tx.clone());
-                }
-                run(url, tx, stop2).await
-            })
-        })?;
+        .spawn(move || rt.block_on(run(url, tx, stop2)))?;
     Ok(Client {
         events: rx,
         stop,
@@ -78,29 +74,43 @@ pub fn spawn(url: String, signals: bool) -> anyhow::Result<Client> {
 /// How long the UI gets to quit on a signal before the process exits anyway.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
 
+/// The last quit signal received (0 = none), set by an async-signal-safe
+/// handler.
+static QUIT_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_quit_signal(signo: libc::c_int) {
+    QUIT_SIGNAL.store(signo, Ordering::SeqCst);
+}
+
+/// Watches for SIGINT/SIGTERM/SIGHUP on a thread of its own, so that a busy
+/// WebSocket runtime (e.g. parsing a large snapshot) cannot delay quitting.
 fn spawn_signal_watch(tx: mpsc::Sender<Event>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    for (kind, signo) in [
-        (SignalKind::interrupt(), libc::SIGINT),
-        (SignalKind::terminate(), libc::SIGTERM),
-        (SignalKind::hangup(), libc::SIGHUP),
-    ] {
-        let tx = tx.clone();
-        if let Ok(mut s) = signal(kind) {
-            tokio::spawn(async move {
-                if s.recv().await.is_some() {
-                    let _ = tx.send(Event::Quit);
-                    // A hung-up terminal makes crossterm's input read spin
-                    // on EOF without returning to the UI loop, so the quit
-                    // event may never be seen: do not outlive the terminal.
-                    tokio::time::sleep(QUIT_GRACE).await;
-                    tracing::debug!("UI did not quit after signal {signo}; exiting");
-                    ratatui::restore();
-                    std::process::exit(128 + signo);
-                }
-            });
+    for signo in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installs a handler that only stores into an atomic, which
+        // is async-signal-safe; the sigaction struct is fully initialised.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_quit_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(signo, &sa, std::ptr::null_mut());
         }
     }
+    let _ = std::thread::Builder::new()
+        .name("top-signals".into())
+        .spawn(move || loop {
+            let signo = QUIT_SIGNAL.load(Ordering::SeqCst);
+            if signo != 0 {
+                let _ = tx.send(Event::Quit);
+                // A hung-up terminal makes crossterm's input read spin on EOF
+                // without returning to the UI loop, so the quit event may never
+                // be seen: do not outlive the terminal.
+                std::thread::sleep(QUIT_GRACE);
+                tracing::debug!("UI did not quit after signal {signo}; exiting");
+                ratatui::restore();
+                std::process::exit(128 + signo);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        });
 }
 
 async fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {

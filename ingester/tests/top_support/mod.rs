@@ -291,7 +291,7 @@ pub struct Tmux {
 
 impl Tmux {
     pub fn start(cmd: &[&str], width: u16, height: u16) -> Tmux {
-        let socket = format!("top-e2e-{}-{}", std::process::id(), free_port());
+        let socket = unique_socket_name();
         let t = Tmux { socket };
         let st = Command::new("tmux")
             .args(["-L", &t.socket, "-f", "/dev/null", "new-session", "-d"])
@@ -307,7 +307,7 @@ impl Tmux {
     /// As [`Tmux::start`], but the pane stays after its command exits, so
     /// the screen it leaves behind and its exit status can be inspected.
     pub fn start_remain(cmd: &[&str], width: u16, height: u16) -> Tmux {
-        let socket = format!("top-e2e-{}-{}", std::process::id(), free_port());
+        let socket = unique_socket_name();
         let t = Tmux { socket };
         let st = Command::new("tmux")
             .args(["-L", &t.socket, "-f", "/dev/null", "new-session", "-d"])
@@ -427,4 +427,13 @@ pub fn send_corpus_range(sock: &Path, from: usize, to: usize) {
     for r in wire::capture::records(&buf).skip(from).take(to - from) {
         tx.send_to(r.unwrap(), sock).unwrap();
     }
+}
+
+/// A tmux server name no other test of this run uses (a "free port" can be
+/// handed to two tests at once, and two tests sharing a server kill each
+/// other's sessions).
+fn unique_socket_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("top-e2e-{}-{n}", std::process::id())
 }
