@@ -30,7 +30,9 @@ fn graceful_restart_then_stop(mpm: Mpm) {
     httpd.graceful();
     let s = col.wait_for("old children stopped and new ones started", |s| {
         old.iter().all(|p| stopped_pids(s).contains(p))
-            && started_pids(s).iter().any(|p| !old.contains(p))
+            && started_pids(s)
+                .iter()
+                .any(|p| !old.contains(p) && !stopped_pids(s).contains(p))
     });
     for p in &old {
         let stg = reasons_of(&s, Kind::PROCESS_STOPPING, &[*p]);
