@@ -75,7 +75,9 @@ impl Drop for BoundSocket {
 /// Resolves `--socket-group`: an all-digit GID or a group name.
 pub fn resolve_group(group: &str) -> Result<u32, SocketError> {
     if !group.is_empty() && group.bytes().all(|b| b.is_ascii_digit()) {
-        return group.parse().map_err(|_| SocketError::UnknownGroup(group.to_string()));
+        return group
+            .parse()
+            .map_err(|_| SocketError::UnknownGroup(group.to_string()));
     }
     let name = CString::new(group).map_err(|_| SocketError::UnknownGroup(group.to_string()))?;
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
@@ -83,7 +85,15 @@ pub fn resolve_group(group: &str) -> Result<u32, SocketError> {
     let mut result: *mut libc::group = std::ptr::null_mut();
     // SAFETY: all pointers are valid for the duration of the call and `buf`
     // is as long as the length we pass.
-    let rc = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
     if rc != 0 || result.is_null() {
         return Err(SocketError::UnknownGroup(group.to_string()));
     }
@@ -91,7 +101,11 @@ pub fn resolve_group(group: &str) -> Result<u32, SocketError> {
 }
 
 fn os<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SocketError + 'a {
-    move |source| SocketError::Os { what, path: path.to_path_buf(), source }
+    move |source| SocketError::Os {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Binds a datagram socket at `path` with the reference's semantics (see the
@@ -126,11 +140,17 @@ pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<BoundSocket, 
     unsafe { libc::umask(old) };
     let socket = bound.map_err(os("cannot bind", path))?;
     let meta = std::fs::symlink_metadata(path).map_err(os("cannot inspect", path))?;
-    let bs = BoundSocket { socket, path: path.to_path_buf(), dev_ino: (meta.dev(), meta.ino()) };
+    let bs = BoundSocket {
+        socket,
+        path: path.to_path_buf(),
+        dev_ino: (meta.dev(), meta.ino()),
+    };
     if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(os("cannot change the group of", path))?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(os("cannot change the group of", path))?;
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(os("cannot chmod", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(os("cannot chmod", path))?;
     let size = RCVBUF_BYTES;
     // SAFETY: valid fd, pointer to a c_int of the stated size. Failure is
     // harmless (the kernel default stays), so the result is ignored.
@@ -167,12 +187,21 @@ mod tests {
         assert!(!p.exists(), "socket file removed on drop");
         // regular file: refused and left alone
         std::fs::write(&p, b"precious").unwrap();
-        assert!(matches!(bind(&p, 0o660, None), Err(SocketError::NotASocket(_))));
+        assert!(matches!(
+            bind(&p, 0o660, None),
+            Err(SocketError::NotASocket(_))
+        ));
         assert_eq!(std::fs::read(&p).unwrap(), b"precious");
         // too long
         let long = dir.path().join("x".repeat(120));
-        assert!(matches!(bind(&long, 0o660, None), Err(SocketError::PathTooLong(..))));
-        assert!(matches!(resolve_group("no-such-group-xyz"), Err(SocketError::UnknownGroup(_))));
+        assert!(matches!(
+            bind(&long, 0o660, None),
+            Err(SocketError::PathTooLong(..))
+        ));
+        assert!(matches!(
+            resolve_group("no-such-group-xyz"),
+            Err(SocketError::UnknownGroup(_))
+        ));
         assert_eq!(resolve_group("0").unwrap(), 0);
         assert_eq!(resolve_group("root").unwrap(), 0);
     }

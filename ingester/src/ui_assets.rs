@@ -101,7 +101,10 @@ mod tests {
         assert!(asset("/app.js").is_none());
         assert!(asset("tests/store.test.mjs").is_none());
         assert!(asset("nope.js").is_none());
-        assert_eq!(asset("js/store.js").unwrap().1, "text/javascript; charset=utf-8");
+        assert_eq!(
+            asset("js/store.js").unwrap().1,
+            "text/javascript; charset=utf-8"
+        );
     }
 
     #[test]

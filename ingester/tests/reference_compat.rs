@@ -400,8 +400,7 @@ fn reference_top_once_matches(query: &str) {
     let _serial = serial();
     let serve = Serve::start();
     let _ = serve.replay_corpus();
-    let (code, out, err) =
-        run_reference_top(&format!("ws://127.0.0.1:{}/ws{query}", serve.port));
+    let (code, out, err) = run_reference_top(&format!("ws://127.0.0.1:{}/ws{query}", serve.port));
     assert_eq!(code, 0, "reference top exited {code}: {out}{err}");
     let want = fixture("reference-top-once-anchor-6.1.1.txt");
     assert!(want.contains(SLOW_WITHIN_TTL), "fixture");
