@@ -41,29 +41,38 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target"))
 }
 
+/// Builds one artifact of this workspace with cargo into the separate
+/// target dir the tests use (so the nested cargo never waits on the outer
+/// one's lock) and returns its path: `$env_var` if set, else
+/// `<target>/module-for-tests/debug/<artifact>`.
+fn built_artifact(env_var: &str, cargo_args: &[&str], artifact: &str, what: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env_var) {
+        return PathBuf::from(p);
+    }
+    let dir = target_dir().join("module-for-tests");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "--quiet"])
+        .args(cargo_args)
+        .arg("--target-dir")
+        .arg(&dir)
+        .current_dir(workspace())
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for {what}: {e}"));
+    assert!(st.success(), "building {what} failed");
+    dir.join("debug").join(artifact)
+}
+
 /// Path of the module `.so` under test (built on first use).
 pub fn module_so() -> PathBuf {
     static SO: OnceLock<PathBuf> = OnceLock::new();
     SO.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MOD_WSGI_TELEMETRY_SO") {
-            return PathBuf::from(p);
-        }
-        let dir = target_dir().join("module-for-tests");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "mod_wsgi_reporter",
-                "--target-dir",
-            ])
-            .arg(&dir)
-            .current_dir(workspace())
-            .status()
-            .expect("run cargo build for the module");
-        assert!(st.success(), "building mod_wsgi_reporter failed");
-        dir.join("debug/libmod_wsgi_telemetry.so")
+        built_artifact(
+            "MOD_WSGI_TELEMETRY_SO",
+            &["-p", "mod_wsgi_reporter"],
+            "libmod_wsgi_telemetry.so",
+            "the module",
+        )
     })
     .clone()
 }
@@ -583,27 +592,12 @@ macro_rules! both_mpms {
 pub fn ingester_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MOD_WSGI_TELEMETRY_BIN") {
-            return PathBuf::from(p);
-        }
-        let dir = target_dir().join("module-for-tests");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "mod_wsgi-telemetry",
-                "--bin",
-                "mod_wsgi-telemetry",
-                "--target-dir",
-            ])
-            .arg(&dir)
-            .current_dir(workspace())
-            .status()
-            .expect("run cargo build for the ingester");
-        assert!(st.success(), "building the ingester failed");
-        dir.join("debug/mod_wsgi-telemetry")
+        built_artifact(
+            "MOD_WSGI_TELEMETRY_BIN",
+            &["-p", "mod_wsgi-telemetry", "--bin", "mod_wsgi-telemetry"],
+            "mod_wsgi-telemetry",
+            "the ingester",
+        )
     })
     .clone()
 }
