@@ -30,8 +30,12 @@ pub const REQUEST: usize = 2;
 pub const INPUT_READ: usize = 3;
 /// Time handing output to Apache.
 pub const OUTPUT_WRITE: usize = 4;
-/// Number of phases we can observe in embedded mode.
-pub const PHASES: usize = 5;
+/// Apache child connecting to the daemon -> daemon picks it up (daemon mode).
+pub const QUEUE: usize = 5;
+/// Daemon picked the request up -> WSGI callable invoked (daemon mode).
+pub const DAEMON: usize = 6;
+/// Number of phases (QUEUE and DAEMON stay empty in embedded mode).
+pub const PHASES: usize = 7;
 
 /// No sample yet.
 pub const MIN_SENTINEL: u64 = u64::MAX;
@@ -132,7 +136,13 @@ impl Interval {
 pub struct Finished {
     /// Apache arrival (`r->request_time`), µs since the epoch.
     pub request_start_us: u64,
-    /// Slot claim = just before mod_wsgi's handler, µs.
+    /// Daemon mode: the Apache child started talking to the daemon, µs
+    /// (0 in embedded mode).
+    pub queue_start_us: u64,
+    /// Daemon mode: the daemon picked the request up, µs (0 in embedded).
+    pub daemon_start_us: u64,
+    /// Slot claim = just before mod_wsgi's handler (embedded) or the WSGI
+    /// callable's start (daemon), µs.
     pub claim_us: u64,
     /// End of response (EOS through our output filter), µs.
     pub finish_us: u64,
@@ -152,6 +162,39 @@ pub struct Finished {
     pub status: i32,
     /// Per-request thread CPU (user, system) µs, when measured.
     pub cpu_us: Option<(u64, u64)>,
+}
+
+/// One request's phases, µs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Apache side: arrival -> hand-off to the daemon (daemon mode) or ->
+    /// the application (embedded).
+    pub server: u64,
+    /// Daemon mode only: connect -> the daemon picks the request up.
+    pub queue: u64,
+    /// Daemon mode only: pick-up -> WSGI callable invoked.
+    pub daemon: u64,
+    /// WSGI callable start -> end of response.
+    pub application: u64,
+}
+
+/// Splits a request's instants into phases (reporter.md §5.3). A
+/// `queue_start` of 0 means embedded mode. Each difference is clamped at 0.
+pub fn phase_split(request: u64, queue: u64, daemon: u64, app: u64, end: u64) -> Phases {
+    if queue == 0 {
+        Phases {
+            server: app.saturating_sub(request),
+            application: end.saturating_sub(app),
+            ..Phases::default()
+        }
+    } else {
+        Phases {
+            server: queue.saturating_sub(request),
+            queue: daemon.saturating_sub(queue),
+            daemon: app.saturating_sub(daemon),
+            application: end.saturating_sub(app),
+        }
+    }
 }
 
 /// Status class index 0..5 for 1xx..5xx; 0 counts as 5xx; others none.
@@ -232,6 +275,13 @@ pub struct Detail {
     pub strings: [(*const u8, usize); 9],
     /// In-flight requests in the process at claim, this one included.
     pub active_at_start: u64,
+    /// Daemon mode: queue and daemon start, µs (0 in embedded mode).
+    pub queue_start_us: u64,
+    /// .
+    pub daemon_start_us: u64,
+    /// Daemon mode: pid of the Apache child that accepted the request
+    /// (0 = this process).
+    pub server_pid: u64,
 }
 
 impl Default for Detail {
@@ -239,6 +289,9 @@ impl Default for Detail {
         Detail {
             strings: [(std::ptr::null(), 0); 9],
             active_at_start: 0,
+            queue_start_us: 0,
+            daemon_start_us: 0,
+            server_pid: 0,
         }
     }
 }
@@ -268,6 +321,12 @@ pub struct SlowRecord {
     pub thread_id: u64,
     /// Request arrival, µs.
     pub request_start_us: u64,
+    /// Daemon mode: queue start, µs (0 in embedded mode).
+    pub queue_start_us: u64,
+    /// Daemon mode: daemon start, µs (0 in embedded mode).
+    pub daemon_start_us: u64,
+    /// Apache child that accepted the request (0 = this process).
+    pub server_pid: u64,
     /// Slot claim (application start), µs.
     pub claim_us: u64,
     /// Final or running end, µs.
@@ -429,6 +488,17 @@ impl Accounting {
         slot as usize >= self.reported
     }
 
+    /// Age of the oldest in-flight request (from its claim), µs.
+    pub fn oldest_in_flight_us(&self, now_us: u64) -> u64 {
+        self.slots[..self.reported]
+            .iter()
+            .map(|s| s.claim_us.load(Relaxed))
+            .filter(|&c| c != 0)
+            .map(|c| now_us.saturating_sub(c))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Count of slots with a request in flight.
     pub fn active(&self) -> u64 {
         self.slots.iter().filter(|s| s.in_flight()).count() as u64
@@ -497,11 +567,20 @@ impl Accounting {
         if elapsed > b.max_duration_us.load(Relaxed) {
             b.max_duration_us.store(elapsed, Relaxed);
         }
-        let server = f.claim_us.saturating_sub(f.request_start_us);
-        let app = elapsed;
-        b.phases[SERVER].record(server);
-        b.phases[APPLICATION].record(app);
-        b.phases[REQUEST].record(server + app);
+        let p = phase_split(
+            f.request_start_us,
+            f.queue_start_us,
+            f.daemon_start_us,
+            f.claim_us,
+            f.finish_us,
+        );
+        b.phases[SERVER].record(p.server);
+        b.phases[APPLICATION].record(p.application);
+        b.phases[REQUEST].record(p.server + p.queue + p.daemon + p.application);
+        if f.queue_start_us != 0 {
+            b.phases[QUEUE].record(p.queue);
+            b.phases[DAEMON].record(p.daemon);
+        }
         b.phases[INPUT_READ].record(f.input_read_us);
         b.phases[OUTPUT_WRITE].record(f.output_write_us);
         add(&b.io[0], f.input_bytes);
@@ -527,6 +606,9 @@ impl Accounting {
                 rec.completed = true;
                 rec.thread_id = c.slot as u64 + 1;
                 rec.request_start_us = f.request_start_us;
+                rec.queue_start_us = f.queue_start_us;
+                rec.daemon_start_us = f.daemon_start_us;
+                rec.server_pid = d.server_pid;
                 rec.claim_us = f.claim_us;
                 rec.end_us = f.finish_us;
                 rec.status = f.status.max(0) as u64;
@@ -673,6 +755,9 @@ impl Accounting {
                 let d = unsafe { &*s.detail.get() };
                 d.copy_to(&mut rec.text);
                 rec.active_at_start = d.active_at_start;
+                rec.queue_start_us = d.queue_start_us;
+                rec.daemon_start_us = d.daemon_start_us;
+                rec.server_pid = d.server_pid;
                 out.push(rec);
             }
             s.unlock();

@@ -13,6 +13,8 @@
 
 pub mod accum;
 pub mod config;
+pub mod daemon;
+pub mod gc;
 pub mod reporter;
 pub mod runtime;
 pub mod sys;

@@ -5,6 +5,7 @@
 //! daemon-mode reporter.
 
 use crate::accum::{self, Accounting, PhaseSum, SlowRecord, Snapshot};
+use crate::gc::GcRegistry;
 use crate::sys::{ProcessStats, Sink};
 use wire::emit::{self, Identity, Lifecycle, Phase, RequestTick, Slots};
 use wire::MAX_DATAGRAM;
@@ -26,6 +27,8 @@ pub struct OwnedIdentity {
     pub process_group: Vec<u8>,
     /// Apache parent pid.
     pub parent_pid: u64,
+    /// `sys.getswitchinterval()` when known (daemon attach), else 0 (absent).
+    pub switch_interval: f64,
 }
 
 impl OwnedIdentity {
@@ -38,8 +41,8 @@ impl OwnedIdentity {
             hostname: &self.hostname,
             process_group: &self.process_group,
             process_parent_pid: self.parent_pid,
-            // sys.getswitchinterval() needs the GIL; not read: field absent.
-            switch_interval: 0.0,
+            // Read by the Python attach code (it holds the GIL); 0 = absent.
+            switch_interval: self.switch_interval,
         }
     }
 }
@@ -89,6 +92,8 @@ pub struct Settings {
     pub slow_threshold_us: u64,
     /// Send field 217.
     pub capture_user_agent: bool,
+    /// A mod_wsgi daemon process: queue and daemon phases are sent.
+    pub daemon: bool,
 }
 
 /// One process's reporter state.
@@ -109,6 +114,7 @@ pub struct Reporter<S: Sink> {
     slow_done: Vec<SlowRecord>,
     slow_active: Vec<SlowRecord>,
     slow_lost_reported: u64,
+    gc_scratch: Vec<crate::gc::Drained>,
     buf: Box<[u8; MAX_DATAGRAM]>,
     started: bool,
     stopped: bool,
@@ -143,6 +149,7 @@ impl<S: Sink> Reporter<S> {
             slow_done: Vec::new(),
             slow_active: Vec::new(),
             slow_lost_reported: 0,
+            gc_scratch: Vec::new(),
             buf: Box::new([0; MAX_DATAGRAM]),
             started: false,
             stopped: false,
@@ -302,7 +309,10 @@ impl<S: Sink> Reporter<S> {
             gil_wait: None,
             input_read: to_phase(accum::INPUT_READ),
             output_write: to_phase(accum::OUTPUT_WRITE),
-            queue_daemon: None,
+            // As mod_wsgi 6.x: only daemon processes, only when requests
+            // completed in the interval.
+            queue_daemon: (self.settings.daemon && snap.request_count > 0)
+                .then(|| (to_phase(accum::QUEUE), to_phase(accum::DAEMON))),
             input_bytes_total: snap.io[0],
             input_reads_total: snap.io[1],
             output_bytes_total: snap.io[2],
@@ -336,8 +346,14 @@ impl<S: Sink> Reporter<S> {
 
     fn send_slow(&mut self, r: &SlowRecord, stamp_us: u64) {
         use accum::text::*;
-        let server = r.claim_us.saturating_sub(r.request_start_us) as f64 / 1e6;
-        let app = r.end_us.saturating_sub(r.claim_us) as f64 / 1e6;
+        let ph = accum::phase_split(
+            r.request_start_us,
+            r.queue_start_us,
+            r.daemon_start_us,
+            r.claim_us,
+            r.end_us,
+        );
+        let secs = |us: u64| us as f64 / 1e6;
         let ua: &[u8] = if self.settings.capture_user_agent {
             r.text.get(USER_AGENT)
         } else {
@@ -349,17 +365,21 @@ impl<S: Sink> Reporter<S> {
             start_stamp: r.request_start_us as f64 / 1e6,
             duration: r.end_us.saturating_sub(r.request_start_us) as f64 / 1e6,
             thread_id: r.thread_id,
-            server_pid: self.pid as u64,
+            server_pid: if r.server_pid != 0 {
+                r.server_pid
+            } else {
+                self.pid as u64
+            },
             input_bytes: r.input_bytes,
             input_reads: r.input_reads,
             output_bytes: r.output_bytes,
             output_writes: r.output_writes,
             cpu_user_time: r.cpu_user_us as f64 / 1e6,
             cpu_system_time: r.cpu_system_us as f64 / 1e6,
-            server_time: server,
-            queue_time: 0.0,
-            daemon_time: 0.0,
-            application_time: app,
+            server_time: secs(ph.server),
+            queue_time: secs(ph.queue),
+            daemon_time: secs(ph.daemon),
+            application_time: secs(ph.application),
             gil_wait_time: 0.0,
             gil_wait_count: 0,
             input_read_time: r.input_read_us as f64 / 1e6,
@@ -380,6 +400,41 @@ impl<S: Sink> Reporter<S> {
         let seq = self.next_seq();
         let res = emit::slow_request(&mut self.buf[..], self.pid, seq, stamp_us as f64 / 1e6, &w);
         self.emit(res);
+    }
+
+    /// GC_SNAPSHOT per attached interpreter, each followed by its GC_EVENTs
+    /// (reporter.md §8; after REQUEST and slow records).
+    pub fn gc_tick(&mut self, reg: &GcRegistry, now_us: u64) {
+        let mut drained = std::mem::take(&mut self.gc_scratch);
+        let names = reg.drain(&mut drained);
+        let stamp = now_us as f64 / 1e6;
+        for d in &drained {
+            let name: &[u8] = if names { &d.name } else { b"" };
+            let seq = self.next_seq();
+            let r = emit::gc_snapshot(&mut self.buf[..], self.pid, seq, stamp, &d.values, name);
+            self.emit(r);
+            for ev in &d.events {
+                let seq = self.next_seq();
+                let r = emit::gc_event(&mut self.buf[..], self.pid, seq, stamp, ev, name);
+                self.emit(r);
+            }
+        }
+        self.gc_scratch = drained;
+    }
+
+    /// Sets `sys.getswitchinterval()` (field 13) once the attach code has
+    /// read it.
+    pub fn set_switch_interval(&mut self, v: f64) {
+        if v > 0.0 {
+            self.identity.switch_interval = v;
+        }
+    }
+
+    /// Sets the daemon group name (field 7) when it is learnt late.
+    pub fn set_process_group(&mut self, g: &[u8]) {
+        if self.identity.process_group.is_empty() {
+            self.identity.process_group = g.to_vec();
+        }
     }
 
     /// PROCESS_STOPPING.
@@ -451,6 +506,7 @@ pub(crate) mod tests {
             interval: 1.0,
             slow_threshold_us: slow,
             capture_user_agent: false,
+            daemon: false,
         }
     }
 
@@ -463,6 +519,7 @@ pub(crate) mod tests {
             hostname: b"web1".to_vec(),
             process_group: vec![],
             parent_pid: 1,
+            switch_interval: 0.0,
         }
     }
 

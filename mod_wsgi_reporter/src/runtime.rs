@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::accum::Accounting;
+use crate::gc::GcRegistry;
 use crate::reporter::Reporter;
 use crate::sys::{self, ProcessStats, Sink};
 
@@ -37,6 +38,8 @@ impl Probes {
 pub struct Process<S: Sink> {
     /// Written by request threads, lock-free.
     pub acc: Accounting,
+    /// Python GC data pushed by the attach code.
+    pub gc: GcRegistry,
     reporter: Mutex<Reporter<S>>,
     stop: Mutex<bool>,
     wake: Condvar,
@@ -57,6 +60,7 @@ impl<S: Sink + 'static> Process<S> {
     ) -> Arc<Self> {
         Arc::new(Process {
             acc,
+            gc: GcRegistry::default(),
             reporter: Mutex::new(reporter),
             stop: Mutex::new(false),
             wake: Condvar::new(),
@@ -122,7 +126,14 @@ impl<S: Sink + 'static> Process<S> {
         let ps = (self.probes.process)();
         let now = (self.probes.now_us)();
         let tc = self.probes.thread_cpu;
-        self.reporter().tick(&self.acc, now, &ps, &tc);
+        let mut r = self.reporter();
+        r.tick(&self.acc, now, &ps, &tc);
+        r.gc_tick(&self.gc, now);
+    }
+
+    /// Runs `f` with the reporter locked and mutable (late identity).
+    pub fn with_reporter_mut<R>(&self, f: impl FnOnce(&mut Reporter<S>) -> R) -> R {
+        f(&mut self.reporter())
     }
 
     /// PROCESS_STOPPING with a reason and the in-flight count.

@@ -1,7 +1,7 @@
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{null, null_mut};
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::{Arc, Mutex};
 
 use apache_headers as ap;
@@ -18,7 +18,7 @@ const OK: c_int = 0;
 
 /// Runs `f`, turning a panic into `fallback` (a panic must never unwind
 /// into C or abort an Apache process).
-fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
+pub(super) fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
@@ -29,7 +29,7 @@ fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
 /// this static owns no heap memory and has no destructor.
 static CONFIG: Mutex<Config> = Mutex::new(Config::DEFAULT);
 
-fn config() -> Config {
+pub(super) fn config() -> Config {
     *CONFIG.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -39,6 +39,12 @@ static PROCESS: AtomicPtr<Process<SocketSink>> = AtomicPtr::new(null_mut());
 static OUT_FILTER: AtomicPtr<ap::ap_filter_rec_t> = AtomicPtr::new(null_mut());
 static IN_FILTER: AtomicPtr<ap::ap_filter_rec_t> = AtomicPtr::new(null_mut());
 static MAIN_SERVER: AtomicPtr<ap::server_rec> = AtomicPtr::new(null_mut());
+/// Set at the start of child_init: this process is an MPM child (the
+/// daemon-mode watcher leaves it alone).
+pub(super) static CHILD_INIT_RAN: AtomicBool = AtomicBool::new(false);
+/// This child's pid as a C string, passed to daemon processes in the
+/// request environment as `mod_wsgi_telemetry.server_pid`.
+static SERVER_PID_STR: AtomicPtr<c_char> = AtomicPtr::new(null_mut());
 /// Connections accepted by this child (for `maximum_requests`).
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 /// Reason chosen in child_stopping (index into REASONS, 0 = none yet).
@@ -50,13 +56,13 @@ const REASONS: [&[u8]; 4] = [
     b"maximum_requests",
 ];
 
-fn process() -> Option<&'static Process<SocketSink>> {
+pub(super) fn process() -> Option<&'static Process<SocketSink>> {
     let p = PROCESS.load(Acquire);
     // SAFETY: set once from Arc::into_raw in child_init and never freed.
     unsafe { p.as_ref() }
 }
 
-fn log(level: u32, s: *const ap::server_rec, msg: &str) {
+pub(super) fn log(level: u32, s: *const ap::server_rec, msg: &str) {
     let Ok(c) = CString::new(format!("mod_wsgi_telemetry: {msg}")) else {
         return;
     };
@@ -82,6 +88,11 @@ fn log(level: u32, s: *const ap::server_rec, msg: &str) {
 }
 
 // --------------------------------------------------------- module record --
+
+/// A NULL-terminated list of C strings for hook ordering.
+struct PtrList([*const c_char; 2]);
+// SAFETY: static string literals, read-only.
+unsafe impl Sync for PtrList {}
 
 #[repr(transparent)]
 struct Commands([ap::command_rec; 4]);
@@ -170,6 +181,15 @@ unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
                 ap::APR_HOOK_MIDDLE as c_int,
             );
             ap::ap_hook_child_init(Some(child_init), null(), null(), ap::APR_HOOK_LAST as c_int);
+            // Before mod_wsgi's post_config, which forks the daemon
+            // processes on a restart.
+            static BEFORE_MOD_WSGI: PtrList = PtrList([c"mod_wsgi.c".as_ptr(), null()]);
+            ap::ap_hook_post_config(
+                Some(super::daemon::post_config),
+                null(),
+                BEFORE_MOD_WSGI.0.as_ptr(),
+                ap::APR_HOOK_REALLY_FIRST,
+            );
             ap::ap_hook_child_stopping(
                 Some(child_stopping),
                 null(),
@@ -335,7 +355,7 @@ unsafe extern "C" fn check_config(
     })
 }
 
-fn identity() -> OwnedIdentity {
+pub(super) fn identity() -> OwnedIdentity {
     // SAFETY: httpd returns static NUL-terminated strings.
     let desc = unsafe { m::cstr(ap::ap_get_server_description()) };
     let (apache, wsgi, py_short) = reporter::parse_server_description(desc);
@@ -361,6 +381,7 @@ fn identity() -> OwnedIdentity {
         process_group: Vec::new(),
         // SAFETY: no preconditions.
         parent_pid: unsafe { libc::getppid() } as u64,
+        switch_interval: 0.0,
     }
 }
 
@@ -377,10 +398,14 @@ fn mpm_query(code: u32) -> c_int {
 
 unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
     guard((), || {
+        CHILD_INIT_RAN.store(true, Release);
         MAIN_SERVER.store(s, Relaxed);
         let cfg = config();
         if !cfg.enabled {
             return;
+        }
+        if let Ok(c) = CString::new(std::process::id().to_string()) {
+            SERVER_PID_STR.store(c.into_raw(), Release);
         }
         let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != 0;
         let threads = if threaded {
@@ -393,6 +418,7 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
             interval: cfg.interval,
             slow_threshold_us: cfg.slow_threshold_us,
             capture_user_agent: cfg.capture_user_agent(),
+            daemon: false,
         };
         let path = std::path::PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(
             cfg.target_path(),
@@ -598,6 +624,26 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
             }
             s.get()
         });
+        // For a request mod_wsgi hands to a daemon process: the daemon's
+        // slow records name this child (`slow_server_pid`).
+        let pid_str = SERVER_PID_STR.load(Relaxed);
+        if !pid_str.is_null() {
+            // SAFETY: live table; static key and a string leaked for the
+            // life of the process.
+            unsafe {
+                ap::apr_table_setn(
+                    rr.subprocess_env,
+                    c"mod_wsgi_telemetry.server_pid".as_ptr(),
+                    pid_str,
+                )
+            };
+        }
+        // A WSGIScriptAlias with `process-group=` tells mod_wsgi (through
+        // r->notes, set at translate_name) to hand the request to a daemon
+        // process, which reports it: nothing to claim here.
+        if proxied_to_daemon(rr) {
+            return DECLINED;
+        }
         let now = sys::now_us();
         let request_start = rr.request_time.max(0) as u64;
         let slow = p.acc.slow_threshold_us > 0;
@@ -684,6 +730,19 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
     })
 }
 
+/// Whether mod_wsgi was told (by a `process-group=` script alias option)
+/// to run this request in a daemon process.
+fn proxied_to_daemon(r: &ap::request_rec) -> bool {
+    // SAFETY: live notes table of a live request.
+    let g = unsafe {
+        m::cstr(ap::apr_table_get(
+            r.notes,
+            c"mod_wsgi.process_group".as_ptr(),
+        ))
+    };
+    !g.is_empty() && g != b"%{GLOBAL}"
+}
+
 /// Records the request (or leaves it to a daemon process) exactly once.
 fn finish(st: &mut ReqState, now: u64) {
     if st.finished {
@@ -693,10 +752,12 @@ fn finish(st: &mut ReqState, now: u64) {
     let Some(p) = process() else { return };
     // SAFETY: st.r is the live request that owns st.
     let r = unsafe { &*st.r };
-    // SAFETY: live notes table.
-    let proxied =
-        !unsafe { ap::apr_table_get(r.notes, c"mod_wsgi.process_group".as_ptr()) }.is_null();
-    if proxied {
+    // `mod_wsgi.queue_start` is set by mod_wsgi in the child when it
+    // connects to a daemon (also for groups chosen by WSGIProcessGroup).
+    // SAFETY: live table.
+    let queued =
+        !unsafe { ap::apr_table_get(r.subprocess_env, c"mod_wsgi.queue_start".as_ptr()) }.is_null();
+    if queued || proxied_to_daemon(r) {
         // mod_wsgi handed it to a daemon process, which reports it.
         p.acc.abandon(st.claim);
         return;
@@ -709,6 +770,8 @@ fn finish(st: &mut ReqState, now: u64) {
     };
     let f = Finished {
         request_start_us: st.request_start_us,
+        queue_start_us: 0,
+        daemon_start_us: 0,
         claim_us: st.claim_us,
         finish_us: now,
         input_read_us: st.in_us,

@@ -5,4 +5,5 @@
 //! Apache parent: the config is a `Copy` value re-derived on every (re)load,
 //! and the reporter thread exists only in MPM children.
 
+mod daemon;
 mod glue;

@@ -1,0 +1,491 @@
+//! Daemon mode, the plain-Rust part: the `WSGIDaemonProcess` settings we
+//! need (read from httpd's parsed configuration tree), the per-request
+//! events the attach code forwards from mod_wsgi's `subscribe_events`, and
+//! the shutdown reason. The Apache/Python glue is in `ffi::daemon`.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU64, Ordering::*};
+
+use crate::accum::{Accounting, Claim, Detail, Finished, SlowText};
+
+/// mod_wsgi's default `threads=` for a daemon group.
+pub const DEFAULT_THREADS: u32 = 15;
+/// Group names longer than this are cut (field 7 carries at most 63).
+pub const GROUP_NAME_MAX: usize = 63;
+/// Daemon groups remembered from the configuration.
+pub const MAX_GROUPS: usize = 64;
+
+/// What we use of one `WSGIDaemonProcess` directive. `Copy` and heap-free,
+/// so the Apache parent can keep a table of them without owning memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupConf {
+    name: [u8; GROUP_NAME_MAX],
+    name_len: u8,
+    /// `threads=` (worker threads = slots on the wire).
+    pub threads: u32,
+    /// `maximum-requests=` (0 = none).
+    pub maximum_requests: u64,
+    /// `restart-interval=` seconds (0 = none).
+    pub restart_interval: f64,
+    /// `request-timeout=` seconds (0 = none).
+    pub request_timeout: f64,
+}
+
+impl GroupConf {
+    const EMPTY: GroupConf = GroupConf {
+        name: [0; GROUP_NAME_MAX],
+        name_len: 0,
+        threads: DEFAULT_THREADS,
+        maximum_requests: 0,
+        restart_interval: 0.0,
+        request_timeout: 0.0,
+    };
+
+    /// The group name.
+    pub fn name(&self) -> &[u8] {
+        &self.name[..self.name_len as usize]
+    }
+}
+
+/// Splits directive arguments as httpd's `ap_getword_conf` does: blanks
+/// separate words, a word may be wrapped in single or double quotes.
+fn words(args: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        while i < args.len() && args[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= args.len() {
+            break;
+        }
+        let q = args[i];
+        let mut w = Vec::new();
+        if q == b'"' || q == b'\'' {
+            i += 1;
+            while i < args.len() && args[i] != q {
+                if args[i] == b'\\' && i + 1 < args.len() && args[i + 1] == q {
+                    i += 1;
+                }
+                w.push(args[i]);
+                i += 1;
+            }
+            i += 1;
+        } else {
+            while i < args.len() && !args[i].is_ascii_whitespace() {
+                w.push(args[i]);
+                i += 1;
+            }
+        }
+        out.push(w);
+    }
+    out
+}
+
+/// Parses the arguments of `WSGIDaemonProcess name [option=value ...]`.
+/// Unknown options and unparsable values are ignored (mod_wsgi has already
+/// validated the directive by the time we read it).
+pub fn parse_daemon_args(args: &[u8]) -> Option<GroupConf> {
+    let w = words(args);
+    let name = w.first()?;
+    if name.is_empty() {
+        return None;
+    }
+    let mut g = GroupConf::EMPTY;
+    let n = name.len().min(GROUP_NAME_MAX);
+    g.name[..n].copy_from_slice(&name[..n]);
+    g.name_len = n as u8;
+    for opt in &w[1..] {
+        let Some(eq) = opt.iter().position(|&c| c == b'=') else {
+            continue;
+        };
+        let (k, v) = (&opt[..eq], &opt[eq + 1..]);
+        let v = std::str::from_utf8(v).unwrap_or("");
+        match k {
+            b"threads" => {
+                if let Ok(t) = v.parse::<u32>() {
+                    g.threads = t;
+                }
+            }
+            b"maximum-requests" => g.maximum_requests = v.parse().unwrap_or(0),
+            b"restart-interval" => g.restart_interval = v.parse().unwrap_or(0.0),
+            b"request-timeout" => g.request_timeout = v.parse().unwrap_or(0.0),
+            _ => {}
+        }
+    }
+    Some(g)
+}
+
+/// The daemon groups of the configuration being run.
+#[derive(Clone, Copy)]
+pub struct GroupTable {
+    groups: [GroupConf; MAX_GROUPS],
+    len: usize,
+}
+
+impl GroupTable {
+    /// No groups.
+    pub const EMPTY: GroupTable = GroupTable {
+        groups: [GroupConf::EMPTY; MAX_GROUPS],
+        len: 0,
+    };
+
+    /// Adds (or replaces, by name) a group.
+    pub fn add(&mut self, g: GroupConf) {
+        if let Some(x) = self.groups[..self.len]
+            .iter_mut()
+            .find(|x| x.name() == g.name())
+        {
+            *x = g;
+        } else if self.len < MAX_GROUPS {
+            self.groups[self.len] = g;
+            self.len += 1;
+        }
+    }
+
+    /// A group by name.
+    pub fn get(&self, name: &[u8]) -> Option<GroupConf> {
+        self.groups[..self.len]
+            .iter()
+            .find(|x| x.name() == name)
+            .copied()
+    }
+}
+
+/// Why a daemon process is stopping (reporter.md §7.5 strings). mod_wsgi
+/// 4.9 ends a daemon for its own reasons by signalling itself, so those
+/// are checked first: the `maximum-requests` budget spent, a request older
+/// than `request-timeout`, `restart-interval` elapsed. Otherwise the signal
+/// we saw decides, labelled as mod_wsgi 6.x does: SIGUSR1 is
+/// `graceful_signal`, SIGXCPU `cpu_time_limit`, anything else (Apache's
+/// SIGTERM on stop and restart) `shutdown_signal`.
+pub fn stop_reason(
+    signal: Option<i32>,
+    g: &GroupConf,
+    lifetime_requests: u64,
+    uptime_s: f64,
+    oldest_in_flight_s: f64,
+) -> &'static [u8] {
+    if g.maximum_requests > 0 && lifetime_requests >= g.maximum_requests {
+        return b"maximum_requests";
+    }
+    if g.request_timeout > 0.0 && oldest_in_flight_s >= g.request_timeout {
+        return b"request_timeout";
+    }
+    if g.restart_interval > 0.0 && uptime_s + 0.5 >= g.restart_interval {
+        return b"restart_interval";
+    }
+    match signal {
+        Some(libc::SIGUSR1) => b"graceful_signal",
+        Some(libc::SIGXCPU) => b"cpu_time_limit",
+        _ => b"shutdown_signal",
+    }
+}
+
+/// One `request_started` event (times in µs since the epoch).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Started<'a> {
+    /// mod_wsgi's 1-based worker thread number.
+    pub thread_id: u32,
+    /// `r->request_time` of the Apache child.
+    pub request_start_us: u64,
+    /// The Apache child started talking to the daemon.
+    pub queue_start_us: u64,
+    /// The daemon picked the request up.
+    pub daemon_start_us: u64,
+    /// The WSGI callable was invoked.
+    pub application_start_us: u64,
+    /// The Apache child that accepted the request (0 unknown).
+    pub server_pid: u64,
+    /// Strings for slow records, by `accum::text` index.
+    pub strings: [&'a [u8]; 9],
+    /// Kernel thread id of the worker.
+    pub tid: i32,
+}
+
+/// One `request_finished` event.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ended {
+    /// Same thread number as at start.
+    pub thread_id: u32,
+    /// HTTP status (0 = none sent: counted as 5xx).
+    pub status: i32,
+    /// End of the response, µs.
+    pub finish_us: u64,
+    /// Bytes / reads / µs of `wsgi.input`.
+    pub input_bytes: u64,
+    /// .
+    pub input_reads: u64,
+    /// .
+    pub input_read_us: u64,
+    /// Bytes / writes / µs of output.
+    pub output_bytes: u64,
+    /// .
+    pub output_writes: u64,
+    /// .
+    pub output_write_us: u64,
+    /// Per-request CPU (user, system) µs when mod_wsgi gave it.
+    pub cpu_us: Option<(u64, u64)>,
+}
+
+#[derive(Default)]
+struct SlotReq {
+    generation: AtomicU64,
+    request_start_us: AtomicU64,
+    queue_start_us: AtomicU64,
+    daemon_start_us: AtomicU64,
+    application_start_us: AtomicU64,
+}
+
+/// Per-slot state between a request's start and end events, plus owned
+/// copies of the slow-record strings (a Python string handed over by the
+/// attach code lives only for the call).
+pub struct DaemonRequests {
+    slots: Box<[SlotReq]>,
+    texts: Box<[UnsafeCell<SlowText>]>,
+    lifetime: AtomicU64,
+}
+
+// SAFETY: `texts[i]` is written only by the worker thread that owns slot i,
+// before it claims the slot (no `Detail` points at it then: the previous
+// request's finish reset the slot's detail); readers go through the slot's
+// `Detail`, under the slot lock, while the claim holds.
+unsafe impl Sync for DaemonRequests {}
+
+impl DaemonRequests {
+    /// For `acc.slot_count()` slots (plus the shared overflow slot).
+    pub fn new(acc: &Accounting) -> DaemonRequests {
+        let n = acc.slot_count() + 1;
+        DaemonRequests {
+            slots: (0..n).map(|_| SlotReq::default()).collect(),
+            texts: (0..n)
+                .map(|_| UnsafeCell::new(SlowText::default()))
+                .collect(),
+            lifetime: AtomicU64::new(0),
+        }
+    }
+
+    fn slot(&self, acc: &Accounting, thread_id: u32) -> usize {
+        (thread_id.max(1) as usize - 1).min(acc.slot_count())
+    }
+
+    /// Requests finished in this process since it started.
+    pub fn lifetime(&self) -> u64 {
+        self.lifetime.load(Relaxed)
+    }
+
+    /// `request_started`: claims the worker's slot.
+    pub fn started(&self, acc: &Accounting, s: &Started<'_>) {
+        let i = self.slot(acc, s.thread_id);
+        let slow = acc.slow_threshold_us > 0 && i < acc.slot_count();
+        let mut detail = Detail::default();
+        if slow {
+            // SAFETY: see the Sync impl: this thread owns slot i's text.
+            let t = unsafe { &mut *self.texts[i].get() };
+            for (k, v) in s.strings.iter().enumerate() {
+                t.set(k, v);
+                detail.strings[k] = (t.get(k).as_ptr(), t.get(k).len());
+            }
+            detail.active_at_start = acc.active() + 1;
+            detail.queue_start_us = s.queue_start_us;
+            detail.daemon_start_us = s.daemon_start_us;
+            detail.server_pid = s.server_pid;
+        }
+        let c = acc.claim(
+            i as u32,
+            s.tid,
+            s.request_start_us,
+            s.application_start_us,
+            slow.then_some(&detail),
+        );
+        let r = &self.slots[i];
+        r.request_start_us.store(s.request_start_us, Relaxed);
+        r.queue_start_us.store(s.queue_start_us, Relaxed);
+        r.daemon_start_us.store(s.daemon_start_us, Relaxed);
+        r.application_start_us
+            .store(s.application_start_us, Relaxed);
+        r.generation.store(c.generation, Relaxed);
+    }
+
+    /// `request_finished`: records the request and frees the slot.
+    pub fn ended(&self, acc: &Accounting, e: &Ended) {
+        let i = self.slot(acc, e.thread_id);
+        let r = &self.slots[i];
+        let claim = Claim {
+            slot: i as u32,
+            generation: r.generation.load(Relaxed),
+        };
+        let f = Finished {
+            request_start_us: r.request_start_us.load(Relaxed),
+            queue_start_us: r.queue_start_us.load(Relaxed),
+            daemon_start_us: r.daemon_start_us.load(Relaxed),
+            claim_us: r.application_start_us.load(Relaxed),
+            finish_us: e.finish_us,
+            input_read_us: e.input_read_us,
+            output_write_us: e.output_write_us,
+            input_bytes: e.input_bytes,
+            input_reads: e.input_reads,
+            output_bytes: e.output_bytes,
+            output_writes: e.output_writes,
+            status: e.status,
+            cpu_us: e.cpu_us,
+        };
+        if acc.finish(claim, &f) {
+            self.lifetime.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Seconds since the epoch (as the Python events give them) to µs.
+pub fn secs_to_us(s: f64) -> u64 {
+    if s.is_finite() && s > 0.0 {
+        (s * 1e6).round() as u64
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accum::text;
+
+    #[test]
+    fn parses_daemon_process_directive() {
+        let g = parse_daemon_args(
+            b"g processes=2 threads=4 maximum-requests=20 \"display-name=%{GROUP}\" \
+              restart-interval=3600 request-timeout=60 python-path=/srv/app",
+        )
+        .unwrap();
+        assert_eq!(g.name(), b"g");
+        assert_eq!(g.threads, 4);
+        assert_eq!(g.maximum_requests, 20);
+        assert_eq!(g.restart_interval, 3600.0);
+        assert_eq!(g.request_timeout, 60.0);
+        let d = parse_daemon_args(b"'my group'").unwrap();
+        assert_eq!(d.name(), b"my group");
+        assert_eq!(d.threads, DEFAULT_THREADS);
+        assert!(parse_daemon_args(b"   ").is_none());
+        let mut t = GroupTable::EMPTY;
+        t.add(g);
+        t.add(d);
+        t.add(parse_daemon_args(b"g threads=8").unwrap());
+        assert_eq!(t.get(b"g").unwrap().threads, 8);
+        assert!(t.get(b"h").is_none());
+    }
+
+    #[test]
+    fn reasons() {
+        let g = parse_daemon_args(b"g maximum-requests=20 request-timeout=30").unwrap();
+        assert_eq!(stop_reason(None, &g, 20, 5.0, 0.0), b"maximum_requests");
+        assert_eq!(stop_reason(None, &g, 3, 5.0, 31.0), b"request_timeout");
+        assert_eq!(stop_reason(None, &g, 3, 5.0, 0.0), b"shutdown_signal");
+        assert_eq!(
+            stop_reason(Some(libc::SIGUSR1), &g, 20, 5.0, 0.0),
+            b"maximum_requests",
+            "mod_wsgi signals itself when the budget is spent"
+        );
+        assert_eq!(
+            stop_reason(Some(libc::SIGUSR1), &g, 2, 5.0, 0.0),
+            b"graceful_signal"
+        );
+        assert_eq!(
+            stop_reason(Some(libc::SIGTERM), &g, 3, 5.0, 0.0),
+            b"shutdown_signal"
+        );
+        let r = parse_daemon_args(b"g restart-interval=10").unwrap();
+        assert_eq!(stop_reason(None, &r, 0, 10.2, 0.0), b"restart_interval");
+    }
+
+    #[test]
+    fn a_daemon_request_is_split_into_its_phases() {
+        let acc = Accounting::new(4, 1_000_000, 1.0);
+        let d = DaemonRequests::new(&acc);
+        let t0 = 1_700_000_000_000_000u64;
+        let s = Started {
+            thread_id: 2,
+            request_start_us: t0,
+            queue_start_us: t0 + 100,
+            daemon_start_us: t0 + 300,
+            application_start_us: t0 + 600,
+            server_pid: 4242,
+            strings: [
+                b"id1",
+                b"GET",
+                b"http",
+                b"h",
+                b"/app",
+                b"/x",
+                b"HTTP/1.1",
+                b"1.2.3.4",
+                b"",
+            ],
+            tid: 77,
+        };
+        d.started(&acc, &s);
+        // Active slow record while in flight, with the Apache child's pid.
+        let mut act = Vec::new();
+        acc.scan_active_slow(t0 + 2_000_000, &mut act);
+        assert_eq!(act.len(), 1);
+        assert_eq!(act[0].server_pid, 4242);
+        assert_eq!(act[0].thread_id, 2);
+        assert_eq!(act[0].text.get(text::PATH_INFO), b"/x");
+        d.ended(
+            &acc,
+            &Ended {
+                thread_id: 2,
+                status: 200,
+                finish_us: t0 + 2_500_000,
+                output_bytes: 10,
+                output_writes: 1,
+                ..Ended::default()
+            },
+        );
+        assert_eq!(d.lifetime(), 1);
+        let mut snap = crate::accum::Snapshot::new(4);
+        acc.snapshot(t0 + 3_000_000, &mut snap);
+        assert_eq!(snap.request_count, 1);
+        let ph = |i: usize| snap.phases[i].sum_us;
+        assert_eq!(ph(crate::accum::SERVER), 100);
+        assert_eq!(ph(crate::accum::QUEUE), 200);
+        assert_eq!(ph(crate::accum::DAEMON), 300);
+        assert_eq!(ph(crate::accum::APPLICATION), 2_500_000 - 600);
+        assert_eq!(ph(crate::accum::REQUEST), 2_500_000);
+        assert_eq!(snap.status[1], 1);
+        assert_eq!(snap.completed[1], 1);
+        let mut done = Vec::new();
+        acc.take_completed_slow(&mut done);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].daemon_start_us, t0 + 300);
+        assert_eq!(done[0].text.get(text::LOG_ID), b"id1");
+        // A thread number past `threads=` lands in the overflow slot.
+        d.started(
+            &acc,
+            &Started {
+                thread_id: 9,
+                application_start_us: t0,
+                ..Started::default()
+            },
+        );
+        d.ended(
+            &acc,
+            &Ended {
+                thread_id: 9,
+                status: 500,
+                finish_us: t0 + 10,
+                ..Ended::default()
+            },
+        );
+        acc.snapshot(t0 + 4_000_000, &mut snap);
+        assert_eq!(snap.request_count, 1);
+        assert_eq!(snap.status[4], 1);
+    }
+
+    #[test]
+    fn seconds_to_micros() {
+        assert_eq!(secs_to_us(1.5), 1_500_000);
+        assert_eq!(secs_to_us(0.0), 0);
+        assert_eq!(secs_to_us(f64::NAN), 0);
+        assert_eq!(secs_to_us(-3.0), 0);
+    }
+}

@@ -1,0 +1,646 @@
+//! Daemon mode glue (docs/module.md, "Daemon mode").
+//!
+//! mod_wsgi daemon processes are forked from the Apache parent and run no
+//! Apache hook, so:
+//! * `post_config` (ours runs before mod_wsgi's, which forks the daemons on
+//!   a restart) reads the `WSGIDaemonProcess` directives from httpd's
+//!   configuration tree, looks up mod_wsgi's exported globals with `dlsym`
+//!   and registers a `pthread_atfork` child handler (glibc unregisters it
+//!   when the module is unloaded);
+//! * in every child the Apache parent forks, that handler starts a short
+//!   watcher thread. In an MPM child `child_init` runs and the watcher
+//!   leaves; in a daemon mod_wsgi sets `wsgi_daemon_process`, and the
+//!   watcher starts the reporter (same code as embedded mode), attaches to
+//!   the main interpreter once Python is ready (zero configuration), and
+//!   sends STOPPING when mod_wsgi begins its shutdown;
+//! * the attach code (python/mod_wsgi_telemetry_attach.py, run by the
+//!   watcher or by `WSGIImportScript`) calls the `extern "C"` functions at
+//!   the end of this file through `ctypes`;
+//! * STOPPED and the final partial interval are sent from an `atexit`
+//!   handler, after mod_wsgi has drained its requests.
+//!
+//! Nothing here runs in the Apache parent but `post_config`, which keeps
+//! only `Copy` values.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apache_headers as ap;
+use apache_headers::macros as m;
+
+use super::glue::{config, guard, identity, log, process, CHILD_INIT_RAN};
+use crate::accum::Accounting;
+use crate::daemon::{self, DaemonRequests, Ended, GroupConf, GroupTable, Started};
+use crate::reporter::{self, Reporter, Settings};
+use crate::runtime::{Probes, Process};
+use crate::sys::{self, SocketSink};
+
+/// The attach code, embedded for the zero-configuration path.
+const ATTACH_PY: &str = include_str!("../../python/mod_wsgi_telemetry_attach.py");
+
+static GROUPS: Mutex<GroupTable> = Mutex::new(GroupTable::EMPTY);
+/// The Apache parent's pid (set in post_config).
+static PARENT_PID: AtomicI32 = AtomicI32::new(0);
+static ATFORK_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// mod_wsgi's exported globals (addresses, from dlsym).
+static SYM_DAEMON_PROCESS: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static SYM_DAEMON_GROUP: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static SYM_DAEMON_SHUTDOWN: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static SYM_PYTHON_INITIALIZED: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+/// This daemon's reporter (set once, never freed: the process is ending
+/// when it stops being used).
+struct Daemon {
+    p: Arc<Process<SocketSink>>,
+    req: DaemonRequests,
+    group: GroupConf,
+    started: Instant,
+}
+static DAEMON: AtomicPtr<Daemon> = AtomicPtr::new(std::ptr::null_mut());
+static DAEMON_INIT: Mutex<()> = Mutex::new(());
+/// 0 = running, 1 = STOPPING sent, 2 = STOPPED sent.
+static STOP_STATE: AtomicU8 = AtomicU8::new(0);
+/// The first terminating signal seen (0 = none).
+static SIGNAL_SEEN: AtomicI32 = AtomicI32::new(0);
+
+fn daemon() -> Option<&'static Daemon> {
+    // SAFETY: set once from Box::into_raw and never freed.
+    unsafe { DAEMON.load(Acquire).as_ref() }
+}
+
+fn sym(name: &CStr) -> *mut c_void {
+    // SAFETY: dlsym with a NUL-terminated name; httpd loads modules
+    // RTLD_GLOBAL, so mod_wsgi's exports are visible.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+}
+
+/// Reads a pointer-sized global of mod_wsgi (NULL if absent).
+fn read_ptr_global(addr: &AtomicPtr<c_void>) -> *const c_void {
+    let a = addr.load(Relaxed) as *const *const c_void;
+    if a.is_null() {
+        return std::ptr::null();
+    }
+    // SAFETY: the address of a pointer variable exported by mod_wsgi.
+    unsafe { a.read_volatile() }
+}
+
+fn read_int_global(addr: &AtomicPtr<c_void>) -> c_int {
+    let a = addr.load(Relaxed) as *const c_int;
+    if a.is_null() {
+        return 0;
+    }
+    // SAFETY: the address of an int variable exported by mod_wsgi.
+    unsafe { a.read_volatile() }
+}
+
+/// Whether this process is a mod_wsgi daemon process.
+fn in_daemon() -> bool {
+    !read_ptr_global(&SYM_DAEMON_PROCESS).is_null()
+}
+
+// ------------------------------------------------------------ the parent --
+
+/// Collects `WSGIDaemonProcess` directives anywhere in the tree.
+fn collect_groups(mut d: *const ap::ap_directive_t, out: &mut GroupTable) {
+    while !d.is_null() {
+        // SAFETY: nodes of httpd's parsed configuration tree (live in pconf).
+        let n = unsafe { &*d };
+        // SAFETY: NUL-terminated strings of the tree.
+        let name = unsafe { m::cstr(n.directive) };
+        if name.eq_ignore_ascii_case(b"WSGIDaemonProcess") {
+            // SAFETY: as above.
+            if let Some(g) = daemon::parse_daemon_args(unsafe { m::cstr(n.args) }) {
+                out.add(g);
+            }
+        }
+        collect_groups(n.first_child, out);
+        d = n.next;
+    }
+}
+
+pub(super) unsafe extern "C" fn post_config(
+    _p: *mut ap::apr_pool_t,
+    _pl: *mut ap::apr_pool_t,
+    _pt: *mut ap::apr_pool_t,
+    _s: *mut ap::server_rec,
+) -> c_int {
+    guard(0, || {
+        if !config().enabled {
+            return 0;
+        }
+        let mut t = GroupTable::EMPTY;
+        // SAFETY: read of httpd's exported tree root.
+        collect_groups(
+            unsafe { std::ptr::addr_of!(ap::ap_conftree).read() },
+            &mut t,
+        );
+        *GROUPS.lock().unwrap_or_else(|e| e.into_inner()) = t;
+        SYM_DAEMON_PROCESS.store(sym(c"wsgi_daemon_process"), Relaxed);
+        SYM_DAEMON_GROUP.store(sym(c"wsgi_daemon_group"), Relaxed);
+        SYM_DAEMON_SHUTDOWN.store(sym(c"wsgi_daemon_shutdown"), Relaxed);
+        SYM_PYTHON_INITIALIZED.store(sym(c"wsgi_python_initialized"), Relaxed);
+        // SAFETY: no preconditions.
+        PARENT_PID.store(unsafe { libc::getpid() }, Relaxed);
+        if !SYM_DAEMON_PROCESS.load(Relaxed).is_null() && !ATFORK_REGISTERED.swap(true, AcqRel) {
+            // SAFETY: a plain function pointer; glibc ties the registration
+            // to this DSO and drops it when the module is unloaded.
+            unsafe { libc::pthread_atfork(None, None, Some(atfork_child)) };
+        }
+        0
+    })
+}
+
+extern "C" fn atfork_child() {
+    guard((), || {
+        // Only children of the Apache parent (MPM children, daemons);
+        // never a fork made by an application inside a daemon.
+        // SAFETY: no preconditions.
+        if unsafe { libc::getppid() } != PARENT_PID.load(Relaxed) {
+            return;
+        }
+        let _ = std::thread::Builder::new()
+            .name("wsgi-telemetry-w".into())
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let _ = std::panic::catch_unwind(watch);
+            });
+    })
+}
+
+// ------------------------------------------------------------ the daemon --
+
+/// The watcher thread of a freshly forked child.
+fn watch() {
+    let t0 = Instant::now();
+    loop {
+        if CHILD_INIT_RAN.load(Acquire) {
+            return; // an MPM child: embedded mode handles it
+        }
+        if in_daemon() {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            return; // neither (a piped logger, a CGI fork, ...)
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let Some(d) = ensure_daemon() else { return };
+    let mut next_attach = Instant::now();
+    let attach_deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if read_int_global(&SYM_DAEMON_SHUTDOWN) != 0 {
+            send_stopping(d);
+            return;
+        }
+        let now = Instant::now();
+        if now >= next_attach && now < attach_deadline && !d.p.gc.has(b"") && python_ready() {
+            auto_attach();
+            next_attach = now + Duration::from_millis(250);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn group_name() -> Vec<u8> {
+    let p = read_ptr_global(&SYM_DAEMON_GROUP) as *const c_char;
+    // SAFETY: NULL or mod_wsgi's NUL-terminated group name.
+    let s = unsafe { m::cstr(p) };
+    s[..s.len().min(daemon::GROUP_NAME_MAX)].to_vec()
+}
+
+/// Creates and starts this daemon's reporter (once).
+fn ensure_daemon() -> Option<&'static Daemon> {
+    if let Some(d) = daemon() {
+        return Some(d);
+    }
+    let _g = DAEMON_INIT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = daemon() {
+        return Some(d);
+    }
+    let cfg = config();
+    if !cfg.enabled || !in_daemon() {
+        return None;
+    }
+    let name = group_name();
+    let group = GROUPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&name)
+        .or_else(|| daemon::parse_daemon_args(&name))?;
+    let threads = group.threads.max(1) as usize;
+    let pid = std::process::id();
+    let settings = Settings {
+        interval: cfg.interval,
+        slow_threshold_us: cfg.slow_threshold_us,
+        capture_user_agent: cfg.capture_user_agent(),
+        daemon: true,
+    };
+    let path = std::path::PathBuf::from(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(cfg.target_path()),
+    );
+    let mut ident = identity();
+    ident.process_group = name;
+    let ps = sys::process_stats();
+    let rep = Reporter::new(
+        SocketSink::open(&path),
+        settings,
+        ident,
+        pid,
+        threads,
+        sys::now_us(),
+        (ps.cpu_user, ps.cpu_system),
+    );
+    let acc = Accounting::new(threads, cfg.slow_threshold_us, cfg.interval);
+    let req = DaemonRequests::new(&acc);
+    let p = Process::new(
+        acc,
+        rep,
+        cfg.interval,
+        reporter::first_tick_delay(pid, cfg.interval),
+        Probes::SYSTEM,
+    );
+    if let Err(e) = p.start() {
+        log(
+            ap::APLOG_WARNING,
+            std::ptr::null(),
+            &format!("Unable to create telemetry reporter thread ({e}); metrics will not be sent."),
+        );
+        return None;
+    }
+    let d = Box::new(Daemon {
+        p,
+        req,
+        group,
+        started: Instant::now(),
+    });
+    DAEMON.store(Box::into_raw(d), Release);
+    // SAFETY: a plain function pointer, run by exit().
+    unsafe { libc::atexit(at_exit) };
+    install_signal_spies();
+    daemon()
+}
+
+fn reason(d: &Daemon) -> &'static [u8] {
+    let sig = SIGNAL_SEEN.load(Relaxed);
+    let oldest = d.p.acc.oldest_in_flight_us(sys::now_us()) as f64 / 1e6;
+    daemon::stop_reason(
+        (sig != 0).then_some(sig),
+        &d.group,
+        d.req.lifetime(),
+        d.started.elapsed().as_secs_f64(),
+        oldest,
+    )
+}
+
+fn send_stopping(d: &Daemon) {
+    if STOP_STATE.compare_exchange(0, 1, AcqRel, Relaxed).is_ok() {
+        d.p.stopping(reason(d));
+    }
+}
+
+extern "C" fn at_exit() {
+    guard((), || {
+        let Some(d) = daemon() else { return };
+        send_stopping(d);
+        if STOP_STATE.swap(2, AcqRel) != 2 {
+            d.p.shutdown(reason(d));
+        }
+    })
+}
+
+// Terminating signals: mod_wsgi's daemon handlers only set a flag, so the
+// reason (SIGUSR1 = graceful, SIGTERM/SIGINT = shutdown) is read by a spy
+// installed in front of them that records the number and calls the
+// original handler.
+const SPIED: [c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGXCPU];
+static PREV_HANDLERS: [AtomicPtr<c_void>; 4] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 4];
+
+extern "C" fn spy(sig: c_int) {
+    let _ = SIGNAL_SEEN.compare_exchange(0, sig, Relaxed, Relaxed);
+    if let Some(i) = SPIED.iter().position(|&s| s == sig) {
+        let h = PREV_HANDLERS[i].load(Relaxed);
+        if !h.is_null() && h as usize != libc::SIG_IGN && h as usize != libc::SIG_DFL {
+            // SAFETY: the handler that was installed before ours.
+            let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(h) };
+            f(sig);
+        }
+    }
+}
+
+/// Puts [`spy`] in front of mod_wsgi's handlers, once they are installed.
+fn install_signal_spies() {
+    for (i, &sig) in SPIED.iter().enumerate() {
+        // SAFETY: querying and setting signal dispositions with valid
+        // structs; only plain (non-SA_SIGINFO) handlers are wrapped.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            let h = old.sa_sigaction;
+            if h == libc::SIG_DFL || h == libc::SIG_IGN || h == spy as *const () as usize {
+                continue;
+            }
+            if old.sa_flags & libc::SA_SIGINFO != 0 {
+                continue;
+            }
+            PREV_HANDLERS[i].store(h as *mut c_void, Relaxed);
+            let mut new = old;
+            new.sa_sigaction = spy as *const () as usize;
+            libc::sigaction(sig, &new, std::ptr::null_mut());
+        }
+    }
+}
+
+// ------------------------------------------------ Python, zero config --
+
+type GilEnsure = unsafe extern "C" fn() -> c_int;
+type GilRelease = unsafe extern "C" fn(c_int);
+type RunString = unsafe extern "C" fn(*const c_char) -> c_int;
+type IntFn = unsafe extern "C" fn() -> c_int;
+
+fn python_ready() -> bool {
+    if read_int_global(&SYM_PYTHON_INITIALIZED) == 0 {
+        return false;
+    }
+    let init = sym(c"Py_IsInitialized");
+    if init.is_null() {
+        return false;
+    }
+    // SAFETY: Py_IsInitialized takes no arguments and needs no GIL.
+    if unsafe { std::mem::transmute::<*mut c_void, IntFn>(init)() } == 0 {
+        return false;
+    }
+    !python_finalizing()
+}
+
+fn python_finalizing() -> bool {
+    for name in [c"Py_IsFinalizing", c"_Py_IsFinalizing"] {
+        let f = sym(name);
+        if !f.is_null() {
+            // SAFETY: both forms take no arguments and need no GIL.
+            return unsafe { std::mem::transmute::<*mut c_void, IntFn>(f)() } != 0;
+        }
+    }
+    false
+}
+
+/// Runs the attach code in the main interpreter from this thread.
+fn auto_attach() {
+    let (e, r, run) = (
+        sym(c"PyGILState_Ensure"),
+        sym(c"PyGILState_Release"),
+        sym(c"PyRun_SimpleString"),
+    );
+    if e.is_null() || r.is_null() || run.is_null() {
+        return;
+    }
+    let hex: String = ATTACH_PY.bytes().map(|b| format!("{b:02x}")).collect();
+    let code = format!(
+        "def _mod_wsgi_telemetry_auto():\n\
+         \x20   import sys, types\n\
+         \x20   m = types.ModuleType('mod_wsgi_telemetry_attach')\n\
+         \x20   m.__dict__['_NO_AUTO_ATTACH'] = True\n\
+         \x20   exec(compile(bytes.fromhex('{hex}').decode(), 'mod_wsgi_telemetry_attach.py', 'exec'), m.__dict__)\n\
+         \x20   m.attach(auto=True)\n\
+         try:\n\
+         \x20   _mod_wsgi_telemetry_auto()\n\
+         except Exception:\n\
+         \x20   pass\n\
+         del _mod_wsgi_telemetry_auto\n"
+    );
+    let Ok(code) = CString::new(code) else { return };
+    if python_finalizing() || read_int_global(&SYM_DAEMON_SHUTDOWN) != 0 {
+        return;
+    }
+    // SAFETY: the documented way for a foreign thread to run code in the
+    // main interpreter: take the GIL, run, give it back. Python is
+    // initialised and not finalising (checked just before).
+    unsafe {
+        let st = std::mem::transmute::<*mut c_void, GilEnsure>(e)();
+        std::mem::transmute::<*mut c_void, RunString>(run)(code.as_ptr());
+        std::mem::transmute::<*mut c_void, GilRelease>(r)(st);
+    }
+}
+
+// --------------------------------------------- the API for attach code --
+
+/// Attach modes returned to the attach code.
+const MODE_NONE: c_int = -1;
+const MODE_GC_ONLY: c_int = 0;
+const MODE_REQUESTS: c_int = 1;
+const MODE_ALREADY: c_int = -2;
+const MODE_FULL: c_int = -3;
+
+fn registry() -> Option<(&'static crate::gc::GcRegistry, bool)> {
+    if let Some(d) = ensure_daemon() {
+        return Some((&d.p.gc, true));
+    }
+    process().map(|p| (&p.gc, false))
+}
+
+/// Registers the calling interpreter. Returns -1 when this process has no
+/// reporter, -2 when the interpreter is already attached, -3 when the
+/// interpreter table is full, 0 when only GC is to be reported (embedded
+/// mode: the hooks count requests), 1 when request events are wanted too
+/// (daemon mode). `*index` receives the interpreter's handle.
+///
+/// # Safety
+/// `name` and `group` are NULL or NUL-terminated; `index` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsgi_telemetry_attach(
+    name: *const c_char,
+    switch_interval: f64,
+    index: *mut c_int,
+) -> c_int {
+    guard(MODE_NONE, || {
+        let Some((reg, daemon_mode)) = registry() else {
+            return MODE_NONE;
+        };
+        // SAFETY: per the contract above.
+        let name = unsafe { m::cstr(name) };
+        let Some((i, new)) = reg.register(name) else {
+            return MODE_FULL;
+        };
+        if !new {
+            return MODE_ALREADY;
+        }
+        if !index.is_null() {
+            // SAFETY: valid out-pointer per the contract.
+            unsafe { *index = i as c_int };
+        }
+        if let Some(d) = daemon() {
+            d.p.with_reporter_mut(|r| r.set_switch_interval(switch_interval));
+        }
+        if daemon_mode {
+            MODE_REQUESTS
+        } else {
+            MODE_GC_ONLY
+        }
+    })
+}
+
+/// Seconds between ticks (the attach code reports GC counters this often).
+#[no_mangle]
+pub extern "C" fn wsgi_telemetry_interval() -> f64 {
+    config().interval
+}
+
+/// Whether slow-request records are on (the attach code then passes the
+/// request strings).
+#[no_mangle]
+pub extern "C" fn wsgi_telemetry_slow_enabled() -> c_int {
+    (config().slow_threshold_us > 0) as c_int
+}
+
+/// `request_started` in a daemon process (times: seconds since the epoch).
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid for the call.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn wsgi_telemetry_request_started(
+    thread_id: c_int,
+    request_start: f64,
+    queue_start: f64,
+    daemon_start: f64,
+    application_start: f64,
+    server_pid: i64,
+    log_id: *const c_char,
+    method: *const c_char,
+    scheme: *const c_char,
+    host: *const c_char,
+    script_name: *const c_char,
+    path_info: *const c_char,
+    protocol: *const c_char,
+    peer_ip: *const c_char,
+    user_agent: *const c_char,
+) {
+    guard((), || {
+        let Some(d) = daemon() else { return };
+        let us = daemon::secs_to_us;
+        let app = us(application_start).max(1);
+        // SAFETY: per the contract above.
+        let strings = unsafe {
+            [
+                m::cstr(log_id),
+                m::cstr(method),
+                m::cstr(scheme),
+                m::cstr(host),
+                m::cstr(script_name),
+                m::cstr(path_info),
+                m::cstr(protocol),
+                m::cstr(peer_ip),
+                m::cstr(user_agent),
+            ]
+        };
+        let rs = us(request_start);
+        d.req.started(
+            &d.p.acc,
+            &Started {
+                thread_id: thread_id.max(1) as u32,
+                request_start_us: if rs == 0 { app } else { rs },
+                queue_start_us: us(queue_start),
+                daemon_start_us: us(daemon_start),
+                application_start_us: app,
+                server_pid: server_pid.max(0) as u64,
+                strings,
+                tid: sys::tid(),
+            },
+        );
+    })
+}
+
+/// `request_finished` in a daemon process. `status` 0 = no response was
+/// started (counted as 5xx); negative CPU times = not given by mod_wsgi.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn wsgi_telemetry_request_finished(
+    thread_id: c_int,
+    status: c_int,
+    application_finish: f64,
+    input_bytes: i64,
+    input_reads: i64,
+    input_time: f64,
+    output_bytes: i64,
+    output_writes: i64,
+    output_time: f64,
+    cpu_user: f64,
+    cpu_system: f64,
+) {
+    guard((), || {
+        let Some(d) = daemon() else { return };
+        let dur = |s: f64| {
+            if s.is_finite() && s > 0.0 {
+                (s * 1e6).round() as u64
+            } else {
+                0
+            }
+        };
+        let fin = daemon::secs_to_us(application_finish);
+        d.req.ended(
+            &d.p.acc,
+            &Ended {
+                thread_id: thread_id.max(1) as u32,
+                status,
+                finish_us: if fin == 0 { sys::now_us() } else { fin },
+                input_bytes: input_bytes.max(0) as u64,
+                input_reads: input_reads.max(0) as u64,
+                input_read_us: dur(input_time),
+                output_bytes: output_bytes.max(0) as u64,
+                output_writes: output_writes.max(0) as u64,
+                output_write_us: dur(output_time),
+                cpu_us: (cpu_user >= 0.0 && cpu_system >= 0.0)
+                    .then(|| (dur(cpu_user), dur(cpu_system))),
+            },
+        );
+    })
+}
+
+/// One finished collection of interpreter `index`.
+#[no_mangle]
+pub extern "C" fn wsgi_telemetry_gc_event(
+    index: c_int,
+    generation: c_int,
+    start: f64,
+    duration: f64,
+    collected: i64,
+    uncollectable: i64,
+) {
+    guard((), || {
+        if !(0..=255).contains(&generation) || index < 0 {
+            return;
+        }
+        let Some((reg, _)) = registry() else { return };
+        reg.push_event(
+            index as usize,
+            wire::emit::GcEvent {
+                start_stamp: start,
+                duration: duration.max(0.0),
+                generation: generation as u64,
+                collected: collected.max(0) as u64,
+                uncollectable: uncollectable.max(0) as u64,
+            },
+        );
+    })
+}
+
+/// GC counters 300..=316 of interpreter `index`, in field order.
+///
+/// # Safety
+/// `values` points to 17 u64.
+#[no_mangle]
+pub unsafe extern "C" fn wsgi_telemetry_gc_counters(index: c_int, values: *const u64) {
+    guard((), || {
+        if index < 0 || values.is_null() {
+            return;
+        }
+        let Some((reg, _)) = registry() else { return };
+        // SAFETY: per the contract above.
+        let v = unsafe { &*(values as *const crate::gc::Counters) };
+        reg.set_counters(index as usize, v);
+    })
+}

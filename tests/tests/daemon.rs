@@ -1,0 +1,325 @@
+//! Daemon mode (issue 6): a reporter in every mod_wsgi daemon process of a
+//! real httpd with Debian's mod_wsgi 4.9, `WSGIDaemonProcess g processes=2
+//! threads=4`: request-level data, slow requests, lifecycle with reasons
+//! and Python GC per interpreter, by the zero-configuration path and by the
+//! explicit `WSGIImportScript` path; nothing counted twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use integration_tests::wire::{id, Kind, Sample, Value};
+use integration_tests::*;
+
+/// Pid -> process group, from every datagram that names one.
+fn groups(s: &[Sample]) -> BTreeMap<u32, String> {
+    let mut m = BTreeMap::new();
+    for x in s {
+        if let Some(g) = x.text(id::PROCESS_GROUP) {
+            m.insert(x.header.pid, g.to_string());
+        }
+    }
+    m
+}
+
+fn pids_of(s: &[Sample], group: &str) -> BTreeSet<u32> {
+    groups(s)
+        .into_iter()
+        .filter(|(_, g)| g == group)
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// REQUEST samples of the given pids.
+fn requests_of<'a>(s: &'a [Sample], pids: &BTreeSet<u32>) -> Vec<&'a Sample> {
+    of_kind(s, Kind::REQUEST)
+        .into_iter()
+        .filter(|x| pids.contains(&x.header.pid))
+        .collect()
+}
+
+fn sum(v: &[&Sample], field: u16) -> u64 {
+    v.iter().map(|x| x.u64(field).unwrap_or(0)).sum()
+}
+
+/// Pids that sent a GC snapshot, with the interpreter names seen.
+fn gc_interpreters(s: &[Sample]) -> BTreeMap<u32, BTreeSet<String>> {
+    let mut m: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    for x in of_kind(s, Kind::GC_SNAPSHOT) {
+        m.entry(x.header.pid)
+            .or_default()
+            .insert(x.text(id::INTERPRETER_NAME).unwrap_or_default().to_string());
+    }
+    m
+}
+
+fn daemon_conf(root: &ServerRoot, sock: &std::path::Path, extra: &str) -> Options {
+    let app = root.path("app.wsgi");
+    let directives = format!(
+        "WSGISlowRequests 0.5\n\
+         WSGIDaemonProcess g processes=2 threads=4 {extra}\n\
+         WSGIScriptAlias /d {app} process-group=g application-group=%{{GLOBAL}}\n",
+        app = app.display()
+    );
+    Options::telemetry(Mpm::Event, sock, 0.5, &directives)
+}
+
+/// Waits until both daemons of group `g` have attached (their GC
+/// snapshots arrive: the attach code sends counters right away).
+fn wait_attached(col: &Collector, group: &str, n: usize) -> BTreeSet<u32> {
+    let s = col.wait_for("both daemons attached", |s| {
+        let pids = pids_of(s, group);
+        let gc = gc_interpreters(s);
+        pids.len() >= n && pids.iter().filter(|p| gc.contains_key(p)).count() >= n
+    });
+    pids_of(&s, group)
+}
+
+/// The request mix and what the daemons must report for it.
+fn run_mix(httpd: &Httpd, col: &Collector, daemons: &BTreeSet<u32>) {
+    const OK: u64 = 30;
+    for _ in 0..OK {
+        assert_eq!(httpd.get("/d/hello").0, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(httpd.get("/d/notfound").0, 404);
+    }
+    for _ in 0..2 {
+        assert_eq!(httpd.get("/d/error").0, 500);
+    }
+    let body = vec![b'p'; 12_345];
+    assert_eq!(httpd.request("POST", "/d/post", &body, "t").0, 200);
+    assert_eq!(httpd.get("/d/size/5000").0, 200);
+    // A slow one, watched while it runs.
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| httpd.get("/d/sleep/1500"));
+        col.wait_for("an active slow record from a daemon", |s| {
+            slow_for(s, "/sleep/1500")
+                .iter()
+                .any(|r| r.u64(id::SLOW_RECORD_STATE) == Some(0))
+        });
+        assert_eq!(h.join().unwrap().0, 200);
+    });
+    let total = OK + 3 + 2 + 1 + 1 + 1;
+    let s = col.wait_for("every request of the mix reported", |s| {
+        sum(&requests_of(s, daemons), id::REQUEST_COUNT) >= total
+    });
+    let req = requests_of(&s, daemons);
+    assert_eq!(sum(&req, id::REQUEST_COUNT), total);
+    assert_eq!(sum(&req, id::STATUS_2XX_TOTAL), OK + 3);
+    assert_eq!(sum(&req, id::STATUS_4XX_TOTAL), 3);
+    assert_eq!(sum(&req, id::STATUS_5XX_TOTAL), 2);
+    assert_eq!(sum(&req, id::INPUT_BYTES_TOTAL), 12_345);
+    // hello x30 (5 B), "nope" x3, "12345", 5000 B, sleep's "hello".
+    assert_eq!(
+        sum(&req, id::OUTPUT_BYTES_TOTAL),
+        OK * 5 + 3 * 4 + 5 + 5000 + 5
+    );
+    for x in &req {
+        assert_eq!(x.u64(id::REQUEST_THREADS_MAXIMUM), Some(4));
+        if x.u64(id::REQUEST_COUNT).unwrap_or(0) > 0 {
+            assert!(x.f64(id::QUEUE_TIME).is_some(), "queue time present");
+            assert!(x.f64(id::DAEMON_TIME).is_some(), "daemon time present");
+            assert!(x.get(id::QUEUE_TIME_BUCKETS).is_some());
+        }
+    }
+    // No request of the mix is counted by an Apache child.
+    let children: BTreeSet<u32> = of_kind(&s, Kind::PROCESS_STARTED)
+        .iter()
+        .filter(|x| x.text(id::PROCESS_GROUP).is_none())
+        .map(|x| x.header.pid)
+        .collect();
+    assert!(!children.is_empty());
+    assert_eq!(
+        sum(&requests_of(&s, &children), id::REQUEST_COUNT),
+        0,
+        "the Apache children report none of the daemon's requests"
+    );
+    // The slow request: active then completed, from a daemon, naming the
+    // Apache child that accepted it.
+    let s = col.wait_for("the completed slow record", |s| {
+        slow_for(s, "/sleep/1500")
+            .iter()
+            .any(|r| r.u64(id::SLOW_RECORD_STATE) == Some(1))
+    });
+    let recs = slow_for(&s, "/sleep/1500");
+    for r in &recs {
+        assert!(daemons.contains(&r.header.pid), "sent by a daemon");
+        let server = r.u64(id::SLOW_SERVER_PID).unwrap() as u32;
+        assert!(
+            children.contains(&server),
+            "slow_server_pid {server} is an Apache child {children:?}"
+        );
+        assert_eq!(r.text(id::SLOW_METHOD).as_deref(), Some("GET"));
+        assert_eq!(r.text(id::SLOW_SCRIPT_NAME).as_deref(), Some("/d"));
+    }
+    let done: Vec<_> = recs
+        .iter()
+        .filter(|r| r.u64(id::SLOW_RECORD_STATE) == Some(1))
+        .collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].u64(id::SLOW_STATUS), Some(200));
+    assert!(done[0].f64(id::SLOW_DURATION).unwrap() >= 1.5);
+    assert!(done[0].f64(id::SLOW_DAEMON_TIME).is_some());
+}
+
+#[test]
+fn zero_config_daemons_report_requests_slow_and_gc() {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let opts = daemon_conf(&root, &col.path, "");
+    let mut httpd = Httpd::start_in(root, &opts);
+    let daemons = wait_attached(&col, "g", 2);
+    assert_eq!(daemons.len(), 2);
+    run_mix(&httpd, &col, &daemons);
+    // GC events arrive (the attach code hooks gc.callbacks); force some.
+    col.wait_for("GC events from a daemon", |s| {
+        of_kind(s, Kind::GC_EVENT)
+            .iter()
+            .any(|x| daemons.contains(&x.header.pid))
+    });
+    httpd.stop();
+    let s = col.wait_for("every process stopped", all_stopped);
+    for p in &daemons {
+        let st: Vec<_> = of_kind(&s, Kind::PROCESS_STOPPED)
+            .into_iter()
+            .filter(|x| x.header.pid == *p)
+            .collect();
+        assert_eq!(st.len(), 1, "one STOPPED per daemon");
+        assert_eq!(
+            st[0].text(id::SHUTDOWN_REASON).as_deref(),
+            Some("shutdown_signal")
+        );
+        assert_eq!(st[0].text(id::PROCESS_GROUP).as_deref(), Some("g"));
+    }
+    assert!(!httpd.error_log().contains("exit signal"), "no crash");
+}
+
+fn dump_kinds(s: &[Sample]) -> String {
+    let mut m: BTreeMap<(u32, u8), usize> = BTreeMap::new();
+    for x in s {
+        *m.entry((x.header.pid, x.header.kind.0)).or_default() += 1;
+    }
+    format!("{m:?}")
+}
+
+#[test]
+fn explicit_attach_with_two_interpreters() {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let app = root.path("app.wsgi");
+    let attach = workspace().join("mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py");
+    let directives = format!(
+        "WSGIDaemonProcess g processes=1 threads=4\n\
+         WSGIImportScript {attach} process-group=g application-group=%{{GLOBAL}}\n\
+         WSGIImportScript {attach} process-group=g application-group=site2\n\
+         WSGIScriptAlias /d {app} process-group=g application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /s {app} process-group=g application-group=site2\n",
+        attach = attach.display(),
+        app = app.display()
+    );
+    let opts = Options::telemetry(Mpm::Event, &col.path, 0.5, &directives);
+    let mut httpd = Httpd::start_in(root, &opts);
+    // No wait for attach: the import scripts run before the daemon accepts
+    // requests, so none may be missed.
+    for _ in 0..7 {
+        assert_eq!(httpd.get("/d/hello").0, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(httpd.get("/s/hello").0, 200);
+    }
+    let s = col.wait_for("12 requests and GC from two interpreters", |s| {
+        let d = pids_of(s, "g");
+        sum(&requests_of(s, &d), id::REQUEST_COUNT) >= 12
+            && gc_interpreters(s).values().any(|n| n.len() >= 2)
+    });
+    let d = pids_of(&s, "g");
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        sum(&requests_of(&s, &d), id::REQUEST_COUNT),
+        12,
+        "{}",
+        dump_kinds(&s)
+    );
+    let names = gc_interpreters(&s);
+    let names = &names[d.iter().next().unwrap()];
+    assert!(names.contains("site2"), "{names:?}");
+    assert!(
+        names.len() == 2,
+        "main interpreter unnamed, site2 named: {names:?}"
+    );
+    // Switch interval from the interpreter itself.
+    let req = requests_of(&s, &d);
+    assert!(req
+        .iter()
+        .any(|x| matches!(x.get(id::SWITCH_INTERVAL), Some(Value::F64(v)) if *v > 0.0)));
+    httpd.stop();
+    col.wait_for("every process stopped", all_stopped);
+}
+
+#[test]
+fn maximum_requests_restarts_are_reported() {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let app = root.path("app.wsgi");
+    let attach = workspace().join("mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py");
+    let directives = format!(
+        "WSGIDaemonProcess g processes=1 threads=2 maximum-requests=20\n\
+         WSGIImportScript {attach} process-group=g application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /d {app} process-group=g application-group=%{{GLOBAL}}\n",
+        attach = attach.display(),
+        app = app.display()
+    );
+    let opts = Options::telemetry(Mpm::Event, &col.path, 0.5, &directives);
+    let mut httpd = Httpd::start_in(root, &opts);
+    for _ in 0..100 {
+        assert_eq!(httpd.get("/d/hello").0, 200);
+    }
+    // mod_wsgi retires a daemon after its 20th request: 100 requests give
+    // at least 4 retirements (a 5th when the last daemon also reaches 20).
+    col.wait_for("4 daemons retired by maximum_requests", |s| {
+        of_kind(s, Kind::PROCESS_STOPPED)
+            .iter()
+            .filter(|x| x.text(id::SHUTDOWN_REASON).as_deref() == Some("maximum_requests"))
+            .count()
+            >= 4
+    });
+    httpd.stop();
+    let s = col.wait_for("every process stopped", all_stopped);
+    let d = pids_of(&s, "g");
+    assert!(d.len() >= 5, "5+ daemon lifetimes: {d:?}");
+    assert_eq!(
+        sum(&requests_of(&s, &d), id::REQUEST_COUNT),
+        100,
+        "no request lost across daemon restarts"
+    );
+    for p in &d {
+        let reasons = |k: Kind| -> Vec<String> {
+            of_kind(&s, k)
+                .iter()
+                .filter(|x| x.header.pid == *p)
+                .map(|x| x.text(id::SHUTDOWN_REASON).unwrap_or_default().to_string())
+                .collect()
+        };
+        let (started, stopping, stopped) = (
+            of_kind(&s, Kind::PROCESS_STARTED)
+                .iter()
+                .filter(|x| x.header.pid == *p)
+                .count(),
+            reasons(Kind::PROCESS_STOPPING),
+            reasons(Kind::PROCESS_STOPPED),
+        );
+        assert_eq!(started, 1, "pid {p}: one STARTED");
+        assert_eq!(stopping.len(), 1, "pid {p}: one STOPPING");
+        assert_eq!(stopping, stopped, "pid {p}: same reason twice");
+        let served: u64 = requests_of(&s, &[*p].into())
+            .iter()
+            .map(|x| x.u64(id::REQUEST_COUNT).unwrap_or(0))
+            .sum();
+        let want = if served >= 20 {
+            "maximum_requests"
+        } else {
+            "shutdown_signal"
+        };
+        assert_eq!(stopped[0], want, "pid {p} served {served}");
+    }
+    assert!(!httpd.error_log().contains("exit signal"), "no crash");
+}
