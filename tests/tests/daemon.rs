@@ -323,3 +323,135 @@ fn maximum_requests_restarts_are_reported() {
     }
     assert!(!httpd.error_log().contains("exit signal"), "no crash");
 }
+
+/// STOPPED reason per pid.
+fn stop_reasons(s: &[Sample]) -> BTreeMap<u32, String> {
+    of_kind(s, Kind::PROCESS_STOPPED)
+        .iter()
+        .map(|x| {
+            (
+                x.header.pid,
+                x.text(id::SHUTDOWN_REASON).unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn graceful_restart_daemon_signal_and_stop_give_their_reasons() {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let opts = daemon_conf(&root, &col.path, "");
+    let mut httpd = Httpd::start_in(root, &opts);
+    let first = wait_attached(&col, "g", 2);
+    assert_eq!(httpd.get("/d/hello").0, 200);
+    // Apache graceful restart: mod_wsgi 6.x labels the daemons'
+    // SIGTERM from Apache `shutdown_signal`; new daemons start.
+    httpd.graceful();
+    let s = col.wait_for("old daemons stopped, new ones started", |s| {
+        let r = stop_reasons(s);
+        first.iter().all(|p| r.contains_key(p)) && pids_of(s, "g").len() >= 4
+    });
+    for p in &first {
+        assert_eq!(stop_reasons(&s)[p], "shutdown_signal", "pid {p}");
+    }
+    let second: BTreeSet<u32> = pids_of(&s, "g").difference(&first).copied().collect();
+    // SIGUSR1 to one daemon: mod_wsgi restarts it gracefully.
+    let victim = *second.iter().next().unwrap();
+    col.wait_for("the new daemons attached", |s| {
+        let gc = gc_interpreters(s);
+        second.iter().all(|p| gc.contains_key(p))
+    });
+    // SAFETY: kill(2) on a daemon pid of the httpd this test started.
+    unsafe { libc::kill(victim as i32, libc::SIGUSR1) };
+    let s = col.wait_for("the signalled daemon stopped and was replaced", |s| {
+        stop_reasons(s).contains_key(&victim) && pids_of(s, "g").len() >= 5
+    });
+    assert_eq!(stop_reasons(&s)[&victim], "graceful_signal");
+    httpd.stop();
+    let s = col.wait_for("every process stopped", all_stopped);
+    let r = stop_reasons(&s);
+    for p in pids_of(&s, "g") {
+        if p != victim && !first.contains(&p) {
+            assert_eq!(r[&p], "shutdown_signal", "pid {p} at stop");
+        }
+    }
+    assert!(!httpd.error_log().contains("exit signal"), "no crash");
+}
+
+#[test]
+fn reference_ingester_decodes_daemon_datagrams() {
+    let root = ServerRoot::new();
+    let sock = root.path("run/telemetry.sock");
+    let ing = Ingester::serve(&reference_ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    // One interpreter per process: the reference ingester cannot serve
+    // GC data that carries interpreter_name (spec gap 16).
+    let opts = daemon_conf(&root, &sock, "");
+    let mut httpd = Httpd::start_in(root, &opts);
+    ing.wait_for("two daemons with GC data in the reference", |st| {
+        st["processes"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter(|p| p["process_group"] == "g")
+                    .filter(|p| p["gc_snapshots"].as_object().is_some_and(|m| !m.is_empty()))
+                    .count()
+                    >= 2
+            })
+            .unwrap_or(false)
+    });
+    for _ in 0..10 {
+        assert_eq!(httpd.get("/d/hello").0, 200);
+    }
+    assert_eq!(httpd.get("/d/error").0, 500);
+    httpd.stop();
+    let st = ing.wait_for("every daemon's STOPPED in the reference", |st| {
+        state_stopped(st)
+            .iter()
+            .filter(|e| e["process_group"] == "g")
+            .count()
+            >= 2
+    });
+    assert_eq!(
+        st["decode_errors"], 0,
+        "the reference decodes every datagram"
+    );
+    let daemons: Vec<u64> = st["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["process_group"] == "g")
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(daemons.len(), 2, "the reference shows the daemon group");
+    let counts = state_counts(&st);
+    assert_eq!(daemons.iter().map(|p| counts[p]).sum::<u64>(), 11);
+}
+
+#[test]
+fn embedded_children_report_gc_with_the_attach_script() {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let attach = workspace().join("mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py");
+    let directives = format!(
+        "WSGIImportScript {} process-group=%{{GLOBAL}} application-group=%{{GLOBAL}}\n",
+        attach.display()
+    );
+    let opts = Options::telemetry(Mpm::Event, &col.path, 0.5, &directives);
+    let mut httpd = Httpd::start_in(root, &opts);
+    for _ in 0..10 {
+        assert_eq!(httpd.get("/app/hello").0, 200);
+    }
+    let s = col.wait_for("GC snapshots from an Apache child", |s| {
+        !gc_interpreters(s).is_empty()
+    });
+    let children: BTreeSet<u32> = started_pids(&s).into_iter().collect();
+    assert!(gc_interpreters(&s).keys().all(|p| children.contains(p)));
+    let s = col.wait_for("10 requests", |s| sum_u64(s, id::REQUEST_COUNT) >= 10);
+    assert_eq!(
+        sum_u64(&s, id::REQUEST_COUNT),
+        10,
+        "the hooks count requests; the attach code adds none in embedded mode"
+    );
+    httpd.stop();
+}
