@@ -4,9 +4,13 @@
 #   B  A + mod_wsgi_telemetry.so + WSGITelemetryService (this project)
 #   C  mod_wsgi 6.1.1 (PyPI, built with apxs), same app, no telemetry
 #   D  C + its built-in reporter (WSGITelemetryService)
+#   E  Debian mod_wsgi 4.9, the same app in a daemon process group
+#      (WSGIDaemonProcess bench processes=2 threads=8), no telemetry
+#   F  E + mod_wsgi_telemetry.so + WSGITelemetryService (zero configuration)
+#   G  F + the explicit WSGIImportScript attach line
 # Rounds are interleaved, in alternating order (A B C D, D C B A, ...), so
 # drift and order effects hit all alike; medians are reported with the
-# ratios B/A and D/C, and httpd's CPU time per request (less sensitive to
+# ratios B/A, D/C, F/E and G/E, and httpd's CPU time per request (less sensitive to
 # other load on the machine than req/s). VARIANTS="A B" runs a subset.
 #
 #   VARIANTS="A B C D" ROUNDS=3 DURATION=10 CONNECTIONS=32 THREADS=2 bash mod_wsgi_reporter/benches/wrk-compare.sh
@@ -20,6 +24,7 @@ THREADS=${THREADS:-2}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --quiet --release -p mod_wsgi_reporter
 OURS=$CARGO_TARGET_DIR/release/libmod_wsgi_telemetry.so
+ATTACH=$PWD/mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py
 MW6=$(bash scripts/mod-wsgi-6-venv.sh)
 MW6_VENV=$(cd "$(dirname "$MW6")/../../../../.." && pwd)
 
@@ -52,8 +57,16 @@ trap cleanup EXIT
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 conf() { # $1 variant
-    local wsgi=/usr/lib/apache2/modules/mod_wsgi.so extra=""
+    local wsgi=/usr/lib/apache2/modules/mod_wsgi.so extra="" mount="WSGIScriptAlias / $WORK/hello.wsgi"
+    local daemon="WSGIDaemonProcess bench processes=2 threads=8
+WSGIScriptAlias / $WORK/hello.wsgi process-group=bench application-group=%{GLOBAL}"
     case $1 in
+        E) mount=$daemon ;;
+        F) mount=$daemon; extra="LoadModule wsgi_telemetry_module $OURS
+WSGITelemetryService unix:$WORK/run/t.sock interval=1" ;;
+        G) mount=$daemon; extra="LoadModule wsgi_telemetry_module $OURS
+WSGITelemetryService unix:$WORK/run/t.sock interval=1
+WSGIImportScript $ATTACH process-group=bench application-group=%{GLOBAL}" ;;
         B) extra="LoadModule wsgi_telemetry_module $OURS
 WSGITelemetryService unix:$WORK/run/t.sock interval=1" ;;
         C) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV" ;;
@@ -78,7 +91,8 @@ ThreadsPerChild 25
 MaxRequestWorkers 150
 KeepAlive On
 MaxKeepAliveRequests 0
-WSGIScriptAlias / $WORK/hello.wsgi
+WSGISocketPrefix $WORK/run/wsgi
+$mount
 WSGIApplicationGroup %{GLOBAL}
 $extra
 <Directory $WORK>
@@ -137,9 +151,19 @@ for v in $VARIANTS; do
         B) name="B mod_wsgi 4.9 + mod_wsgi_telemetry (ours)" ;;
         C) name="C mod_wsgi 6.1.1, no telemetry" ;;
         D) name="D mod_wsgi 6.1.1 + built-in reporter" ;;
+        E) name="E 4.9 daemon mode, no telemetry" ;;
+        F) name="F 4.9 daemon mode + ours (zero config)" ;;
+        G) name="G 4.9 daemon mode + ours + WSGIImportScript" ;;
     esac
     printf '%-48s %12.1f %10.3f %14.1f\n' "$name" "$(median "${RPS[$v]}")" "$(median "${P99[$v]}")" "$(median "${CPU[$v]}")"
 done
+ratio() { # $1 $2 variant names: throughput and CPU of $2 relative to $1
+    [ -n "${RPS[$1]:-}" ] && [ -n "${RPS[$2]:-}" ] || return 0
+    python3 -c "import sys; a,b,ca,cb=map(float,sys.argv[3:]); print(f'{sys.argv[2]}/{sys.argv[1]} = {b/a*100:.1f}% of the throughput; httpd CPU {cb-ca:+.1f} us/request ({(cb/ca-1)*100:+.1f}%)')" \
+        "$1" "$2" "$(median "${RPS[$1]}")" "$(median "${RPS[$2]}")" "$(median "${CPU[$1]}")" "$(median "${CPU[$2]}")"
+}
+ratio E F
+ratio E G
 [ "$VARIANTS" = "A B C D" ] || exit 0
 python3 - "$(median "${RPS[A]}")" "$(median "${RPS[B]}")" "$(median "${RPS[C]}")" "$(median "${RPS[D]}")" \
     "$(median "${CPU[A]}")" "$(median "${CPU[B]}")" "$(median "${CPU[C]}")" "$(median "${CPU[D]}")" <<'PY'

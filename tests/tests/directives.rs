@@ -123,6 +123,12 @@ fn conf_examples_pass(mpm: Mpm) {
     .unwrap();
     let (ok, out) = config_test(&opts(mpm, &conf));
     assert!(ok, "{out}");
+    // The daemon-mode lines on top of it.
+    let daemon =
+        std::fs::read_to_string(workspace().join("conf-examples/httpd-daemon-snippet.conf"))
+            .unwrap();
+    let (ok, out) = config_test(&opts(mpm, &format!("{conf}\n{daemon}")));
+    assert!(ok, "{out}");
     let load = std::fs::read_to_string(
         workspace().join("conf-examples/debian/mods-available/wsgi_telemetry.load"),
     )

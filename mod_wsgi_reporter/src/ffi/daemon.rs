@@ -182,10 +182,16 @@ fn watch() {
         if in_daemon() {
             break;
         }
-        if t0.elapsed() > Duration::from_secs(30) {
+        let waited = t0.elapsed();
+        if waited > Duration::from_secs(30) {
             return; // neither (a piped logger, a CGI fork, ...)
         }
-        std::thread::sleep(Duration::from_millis(2));
+        // mod_wsgi sets its global right after the fork: poll fast at first.
+        std::thread::sleep(Duration::from_millis(if waited < Duration::from_secs(2) {
+            2
+        } else {
+            50
+        }));
     }
     let Some(d) = ensure_daemon() else { return };
     let mut next_attach = Instant::now();
