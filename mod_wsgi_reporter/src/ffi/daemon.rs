@@ -32,7 +32,7 @@ use apache_headers::macros as m;
 
 use super::glue::{config, guard, identity, log, process, CHILD_INIT_RAN};
 use crate::accum::Accounting;
-use crate::daemon::{self, DaemonRequests, Ended, GroupConf, GroupTable, Started};
+use crate::daemon::{self, DaemonRequests, GroupConf, GroupTable};
 use crate::reporter::{self, Reporter, Settings};
 use crate::runtime::{Probes, Process};
 use crate::sys::{self, SocketSink};
@@ -53,9 +53,9 @@ static SYM_PYTHON_INITIALIZED: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null
 
 /// This daemon's reporter (set once, never freed: the process is ending
 /// when it stops being used).
-struct Daemon {
-    p: Arc<Process<SocketSink>>,
-    req: DaemonRequests,
+pub(super) struct Daemon {
+    pub(super) p: Arc<Process<SocketSink>>,
+    pub(super) req: DaemonRequests,
     group: GroupConf,
     started: Instant,
 }
@@ -66,7 +66,7 @@ static STOP_STATE: AtomicU8 = AtomicU8::new(0);
 /// The first terminating signal seen (0 = none).
 static SIGNAL_SEEN: AtomicI32 = AtomicI32::new(0);
 
-fn daemon() -> Option<&'static Daemon> {
+pub(super) fn daemon() -> Option<&'static Daemon> {
     // SAFETY: set once from Box::into_raw and never freed.
     unsafe { DAEMON.load(Acquire).as_ref() }
 }
@@ -441,7 +441,7 @@ const MODE_REQUESTS: c_int = 1;
 const MODE_ALREADY: c_int = -2;
 const MODE_FULL: c_int = -3;
 
-fn registry() -> Option<(&'static crate::gc::GcRegistry, bool)> {
+pub(super) fn registry() -> Option<(&'static crate::gc::GcRegistry, bool)> {
     if let Some(d) = ensure_daemon() {
         return Some((&d.p.gc, true));
     }
@@ -493,145 +493,6 @@ pub unsafe extern "C" fn wsgi_telemetry_attach(
 #[no_mangle]
 pub extern "C" fn wsgi_telemetry_interval() -> f64 {
     config().interval
-}
-
-/// Whether slow-request records are on (the attach code then passes the
-/// request strings).
-#[no_mangle]
-pub extern "C" fn wsgi_telemetry_slow_enabled() -> c_int {
-    (config().slow_threshold_us > 0) as c_int
-}
-
-/// `request_started` in a daemon process (times: seconds since the epoch).
-///
-/// # Safety
-/// Every string is NULL or NUL-terminated and valid for the call.
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn wsgi_telemetry_request_started(
-    thread_id: c_int,
-    request_start: f64,
-    queue_start: f64,
-    daemon_start: f64,
-    application_start: f64,
-    server_pid: i64,
-    log_id: *const c_char,
-    method: *const c_char,
-    scheme: *const c_char,
-    host: *const c_char,
-    script_name: *const c_char,
-    path_info: *const c_char,
-    protocol: *const c_char,
-    peer_ip: *const c_char,
-    user_agent: *const c_char,
-) {
-    guard((), || {
-        let Some(d) = daemon() else { return };
-        let us = daemon::secs_to_us;
-        let app = us(application_start).max(1);
-        // SAFETY: per the contract above.
-        let strings = unsafe {
-            [
-                m::cstr(log_id),
-                m::cstr(method),
-                m::cstr(scheme),
-                m::cstr(host),
-                m::cstr(script_name),
-                m::cstr(path_info),
-                m::cstr(protocol),
-                m::cstr(peer_ip),
-                m::cstr(user_agent),
-            ]
-        };
-        let rs = us(request_start);
-        d.req.started(
-            &d.p.acc,
-            &Started {
-                thread_id: thread_id.max(1) as u32,
-                request_start_us: if rs == 0 { app } else { rs },
-                queue_start_us: us(queue_start),
-                daemon_start_us: us(daemon_start),
-                application_start_us: app,
-                server_pid: server_pid.max(0) as u64,
-                strings,
-                tid: sys::tid(),
-            },
-        );
-    })
-}
-
-/// `request_finished` in a daemon process. `status` 0 = no response was
-/// started (counted as 5xx); negative CPU times = not given by mod_wsgi.
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub extern "C" fn wsgi_telemetry_request_finished(
-    thread_id: c_int,
-    status: c_int,
-    application_finish: f64,
-    input_bytes: i64,
-    input_reads: i64,
-    input_time: f64,
-    output_bytes: i64,
-    output_writes: i64,
-    output_time: f64,
-    cpu_user: f64,
-    cpu_system: f64,
-) {
-    guard((), || {
-        let Some(d) = daemon() else { return };
-        let dur = |s: f64| {
-            if s.is_finite() && s > 0.0 {
-                (s * 1e6).round() as u64
-            } else {
-                0
-            }
-        };
-        let fin = daemon::secs_to_us(application_finish);
-        d.req.ended(
-            &d.p.acc,
-            &Ended {
-                thread_id: thread_id.max(1) as u32,
-                status,
-                finish_us: if fin == 0 { sys::now_us() } else { fin },
-                input_bytes: input_bytes.max(0) as u64,
-                input_reads: input_reads.max(0) as u64,
-                input_read_us: dur(input_time),
-                output_bytes: output_bytes.max(0) as u64,
-                output_writes: output_writes.max(0) as u64,
-                output_write_us: dur(output_time),
-                cpu_us: (cpu_user >= 0.0 && cpu_system >= 0.0)
-                    .then(|| (dur(cpu_user), dur(cpu_system))),
-            },
-        );
-    })
-}
-
-/// One finished collection of interpreter `index`.
-#[no_mangle]
-pub extern "C" fn wsgi_telemetry_gc_event(
-    index: c_int,
-    generation: c_int,
-    start: f64,
-    duration: f64,
-    collected: i64,
-    uncollectable: i64,
-) {
-    guard((), || {
-        if !(0..=255).contains(&generation) || index < 0 {
-            return;
-        }
-        let Some((reg, _)) = registry() else { return };
-        reg.push_event(
-            index as usize,
-            wire::emit::GcEvent {
-                start_stamp: start,
-                duration: duration.max(0.0),
-                generation: generation as u64,
-                collected: collected.max(0) as u64,
-                uncollectable: uncollectable.max(0) as u64,
-            },
-        );
-    })
 }
 
 /// GC counters 300..=316 of interpreter `index`, in field order.

@@ -7,3 +7,4 @@
 
 mod daemon;
 mod glue;
+mod python;

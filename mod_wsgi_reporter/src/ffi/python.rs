@@ -1,0 +1,408 @@
+//! The Python-callable side of the attach code: two builtin functions made
+//! with the Python C API (looked up with `dlsym`; the module never links
+//! against Python), handed to the attach code through `ctypes.PyDLL`:
+//!
+//! * the mod_wsgi event callback (`callback(name, **kwargs)`), which reads
+//!   the event's arguments straight from the kwargs dict and the WSGI
+//!   environ and feeds the daemon's accumulators - no Python frame, no
+//!   `ctypes` conversion, no allocation on the request path;
+//! * the `gc.callbacks` hook (`hook(phase, info)`) of one interpreter.
+//!
+//! Both run with the GIL held, in the interpreter that called them.
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_long, c_void, CStr};
+use std::sync::OnceLock;
+
+use super::daemon::{daemon, registry};
+use crate::daemon::{secs_to_us, Ended, Started};
+use crate::sys;
+
+type PyObj = *mut c_void;
+
+#[repr(C)]
+struct PyMethodDef {
+    name: *const c_char,
+    meth: *const c_void,
+    flags: c_int,
+    doc: *const c_char,
+}
+// SAFETY: static, read-only definitions.
+unsafe impl Sync for PyMethodDef {}
+
+const METH_VARARGS: c_int = 0x1;
+const METH_KEYWORDS: c_int = 0x2;
+
+static EVENT_DEF: PyMethodDef = PyMethodDef {
+    name: c"mod_wsgi_telemetry_event".as_ptr(),
+    meth: on_event as *const c_void,
+    flags: METH_VARARGS | METH_KEYWORDS,
+    doc: c"mod_wsgi event subscriber of mod_wsgi_telemetry".as_ptr(),
+};
+static GC_DEF: PyMethodDef = PyMethodDef {
+    name: c"mod_wsgi_telemetry_gc".as_ptr(),
+    meth: on_gc as *const c_void,
+    flags: METH_VARARGS,
+    doc: c"gc.callbacks hook of mod_wsgi_telemetry".as_ptr(),
+};
+
+/// The C API functions we use (stable ABI, present since Python 3.3).
+struct Api {
+    cfunction_new: unsafe extern "C" fn(*const PyMethodDef, PyObj, PyObj) -> PyObj,
+    long_from_long: unsafe extern "C" fn(c_long) -> PyObj,
+    long_as_long_long: unsafe extern "C" fn(PyObj) -> i64,
+    float_as_double: unsafe extern "C" fn(PyObj) -> f64,
+    tuple_size: unsafe extern "C" fn(PyObj) -> isize,
+    tuple_get_item: unsafe extern "C" fn(PyObj, isize) -> PyObj,
+    dict_get_item_string: unsafe extern "C" fn(PyObj, *const c_char) -> PyObj,
+    unicode_as_utf8: unsafe extern "C" fn(PyObj, *mut isize) -> *const c_char,
+    err_occurred: unsafe extern "C" fn() -> PyObj,
+    err_clear: unsafe extern "C" fn(),
+    inc_ref: unsafe extern "C" fn(PyObj),
+    none: PyObj,
+}
+// SAFETY: function pointers and the address of the static None object.
+unsafe impl Send for Api {}
+// SAFETY: as above.
+unsafe impl Sync for Api {}
+
+fn api() -> Option<&'static Api> {
+    static API: OnceLock<Option<Api>> = OnceLock::new();
+    API.get_or_init(|| {
+        fn f(name: &CStr) -> Option<*mut c_void> {
+            // SAFETY: dlsym with a NUL-terminated name.
+            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+            (!p.is_null()).then_some(p)
+        }
+        // SAFETY: each symbol has the C signature of the field it fills
+        // (Python's documented stable ABI).
+        unsafe {
+            Some(Api {
+                cfunction_new: std::mem::transmute::<*mut c_void, _>(f(c"PyCFunction_NewEx")?),
+                long_from_long: std::mem::transmute::<*mut c_void, _>(f(c"PyLong_FromLong")?),
+                long_as_long_long: std::mem::transmute::<*mut c_void, _>(f(c"PyLong_AsLongLong")?),
+                float_as_double: std::mem::transmute::<*mut c_void, _>(f(c"PyFloat_AsDouble")?),
+                tuple_size: std::mem::transmute::<*mut c_void, _>(f(c"PyTuple_Size")?),
+                tuple_get_item: std::mem::transmute::<*mut c_void, _>(f(c"PyTuple_GetItem")?),
+                dict_get_item_string: std::mem::transmute::<*mut c_void, _>(f(
+                    c"PyDict_GetItemString",
+                )?),
+                unicode_as_utf8: std::mem::transmute::<*mut c_void, _>(f(
+                    c"PyUnicode_AsUTF8AndSize",
+                )?),
+                err_occurred: std::mem::transmute::<*mut c_void, _>(f(c"PyErr_Occurred")?),
+                err_clear: std::mem::transmute::<*mut c_void, _>(f(c"PyErr_Clear")?),
+                inc_ref: std::mem::transmute::<*mut c_void, _>(f(c"Py_IncRef")?),
+                none: f(c"_Py_NoneStruct")?,
+            })
+        }
+    })
+    .as_ref()
+}
+
+impl Api {
+    /// A borrowed value from a dict by key (NULL if absent or not a dict).
+    unsafe fn get(&self, d: PyObj, k: &CStr) -> PyObj {
+        if d.is_null() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: GIL held; d is a live object (a non-dict gives NULL).
+        let v = unsafe { (self.dict_get_item_string)(d, k.as_ptr()) };
+        // SAFETY: GIL held.
+        unsafe { self.clear() };
+        v
+    }
+
+    unsafe fn clear(&self) {
+        // SAFETY: GIL held.
+        unsafe {
+            if !(self.err_occurred)().is_null() {
+                (self.err_clear)();
+            }
+        }
+    }
+
+    /// A float (or int) value, 0 when absent or not a number.
+    unsafe fn f64(&self, d: PyObj, k: &CStr) -> f64 {
+        // SAFETY: GIL held.
+        unsafe {
+            let v = self.get(d, k);
+            if v.is_null() {
+                return 0.0;
+            }
+            let x = (self.float_as_double)(v);
+            self.clear();
+            if x.is_finite() {
+                x
+            } else {
+                0.0
+            }
+        }
+    }
+
+    /// An int value, `default` when absent or not an int.
+    unsafe fn i64(&self, d: PyObj, k: &CStr, default: i64) -> i64 {
+        // SAFETY: GIL held.
+        unsafe {
+            let v = self.get(d, k);
+            if v.is_null() || v == self.none {
+                return default;
+            }
+            let x = (self.long_as_long_long)(v);
+            if !(self.err_occurred)().is_null() {
+                (self.err_clear)();
+                return default;
+            }
+            x
+        }
+    }
+
+    /// The UTF-8 bytes of a str (empty when absent or not a str); valid
+    /// while the object lives (Python caches the encoding in it).
+    unsafe fn str<'a>(&self, v: PyObj) -> &'a [u8] {
+        if v.is_null() {
+            return b"";
+        }
+        let mut n: isize = 0;
+        // SAFETY: GIL held; a non-str gives NULL and an error we clear.
+        unsafe {
+            let p = (self.unicode_as_utf8)(v, &mut n);
+            if p.is_null() {
+                self.clear();
+                return b"";
+            }
+            std::slice::from_raw_parts(p as *const u8, n.max(0) as usize)
+        }
+    }
+
+    unsafe fn none(&self) -> PyObj {
+        // SAFETY: GIL held; None is a static object.
+        unsafe { (self.inc_ref)(self.none) };
+        self.none
+    }
+}
+
+thread_local! {
+    /// (mod_wsgi thread number, HTTP status) of the request this worker
+    /// thread is running: mod_wsgi calls the three events of a request on
+    /// the thread that runs it.
+    static CURRENT: Cell<(u32, i32)> = const { Cell::new((0, 0)) };
+    /// Wall clock (s) and monotonic instant of the pending GC pass.
+    static GC_START: Cell<(f64, Option<std::time::Instant>)> = const { Cell::new((0.0, None)) };
+}
+
+/// Keys of the environ, in `accum::text` order, for slow records.
+const SLOW_KEYS: [&CStr; 9] = [
+    c"mod_wsgi.request_id",
+    c"REQUEST_METHOD",
+    c"wsgi.url_scheme",
+    c"HTTP_HOST",
+    c"SCRIPT_NAME",
+    c"PATH_INFO",
+    c"SERVER_PROTOCOL",
+    c"REMOTE_ADDR",
+    c"HTTP_USER_AGENT",
+];
+
+unsafe extern "C" fn on_event(_self: PyObj, args: PyObj, kw: PyObj) -> PyObj {
+    let Some(a) = api() else {
+        return std::ptr::null_mut();
+    };
+    super::glue::guard((), || {
+        // SAFETY: called by Python with the GIL held and live arguments.
+        unsafe { event(a, args, kw) }
+    });
+    // SAFETY: GIL held.
+    unsafe { a.none() }
+}
+
+unsafe fn event(a: &Api, args: PyObj, kw: PyObj) {
+    let Some(d) = daemon() else { return };
+    // SAFETY: GIL held, args is a tuple.
+    let name = unsafe {
+        if (a.tuple_size)(args) < 1 {
+            a.clear();
+            return;
+        }
+        a.str((a.tuple_get_item)(args, 0))
+    };
+    match name {
+        b"request_started" => {
+            // SAFETY: GIL held; kw is the event's kwargs dict.
+            unsafe {
+                let tid = a.i64(kw, c"thread_id", 0).clamp(0, u32::MAX as i64) as u32;
+                CURRENT.with(|c| c.set((tid, 0)));
+                let env = a.get(kw, c"request_environ");
+                let spid = a.str(a.get(env, c"mod_wsgi_telemetry.server_pid"));
+                let spid = std::str::from_utf8(spid)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let mut strings: [&[u8]; 9] = [b""; 9];
+                if d.p.acc.slow_threshold_us > 0 {
+                    for (s, k) in strings.iter_mut().zip(SLOW_KEYS) {
+                        *s = a.str(a.get(env, k));
+                    }
+                    if strings[3].is_empty() {
+                        strings[3] = a.str(a.get(env, c"SERVER_NAME"));
+                    }
+                }
+                let app = secs_to_us(a.f64(kw, c"application_start"));
+                let app = if app == 0 { sys::now_us() } else { app };
+                let rs = secs_to_us(a.f64(kw, c"request_start"));
+                d.req.started(
+                    &d.p.acc,
+                    &Started {
+                        thread_id: tid.max(1),
+                        request_start_us: if rs == 0 { app } else { rs },
+                        queue_start_us: secs_to_us(a.f64(kw, c"queue_start")),
+                        daemon_start_us: secs_to_us(a.f64(kw, c"daemon_start")),
+                        application_start_us: app,
+                        server_pid: spid,
+                        strings,
+                        tid: sys::tid(),
+                    },
+                );
+            }
+        }
+        b"response_started" => {
+            // SAFETY: GIL held.
+            let st = unsafe { a.str(a.get(kw, c"response_status")) };
+            let code = st
+                .get(..3)
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .and_then(|s| s.parse::<i32>().ok())
+                .unwrap_or(0);
+            CURRENT.with(|c| c.set((c.get().0, code)));
+        }
+        b"request_finished" => {
+            let (tid, status) = CURRENT.with(|c| c.replace((0, 0)));
+            let us = |s: f64| if s > 0.0 { (s * 1e6).round() as u64 } else { 0 };
+            // SAFETY: GIL held.
+            unsafe {
+                let fin = secs_to_us(a.f64(kw, c"application_finish"));
+                let cu = a.get(kw, c"cpu_user_time");
+                let cs = a.get(kw, c"cpu_system_time");
+                let cpu = (!cu.is_null() && !cs.is_null()).then(|| {
+                    (
+                        us(a.f64(kw, c"cpu_user_time")),
+                        us(a.f64(kw, c"cpu_system_time")),
+                    )
+                });
+                d.req.ended(
+                    &d.p.acc,
+                    &Ended {
+                        thread_id: tid.max(1),
+                        status,
+                        finish_us: if fin == 0 { sys::now_us() } else { fin },
+                        input_bytes: a.i64(kw, c"input_length", 0).max(0) as u64,
+                        input_reads: a.i64(kw, c"input_reads", 0).max(0) as u64,
+                        input_read_us: us(a.f64(kw, c"input_time")),
+                        output_bytes: a.i64(kw, c"output_length", 0).max(0) as u64,
+                        output_writes: a.i64(kw, c"output_writes", 0).max(0) as u64,
+                        output_write_us: us(a.f64(kw, c"output_time")),
+                        cpu_us: cpu,
+                    },
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+unsafe extern "C" fn on_gc(self_: PyObj, args: PyObj) -> PyObj {
+    let Some(a) = api() else {
+        return std::ptr::null_mut();
+    };
+    super::glue::guard((), || {
+        // SAFETY: called by Python with the GIL held; self_ is the int we
+        // bound (the interpreter's index).
+        unsafe { gc(a, self_, args) }
+    });
+    // SAFETY: GIL held.
+    unsafe { a.none() }
+}
+
+unsafe fn gc(a: &Api, self_: PyObj, args: PyObj) {
+    // SAFETY: GIL held; args is a tuple (phase, info).
+    let (phase, info, index) = unsafe {
+        if (a.tuple_size)(args) < 2 {
+            a.clear();
+            return;
+        }
+        let index = (a.long_as_long_long)(self_);
+        a.clear();
+        (
+            a.str((a.tuple_get_item)(args, 0)),
+            (a.tuple_get_item)(args, 1),
+            index,
+        )
+    };
+    match phase {
+        b"start" => {
+            GC_START.with(|g| g.set((sys::now_us() as f64 / 1e6, Some(std::time::Instant::now()))))
+        }
+        b"stop" => {
+            let (start, t0) = GC_START.with(|g| g.replace((0.0, None)));
+            let Some(t0) = t0 else { return };
+            // SAFETY: GIL held; info is the callback's dict.
+            let (generation, collected, uncollectable) = unsafe {
+                (
+                    a.i64(info, c"generation", -1),
+                    a.i64(info, c"collected", 0),
+                    a.i64(info, c"uncollectable", 0),
+                )
+            };
+            if !(0..=255).contains(&generation) || index < 0 {
+                return;
+            }
+            let Some((reg, _)) = registry() else { return };
+            reg.push_event(
+                index as usize,
+                wire::emit::GcEvent {
+                    start_stamp: start,
+                    duration: t0.elapsed().as_secs_f64(),
+                    generation: generation as u64,
+                    collected: collected.max(0) as u64,
+                    uncollectable: uncollectable.max(0) as u64,
+                },
+            );
+        }
+        _ => {}
+    }
+}
+
+/// The event subscriber, for `mod_wsgi.subscribe_events` (call through
+/// `ctypes.PyDLL`, with the GIL; `restype = ctypes.py_object`). Returns a
+/// borrowed reference (the object is kept for the life of the process) or
+/// NULL when the Python API is not available.
+#[no_mangle]
+pub extern "C" fn wsgi_telemetry_event_callback() -> PyObj {
+    let Some(a) = api() else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: GIL held by the ctypes.PyDLL caller; a static method def.
+    let f = unsafe { (a.cfunction_new)(&EVENT_DEF, std::ptr::null_mut(), std::ptr::null_mut()) };
+    // SAFETY: GIL held.
+    unsafe { a.clear() };
+    f
+}
+
+/// The `gc.callbacks` hook of interpreter `index` (as above).
+#[no_mangle]
+pub extern "C" fn wsgi_telemetry_gc_callback(index: c_int) -> PyObj {
+    let Some(a) = api() else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: GIL held by the ctypes.PyDLL caller.
+    unsafe {
+        let idx = (a.long_from_long)(index as c_long);
+        if idx.is_null() {
+            a.clear();
+            return std::ptr::null_mut();
+        }
+        let f = (a.cfunction_new)(&GC_DEF, idx, std::ptr::null_mut());
+        a.clear();
+        f
+    }
+}
