@@ -8,6 +8,8 @@
 #      (WSGIDaemonProcess bench processes=2 threads=8), no telemetry
 #   F  E + mod_wsgi_telemetry.so + WSGITelemetryService (zero configuration)
 #   G  F + the explicit WSGIImportScript attach line
+#   H  E + a no-op Python subscriber to mod_wsgi's events, no telemetry
+#      (what mod_wsgi itself spends on events once anyone subscribes)
 # Rounds are interleaved, in alternating order (A B C D, D C B A, ...), so
 # drift and order effects hit all alike; medians are reported with the
 # ratios B/A, D/C, F/E and G/E, and httpd's CPU time per request (less sensitive to
@@ -37,6 +39,12 @@ def application(environ, start_response):
     start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))])
     return [body]
 PY
+cat > "$WORK/noop_subscriber.py" <<'PY'
+import mod_wsgi
+def _noop(name, **kwargs):
+    pass
+mod_wsgi.subscribe_events(_noop)
+PY
 # A receiver that drains the socket (same cost for B and D).
 python3 - "$WORK/run/t.sock" <<'PY' &
 import os, socket, sys
@@ -62,6 +70,7 @@ conf() { # $1 variant
 WSGIScriptAlias / $WORK/hello.wsgi process-group=bench application-group=%{GLOBAL}"
     case $1 in
         E) mount=$daemon ;;
+        H) mount=$daemon; extra="WSGIImportScript $WORK/noop_subscriber.py process-group=bench application-group=%{GLOBAL}" ;;
         F) mount=$daemon; extra="LoadModule wsgi_telemetry_module $OURS
 WSGITelemetryService unix:$WORK/run/t.sock interval=1" ;;
         G) mount=$daemon; extra="LoadModule wsgi_telemetry_module $OURS
@@ -154,6 +163,7 @@ for v in $VARIANTS; do
         E) name="E 4.9 daemon mode, no telemetry" ;;
         F) name="F 4.9 daemon mode + ours (zero config)" ;;
         G) name="G 4.9 daemon mode + ours + WSGIImportScript" ;;
+        H) name="H 4.9 daemon mode + no-op event subscriber" ;;
     esac
     printf '%-48s %12.1f %10.3f %14.1f\n' "$name" "$(median "${RPS[$v]}")" "$(median "${P99[$v]}")" "$(median "${CPU[$v]}")"
 done
@@ -164,6 +174,8 @@ ratio() { # $1 $2 variant names: throughput and CPU of $2 relative to $1
 }
 ratio E F
 ratio E G
+ratio E H
+ratio H G
 [ "$VARIANTS" = "A B C D" ] || exit 0
 python3 - "$(median "${RPS[A]}")" "$(median "${RPS[B]}")" "$(median "${RPS[C]}")" "$(median "${RPS[D]}")" \
     "$(median "${CPU[A]}")" "$(median "${CPU[B]}")" "$(median "${CPU[C]}")" "$(median "${CPU[D]}")" <<'PY'

@@ -51,7 +51,7 @@ fn gc_interpreters(s: &[Sample]) -> BTreeMap<u32, BTreeSet<String>> {
     m
 }
 
-fn daemon_conf(root: &ServerRoot, sock: &std::path::Path, extra: &str) -> Options {
+fn daemon_conf(mpm: Mpm, root: &ServerRoot, sock: &std::path::Path, extra: &str) -> Options {
     let app = root.path("app.wsgi");
     let directives = format!(
         "WSGISlowRequests 0.5\n\
@@ -59,7 +59,7 @@ fn daemon_conf(root: &ServerRoot, sock: &std::path::Path, extra: &str) -> Option
          WSGIScriptAlias /d {app} process-group=g application-group=%{{GLOBAL}}\n",
         app = app.display()
     );
-    Options::telemetry(Mpm::Event, sock, 0.5, &directives)
+    Options::telemetry(mpm, sock, 0.5, &directives)
 }
 
 /// Waits until both daemons of group `g` have attached (their GC
@@ -161,11 +161,11 @@ fn run_mix(httpd: &Httpd, col: &Collector, daemons: &BTreeSet<u32>) {
     assert!(done[0].f64(id::SLOW_DAEMON_TIME).is_some());
 }
 
-#[test]
-fn zero_config_daemons_report_requests_slow_and_gc() {
+/// Under both MPMs: the Apache children in front of the daemons differ.
+fn zero_config_daemons_report_requests_slow_and_gc(mpm: Mpm) {
     let root = ServerRoot::new();
     let col = Collector::bind(&root.path("run/telemetry.sock"));
-    let opts = daemon_conf(&root, &col.path, "");
+    let opts = daemon_conf(mpm, &root, &col.path, "");
     let mut httpd = Httpd::start_in(root, &opts);
     let daemons = wait_attached(&col, "g", 2);
     assert_eq!(daemons.len(), 2);
@@ -192,6 +192,8 @@ fn zero_config_daemons_report_requests_slow_and_gc() {
     }
     assert!(!httpd.error_log().contains("exit signal"), "no crash");
 }
+
+both_mpms!(zero_config_daemons_report_requests_slow_and_gc);
 
 fn dump_kinds(s: &[Sample]) -> String {
     let mut m: BTreeMap<(u32, u8), usize> = BTreeMap::new();
@@ -341,7 +343,7 @@ fn stop_reasons(s: &[Sample]) -> BTreeMap<u32, String> {
 fn graceful_restart_daemon_signal_and_stop_give_their_reasons() {
     let root = ServerRoot::new();
     let col = Collector::bind(&root.path("run/telemetry.sock"));
-    let opts = daemon_conf(&root, &col.path, "");
+    let opts = daemon_conf(Mpm::Event, &root, &col.path, "");
     let mut httpd = Httpd::start_in(root, &opts);
     let first = wait_attached(&col, "g", 2);
     assert_eq!(httpd.get("/d/hello").0, 200);
@@ -386,7 +388,7 @@ fn reference_ingester_decodes_daemon_datagrams() {
     let ing = Ingester::serve(&reference_ingester_bin(), &sock, &["--socket-mode", "0666"]);
     // One interpreter per process: the reference ingester cannot serve
     // GC data that carries interpreter_name (spec gap 16).
-    let opts = daemon_conf(&root, &sock, "");
+    let opts = daemon_conf(Mpm::Event, &root, &sock, "");
     let mut httpd = Httpd::start_in(root, &opts);
     ing.wait_for("two daemons with GC data in the reference", |st| {
         st["processes"]

@@ -30,11 +30,10 @@ use std::time::{Duration, Instant};
 use apache_headers as ap;
 use apache_headers::macros as m;
 
-use super::glue::{config, guard, identity, log, process, CHILD_INIT_RAN};
-use crate::accum::Accounting;
+use super::glue::{config, guard, identity, log, new_process, process, CHILD_INIT_RAN};
 use crate::daemon::{self, DaemonRequests, GroupConf, GroupTable};
-use crate::reporter::{self, Reporter, Settings};
-use crate::runtime::{Probes, Process};
+
+use crate::runtime::Process;
 use crate::sys::{self, SocketSink};
 
 /// The attach code, embedded for the zero-configuration path.
@@ -236,38 +235,10 @@ fn ensure_daemon() -> Option<&'static Daemon> {
         .unwrap_or_else(|e| e.into_inner())
         .get(&name)
         .or_else(|| daemon::parse_daemon_args(&name))?;
-    let threads = group.threads.max(1) as usize;
-    let pid = std::process::id();
-    let settings = Settings {
-        interval: cfg.interval,
-        slow_threshold_us: cfg.slow_threshold_us,
-        capture_user_agent: cfg.capture_user_agent(),
-        daemon: true,
-    };
-    let path = std::path::PathBuf::from(
-        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(cfg.target_path()),
-    );
     let mut ident = identity();
     ident.process_group = name;
-    let ps = sys::process_stats();
-    let rep = Reporter::new(
-        SocketSink::open(&path),
-        settings,
-        ident,
-        pid,
-        threads,
-        sys::now_us(),
-        (ps.cpu_user, ps.cpu_system),
-    );
-    let acc = Accounting::new(threads, cfg.slow_threshold_us, cfg.interval);
-    let req = DaemonRequests::new(&acc);
-    let p = Process::new(
-        acc,
-        rep,
-        cfg.interval,
-        reporter::first_tick_delay(pid, cfg.interval),
-        Probes::SYSTEM,
-    );
+    let p = new_process(&cfg, ident, group.threads.max(1) as usize, true);
+    let req = DaemonRequests::new(&p.acc);
     if let Err(e) = p.start() {
         log(
             ap::APLOG_WARNING,

@@ -413,35 +413,7 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
         } else {
             1
         };
-        let pid = std::process::id();
-        let settings = Settings {
-            interval: cfg.interval,
-            slow_threshold_us: cfg.slow_threshold_us,
-            capture_user_agent: cfg.capture_user_agent(),
-            daemon: false,
-        };
-        let path = std::path::PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(
-            cfg.target_path(),
-        ));
-        let ps = sys::process_stats();
-        let now = sys::now_us();
-        let rep = Reporter::new(
-            SocketSink::open(&path),
-            settings,
-            identity(),
-            pid,
-            threads,
-            now,
-            (ps.cpu_user, ps.cpu_system),
-        );
-        let acc = Accounting::new(threads, cfg.slow_threshold_us, cfg.interval);
-        let proc_ = Process::new(
-            acc,
-            rep,
-            cfg.interval,
-            reporter::first_tick_delay(pid, cfg.interval),
-            Probes::SYSTEM,
-        );
+        let proc_ = new_process(&cfg, identity(), threads, false);
         install_panic_hook();
         if let Err(e) = proc_.start() {
             log(
@@ -459,7 +431,7 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
             s,
             &format!(
                 "Telemetry reporter started; target='unix:{}', interval={:.3}s.",
-                path.display(),
+                String::from_utf8_lossy(cfg.target_path()),
                 cfg.interval
             ),
         );
@@ -474,6 +446,44 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
             )
         };
     })
+}
+
+/// This process's reporter (embedded child or daemon), not yet started:
+/// baselines seeded now, first tick after a per-pid offset.
+pub(super) fn new_process(
+    cfg: &Config,
+    ident: OwnedIdentity,
+    threads: usize,
+    daemon: bool,
+) -> Arc<Process<SocketSink>> {
+    let pid = std::process::id();
+    let settings = Settings {
+        interval: cfg.interval,
+        slow_threshold_us: cfg.slow_threshold_us,
+        capture_user_agent: cfg.capture_user_agent(),
+        daemon,
+    };
+    let path = std::path::PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(
+        cfg.target_path(),
+    ));
+    let ps = sys::process_stats();
+    let rep = Reporter::new(
+        SocketSink::open(&path),
+        settings,
+        ident,
+        pid,
+        threads,
+        sys::now_us(),
+        (ps.cpu_user, ps.cpu_system),
+    );
+    let acc = Accounting::new(threads, cfg.slow_threshold_us, cfg.interval);
+    Process::new(
+        acc,
+        rep,
+        cfg.interval,
+        reporter::first_tick_delay(pid, cfg.interval),
+        Probes::SYSTEM,
+    )
 }
 
 trait FromBytes {

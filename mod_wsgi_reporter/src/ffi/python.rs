@@ -66,6 +66,16 @@ unsafe impl Send for Api {}
 // SAFETY: as above.
 unsafe impl Sync for Api {}
 
+/// A function pointer from a `dlsym` address.
+///
+/// # Safety
+/// `p` is the address of a function whose C signature is `F`.
+unsafe fn fnptr<F: Copy>(p: *mut c_void) -> F {
+    const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<*mut c_void>()) };
+    // SAFETY: same size; the caller vouches for the signature.
+    unsafe { std::mem::transmute_copy(&p) }
+}
+
 fn api() -> Option<&'static Api> {
     static API: OnceLock<Option<Api>> = OnceLock::new();
     API.get_or_init(|| {
@@ -78,21 +88,17 @@ fn api() -> Option<&'static Api> {
         // (Python's documented stable ABI).
         unsafe {
             Some(Api {
-                cfunction_new: std::mem::transmute::<*mut c_void, _>(f(c"PyCFunction_NewEx")?),
-                long_from_long: std::mem::transmute::<*mut c_void, _>(f(c"PyLong_FromLong")?),
-                long_as_long_long: std::mem::transmute::<*mut c_void, _>(f(c"PyLong_AsLongLong")?),
-                float_as_double: std::mem::transmute::<*mut c_void, _>(f(c"PyFloat_AsDouble")?),
-                tuple_size: std::mem::transmute::<*mut c_void, _>(f(c"PyTuple_Size")?),
-                tuple_get_item: std::mem::transmute::<*mut c_void, _>(f(c"PyTuple_GetItem")?),
-                dict_get_item_string: std::mem::transmute::<*mut c_void, _>(f(
-                    c"PyDict_GetItemString",
-                )?),
-                unicode_as_utf8: std::mem::transmute::<*mut c_void, _>(f(
-                    c"PyUnicode_AsUTF8AndSize",
-                )?),
-                err_occurred: std::mem::transmute::<*mut c_void, _>(f(c"PyErr_Occurred")?),
-                err_clear: std::mem::transmute::<*mut c_void, _>(f(c"PyErr_Clear")?),
-                inc_ref: std::mem::transmute::<*mut c_void, _>(f(c"Py_IncRef")?),
+                cfunction_new: fnptr(f(c"PyCFunction_NewEx")?),
+                long_from_long: fnptr(f(c"PyLong_FromLong")?),
+                long_as_long_long: fnptr(f(c"PyLong_AsLongLong")?),
+                float_as_double: fnptr(f(c"PyFloat_AsDouble")?),
+                tuple_size: fnptr(f(c"PyTuple_Size")?),
+                tuple_get_item: fnptr(f(c"PyTuple_GetItem")?),
+                dict_get_item_string: fnptr(f(c"PyDict_GetItemString")?),
+                unicode_as_utf8: fnptr(f(c"PyUnicode_AsUTF8AndSize")?),
+                err_occurred: fnptr(f(c"PyErr_Occurred")?),
+                err_clear: fnptr(f(c"PyErr_Clear")?),
+                inc_ref: fnptr(f(c"Py_IncRef")?),
                 none: f(c"_Py_NoneStruct")?,
             })
         }
