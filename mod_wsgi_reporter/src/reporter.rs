@@ -607,6 +607,88 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn daemon_ticks_carry_queue_and_daemon_time_and_gc() {
+        let acc = Accounting::new(2, 0, 1.0);
+        let mut set = settings(0);
+        set.daemon = true;
+        let mut id = ident();
+        id.process_group = b"g".to_vec();
+        let mut rep = Reporter::new(VecSink::default(), set, id, 42, 2, 1_000_000, (0.0, 0.0));
+        rep.set_switch_interval(0.005);
+        let ps = ProcessStats::default();
+        // No request in the interval: no queue/daemon fields (as 6.x).
+        rep.tick(&acc, 1_500_000, &ps, &|_| None);
+        let c = acc.claim(1, 0, 1_600_000, 1_600_900, None);
+        acc.finish(
+            c,
+            &Finished {
+                request_start_us: 1_600_000,
+                queue_start_us: 1_600_100,
+                daemon_start_us: 1_600_400,
+                claim_us: 1_600_900,
+                finish_us: 1_601_900,
+                status: 200,
+                ..Default::default()
+            },
+        );
+        rep.tick(&acc, 2_000_000, &ps, &|_| None);
+        let reg = GcRegistry::default();
+        let (a, _) = reg.register(b"").unwrap();
+        let (b, _) = reg.register(b"site2").unwrap();
+        reg.set_counters(a, &[1; 17]);
+        reg.set_counters(b, &[2; 17]);
+        reg.push_event(
+            b,
+            wire::emit::GcEvent {
+                generation: 2,
+                collected: 7,
+                ..Default::default()
+            },
+        );
+        rep.gc_tick(&reg, 2_000_000);
+        let out: Vec<_> = rep
+            .sink()
+            .out
+            .iter()
+            .map(|d| wire::decode(d).unwrap())
+            .collect();
+        assert!(out[0].get(wire::id::QUEUE_TIME).is_none());
+        let t = &out[1];
+        assert_eq!(t.text(wire::id::PROCESS_GROUP).as_deref(), Some("g"));
+        assert_eq!(t.f64(wire::id::SWITCH_INTERVAL), Some(0.005));
+        assert_eq!(t.f64(wire::id::SERVER_TIME), Some(0.0001));
+        assert_eq!(t.f64(wire::id::QUEUE_TIME), Some(0.0003));
+        assert_eq!(t.f64(wire::id::DAEMON_TIME), Some(0.0005));
+        assert_eq!(t.f64(wire::id::APPLICATION_TIME), Some(0.001));
+        assert_eq!(t.f64(wire::id::REQUEST_TIME), Some(0.0019));
+        assert!(t.get(wire::id::QUEUE_TIME_BUCKETS).is_some());
+        let kinds: Vec<_> = out[2..].iter().map(|x| x.header.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                wire::Kind::GC_SNAPSHOT,
+                wire::Kind::GC_SNAPSHOT,
+                wire::Kind::GC_EVENT
+            ]
+        );
+        // Two interpreters: the sub-interpreter is named, the main one not.
+        assert!(out[2].get(wire::id::INTERPRETER_NAME).is_none());
+        assert_eq!(
+            out[3].text(wire::id::INTERPRETER_NAME).as_deref(),
+            Some("site2")
+        );
+        assert_eq!(out[3].u64(wire::id::GC_COUNT0), Some(2));
+        assert_eq!(out[4].u64(wire::id::GC_EVENT_COLLECTED), Some(7));
+        assert_eq!(
+            out[4].text(wire::id::INTERPRETER_NAME).as_deref(),
+            Some("site2")
+        );
+        // One seq counter over all kinds.
+        let seqs: Vec<u32> = out.iter().map(|x| x.header.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
     fn drops_are_counted_and_reported() {
         let acc = Accounting::new(1, 0, 1.0);
         let mut rep = Reporter::new(
