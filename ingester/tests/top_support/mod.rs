@@ -304,36 +304,22 @@ impl Tmux {
         t
     }
 
-    /// As [`Tmux::start`], but the pane stays after its command exits, so
-    /// the screen it leaves behind and its exit status can be inspected.
-    pub fn start_remain(cmd: &[&str], width: u16, height: u16) -> Tmux {
-        let socket = unique_socket_name();
-        let t = Tmux { socket };
-        let st = Command::new("tmux")
-            .args(["-L", &t.socket, "-f", "/dev/null", "new-session", "-d"])
-            .args(["-x", &width.to_string(), "-y", &height.to_string()])
-            .args(["-s", "top"])
-            .args(cmd)
-            .args([";", "set-option", "-t", "top", "remain-on-exit", "on"])
-            .status()
-            .expect("tmux");
-        assert!(st.success(), "tmux new-session failed");
-        t
-    }
-
-    /// `Some(exit status)` once the pane's command has exited.
-    pub fn dead_status(&self) -> Option<i32> {
+    /// A tmux format evaluated against the pane (`#{alternate_on}`, …).
+    pub fn format(&self, fmt: &str) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket, "display-message", "-p", "-t", "top"])
-            .arg("#{pane_dead} #{pane_dead_status}")
+            .args([
+                "-L",
+                &self.socket,
+                "display-message",
+                "-p",
+                "-t",
+                "top",
+                fmt,
+            ])
             .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut it = text.split_whitespace();
-        match (it.next(), it.next()) {
-            (Some("1"), Some(code)) => code.parse().ok(),
-            _ => None,
-        }
+            .unwrap();
+        assert!(out.status.success(), "tmux display-message {fmt}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     pub fn keys(&self, keys: &str) {
