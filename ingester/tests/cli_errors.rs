@@ -2,44 +2,24 @@
 //! exit 1, each with one clear line on stderr; nothing at the socket path is
 //! destroyed; malformed datagrams are counted, never fatal.
 
-use serde_json::Value as J;
-use std::io::{Read, Write};
+mod common;
+
+use common::*;
+use std::io::Read;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mod_wsgi-telemetry");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Runs the binary to completion (killed, and the test failed, after 30 s).
+/// Runs the binary to completion (killed, and the test failed, after
+/// [`PATIENCE`]).
 fn run(args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t0.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, &format!("{args:?}"));
     let mut out = String::new();
     let mut err = String::new();
     child
@@ -66,10 +46,6 @@ fn one_line(err: &str) -> String {
         .collect();
     assert_eq!(lines.len(), 1, "expected one line, got:\n{err}");
     lines[0].to_string()
-}
-
-fn listen(p: &Path) -> String {
-    format!("unix:{}", p.display())
 }
 
 #[test]
@@ -160,89 +136,6 @@ fn regular_file_at_the_socket_path_is_refused_and_left_intact() {
     }
 }
 
-/// Our `serve`, killed by pid on drop.
-struct Serve {
-    child: Child,
-    port: u16,
-    sock: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Serve {
-    fn start() -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("s.sock");
-        let port = free_port();
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &listen(&sock),
-                "--http-port",
-                &port.to_string(),
-            ])
-            .args(["--log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut s = Serve {
-            child,
-            port,
-            sock,
-            _dir: dir,
-        };
-        let t0 = Instant::now();
-        while !(s.sock.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
-            assert!(s.child.try_wait().unwrap().is_none(), "serve exited early");
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-
-    fn state(&self) -> J {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "GET /api/state HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let (head, body) = out.split_once("\r\n\r\n").unwrap();
-        assert!(
-            head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-            "{head}"
-        );
-        serde_json::from_str(body).unwrap()
-    }
-
-    /// Polls /api/state until `done` holds (fails after 20 s).
-    fn wait_state(&self, what: &str, done: impl Fn(&J) -> bool) -> J {
-        let t0 = Instant::now();
-        loop {
-            let st = self.state();
-            if done(&st) {
-                return st;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(20), "{what}: {st:.200}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn valid_datagram(pid: u32, seq: u32) -> Vec<u8> {
     wire::Sample {
         header: wire::Header::new(wire::Kind::REQUEST, pid, seq, 1_700_000_000.0 + seq as f64),
@@ -257,7 +150,7 @@ fn valid_datagram(pid: u32, seq: u32) -> Vec<u8> {
 
 #[test]
 fn malformed_datagrams_are_counted_and_serve_keeps_running() {
-    let mut serve = Serve::start();
+    let mut serve = Serve::start(&["--log-level", "error"]);
     let good = valid_datagram(4242, 2);
     let mut bad_magic = good.clone();
     bad_magic[0] = b'X';
@@ -300,7 +193,7 @@ fn malformed_datagrams_are_counted_and_serve_keeps_running() {
 
 #[test]
 fn a_live_socket_is_not_stolen_by_a_second_serve_or_dump() {
-    let serve = Serve::start();
+    let serve = Serve::start(&["--log-level", "error"]);
     let spec = listen(&serve.sock);
     let port = free_port().to_string();
     for args in [

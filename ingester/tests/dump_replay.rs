@@ -3,36 +3,15 @@
 //! from the virtualenv `scripts/ref-venv.sh` makes) as the judge of the
 //! output format.
 
+mod common;
+
+use common::*;
 use serde_json::Value as J;
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mod_wsgi-telemetry");
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn capture_path() -> PathBuf {
-    std::env::var_os("TELEMETRY_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/corpus"))
-        .join("anchor-6.1.1-mixed.bin")
-}
-
-fn capture() -> Vec<Vec<u8>> {
-    let buf = std::fs::read(capture_path()).expect("corpus");
-    wire::capture::records(&buf)
-        .map(|r| r.unwrap().to_vec())
-        .collect()
-}
-
-fn listen(p: &Path) -> String {
-    format!("unix:{}", p.display())
-}
 
 fn wait_for_socket(p: &Path, child: &mut Child) {
     let t0 = Instant::now();
@@ -43,33 +22,6 @@ fn wait_for_socket(p: &Path, child: &mut Child) {
             "{} never appeared",
             p.display()
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn replay(args: &[&str]) -> String {
-    let out = Command::new(BIN).arg("replay").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "replay {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Waits (at most 60 s) for a child that should exit by itself.
-fn wait_exit(child: &mut Child) -> i32 {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code().unwrap_or(-1);
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("did not exit");
-        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -124,10 +76,10 @@ fn collect(
 
 #[test]
 fn replay_sends_the_capture_byte_identical_and_lossless() {
-    let cap = capture();
+    let cap = corpus_records();
     let (path, _dir, h) = collect(cap.len());
-    let summary = replay(&[
-        capture_path().to_str().unwrap(),
+    let summary = run_replay(&[
+        corpus_path().to_str().unwrap(),
         "--socket",
         path.to_str().unwrap(),
     ]);
@@ -145,7 +97,7 @@ fn replay_sends_the_capture_byte_identical_and_lossless() {
 
 #[test]
 fn replay_drop_field_processes_restamp_and_loop() {
-    let cap = capture();
+    let cap = corpus_records();
     let originals: Vec<u32> = {
         let mut v = Vec::new();
         for d in &cap {
@@ -163,8 +115,8 @@ fn replay_drop_field_processes_restamp_and_loop() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let summary = replay(&[
-        capture_path().to_str().unwrap(),
+    let summary = run_replay(&[
+        corpus_path().to_str().unwrap(),
         "--socket",
         &listen(&path),
         "--processes",
@@ -237,10 +189,10 @@ fn replay_drop_field_processes_restamp_and_loop() {
 
 #[test]
 fn dump_reads_a_socket_and_removes_it_on_ctrl_c() {
-    let cap = capture();
+    let cap = corpus_records();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("d.sock");
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["dump", "--json", "--listen", &listen(&sock)])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -250,8 +202,8 @@ fn dump_reads_a_socket_and_removes_it_on_ctrl_c() {
     let out = drain(child.stdout.take().unwrap());
     let err = drain(child.stderr.take().unwrap());
     wait_for_socket(&sock, &mut child);
-    replay(&[
-        capture_path().to_str().unwrap(),
+    run_replay(&[
+        corpus_path().to_str().unwrap(),
         "--socket",
         &listen(&sock),
         "--count",
@@ -277,7 +229,7 @@ fn dump_reads_a_socket_and_removes_it_on_ctrl_c() {
         .status()
         .unwrap();
     assert!(st.success());
-    let code = wait_exit(&mut child);
+    let code = wait_exit(&mut child, "dump").code().unwrap_or(-1);
     let out = out.lock().unwrap().clone();
     let err = err.lock().unwrap().clone();
     assert_eq!(code, 0, "{err}");
@@ -297,20 +249,9 @@ fn dump_reads_a_socket_and_removes_it_on_ctrl_c() {
     assert_eq!(lines[0]["stamp"].as_f64(), Some(first.header.stamp));
 }
 
-/// The reference `dump`, from its virtualenv (made if missing).
-fn reference_exe() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/ref-venv.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "scripts/ref-venv.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("bin/mod_wsgi-telemetry")
-}
-
 /// What the reference `dump` prints for the whole capture, fed by our replay.
 fn reference_dump(format: &str) -> String {
-    let n = capture().len().to_string();
+    let n = corpus_records().len().to_string();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("ref.sock");
     let mut child = Command::new(reference_exe())
@@ -330,21 +271,21 @@ fn reference_dump(format: &str) -> String {
     wait_for_socket(&sock, &mut child);
     let out = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || read_all(Some(out)));
-    replay(&[capture_path().to_str().unwrap(), "--socket", &listen(&sock)]);
-    let code = wait_exit(&mut child);
+    run_replay(&[corpus_path().to_str().unwrap(), "--socket", &listen(&sock)]);
+    let code = wait_exit(&mut child, "reference dump").code().unwrap_or(-1);
     let text = reader.join().unwrap();
     assert_eq!(code, 0, "reference dump: {}", read_all(child.stderr.take()));
     text
 }
 
 fn our_dump_file(format: &str) -> String {
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args([
             "dump",
             "--format",
             format,
             "--file",
-            capture_path().to_str().unwrap(),
+            corpus_path().to_str().unwrap(),
         ])
         .output()
         .unwrap();
@@ -395,7 +336,7 @@ fn dump_json_has_the_reference_dump_json_values() {
 #[test]
 fn truncated_captures_and_bad_targets_are_refused_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let cap = capture();
+    let cap = corpus_records();
     let mut buf = Vec::new();
     for d in &cap[..3] {
         wire::capture::append_record(&mut buf, d);
@@ -408,7 +349,7 @@ fn truncated_captures_and_bad_targets_are_refused_with_one_line() {
     let f = file.to_str().unwrap();
 
     // dump prints what it could decode, then says where the capture breaks.
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["dump", "--json", "--file", f])
         .output()
         .unwrap();
@@ -420,7 +361,7 @@ fn truncated_captures_and_bad_targets_are_refused_with_one_line() {
 
     // replay refuses it before sending anything.
     let (rx_path, _rx_dir, _h) = collect(0);
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["replay", f, "--socket", rx_path.to_str().unwrap()])
         .output()
         .unwrap();
@@ -431,8 +372,8 @@ fn truncated_captures_and_bad_targets_are_refused_with_one_line() {
 
     // Nobody listening, and a scheme that is not unix:.
     let nobody = dir.path().join("nobody.sock");
-    let out = Command::new(BIN)
-        .args(["replay", capture_path().to_str().unwrap(), "--socket"])
+    let out = Command::new(bin())
+        .args(["replay", corpus_path().to_str().unwrap(), "--socket"])
         .arg(&nobody)
         .output()
         .unwrap();
@@ -440,10 +381,10 @@ fn truncated_captures_and_bad_targets_are_refused_with_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("is an ingester listening"), "{err}");
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args([
             "replay",
-            capture_path().to_str().unwrap(),
+            corpus_path().to_str().unwrap(),
             "--socket",
             "udp:1.2.3.4:5",
         ])

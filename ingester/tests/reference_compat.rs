@@ -13,13 +13,12 @@
 //! The `top` tests need the reference in a virtualenv; `scripts/ref-venv.sh`
 //! makes one (from PyPI) if `REF_VENV` (default /tmp/refvenv) has none.
 
-use serde_json::Value as J;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mod_wsgi-telemetry");
+use common::*;
+use serde_json::Value as J;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Active slow-request entries live 5 s after their last heartbeat arrived
 /// (the reference's TTL, on arrival time). The capture ends with 3 requests
@@ -38,146 +37,29 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// The active-entry TTL, with a margin for the snapshot being built.
 const ACTIVE_TTL_SAFE: Duration = Duration::from_millis(4000);
-const CORPUS_DATAGRAMS: u64 = 11_888;
+const CORPUS_DATAGRAMS: usize = 11_888;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn capture_path() -> PathBuf {
-    std::env::var_os("TELEMETRY_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/corpus"))
-        .join("anchor-6.1.1-mixed.bin")
-}
-
-fn fixture(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Minimal HTTP/1.0 GET (the server closes the connection after the body).
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to serve");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8(out).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
-}
-
-/// Our `serve` on a temporary socket and a free port; killed by pid on drop.
-struct Serve {
-    child: Child,
-    port: u16,
-    sock: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Serve {
-    fn start() -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("t.sock");
-        let port = free_port();
-        let child = Command::new(BIN)
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("unix:{}", sock.display()))
-            .args(["--http-port", &port.to_string(), "--log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start serve");
-        let mut s = Serve {
-            child,
-            port,
-            sock,
-            _dir: dir,
-        };
-        let t0 = Instant::now();
-        while !(s.sock.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
-            if let Some(st) = s.child.try_wait().unwrap() {
-                panic!("serve exited early: {st}");
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-
-    /// Replays the whole capture, unmodified, with our `replay`, and returns
-    /// the first `/api/state` that counts every datagram, with how long after
-    /// the end of the replay it was complete (`replay` sends blocking, so when
-    /// it exits every datagram is in serve or in its socket queue).
-    fn replay_corpus(&self) -> (J, Duration) {
-        let out = Command::new(BIN)
-            .arg("replay")
-            .arg(capture_path())
-            .arg("--socket")
-            .arg(format!("unix:{}", self.sock.display()))
-            .output()
-            .expect("run replay");
-        assert!(
-            out.status.success(),
-            "replay failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let t0 = Instant::now();
-        loop {
-            let st = self.state();
-            if st["total_received"].as_u64() == Some(CORPUS_DATAGRAMS) {
-                return (st, t0.elapsed());
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "serve received {} of {CORPUS_DATAGRAMS}",
-                st["total_received"]
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn state(&self) -> J {
-        let (status, body) = http_get(self.port, "/api/state");
-        assert_eq!(status, 200, "/api/state: {body}");
-        serde_json::from_str(&body).expect("/api/state is JSON")
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Replays the whole capture, unmodified, with our `replay`, and returns the
+/// first `/api/state` that counts every datagram, with how long after the end
+/// of the replay it was complete (`replay` sends blocking, so when it exits
+/// every datagram is in serve or in its socket queue).
+fn replay_corpus(serve: &Serve) -> (J, Duration) {
+    run_replay(&[
+        corpus_path().to_str().unwrap(),
+        "--socket",
+        &listen(&serve.sock),
+    ]);
+    let t0 = Instant::now();
+    let st = serve.wait_received(CORPUS_DATAGRAMS);
+    (st, t0.elapsed())
 }
 
 #[test]
 fn serve_state_matches_reference_after_corpus_replay() {
     let _serial = serial();
     let reference: J = serde_json::from_str(&fixture("reference-state-anchor-6.1.1.json")).unwrap();
-    let serve = Serve::start();
-    let (ours, after) = serve.replay_corpus();
+    let serve = Serve::start(&[]);
+    let (ours, after) = replay_corpus(&serve);
 
     assert_eq!(ours["type"], "snapshot");
     assert_eq!(ours["total_received"], reference["total_received"]);
@@ -323,22 +205,8 @@ fn serve_state_matches_reference_after_corpus_replay() {
 const SLOW_WITHIN_TTL: &str = "slow: 3 active / 0 1m / 118 total";
 const SLOW_AFTER_TTL: &str = "slow: 0 active / 0 1m / 115 total";
 
-/// The reference's `top`, from its virtualenv (made if missing).
-fn reference_top() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/ref-venv.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/ref-venv.sh");
-    assert!(out.status.success(), "scripts/ref-venv.sh failed");
-    let venv = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let exe = Path::new(&venv).join("bin/mod_wsgi-telemetry");
-    assert!(exe.exists(), "{} missing", exe.display());
-    exe
-}
-
 fn run_reference_top(url: &str) -> (i32, String, String) {
-    let out = Command::new(reference_top())
+    let out = Command::new(reference_exe())
         .args(["top", "--once", "--once-timeout", "20", "--url", url])
         .stdin(Stdio::null())
         .output()
@@ -354,9 +222,9 @@ fn run_reference_top(url: &str) -> (i32, String, String) {
 fn reference_top_once_lists_the_replayed_processes() {
     let _serial = serial();
     let reference: J = serde_json::from_str(&fixture("reference-state-anchor-6.1.1.json")).unwrap();
-    let serve = Serve::start();
-    let _ = serve.replay_corpus();
-    let (code, out, err) = run_reference_top(&format!("ws://127.0.0.1:{}/ws", serve.port));
+    let serve = Serve::start(&[]);
+    let _ = replay_corpus(&serve);
+    let (code, out, err) = run_reference_top(&serve.url());
     assert_eq!(code, 0, "reference top exited {code}: {out}{err}");
     let table = out
         .split_once("processes:")
@@ -398,9 +266,9 @@ fn reference_top_once_with_full_history_prints_what_it_prints_for_the_reference(
 /// so the reference top's figures are the same as with the full history.
 fn reference_top_once_matches(query: &str) {
     let _serial = serial();
-    let serve = Serve::start();
-    let _ = serve.replay_corpus();
-    let (code, out, err) = run_reference_top(&format!("ws://127.0.0.1:{}/ws{query}", serve.port));
+    let serve = Serve::start(&[]);
+    let _ = replay_corpus(&serve);
+    let (code, out, err) = run_reference_top(&format!("{}{query}", serve.url()));
     assert_eq!(code, 0, "reference top exited {code}: {out}{err}");
     let want = fixture("reference-top-once-anchor-6.1.1.txt");
     assert!(want.contains(SLOW_WITHIN_TTL), "fixture");

@@ -1,166 +1,24 @@
 //! `serve` end to end: the real binary, a real socket, real HTTP and
 //! WebSocket clients, fed with the real mod_wsgi 6.1.1 capture.
 
+mod common;
+
+use common::*;
 use futures_util::{SinkExt, StreamExt};
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-fn corpus() -> Vec<u8> {
-    let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
-    std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).expect("corpus")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `serve`, killed (by pid) on drop.
-struct Serve {
-    child: Child,
-    port: u16,
-    sock: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Serve {
-    fn start(extra: &[&str]) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("t.sock");
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_mod_wsgi-telemetry"))
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("unix:{}", sock.display()))
-            .args(["--http-port", &port.to_string(), "--log-level", "warn"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let s = Serve {
-            child,
-            port,
-            sock,
-            _dir: dir,
-        };
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-
-    fn send_all(&self, datagrams: &[&[u8]]) {
-        let tx = UnixDatagram::unbound().unwrap();
-        for d in datagrams {
-            // Blocking send: waits while the (tiny) kernel queue is full.
-            tx.send_to(d, &self.sock).unwrap();
-        }
-    }
-
-    fn http(&self, req: &str) -> (u16, String, String) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.write_all(
-            req.replace("{HOST}", &format!("127.0.0.1:{}", self.port))
-                .as_bytes(),
-        )
-        .unwrap();
-        // An answered upgrade request may leave the connection open.
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(_) => break,
-            }
-            if out.starts_with(b"HTTP/1.1 403") && out.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (status, head.to_string(), body.to_string())
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let (st, _, body) = self.http(&format!("GET {path} HTTP/1.0\r\nHost: {{HOST}}\r\n\r\n"));
-        (st, body)
-    }
-
-    fn state(&self) -> serde_json::Value {
-        let (st, body) = self.get("/api/state");
-        assert_eq!(st, 200);
-        serde_json::from_str(&body).unwrap()
-    }
-
-    fn wait_received(&self, n: u64) -> serde_json::Value {
-        let t0 = Instant::now();
-        loop {
-            let v = self.state();
-            if v["total_received"].as_u64() == Some(n) {
-                return v;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "received {} of {n}",
-                v["total_received"]
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn records(bin: &[u8]) -> Vec<&[u8]> {
-    wire::capture::records(bin).map(|r| r.unwrap()).collect()
-}
-
 #[test]
 fn corpus_replay_gives_reference_shaped_state() {
-    let bin = corpus();
-    let dgrams = records(&bin);
+    let dgrams = corpus_records();
     let s = Serve::start(&[]);
     s.send_all(&dgrams);
-    s.send_all(&[
-        b"",
+    s.send_all([
+        &b""[..],
         b"WSGX-not-telemetry-at-all-xxxxxxxxxxx",
         &dgrams[0][..30],
     ]);
@@ -221,7 +79,9 @@ fn socket_file_mode_and_cleanup() {
     let mode = std::fs::metadata(&s.sock).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o640);
     let path = s.sock.clone();
-    drop(s);
+    let mut s = s;
+    let st = s.terminate();
+    assert!(st.success(), "serve exited {st} on SIGTERM");
     assert!(!Path::new(&path).exists(), "socket file removed on SIGTERM");
 }
 
@@ -259,9 +119,9 @@ fn cross_origin_requests_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_snapshot_then_live_messages() {
-    let bin = corpus();
+    let dgrams = corpus_records();
     let s = Serve::start(&[]);
-    let url = format!("ws://127.0.0.1:{}/ws", s.port);
+    let url = s.url();
     let (mut ws, _) = tokio_tungstenite::connect_async(url.clone().into_client_request().unwrap())
         .await
         .unwrap();
@@ -273,7 +133,7 @@ async fn websocket_snapshot_then_live_messages() {
     let sock = s.sock.clone();
     let sender = std::thread::spawn(move || {
         let tx = UnixDatagram::unbound().unwrap();
-        for (i, d) in records(&bin).iter().enumerate() {
+        for (i, d) in dgrams.iter().enumerate() {
             tx.send_to(d, &sock).unwrap();
             if i % 100 == 99 {
                 std::thread::sleep(Duration::from_millis(10));
@@ -298,13 +158,12 @@ async fn websocket_snapshot_then_live_messages() {
             }
             if ty == "sample" {
                 assert_eq!(v["kind"], "request_metrics");
-                assert_eq!(
-                    v["fields"]["request_threads_completed"]
+                assert!(
+                    !v["fields"]["request_threads_completed"]
                         .as_array()
                         .unwrap()
-                        .len()
-                        > 0,
-                    true
+                        .is_empty(),
+                    "{v}"
                 );
             }
             *kinds.entry(ty).or_default() += 1;
@@ -330,12 +189,11 @@ async fn websocket_snapshot_then_live_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_snapshot_respects_budget() {
-    let bin = corpus();
     let s = Serve::start(&["--snapshot-budget", "400000"]);
-    s.send_all(&records(&bin));
+    s.send_all(corpus_records());
     let full = s.wait_received(11_888).to_string();
     assert!(full.len() > 1_000_000, "full state is {} bytes", full.len());
-    let url = format!("ws://127.0.0.1:{}/ws", s.port);
+    let url = s.url();
     let (mut ws, _) = tokio_tungstenite::connect_async(url.clone()).await.unwrap();
     let snap = ws.next().await.unwrap().unwrap().into_text().unwrap();
     assert!(

@@ -12,12 +12,23 @@ use top_support::*;
 const PREFIX_SECONDS: f64 = 45.0;
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn fed_server() -> (Server, Prefix) {
+fn fed_server() -> (Serve, Prefix) {
     let prefix = corpus_prefix(PREFIX_SECONDS);
-    let s = Server::ours(&[]);
+    let s = Serve::start(&[]);
     replay(&s.sock, prefix.count, &["--restamp"]);
     s.wait_received(prefix.count);
     (s, prefix)
+}
+
+/// `top --once --json` against `s` with `extra` options: must exit 0.
+fn top_json(s: &Serve, extra: &[&str]) -> serde_json::Value {
+    let url = s.url();
+    let mut args = vec!["--once", "--once-timeout", "30", "--json"];
+    args.extend(extra);
+    args.extend(["--url", url.as_str()]);
+    let out = top(&args);
+    assert_eq!(out.status.code(), Some(0), "top {args:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn contains_pid(screen: &str, pid: u32) -> bool {
@@ -26,17 +37,46 @@ fn contains_pid(screen: &str, pid: u32) -> bool {
         .any(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()))
 }
 
+/// `top` against `s` on its processes view, refreshing every 0.5 s, in a
+/// tmux pane of its own; `then` runs in the pane's shell after top exits.
+fn processes_view_in_tmux(s: &Serve, then: &str) -> Tmux {
+    let cmd = format!(
+        "{} top --url {} --refresh 0.5 --view processes; {then}",
+        bin(),
+        s.url()
+    );
+    Tmux::start(&["sh", "-c", &cmd], 160, 50)
+}
+
+/// `top` against `s` in a tmux pane of its own, running until it shows live
+/// data; returns the pane and top's pid. `shell` turns the command that
+/// writes its pid and execs top into the pane's shell command.
+fn top_in_tmux(s: &Serve, shell: impl FnOnce(String) -> String) -> (Tmux, u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("top.pid");
+    let exec_top = format!(
+        "echo $$ > {}; exec {} top --url {}",
+        pidfile.display(),
+        bin(),
+        s.url()
+    );
+    let tmux = Tmux::start(&["sh", "-c", &shell(exec_top)], 120, 40);
+    // Drawn only after the signal handlers are installed.
+    tmux.wait_for("top running", LIMIT, |x| x.contains("[live]"));
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (tmux, pid)
+}
+
 #[test]
 fn top_tui_views_show_pids_and_paths() {
     let prefix = corpus_prefix(PREFIX_SECONDS);
     assert!(prefix.live.len() >= 4, "{:?}", prefix.live);
-    let s = Server::ours(&[]);
-    let cmd = format!(
-        "{} top --url {} --refresh 0.5 --view processes; echo TOP-EXIT=$?; sleep 60",
-        bin(),
-        s.url()
-    );
-    let tmux = Tmux::start(&["sh", "-c", &cmd], 160, 50);
+    let s = Serve::start(&[]);
+    let tmux = processes_view_in_tmux(&s, "echo TOP-EXIT=$?; sleep 60");
     // Connected before any data: the header and the live label show.
     tmux.wait_for("connection", LIMIT, |x| {
         x.contains("[live]") && x.contains("connected to")
@@ -135,7 +175,7 @@ fn top_tui_shows_disconnect_and_reconnects() {
     tmux.wait_for("disconnected, with the url", LIMIT, |x| {
         x.contains("[disconnected]") && x.contains(&format!("url={url}"))
     });
-    let mut s = Server::ours_at(dir, port, &[]);
+    let mut s = Serve::start_at(dir, port, &[]);
     tmux.wait_for("connected", LIMIT, |x| {
         x.contains("[live]") && x.contains("connected to")
     });
@@ -201,18 +241,7 @@ fn top_once_prints_header_and_process_table() {
         "{text}"
     );
 
-    let out = top(&[
-        "--once",
-        "--once-timeout",
-        "30",
-        "--json",
-        "--window",
-        "10m",
-        "--url",
-        &s.url(),
-    ]);
-    assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = top_json(&s, &["--window", "10m"]);
     assert_eq!(v["received"], true);
     assert_eq!(v["window_seconds"], 600.0);
     assert_eq!(v["live_processes"], prefix.live.len());
@@ -310,20 +339,11 @@ fn top_once_fail_if_exits_1_with_the_failing_conditions() {
 
 #[test]
 fn top_once_against_serve_demo_shows_the_simulated_site() {
-    let s = Server::ours(&["--demo"]);
+    let s = Serve::start(&["--demo"]);
     // The demo simulator needs a tick or two before samples exist.
     let t0 = std::time::Instant::now();
     loop {
-        let out = top(&[
-            "--once",
-            "--once-timeout",
-            "30",
-            "--json",
-            "--url",
-            &s.url(),
-        ]);
-        assert_eq!(out.status.code(), Some(0));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = top_json(&s, &[]);
         let groups: std::collections::BTreeSet<String> = v["processes"]
             .as_array()
             .unwrap()
@@ -346,9 +366,7 @@ fn top_once_against_serve_demo_shows_the_simulated_site() {
 
 #[test]
 fn top_tui_restores_the_terminal_on_sigterm() {
-    let s = Server::ours(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("top.pid");
+    let s = Serve::start(&[]);
     // A shell stays in the pane, as a user's would: it reports top's exit
     // status and the terminal modes top left behind. (Not `exec top` with
     // remain-on-exit and `#{pane_dead_status}`: when the pane's last process
@@ -356,24 +374,16 @@ fn top_tui_restores_the_terminal_on_sigterm() {
     // SIG_DFL while its helper runs; a SIGCHLD from top landing in that
     // window is lost, top stays an unreaped zombie and the status never
     // appears. That, not top, failed this test on a loaded machine.)
-    let cmd = format!(
-        "sh -c 'echo $$ > {}; exec {} top --url {}'; echo TOP-EXIT=$?; \
-         echo TTY: $(stty -a | tr -s ' ;' '\\n\\n' | grep -xE -- '-?(isig|icanon|echo)'); \
-         sleep 60",
-        pidfile.display(),
-        bin(),
-        s.url()
-    );
-    let tmux = Tmux::start(&["sh", "-c", &cmd], 120, 40);
-    // Drawn only after the signal handlers are installed.
-    tmux.wait_for("top running", LIMIT, |x| x.contains("[live]"));
+    let (tmux, pid) = top_in_tmux(&s, |exec_top| {
+        format!(
+            "sh -c '{exec_top}'; echo TOP-EXIT=$?; \
+             echo TTY: $(stty -a | tr -s ' ;' '\\n\\n' | grep -xE -- '-?(isig|icanon|echo)'); \
+             sleep 60"
+        )
+    });
     assert_eq!(tmux.format("#{alternate_on} #{cursor_flag}"), "1 0");
-    let pid = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .to_string();
     let st = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     assert!(st.success());
@@ -405,13 +415,8 @@ fn top_tui_pause_freezes_the_screen_while_data_keeps_arriving() {
     let late = corpus_prefix(PREFIX_SECONDS);
     let new_pids: Vec<u32> = late.pids.difference(&early.pids).copied().collect();
     assert!(!new_pids.is_empty());
-    let s = Server::ours(&[]);
-    let cmd = format!(
-        "{} top --url {} --refresh 0.5 --view processes; sleep 60",
-        bin(),
-        s.url()
-    );
-    let tmux = Tmux::start(&["sh", "-c", &cmd], 160, 50);
+    let s = Serve::start(&[]);
+    let tmux = processes_view_in_tmux(&s, "sleep 60");
     tmux.wait_for("connection", LIMIT, |x| x.contains("[live]"));
     send_corpus_range(&s.sock, 0, early.count);
     tmux.wait_for("the first 20 s", LIMIT, |x| {
@@ -440,18 +445,7 @@ fn top_tui_pause_freezes_the_screen_while_data_keeps_arriving() {
 fn top_once_group_filter_includes_the_embedded_set() {
     let (s, _) = fed_server();
     for (group, label) in [("(embedded)", "(embedded)"), ("app", "app")] {
-        let out = top(&[
-            "--once",
-            "--once-timeout",
-            "30",
-            "--json",
-            "--group",
-            group,
-            "--url",
-            &s.url(),
-        ]);
-        assert_eq!(out.status.code(), Some(0));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = top_json(&s, &["--group", group]);
         assert_eq!(v["groups"], label);
         let procs = v["processes"].as_array().unwrap();
         assert!(!procs.is_empty());
@@ -463,22 +457,8 @@ fn top_once_group_filter_includes_the_embedded_set() {
 fn top_exits_when_its_terminal_hangs_up() {
     // An SSH session that drops: the terminal goes away under a running
     // top, which must exit rather than spin on the dead terminal.
-    let s = Server::ours(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("top.pid");
-    let cmd = format!(
-        "echo $$ > {}; exec {} top --url {}",
-        pidfile.display(),
-        bin(),
-        s.url()
-    );
-    let tmux = Tmux::start(&["sh", "-c", &cmd], 120, 40);
-    tmux.wait_for("top running", LIMIT, |x| x.contains("[live]"));
-    let pid: u32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let s = Serve::start(&[]);
+    let (tmux, pid) = top_in_tmux(&s, |exec_top| exec_top);
     tmux.hang_up();
     let t0 = std::time::Instant::now();
     while !process_gone(pid) {

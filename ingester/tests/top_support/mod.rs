@@ -1,23 +1,33 @@
-//! Shared helpers of the `top_*` integration tests: real `serve` (ours and
-//! the reference), `replay`, a tmux pseudo-terminal, and corpus facts.
-//! Every process started here is stopped by pid (or its tmux server) on drop.
+//! Helpers of the `top_*` integration tests: corpus facts, `top` itself and
+//! a tmux pseudo-terminal, on top of the shared harness ([`common`]: `serve`
+//! ours and the reference's, `replay`). Every process started here is stopped
+//! by pid (or its tmux server) on drop.
 
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+pub mod common;
+
+pub use common::*;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mod_wsgi-telemetry")
-}
+/// The name the `top_*` tests know the shared harness's `serve` by.
+pub type Server = Serve;
 
-pub fn corpus_path() -> PathBuf {
-    std::env::var_os("TELEMETRY_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
-        .join("anchor-6.1.1-mixed.bin")
+impl Serve {
+    /// Our `serve` (see [`Serve::start`]).
+    pub fn ours(extra: &[&str]) -> Serve {
+        Serve::start(extra)
+    }
+
+    /// Our `serve` in `dir` and on `port` (see [`Serve::start_at`]).
+    pub fn ours_at(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Serve {
+        Serve::start_at(dir, port, extra)
+    }
 }
 
 /// Facts about the first `seconds` of the corpus.
@@ -100,177 +110,18 @@ pub fn corpus_prefix(seconds: f64) -> Prefix {
     p
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16, what: &str) {
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "{what} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_socket(path: &Path, what: &str) {
-    let t0 = Instant::now();
-    while !path.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "{what}: no socket");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A running ingester (ours or the reference), killed by pid on drop.
-pub struct Server {
-    pub child: Child,
-    pub port: u16,
-    pub sock: PathBuf,
-    pub dir: tempfile::TempDir,
-}
-
-impl Server {
-    /// Our `serve`.
-    pub fn ours(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        Server::ours_at(dir, port, extra)
-    }
-
-    pub fn ours_at(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Server {
-        let sock = dir.path().join("t.sock");
-        let child = Command::new(bin())
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("unix:{}", sock.display()))
-            .args(["--http-port", &port.to_string(), "--log-level", "warn"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child,
-            port,
-            sock,
-            dir,
-        };
-        wait_port(port, "serve");
-        wait_socket(&s.sock, "serve");
-        s
-    }
-
-    /// The reference `serve` (mod_wsgi-telemetry 1.1.0) from the throwaway
-    /// virtualenv made by `scripts/ref-venv.sh`.
-    pub fn reference() -> Server {
-        let venv = ref_venv();
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("r.sock");
-        let port = free_port();
-        let child = Command::new(venv.join("bin/mod_wsgi-telemetry"))
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("unix:{}", sock.display()))
-            .args(["--http-port", &port.to_string(), "--log-level", "WARNING"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child,
-            port,
-            sock,
-            dir,
-        };
-        wait_port(port, "reference serve");
-        wait_socket(&s.sock, "reference serve");
-        s
-    }
-
-    pub fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/ws", self.port)
-    }
-
-    /// `total_received` of `/api/state` (0 when unreachable).
-    pub fn total_received(&self) -> u64 {
-        use std::io::{Read, Write};
-        let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return 0;
-        };
-        let _ = write!(
-            c,
-            "GET /api/state HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        );
-        let mut body = Vec::new();
-        let _ = c.read_to_end(&mut body);
-        let text = String::from_utf8_lossy(&body);
-        let Some(json) = text.split("\r\n\r\n").nth(1) else {
-            return 0;
-        };
-        serde_json::from_str::<serde_json::Value>(json)
-            .ok()
-            .and_then(|v| v["total_received"].as_u64())
-            .unwrap_or(0)
-    }
-
-    /// Waits until the server has taken in `count` datagrams.
-    pub fn wait_received(&self, count: usize) {
-        let t0 = Instant::now();
-        while self.total_received() < count as u64 {
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "server took in only {} of {count} datagrams",
-                self.total_received()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Stops the server by pid and waits for it.
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The reference virtualenv, created if missing (`scripts/ref-venv.sh`).
-pub fn ref_venv() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/ref-venv.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/ref-venv.sh");
-    assert!(out.status.success(), "scripts/ref-venv.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// Replays the first `count` corpus datagrams to `sock` (losslessly) and
 /// waits for replay to finish.
 pub fn replay(sock: &Path, count: usize, extra: &[&str]) {
-    let st = Command::new(bin())
-        .arg("replay")
-        .arg(corpus_path())
-        .arg("--socket")
-        .arg(format!("unix:{}", sock.display()))
-        .args(["--count", &count.to_string()])
-        .args(extra)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "replay failed");
+    let mut args = vec![
+        corpus_path().to_str().unwrap().to_string(),
+        "--socket".to_string(),
+        listen(sock),
+        "--count".to_string(),
+        count.to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    run_replay(&args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 /// Runs `top` with arguments and returns its output.
@@ -408,11 +259,7 @@ impl Drop for Tmux {
 /// Sends corpus datagrams `from..to` (capture order) unchanged to `sock`,
 /// blocking while the receiver's queue is full (lossless).
 pub fn send_corpus_range(sock: &Path, from: usize, to: usize) {
-    let buf = std::fs::read(corpus_path()).expect("corpus");
-    let tx = std::os::unix::net::UnixDatagram::unbound().unwrap();
-    for r in wire::capture::records(&buf).skip(from).take(to - from) {
-        tx.send_to(r.unwrap(), sock).unwrap();
-    }
+    send_datagrams(sock, &corpus_records()[from..to]);
 }
 
 /// A tmux server name no other test of this run uses (a "free port" can be
