@@ -346,12 +346,31 @@ impl Httpd {
         self.signal(libc::SIGUSR1);
     }
 
-    /// Stops (SIGTERM) and waits for the parent to exit.
+    /// Stops (SIGTERM) and waits for the parent to exit. httpd drops a
+    /// SIGTERM that lands while it is still setting up a new generation
+    /// after a restart, so the signal is repeated every 2 s; after
+    /// [`PATIENCE`] the parent's process group is killed.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
+            let t0 = Instant::now();
+            loop {
+                // SAFETY: kill(2) on our own child's pid.
+                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                let tick = Instant::now();
+                while tick.elapsed() < Duration::from_secs(2) {
+                    if let Ok(Some(_)) = c.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if t0.elapsed() > PATIENCE {
+                    // SAFETY: the process group httpd leads (spawned with
+                    // process_group(0)), ours.
+                    unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+                    let _ = c.wait();
+                    return;
+                }
+            }
         }
     }
 

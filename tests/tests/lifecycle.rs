@@ -78,6 +78,36 @@ fn graceful_restart_then_stop(mpm: Mpm) {
     assert_eq!(sum_u64(&s, id::REQUEST_COUNT), 5);
 }
 
+/// `apache2 -k restart` (SIGHUP to the parent) ends the children at once:
+/// `shutdown_signal`, under prefork too (which reports no gracefulness).
+fn hard_restart_is_a_shutdown(mpm: Mpm) {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let opts = Options::telemetry(mpm, &col.path, 0.5, "");
+    let mut httpd = Httpd::start_in(root, &opts);
+    let first = col.wait_for("STARTED of the first children", |s| {
+        started_pids(s).len() >= 2
+    });
+    let old: Vec<u32> = started_pids(&first);
+    assert_eq!(httpd.get("/app/hello").0, 200);
+    httpd.signal(libc::SIGHUP);
+    let s = col.wait_for("old children stopped", |s| {
+        old.iter().all(|p| stopped_pids(s).contains(p))
+    });
+    for p in &old {
+        assert_eq!(
+            reasons_of(&s, Kind::PROCESS_STOPPED, &[*p]),
+            vec!["shutdown_signal".to_string()],
+            "STOPPED of {p}"
+        );
+    }
+    // The new generation is up before the test stops httpd.
+    col.wait_for("a child of the new generation", |s| {
+        started_pids(s).iter().any(|p| !old.contains(p))
+    });
+    httpd.stop();
+}
+
 fn max_connections_per_child(mpm: Mpm) {
     let root = ServerRoot::new();
     let col = Collector::bind(&root.path("run/telemetry.sock"));
@@ -148,6 +178,7 @@ fn thirty_graceful_restarts_under_load(mpm: Mpm) {
 }
 
 both_mpms!(
+    hard_restart_is_a_shutdown,
     graceful_restart_then_stop,
     max_connections_per_child,
     thirty_graceful_restarts_under_load

@@ -195,10 +195,23 @@ fn watch() {
     let Some(d) = ensure_daemon() else { return };
     let mut next_attach = Instant::now();
     let attach_deadline = Instant::now() + Duration::from_secs(120);
+    let mut next_spy = Instant::now();
     loop {
         if read_int_global(&SYM_DAEMON_SHUTDOWN) != 0 {
             send_stopping(d);
             return;
+        }
+        // mod_wsgi installs its handlers at some point after the fork:
+        // keep our spies in front of whatever is there (often at first,
+        // then once a second).
+        if Instant::now() >= next_spy {
+            install_signal_spies();
+            next_spy = Instant::now()
+                + if d.started.elapsed() < Duration::from_secs(5) {
+                    Duration::from_millis(20)
+                } else {
+                    Duration::from_secs(1)
+                };
         }
         let now = Instant::now();
         if now >= next_attach && now < attach_deadline && !d.p.gc.has(b"") && python_ready() {
@@ -288,12 +301,24 @@ extern "C" fn at_exit() {
     })
 }
 
-// Terminating signals: mod_wsgi's daemon handlers only set a flag, so the
-// reason (SIGUSR1 = graceful, SIGTERM/SIGINT = shutdown) is read by a spy
-// installed in front of them that records the number and calls the
-// original handler.
-const SPIED: [c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGXCPU];
-static PREV_HANDLERS: [AtomicPtr<c_void>; 4] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 4];
+// Terminating signals: mod_wsgi's daemon handlers (and prefork's child
+// handlers) only set a flag or exit, so the reason (SIGUSR1 = graceful,
+// SIGTERM/SIGINT/SIGHUP = shutdown) is read by a spy installed in front of
+// them that records the number and calls the original handler.
+const SPIED: [c_int; 5] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGUSR1,
+    libc::SIGXCPU,
+    libc::SIGHUP,
+];
+static PREV_HANDLERS: [AtomicPtr<c_void>; 5] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 5];
+
+/// The first terminating signal this process received (0 = none), once
+/// [`install_signal_spies`] ran.
+pub(super) fn signal_seen() -> c_int {
+    SIGNAL_SEEN.load(Relaxed)
+}
 
 extern "C" fn spy(sig: c_int) {
     let _ = SIGNAL_SEEN.compare_exchange(0, sig, Relaxed, Relaxed);
@@ -307,8 +332,10 @@ extern "C" fn spy(sig: c_int) {
     }
 }
 
-/// Puts [`spy`] in front of mod_wsgi's handlers, once they are installed.
-fn install_signal_spies() {
+/// Puts [`spy`] in front of the installed handlers (mod_wsgi's in a
+/// daemon, prefork's in an MPM child); default and ignored dispositions are
+/// left alone.
+pub(super) fn install_signal_spies() {
     for (i, &sig) in SPIED.iter().enumerate() {
         // SAFETY: querying and setting signal dispositions with valid
         // structs; only plain (non-SA_SIGINFO) handlers are wrapped.

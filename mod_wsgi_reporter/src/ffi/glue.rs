@@ -408,6 +408,10 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
             SERVER_PID_STR.store(c.into_raw(), Release);
         }
         let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != 0;
+        if !threaded {
+            // prefork installed its child handlers before child_init.
+            super::daemon::install_signal_spies();
+        }
         let threads = if threaded {
             mpm_query(ap::AP_MPMQ_MAX_THREADS).max(1) as usize
         } else {
@@ -523,9 +527,8 @@ fn generations() -> (c_int, i64) {
 
 /// Picks the shutdown reason from what httpd tells a child (see
 /// docs/module.md for the mapping and its limits):
-/// * the parent bumped the running generation = a restart: graceful if the
-///   MPM says so (threaded MPMs) or always for prefork, which reports every
-///   exit as non-graceful;
+/// * prefork reports every exit as non-graceful, so there the signal the
+///   child received decides (see below);
 /// * same generation and the child reached `MaxConnectionsPerChild` (the
 ///   listener stops before the last connection reaches pre_connection, so
 ///   one short counts) = `maximum_requests`;
@@ -538,7 +541,16 @@ fn stop_reason(graceful: bool) -> u8 {
     let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != 0;
     if !restarted && max > 0 && CONNECTIONS.load(Relaxed) + 1 >= max as u64 {
         3
-    } else if graceful || (restarted && !threaded) {
+    } else if !threaded {
+        // prefork says nothing about gracefulness; the signal does: SIGHUP
+        // (hard restart), SIGTERM/SIGINT (stop) end a child at once, while
+        // a graceful restart or an idle retirement comes through the pipe
+        // of death (or SIGUSR1) and lets the connection finish.
+        match super::daemon::signal_seen() {
+            libc::SIGHUP | libc::SIGTERM | libc::SIGINT => 2,
+            _ => 1,
+        }
+    } else if graceful {
         1
     } else {
         2
