@@ -248,6 +248,11 @@ fn ensure_daemon() -> Option<&'static Daemon> {
         .unwrap_or_else(|e| e.into_inner())
         .get(&name)
         .or_else(|| daemon::parse_daemon_args(&name))?;
+    if group.threads == 0 {
+        // A service-script daemon (`threads=0`) serves no requests; as in
+        // mod_wsgi 6.x it gets no reporter.
+        return None;
+    }
     let mut ident = identity();
     ident.process_group = name;
     let p = new_process(&cfg, ident, group.threads.max(1) as usize, true);
