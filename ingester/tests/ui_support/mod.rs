@@ -111,15 +111,32 @@ pub fn wait_for_port(port: u16, what: &str) {
 
 /// Minimal HTTP/1.0 request; returns (status, body).
 pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = raw_http(
+        port,
+        &format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"),
+    );
+    (status, body)
+}
+
+/// Sends a whole request as written; returns (status, head, body). An
+/// HTTP/1.0 request is read to the end of the connection; any other stops
+/// after the head (an upgrade request may keep the connection open).
+pub fn raw_http(port: u16, request: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .expect("send");
+    s.write_all(request.as_bytes()).expect("send");
+    let whole = request.contains(" HTTP/1.0\r\n");
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).expect("read");
+    let mut chunk = [0u8; 8192];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if !whole && buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
     let text = String::from_utf8_lossy(&buf).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -127,7 +144,7 @@ pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (status, body.to_string())
+    (status, head.to_string(), body.to_string())
 }
 
 /// A running `serve`.
@@ -139,12 +156,18 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(dir: &Path) -> Serve {
+        Serve::start_with(dir, &[])
+    }
+
+    /// `serve` with extra options (e.g. `--root-path /telemetry`).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Serve {
         let port = free_port();
         let socket = dir.join("telemetry.sock");
         let child = Command::new(bin())
             .args(["serve", "--listen"])
             .arg(format!("unix:{}", socket.display()))
             .args(["--http-port", &port.to_string(), "--log-level", "warn"])
+            .args(extra)
             .stdin(Stdio::null())
             .spawn()
             .expect("start serve");
