@@ -23,6 +23,23 @@ export const GC_HIST_BIN_S = 60; // pause-histogram bin width
 // GC pauses are mostly sub-millisecond: their histogram uses the 65-bucket
 // grid on durations × 64 (bucket 0 < 20 µs, overflow ≥ 1.024 s).
 export const GC_PAUSE_SCALE = 64;
+// GC snapshots of all processes share one time-ordered ring of typed
+// arrays, allocated once with the store: 2^16 snapshots are 5 minutes of
+// ~200 interpreters reporting every second; beyond that the GC tab's 5 m
+// window starts later. Only the fields the GC tab reads are kept.
+export const GC_SNAP_CAP = 65536;
+export const GC_SNAP_FIELDS = [
+  'gc_is_enabled', 'gc_threshold0', 'gc_threshold1', 'gc_threshold2',
+  'gc_count0', 'gc_count1', 'gc_count2',
+  'gc_collections0', 'gc_collections1', 'gc_collections2',
+  'gc_freeze_count', 'gc_dropped_events',
+];
+const GC_NF = GC_SNAP_FIELDS.length;
+// Per (pid, interpreter) bins live in fixed rings indexed by bin start
+// time, allocated with the series: no growth while a process lives.
+const GC_SEC_SLOTS = Math.ceil(GC_RETAIN_S / GC_SUM_BIN_S) + 2;
+const GC_HIST_SLOTS = Math.ceil(GC_RETAIN_S / GC_HIST_BIN_S) + 2;
+export const GC_SEC_STRIDE = 6; // sec, dur, n0, n1, n2, max
 export const LIFECYCLE_MAX = 500;
 export const LIFECYCLE_AGE_S = 600;
 export const LIFE_RECORDS_MAX = 2000;
@@ -89,6 +106,102 @@ export class Ring {
   }
 }
 
+/**
+ * Store-wide ring of GC snapshots (time-ordered as they arrive), in typed
+ * arrays allocated once. Logical index 0 is the oldest kept snapshot;
+ * `slot(i)` is its physical position for `t`, `sid` and `field`.
+ */
+export class GcSnapRing {
+  constructor(cap = GC_SNAP_CAP) {
+    this.cap = cap;
+    this.t = new Float64Array(cap);
+    this.sid = new Int32Array(cap);
+    this.f = new Uint32Array(cap * GC_NF);
+    this.n = 0;
+  }
+  get length() {
+    return Math.min(this.n, this.cap);
+  }
+  slot(i) {
+    return (this.n - this.length + i) % this.cap;
+  }
+  push(t, sid, fields) {
+    const j = this.n % this.cap;
+    this.t[j] = t;
+    this.sid[j] = sid;
+    const o = j * GC_NF;
+    for (let k = 0; k < GC_NF; k++) {
+      const v = fields[GC_SNAP_FIELDS[k]];
+      this.f[o + k] = v === true ? 1 : typeof v === 'number' && v > 0 ? v : 0;
+    }
+    this.n++;
+    return j;
+  }
+  /** Field k (index in GC_SNAP_FIELDS) of the snapshot at physical slot j. */
+  field(j, k) {
+    return this.f[j * GC_NF + k];
+  }
+  /** Physical slot of series gs's newest snapshot, or -1 once overwritten. */
+  latestOf(gs) {
+    const j = gs.latest;
+    return j >= 0 && this.n > 0 && this.sid[j] === gs.sid && this.t[j] === gs.latestT ? j : -1;
+  }
+  /** Snapshot at physical slot j as {t, f: {field: value}} (tests, tooltips). */
+  object(j) {
+    const f = {};
+    for (let k = 0; k < GC_NF; k++) f[GC_SNAP_FIELDS[k]] = this.f[j * GC_NF + k];
+    return { t: this.t[j], f };
+  }
+  /** First logical index with t ≥ v (binary search; arrival order is near time order). */
+  lowerBound(v) {
+    let lo = 0;
+    let hi = this.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.t[this.slot(mid)] < v) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+  clear() {
+    this.n = 0;
+  }
+}
+
+/** One (pid, interpreter) GC series: newest snapshot, 10 s sums and 60 s pause histograms. */
+function newGcSeries(sid, interp) {
+  return {
+    sid,
+    interp,
+    latest: -1, // physical slot of the newest snapshot in the store's ring
+    latestT: null,
+    snaps: 0, // snapshots received
+    sec: new Float64Array(GC_SEC_SLOTS * GC_SEC_STRIDE).fill(NaN),
+    histSec: new Float64Array(GC_HIST_SLOTS).fill(NaN),
+    hist: new Uint32Array(GC_HIST_SLOTS * NBUCKETS),
+  };
+}
+
+/** Offsets (into gs.sec) of the 10 s bins starting in [from, to], oldest first. */
+export function gcSecBins(gs, from, to) {
+  const out = [];
+  for (let b = Math.floor(from / GC_SUM_BIN_S) * GC_SUM_BIN_S; b <= to; b += GC_SUM_BIN_S) {
+    const o = ((Math.floor(b / GC_SUM_BIN_S) % GC_SEC_SLOTS) + GC_SEC_SLOTS) % GC_SEC_SLOTS * GC_SEC_STRIDE;
+    if (gs.sec[o] === b) out.push(o);
+  }
+  return out;
+}
+
+/** Slot indexes (hist offset = slot × NBUCKETS) of the 60 s pause histograms starting in [from, to]. */
+export function gcHistBins(gs, from, to) {
+  const out = [];
+  for (let b = Math.floor(from / GC_HIST_BIN_S) * GC_HIST_BIN_S; b <= to; b += GC_HIST_BIN_S) {
+    const k = ((Math.floor(b / GC_HIST_BIN_S) % GC_HIST_SLOTS) + GC_HIST_SLOTS) % GC_HIST_SLOTS;
+    if (gs.histSec[k] === b) out.push(k);
+  }
+  return out;
+}
+
 /** Insert keeping time order (samples nearly always arrive in order). */
 function pushSorted(ring, item) {
   const last = ring.last();
@@ -151,6 +264,10 @@ export class Store {
     this.slow = new Map(); // key string → {key, entry, seen}
     this.bins = new Map(); // group → Ring of bins
     this.groupsSeen = new Set();
+    // Allocated once per page (a snapshot reuses it).
+    if (!this.gcSnaps) this.gcSnaps = new GcSnapRing();
+    this.gcSnaps.clear();
+    this.gcSeriesCount = this.gcSeriesCount || 0;
     this.rev = { samples: 0, life: 0, gc: 0, slow: 0, procs: 0, hist: 0 };
     this.snapshotCount = (this.snapshotCount || 0) + 1;
   }
@@ -191,9 +308,8 @@ export class Store {
         dropsClient: 0,
         otherSince: 0,
         datagrams: 0,
-        gcSnaps: new Map(), // interpreter → Ring of {t, f}
+        gc: new Map(), // interpreter → GC series (newGcSeries)
         gcEvents: new Ring(), // newest raw events {t, start, dur, gen, interp}
-        gcBins: new Map(), // interpreter → {sec: Ring of 10 s sums, hist: Ring of 60 s pause histograms}
         gcRev: 0,
         startedAt: null,
         stoppingAt: null,
@@ -527,15 +643,13 @@ export class Store {
       p.datagrams++;
       this.lastArrival = performance.now();
     }
-    const name = typeof interp === 'string' ? interp : '';
-    let ring = p.gcSnaps.get(name);
-    if (!ring) {
-      ring = new Ring();
-      p.gcSnaps.set(name, ring);
+    const gs = this.gcSeries(p, interp);
+    const j = this.gcSnaps.push(stamp, gs.sid, f);
+    if (gs.latestT == null || stamp >= gs.latestT) {
+      gs.latest = j;
+      gs.latestT = stamp;
     }
-    ring.push({ t: stamp, f });
-    const cut = stamp - GC_RETAIN_S;
-    ring.dropWhile((x) => x.t < cut);
+    gs.snaps++;
     p.lastActivity = Math.max(p.lastActivity, stamp);
     p.gcRev++;
     this.rev.gc++;
@@ -548,7 +662,8 @@ export class Store {
       p.datagrams++;
       this.lastArrival = performance.now();
     }
-    const name = typeof interp === 'string' ? interp : '';
+    const gs = this.gcSeries(p, interp);
+    const name = gs.interp;
     const ev = {
       t: stamp,
       start: typeof f.gc_event_start_stamp === 'number' ? f.gc_event_start_stamp : stamp,
@@ -565,42 +680,40 @@ export class Store {
       let k = p.gcEvents.length - GC_EVENTS_MAX;
       p.gcEvents.dropWhile(() => k-- > 0);
     }
-    let g = p.gcBins.get(name);
-    if (!g) {
-      g = { sec: new Ring(), hist: new Ring() };
-      p.gcBins.set(name, g);
-    }
+    // 10 s sums: slot by bin start; a slot holding an older bin is reused,
+    // an event older than the slot's bin (out of the ring's reach) is dropped.
     const sec = Math.floor(ev.start / GC_SUM_BIN_S) * GC_SUM_BIN_S;
-    let b = g.sec.last();
-    if (!b || b.sec < sec) {
-      b = { sec, dur: 0, n0: 0, n1: 0, n2: 0, max: 0 };
-      g.sec.push(b);
-    } else if (b.sec > sec) {
-      const arr = g.sec.a;
-      for (let i = arr.length - 1; i >= g.sec.start && i >= arr.length - 5; i--) {
-        if (arr[i].sec <= sec) {
-          b = arr[i];
-          break;
-        }
-      }
+    const o = ((Math.floor(sec / GC_SUM_BIN_S) % GC_SEC_SLOTS) + GC_SEC_SLOTS) % GC_SEC_SLOTS * GC_SEC_STRIDE;
+    const b = gs.sec;
+    if (!(b[o] >= sec)) {
+      b[o] = sec;
+      b.fill(0, o + 1, o + GC_SEC_STRIDE);
     }
-    b.dur += ev.dur;
-    if (ev.gen === 2) b.n2++;
-    else if (ev.gen === 1) b.n1++;
-    else b.n0++;
-    if (ev.dur > b.max) b.max = ev.dur;
-    const s10 = Math.floor(ev.start / GC_HIST_BIN_S) * GC_HIST_BIN_S;
-    let hb = g.hist.last();
-    if (!hb || hb.sec < s10) {
-      hb = { sec: s10, h: new Uint32Array(NBUCKETS) };
-      g.hist.push(hb);
+    if (b[o] === sec) {
+      b[o + 1] += ev.dur;
+      b[o + 2 + (ev.gen === 2 ? 2 : ev.gen === 1 ? 1 : 0)]++;
+      if (ev.dur > b[o + 5]) b[o + 5] = ev.dur;
     }
-    hb.h[bucketIndex(ev.dur * 1000 * GC_PAUSE_SCALE)]++;
-    const cut = stamp - GC_RETAIN_S;
-    g.sec.dropWhile((x) => x.sec + GC_SUM_BIN_S < cut);
-    g.hist.dropWhile((x) => x.sec + GC_HIST_BIN_S < cut);
+    const s60 = Math.floor(ev.start / GC_HIST_BIN_S) * GC_HIST_BIN_S;
+    const k = ((Math.floor(s60 / GC_HIST_BIN_S) % GC_HIST_SLOTS) + GC_HIST_SLOTS) % GC_HIST_SLOTS;
+    if (!(gs.histSec[k] >= s60)) {
+      gs.histSec[k] = s60;
+      gs.hist.fill(0, k * NBUCKETS, (k + 1) * NBUCKETS);
+    }
+    if (gs.histSec[k] === s60) gs.hist[k * NBUCKETS + bucketIndex(ev.dur * 1000 * GC_PAUSE_SCALE)]++;
     p.gcRev++;
     this.rev.gc++;
+  }
+
+  /** The (pid, interpreter) GC series, created on first use. */
+  gcSeries(p, interp) {
+    const name = typeof interp === 'string' ? interp : '';
+    let gs = p.gc.get(name);
+    if (!gs) {
+      gs = newGcSeries(++this.gcSeriesCount, name);
+      p.gc.set(name, gs);
+    }
+    return gs;
   }
 
   upsertSlow(key, entry, stamp, live) {

@@ -81,7 +81,13 @@ test('the whole corpus applies; counters and live set at the end', () => {
   assert.equal(st.lifecycle.length, 66);
   const p = st.procs.get(20713);
   assert.equal(p.group, '');
-  assert.deepEqual([...p.gcSnaps.keys()].sort(), ['', '127.0.0.1:18000|/embedded']);
+  assert.deepEqual([...p.gc.keys()].sort(), ['', '127.0.0.1:18000|/embedded']);
+  // the newest GC snapshot of each interpreter is in the store-wide ring
+  for (const gs of p.gc.values()) {
+    const j = st.gcSnaps.latestOf(gs);
+    assert.ok(j >= 0, 'newest snapshot kept');
+    assert.equal(st.gcSnaps.object(j).f.gc_threshold0, 700);
+  }
   assert.equal(st.procs.get(20710).group, 'app');
 });
 
@@ -187,7 +193,7 @@ test('a pid that starts again after STOPPED is live again', () => {
 });
 
 test('GC pauses: binned with sub-millisecond resolution, counted once per interpreter', async () => {
-  const { GC_PAUSE_SCALE } = await import('../js/store.js');
+  const { GC_PAUSE_SCALE, gcSecBins, gcHistBins } = await import('../js/store.js');
   const st = new Store();
   for (let i = 0; i < 100; i++) {
     const interp = i % 2 ? 'sub' : '';
@@ -196,11 +202,40 @@ test('GC pauses: binned with sub-millisecond resolution, counted once per interp
   const p = st.procs.get(5);
   let n = 0;
   const counts = new Array(65).fill(0);
-  for (const [, g] of p.gcBins) {
-    for (let i = 0; i < g.sec.length; i++) n += g.sec.at(i).n0;
-    for (let i = 0; i < g.hist.length; i++) g.hist.at(i).h.forEach((c, k) => (counts[k] += c));
+  assert.equal(p.gc.size, 2);
+  for (const [, g] of p.gc) {
+    for (const o of gcSecBins(g, 900, 1100)) n += g.sec[o + 2];
+    for (const k of gcHistBins(g, 900, 1100)) for (let i = 0; i < 65; i++) counts[i] += g.hist[k * 65 + i];
   }
   assert.equal(n, 100);
   const p50 = percentile(counts, 0.5) / GC_PAUSE_SCALE;
   assert.ok(p50 > 0.08 && p50 < 0.125, `p50 ${p50} ms`);
+});
+
+test('GC storage does not grow while a process lives (fixed rings)', async () => {
+  const { GC_SNAP_CAP, gcSecBins } = await import('../js/store.js');
+  const st = new Store();
+  const snap = (t) => ({ type: 'gc_snapshot', pid: 9, interpreter: '', stamp: t, fields: { gc_is_enabled: true, gc_threshold0: 700, gc_collections0: t } });
+  const gcev = (t) => ({ type: 'gc_event', pid: 9, interpreter: '', stamp: t, fields: { gc_event_start_stamp: t, gc_event_duration: 0.002, gc_event_generation: 0 } });
+  for (let t = 1000; t < 2000; t++) {
+    st.apply(snap(t));
+    st.apply(gcev(t));
+  }
+  const gs = st.procs.get(9).gc.get('');
+  const arrays = [st.gcSnaps.t, st.gcSnaps.f, gs.sec, gs.hist];
+  const sizes = arrays.map((a) => a.length);
+  for (let t = 2000; t < 2000 + GC_SNAP_CAP + 10; t++) {
+    st.apply(snap(t));
+    st.apply(gcev(t));
+  }
+  assert.deepEqual([st.gcSnaps.t, st.gcSnaps.f, gs.sec, gs.hist].map((a) => a.length), sizes);
+  assert.ok([st.gcSnaps.t, st.gcSnaps.f, gs.sec, gs.hist].every((a, i) => a === arrays[i]), 'same arrays');
+  assert.equal(st.gcSnaps.length, GC_SNAP_CAP);
+  const last = 2000 + GC_SNAP_CAP + 9;
+  assert.equal(st.gcSnaps.object(st.gcSnaps.latestOf(gs)).f.gc_collections0, last);
+  assert.equal(st.gcSnaps.lowerBound(last - 59), GC_SNAP_CAP - 60);
+  // the newest 10 s bins each count their 10 events
+  const bins = gcSecBins(gs, last - 40, last);
+  assert.ok(bins.length >= 4);
+  for (const o of bins.slice(0, -1)) assert.equal(gs.sec[o + 2], 10);
 });

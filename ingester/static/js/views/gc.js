@@ -6,7 +6,10 @@
 import { $, h, setText, setOptions, reconcile } from '../dom.js';
 import { LineChart, drawHistogram, fitCanvas, FONT, AXIS_TEXT, GRID } from '../charts.js';
 import { NBUCKETS, percentile } from '../hist.js';
-import { GC_SUM_BIN_S, GC_HIST_BIN_S, GC_PAUSE_SCALE } from '../store.js';
+import { GC_SUM_BIN_S, GC_HIST_BIN_S, GC_PAUSE_SCALE, GC_SNAP_FIELDS, gcSecBins, gcHistBins } from '../store.js';
+
+// Field indexes in the store's GC snapshot ring.
+const F = Object.fromEntries(GC_SNAP_FIELDS.map((k, i) => [k, i]));
 import { fmtMs, fmtMsFine, fmtAxis } from '../format.js';
 
 const GEN_COLORS = ['#4fc3f7', '#ffb74d', '#e57373'];
@@ -44,15 +47,14 @@ export class GcView {
     const interps = new Set();
     const pidsWithGc = [];
     for (const p of ctx.visible) {
-      const names = new Set(p.gcSnaps.keys());
-      for (const n of p.gcBins.keys()) names.add(n);
-      if (!names.size) continue;
+      if (!p.gc.size) continue;
       pidsWithGc.push(p.pid);
-      for (const n of names) interps.add(n);
+      for (const n of p.gc.keys()) interps.add(n);
       if (this.ui.proc !== '*' && String(p.pid) !== this.ui.proc) continue;
-      for (const n of [...names].sort()) {
+      const names = p.gc.size === 1 ? [...p.gc.keys()] : [...p.gc.keys()].sort();
+      for (const n of names) {
         if (this.ui.interp !== '*' && n !== this.ui.interp) continue;
-        out.push({ p, interp: n, snaps: p.gcSnaps.get(n), color: p.color });
+        out.push({ p, interp: n, gs: p.gc.get(n), color: p.color });
       }
     }
     this.ui.proc = setOptions($('#gc-proc'), [{ value: '*', label: 'All' }, ...pidsWithGc.map((pid) => ({ value: String(pid), label: `pid ${pid}` }))], '*');
@@ -65,7 +67,9 @@ export class GcView {
   draw(ctx) {
     const app = this.app;
     const now = this.paused ?? ctx.now;
-    const key = [app.store.rev.gc, now, app.ui.group, this.ui.proc, this.ui.interp, this.ui.window, ctx.visible.length].join('|');
+    // GC data moves in reporter seconds (snapshots each tick, 10 s sums):
+    // the panels follow the clock, not every one of hundreds of events/s.
+    const key = [Math.floor(now), app.ui.group, this.ui.proc, this.ui.interp, this.ui.window, ctx.visible.length].join('|');
     if (!ctx.force && key === this.key) {
       if (this.pending()) this.runQueue();
       return;
@@ -81,6 +85,8 @@ export class GcView {
       $('#gc-status').replaceChildren();
       return;
     }
+    const ring = app.store.gcSnaps;
+    const bySid = new Map();
     for (const s of series) {
       s.events = [];
       const evs = s.p.gcEvents;
@@ -88,23 +94,27 @@ export class GcView {
         const e = evs.at(i);
         if (e.t <= now && e.interp === s.interp) s.events.push(e);
       }
-      const bins = s.p.gcBins.get(s.interp);
-      s.secs = [];
-      s.hists = [];
-      if (bins) {
-        for (let i = bins.sec.lowerBound(from - GC_SUM_BIN_S, (b) => b.sec); i < bins.sec.length; i++) {
-          const b = bins.sec.at(i);
-          if (b.sec <= now) s.secs.push(b);
-        }
-        for (let i = bins.hist.lowerBound(from - GC_HIST_BIN_S, (b) => b.sec); i < bins.hist.length; i++) s.hists.push(bins.hist.at(i));
-      }
-      s.win = [];
-      if (s.snaps) for (let i = s.snaps.lowerBound(from, (x) => x.t); i < s.snaps.length; i++) {
-        const x = s.snaps.at(i);
-        if (x.t <= now) s.win.push(x);
-      }
-      s.latest = s.win.length ? s.win[s.win.length - 1] : s.snaps ? s.snaps.last() : null;
+      // 10 s sums (offsets into gs.sec) and 60 s pause histograms (slots)
+      s.secs = gcSecBins(s.gs, from - GC_SUM_BIN_S, now);
+      s.hists = gcHistBins(s.gs, from - GC_HIST_BIN_S, now);
+      s.win = []; // physical slots of this series' snapshots in the window
+      bySid.set(s.gs.sid, s);
     }
+    // One pass over the window of the store-wide snapshot ring (arrival
+    // order is near time order: start a little early, filter exactly).
+    for (let i = ring.lowerBound(from - 5), n = ring.length; i < n; i++) {
+      const j = ring.slot(i);
+      const t = ring.t[j];
+      if (t < from || t > now) continue;
+      const s = bySid.get(ring.sid[j]);
+      if (s) s.win.push(j);
+    }
+    for (const s of series) {
+      if (s.win.length > 1) s.win.sort((a, b) => ring.t[a] - ring.t[b]);
+      s.latest = s.win.length ? s.win[s.win.length - 1] : ring.latestOf(s.gs);
+      if (s.latest < 0) s.latest = null;
+    }
+    this.ring = ring;
     this.job = { series, from, now };
     this.queue = ['status', 'overhead', 'rates', 'timeline', 'pauses', 'pressure'];
     this.runQueue();
@@ -120,34 +130,48 @@ export class GcView {
     const { series, from, now } = this.job;
     while (this.queue && this.queue.length) {
       const task = this.queue.shift();
+      const ts = performance.now();
       if (task === 'status') this.drawStatus(series, from, now);
       else if (task === 'overhead') this.drawOverhead(series, from, now);
       else if (task === 'rates') this.drawRates(series, from, now);
       else if (task === 'timeline') this.drawTimeline(series, from, now);
       else if (task === 'pauses') this.drawPauses(series, from);
       else if (task === 'pressure') this.drawPressure(series);
-      if (performance.now() - t0 > 6) break;
+      const te = performance.now();
+      this.app.perf.recordSection('gc.' + task, te - ts);
+      if (te - t0 > 6) break;
     }
   }
 
   drawStatus(series) {
-    const latest = series.map((s) => s.latest).filter(Boolean);
+    const ring = this.ring;
+    const latest = series.map((s) => s.latest).filter((j) => j != null);
+    const fv = (j, k) => ring.field(j, F[k]);
     const parts = [];
     if (latest.length) {
-      const enabled = latest.filter((x) => x.f.gc_is_enabled).length;
+      const enabled = latest.filter((j) => fv(j, 'gc_is_enabled')).length;
       parts.push(enabled === 0 ? 'GC disabled' : enabled === latest.length ? 'GC enabled' : 'GC enabled (some processes disabled)');
-      const th = (x) => `${x.f.gc_threshold0}/${x.f.gc_threshold1}/${x.f.gc_threshold2}`;
+      const th = (j) => `${fv(j, 'gc_threshold0')}/${fv(j, 'gc_threshold1')}/${fv(j, 'gc_threshold2')}`;
       const t0 = th(latest[0]);
-      parts.push(`thresholds ${t0}${latest.some((x) => th(x) !== t0) ? ' (varies)' : ''}`);
-      const sum = (k) => latest.reduce((a, x) => a + (x.f[k] || 0), 0);
+      parts.push(`thresholds ${t0}${latest.some((j) => th(j) !== t0) ? ' (varies)' : ''}`);
+      const sum = (k) => latest.reduce((a, j) => a + fv(j, k), 0);
       parts.push(`counts ${sum('gc_count0')}/${sum('gc_count1')}/${sum('gc_count2')}`);
       parts.push(`cumulative ${sum('gc_collections0')}/${sum('gc_collections1')}/${sum('gc_collections2')}`);
       parts.push(`frozen ${sum('gc_freeze_count')}`);
     } else parts.push('no GC snapshots in window');
-    const dropped = series.reduce((a, s) => a + s.win.reduce((b, x) => b + (x.f.gc_dropped_events || 0), 0), 0);
+    const dropped = series.reduce((a, s) => a + s.win.reduce((b, j) => b + fv(j, 'gc_dropped_events'), 0), 0);
     parts.push(`events not sent by the reporter (cap 64/tick): ${dropped}`);
     parts.push(`series ${series.length}`);
-    $('#gc-status').replaceChildren(...parts.map((t) => h('span', { text: t, class: /not sent.*: [1-9]/.test(t) ? 'warn' : '' })));
+    // Reuse the spans: only changed text is written.
+    const box = $('#gc-status');
+    while (box.children.length < parts.length) box.append(h('span'));
+    while (box.children.length > parts.length) box.lastElementChild.remove();
+    parts.forEach((t, i) => {
+      const el = box.children[i];
+      setText(el, t);
+      const cls = /not sent.*: [1-9]/.test(t) ? 'warn' : '';
+      if (el.className !== cls) el.className = cls;
+    });
   }
 
   drawOverhead(series, from, now) {
@@ -157,15 +181,18 @@ export class GcView {
     for (const s of series) {
       const t = [];
       const v = [];
-      const bins = s.secs;
+      const sec = s.gs.sec;
       // time in collections per 10 s bin, plotted at the bin's end
-      for (const b of bins) {
-        const end = b.sec + GC_SUM_BIN_S;
+      let sum = 0;
+      for (const o of s.secs) {
+        const end = sec[o] + GC_SUM_BIN_S;
+        sum += sec[o + 1];
         if (end > now + GC_SUM_BIN_S) continue;
+        // the newest bin is still filling: its share of the time elapsed so far
+        const span = Math.min(GC_SUM_BIN_S, Math.max(1, now - sec[o]));
         t.push(Math.min(end, now));
-        v.push((b.dur / GC_SUM_BIN_S) * 100);
+        v.push((sec[o + 1] / span) * 100);
       }
-      const sum = bins.reduce((a, b) => a + b.dur, 0);
       total += sum;
       maxPct = Math.max(maxPct, (sum / this.ui.window) * 100);
       out.push({ color: s.color, t, v });
@@ -178,27 +205,27 @@ export class GcView {
     const out = [];
     const delta = [0, 0, 0];
     let span = 0;
+    const ring = this.ring;
     for (const s of series) {
+      const w = s.win;
       for (let g = 0; g < 3; g++) {
         const t = [];
         const v = [];
-        const k = 'gc_collections' + g;
-        for (let i = 1; i < s.win.length; i++) {
-          const a = s.win[i - 1];
-          const b = s.win[i];
-          const dt = b.t - a.t;
-          const dc = (b.f[k] || 0) - (a.f[k] || 0);
+        const k = F['gc_collections' + g];
+        for (let i = 1; i < w.length; i++) {
+          const dt = ring.t[w[i]] - ring.t[w[i - 1]];
+          const dc = ring.field(w[i], k) - ring.field(w[i - 1], k);
           if (dt <= 0 || dc < 0) continue;
-          t.push(b.t);
+          t.push(ring.t[w[i]]);
           v.push(dc / dt);
         }
         out.push({ color: GEN_COLORS[g], t, v });
-        if (s.win.length >= 2) {
-          const d = (s.win[s.win.length - 1].f[k] || 0) - (s.win[0].f[k] || 0);
+        if (w.length >= 2) {
+          const d = ring.field(w[w.length - 1], k) - ring.field(w[0], k);
           if (d > 0) delta[g] += d;
         }
       }
-      if (s.win.length >= 2) span = Math.max(span, s.win[s.win.length - 1].t - s.win[0].t);
+      if (w.length >= 2) span = Math.max(span, ring.t[w[w.length - 1]] - ring.t[w[0]]);
     }
     this.rate.draw({ series: out, from, to: now });
     const el = $('#ro-gc-rate');
@@ -219,9 +246,10 @@ export class GcView {
     let n = 0;
     let total = 0;
     for (const s of series) {
-      for (const b of s.secs) {
-        n += b.n0 + b.n1 + b.n2;
-        total += b.dur;
+      const sec = s.gs.sec;
+      for (const o of s.secs) {
+        n += sec[o + 2] + sec[o + 3] + sec[o + 4];
+        total += sec[o + 1];
       }
       for (const e of s.events) {
         if (e.gen === 2) max2 = Math.max(max2, e.dur);
@@ -246,20 +274,24 @@ export class GcView {
     ctx.fillText(`-${this.ui.window}s`, pad.l, pad.t + ph + 1);
     ctx.textAlign = 'right';
     ctx.fillText('now', pad.l + pw, pad.t + ph + 1);
-    // At most ~4000 dots in all: the newest events of each series.
-    const perSeries = Math.max(20, Math.floor(4000 / Math.max(1, series.length)));
+    // At most ~2000 dots in all (the newest events of each series), drawn
+    // as plain rectangles batched by colour (no path to fill).
+    const perSeries = Math.max(5, Math.floor(2000 / Math.max(1, series.length)));
+    const byColor = new Map();
     for (const s of series) {
-      ctx.fillStyle = s.color;
-      ctx.beginPath();
-      const evs = s.events.length > perSeries ? s.events.slice(-perSeries) : s.events;
-      for (const e of evs) {
+      let l = byColor.get(s.color);
+      if (!l) byColor.set(s.color, (l = []));
+      const evs = s.events;
+      for (let i = Math.max(0, evs.length - perSeries); i < evs.length; i++) {
+        const e = evs[i];
         const band = e.gen === 2 ? top : bot;
         const mx = e.gen === 2 ? max2 : max01;
-        const x = X(e.t);
-        const y = band.y + band.h - (e.dur / mx) * band.h;
-        ctx.rect(x - 1, y - 1, 2.5, 2.5);
+        l.push(X(e.t) - 1, band.y + band.h - (e.dur / mx) * band.h - 1);
       }
-      ctx.fill();
+    }
+    for (const [color, l] of byColor) {
+      ctx.fillStyle = color;
+      for (let k = 0; k < l.length; k += 2) ctx.fillRect(l[k], l[k + 1], 2.5, 2.5);
     }
     setText($('#ro-gc-events'), `events ${n} (newest ${series.reduce((a, s) => a + s.events.length, 0)} drawn) gc time ${fmtAxis((total / this.ui.window / Math.max(1, series.length)) * 100)}%`);
   }
@@ -268,8 +300,12 @@ export class GcView {
     const counts = new Float64Array(NBUCKETS);
     let max = 0;
     for (const s of series) {
-      for (const b of s.hists) if (b.sec + GC_HIST_BIN_S > from) for (let i = 0; i < NBUCKETS; i++) counts[i] += b.h[i];
-      for (const b of s.secs) if (b.max > max) max = b.max;
+      const { hist, histSec, sec } = s.gs;
+      for (const k of s.hists) {
+        if (histSec[k] + GC_HIST_BIN_S <= from) continue;
+        for (let i = 0, o = k * NBUCKETS; i < NBUCKETS; i++) counts[i] += hist[o + i];
+      }
+      for (const o of s.secs) if (sec[o + 5] > max) max = sec[o + 5];
     }
     let n = 0;
     for (let i = 0; i < NBUCKETS; i++) n += counts[i];
@@ -279,7 +315,27 @@ export class GcView {
   }
 
   drawPressure(series) {
-    if (!this.pressureRows) this.pressureRows = new Map();
+    if (!this.pressureRows) {
+      this.pressureRows = new Map();
+      // Rows off screen keep their old bars until scrolled into view: with
+      // hundreds of series, writing every bar each second dominated the tab.
+      this.pressureObserver = new IntersectionObserver(
+        (entries) => {
+          let stale = false;
+          for (const en of entries) {
+            const r = en.target.__row;
+            if (!r) continue;
+            r.onScreen = en.isIntersecting;
+            if (r.onScreen && r.stale) stale = true;
+          }
+          if (stale) {
+            this.key = null;
+            this.app.schedule(true);
+          }
+        },
+        { root: $('#content') },
+      );
+    }
     const rows = [];
     const seen = new Set();
     for (const s of series) {
@@ -293,25 +349,36 @@ export class GcView {
           const txt = h('span');
           return { fill, bar, txt, el: h('span', null, h('span', { class: 'muted', text: `g${g} ` }), bar, txt) };
         });
-        r = { bars, sig: '', el: h('div', { class: 'pressure-row' }, h('span', { class: 'lab', style: { color: s.color }, text: `pid ${s.p.pid} · ${interpLabel(s.interp)}` }), ...bars.map((b) => b.el)) };
+        r = { bars, sig: '', onScreen: false, stale: true, el: h('div', { class: 'pressure-row' }, h('span', { class: 'lab', style: { color: s.color }, text: `pid ${s.p.pid} · ${interpLabel(s.interp)}` }), ...bars.map((b) => b.el)) };
+        r.el.__row = r;
         this.pressureRows.set(key, r);
+        this.pressureObserver.observe(r.el);
       }
-      const f = s.latest ? s.latest.f : {};
-      const sig = [0, 1, 2].map((g) => `${f['gc_count' + g] || 0}/${f['gc_threshold' + g] || 0}`).join(' ');
+      rows.push(r.el);
+      if (!r.onScreen) {
+        r.stale = true;
+        continue;
+      }
+      r.stale = false;
+      const fv = (k) => (s.latest == null ? 0 : this.ring.field(s.latest, F[k]));
+      const sig = [0, 1, 2].map((g) => `${fv('gc_count' + g)}/${fv('gc_threshold' + g)}`).join(' ');
       if (sig !== r.sig) {
         r.sig = sig;
         [0, 1, 2].forEach((g) => {
-          const c = f['gc_count' + g] || 0;
-          const t = f['gc_threshold' + g] || 0;
+          const c = fv('gc_count' + g);
+          const t = fv('gc_threshold' + g);
           const b = r.bars[g];
           b.fill.style.width = (t > 0 ? Math.min(1, c / t) : 0) * 100 + '%';
           b.bar.title = `${c} / ${t}`;
           b.txt.textContent = ` ${c}/${t}`;
         });
       }
-      rows.push(r.el);
     }
-    for (const k of this.pressureRows.keys()) if (!seen.has(k)) this.pressureRows.delete(k);
+    for (const [k, r] of this.pressureRows) {
+      if (seen.has(k)) continue;
+      this.pressureObserver.unobserve(r.el);
+      this.pressureRows.delete(k);
+    }
     reconcile($('#gc-pressure'), rows);
   }
 }
