@@ -22,9 +22,11 @@ import { Help } from './js/views/help.js';
 import { Modal } from './js/views/modal.js';
 import { $, setText, setOptions } from './js/dom.js';
 import { fmtCount } from './js/format.js';
+import { setResizeHook } from './js/charts.js';
 
 const DATA_REDRAW_MS = 500;
 const FRAME_BUDGET_MS = 5;
+const SIDEBAR_DATA_MS = 1000;
 export const WINDOW_S = 60;
 
 class App {
@@ -182,11 +184,24 @@ class App {
     this.updateGroupOptions(ctx);
     const t1 = performance.now();
     perf.recordSection('context', t1 - t0);
-    // The sidebar redraws only when its inputs changed.
-    const sideKey = [this.store.rev.samples, this.store.rev.procs, this.ui.group, this.ui.stuckThr, ctx.now].join('|');
-    if (ctx.force || sideKey !== this.sideKey) {
-      this.sideKey = sideKey;
-      this.guard('sidebar', () => this.sidebar.draw(ctx));
+    // The sidebar redraws only when its inputs changed, and for data at
+    // most once a second: its figures are 1-minute rollups, not worth
+    // redrawing for each of hundreds of samples a second. A throttled
+    // change is drawn by a later redraw (scheduled here).
+    const st = this.store;
+    const dataKey = `${st.rev.samples}|${st.rev.procs}|${ctx.now}|${st.datagrams}|${st.decodeErrors}`;
+    const ctlKey = `${this.ui.group}|${this.ui.stuckThr}`;
+    if (ctx.force || ctlKey !== this.sideCtlKey || this.sideKey === null) {
+      this.sideDraw(ctx, dataKey, ctlKey, t0);
+    } else if (dataKey !== this.sideKey) {
+      const wait = this.sideAt + SIDEBAR_DATA_MS - t0;
+      if (wait <= 0) this.sideDraw(ctx, dataKey, ctlKey, t0);
+      else if (!this.sideTimer) {
+        this.sideTimer = setTimeout(() => {
+          this.sideTimer = null;
+          this.schedule(true);
+        }, wait);
+      }
     }
     const t2 = performance.now();
     perf.recordSection('sidebar', t2 - t1);
@@ -200,6 +215,13 @@ class App {
     perf.recordSection(this.ui.tab, t3 - t2);
     this.guard('modal', () => this.modal.refresh(ctx));
     perf.recordRedraw(performance.now() - t0, this.ui.tab, ctx.visible.length);
+  }
+
+  sideDraw(ctx, dataKey, ctlKey, t) {
+    this.sideKey = dataKey;
+    this.sideCtlKey = ctlKey;
+    this.sideAt = t;
+    this.guard('sidebar', () => this.sidebar.draw(ctx));
   }
 
   /**
@@ -261,6 +283,11 @@ class App {
       b.addEventListener('click', () => this.selectTab(b.dataset.tab));
     }
     window.addEventListener('resize', () => {
+      this.forceNext = true;
+      this.schedule(true);
+    });
+    // A chart's box changed size (tab shown, sidebar scrollbar, …).
+    setResizeHook(() => {
       this.forceNext = true;
       this.schedule(true);
     });

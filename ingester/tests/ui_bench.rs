@@ -32,7 +32,12 @@ fn f(v: &Value) -> f64 {
 }
 
 async fn reading(b: &Browser) -> Value {
-    b.js("if (window.gc) window.gc(); const s = window.__telemetryPerf.summary(); const st = window.__telemetry.store; s.interval = window.__telemetryPerf.interval(); s.known = st.procs.size; s.lost = st.seqGaps; s.lag = Date.now() / 1000 - st.now; return s;")
+    b.js("if (window.gc) window.gc(); const s = window.__telemetryPerf.summary(); const st = window.__telemetry.store; s.interval = window.__telemetryPerf.interval(); s.known = st.procs.size; s.lost = st.seqGaps; s.lag = Date.now() / 1000 - st.now; \
+         let samples = 0, gcSeries = 0, gcEvents = 0; \
+         for (const p of st.procs.values()) { samples += p.samples.length; gcEvents += p.gcEvents.length; gcSeries += p.gc.size; } \
+         let bins = 0; for (const r of st.bins.values()) bins += r.fine.length + r.coarse.length; \
+         s.counts = {procs: st.procs.size, samples, gcSnaps: st.gcSnaps.length, gcSeries, gcEvents, bins, lifecycle: st.lifecycle.length, life: st.life.size, slow: st.slow.size}; \
+         return s;")
         .await
 }
 
@@ -102,14 +107,15 @@ async fn ui_smoothness_with_200_processes() {
             r["lost"]
         );
         println!(
-            "         this interval: {} redraws, p50 {:.2} p95 {:.2} max {:.2} ms; sections p95 ms (cumulative): {}; data lag {:.1} s; processes known {}",
+            "         this interval: {} redraws, p50 {:.2} p95 {:.2} max {:.2} ms; sections p95 ms (cumulative): {}; data lag {:.1} s; processes known {}; store {}",
             r["interval"]["n"],
             f(&r["interval"]["p50"]),
             f(&r["interval"]["p95"]),
             f(&r["interval"]["max"]),
             r["sectionsP95"],
             f(&r["lag"]),
-            r["known"]
+            r["known"],
+            r["counts"]
         );
         intervals.push(f(&r["interval"]["p95"]));
         last = r;
@@ -160,6 +166,7 @@ async fn ui_smoothness_with_200_processes() {
                 r["redrawSamples"],
                 r["visible"]
             );
+            println!("         sections p95 ms: {}", r["sectionsP95"]);
         }
     }
     println!(

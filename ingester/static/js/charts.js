@@ -10,11 +10,64 @@ export const GRID = '#333';
 export const AXIS_TEXT = '#888';
 export const FONT = '10px system-ui, sans-serif';
 
-/** Matches the canvas backing store to its CSS box; returns {ctx, w, h}. */
-export function fitCanvas(canvas) {
+// Element sizes (CSS px) kept by a ResizeObserver, so a redraw never reads
+// layout after the same frame wrote to the DOM (each such read forces a
+// synchronous layout of the whole page, 200 sidebar cards included). An
+// element is measured directly once (or while it has no size, e.g. in a
+// hidden tab); later changes arrive through the observer, which asks for a
+// full redraw (setResizeHook).
+const sizes = new WeakMap();
+let resizeHook = null;
+const observer =
+  typeof ResizeObserver === 'undefined'
+    ? null
+    : new ResizeObserver((entries) => {
+        let changed = false;
+        for (const e of entries) {
+          const w = Math.round(e.contentRect.width);
+          const h = Math.round(e.contentRect.height);
+          const old = sizes.get(e.target);
+          if (!old || old.w !== w || old.h !== h) {
+            sizes.set(e.target, { w, h });
+            // Heights of heatmaps and the timeline are set by their views
+            // (and passed to fitCanvas): only a new width needs a redraw.
+            if (old && w > 0 && h > 0 && old.w !== w) changed = true;
+          }
+        }
+        if (changed && resizeHook) resizeHook();
+      });
+
+/** Called (once per batch) when an observed element changed size. */
+export function setResizeHook(fn) {
+  resizeHook = fn;
+}
+
+/**
+ * {w, h} of an element's content box in CSS px (its clientWidth/Height for
+ * elements without padding), without a layout read when known.
+ */
+export function boxSize(el) {
+  let s = sizes.get(el);
+  if (!s || s.w <= 0 || s.h <= 0) {
+    s = { w: Math.round(el.clientWidth), h: Math.round(el.clientHeight) };
+    sizes.set(el, s);
+    if (observer && !el.__observed) {
+      observer.observe(el);
+      el.__observed = true;
+    }
+  }
+  return s;
+}
+
+/**
+ * Matches the canvas backing store to its CSS box; returns {ctx, w, h}.
+ * `cssH`: the height the caller just set (its style), when it sets one.
+ */
+export function fitCanvas(canvas, cssH) {
   const dpr = window.devicePixelRatio || 1;
-  const w = Math.max(1, Math.round(canvas.clientWidth));
-  const h = Math.max(1, Math.round(canvas.clientHeight));
+  const box = boxSize(canvas);
+  const w = Math.max(1, box.w);
+  const h = Math.max(1, cssH ?? box.h);
   if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
     canvas.width = Math.round(w * dpr);
     canvas.height = Math.round(h * dpr);

@@ -3,7 +3,7 @@
 // their process got data, the window moved or a control changed.
 
 import { $, h, setText, setOptions, showTooltip, hideTooltip, reconcile } from '../dom.js';
-import { fitCanvas, FONT, AXIS_TEXT } from '../charts.js';
+import { fitCanvas, boxSize, FONT, AXIS_TEXT } from '../charts.js';
 import { findSlowRuns, processStats, classify } from '../stats.js';
 import { fmtSecShort, fmtThreshold, cut } from '../format.js';
 
@@ -43,7 +43,7 @@ function heatColorExact(f) {
  * Slow runs of a process's cells with estimated bounds and matched records
  * (ui §A5, §A7.2). cells: samples in the window, time-ordered.
  */
-export function slowRunsOf(store, p, cells, threshold, now) {
+export function slowRunsOf(store, p, cells, threshold, now, records = null) {
   const runs = [];
   if (!cells.length) return runs;
   const slots = slotCount(cells);
@@ -76,7 +76,7 @@ export function slowRunsOf(store, p, cells, threshold, now) {
         }
       }
       const run = { slot, first: r.first, last: r.last, viaMax: r.viaMax, start, end, endKnown, record: null };
-      const rec = matchRecord(store, p.pid, slot, start, end, now);
+      const rec = matchRecord(records || store.slow.values(), p.pid, slot, start, end, now);
       if (rec) {
         run.record = rec.ks;
         run.start = rec.entry.start_stamp;
@@ -97,13 +97,16 @@ export function slowRunsOf(store, p, cells, threshold, now) {
   return runs;
 }
 
-/** The stored record of the same pid and slot with the largest overlap, or null. */
-export function matchRecord(store, pid, slot, estStart, estEnd, now) {
+/**
+ * The stored record (among `records`: the store's, or that pid's) of the
+ * same pid and slot with the largest overlap, or null.
+ */
+export function matchRecord(records, pid, slot, estStart, estEnd, now) {
   let best = null;
   let bestOv = 0;
   const lo = estStart - 1;
   const hi = estEnd + 1;
-  for (const s of store.slow.values()) {
+  for (const s of records) {
     const en = s.entry;
     if (en.pid !== pid || en.thread_id !== slot + 1) continue;
     const a = en.start_stamp;
@@ -195,7 +198,8 @@ export class Capacity {
       this.order = order;
     }
     // One layout read per redraw (all grid cells have the same width).
-    const width = $('#cap-cards').clientWidth;
+    const width = boxSize($('#cap-cards')).w;
+    let drawn = 0;
     for (const p of shown) {
       const c = this.cards.get(p.pid);
       const key = `${p.rev}|${now}|${app.ui.stuckThr}|${app.store.rev.slow}|${width}`;
@@ -206,8 +210,31 @@ export class Capacity {
       }
       c.dirty = false;
       c.key = key;
+      const tc = performance.now();
       this.drawCard(c, p, now);
+      app.perf.recordSection('capacity.card', performance.now() - tc);
+      drawn++;
     }
+    app.perf.recordSection('capacity.cards', drawn);
+  }
+
+  /**
+   * The pid's slow records: an index built at most once per change of the
+   * store's slow table (a card matches its runs against its own records,
+   * not against every record of every process).
+   */
+  slowOf(pid) {
+    const store = this.app.store;
+    if (this.slowRev !== store.rev.slow || !this.slowByPid) {
+      this.slowRev = store.rev.slow;
+      this.slowByPid = new Map();
+      for (const s of store.slow.values()) {
+        const l = this.slowByPid.get(s.entry.pid);
+        if (l) l.push(s);
+        else this.slowByPid.set(s.entry.pid, [s]);
+      }
+    }
+    return this.slowByPid.get(pid) || [];
   }
 
   makeCard(p) {
@@ -237,7 +264,7 @@ export class Capacity {
     const cells = store.samplesSince(p, from).filter((d) => d.t <= now && (d.busy || d.elapsed));
     const stats = this.paused == null ? app.stats(p).stats : processStats(p.samples.view(), from, now, app.ui.stuckThr);
     const verdict = this.paused == null ? app.stats(p).verdict : classify(stats);
-    const runs = slowRunsOf(store, p, cells, app.ui.stuckThr, now);
+    const runs = slowRunsOf(store, p, cells, app.ui.stuckThr, now, this.slowOf(p.pid));
     setText(c.title, `pid ${p.pid}`);
     setText(c.flag, verdict.state === 'saturated' ? ' SATURATED' : verdict.state === 'cpugil' ? ' CPU/GIL-BOUND' : '');
     c.flag.className = verdict.state === 'saturated' ? 'flag-sat' : 'flag-cpu';
@@ -258,7 +285,7 @@ export class Capacity {
     const rowH = slots <= 10 ? 18 : Math.max(8, Math.floor(240 / slots));
     const cssH = PAD.t + PAD.b + rowH * slots;
     if (c.canvas.style.height !== cssH + 'px') c.canvas.style.height = cssH + 'px';
-    const { ctx, w } = fitCanvas(c.canvas);
+    const { ctx, w } = fitCanvas(c.canvas, cssH);
     const pw = Math.max(1, w - PAD.l - PAD.r);
     const X = (t) => PAD.l + ((t - from) / W) * pw;
     ctx.font = FONT;
@@ -276,6 +303,9 @@ export class Capacity {
     ctx.fillStyle = '#151a16';
     ctx.fillRect(PAD.l, PAD.t, pw, slots * rowH);
     const cols = [];
+    // Cells grouped by colour: one fillStyle (a CSS colour parse) per
+    // colour instead of one per cell. Idle cells are the background.
+    const byColor = new Map();
     for (let i = 0; i < cells.length; i++) {
       const d = cells[i];
       const t0 = i > 0 ? cells[i - 1].t : Math.max(from, d.t - d.period);
@@ -284,9 +314,15 @@ export class Capacity {
       cols.push({ x0, x1, d });
       for (let s = 0; s < slots; s++) {
         const busy = d.busy ? d.busy[s] ?? 0 : 0;
-        ctx.fillStyle = heatColor(busy / d.period);
-        ctx.fillRect(x0, PAD.t + s * rowH, x1 - x0 + 0.5, rowH - 1);
+        const color = heatColor(busy / d.period);
+        let l = byColor.get(color);
+        if (!l) byColor.set(color, (l = []));
+        l.push(x0, s, x1 - x0 + 0.5);
       }
+    }
+    for (const [color, l] of byColor) {
+      ctx.fillStyle = color;
+      for (let k = 0; k < l.length; k += 3) ctx.fillRect(l[k], PAD.t + l[k + 1] * rowH, l[k + 2], rowH - 1);
     }
     const runRects = [];
     for (const r of runs) {

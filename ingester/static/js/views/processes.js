@@ -3,7 +3,7 @@
 // (from the lifecycle records) after they have left the live views.
 
 import { $, h, setText, showTooltip, hideTooltip, reconcile } from '../dom.js';
-import { fitCanvas, FONT, AXIS_TEXT, GRID } from '../charts.js';
+import { fitCanvas, boxSize, FONT, AXIS_TEXT, GRID } from '../charts.js';
 import { CATEGORY_COLORS, reasonCategory } from '../stats.js';
 import { fmtClock, fmtClockMs, fmtUptime } from '../format.js';
 
@@ -12,6 +12,7 @@ const AXIS = 22;
 const GUTTER = 150;
 const RUNNING = '#3a4d5e';
 const LOG_MAX_ROWS = 150;
+const COLLATE = new Intl.Collator().compare;
 
 export class Processes {
   constructor(app) {
@@ -33,8 +34,13 @@ export class Processes {
     });
     const c = $('#gantt');
     this.trs = new WeakMap(); // lifecycle event → its log row (rows are reused)
+    this.rows = new WeakMap(); // lifecycle record → its timeline row
     // The timeline canvas only covers the visible rows: redraw on scroll.
-    $('#gantt-wrap').addEventListener('scroll', () => {
+    // The scroll position is remembered here, so a redraw does not read it
+    // back from the DOM (a forced layout after the sidebar's writes).
+    this.ganttScroll = 0;
+    $('#gantt-wrap').addEventListener('scroll', (e) => {
+      this.ganttScroll = e.target.scrollTop;
       this.key = null;
       app.schedule(true);
     });
@@ -65,12 +71,17 @@ export class Processes {
     for (const p of store.procs.values()) if (store.isLive(p)) livePids.add(p.pid);
     for (const r of store.life.values()) {
       const live = livePids.has(r.pid);
-      const times = [r.started, r.stopping, r.stopped].filter((t) => t != null);
-      if (!live && !times.some((t) => t >= from)) continue;
+      if (!live && !((r.started ?? -Infinity) >= from || (r.stopping ?? -Infinity) >= from || (r.stopped ?? -Infinity) >= from)) continue;
       const group = r.group || (store.procs.get(r.pid)?.group ?? '');
       if (!app.groupOk(group)) continue;
       if (r.category && !app.ui.markers[r.category]) continue;
-      out.push({ ...r, group, live });
+      // One row object per lifecycle record, refreshed in place (no copy per redraw).
+      let row = this.rows.get(r);
+      if (!row) this.rows.set(r, (row = {}));
+      Object.assign(row, r);
+      row.group = group;
+      row.live = live;
+      out.push(row);
     }
     for (const pid of livePids) {
       if (store.life.has(pid)) continue;
@@ -78,7 +89,7 @@ export class Processes {
       if (!app.groupOk(p.group)) continue;
       out.push({ pid, started: null, stopping: null, stopped: null, group: p.group, ppid: p.ppid, reason: '', category: null, firstT: p.samples.first()?.t ?? now, live: true });
     }
-    out.sort((a, b) => (a.group || '').localeCompare(b.group || '') || a.firstT - b.firstT || a.pid - b.pid);
+    out.sort((a, b) => (a.group === b.group ? 0 : COLLATE(a.group || '', b.group || '')) || a.firstT - b.firstT || a.pid - b.pid);
     return out;
   }
 
@@ -86,14 +97,16 @@ export class Processes {
     const app = this.app;
     const now = this.paused ?? ctx.now;
     const hl = this.highlight && this.highlight.until > performance.now() ? this.highlight.pid : null;
-    const key = [app.store.rev.life, app.store.rev.procs, now, this.window, app.ui.group, JSON.stringify(app.ui.markers), hl, $('#gantt').clientWidth].join('|');
+    const key = [app.store.rev.life, app.store.rev.procs, now, this.window, app.ui.group, JSON.stringify(app.ui.markers), hl, boxSize($('#gantt')).w].join('|');
     if (!ctx.force && key === this.key) {
       if (this.pending()) this.runQueue();
       return;
     }
     this.key = key;
     const from = now - this.window;
+    const tr = performance.now();
     const recs = this.records(now, from);
+    app.perf.recordSection('processes.records', performance.now() - tr);
     this.recs = recs;
     this.job = { from, now, hl };
     // The timeline first; the log in the next frame if this one is used up.
@@ -110,9 +123,12 @@ export class Processes {
     const { from, now, hl } = this.job;
     while (this.queue.length) {
       const task = this.queue.shift();
+      const ts = performance.now();
       if (task === 'gantt') this.drawGantt(this.recs, from, now, hl);
       else this.drawLog(from, now, hl);
-      if (performance.now() - t0 > 6) break;
+      const te = performance.now();
+      this.app.perf.recordSection('processes.' + task, te - ts);
+      if (te - t0 > 6) break;
     }
   }
 
@@ -126,20 +142,32 @@ export class Processes {
       spacer.style.height = '0px';
       return;
     }
-    const stick = wrap.scrollTop + wrap.clientHeight >= wrap.scrollHeight - 6;
+    // Scroll geometry from our own numbers: the wrap's content is the
+    // canvas (viewH) plus the spacer (total - viewH), its height is viewH.
+    const prevTotal = this.total || 0;
+    const prevViewH = Math.min(prevTotal, 360);
+    const stick = this.ganttScroll + prevViewH >= prevTotal - 6;
     const total = AXIS + recs.length * ROW + 2;
     const viewH = Math.min(total, 360);
+    this.total = total;
     if (canvas.style.height !== viewH + 'px') canvas.style.height = viewH + 'px';
     const sp = total - viewH + 'px';
     if (spacer.style.height !== sp) spacer.style.height = sp;
+    let target = this.ganttScroll;
     if (this.scrollTo === 'gantt' && hl != null) {
       const i = recs.findIndex((r) => r.pid === hl);
-      if (i >= 0) wrap.scrollTop = AXIS + i * ROW - viewH / 2;
+      if (i >= 0) target = AXIS + i * ROW - viewH / 2;
       this.scrollTo = null;
-    } else if (stick) wrap.scrollTop = wrap.scrollHeight;
-    const scroll = wrap.scrollTop;
+    } else if (stick) target = total - viewH;
+    target = Math.max(0, Math.min(total - viewH, Math.round(target)));
+    if (target !== this.ganttScroll) {
+      // A scroll write needs layout: only when the position really moves.
+      wrap.scrollTop = target;
+      this.ganttScroll = target;
+    }
+    const scroll = target;
     this.scrollOffset = scroll;
-    const { ctx, w } = fitCanvas(canvas);
+    const { ctx, w } = fitCanvas(canvas, viewH);
     const pw = Math.max(1, w - GUTTER - 8);
     const X = (t) => GUTTER + ((t - from) / (now - from)) * pw;
     this.geom = { X, pw, from, now };
@@ -243,7 +271,6 @@ export class Processes {
     const app = this.app;
     const store = app.store;
     const wrap = $('#log-wrap');
-    const stick = wrap.scrollTop + wrap.clientHeight >= wrap.scrollHeight - 6;
     const rows = [];
     const startedPpid = new Map();
     for (let i = 0; i < store.lifecycle.length; i++) {
@@ -275,10 +302,14 @@ export class Processes {
       rows.push(tr);
     }
     reconcile($('#life-log tbody'), rows);
+    // The log sticks to its newest row by CSS (a column-reverse scroll
+    // box), so appending rows needs no scroll reads or writes here.
     if (this.scrollTo === 'log' && hlRow) {
-      wrap.scrollTop = hlRow.offsetTop - wrap.clientHeight / 2;
+      // (on a click only: reading layout here is fine)
+      const top = hlRow.getBoundingClientRect().top - wrap.getBoundingClientRect().top;
+      wrap.scrollTop += top - wrap.clientHeight / 2;
       this.scrollTo = null;
-    } else if (stick) wrap.scrollTop = wrap.scrollHeight;
+    }
   }
 
   logRow(ev, startedPpid) {

@@ -6,6 +6,10 @@ import { h, $, setText, reconcile } from '../dom.js';
 import { rollup, stateCounts } from '../stats.js';
 import { fmtRespMs, fmtCores, humanBytes, fmtCount } from '../format.js';
 
+// Number.toLocaleString builds an ICU formatter per call: keep one.
+const NUM = new Intl.NumberFormat();
+const COLLATE = new Intl.Collator().compare;
+
 export class Sidebar {
   constructor(app) {
     this.app = app;
@@ -34,8 +38,12 @@ export class Sidebar {
 
   draw(ctx) {
     const app = this.app;
+    const perf = app.perf;
+    const t0 = performance.now();
     const entries = ctx.visible.map((p) => app.stats(p));
     const r = rollup(entries);
+    const t1 = performance.now();
+    perf.recordSection('sidebar.rollup', t1 - t0);
     // Totals
     setText($('#totals-head'), `${fmtCount(Math.round(r.rpm))} rpm · resp ${r.respMs == null ? '-' : fmtRespMs(r.respMs)} ms`);
     const hosts = [...r.hosts].sort();
@@ -45,7 +53,10 @@ export class Sidebar {
     setText($('#totals-states'), stateCounts(r));
     this.drawGroups(ctx, entries, r);
     this.drawHealth(ctx);
+    const t2 = performance.now();
+    perf.recordSection('sidebar.groups', t2 - t1);
     this.drawCards(ctx, entries);
+    perf.recordSection('sidebar.cards', performance.now() - t2);
     const hidden = ctx.live.length - ctx.visible.length;
     setText($('#filtered-out'), hidden > 0 ? `${hidden} filtered out` : '');
   }
@@ -55,7 +66,7 @@ export class Sidebar {
     const show = this.app.ui.group === '*' && r.groups.size > 1;
     sec.hidden = !show;
     if (!show) return;
-    const names = [...r.groups.keys()].sort((a, b) => (a === '' ? -1 : b === '' ? 1 : a.localeCompare(b)));
+    const names = [...r.groups.keys()].sort((a, b) => (a === '' ? -1 : b === '' ? 1 : COLLATE(a, b)));
     const lines = names.map((g) => {
       const sub = rollup(entries.filter((e) => (e.proc.group || '') === g));
       return [g || '(embedded)', `${fmtCount(Math.round(sub.rpm))} rpm · cpu ${fmtCores(sub.cpu)} · ${sub.n} proc${sub.n === 1 ? '' : 's'} · ${stateCounts(sub)}`];
@@ -69,9 +80,9 @@ export class Sidebar {
   drawHealth() {
     const s = this.app.store;
     const lines = [
-      `datagrams received: ${s.datagrams.toLocaleString()}`,
-      `decode errors: ${s.decodeErrors.toLocaleString()}`,
-      `sequence gaps (lost datagrams): ${s.seqGaps.toLocaleString()}`,
+      `datagrams received: ${NUM.format(s.datagrams)}`,
+      `decode errors: ${NUM.format(s.decodeErrors)}`,
+      `sequence gaps (lost datagrams): ${NUM.format(s.seqGaps)}`,
     ];
     if (s.extra.receive_pauses) lines.push(`receiver paused (ingest behind): ${s.extra.receive_pauses}×`);
     if (s.extra.slow_evicted) lines.push(`slow entries evicted: ${s.extra.slow_evicted}`);
