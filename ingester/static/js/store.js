@@ -168,6 +168,43 @@ export class GcSnapRing {
   }
 }
 
+/** A process's newest GC events in typed arrays allocated with the process. */
+export class GcEventRing {
+  constructor(cap) {
+    this.cap = cap;
+    this.t = new Float64Array(cap);
+    this.dur = new Float32Array(cap);
+    this.gen = new Uint8Array(cap);
+    this.sid = new Int32Array(cap);
+    this.n = 0;
+  }
+  get length() {
+    return Math.min(this.n, this.cap);
+  }
+  slot(i) {
+    return (this.n - this.length + i) % this.cap;
+  }
+  push(t, dur, gen, sid) {
+    const j = this.n % this.cap;
+    this.t[j] = t;
+    this.dur[j] = dur;
+    this.gen[j] = gen;
+    this.sid[j] = sid;
+    this.n++;
+  }
+  /** First logical index with t ≥ v. */
+  lowerBound(v) {
+    let lo = 0;
+    let hi = this.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.t[this.slot(mid)] < v) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
 /** One (pid, interpreter) GC series: newest snapshot, 10 s sums and 60 s pause histograms. */
 function newGcSeries(sid, interp) {
   return {
@@ -309,7 +346,7 @@ export class Store {
         otherSince: 0,
         datagrams: 0,
         gc: new Map(), // interpreter → GC series (newGcSeries)
-        gcEvents: new Ring(), // newest raw events {t, start, dur, gen, interp}
+        gcEvents: new GcEventRing(GC_EVENTS_MAX), // newest raw events (timeline dots)
         gcRev: 0,
         startedAt: null,
         stoppingAt: null,
@@ -663,23 +700,16 @@ export class Store {
       this.lastArrival = performance.now();
     }
     const gs = this.gcSeries(p, interp);
-    const name = gs.interp;
     const ev = {
-      t: stamp,
       start: typeof f.gc_event_start_stamp === 'number' ? f.gc_event_start_stamp : stamp,
       dur: f.gc_event_duration || 0,
       gen: f.gc_event_generation || 0,
-      interp: name,
     };
-    // Raw events only for the newest dots; counts, durations and the pause
-    // distribution go to per-second / per-10 s bins, so a GC-heavy process
-    // (hundreds of collections per second) costs O(1) per event and a
-    // bounded amount of memory.
-    p.gcEvents.push(ev);
-    if (p.gcEvents.length > GC_EVENTS_MAX) {
-      let k = p.gcEvents.length - GC_EVENTS_MAX;
-      p.gcEvents.dropWhile(() => k-- > 0);
-    }
+    // Raw events only for the newest dots (a fixed typed ring per process);
+    // counts, durations and the pause distribution go to per-second /
+    // per-10 s bins, so a GC-heavy process (hundreds of collections per
+    // second) costs O(1) per event and a fixed amount of memory.
+    p.gcEvents.push(stamp, ev.dur, ev.gen, gs.sid);
     // 10 s sums: slot by bin start; a slot holding an older bin is reused,
     // an event older than the slot's bin (out of the ring's reach) is dropped.
     const sec = Math.floor(ev.start / GC_SUM_BIN_S) * GC_SUM_BIN_S;

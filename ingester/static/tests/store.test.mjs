@@ -222,14 +222,19 @@ test('GC storage does not grow while a process lives (fixed rings)', async () =>
     st.apply(gcev(t));
   }
   const gs = st.procs.get(9).gc.get('');
-  const arrays = [st.gcSnaps.t, st.gcSnaps.f, gs.sec, gs.hist];
+  const evs = st.procs.get(9).gcEvents;
+  const arrays = [st.gcSnaps.t, st.gcSnaps.f, gs.sec, gs.hist, evs.t, evs.dur];
   const sizes = arrays.map((a) => a.length);
   for (let t = 2000; t < 2000 + GC_SNAP_CAP + 10; t++) {
     st.apply(snap(t));
     st.apply(gcev(t));
   }
-  assert.deepEqual([st.gcSnaps.t, st.gcSnaps.f, gs.sec, gs.hist].map((a) => a.length), sizes);
-  assert.ok([st.gcSnaps.t, st.gcSnaps.f, gs.sec, gs.hist].every((a, i) => a === arrays[i]), 'same arrays');
+  const now = [st.gcSnaps.t, st.gcSnaps.f, gs.sec, gs.hist, evs.t, evs.dur];
+  assert.deepEqual(now.map((a) => a.length), sizes);
+  assert.ok(now.every((a, i) => a === arrays[i]), 'same arrays');
+  assert.equal(evs.length, 240, 'newest events only');
+  assert.equal(evs.t[evs.slot(evs.length - 1)], 2000 + GC_SNAP_CAP + 9);
+  assert.equal(evs.lowerBound(2000 + GC_SNAP_CAP + 9 - 59), 240 - 60);
   assert.equal(st.gcSnaps.length, GC_SNAP_CAP);
   const last = 2000 + GC_SNAP_CAP + 9;
   assert.equal(st.gcSnaps.object(st.gcSnaps.latestOf(gs)).f.gc_collections0, last);

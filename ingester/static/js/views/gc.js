@@ -88,11 +88,11 @@ export class GcView {
     const ring = app.store.gcSnaps;
     const bySid = new Map();
     for (const s of series) {
-      s.events = [];
+      s.events = []; // slots in the process's event ring
       const evs = s.p.gcEvents;
-      for (let i = evs.lowerBound(from, (e) => e.t); i < evs.length; i++) {
-        const e = evs.at(i);
-        if (e.t <= now && e.interp === s.interp) s.events.push(e);
+      for (let i = evs.lowerBound(from), n = evs.length; i < n; i++) {
+        const j = evs.slot(i);
+        if (evs.t[j] <= now && evs.sid[j] === s.gs.sid) s.events.push(j);
       }
       // 10 s sums (offsets into gs.sec) and 60 s pause histograms (slots)
       s.secs = gcSecBins(s.gs, from - GC_SUM_BIN_S, now);
@@ -251,9 +251,10 @@ export class GcView {
         n += sec[o + 2] + sec[o + 3] + sec[o + 4];
         total += sec[o + 1];
       }
-      for (const e of s.events) {
-        if (e.gen === 2) max2 = Math.max(max2, e.dur);
-        else max01 = Math.max(max01, e.dur);
+      const ring = s.p.gcEvents;
+      for (const j of s.events) {
+        if (ring.gen[j] === 2) max2 = Math.max(max2, ring.dur[j]);
+        else max01 = Math.max(max01, ring.dur[j]);
       }
     }
     max2 = max2 > 0 ? max2 * 1.1 : 0.001;
@@ -282,11 +283,13 @@ export class GcView {
       let l = byColor.get(s.color);
       if (!l) byColor.set(s.color, (l = []));
       const evs = s.events;
+      const ring = s.p.gcEvents;
       for (let i = Math.max(0, evs.length - perSeries); i < evs.length; i++) {
-        const e = evs[i];
-        const band = e.gen === 2 ? top : bot;
-        const mx = e.gen === 2 ? max2 : max01;
-        l.push(X(e.t) - 1, band.y + band.h - (e.dur / mx) * band.h - 1);
+        const j = evs[i];
+        const g2 = ring.gen[j] === 2;
+        const band = g2 ? top : bot;
+        const mx = g2 ? max2 : max01;
+        l.push(X(ring.t[j]) - 1, band.y + band.h - (ring.dur[j] / mx) * band.h - 1);
       }
     }
     for (const [color, l] of byColor) {
