@@ -60,22 +60,26 @@ export function boxSize(el) {
 }
 
 /**
- * Matches the canvas backing store to its CSS box; returns {ctx, w, h}.
- * `cssH`: the height the caller just set (its style), when it sets one.
+ * Matches the canvas backing store to its CSS box; returns {ctx, w, h,
+ * resized}. `cssH`: the height the caller just set (its style), when it
+ * sets one. `keep`: do not clear (the caller repaints only what changed;
+ * `resized` says the backing store was reset, i.e. everything is blank).
  */
-export function fitCanvas(canvas, cssH) {
+export function fitCanvas(canvas, cssH, keep = false) {
   const dpr = window.devicePixelRatio || 1;
   const box = boxSize(canvas);
   const w = Math.max(1, box.w);
   const h = Math.max(1, cssH ?? box.h);
+  let resized = false;
   if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
     canvas.width = Math.round(w * dpr);
     canvas.height = Math.round(h * dpr);
+    resized = true;
   }
   const ctx = canvas.getContext('2d');
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, w, h);
-  return { ctx, w, h };
+  if (!keep) ctx.clearRect(0, 0, w, h);
+  return { ctx, w, h, resized };
 }
 
 /**

@@ -285,26 +285,34 @@ export class Capacity {
     const rowH = slots <= 10 ? 18 : Math.max(8, Math.floor(240 / slots));
     const cssH = PAD.t + PAD.b + rowH * slots;
     if (c.canvas.style.height !== cssH + 'px') c.canvas.style.height = cssH + 'px';
-    const { ctx, w } = fitCanvas(c.canvas, cssH);
+    // The slot labels and the time axis only change with the canvas or the
+    // slot count: text is the dearest thing to draw, so they stay painted
+    // and each redraw repaints the (opaque) plot area only.
+    const { ctx, w, resized } = fitCanvas(c.canvas, cssH, true);
     const pw = Math.max(1, w - PAD.l - PAD.r);
     const X = (t) => PAD.l + ((t - from) / W) * pw;
-    ctx.font = FONT;
-    ctx.fillStyle = AXIS_TEXT;
-    ctx.textAlign = 'right';
-    ctx.textBaseline = 'middle';
-    for (let s = 0; s < slots; s++) {
-      if (rowH >= 10 || s % 2 === 0) ctx.fillText(String(s + 1), PAD.l - 4, PAD.t + s * rowH + rowH / 2);
+    const labelsKey = `${slots}|${rowH}|${w}|${cssH}`;
+    if (resized || c.labelsKey !== labelsKey) {
+      c.labelsKey = labelsKey;
+      ctx.clearRect(0, 0, w, cssH);
+      ctx.font = FONT;
+      ctx.fillStyle = AXIS_TEXT;
+      ctx.textAlign = 'right';
+      ctx.textBaseline = 'middle';
+      for (let s = 0; s < slots; s++) {
+        if (rowH >= 10 || s % 2 === 0) ctx.fillText(String(s + 1), PAD.l - 4, PAD.t + s * rowH + rowH / 2);
+      }
+      ctx.textBaseline = 'top';
+      ctx.textAlign = 'left';
+      ctx.fillText('-60s', PAD.l, PAD.t + slots * rowH + 1);
+      ctx.textAlign = 'right';
+      ctx.fillText('now', PAD.l + pw, PAD.t + slots * rowH + 1);
     }
-    ctx.textBaseline = 'top';
-    ctx.textAlign = 'left';
-    ctx.fillText('-60s', PAD.l, PAD.t + slots * rowH + 1);
-    ctx.textAlign = 'right';
-    ctx.fillText('now', PAD.l + pw, PAD.t + slots * rowH + 1);
     ctx.fillStyle = '#151a16';
     ctx.fillRect(PAD.l, PAD.t, pw, slots * rowH);
     const cols = [];
     // Cells grouped by colour: one fillStyle (a CSS colour parse) per
-    // colour instead of one per cell. Idle cells are the background.
+    // colour instead of one per cell.
     const byColor = new Map();
     for (let i = 0; i < cells.length; i++) {
       const d = cells[i];

@@ -335,8 +335,19 @@ export class Processes {
   }
 }
 
+// Row labels repeat every redraw: measureText once per distinct label.
+const fitted = new Map();
+
 function ellipsis(ctx, s, max) {
-  if (ctx.measureText(s).width <= max) return s;
-  while (s.length > 1 && ctx.measureText(s + '…').width > max) s = s.slice(0, -1);
-  return s + '…';
+  const key = `${max}|${s}`;
+  const hit = fitted.get(key);
+  if (hit !== undefined) return hit;
+  let out = s;
+  if (ctx.measureText(s).width > max) {
+    while (out.length > 1 && ctx.measureText(out + '…').width > max) out = out.slice(0, -1);
+    out += '…';
+  }
+  if (fitted.size > 4000) fitted.clear();
+  fitted.set(key, out);
+  return out;
 }
