@@ -106,24 +106,43 @@ export class Ring {
   }
 }
 
-/**
- * Store-wide ring of GC snapshots (time-ordered as they arrive), in typed
- * arrays allocated once. Logical index 0 is the oldest kept snapshot;
- * `slot(i)` is its physical position for `t`, `sid` and `field`.
- */
-export class GcSnapRing {
-  constructor(cap = GC_SNAP_CAP) {
+/** Fixed-capacity ring over typed columns with a time column `t` (set by subclasses). */
+class TypedRing {
+  constructor(cap) {
     this.cap = cap;
     this.t = new Float64Array(cap);
-    this.sid = new Int32Array(cap);
-    this.f = new Uint32Array(cap * GC_NF);
     this.n = 0;
   }
   get length() {
     return Math.min(this.n, this.cap);
   }
+  /** Physical slot of logical index i (0 = oldest kept). */
   slot(i) {
     return (this.n - this.length + i) % this.cap;
+  }
+  /** First logical index with t ≥ v (binary search; arrival order is near time order). */
+  lowerBound(v) {
+    let lo = 0;
+    let hi = this.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.t[this.slot(mid)] < v) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+/**
+ * Store-wide ring of GC snapshots (time-ordered as they arrive), in typed
+ * arrays allocated once. Logical index 0 is the oldest kept snapshot;
+ * `slot(i)` is its physical position for `t`, `sid` and `field`.
+ */
+export class GcSnapRing extends TypedRing {
+  constructor(cap = GC_SNAP_CAP) {
+    super(cap);
+    this.sid = new Int32Array(cap);
+    this.f = new Uint32Array(cap * GC_NF);
   }
   push(t, sid, fields) {
     const j = this.n % this.cap;
@@ -152,37 +171,18 @@ export class GcSnapRing {
     for (let k = 0; k < GC_NF; k++) f[GC_SNAP_FIELDS[k]] = this.f[j * GC_NF + k];
     return { t: this.t[j], f };
   }
-  /** First logical index with t ≥ v (binary search; arrival order is near time order). */
-  lowerBound(v) {
-    let lo = 0;
-    let hi = this.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.t[this.slot(mid)] < v) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
   clear() {
     this.n = 0;
   }
 }
 
 /** A process's newest GC events in typed arrays allocated with the process. */
-export class GcEventRing {
+export class GcEventRing extends TypedRing {
   constructor(cap) {
-    this.cap = cap;
-    this.t = new Float64Array(cap);
+    super(cap);
     this.dur = new Float32Array(cap);
     this.gen = new Uint8Array(cap);
     this.sid = new Int32Array(cap);
-    this.n = 0;
-  }
-  get length() {
-    return Math.min(this.n, this.cap);
-  }
-  slot(i) {
-    return (this.n - this.length + i) % this.cap;
   }
   push(t, dur, gen, sid) {
     const j = this.n % this.cap;
@@ -191,17 +191,6 @@ export class GcEventRing {
     this.gen[j] = gen;
     this.sid[j] = sid;
     this.n++;
-  }
-  /** First logical index with t ≥ v. */
-  lowerBound(v) {
-    let lo = 0;
-    let hi = this.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.t[this.slot(mid)] < v) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
   }
 }
 
