@@ -410,8 +410,14 @@ async fn every_tab_shows_the_corpus() {
         "help modal",
     )
     .await;
-    b.js("document.getElementById('copy-stats').click(); return true;")
-        .await;
+    // A real (trusted) click, as a user's: the clipboard needs one.
+    b.client
+        .find(fantoccini::Locator::Id("copy-stats"))
+        .await
+        .expect("copy-stats button")
+        .click()
+        .await
+        .expect("click copy-stats");
     b.wait_true(
         "return typeof window.__telemetry.lastStatsSnapshot === 'string';",
         "stats snapshot",
