@@ -294,7 +294,7 @@ export class Store {
     if (!this.gcSnaps) this.gcSnaps = new GcSnapRing();
     this.gcSnaps.clear();
     this.gcSeriesCount = this.gcSeriesCount || 0;
-    this.rev = { samples: 0, life: 0, gc: 0, slow: 0, procs: 0, hist: 0 };
+    this.rev = { samples: 0, life: 0, gc: 0, slow: 0, slowClear: 0, procs: 0, hist: 0 };
     this.snapshotCount = (this.snapshotCount || 0) + 1;
   }
 
@@ -401,6 +401,7 @@ export class Store {
         this.slow.clear();
         for (const { key, entry } of msg.kept || []) this.upsertSlow(key, entry, null, false);
         this.rev.slow++;
+        this.rev.slowClear++;
         return true;
       case 'stats':
         if (Number.isFinite(msg.total_received)) {

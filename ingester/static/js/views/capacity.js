@@ -10,6 +10,7 @@ import { fmtSecShort, fmtThreshold, cut } from '../format.js';
 const W = 60;
 const LADDER = [0.5, 1, 2, 5, 10, 30];
 const PAD = { l: 32, r: 4, t: 4, b: 14 };
+const CARD_BUDGET_MS = 6;
 
 const HEAT_CACHE = new Array(101);
 
@@ -199,13 +200,23 @@ export class Capacity {
     }
     // One layout read per redraw (all grid cells have the same width).
     const width = boxSize($('#cap-cards')).w;
+    // A card follows its own samples and the clock; slow records arrive
+    // with the process's samples, so only a server-side clear is extra.
+    // Cards share a frame budget: the ones left over are drawn next frame
+    // (pending()), so a second with many cards on screen is not one long frame.
+    const t0 = performance.now();
     let drawn = 0;
+    this.more = false;
     for (const p of shown) {
       const c = this.cards.get(p.pid);
-      const key = `${p.rev}|${now}|${app.ui.stuckThr}|${app.store.rev.slow}|${width}`;
+      const key = `${p.rev}|${now}|${app.ui.stuckThr}|${app.store.rev.slowClear}|${width}`;
       if (key === c.key && !ctx.force) continue;
       if (!c.onScreen && !ctx.force) {
         c.dirty = true;
+        continue;
+      }
+      if (drawn > 0 && performance.now() - t0 > CARD_BUDGET_MS) {
+        this.more = true;
         continue;
       }
       c.dirty = false;
@@ -216,6 +227,10 @@ export class Capacity {
       drawn++;
     }
     app.perf.recordSection('capacity.cards', drawn);
+  }
+
+  pending() {
+    return !!this.more;
   }
 
   /**
