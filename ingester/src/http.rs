@@ -122,12 +122,37 @@ fn capture(shared: &Shared, st: &crate::state::State) -> messages::SnapshotRefs 
     r
 }
 
-/// Builds a snapshot without holding the state lock while serialising.
-async fn snapshot(shared: &Arc<Shared>, budget: Option<usize>) -> String {
+/// Pieces of a streamed snapshot body: big enough to amortise the
+/// hand-over, small enough that a few in flight cost little memory.
+const BODY_CHUNK: usize = 256 << 10;
+
+/// `GET /api/state`: the state is captured under the lock (reference
+/// counts only) and serialised outside it, on a blocking thread, straight
+/// into the response body in [`BODY_CHUNK`] pieces. The whole body is never
+/// held in memory (a full snapshot of 200 × 600 samples is ~360 MB), and
+/// the client gets its first bytes while the rest is being written.
+fn snapshot_response(shared: &Arc<Shared>, budget: Option<usize>) -> warp::reply::Response {
     let refs = capture(shared, &shared.lock());
-    tokio::task::spawn_blocking(move || messages::snapshot_json(&refs, budget))
-        .await
-        .unwrap_or_default()
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+    tokio::task::spawn_blocking(move || {
+        messages::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
+            tx.blocking_send(bytes::Bytes::from(piece)).is_ok()
+        });
+    });
+    let body = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|piece| piece.map(Ok::<_, Infallible>))
+    });
+    let mut res = warp::reply::stream(body).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    res
 }
 
 /// All routes.
@@ -186,15 +211,13 @@ pub fn routes(
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
         .and(with_shared.clone())
-        .then(
-            |q: HashMap<String, String>, shared: Arc<Shared>| async move {
-                let budget = q
-                    .get("budget")
-                    .and_then(|b| b.parse::<usize>().ok())
-                    .filter(|&b| b > 0);
-                json_response(snapshot(&shared, budget).await)
-            },
-        );
+        .map(|q: HashMap<String, String>, shared: Arc<Shared>| {
+            let budget = q
+                .get("budget")
+                .and_then(|b| b.parse::<usize>().ok())
+                .filter(|&b| b > 0);
+            snapshot_response(&shared, budget)
+        });
     let clear = warp::path!("api" / "slow" / "clear")
         .and(warp::post())
         .and(warp::header::optional::<String>("origin"))

@@ -7,7 +7,7 @@
 //! BYTES values are always written as text (UTF-8 with replacement), also
 //! inside GC fields (the reference crashes there, gap 16).
 
-use crate::state::packed::unpack;
+use crate::state::packed::{Packed, PackedValue};
 use crate::state::{GcRecord, LifecycleEvent, SlowEntry, SlowKey, State, Update};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -292,16 +292,188 @@ fn uniform_count(rings: &[(usize, usize)], budget: usize, min_k: usize) -> (usiz
     (lo, cost(lo))
 }
 
+// ------------------------------------------------------------------------
+// Direct writer: snapshots are serialised straight from the packed form.
+// Every function here writes exactly the bytes serde_json writes for the
+// same value (the tests compare the two on the corpus and on edge cases).
+
+/// `"name":` for field ids below this bound, escaped once.
+const KEY_TABLE: usize = 512;
+
+fn field_key(id: u16) -> std::borrow::Cow<'static, [u8]> {
+    static KEYS: std::sync::OnceLock<Vec<Box<[u8]>>> = std::sync::OnceLock::new();
+    let key = |id: u16| -> Vec<u8> {
+        let mut k = to_string(&*field_name(id)).into_bytes();
+        k.push(b':');
+        k
+    };
+    if (id as usize) < KEY_TABLE {
+        let keys = KEYS.get_or_init(|| (0..KEY_TABLE as u16).map(|i| key(i).into()).collect());
+        std::borrow::Cow::Borrowed(&keys[id as usize])
+    } else {
+        std::borrow::Cow::Owned(key(id))
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn push_i64(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn push_i32(out: &mut Vec<u8>, v: i32) {
+    if (0..10).contains(&v) {
+        out.push(b'0' + v as u8);
+    } else {
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    }
+}
+
+/// As serde_json: shortest round-trip form (zmij, as serde_json), `null`
+/// when not finite.
+fn push_f64(out: &mut Vec<u8>, v: f64) {
+    if v.to_bits() == 0 {
+        out.extend_from_slice(b"0.0");
+    } else if v.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn push_str(out: &mut Vec<u8>, v: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+fn le_i32(c: &[u8]) -> i32 {
+    i32::from_le_bytes([c[0], c[1], c[2], c[3]])
+}
+
+fn le_f64(c: &[u8]) -> f64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&c[..8]);
+    f64::from_bits(u64::from_le_bytes(a))
+}
+
+/// Writes `[e0,e1,...]` of a dense array of `width`-byte elements.
+fn push_dense(
+    out: &mut Vec<u8>,
+    b: &[u8],
+    width: usize,
+    mut value: impl FnMut(&mut Vec<u8>, &[u8]),
+) {
+    out.push(b'[');
+    for (j, c) in b.chunks_exact(width).enumerate() {
+        if j > 0 {
+            out.push(b',');
+        }
+        value(out, c);
+    }
+    out.push(b']');
+}
+
+/// Writes `[e0,e1,...]` of a sparse array: `pairs` are `width`-byte records
+/// of a u16 index then the value, `zero` the text of an absent element.
+fn push_sparse(
+    out: &mut Vec<u8>,
+    len: usize,
+    pairs: &[u8],
+    width: usize,
+    zero: &[u8],
+    mut value: impl FnMut(&mut Vec<u8>, &[u8]),
+) {
+    out.push(b'[');
+    let mut next = pairs.chunks_exact(width).peekable();
+    for i in 0..len {
+        if i > 0 {
+            out.push(b',');
+        }
+        match next.peek() {
+            Some(c) if u16::from_le_bytes([c[0], c[1]]) as usize == i => {
+                value(out, &c[2..]);
+                next.next();
+            }
+            _ => out.extend_from_slice(zero),
+        }
+    }
+    out.push(b']');
+}
+
+/// A packed sample's fields as a JSON object, in wire order (as [`Fields`]).
+fn push_fields(out: &mut Vec<u8>, p: &Packed) {
+    out.push(b'{');
+    for (i, (id, v)) in p.fields().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&field_key(id));
+        match v {
+            PackedValue::U64(x) => push_u64(out, x),
+            PackedValue::F64(x) => push_f64(out, x),
+            PackedValue::I64(x) => push_i64(out, x),
+            PackedValue::Bytes(b) => push_str(out, &String::from_utf8_lossy(b)),
+            PackedValue::I32Dense(b) => push_dense(out, b, 4, |o, c| push_i32(o, le_i32(c))),
+            PackedValue::F64Dense(b) => push_dense(out, b, 8, |o, c| push_f64(o, le_f64(c))),
+            PackedValue::I32Sparse { len, pairs } => {
+                push_sparse(out, len, pairs, 6, b"0", |o, c| push_i32(o, le_i32(c)))
+            }
+            PackedValue::F64Sparse { len, pairs } => {
+                push_sparse(out, len, pairs, 10, b"0.0", |o, c| push_f64(o, le_f64(c)))
+            }
+        }
+    }
+    out.push(b'}');
+}
+
+/// A stored periodic sample as its `{"type":"sample",...}` message (the
+/// bytes of `to_string(&SampleMsg(&unpack(p)))`).
+fn push_sample_msg(out: &mut Vec<u8>, p: &Packed) {
+    let h = p.header();
+    out.extend_from_slice(b"{\"type\":\"sample\",\"kind\":");
+    push_str(out, &h.kind.name());
+    out.extend_from_slice(b",\"pid\":");
+    push_u64(out, h.pid as u64);
+    out.extend_from_slice(b",\"seq\":");
+    push_u64(out, h.seq as u64);
+    out.extend_from_slice(b",\"stamp\":");
+    push_f64(out, h.stamp);
+    out.extend_from_slice(b",\"fields\":");
+    push_fields(out, p);
+    out.push(b'}');
+}
+
+fn push_gc_entry(out: &mut Vec<u8>, g: &GcRecord, with_interpreter: bool) {
+    out.extend_from_slice(b"{\"stamp\":");
+    push_f64(out, g.stamp);
+    if with_interpreter {
+        out.extend_from_slice(b",\"interpreter\":");
+        push_str(out, &g.interpreter);
+    }
+    out.extend_from_slice(b",\"fields\":");
+    push_fields(out, &g.packed);
+    out.push(b'}');
+}
+
+/// Bytes of one item as written.
+fn len_of(f: impl FnOnce(&mut Vec<u8>)) -> usize {
+    let mut v = Vec::with_capacity(4096);
+    f(&mut v);
+    v.len()
+}
+
 /// Estimated JSON bytes per item of a ring: the largest of its oldest,
 /// middle and newest item, plus 10 %.
-fn est3<T>(items: &[T], f: impl Fn(&T) -> String) -> usize {
+fn est3<T>(items: &[T], f: impl Fn(&mut Vec<u8>, &T)) -> usize {
     let n = items.len();
     if n == 0 {
         return 0;
     }
     let m = [0, n / 2, n - 1]
         .iter()
-        .map(|&i| f(&items[i]).len())
+        .map(|&i| len_of(|o| f(o, &items[i])))
         .max()
         .unwrap_or(0);
     m + m / 10
@@ -311,35 +483,195 @@ fn newest<T>(items: &[T], k: usize) -> &[T] {
     &items[items.len().saturating_sub(k)..]
 }
 
-fn gc_entry_json(g: &GcRecord, with_interpreter: bool) -> String {
-    let s = unpack(&g.packed);
-    let mut out = String::with_capacity(256);
-    out.push_str("{\"stamp\":");
-    out.push_str(&to_string(&g.stamp));
-    if with_interpreter {
-        out.push_str(",\"interpreter\":");
-        out.push_str(&to_string(&*g.interpreter));
-    }
-    out.push_str(",\"fields\":");
-    out.push_str(&to_string(&Fields(&s.fields)));
-    out.push('}');
-    out
+/// Output in chunks: the buffer is handed to `emit` whenever it holds
+/// `chunk` bytes or more, between items. `emit` returning false (the
+/// receiver went away) stops the writer.
+struct Chunked<'a> {
+    buf: Vec<u8>,
+    chunk: usize,
+    emit: &'a mut dyn FnMut(Vec<u8>) -> bool,
+    open: bool,
 }
 
-/// Writes the newest `k` items as a JSON array straight into `out` (no
-/// intermediate list of strings: a full snapshot is hundreds of MB) and
-/// says whether older items were left out.
-fn write_newest<T>(out: &mut String, items: &[T], k: usize, f: impl Fn(&T) -> String) -> bool {
+impl Chunked<'_> {
+    /// Called between items; false once the receiver is gone.
+    fn boundary(&mut self) -> bool {
+        if self.open && self.buf.len() >= self.chunk {
+            let cap = self.chunk + self.chunk / 4;
+            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
+            self.open = (self.emit)(full);
+        }
+        self.open
+    }
+
+    fn finish(mut self) {
+        if self.open && !self.buf.is_empty() {
+            (self.emit)(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+/// Writes the newest `k` items as a JSON array and says whether older
+/// items were left out.
+fn write_newest<T>(
+    out: &mut Chunked<'_>,
+    items: &[T],
+    k: usize,
+    f: impl Fn(&mut Vec<u8>, &T),
+) -> bool {
     let kept = newest(items, k);
-    out.push('[');
+    out.buf.push(b'[');
     for (i, it) in kept.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.buf.push(b',');
         }
-        out.push_str(&f(it));
+        f(&mut out.buf, it);
+        if !out.boundary() {
+            break;
+        }
     }
-    out.push(']');
+    out.buf.push(b']');
     kept.len() < items.len()
+}
+
+/// Per-ring counts to keep under `budget` (see [`snapshot_json`]).
+fn budget_counts(r: &SnapshotRefs, budget: Option<usize>, fixed: usize) -> (usize, usize, usize) {
+    let full = usize::MAX;
+    let Some(b) = budget else {
+        return (full, full, full);
+    };
+    let mut left = b.saturating_sub(fixed + 4096 + 512 * r.processes.len());
+    let sample_rings: Vec<(usize, usize)> = r
+        .processes
+        .iter()
+        .map(|p| {
+            (
+                p.samples.len(),
+                est3(&p.samples, |o, s| push_sample_msg(o, s)),
+            )
+        })
+        .collect();
+    let (ks, used) = uniform_count(&sample_rings, left, 1);
+    left = left.saturating_sub(used);
+    let snap_rings: Vec<(usize, usize)> = r
+        .processes
+        .iter()
+        .flat_map(|p| p.gc_snapshots.iter())
+        .map(|(_, ring)| (ring.len(), est3(ring, |o, g| push_gc_entry(o, g, false))))
+        .collect();
+    let (kg, used) = uniform_count(&snap_rings, left, 1);
+    left = left.saturating_sub(used);
+    let event_rings: Vec<(usize, usize)> = r
+        .processes
+        .iter()
+        .map(|p| {
+            (
+                p.gc_events.len(),
+                est3(&p.gc_events, |o, g| push_gc_entry(o, g, true)),
+            )
+        })
+        .collect();
+    let (ke, _) = uniform_count(&event_rings, left, 0);
+    (ks, kg, ke)
+}
+
+/// Writes a snapshot message in pieces of about `chunk` bytes, handing each
+/// to `emit` (see [`snapshot_json`] for `budget`). With `chunk` =
+/// `usize::MAX` the whole message is one piece.
+pub fn write_snapshot(
+    r: &SnapshotRefs,
+    budget: Option<usize>,
+    chunk: usize,
+    emit: &mut dyn FnMut(Vec<u8>) -> bool,
+) {
+    let slow: Vec<_> = r.slow.iter().map(|(k, e)| KeyEntry(k, e)).collect();
+    let slow_js = to_string(&slow);
+    let life_js = to_string(&r.lifecycle);
+    let (k_samples, k_snaps, k_events) = budget_counts(r, budget, slow_js.len() + life_js.len());
+    let mut truncated = false;
+    let mut out = Chunked {
+        buf: Vec::with_capacity(if chunk == usize::MAX {
+            1 << 16
+        } else {
+            chunk + chunk / 4
+        }),
+        chunk,
+        emit,
+        open: true,
+    };
+    out.buf
+        .extend_from_slice(b"{\"type\":\"snapshot\",\"processes\":[");
+    for (i, p) in r.processes.iter().enumerate() {
+        let o = &mut out.buf;
+        if i > 0 {
+            o.push(b',');
+        }
+        o.extend_from_slice(b"{\"pid\":");
+        push_u64(o, p.pid as u64);
+        for (key, v) in [
+            "hostname",
+            "process_group",
+            "mod_wsgi_version",
+            "python_version",
+            "apache_version",
+            "mpm_name",
+        ]
+        .iter()
+        .zip(&p.identity)
+        {
+            o.extend_from_slice(b",\"");
+            o.extend_from_slice(key.as_bytes());
+            o.extend_from_slice(b"\":");
+            push_str(o, v);
+        }
+        o.extend_from_slice(b",\"process_parent_pid\":");
+        push_u64(o, p.process_parent_pid);
+        o.extend_from_slice(b",\"last_seq\":");
+        push_u64(o, p.last_seq as u64);
+        o.extend_from_slice(b",\"drops\":");
+        push_u64(o, p.drops);
+        o.extend_from_slice(b",\"datagrams\":");
+        push_u64(o, p.datagrams);
+        o.extend_from_slice(b",\"samples\":");
+        truncated |= write_newest(&mut out, &p.samples, k_samples, |o, s| {
+            push_sample_msg(o, s)
+        });
+        out.buf.extend_from_slice(b",\"gc_snapshots\":{");
+        for (j, (interp, ring)) in p.gc_snapshots.iter().enumerate() {
+            if j > 0 {
+                out.buf.push(b',');
+            }
+            push_str(&mut out.buf, interp);
+            out.buf.push(b':');
+            truncated |= write_newest(&mut out, ring, k_snaps, |o, g| push_gc_entry(o, g, false));
+        }
+        out.buf.push(b'}');
+        out.buf.extend_from_slice(b",\"gc_events\":");
+        truncated |= write_newest(&mut out, &p.gc_events, k_events, |o, g| {
+            push_gc_entry(o, g, true)
+        });
+        out.buf.push(b'}');
+        if !out.boundary() {
+            return;
+        }
+    }
+    let o = &mut out.buf;
+    o.extend_from_slice(b"],\"slow_requests\":");
+    o.extend_from_slice(slow_js.as_bytes());
+    o.extend_from_slice(b",\"lifecycle_events\":");
+    o.extend_from_slice(life_js.as_bytes());
+    o.extend_from_slice(
+        format!(
+            ",\"total_received\":{},\"decode_errors\":{},\"seq_gaps\":{},\"history_truncated\":{}",
+            r.total_received, r.decode_errors, r.seq_gaps, truncated
+        )
+        .as_bytes(),
+    );
+    for (k, v) in &r.extra {
+        o.extend_from_slice(format!(",{}:{}", to_string(k), v).as_bytes());
+    }
+    o.push(b'}');
+    out.finish();
 }
 
 /// Serialises a snapshot message.
@@ -352,101 +684,184 @@ fn write_newest<T>(out: &mut String, items: &[T], k: usize, f: impl Fn(&T) -> St
 /// at least one); then GC events (the same count per process).
 /// `"history_truncated": true` says when anything was left out.
 pub fn snapshot_json(r: &SnapshotRefs, budget: Option<usize>) -> String {
-    let slow: Vec<_> = r.slow.iter().map(|(k, e)| KeyEntry(k, e)).collect();
-    let slow_js = to_string(&slow);
-    let life_js = to_string(&r.lifecycle);
-    let full = usize::MAX;
-    let (k_samples, k_snaps, k_events) = match budget {
-        None => (full, full, full),
-        Some(b) => {
-            let mut left =
-                b.saturating_sub(slow_js.len() + life_js.len() + 4096 + 512 * r.processes.len());
-            let sample_rings: Vec<(usize, usize)> = r
-                .processes
-                .iter()
-                .map(|p| {
-                    (
-                        p.samples.len(),
-                        est3(&p.samples, |s| to_string(&SampleMsg(&unpack(s)))),
-                    )
-                })
-                .collect();
-            let (ks, used) = uniform_count(&sample_rings, left, 1);
-            left = left.saturating_sub(used);
-            let snap_rings: Vec<(usize, usize)> = r
-                .processes
-                .iter()
-                .flat_map(|p| p.gc_snapshots.iter())
-                .map(|(_, ring)| (ring.len(), est3(ring, |g| gc_entry_json(g, false))))
-                .collect();
-            let (kg, used) = uniform_count(&snap_rings, left, 1);
-            left = left.saturating_sub(used);
-            let event_rings: Vec<(usize, usize)> = r
-                .processes
-                .iter()
-                .map(|p| {
-                    (
-                        p.gc_events.len(),
-                        est3(&p.gc_events, |g| gc_entry_json(g, true)),
-                    )
-                })
-                .collect();
-            let (ke, _) = uniform_count(&event_rings, left, 0);
-            (ks, kg, ke)
+    let mut all = Vec::new();
+    write_snapshot(r, budget, usize::MAX, &mut |piece| {
+        all = piece;
+        true
+    });
+    // Only serde_json's strings and ASCII were written.
+    String::from_utf8(all).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod serde_oracle {
+    //! The serde-based snapshot serialiser, kept as the tests' oracle.
+    use super::*;
+    use crate::state::packed::unpack;
+
+    /// Estimated JSON bytes per item of a ring: the largest of its oldest,
+    /// middle and newest item, plus 10 %.
+    fn est3_serde<T>(items: &[T], f: impl Fn(&T) -> String) -> usize {
+        let n = items.len();
+        if n == 0 {
+            return 0;
         }
-    };
-    let mut truncated = false;
-    let mut out = String::with_capacity(1 << 16);
-    out.push_str("{\"type\":\"snapshot\",\"processes\":[");
-    for (i, p) in r.processes.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+        let m = [0, n / 2, n - 1]
+            .iter()
+            .map(|&i| f(&items[i]).len())
+            .max()
+            .unwrap_or(0);
+        m + m / 10
+    }
+
+    fn newest_serde<T>(items: &[T], k: usize) -> &[T] {
+        &items[items.len().saturating_sub(k)..]
+    }
+
+    pub(super) fn gc_entry_json(g: &GcRecord, with_interpreter: bool) -> String {
+        let s = unpack(&g.packed);
+        let mut out = String::with_capacity(256);
+        out.push_str("{\"stamp\":");
+        out.push_str(&to_string(&g.stamp));
+        if with_interpreter {
+            out.push_str(",\"interpreter\":");
+            out.push_str(&to_string(&*g.interpreter));
         }
-        out.push_str(&to_string(&serde_json::json!({
-            "pid": p.pid,
-            "hostname": p.identity[0],
-            "process_group": p.identity[1],
-            "mod_wsgi_version": p.identity[2],
-            "python_version": p.identity[3],
-            "apache_version": p.identity[4],
-            "mpm_name": p.identity[5],
-            "process_parent_pid": p.process_parent_pid,
-            "last_seq": p.last_seq,
-            "drops": p.drops,
-            "datagrams": p.datagrams,
-        })));
-        out.pop(); // reopen the object
-        out.push_str(",\"samples\":");
-        truncated |= write_newest(&mut out, &p.samples, k_samples, |s| {
-            to_string(&SampleMsg(&unpack(s)))
-        });
-        out.push_str(",\"gc_snapshots\":{");
-        for (j, (interp, ring)) in p.gc_snapshots.iter().enumerate() {
-            if j > 0 {
+        out.push_str(",\"fields\":");
+        out.push_str(&to_string(&Fields(&s.fields)));
+        out.push('}');
+        out
+    }
+
+    /// Writes the newest `k` items as a JSON array straight into `out` (no
+    /// intermediate list of strings: a full snapshot is hundreds of MB) and
+    /// says whether older items were left out.
+    fn write_newest_serde<T>(
+        out: &mut String,
+        items: &[T],
+        k: usize,
+        f: impl Fn(&T) -> String,
+    ) -> bool {
+        let kept = newest_serde(items, k);
+        out.push('[');
+        for (i, it) in kept.iter().enumerate() {
+            if i > 0 {
                 out.push(',');
             }
-            out.push_str(&to_string(&**interp));
-            out.push(':');
-            truncated |= write_newest(&mut out, ring, k_snaps, |g| gc_entry_json(g, false));
+            out.push_str(&f(it));
+        }
+        out.push(']');
+        kept.len() < items.len()
+    }
+
+    /// The serde implementation the direct writer replaced (the oracle).
+    ///
+    /// With `budget`, older history is left out so the whole message stays near
+    /// `budget` bytes, in this order of priority: slow requests and lifecycle
+    /// events are always complete; then every process keeps the same number of
+    /// newest periodic samples (at least one), so rates computed by clients over
+    /// a window are unbiased; then GC snapshots (the same count per interpreter,
+    /// at least one); then GC events (the same count per process).
+    /// `"history_truncated": true` says when anything was left out.
+    pub(super) fn snapshot_json_serde(r: &SnapshotRefs, budget: Option<usize>) -> String {
+        let slow: Vec<_> = r.slow.iter().map(|(k, e)| KeyEntry(k, e)).collect();
+        let slow_js = to_string(&slow);
+        let life_js = to_string(&r.lifecycle);
+        let full = usize::MAX;
+        let (k_samples, k_snaps, k_events) = match budget {
+            None => (full, full, full),
+            Some(b) => {
+                let mut left = b
+                    .saturating_sub(slow_js.len() + life_js.len() + 4096 + 512 * r.processes.len());
+                let sample_rings: Vec<(usize, usize)> = r
+                    .processes
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.samples.len(),
+                            est3_serde(&p.samples, |s| to_string(&SampleMsg(&unpack(s)))),
+                        )
+                    })
+                    .collect();
+                let (ks, used) = uniform_count(&sample_rings, left, 1);
+                left = left.saturating_sub(used);
+                let snap_rings: Vec<(usize, usize)> = r
+                    .processes
+                    .iter()
+                    .flat_map(|p| p.gc_snapshots.iter())
+                    .map(|(_, ring)| (ring.len(), est3_serde(ring, |g| gc_entry_json(g, false))))
+                    .collect();
+                let (kg, used) = uniform_count(&snap_rings, left, 1);
+                left = left.saturating_sub(used);
+                let event_rings: Vec<(usize, usize)> = r
+                    .processes
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.gc_events.len(),
+                            est3_serde(&p.gc_events, |g| gc_entry_json(g, true)),
+                        )
+                    })
+                    .collect();
+                let (ke, _) = uniform_count(&event_rings, left, 0);
+                (ks, kg, ke)
+            }
+        };
+        let mut truncated = false;
+        let mut out = String::with_capacity(1 << 16);
+        out.push_str("{\"type\":\"snapshot\",\"processes\":[");
+        for (i, p) in r.processes.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&to_string(&serde_json::json!({
+                "pid": p.pid,
+                "hostname": p.identity[0],
+                "process_group": p.identity[1],
+                "mod_wsgi_version": p.identity[2],
+                "python_version": p.identity[3],
+                "apache_version": p.identity[4],
+                "mpm_name": p.identity[5],
+                "process_parent_pid": p.process_parent_pid,
+                "last_seq": p.last_seq,
+                "drops": p.drops,
+                "datagrams": p.datagrams,
+            })));
+            out.pop(); // reopen the object
+            out.push_str(",\"samples\":");
+            truncated |= write_newest_serde(&mut out, &p.samples, k_samples, |s| {
+                to_string(&SampleMsg(&unpack(s)))
+            });
+            out.push_str(",\"gc_snapshots\":{");
+            for (j, (interp, ring)) in p.gc_snapshots.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push_str(&to_string(&**interp));
+                out.push(':');
+                truncated |=
+                    write_newest_serde(&mut out, ring, k_snaps, |g| gc_entry_json(g, false));
+            }
+            out.push('}');
+            out.push_str(",\"gc_events\":");
+            truncated |=
+                write_newest_serde(&mut out, &p.gc_events, k_events, |g| gc_entry_json(g, true));
+            out.push('}');
+        }
+        out.push_str("],\"slow_requests\":");
+        out.push_str(&slow_js);
+        out.push_str(",\"lifecycle_events\":");
+        out.push_str(&life_js);
+        out.push_str(&format!(
+            ",\"total_received\":{},\"decode_errors\":{},\"seq_gaps\":{},\"history_truncated\":{}",
+            r.total_received, r.decode_errors, r.seq_gaps, truncated
+        ));
+        for (k, v) in &r.extra {
+            out.push_str(&format!(",{}:{}", to_string(k), v));
         }
         out.push('}');
-        out.push_str(",\"gc_events\":");
-        truncated |= write_newest(&mut out, &p.gc_events, k_events, |g| gc_entry_json(g, true));
-        out.push('}');
+        out
     }
-    out.push_str("],\"slow_requests\":");
-    out.push_str(&slow_js);
-    out.push_str(",\"lifecycle_events\":");
-    out.push_str(&life_js);
-    out.push_str(&format!(
-        ",\"total_received\":{},\"decode_errors\":{},\"seq_gaps\":{},\"history_truncated\":{}",
-        r.total_received, r.decode_errors, r.seq_gaps, truncated
-    ));
-    for (k, v) in &r.extra {
-        out.push_str(&format!(",{}:{}", to_string(k), v));
-    }
-    out.push('}');
-    out
 }
 
 #[cfg(test)]
@@ -525,5 +940,149 @@ mod tests {
             .sum();
         assert_eq!(samples, 386);
         assert_eq!(v["history_truncated"], true);
+    }
+
+    /// Equality of long texts, reporting the first difference briefly.
+    #[track_caller]
+    fn assert_same(ours: &[u8], want: &[u8], what: &str) {
+        if ours == want {
+            return;
+        }
+        let i = ours.iter().zip(want).take_while(|(a, b)| a == b).count();
+        let ctx = |b: &[u8]| {
+            String::from_utf8_lossy(&b[i.saturating_sub(60)..(i + 60).min(b.len())]).into_owned()
+        };
+        panic!(
+            "{what}: differs at byte {i} (lengths {} vs {}):\n ours: {}\n want: {}",
+            ours.len(),
+            want.len(),
+            ctx(ours),
+            ctx(want)
+        );
+    }
+
+    fn edge_sample(pid: u32, seq: u32) -> Sample {
+        let floats = vec![
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            1e16,
+            1e-7,
+            123456789.123,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -2.5,
+        ];
+        let mut sparse_f = vec![0.0; 40];
+        sparse_f[3] = -0.0;
+        sparse_f[17] = 1e21;
+        sparse_f[39] = f64::NAN;
+        let mut sparse_i = vec![0i32; 40];
+        sparse_i[0] = -1;
+        sparse_i[39] = i32::MAX;
+        sparse_i[5] = i32::MIN;
+        Sample {
+            header: wire::Header {
+                version: 1,
+                kind: wire::Kind::REQUEST,
+                flags: 0,
+                pid,
+                seq,
+                stamp: 1.7e9 + 0.123456789,
+            },
+            fields: vec![
+                (
+                    wire::id::HOSTNAME,
+                    Value::Bytes(b"h\"o\\st\n\x01\x7f\xff\xfe".to_vec()),
+                ),
+                (2, Value::U64(u64::MAX)),
+                (3, Value::I64(i64::MIN)),
+                (4, Value::F64(f64::NAN)),
+                (9, Value::F64(-0.0)),
+                (100, Value::F64Array(floats.clone())),
+                (101, Value::F64Array(sparse_f)),
+                (
+                    102,
+                    Value::I32Array(vec![1, -1, 10, 9, -10, i32::MIN, 0, 0, 0]),
+                ),
+                (103, Value::I32Array(sparse_i)),
+                (104, Value::I32Array(vec![])),
+                (105, Value::F64Array(vec![])),
+                (106, Value::Bytes(vec![])),
+                (499, Value::U64(7)),
+                (600, Value::F64(3.0)),
+                (65535, Value::F64(1e300)),
+            ],
+        }
+    }
+
+    #[test]
+    fn direct_sample_writer_matches_serde() {
+        let bin = corpus();
+        let mut n = 0;
+        for d in wire::capture::records(&bin).map(|r| r.unwrap()) {
+            let s = wire::decode(d).unwrap();
+            let p = crate::state::packed::pack(&s);
+            let mut out = Vec::new();
+            push_sample_msg(&mut out, &p);
+            assert_same(&out, to_string(&SampleMsg(&s)).as_bytes(), "corpus sample");
+            n += 1;
+        }
+        assert_eq!(n, 11888);
+        let s = edge_sample(42, 7);
+        let p = crate::state::packed::pack(&s);
+        let mut out = Vec::new();
+        push_sample_msg(&mut out, &p);
+        assert_same(&out, to_string(&SampleMsg(&s)).as_bytes(), "edge sample");
+        let ours = String::from_utf8(out).unwrap();
+        // sanity: what the edge cases look like
+        assert!(ours.contains("\"id65535\":1e+300"), "{ours}");
+        assert!(ours.contains("[0.0,-0.0,1.0,0.1,1e+16,1e-7,"), "{ours}");
+        assert!(ours.contains("null,null,null,-2.5]"), "{ours}");
+    }
+
+    #[test]
+    fn direct_snapshot_matches_serde_whole_and_chunked() {
+        let bin = corpus();
+        let mut st = State::new(Limits::default());
+        let now = Instant::now();
+        for d in wire::capture::records(&bin).map(|r| r.unwrap()) {
+            st.ingest(d, now);
+        }
+        for seq in 1..30 {
+            st.apply(edge_sample(4242, seq), now);
+        }
+        let refs = capture(&st);
+        for budget in [None, Some(300_000), Some(3_500_000), Some(1)] {
+            let want = serde_oracle::snapshot_json_serde(&refs, budget);
+            assert_same(
+                snapshot_json(&refs, budget).as_bytes(),
+                want.as_bytes(),
+                &format!("budget {budget:?}"),
+            );
+            let mut pieces = Vec::new();
+            write_snapshot(&refs, budget, 10_000, &mut |p| {
+                pieces.push(p);
+                true
+            });
+            assert!(budget.is_some() || pieces.len() > 10, "{}", pieces.len());
+            assert_same(
+                &pieces.concat(),
+                want.as_bytes(),
+                &format!("chunked, budget {budget:?}"),
+            );
+        }
+        // A receiver that goes away stops the writer.
+        let mut calls = 0;
+        write_snapshot(&refs, None, 10_000, &mut |_| {
+            calls += 1;
+            calls < 3
+        });
+        assert_eq!(calls, 3);
     }
 }

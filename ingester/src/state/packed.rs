@@ -92,17 +92,16 @@ struct Reader<'a> {
     o: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let s = &self.b[self.o..self.o + n];
+        self.o += n;
+        s
+    }
     fn u16(&mut self) -> u16 {
         let v = u16::from_le_bytes([self.b[self.o], self.b[self.o + 1]]);
         self.o += 2;
         v
-    }
-    fn u32(&mut self) -> u32 {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(&self.b[self.o..self.o + 4]);
-        self.o += 4;
-        u32::from_le_bytes(a)
     }
     fn u64(&mut self) -> u64 {
         let mut a = [0u8; 8];
@@ -115,60 +114,154 @@ impl Reader<'_> {
 /// Unpacks a stored sample. Only ever given what [`pack`] produced, so the
 /// layout is trusted.
 pub fn unpack(p: &Packed) -> Sample {
-    let b = &p.0;
-    let header: Header = wire::decode_header(b).expect("packed samples start with a valid header");
-    let mut r = Reader {
-        b,
-        o: wire::HEADER_LEN,
+    let le_i32 = |c: &[u8]| i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    let le_f64 = |c: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&c[..8]);
+        f64::from_bits(u64::from_le_bytes(a))
     };
-    let mut fields = Vec::with_capacity(64);
-    while r.o < b.len() {
+    let fields = p
+        .fields()
+        .map(|(id, v)| {
+            let v = match v {
+                PackedValue::U64(x) => Value::U64(x),
+                PackedValue::F64(x) => Value::F64(x),
+                PackedValue::I64(x) => Value::I64(x),
+                PackedValue::Bytes(b) => Value::Bytes(b.to_vec()),
+                PackedValue::I32Dense(b) => {
+                    Value::I32Array(b.chunks_exact(4).map(le_i32).collect())
+                }
+                PackedValue::F64Dense(b) => {
+                    Value::F64Array(b.chunks_exact(8).map(le_f64).collect())
+                }
+                PackedValue::I32Sparse { len, pairs } => {
+                    let mut a = vec![0i32; len];
+                    for c in pairs.chunks_exact(6) {
+                        a[u16::from_le_bytes([c[0], c[1]]) as usize] = le_i32(&c[2..]);
+                    }
+                    Value::I32Array(a)
+                }
+                PackedValue::F64Sparse { len, pairs } => {
+                    let mut a = vec![0f64; len];
+                    for c in pairs.chunks_exact(10) {
+                        a[u16::from_le_bytes([c[0], c[1]]) as usize] = le_f64(&c[2..]);
+                    }
+                    Value::F64Array(a)
+                }
+            };
+            (id, v)
+        })
+        .collect();
+    Sample {
+        header: p.header(),
+        fields,
+    }
+}
+
+/// One stored value, borrowed from the packed bytes (for writers that
+/// serialise straight from the stored form without unpacking).
+#[derive(Debug, Clone, Copy)]
+pub enum PackedValue<'a> {
+    /// U64 scalar.
+    U64(u64),
+    /// F64 scalar.
+    F64(f64),
+    /// I64 scalar.
+    I64(i64),
+    /// BYTES (raw, not validated).
+    Bytes(&'a [u8]),
+    /// I32 array, little-endian `i32`s.
+    I32Dense(&'a [u8]),
+    /// F64 array, little-endian `f64` bits.
+    F64Dense(&'a [u8]),
+    /// I32 array of `len` elements; `pairs` are `(u16 index, i32)` of the
+    /// non-zero ones in increasing index order.
+    I32Sparse {
+        /// Element count.
+        len: usize,
+        /// 6-byte pairs.
+        pairs: &'a [u8],
+    },
+    /// F64 array of `len` elements; `pairs` are `(u16 index, f64 bits)` of
+    /// the elements that are not +0.0, in increasing index order.
+    F64Sparse {
+        /// Element count.
+        len: usize,
+        /// 10-byte pairs.
+        pairs: &'a [u8],
+    },
+}
+
+impl Packed {
+    /// The header of the stored sample.
+    pub fn header(&self) -> Header {
+        wire::decode_header(&self.0).expect("packed samples start with a valid header")
+    }
+
+    /// The stored fields in wire order, borrowed.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            r: Reader {
+                b: &self.0,
+                o: wire::HEADER_LEN,
+            },
+        }
+    }
+}
+
+/// Iterator over a packed sample's fields (see [`Packed::fields`]).
+pub struct Fields<'a> {
+    r: Reader<'a>,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (u16, PackedValue<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = &mut self.r;
+        let b = r.b;
+        if r.o >= b.len() {
+            return None;
+        }
         let id = r.u16();
         let tag = b[r.o];
         r.o += 1;
         let v = match tag {
-            0x01 => Value::U64(r.u64()),
-            0x02 => Value::F64(f64::from_bits(r.u64())),
-            0x03 => Value::I64(r.u64() as i64),
+            0x01 => PackedValue::U64(r.u64()),
+            0x02 => PackedValue::F64(f64::from_bits(r.u64())),
+            0x03 => PackedValue::I64(r.u64() as i64),
             0x04 => {
                 let n = r.u16() as usize;
-                let v = b[r.o..r.o + n].to_vec();
-                r.o += n;
-                Value::Bytes(v)
+                PackedValue::Bytes(r.take(n))
             }
             0x05 => {
                 let n = r.u16() as usize;
-                Value::I32Array((0..n).map(|_| r.u32() as i32).collect())
+                PackedValue::I32Dense(r.take(n * 4))
             }
             0x06 => {
                 let n = r.u16() as usize;
-                Value::F64Array((0..n).map(|_| f64::from_bits(r.u64())).collect())
+                PackedValue::F64Dense(r.take(n * 8))
             }
             SPARSE_I32 => {
-                let n = r.u16() as usize;
+                let len = r.u16() as usize;
                 let nnz = r.u16() as usize;
-                let mut a = vec![0i32; n];
-                for _ in 0..nnz {
-                    let i = r.u16() as usize;
-                    a[i] = r.u32() as i32;
+                PackedValue::I32Sparse {
+                    len,
+                    pairs: r.take(nnz * 6),
                 }
-                Value::I32Array(a)
             }
             SPARSE_F64 => {
-                let n = r.u16() as usize;
+                let len = r.u16() as usize;
                 let nnz = r.u16() as usize;
-                let mut a = vec![0f64; n];
-                for _ in 0..nnz {
-                    let i = r.u16() as usize;
-                    a[i] = f64::from_bits(r.u64());
+                PackedValue::F64Sparse {
+                    len,
+                    pairs: r.take(nnz * 10),
                 }
-                Value::F64Array(a)
             }
             other => unreachable!("packed tag {other:#x}"),
         };
-        fields.push((id, v));
+        Some((id, v))
     }
-    Sample { header, fields }
 }
 
 #[cfg(test)]
