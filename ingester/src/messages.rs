@@ -375,29 +375,71 @@ fn push_dense(
     out.push(b']');
 }
 
+/// `zero,zero,...,` repeated to fill `N` bytes.
+const fn zeros<const N: usize>(zero: &[u8]) -> [u8; N] {
+    let mut p = [0u8; N];
+    let unit = zero.len() + 1;
+    let mut k = 0;
+    while k < N {
+        let j = k % unit;
+        p[k] = if j < zero.len() { zero[j] } else { b',' };
+        k += 1;
+    }
+    p
+}
+
+const ZEROS_I32: [u8; 128] = zeros(b"0");
+const ZEROS_F64: [u8; 256] = zeros(b"0.0");
+
+/// Writes `n` absent elements of a sparse array, comma-separated (the
+/// caller writes the comma before the first one): runs of zeros are the
+/// bulk of the histograms, copied from a repeated pattern.
+/// `pattern` is [`zeros`] of that element text.
+fn push_zeros(out: &mut Vec<u8>, mut n: usize, pattern: &[u8]) {
+    let unit = pattern.iter().position(|&b| b == b',').unwrap_or(0) + 1;
+    let run = pattern.len() / unit;
+    while n > 0 {
+        let m = n.min(run);
+        out.extend_from_slice(&pattern[..m * unit - 1]);
+        n -= m;
+        if n > 0 {
+            out.push(b',');
+        }
+    }
+}
+
 /// Writes `[e0,e1,...]` of a sparse array: `pairs` are `width`-byte records
-/// of a u16 index then the value, `zero` the text of an absent element.
+/// of a u16 index then the value, `zeros` the [`zeros`] pattern of an
+/// absent element.
 fn push_sparse(
     out: &mut Vec<u8>,
     len: usize,
     pairs: &[u8],
     width: usize,
-    zero: &[u8],
+    zeros: &[u8],
     mut value: impl FnMut(&mut Vec<u8>, &[u8]),
 ) {
     out.push(b'[');
-    let mut next = pairs.chunks_exact(width).peekable();
-    for i in 0..len {
+    let mut i = 0;
+    for c in pairs.chunks_exact(width) {
+        let at = u16::from_le_bytes([c[0], c[1]]) as usize;
+        if at > i {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_zeros(out, at - i, zeros);
+        }
+        if at > 0 {
+            out.push(b',');
+        }
+        value(out, &c[2..]);
+        i = at + 1;
+    }
+    if len > i {
         if i > 0 {
             out.push(b',');
         }
-        match next.peek() {
-            Some(c) if u16::from_le_bytes([c[0], c[1]]) as usize == i => {
-                value(out, &c[2..]);
-                next.next();
-            }
-            _ => out.extend_from_slice(zero),
-        }
+        push_zeros(out, len - i, zeros);
     }
     out.push(b']');
 }
@@ -418,10 +460,14 @@ fn push_fields(out: &mut Vec<u8>, p: &Packed) {
             PackedValue::I32Dense(b) => push_dense(out, b, 4, |o, c| push_i32(o, le_i32(c))),
             PackedValue::F64Dense(b) => push_dense(out, b, 8, |o, c| push_f64(o, le_f64(c))),
             PackedValue::I32Sparse { len, pairs } => {
-                push_sparse(out, len, pairs, 6, b"0", |o, c| push_i32(o, le_i32(c)))
+                push_sparse(out, len, pairs, 6, &ZEROS_I32, |o, c| {
+                    push_i32(o, le_i32(c))
+                })
             }
             PackedValue::F64Sparse { len, pairs } => {
-                push_sparse(out, len, pairs, 10, b"0.0", |o, c| push_f64(o, le_f64(c)))
+                push_sparse(out, len, pairs, 10, &ZEROS_F64, |o, c| {
+                    push_f64(o, le_f64(c))
+                })
             }
         }
     }
