@@ -72,11 +72,11 @@ impl Shared {
     }
 
     /// Applies a batch of datagrams.
-    pub fn ingest_batch(&self, batch: &[Vec<u8>]) {
+    pub fn ingest_batch(&self, batch: &Batch) {
         let now = Instant::now();
         let mut st = self.lock();
         let publish = self.tx.receiver_count() > 0;
-        for d in batch {
+        for d in batch.iter() {
             let u = st.ingest(d, now);
             if publish {
                 if let Some(js) = messages::update_json(&u) {
@@ -101,32 +101,135 @@ impl Threads {
     }
 }
 
-fn recv_dontwait(sock: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<usize> {
-    // SAFETY: valid fd and a buffer of the length we pass.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+/// Datagrams handed from the receive thread to the ingest thread, stored
+/// back to back (one allocation per batch, not per datagram).
+#[derive(Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    /// Appends one datagram.
+    pub fn push(&mut self, d: &[u8]) {
+        self.bytes.extend_from_slice(d);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Datagrams held.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes of all datagrams.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The datagrams in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let d = &self.bytes[start..end];
+            start = end;
+            d
+        })
+    }
+}
+
+/// Datagrams read per `recvmmsg` call at most.
+const VLEN: usize = 32;
+
+/// `recvmmsg` into `VLEN` buffers of [`wire::RECV_BUFFER`] bytes: one
+/// system call for every datagram queued (the kernel queue is shallow, so
+/// under load each call returns several).
+struct MultiRecv {
+    bufs: Vec<u8>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers in `iovs`/`hdrs` point into `bufs`/`iovs`, heap
+// memory owned by the same value, used by one thread at a time.
+unsafe impl Send for MultiRecv {}
+
+impl MultiRecv {
+    fn new() -> MultiRecv {
+        let mut bufs = vec![0u8; VLEN * wire::RECV_BUFFER];
+        let mut iovs: Vec<libc::iovec> = (0..VLEN)
+            .map(|i| libc::iovec {
+                // SAFETY: in bounds: i < VLEN.
+                iov_base: unsafe { bufs.as_mut_ptr().add(i * wire::RECV_BUFFER) }
+                    as *mut libc::c_void,
+                iov_len: wire::RECV_BUFFER,
+            })
+            .collect();
+        let hdrs = (0..VLEN)
+            .map(|i| {
+                // SAFETY: all-zero is a valid mmsghdr (null name/control).
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                // SAFETY: in bounds: i < VLEN.
+                h.msg_hdr.msg_iov = unsafe { iovs.as_mut_ptr().add(i) };
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        MultiRecv { bufs, iovs, hdrs }
+    }
+
+    /// Receives up to `VLEN` datagrams into `batch`; blocking (up to the
+    /// socket's read timeout) for the first one unless `dontwait`.
+    fn recv(
+        &mut self,
+        sock: &UnixDatagram,
+        batch: &mut Batch,
+        dontwait: bool,
+    ) -> std::io::Result<usize> {
+        debug_assert_eq!(self.iovs.len(), VLEN);
+        let flags = if dontwait {
+            libc::MSG_DONTWAIT
+        } else {
+            libc::MSG_WAITFORONE
+        };
+        // SAFETY: valid fd; `hdrs` holds VLEN headers whose single iovec
+        // each points at a distinct RECV_BUFFER-byte region of `bufs`, all
+        // alive for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                VLEN as libc::c_uint,
+                flags as _,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for (i, h) in self.hdrs[..n].iter().enumerate() {
+            let len = (h.msg_len as usize).min(wire::RECV_BUFFER);
+            let off = i * wire::RECV_BUFFER;
+            batch.push(&self.bufs[off..off + len]);
+        }
+        Ok(n)
     }
 }
 
 /// Starts the receive and ingest threads on a bound socket.
 pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threads> {
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let (tx, rx) = mpsc::channel::<Vec<Vec<u8>>>();
+    let (tx, rx) = mpsc::channel::<Batch>();
     let sh = shared.clone();
     let recv = std::thread::Builder::new()
         .name("telemetry-recv".into())
         .spawn(move || {
-            let mut buf = vec![0u8; wire::RECV_BUFFER];
+            let mut mr = MultiRecv::new();
             while !sh.stop.load(Ordering::Relaxed) {
                 // Back-pressure: stop reading while the ingest thread is far
                 // behind, rather than accept datagrams and drop them.
@@ -138,8 +241,12 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
-                let n = match socket.recv(&mut buf) {
-                    Ok(n) => n,
+                let mut batch = Batch {
+                    bytes: Vec::with_capacity(64 << 10),
+                    ends: Vec::with_capacity(256),
+                };
+                match mr.recv(&socket, &mut batch, false) {
+                    Ok(_) => {}
                     Err(e)
                         if matches!(
                             e.kind(),
@@ -156,18 +263,14 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                         continue;
                     }
                 };
-                let mut batch = vec![buf[..n].to_vec()];
-                let mut bytes = n;
                 // Drain whatever else is queued without blocking.
                 while batch.len() < 4096 {
-                    match recv_dontwait(&socket, &mut buf) {
-                        Ok(n) => {
-                            bytes += n;
-                            batch.push(buf[..n].to_vec());
-                        }
-                        Err(_) => break,
+                    match mr.recv(&socket, &mut batch, true) {
+                        Ok(n) if n > 0 => {}
+                        _ => break,
                     }
                 }
+                let bytes = batch.bytes();
                 sh.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
                 if tx.send(batch).is_err() {
                     break;
@@ -182,7 +285,7 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
             loop {
                 match rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(batch) => {
-                        let bytes: usize = batch.iter().map(Vec::len).sum();
+                        let bytes = batch.bytes();
                         sh.ingest_batch(&batch);
                         sh.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                     }

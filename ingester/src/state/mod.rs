@@ -133,6 +133,28 @@ impl Process {
         }
     }
 
+    /// Counts a datagram with this seq; returns the sequence gap it shows.
+    fn note_seq(&mut self, seq: u32) -> u64 {
+        self.datagrams += 1;
+        match self.last_any_seq {
+            Some(last) => {
+                let ahead = seq.wrapping_sub(last);
+                if ahead >= 1 && ahead < (1 << 31) {
+                    let gap = (ahead - 1) as u64;
+                    self.drops += gap;
+                    self.last_any_seq = Some(seq);
+                    return gap;
+                } else if seq == 1 {
+                    // A new reporter reusing the pid starts over.
+                    self.last_any_seq = Some(seq);
+                }
+                // Otherwise a late (reordered) datagram: not a loss.
+            }
+            None => self.last_any_seq = Some(seq),
+        }
+        0
+    }
+
     fn latch_identity(&mut self, s: &Sample, only_nonempty: bool) {
         for (fid, slot) in [
             (id::HOSTNAME, &mut self.hostname),
@@ -375,25 +397,10 @@ impl State {
         }
     }
 
+    /// Counts the datagram for `pid` (if it has state) and any sequence gap.
     fn note_seq(&mut self, pid: u32, seq: u32) {
         if let Some(p) = self.processes.get_mut(&pid) {
-            p.datagrams += 1;
-            match p.last_any_seq {
-                Some(last) => {
-                    let ahead = seq.wrapping_sub(last);
-                    if ahead >= 1 && ahead < (1 << 31) {
-                        let gap = (ahead - 1) as u64;
-                        p.drops += gap;
-                        self.seq_gaps += gap;
-                        p.last_any_seq = Some(seq);
-                    } else if seq == 1 {
-                        // A new reporter reusing the pid starts over.
-                        p.last_any_seq = Some(seq);
-                    }
-                    // Otherwise a late (reordered) datagram: not a loss.
-                }
-                None => p.last_any_seq = Some(seq),
-            }
+            self.seq_gaps += p.note_seq(seq);
         }
     }
 
@@ -405,17 +412,21 @@ impl State {
 
     /// Applies one decoded datagram.
     pub fn apply(&mut self, s: Sample, now: Instant) -> Update {
+        // Periodic, GC and STARTED datagrams count their seq on the process
+        // they looked up; the others look it up (it may not exist).
         let (pid, seq) = (s.header.pid, s.header.seq);
-        let update = match s.header.kind {
-            Kind::SLOW_REQUEST => self.apply_slow(s, now),
+        match s.header.kind {
+            Kind::SLOW_REQUEST => {
+                let u = self.apply_slow(s, now);
+                self.note_seq(pid, seq);
+                u
+            }
             Kind::PROCESS_STARTED | Kind::PROCESS_STOPPING | Kind::PROCESS_STOPPED => {
                 self.apply_lifecycle(s, now)
             }
             Kind::GC_SNAPSHOT | Kind::GC_EVENT => self.apply_gc(s, now),
             _ => self.apply_periodic(s, now),
-        };
-        self.note_seq(pid, seq);
-        update
+        }
     }
 
     fn apply_periodic(&mut self, s: Sample, now: Instant) -> Update {
@@ -433,6 +444,8 @@ impl State {
             p.samples.pop_front();
         }
         p.samples.push_back(Arc::new(pack(&s)));
+        let gap = p.note_seq(s.header.seq);
+        self.seq_gaps += gap;
         Update::Sample(s)
     }
 
@@ -463,15 +476,34 @@ impl State {
             let p = self.process_entry(s.header.pid, now);
             p.last_seen = now;
             p.latch_identity(&s, true);
+            let gap = p.note_seq(s.header.seq);
+            self.seq_gaps += gap;
+        } else {
+            self.note_seq(s.header.pid, s.header.seq);
         }
         Update::Lifecycle(ev)
     }
 
     fn apply_gc(&mut self, s: Sample, now: Instant) -> Update {
-        let limits = self.limits.clone();
-        let interp: Arc<str> = Arc::from(s.text(id::INTERPRETER_NAME).unwrap_or_default().as_ref());
-        let p = self.process_entry(s.header.pid, now);
+        let limits = &self.limits;
+        let pid = s.header.pid;
+        let p = self
+            .processes
+            .entry(pid)
+            .or_insert_with(|| Process::new(pid, now));
         p.last_seen = now;
+        // Reuse the key of an interpreter already seen (no allocation on
+        // the common path).
+        let interp: Arc<str> = {
+            let name = s.text(id::INTERPRETER_NAME).unwrap_or_default();
+            match p.gc_snapshots.get_key_value(name.as_ref()) {
+                Some((k, _)) => k.clone(),
+                None => match p.gc_events.back() {
+                    Some(e) if *e.interpreter == *name => e.interpreter.clone(),
+                    _ => Arc::from(name.as_ref()),
+                },
+            }
+        };
         let rec = Arc::new(GcRecord {
             interpreter: interp.clone(),
             packed: pack(&s),
@@ -498,6 +530,8 @@ impl State {
                 p.gc_events.pop_front();
             }
         }
+        let gap = p.note_seq(s.header.seq);
+        self.seq_gaps += gap;
         Update::Gc {
             sample: s,
             interpreter: interp,
