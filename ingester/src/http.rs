@@ -17,9 +17,14 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, watch};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
 use warp::http::{header, Response, StatusCode};
-use warp::ws::{Message, WebSocket, Ws};
+use warp::hyper::upgrade::OnUpgrade;
+use warp::ws::Ws;
 use warp::{Filter, Rejection, Reply};
 
 /// HTTP-side configuration.
@@ -240,16 +245,24 @@ pub fn routes(
             },
         );
     let cfg3 = cfg.clone();
+    // warp's `ws()` validates the handshake; the upgrade itself is ours
+    // (taken before `ws()` removes it) so the first snapshot can be written
+    // as a fragmented message, piece by piece, instead of one frame that
+    // the WebSocket library would copy whole into its write buffer.
     let ws = warp::path("ws")
         .and(warp::path::end())
+        .and(warp::ext::optional::<OnUpgrade>())
         .and(warp::ws())
+        .and(warp::header::<String>("sec-websocket-key"))
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
         .and(warp::header::optional::<String>("x-forwarded-host"))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_shared)
         .map(
-            move |ws: Ws,
+            move |upgrade: Option<OnUpgrade>,
+                  _validated: Ws,
+                  key: String,
                   origin: Option<String>,
                   host: Option<String>,
                   fwd: Option<String>,
@@ -264,6 +277,12 @@ pub fn routes(
                         .body("too many WebSocket clients\n".into())
                         .unwrap_or_default();
                 }
+                let Some(upgrade) = upgrade else {
+                    return Response::builder()
+                        .status(StatusCode::BAD_REQUEST)
+                        .body("cannot upgrade this connection\n".into())
+                        .unwrap_or_default();
+                };
                 let budget = match q.get("history").map(String::as_str) {
                     Some("full") => None,
                     _ => cfg3.snapshot_budget,
@@ -271,12 +290,26 @@ pub fn routes(
                 let clients = clients.clone();
                 clients.fetch_add(1, Ordering::SeqCst);
                 let shutdown = shutdown.clone();
-                ws.max_message_size(1 << 20)
-                    .on_upgrade(move |socket| async move {
-                        client(socket, shared, budget, shutdown).await;
-                        clients.fetch_sub(1, Ordering::SeqCst);
-                    })
-                    .into_response()
+                tokio::spawn(async move {
+                    match upgrade.await {
+                        Ok(up) => {
+                            let io = hyper_util::rt::TokioIo::new(up);
+                            client(io, shared, budget, shutdown).await;
+                        }
+                        Err(e) => tracing::debug!("ws upgrade error: {e}"),
+                    }
+                    clients.fetch_sub(1, Ordering::SeqCst);
+                });
+                let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
+                    key.trim().as_bytes(),
+                );
+                Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header(header::CONNECTION, "upgrade")
+                    .header(header::UPGRADE, "websocket")
+                    .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+                    .body(warp::reply::Response::default().into_body())
+                    .unwrap_or_default()
             },
         );
     index
@@ -300,27 +333,75 @@ pub fn routes(
         .unify()
 }
 
-async fn client(
-    socket: WebSocket,
+/// Writes one WebSocket frame header (server side: unmasked).
+fn frame_header(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
+    let mut h = Vec::with_capacity(10);
+    h.push(if fin { 0x80 } else { 0 } | opcode);
+    if len < 126 {
+        h.push(len as u8);
+    } else if len <= u16::MAX as usize {
+        h.push(126);
+        h.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        h.push(127);
+        h.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    h
+}
+
+/// Sends the first snapshot as one text message of several frames (a text
+/// frame, then continuations), each a piece written by a blocking thread:
+/// the whole message is never held in memory.
+async fn send_snapshot<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    refs: messages::SnapshotRefs,
+    budget: Option<usize>,
+) -> std::io::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    tokio::task::spawn_blocking(move || {
+        messages::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
+            tx.blocking_send(piece).is_ok()
+        });
+    });
+    let mut opcode = 0x1; // text, then continuation (0x0)
+    let mut piece = rx.recv().await.unwrap_or_default();
+    loop {
+        // One piece of look-ahead: the last frame carries FIN.
+        let next = rx.recv().await;
+        io.write_all(&frame_header(next.is_none(), opcode, piece.len()))
+            .await?;
+        io.write_all(&piece).await?;
+        opcode = 0x0;
+        match next {
+            Some(p) => piece = p,
+            None => break,
+        }
+    }
+    io.flush().await
+}
+
+async fn client<IO>(
+    mut io: IO,
     shared: Arc<Shared>,
     budget: Option<usize>,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let (mut tx, mut rx) = socket.split();
+) where
+    IO: tokio::io::AsyncRead + AsyncWrite + Unpin,
+{
     // Subscribe and capture under the same lock: the client then sees
     // exactly the messages that follow its snapshot.
     let (mut sub, refs) = {
         let st = shared.lock();
         (shared.tx.subscribe(), capture(&shared, &st))
     };
-    let snap =
-        match tokio::task::spawn_blocking(move || messages::snapshot_json(&refs, budget)).await {
-            Ok(s) => s,
-            Err(_) => return,
-        };
-    if tx.send(Message::text(snap)).await.is_err() {
+    if let Err(e) = send_snapshot(&mut io, refs, budget).await {
+        tracing::debug!("ws client gone during the snapshot: {e}");
         return;
     }
+    let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
+    let socket =
+        tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    let (mut tx, mut rx) = socket.split();
     let mut ping = tokio::time::interval(Duration::from_secs(30));
     ping.tick().await;
     loop {
@@ -346,12 +427,13 @@ async fn client(
                 None => break,
             },
             _ = ping.tick() => {
-                if tx.send(Message::ping(Vec::new())).await.is_err() {
+                if tx.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
             }
             _ = shutdown.changed() => {
-                let _ = tx.send(Message::close_with(1001u16, "server shutdown")).await;
+                let close = CloseFrame { code: CloseCode::Away, reason: "server shutdown".into() };
+                let _ = tx.send(Message::Close(Some(close))).await;
                 break;
             }
         }
