@@ -225,6 +225,9 @@ impl MultiRecv {
 pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threads> {
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
     let (tx, rx) = mpsc::channel::<Batch>();
+    // Applied batches go back to the receive thread for reuse, so batch
+    // buffers are not allocated (and, when large, mapped) every time.
+    let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
     let sh = shared.clone();
     let recv = std::thread::Builder::new()
         .name("telemetry-recv".into())
@@ -241,10 +244,10 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
-                let mut batch = Batch {
+                let mut batch = spare_rx.try_recv().unwrap_or_else(|_| Batch {
                     bytes: Vec::with_capacity(64 << 10),
                     ends: Vec::with_capacity(256),
-                };
+                });
                 match mr.recv(&socket, &mut batch, false) {
                     Ok(_) => {}
                     Err(e)
@@ -284,9 +287,12 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
             let mut next_expiry = Instant::now() + Duration::from_secs(1);
             loop {
                 match rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(batch) => {
+                    Ok(mut batch) => {
                         let bytes = batch.bytes();
                         sh.ingest_batch(&batch);
+                        batch.bytes.clear();
+                        batch.ends.clear();
+                        let _ = spare_tx.send(batch);
                         sh.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {

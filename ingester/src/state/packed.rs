@@ -23,9 +23,34 @@ impl Packed {
     }
 }
 
+/// Bytes [`pack`] writes for a sample (so it allocates once, exactly).
+fn packed_len(s: &Sample) -> usize {
+    let sparse = |n: usize, nnz: usize, w: usize| {
+        if nnz * 2 <= n {
+            4 + nnz * (2 + w)
+        } else {
+            2 + n * w
+        }
+    };
+    wire::HEADER_LEN
+        + s.fields
+            .iter()
+            .map(|(_, v)| {
+                3 + match v {
+                    Value::U64(_) | Value::F64(_) | Value::I64(_) => 8,
+                    Value::Bytes(b) => 2 + b.len(),
+                    Value::I32Array(a) => sparse(a.len(), a.iter().filter(|&&x| x != 0).count(), 4),
+                    Value::F64Array(a) => {
+                        sparse(a.len(), a.iter().filter(|x| x.to_bits() != 0).count(), 8)
+                    }
+                }
+            })
+            .sum::<usize>()
+}
+
 /// Packs a decoded sample.
 pub fn pack(s: &Sample) -> Packed {
-    let mut out = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(packed_len(s));
     out.extend_from_slice(&s.header.to_bytes());
     for (id, v) in &s.fields {
         out.extend_from_slice(&id.to_le_bytes());
@@ -280,6 +305,7 @@ mod tests {
             let s = wire::decode(d).unwrap();
             let p = pack(&s);
             assert_eq!(unpack(&p), s);
+            assert_eq!(p.heap_bytes(), packed_len(&s));
             if s.header.kind == wire::Kind::REQUEST {
                 raw += d.len();
                 packed += p.heap_bytes();
