@@ -226,8 +226,10 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
     let (tx, rx) = mpsc::channel::<Batch>();
     // Applied batches go back to the receive thread for reuse, so batch
-    // buffers are not allocated (and, when large, mapped) every time.
-    let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
+    // buffers are not allocated (and, when large, mapped) every time. Only
+    // a few, and only small ones, are kept: what a fill once queued is
+    // given back.
+    let (spare_tx, spare_rx) = mpsc::sync_channel::<Batch>(8);
     let sh = shared.clone();
     let recv = std::thread::Builder::new()
         .name("telemetry-recv".into())
@@ -290,9 +292,11 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                     Ok(mut batch) => {
                         let bytes = batch.bytes();
                         sh.ingest_batch(&batch);
-                        batch.bytes.clear();
-                        batch.ends.clear();
-                        let _ = spare_tx.send(batch);
+                        if batch.bytes.capacity() <= 1 << 20 {
+                            batch.bytes.clear();
+                            batch.ends.clear();
+                            let _ = spare_tx.try_send(batch);
+                        }
                         sh.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {
