@@ -74,6 +74,16 @@ struct Opts {
     skip_reference: bool,
     ours: PathBuf,
     reference: Option<PathBuf>,
+    /// Run only one part: ladders (with saturation), saturation (no ladder
+    /// steps) or fills.
+    only: Option<Part>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Part {
+    Ladders,
+    Saturation,
+    Fills,
 }
 
 fn workspace_root() -> PathBuf {
@@ -90,6 +100,7 @@ fn parse_opts() -> Result<Opts> {
         skip_reference: false,
         ours: workspace_root().join("target/release/mod_wsgi-telemetry"),
         reference: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -105,11 +116,21 @@ fn parse_opts() -> Result<Opts> {
                     _ => bail!("--pacing burst|even|both"),
                 }
             }
+            "--only" => {
+                o.only = Some(match it.next().as_deref() {
+                    Some("ladders") => Part::Ladders,
+                    Some("saturation") => Part::Saturation,
+                    Some("fills") => Part::Fills,
+                    _ => bail!("--only ladders|saturation|fills"),
+                })
+            }
             "--ours" => o.ours = it.next().context("--ours PATH")?.into(),
             "--reference" => o.reference = Some(it.next().context("--reference PATH")?.into()),
             "-h" | "--help" => {
                 println!(
                     "bench_ingest [--quick] [--skip-reference] [--pacing burst|even|both] [--rt] [--ours PATH] [--reference PATH]\n\
+                     [--only ladders|saturation|fills] (saturation: no ladder steps, only the\n\
+                     saturation step of the last pacing)\n\
                      ours defaults to target/release/mod_wsgi-telemetry (cargo build --release);\n\
                      the reference to $REF_VENV/bin/mod_wsgi-telemetry (default /tmp/refvenv,\n\
                      created with `bash scripts/ref-venv.sh` when missing)."
@@ -1645,7 +1666,7 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (rates, step): (Vec<u64>, Duration) = if opts.quick {
+    let (mut rates, step): (Vec<u64>, Duration) = if opts.quick {
         (
             vec![1_000, 5_000, 20_000, 50_000, 100_000, 200_000],
             Duration::from_secs(2),
@@ -1708,9 +1729,18 @@ fn main() -> Result<()> {
         impls.push((Impl::Reference, r.clone()));
     }
 
+    if opts.only == Some(Part::Saturation) {
+        rates.clear();
+    }
+    let ladders_wanted = opts.only != Some(Part::Fills);
+    let fills_wanted = matches!(opts.only, None | Some(Part::Fills));
+
     // 1. ladders
     let mut ladders = Vec::new();
-    for &pacing in &opts.pacings {
+    for &pacing in opts.pacings.iter().filter(|_| ladders_wanted) {
+        if rates.is_empty() && Some(&pacing) != opts.pacings.last() {
+            continue;
+        }
         let sat = Some(&pacing) == opts.pacings.last();
         ladders.push(run_ladder(
             Impl::Floor,
@@ -1733,32 +1763,34 @@ fn main() -> Result<()> {
     // would never yield the core to the receive thread)
     set_other();
     let mut fills = Vec::new();
-    fills.push(run_fill(
-        Impl::Ours,
-        &opts.ours,
-        &corpus,
-        200,
-        &[("default", "/ws"), ("?history=full", "/ws?history=full")],
-        &rt,
-    ));
-    if let Some(r) = &opts.reference {
+    if fills_wanted {
         fills.push(run_fill(
-            Impl::Reference,
-            r,
+            Impl::Ours,
+            &opts.ours,
             &corpus,
             200,
-            &[("(only form)", "/ws")],
+            &[("default", "/ws"), ("?history=full", "/ws?history=full")],
+            &rt,
+        ));
+        if let Some(r) = &opts.reference {
+            fills.push(run_fill(
+                Impl::Reference,
+                r,
+                &corpus,
+                200,
+                &[("(only form)", "/ws")],
+                &rt,
+            ));
+        }
+        fills.push(run_fill(
+            Impl::Ours,
+            &opts.ours,
+            &corpus,
+            1000,
+            &[("default", "/ws")],
             &rt,
         ));
     }
-    fills.push(run_fill(
-        Impl::Ours,
-        &opts.ours,
-        &corpus,
-        1000,
-        &[("default", "/ws")],
-        &rt,
-    ));
 
     // 3. report
     let mut out = String::new();
@@ -1804,7 +1836,13 @@ fn main() -> Result<()> {
                     ""
                 }
             ))
-            .unwrap_or_else(|| format!("< {}/s", fmt_rate(rates[0] as f64))),
+            .unwrap_or_else(|| format!(
+                "< {}/s",
+                rates
+                    .first()
+                    .map(|&r| fmt_rate(r as f64))
+                    .unwrap_or_default()
+            )),
             best.map(|s| format!("{:.3}", s.cpu_per_10k()))
                 .unwrap_or("-".into()),
             lossy,
