@@ -5,7 +5,7 @@
 //! single definition of that format for both ends of the pipeline: the Apache
 //! module encodes with [`Encoder`] (into a caller-owned buffer, no heap
 //! allocation) and the emission-order helpers in [`emit`]; the ingester
-//! decodes with [`decode`].
+//! decodes with [`decode`], or reads in place with [`decode_ref`].
 //!
 //! The format is byte-compatible with the mod_wsgi 6.x built-in reporter and
 //! the mod_wsgi-telemetry 1.1.0 decoder. This crate does no I/O and has no
@@ -28,11 +28,13 @@ mod encode;
 pub mod histogram;
 mod registry;
 mod truncate;
+mod view;
 
 pub use decode::{decode, decode_header, DecodeError};
 pub use encode::{EncodeError, Encoder};
 pub use registry::{field_def, field_def_by_name, field_id, field_name, id, FieldDef, FIELDS};
 pub use truncate::{truncate_into, truncated_len, SlowStringCap};
+pub use view::{decode_ref, Fields, SampleRef, ValueRef};
 
 /// The four magic bytes that start every datagram.
 pub const MAGIC: [u8; 4] = *b"WSGI";

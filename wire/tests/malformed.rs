@@ -3,37 +3,13 @@
 //! real datagrams, random bytes) give a sample or the right typed error,
 //! never a panic. Deterministic pseudo-random inputs, so a failure repeats.
 
-use std::path::PathBuf;
 use wire::{capture, decode, decode_header, DecodeError, Header, Kind, Sample, Value, HEADER_LEN};
 
-/// xorshift64*: small, deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+mod common;
+use common::Rng;
 
 fn corpus_datagrams() -> Vec<Vec<u8>> {
-    let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
-    let bin = std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).unwrap_or_else(|e| {
-        panic!(
-            "corpus not found in {} ({e}); set TELEMETRY_CORPUS_DIR",
-            dir.display()
-        )
-    });
+    let bin = common::corpus_capture();
     // One of each kind, plus every 97th datagram: variety without 12k copies.
     let mut seen_kinds = std::collections::HashSet::new();
     capture::records(&bin)

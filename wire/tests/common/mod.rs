@@ -1,0 +1,35 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// xorshift64*: small, deterministic, no dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// The mod_wsgi 6.1.1 capture (`TELEMETRY_CORPUS_DIR`, else `../shared/corpus`).
+pub fn corpus_capture() -> Vec<u8> {
+    let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
+    std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).unwrap_or_else(|e| {
+        panic!(
+            "corpus not found in {} ({e}); set TELEMETRY_CORPUS_DIR",
+            dir.display()
+        )
+    })
+}
