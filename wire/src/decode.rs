@@ -1,6 +1,6 @@
 //! Total decoder: every input gives a sample or a typed error.
 
-use crate::{Header, Kind, Sample, Tag, Value, HEADER_LEN, MAGIC};
+use crate::{Header, Kind, Sample, HEADER_LEN, MAGIC};
 use std::fmt;
 
 /// Why a datagram could not be decoded. Offsets are byte offsets in the
@@ -110,89 +110,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, DecodeError> {
 /// truncates it), and every overrun is a [`DecodeError`] rather than a
 /// language exception.
 pub fn decode(buf: &[u8]) -> Result<Sample, DecodeError> {
-    let header = decode_header(buf)?;
-    let mut fields: Vec<(u16, Value)> = Vec::with_capacity(64);
-    let mut seen = [0u64; 8];
-    let mut off = HEADER_LEN;
-    while off < buf.len() {
-        if buf.len() - off < 3 {
-            return Err(DecodeError::TruncatedTlvHeader { offset: off });
-        }
-        let id = u16_at(buf, off);
-        let tag_byte = buf[off + 2];
-        let tag = Tag::from_u8(tag_byte).ok_or(DecodeError::UnknownTag {
-            tag: tag_byte,
-            offset: off + 2,
-        })?;
-        off += 3;
-        let need = |off: usize, needed: usize| -> Result<(), DecodeError> {
-            let available = buf.len() - off;
-            if available < needed {
-                Err(DecodeError::TruncatedValue {
-                    field: id,
-                    offset: off,
-                    needed,
-                    available,
-                })
-            } else {
-                Ok(())
-            }
-        };
-        let value = match tag {
-            Tag::U64 | Tag::F64 | Tag::I64 => {
-                need(off, 8)?;
-                let raw = u64_at(buf, off);
-                off += 8;
-                match tag {
-                    Tag::U64 => Value::U64(raw),
-                    Tag::F64 => Value::F64(f64::from_bits(raw)),
-                    _ => Value::I64(raw as i64),
-                }
-            }
-            Tag::Bytes | Tag::I32Array | Tag::F64Array => {
-                need(off, 2)?;
-                let count = u16_at(buf, off) as usize;
-                off += 2;
-                let width = match tag {
-                    Tag::Bytes => 1,
-                    Tag::I32Array => 4,
-                    _ => 8,
-                };
-                need(off, count * width)?;
-                let body = &buf[off..off + count * width];
-                off += count * width;
-                match tag {
-                    Tag::Bytes => Value::Bytes(body.to_vec()),
-                    Tag::I32Array => Value::I32Array(
-                        body.chunks_exact(4)
-                            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                            .collect(),
-                    ),
-                    _ => Value::F64Array(
-                        body.chunks_exact(8)
-                            .map(|c| f64::from_bits(u64_at(c, 0)))
-                            .collect(),
-                    ),
-                }
-            }
-        };
-        // Duplicates are rare: a bitset of the ids below 512 (every
-        // registered id) avoids rescanning the fields for each new one.
-        let seen_before = if (id as usize) < 512 {
-            let (w, b) = (id as usize / 64, 1u64 << (id % 64));
-            let dup = seen[w] & b != 0;
-            seen[w] |= b;
-            dup
-        } else {
-            fields.iter().any(|(i, _)| *i == id)
-        };
-        match seen_before
-            .then(|| fields.iter_mut().find(|(i, _)| *i == id))
-            .flatten()
-        {
-            Some(slot) => slot.1 = value,
-            None => fields.push((id, value)),
-        }
-    }
-    Ok(Sample { header, fields })
+    // One validation for both paths: the owned sample is the borrowed one
+    // copied out.
+    crate::decode_ref(buf).map(|r| r.to_sample())
 }
