@@ -77,11 +77,13 @@ impl Shared {
         let mut st = self.lock();
         let publish = self.tx.receiver_count() > 0;
         for d in batch.iter() {
-            let u = st.ingest(d, now);
             if publish {
-                if let Some(js) = messages::update_json(&u) {
+                if let Some(js) = messages::update_json(&st.ingest(d, now)) {
                     self.publish(js);
                 }
+            } else {
+                // Nobody to tell: read in place, no owned sample.
+                st.ingest_quiet(d, now);
             }
         }
     }

@@ -213,6 +213,7 @@ pub fn decode_ref(buf: &[u8]) -> Result<SampleRef<'_>, DecodeError> {
 }
 
 /// Every TLV record of a validated datagram, duplicates included.
+#[derive(Clone)]
 struct Records<'a> {
     buf: &'a [u8],
     off: usize,
@@ -300,6 +301,7 @@ impl<'a> SampleRef<'a> {
 }
 
 /// Iterator over a [`SampleRef`]'s fields (see [`SampleRef::fields`]).
+#[derive(Clone)]
 pub struct Fields<'a> {
     records: Records<'a>,
     duplicates: bool,

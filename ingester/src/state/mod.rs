@@ -15,11 +15,12 @@
 pub mod packed;
 
 use indexmap::IndexMap;
-use packed::{pack, Packed};
+use packed::{pack, pack_ref, Packed};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wire::{id, Kind, Sample, Value};
+use wire::{id, Header, Kind, Sample, SampleRef, Value, ValueRef};
 
 /// Retention bounds.
 #[derive(Clone, Debug)]
@@ -155,7 +156,7 @@ impl Process {
         0
     }
 
-    fn latch_identity(&mut self, s: &Sample, only_nonempty: bool) {
+    fn latch_identity(&mut self, s: &impl View, only_nonempty: bool) {
         for (fid, slot) in [
             (id::HOSTNAME, &mut self.hostname),
             (id::PROCESS_GROUP, &mut self.process_group),
@@ -300,17 +301,18 @@ pub struct SlowEntry {
     pub last_seen: Instant,
 }
 
-/// What one datagram changed, for the message layer to publish.
+/// What one datagram changed, for the message layer to publish. `S` is
+/// the decoded datagram (`()` inside the model, which never keeps it).
 #[derive(Debug)]
-pub enum Update {
+pub enum Update<S = Sample> {
     /// A periodic sample (REQUEST or any other kind routed there).
-    Sample(Sample),
+    Sample(S),
     /// A lifecycle event.
     Lifecycle(LifecycleEvent),
     /// A GC snapshot or event.
     Gc {
         /// The decoded datagram.
-        sample: Sample,
+        sample: S,
         /// Interpreter key.
         interpreter: Arc<str>,
     },
@@ -350,21 +352,95 @@ pub struct State {
     pub last_decode_error: Option<String>,
 }
 
-fn text(s: &Sample, fid: u16) -> String {
+/// What the model reads from a decoded datagram, owned ([`Sample`]) or
+/// read in place ([`SampleRef`]).
+trait View {
+    fn header(&self) -> Header;
+    /// Field `fid` when it is a scalar (U64, F64 or I64).
+    fn scalar(&self, fid: u16) -> Option<Value>;
+    fn text(&self, fid: u16) -> Option<Cow<'_, str>>;
+    fn pack(&self) -> Packed;
+
+    fn f64(&self, fid: u16) -> Option<f64> {
+        self.scalar(fid)?.as_f64()
+    }
+    fn u64(&self, fid: u16) -> Option<u64> {
+        self.scalar(fid)?.as_u64()
+    }
+}
+
+impl View for Sample {
+    fn header(&self) -> Header {
+        self.header
+    }
+    fn scalar(&self, fid: u16) -> Option<Value> {
+        match self.get(fid)? {
+            v @ (Value::U64(_) | Value::F64(_) | Value::I64(_)) => Some(v.clone()),
+            _ => None,
+        }
+    }
+    fn text(&self, fid: u16) -> Option<Cow<'_, str>> {
+        Sample::text(self, fid)
+    }
+    fn pack(&self) -> Packed {
+        pack(self)
+    }
+}
+
+impl View for SampleRef<'_> {
+    fn header(&self) -> Header {
+        self.header
+    }
+    fn scalar(&self, fid: u16) -> Option<Value> {
+        Some(match self.get(fid)? {
+            ValueRef::U64(x) => Value::U64(x),
+            ValueRef::F64(x) => Value::F64(x),
+            ValueRef::I64(x) => Value::I64(x),
+            _ => return None,
+        })
+    }
+    fn text(&self, fid: u16) -> Option<Cow<'_, str>> {
+        SampleRef::text(self, fid)
+    }
+    fn pack(&self) -> Packed {
+        pack_ref(self)
+    }
+}
+
+fn text(s: &impl View, fid: u16) -> String {
     s.text(fid).map(|t| t.into_owned()).unwrap_or_default()
 }
 
-fn num_u64(s: &Sample, fid: u16) -> u64 {
-    match s.get(fid) {
-        Some(Value::U64(v)) => *v,
-        Some(Value::I64(v)) => (*v).max(0) as u64,
-        Some(Value::F64(v)) if *v > 0.0 => *v as u64,
+fn num_u64(s: &impl View, fid: u16) -> u64 {
+    match s.scalar(fid) {
+        Some(Value::U64(v)) => v,
+        Some(Value::I64(v)) => v.max(0) as u64,
+        Some(Value::F64(v)) if v > 0.0 => v as u64,
         _ => 0,
     }
 }
 
-fn num_f64(s: &Sample, fid: u16) -> f64 {
+fn num_f64(s: &impl View, fid: u16) -> f64 {
     s.f64(fid).unwrap_or(0.0)
+}
+
+impl Update<()> {
+    /// The update with its sample attached (made only when published).
+    fn with<S>(self, sample: impl FnOnce() -> S) -> Update<S> {
+        match self {
+            Update::Sample(()) => Update::Sample(sample()),
+            Update::Gc {
+                sample: (),
+                interpreter,
+            } => Update::Gc {
+                sample: sample(),
+                interpreter,
+            },
+            Update::Lifecycle(ev) => Update::Lifecycle(ev),
+            Update::Slow { key, entry, stamp } => Update::Slow { key, entry, stamp },
+            Update::Nothing => Update::Nothing,
+        }
+    }
 }
 
 impl State {
@@ -385,14 +461,32 @@ impl State {
 
     /// Decodes and applies one datagram.
     pub fn ingest(&mut self, datagram: &[u8], now: Instant) -> Update {
+        match self.ingest_in_place(datagram, now) {
+            (u, Some(r)) => u.with(|| r.to_sample()),
+            (u, None) => u.with(|| unreachable!("no sample without a decode")),
+        }
+    }
+
+    /// As [`State::ingest`] for a datagram nobody will be told about: the
+    /// datagram is read in place and nothing is allocated for it beyond
+    /// what the model stores.
+    pub fn ingest_quiet(&mut self, datagram: &[u8], now: Instant) {
+        self.ingest_in_place(datagram, now);
+    }
+
+    fn ingest_in_place<'a>(
+        &mut self,
+        datagram: &'a [u8],
+        now: Instant,
+    ) -> (Update<()>, Option<SampleRef<'a>>) {
         self.total_received += 1;
-        match wire::decode(datagram) {
-            Ok(s) => self.apply(s, now),
+        match wire::decode_ref(datagram) {
+            Ok(r) => (self.apply_view(&r, now), Some(r)),
             Err(e) => {
                 self.decode_errors += 1;
                 tracing::warn!("decode error: {e} (len={})", datagram.len());
                 self.last_decode_error = Some(e.to_string());
-                Update::Nothing
+                (Update::Nothing, None)
             }
         }
     }
@@ -412,10 +506,15 @@ impl State {
 
     /// Applies one decoded datagram.
     pub fn apply(&mut self, s: Sample, now: Instant) -> Update {
+        self.apply_view(&s, now).with(|| s)
+    }
+
+    fn apply_view(&mut self, s: &impl View, now: Instant) -> Update<()> {
         // Periodic, GC and STARTED datagrams count their seq on the process
         // they looked up; the others look it up (it may not exist).
-        let (pid, seq) = (s.header.pid, s.header.seq);
-        match s.header.kind {
+        let h = s.header();
+        let (pid, seq) = (h.pid, h.seq);
+        match h.kind {
             Kind::SLOW_REQUEST => {
                 let u = self.apply_slow(s, now);
                 self.note_seq(pid, seq);
@@ -429,12 +528,13 @@ impl State {
         }
     }
 
-    fn apply_periodic(&mut self, s: Sample, now: Instant) -> Update {
+    fn apply_periodic(&mut self, s: &impl View, now: Instant) -> Update<()> {
+        let header = s.header();
         let limit = self.limits.samples_per_process;
-        let p = self.process_entry(s.header.pid, now);
-        p.last_seq = s.header.seq;
+        let p = self.process_entry(header.pid, now);
+        p.last_seq = header.seq;
         p.last_seen = now;
-        p.latch_identity(&s, false);
+        p.latch_identity(s, false);
         if let Some(sp) = s.f64(id::SAMPLE_PERIOD) {
             if sp > 0.0 {
                 p.sample_period = sp;
@@ -443,50 +543,52 @@ impl State {
         if p.samples.len() >= limit {
             p.samples.pop_front();
         }
-        p.samples.push_back(Arc::new(pack(&s)));
-        let gap = p.note_seq(s.header.seq);
+        p.samples.push_back(Arc::new(s.pack()));
+        let gap = p.note_seq(header.seq);
         self.seq_gaps += gap;
-        Update::Sample(s)
+        Update::Sample(())
     }
 
-    fn apply_lifecycle(&mut self, s: Sample, now: Instant) -> Update {
+    fn apply_lifecycle(&mut self, s: &impl View, now: Instant) -> Update<()> {
+        let header = s.header();
         let ev = LifecycleEvent {
-            kind: match s.header.kind {
+            kind: match header.kind {
                 Kind::PROCESS_STARTED => "process_started",
                 Kind::PROCESS_STOPPING => "process_stopping",
                 _ => "process_stopped",
             },
-            pid: s.header.pid,
-            stamp: s.header.stamp,
-            hostname: text(&s, id::HOSTNAME),
-            process_group: text(&s, id::PROCESS_GROUP),
-            process_parent_pid: num_u64(&s, id::PROCESS_PARENT_PID),
-            shutdown_reason: text(&s, id::SHUTDOWN_REASON),
-            process_uptime: num_f64(&s, id::PROCESS_UPTIME),
-            lifetime_request_count: num_u64(&s, id::LIFETIME_REQUEST_COUNT),
-            active_requests_at_decision: num_u64(&s, id::ACTIVE_REQUESTS_AT_DECISION),
-            active_requests_at_exit: num_u64(&s, id::ACTIVE_REQUESTS_AT_EXIT),
-            graceful_drain: num_u64(&s, id::GRACEFUL_DRAIN),
+            pid: header.pid,
+            stamp: header.stamp,
+            hostname: text(s, id::HOSTNAME),
+            process_group: text(s, id::PROCESS_GROUP),
+            process_parent_pid: num_u64(s, id::PROCESS_PARENT_PID),
+            shutdown_reason: text(s, id::SHUTDOWN_REASON),
+            process_uptime: num_f64(s, id::PROCESS_UPTIME),
+            lifetime_request_count: num_u64(s, id::LIFETIME_REQUEST_COUNT),
+            active_requests_at_decision: num_u64(s, id::ACTIVE_REQUESTS_AT_DECISION),
+            active_requests_at_exit: num_u64(s, id::ACTIVE_REQUESTS_AT_EXIT),
+            graceful_drain: num_u64(s, id::GRACEFUL_DRAIN),
         };
         if self.lifecycle.len() >= self.limits.lifecycle_events {
             self.lifecycle.pop_front();
         }
         self.lifecycle.push_back(ev.clone());
-        if s.header.kind == Kind::PROCESS_STARTED {
-            let p = self.process_entry(s.header.pid, now);
+        if header.kind == Kind::PROCESS_STARTED {
+            let p = self.process_entry(header.pid, now);
             p.last_seen = now;
-            p.latch_identity(&s, true);
-            let gap = p.note_seq(s.header.seq);
+            p.latch_identity(s, true);
+            let gap = p.note_seq(header.seq);
             self.seq_gaps += gap;
         } else {
-            self.note_seq(s.header.pid, s.header.seq);
+            self.note_seq(header.pid, header.seq);
         }
         Update::Lifecycle(ev)
     }
 
-    fn apply_gc(&mut self, s: Sample, now: Instant) -> Update {
+    fn apply_gc(&mut self, s: &impl View, now: Instant) -> Update<()> {
+        let header = s.header();
         let limits = &self.limits;
-        let pid = s.header.pid;
+        let pid = header.pid;
         let p = self
             .processes
             .entry(pid)
@@ -506,10 +608,10 @@ impl State {
         };
         let rec = Arc::new(GcRecord {
             interpreter: interp.clone(),
-            packed: pack(&s),
-            stamp: s.header.stamp,
+            packed: s.pack(),
+            stamp: header.stamp,
         });
-        if s.header.kind == Kind::GC_SNAPSHOT {
+        if header.kind == Kind::GC_SNAPSHOT {
             if !p.gc_snapshots.contains_key(&interp)
                 && p.gc_snapshots.len() >= limits.interpreters_per_process
             {
@@ -522,7 +624,7 @@ impl State {
                 ring.push_back(rec);
             }
         } else {
-            let cutoff = s.header.stamp - limits.gc_event_seconds;
+            let cutoff = header.stamp - limits.gc_event_seconds;
             p.gc_events.push_back(rec);
             while p.gc_events.len() > limits.gc_events_per_process
                 || p.gc_events.front().is_some_and(|e| e.stamp < cutoff)
@@ -530,19 +632,20 @@ impl State {
                 p.gc_events.pop_front();
             }
         }
-        let gap = p.note_seq(s.header.seq);
+        let gap = p.note_seq(header.seq);
         self.seq_gaps += gap;
         Update::Gc {
-            sample: s,
+            sample: (),
             interpreter: interp,
         }
     }
 
-    fn apply_slow(&mut self, s: Sample, now: Instant) -> Update {
-        let pid = s.header.pid;
-        let log_id = text(&s, id::SLOW_LOG_ID);
-        let thread_id = num_u64(&s, id::SLOW_THREAD_ID);
-        let start_stamp = num_f64(&s, id::SLOW_START_STAMP);
+    fn apply_slow(&mut self, s: &impl View, now: Instant) -> Update<()> {
+        let header = s.header();
+        let pid = header.pid;
+        let log_id = text(s, id::SLOW_LOG_ID);
+        let thread_id = num_u64(s, id::SLOW_THREAD_ID);
+        let start_stamp = num_f64(s, id::SLOW_START_STAMP);
         let key = if log_id.is_empty() {
             SlowKey::Slot(pid, thread_id, start_stamp.to_bits())
         } else {
@@ -551,36 +654,36 @@ impl State {
         let entry = Arc::new(SlowEntry {
             pid,
             thread_id,
-            server_pid: num_u64(&s, id::SLOW_SERVER_PID),
+            server_pid: num_u64(s, id::SLOW_SERVER_PID),
             log_id,
-            method: text(&s, id::SLOW_METHOD),
-            scheme: text(&s, id::SLOW_SCHEME),
-            hostname: text(&s, id::SLOW_HOSTNAME),
-            script_name: text(&s, id::SLOW_SCRIPT_NAME),
-            path_info: text(&s, id::SLOW_PATH_INFO),
-            peer_ip: text(&s, id::SLOW_PEER_IP),
-            protocol: text(&s, id::SLOW_PROTOCOL),
-            user_agent: text(&s, id::SLOW_USER_AGENT),
+            method: text(s, id::SLOW_METHOD),
+            scheme: text(s, id::SLOW_SCHEME),
+            hostname: text(s, id::SLOW_HOSTNAME),
+            script_name: text(s, id::SLOW_SCRIPT_NAME),
+            path_info: text(s, id::SLOW_PATH_INFO),
+            peer_ip: text(s, id::SLOW_PEER_IP),
+            protocol: text(s, id::SLOW_PROTOCOL),
+            user_agent: text(s, id::SLOW_USER_AGENT),
             start_stamp,
-            duration: num_f64(&s, id::SLOW_DURATION),
-            state: num_u64(&s, id::SLOW_RECORD_STATE),
-            input_bytes: num_u64(&s, id::SLOW_INPUT_BYTES),
-            input_reads: num_u64(&s, id::SLOW_INPUT_READS),
-            output_bytes: num_u64(&s, id::SLOW_OUTPUT_BYTES),
-            output_writes: num_u64(&s, id::SLOW_OUTPUT_WRITES),
-            cpu_user_time: num_f64(&s, id::SLOW_CPU_USER_TIME),
-            cpu_system_time: num_f64(&s, id::SLOW_CPU_SYSTEM_TIME),
-            server_time: num_f64(&s, id::SLOW_SERVER_TIME),
-            queue_time: num_f64(&s, id::SLOW_QUEUE_TIME),
-            daemon_time: num_f64(&s, id::SLOW_DAEMON_TIME),
-            application_time: num_f64(&s, id::SLOW_APPLICATION_TIME),
-            gil_wait_time: num_f64(&s, id::SLOW_GIL_WAIT_TIME),
-            gil_wait_count: num_u64(&s, id::SLOW_GIL_WAIT_COUNT),
-            input_read_time: num_f64(&s, id::SLOW_INPUT_READ_TIME),
-            output_write_time: num_f64(&s, id::SLOW_OUTPUT_WRITE_TIME),
-            active_at_start: num_u64(&s, id::SLOW_ACTIVE_AT_START),
-            active_at_completion: num_u64(&s, id::SLOW_ACTIVE_AT_COMPLETION),
-            status: num_u64(&s, id::SLOW_STATUS),
+            duration: num_f64(s, id::SLOW_DURATION),
+            state: num_u64(s, id::SLOW_RECORD_STATE),
+            input_bytes: num_u64(s, id::SLOW_INPUT_BYTES),
+            input_reads: num_u64(s, id::SLOW_INPUT_READS),
+            output_bytes: num_u64(s, id::SLOW_OUTPUT_BYTES),
+            output_writes: num_u64(s, id::SLOW_OUTPUT_WRITES),
+            cpu_user_time: num_f64(s, id::SLOW_CPU_USER_TIME),
+            cpu_system_time: num_f64(s, id::SLOW_CPU_SYSTEM_TIME),
+            server_time: num_f64(s, id::SLOW_SERVER_TIME),
+            queue_time: num_f64(s, id::SLOW_QUEUE_TIME),
+            daemon_time: num_f64(s, id::SLOW_DAEMON_TIME),
+            application_time: num_f64(s, id::SLOW_APPLICATION_TIME),
+            gil_wait_time: num_f64(s, id::SLOW_GIL_WAIT_TIME),
+            gil_wait_count: num_u64(s, id::SLOW_GIL_WAIT_COUNT),
+            input_read_time: num_f64(s, id::SLOW_INPUT_READ_TIME),
+            output_write_time: num_f64(s, id::SLOW_OUTPUT_WRITE_TIME),
+            active_at_start: num_u64(s, id::SLOW_ACTIVE_AT_START),
+            active_at_completion: num_u64(s, id::SLOW_ACTIVE_AT_COMPLETION),
+            status: num_u64(s, id::SLOW_STATUS),
             last_seen: now,
         });
         self.slow.insert(key.clone(), entry.clone());
@@ -597,7 +700,7 @@ impl State {
         Update::Slow {
             key,
             entry,
-            stamp: s.header.stamp,
+            stamp: header.stamp,
         }
     }
 

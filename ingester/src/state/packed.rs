@@ -7,7 +7,7 @@
 //! pairs). Nothing here is ever sent on the wire; [`unpack`] gives back
 //! exactly the decoded sample.
 
-use wire::{Header, Sample, Tag, Value};
+use wire::{Header, Sample, SampleRef, Tag, Value, ValueRef};
 
 const SPARSE_I32: u8 = 0x85;
 const SPARSE_F64: u8 = 0x86;
@@ -23,93 +23,177 @@ impl Packed {
     }
 }
 
-/// Bytes [`pack`] writes for a sample (so it allocates once, exactly).
-fn packed_len(s: &Sample) -> usize {
-    let sparse = |n: usize, nnz: usize, w: usize| {
-        if nnz * 2 <= n {
-            4 + nnz * (2 + w)
-        } else {
-            2 + n * w
+/// A value as [`pack`] sees it, from either decoder.
+#[derive(Clone, Copy)]
+enum Val<'a> {
+    /// U64, F64 or I64 with its 8 bytes as a `u64`.
+    Scalar(Tag, u64),
+    Bytes(&'a [u8]),
+    /// I32Array or F64Array.
+    Array(Tag, Elems<'a>),
+}
+
+/// Array elements: decoded, or little-endian wire bytes of `width` each.
+#[derive(Clone, Copy)]
+enum Elems<'a> {
+    I32(&'a [i32]),
+    F64(&'a [f64]),
+    Le(&'a [u8], usize),
+}
+
+impl Elems<'_> {
+    fn width(&self) -> usize {
+        match *self {
+            Elems::I32(_) => 4,
+            Elems::F64(_) => 8,
+            Elems::Le(_, w) => w,
         }
-    };
+    }
+    fn len(&self) -> usize {
+        match *self {
+            Elems::I32(a) => a.len(),
+            Elems::F64(a) => a.len(),
+            Elems::Le(b, w) => b.len() / w,
+        }
+    }
+    /// Element `i`'s bits (zero exactly for 0 and +0.0: -0.0 and NaN
+    /// payloads are kept bit-exact).
+    fn bits(&self, i: usize) -> u64 {
+        match *self {
+            Elems::I32(a) => a[i] as u32 as u64,
+            Elems::F64(a) => a[i].to_bits(),
+            Elems::Le(b, w) => {
+                let mut x = [0u8; 8];
+                x[..w].copy_from_slice(&b[i * w..i * w + w]);
+                u64::from_le_bytes(x)
+            }
+        }
+    }
+    fn nnz(&self) -> usize {
+        match *self {
+            Elems::I32(a) => a.iter().filter(|&&x| x != 0).count(),
+            Elems::F64(a) => a.iter().filter(|x| x.to_bits() != 0).count(),
+            Elems::Le(b, w) => b
+                .chunks_exact(w)
+                .filter(|c| c.iter().any(|&x| x != 0))
+                .count(),
+        }
+    }
+    /// Stored sparse when at least half the elements are zero.
+    fn sparse(&self, nnz: usize) -> bool {
+        nnz * 2 <= self.len()
+    }
+}
+
+impl<'a> From<&'a Value> for Val<'a> {
+    fn from(v: &'a Value) -> Val<'a> {
+        match v {
+            Value::U64(x) => Val::Scalar(Tag::U64, *x),
+            Value::F64(x) => Val::Scalar(Tag::F64, x.to_bits()),
+            Value::I64(x) => Val::Scalar(Tag::I64, *x as u64),
+            Value::Bytes(b) => Val::Bytes(b),
+            Value::I32Array(a) => Val::Array(Tag::I32Array, Elems::I32(a)),
+            Value::F64Array(a) => Val::Array(Tag::F64Array, Elems::F64(a)),
+        }
+    }
+}
+
+impl<'a> From<ValueRef<'a>> for Val<'a> {
+    fn from(v: ValueRef<'a>) -> Val<'a> {
+        match v {
+            ValueRef::U64(x) => Val::Scalar(Tag::U64, x),
+            ValueRef::F64(x) => Val::Scalar(Tag::F64, x.to_bits()),
+            ValueRef::I64(x) => Val::Scalar(Tag::I64, x as u64),
+            ValueRef::Bytes(b) => Val::Bytes(b),
+            ValueRef::I32Array(b) => Val::Array(Tag::I32Array, Elems::Le(b, 4)),
+            ValueRef::F64Array(b) => Val::Array(Tag::F64Array, Elems::Le(b, 8)),
+        }
+    }
+}
+
+/// Bytes [`pack`] writes for these fields (so it allocates once, exactly).
+fn packed_len<'a>(fields: impl Iterator<Item = (u16, Val<'a>)>) -> usize {
     wire::HEADER_LEN
-        + s.fields
-            .iter()
+        + fields
             .map(|(_, v)| {
                 3 + match v {
-                    Value::U64(_) | Value::F64(_) | Value::I64(_) => 8,
-                    Value::Bytes(b) => 2 + b.len(),
-                    Value::I32Array(a) => sparse(a.len(), a.iter().filter(|&&x| x != 0).count(), 4),
-                    Value::F64Array(a) => {
-                        sparse(a.len(), a.iter().filter(|x| x.to_bits() != 0).count(), 8)
+                    Val::Scalar(..) => 8,
+                    Val::Bytes(b) => 2 + b.len(),
+                    Val::Array(_, a) => {
+                        let nnz = a.nnz();
+                        if a.sparse(nnz) {
+                            4 + nnz * (2 + a.width())
+                        } else {
+                            2 + a.len() * a.width()
+                        }
                     }
                 }
             })
             .sum::<usize>()
 }
 
-/// Packs a decoded sample.
-pub fn pack(s: &Sample) -> Packed {
-    let mut out = Vec::with_capacity(packed_len(s));
-    out.extend_from_slice(&s.header.to_bytes());
-    for (id, v) in &s.fields {
+fn pack_fields<'a, I>(header: &Header, fields: I) -> Packed
+where
+    I: Iterator<Item = (u16, Val<'a>)> + Clone,
+{
+    let mut out = Vec::with_capacity(packed_len(fields.clone()));
+    out.extend_from_slice(&header.to_bytes());
+    for (id, v) in fields {
         out.extend_from_slice(&id.to_le_bytes());
         match v {
-            Value::U64(x) => {
-                out.push(Tag::U64 as u8);
+            Val::Scalar(tag, x) => {
+                out.push(tag as u8);
                 out.extend_from_slice(&x.to_le_bytes());
             }
-            Value::F64(x) => {
-                out.push(Tag::F64 as u8);
-                out.extend_from_slice(&x.to_bits().to_le_bytes());
-            }
-            Value::I64(x) => {
-                out.push(Tag::I64 as u8);
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-            Value::Bytes(b) => {
+            Val::Bytes(b) => {
                 out.push(Tag::Bytes as u8);
                 out.extend_from_slice(&(b.len() as u16).to_le_bytes());
                 out.extend_from_slice(b);
             }
-            Value::I32Array(a) => {
-                let nnz = a.iter().filter(|&&x| x != 0).count();
-                if nnz * 2 <= a.len() {
-                    out.push(SPARSE_I32);
-                    out.extend_from_slice(&(a.len() as u16).to_le_bytes());
+            Val::Array(tag, a) => {
+                let (n, w, nnz) = (a.len(), a.width(), a.nnz());
+                if a.sparse(nnz) {
+                    out.push(if tag == Tag::I32Array {
+                        SPARSE_I32
+                    } else {
+                        SPARSE_F64
+                    });
+                    out.extend_from_slice(&(n as u16).to_le_bytes());
                     out.extend_from_slice(&(nnz as u16).to_le_bytes());
-                    for (i, x) in a.iter().enumerate().filter(|(_, &x)| x != 0) {
-                        out.extend_from_slice(&(i as u16).to_le_bytes());
-                        out.extend_from_slice(&x.to_le_bytes());
+                    for i in 0..n {
+                        let x = a.bits(i);
+                        if x != 0 {
+                            out.extend_from_slice(&(i as u16).to_le_bytes());
+                            out.extend_from_slice(&x.to_le_bytes()[..w]);
+                        }
                     }
                 } else {
-                    out.push(Tag::I32Array as u8);
-                    out.extend_from_slice(&(a.len() as u16).to_le_bytes());
-                    a.iter()
-                        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
-                }
-            }
-            Value::F64Array(a) => {
-                // +0.0 only: -0.0 and NaN payloads are kept bit-exact.
-                let nnz = a.iter().filter(|x| x.to_bits() != 0).count();
-                if nnz * 2 <= a.len() {
-                    out.push(SPARSE_F64);
-                    out.extend_from_slice(&(a.len() as u16).to_le_bytes());
-                    out.extend_from_slice(&(nnz as u16).to_le_bytes());
-                    for (i, x) in a.iter().enumerate().filter(|(_, x)| x.to_bits() != 0) {
-                        out.extend_from_slice(&(i as u16).to_le_bytes());
-                        out.extend_from_slice(&x.to_bits().to_le_bytes());
+                    out.push(tag as u8);
+                    out.extend_from_slice(&(n as u16).to_le_bytes());
+                    match a {
+                        Elems::Le(b, _) => out.extend_from_slice(b),
+                        _ => (0..n)
+                            .for_each(|i| out.extend_from_slice(&a.bits(i).to_le_bytes()[..w])),
                     }
-                } else {
-                    out.push(Tag::F64Array as u8);
-                    out.extend_from_slice(&(a.len() as u16).to_le_bytes());
-                    a.iter()
-                        .for_each(|x| out.extend_from_slice(&x.to_bits().to_le_bytes()));
                 }
             }
         }
     }
     Packed(out.into_boxed_slice())
+}
+
+/// Packs a decoded sample.
+pub fn pack(s: &Sample) -> Packed {
+    pack_fields(
+        &s.header,
+        s.fields.iter().map(|(id, v)| (*id, Val::from(v))),
+    )
+}
+
+/// Packs a sample read in place ([`wire::decode_ref`]): no intermediate
+/// copy of its fields, dense arrays copied as their wire bytes.
+pub fn pack_ref(s: &SampleRef<'_>) -> Packed {
+    pack_fields(&s.header, s.fields().map(|(id, v)| (id, Val::from(v))))
 }
 
 struct Reader<'a> {
@@ -305,12 +389,45 @@ mod tests {
             let s = wire::decode(d).unwrap();
             let p = pack(&s);
             assert_eq!(unpack(&p), s);
-            assert_eq!(p.heap_bytes(), packed_len(&s));
+            assert_eq!(pack_ref(&wire::decode_ref(d).unwrap()), p);
+            let fields = s.fields.iter().map(|(id, v)| (*id, Val::from(v)));
+            assert_eq!(p.heap_bytes(), packed_len(fields));
             if s.header.kind == wire::Kind::REQUEST {
                 raw += d.len();
                 packed += p.heap_bytes();
             }
         }
         assert!(packed * 2 < raw, "packed {packed} vs raw {raw}");
+    }
+
+    #[test]
+    fn packing_in_place_keeps_zero_signs_and_nan_bits() {
+        let mut f = vec![0.0; 40];
+        f[3] = -0.0;
+        f[17] = 1e21;
+        f[39] = f64::from_bits(0x7ff8_0000_dead_beef);
+        let mut i = vec![0i32; 40];
+        i[0] = -1;
+        i[5] = i32::MIN;
+        i[39] = i32::MAX;
+        let dense_f: Vec<f64> = (0..10).map(|k| k as f64 - 4.5).collect();
+        let dense_i: Vec<i32> = (0..10).map(|k| k - 3).collect();
+        let s = Sample {
+            header: Header::new(wire::Kind::REQUEST, 1, 2, 3.5),
+            fields: vec![
+                (100, Value::F64Array(f)),
+                (101, Value::I32Array(i)),
+                (102, Value::F64Array(dense_f)),
+                (103, Value::I32Array(dense_i)),
+                (104, Value::F64Array(vec![])),
+                (5, Value::Bytes(b"\xffweb".to_vec())),
+                (20, Value::I64(-7)),
+                (21, Value::F64(-0.0)),
+            ],
+        };
+        let d = s.encode().unwrap();
+        let p = pack_ref(&wire::decode_ref(&d).unwrap());
+        assert_eq!(p, pack(&s));
+        assert_eq!(unpack(&p).encode().unwrap(), d);
     }
 }
