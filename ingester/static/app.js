@@ -179,6 +179,7 @@ class App {
     this.lastRedraw = t0;
     const perf = this.perf;
     const ctx = this.context();
+    ctx.t0 = t0; // frame start, for views that budget their work
     this.forceNext = false;
     this.updateCounter();
     this.updateGroupOptions(ctx);

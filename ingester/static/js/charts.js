@@ -60,6 +60,22 @@ export function boxSize(el) {
 }
 
 /**
+ * Takes `like`'s known width as `el`'s (same-width grid cells) when `el`
+ * has not been measured, so a new element costs no synchronous layout; the
+ * ResizeObserver corrects it (and asks for a redraw) if it differs.
+ */
+export function assumeWidthOf(el, like) {
+  if (sizes.has(el) || !like) return;
+  const s = sizes.get(like);
+  if (!s || s.w <= 0) return;
+  sizes.set(el, { w: s.w, h: s.h });
+  if (observer && !el.__observed) {
+    observer.observe(el);
+    el.__observed = true;
+  }
+}
+
+/**
  * Matches the canvas backing store to its CSS box; returns {ctx, w, h,
  * resized}. `cssH`: the height the caller just set (its style), when it
  * sets one. `keep`: do not clear (the caller repaints only what changed;

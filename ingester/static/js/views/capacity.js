@@ -3,14 +3,27 @@
 // their process got data, the window moved or a control changed.
 
 import { $, h, setText, setOptions, showTooltip, hideTooltip, reconcile } from '../dom.js';
-import { fitCanvas, boxSize, FONT, AXIS_TEXT } from '../charts.js';
+import { fitCanvas, boxSize, assumeWidthOf, FONT, AXIS_TEXT } from '../charts.js';
 import { findSlowRuns, processStats, classify } from '../stats.js';
 import { fmtSecShort, fmtThreshold, cut } from '../format.js';
 
 const W = 60;
 const LADDER = [0.5, 1, 2, 5, 10, 30];
 const PAD = { l: 32, r: 4, t: 4, b: 14 };
-const CARD_BUDGET_MS = 6;
+// Cards are drawn while the frame (from its start) stays under this.
+const CARD_BUDGET_MS = 8;
+const PLOT_BG = '#151a16';
+
+/** Column (CSS px) of time t in a heat ring `pw` wide holding one window. */
+function ringX(t, pw) {
+  return ((((t % W) + W) % W) / W) * pw;
+}
+
+/** Start of cell i of a window's cells: its predecessor's stamp, or one period before its own. */
+function cellStart(cells, i, from) {
+  const d = cells[i];
+  return i > 0 ? cells[i - 1].t : Math.max(from, d.t - d.period);
+}
 
 const HEAT_CACHE = new Array(101);
 
@@ -140,6 +153,8 @@ export class Capacity {
           const c = this.cards.get(Number(en.target.dataset.pid));
           if (!c) continue;
           c.onScreen = en.isIntersecting;
+          // an off-screen card keeps no heat ring (a full repaint on return)
+          if (!c.onScreen) c.ring = null;
           if (c.onScreen && c.dirty) any = true;
         }
         if (any) app.schedule(true);
@@ -176,6 +191,7 @@ export class Capacity {
 
   draw(ctx) {
     const app = this.app;
+    const tDraw = performance.now();
     this.thresholdOptions(ctx);
     const now = this.paused ?? ctx.now;
     const from = now - W;
@@ -200,11 +216,12 @@ export class Capacity {
     }
     // One layout read per redraw (all grid cells have the same width).
     const width = boxSize($('#cap-cards')).w;
+    const tSetup = performance.now();
     // A card follows its own samples and the clock; slow records arrive
     // with the process's samples, so only a server-side clear is extra.
     // Cards share a frame budget: the ones left over are drawn next frame
     // (pending()), so a second with many cards on screen is not one long frame.
-    const t0 = performance.now();
+    const t0 = ctx.t0 ?? performance.now();
     let drawn = 0;
     this.more = false;
     for (const p of shown) {
@@ -215,18 +232,23 @@ export class Capacity {
         c.dirty = true;
         continue;
       }
-      if (drawn > 0 && performance.now() - t0 > CARD_BUDGET_MS) {
+      // stop before a card that would likely overrun the frame budget
+      if (drawn > 0 && performance.now() - t0 + (c.cost ?? 2) > CARD_BUDGET_MS) {
         this.more = true;
         continue;
       }
       c.dirty = false;
       c.key = key;
+      if (ctx.force) c.heatLabels = null;
       const tc = performance.now();
       this.drawCard(c, p, now);
-      app.perf.recordSection('capacity.card', performance.now() - tc);
+      if (!c.onScreen) c.ring = null;
+      c.cost = performance.now() - tc;
+      app.perf.recordSection('capacity.card', c.cost);
       drawn++;
     }
     app.perf.recordSection('capacity.cards', drawn);
+    app.perf.recordSection('capacity.setup', tSetup - tDraw);
   }
 
   pending() {
@@ -303,7 +325,10 @@ export class Capacity {
     // The slot labels and the time axis only change with the canvas or the
     // slot count: text is the dearest thing to draw, so they stay painted
     // and each redraw repaints the (opaque) plot area only.
+    // A new card's canvas is as wide as the others (no layout read).
+    assumeWidthOf(c.canvas, this.measured);
     const { ctx, w, resized } = fitCanvas(c.canvas, cssH, true);
+    this.measured = c.canvas;
     const pw = Math.max(1, w - PAD.l - PAD.r);
     const X = (t) => PAD.l + ((t - from) / W) * pw;
     const labelsKey = `${slots}|${rowH}|${w}|${cssH}`;
@@ -323,30 +348,15 @@ export class Capacity {
       ctx.textAlign = 'right';
       ctx.fillText('now', PAD.l + pw, PAD.t + slots * rowH + 1);
     }
-    ctx.fillStyle = '#151a16';
-    ctx.fillRect(PAD.l, PAD.t, pw, slots * rowH);
-    const cols = [];
-    // Cells grouped by colour: one fillStyle (a CSS colour parse) per
-    // colour instead of one per cell.
-    const byColor = new Map();
-    for (let i = 0; i < cells.length; i++) {
-      const d = cells[i];
-      const t0 = i > 0 ? cells[i - 1].t : Math.max(from, d.t - d.period);
-      const x0 = Math.max(PAD.l, X(t0));
-      const x1 = Math.max(x0 + 1, X(d.t));
-      cols.push({ x0, x1, d });
-      for (let s = 0; s < slots; s++) {
-        const busy = d.busy ? d.busy[s] ?? 0 : 0;
-        const color = heatColor(busy / d.period);
-        let l = byColor.get(color);
-        if (!l) byColor.set(color, (l = []));
-        l.push(x0, s, x1 - x0 + 0.5);
-      }
-    }
-    for (const [color, l] of byColor) {
-      ctx.fillStyle = color;
-      for (let k = 0; k < l.length; k += 3) ctx.fillRect(l[k], PAD.t + l[k + 1] * rowH, l[k + 2], rowH - 1);
-    }
+    // Heat cells: painted incrementally into the card's ring canvas, then
+    // copied into the (opaque) plot area.
+    this.paintHeat(c, cells, from, now, pw, slots, rowH, resized || c.labelsKey !== c.heatLabels);
+    c.heatLabels = c.labelsKey;
+    const r = c.ring;
+    const a = ringX(from, pw);
+    ctx.imageSmoothingEnabled = false;
+    if (pw - a > 0) ctx.drawImage(r.canvas, a * r.dpr, 0, (pw - a) * r.dpr, r.canvas.height, PAD.l, PAD.t, pw - a, slots * rowH);
+    if (a > 0) ctx.drawImage(r.canvas, 0, 0, a * r.dpr, r.canvas.height, PAD.l + pw - a, PAD.t, a, slots * rowH);
     const runRects = [];
     for (const r of runs) {
       const xs = X(r.start);
@@ -379,8 +389,82 @@ export class Capacity {
       }
       runRects.push({ x0: a, x1: b, y0: y, y1: y + rowH, run: r });
     }
-    c.geom = { cols, runRects, rowH, slots, pw };
+    c.geom = { cells, from, runRects, rowH, slots, pw };
     c.proc = p;
+  }
+
+  /**
+   * Keeps the card's heat cells painted in a ring canvas one window wide,
+   * in which a time has a fixed column (ringX): a redraw paints only the
+   * cells that arrived since the previous one and blanks the time after the
+   * newest cell (that column last showed a time one window ago), so a second
+   * costs one column instead of the 60 × slots cells of a full repaint.
+   * Cells are contiguous (each spans from its predecessor's stamp), so every
+   * column of the window was painted or blanked within the last window.
+   */
+  paintHeat(c, cells, from, now, pw, slots, rowH, full) {
+    const dpr = window.devicePixelRatio || 1;
+    const ph = slots * rowH;
+    const bw = Math.max(1, Math.round(pw * dpr));
+    const bh = Math.max(1, Math.round(ph * dpr));
+    let r = c.ring;
+    if (!r) r = c.ring = { canvas: document.createElement('canvas'), dpr, lastT: -Infinity, now: -Infinity };
+    if (r.canvas.width !== bw || r.canvas.height !== bh || r.dpr !== dpr) {
+      r.canvas.width = bw;
+      r.canvas.height = bh;
+      r.dpr = dpr;
+      full = true;
+    }
+    const g = r.canvas.getContext('2d');
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    // A jump of half a window or more (a card back on screen), time going
+    // back, or a process silent since before the window: repaint it all.
+    if (full || now < r.now || now - r.now >= W / 2 || r.lastT < from) {
+      g.fillStyle = PLOT_BG;
+      g.fillRect(0, 0, pw, ph);
+      r.lastT = -Infinity;
+    }
+    // [t0, t1] as one or two (wrapped) column ranges of the ring.
+    const cols = (t0, t1, extra, fn) => {
+      const x0 = ringX(t0, pw);
+      const len = Math.min(pw, Math.max(1, ((t1 - t0) / W) * pw) + extra);
+      if (x0 + len <= pw) fn(x0, len);
+      else {
+        fn(x0, pw - x0);
+        fn(0, x0 + len - pw);
+      }
+    };
+    // Cells grouped by colour: one fillStyle (a CSS colour parse) per colour.
+    const byColor = new Map();
+    let newest = r.lastT;
+    for (let i = 0; i < cells.length; i++) {
+      const d = cells[i];
+      if (d.t <= r.lastT) continue;
+      newest = d.t;
+      const t0 = cellStart(cells, i, from);
+      for (let s = 0; s < slots; s++) {
+        const busy = d.busy ? d.busy[s] ?? 0 : 0;
+        const color = heatColor(busy / d.period);
+        let l = byColor.get(color);
+        if (!l) byColor.set(color, (l = []));
+        cols(t0, d.t, 0.5, (x, w) => l.push(x, s, w));
+      }
+      // blank the column first: it may show a time one window ago
+      g.fillStyle = PLOT_BG;
+      cols(t0, d.t, 0.5, (x, w) => g.fillRect(x, 0, w, ph));
+    }
+    for (const [color, l] of byColor) {
+      g.fillStyle = color;
+      for (let k = 0; k < l.length; k += 3) g.fillRect(l[k], l[k + 1] * rowH, l[k + 2], rowH - 1);
+    }
+    r.lastT = newest;
+    // nothing yet after the newest cell
+    const blankFrom = Math.max(from, Number.isFinite(newest) ? newest : from);
+    if (now > blankFrom) {
+      g.fillStyle = PLOT_BG;
+      cols(blankFrom, now, 0, (x, w) => g.fillRect(x, 0, w, ph));
+    }
+    r.now = now;
   }
 
   hit(c, e) {
@@ -392,7 +476,14 @@ export class Capacity {
     for (const rr of g.runRects) if (x >= rr.x0 - 1 && x <= rr.x1 + 1 && y >= rr.y0 && y < rr.y1) return { run: rr.run };
     const slot = Math.floor((y - PAD.t) / g.rowH);
     if (slot < 0 || slot >= g.slots) return null;
-    for (const col of g.cols) if (x >= col.x0 && x <= col.x1) return { cell: col.d, slot };
+    const X = (t) => PAD.l + ((t - g.from) / W) * g.pw;
+    const cells = g.cells;
+    for (let i = 0; i < cells.length; i++) {
+      const d = cells[i];
+      const x0 = Math.max(PAD.l, X(cellStart(cells, i, g.from)));
+      const x1 = Math.max(x0 + 1, X(d.t));
+      if (x >= x0 && x <= x1) return { cell: d, slot };
+    }
     return null;
   }
 
