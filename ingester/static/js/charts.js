@@ -109,18 +109,32 @@ export class LineChart {
     this.geom = null;
   }
 
-  draw({ series, from, to, markers = [] }) {
-    const { ctx, w, h } = fitCanvas(this.canvas);
+  /**
+   * `ymax`: the scale (else 1.1 × the largest value). `part`: 'all', or
+   * 'frame' (clear, axes, markers) then 'lines' (more series, kept on the
+   * same scale) in later frames, for a chart too dear for one frame.
+   */
+  draw({ series, from, to, markers = [], ymax: scale = null, part = 'all' }) {
+    const { ctx, w, h } = fitCanvas(this.canvas, undefined, part === 'lines');
     const pad = { l: 40, r: 6, t: 10, b: 14 };
     const pw = Math.max(1, w - pad.l - pad.r);
     const ph = Math.max(1, h - pad.t - pad.b);
     const len = (s) => (s.len ?? s.t.length);
     let ymax = 0;
-    for (const s of series) for (let i = 0, n = len(s); i < n; i++) if (s.v[i] > ymax) ymax = s.v[i];
-    ymax = ymax > 0 ? ymax * 1.1 : 1;
+    if (scale != null) ymax = scale;
+    else {
+      for (const s of series) for (let i = 0, n = len(s); i < n; i++) if (s.v[i] > ymax) ymax = s.v[i];
+      ymax = ymax > 0 ? ymax * 1.1 : 1;
+    }
     const span = Math.max(1e-9, to - from);
     const X = (t) => pad.l + ((t - from) / span) * pw;
-    const Y = (v) => pad.t + ph - (v / ymax) * ph;
+    this.geom = { pad, pw, ph, w, h };
+    if (part !== 'lines') this.drawFrame(ctx, pad, pw, ph, ymax);
+    if (part !== 'frame') this.drawLines(ctx, series, len, pad, pw, ph, ymax, from, span);
+    if (part !== 'lines') this.drawMarkers(ctx, markers, pad, ph, X, from, to);
+  }
+
+  drawFrame(ctx, pad, pw, ph, ymax) {
     // frame and axis labels (top and bottom only)
     ctx.strokeStyle = GRID;
     ctx.lineWidth = 1;
@@ -143,6 +157,9 @@ export class LineChart {
     ctx.fillText('-60s', pad.l + 2, pad.t + ph + 2);
     ctx.textAlign = 'right';
     ctx.fillText('now', pad.l + pw, pad.t + ph + 2);
+  }
+
+  drawLines(ctx, series, len, pad, pw, ph, ymax, from, span) {
     // lines, batched by colour (one path per colour, not per process)
     const byColor = new Map();
     for (const s of series) {
@@ -179,6 +196,9 @@ export class LineChart {
       ctx.stroke();
     }
     ctx.restore();
+  }
+
+  drawMarkers(ctx, markers, pad, ph, X, from, to) {
     // restart markers
     this.markers = [];
     for (const m of markers) {
@@ -200,7 +220,6 @@ export class LineChart {
       ctx.fill();
       this.markers.push({ x, info: m.info });
     }
-    this.geom = { pad, pw, ph, w, h };
   }
 
   /** Marker info within 6 px of canvas-relative x, or null. */

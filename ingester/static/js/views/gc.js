@@ -13,6 +13,10 @@ const F = Object.fromEntries(GC_SNAP_FIELDS.map((k, i) => [k, i]));
 import { fmtMs, fmtMsFine, fmtAxis } from '../format.js';
 
 const GEN_COLORS = ['#4fc3f7', '#ffb74d', '#e57373'];
+// A frame draws panels while it stays under PANEL_BUDGET_MS; when the
+// setup (series, windows) already took SETUP_BUDGET_MS, panels start next frame.
+const PANEL_BUDGET_MS = 10;
+const SETUP_BUDGET_MS = 5;
 
 const interpLabel = (n) => (n === '' ? '(main)' : n);
 
@@ -70,6 +74,7 @@ export class GcView {
     // GC data moves in reporter seconds (snapshots each tick, 10 s sums):
     // the panels follow the clock, not every one of hundreds of events/s.
     const key = [Math.floor(now), app.ui.group, this.ui.proc, this.ui.interp, this.ui.window, ctx.visible.length].join('|');
+    this.frameT0 = ctx.t0 ?? performance.now();
     if (!ctx.force && key === this.key) {
       if (this.pending()) this.runQueue();
       return;
@@ -124,22 +129,37 @@ export class GcView {
     return this.queue && this.queue.length > 0;
   }
 
-  /** Draws panels until the frame budget is used (at least one per frame). */
+  /**
+   * Draws panels while the frame (from its start, setup included) stays
+   * under the budget, judged by each panel's previous cost; at least one
+   * panel per frame. A panel left over is drawn next frame (pending()).
+   */
   runQueue() {
-    const t0 = performance.now();
+    const t0 = this.frameT0 ?? performance.now();
     const { series, from, now } = this.job;
+    const cost = this.cost || (this.cost = {});
+    let drawn = 0;
     while (this.queue && this.queue.length) {
-      const task = this.queue.shift();
+      const task = this.queue[0];
       const ts = performance.now();
+      if (ts - t0 + (cost[task] ?? 3) > PANEL_BUDGET_MS && (drawn > 0 || (ts - t0 > SETUP_BUDGET_MS && !this.skipped))) {
+        if (!drawn) this.skipped = true; // next frame draws one whatever it costs
+        break;
+      }
+      this.skipped = false;
+      this.queue.shift();
+      drawn++;
       if (task === 'status') this.drawStatus(series, from, now);
       else if (task === 'overhead') this.drawOverhead(series, from, now);
       else if (task === 'rates') this.drawRates(series, from, now);
+      else if (task === 'rates.1') this.rate.draw(this.rateLines[0]);
+      else if (task === 'rates.2') this.rate.draw(this.rateLines[1]);
       else if (task === 'timeline') this.drawTimeline(series, from, now);
       else if (task === 'pauses') this.drawPauses(series, from);
       else if (task === 'pressure') this.drawPressure(series);
       const te = performance.now();
+      cost[task] = te - ts;
       this.app.perf.recordSection('gc.' + task, te - ts);
-      if (te - t0 > 6) break;
     }
   }
 
@@ -227,7 +247,15 @@ export class GcView {
       }
       if (w.length >= 2) span = Math.max(span, ring.t[w[w.length - 1]] - ring.t[w[0]]);
     }
-    this.rate.draw({ series: out, from, to: now });
+    // Hundreds of series × 3 generations: the frame and generation 0 now,
+    // generations 1 and 2 (same scale) in the next frames.
+    let ymax = 0;
+    for (const l of out) for (const v of l.v) if (v > ymax) ymax = v;
+    ymax = ymax > 0 ? ymax * 1.1 : 1;
+    const gen = (g) => out.filter((_, i) => i % 3 === g);
+    this.rate.draw({ series: gen(0), from, to: now, ymax });
+    this.rateLines = [1, 2].map((g) => ({ series: gen(g), from, to: now, ymax, part: 'lines' }));
+    this.queue.unshift('rates.1', 'rates.2');
     const el = $('#ro-gc-rate');
     el.replaceChildren(...[0, 1, 2].flatMap((g) => [h('span', { style: { color: GEN_COLORS[g] }, text: `gen${g}` }), ` ${span > 0 ? fmtAxis(delta[g] / span) : '0'}/s `]));
   }
