@@ -192,6 +192,7 @@ class App {
     const st = this.store;
     const dataKey = `${st.rev.samples}|${st.rev.procs}|${ctx.now}|${st.datagrams}|${st.decodeErrors}`;
     const ctlKey = `${this.ui.group}|${this.ui.stuckThr}`;
+    if (this.sidebar.pending()) this.guard('sidebar', () => this.sidebar.drawPending(ctx));
     if (ctx.force || ctlKey !== this.sideCtlKey || this.sideKey === null) {
       this.sideDraw(ctx, dataKey, ctlKey, t0);
     } else if (dataKey !== this.sideKey) {
@@ -211,7 +212,7 @@ class App {
     if (view && t2 - t0 > FRAME_BUDGET_MS && !ctx.force) this.requestFrame();
     else if (view) this.guard(this.ui.tab, () => view.draw(ctx));
     // Views may spread a large redraw over several frames.
-    if (view && view.pending && view.pending()) this.requestFrame();
+    if ((view && view.pending && view.pending()) || this.sidebar.pending()) this.requestFrame();
     const t3 = performance.now();
     perf.recordSection(this.ui.tab, t3 - t2);
     this.guard('modal', () => this.modal.refresh(ctx));

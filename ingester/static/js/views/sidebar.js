@@ -9,6 +9,8 @@ import { fmtRespMs, fmtCores, humanBytes, fmtCount } from '../format.js';
 // Number.toLocaleString builds an ICU formatter per call: keep one.
 const NUM = new Intl.NumberFormat();
 const COLLATE = new Intl.Collator().compare;
+// Past this much of a frame (from its start) the cards are drawn next frame.
+const CARDS_SPLIT_MS = 4;
 
 export class Sidebar {
   constructor(app) {
@@ -55,8 +57,9 @@ export class Sidebar {
     this.drawHealth(ctx);
     const t2 = performance.now();
     perf.recordSection('sidebar.groups', t2 - t1);
-    this.drawCards(ctx, entries);
-    perf.recordSection('sidebar.cards', performance.now() - t2);
+    // The cards wait for the next frame when this one is already long.
+    if (ctx.t0 != null && t2 - ctx.t0 > CARDS_SPLIT_MS && !ctx.force) this.cardsPending = true;
+    else this.drawCards(ctx, entries);
     const hidden = ctx.live.length - ctx.visible.length;
     setText($('#filtered-out'), hidden > 0 ? `${hidden} filtered out` : '');
   }
@@ -96,7 +99,24 @@ export class Sidebar {
     );
   }
 
+  /** Cards left over by the previous redraw (see draw). */
+  pending() {
+    return !!this.cardsPending;
+  }
+
+  drawPending(ctx) {
+    if (!this.cardsPending) return;
+    this.drawCards(ctx, ctx.visible.map((p) => this.app.stats(p)));
+  }
+
   drawCards(ctx, entries) {
+    const t0 = performance.now();
+    this.cardsPending = false;
+    this.drawCardsNow(ctx, entries);
+    this.app.perf.recordSection('sidebar.cards', performance.now() - t0);
+  }
+
+  drawCardsNow(ctx, entries) {
     const box = $('#proc-cards');
     const pids = entries.map((e) => e.proc.pid);
     const order = pids.join(',');
