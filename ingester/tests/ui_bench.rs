@@ -12,7 +12,8 @@
 //!
 //! Run: `cargo test --release -p mod_wsgi-telemetry --test ui_bench -- --ignored --nocapture`
 //! Env: UI_BENCH_SECONDS (default 600), UI_BENCH_PROCESSES (default 616),
-//! UI_BENCH_TABS=1 to also measure every other tab for 30 s at the end.
+//! UI_BENCH_TABS=1 to also measure every other tab for 30 s at the end
+//! (or a list, e.g. UI_BENCH_TABS=capacity,gc), UI_BENCH_WARMUP (default 75).
 
 mod ui_support;
 
@@ -148,26 +149,30 @@ async fn ui_smoothness_with_200_processes() {
         (lastheap / first - 1.0) * 100.0,
         (max - min) / first * 100.0
     );
-    if env_num("UI_BENCH_TABS", 0) == 1 {
-        for tab in ["capacity", "processes", "gc", "slow"] {
-            b.js(&format!(
-                "document.querySelector('.tab-btn[data-tab={tab}]').click(); return true;"
-            ))
-            .await;
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            b.js("window.__telemetryPerf.reset(); return true;").await;
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            let r = reading(&b).await;
-            println!(
-                "ui_bench tab {tab}: redraw p95 {:.2} ms (p50 {:.2}, max {:.2}) over {} redraws, {} live processes",
-                f(&r["redrawP95"]),
-                f(&r["redrawP50"]),
-                f(&r["redrawMax"]),
-                r["redrawSamples"],
-                r["visible"]
-            );
-            println!("         sections p95 ms: {}", r["sectionsP95"]);
-        }
+    let tabs = std::env::var("UI_BENCH_TABS").unwrap_or_default();
+    let tabs: Vec<&str> = match tabs.as_str() {
+        "" | "0" => vec![],
+        "1" => vec!["capacity", "processes", "gc", "slow"],
+        list => list.split(',').map(str::trim).collect(),
+    };
+    for tab in tabs {
+        b.js(&format!(
+            "document.querySelector('.tab-btn[data-tab={tab}]').click(); return true;"
+        ))
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        b.js("window.__telemetryPerf.reset(); return true;").await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let r = reading(&b).await;
+        println!(
+            "ui_bench tab {tab}: redraw p95 {:.2} ms (p50 {:.2}, max {:.2}) over {} redraws, {} live processes",
+            f(&r["redrawP95"]),
+            f(&r["redrawP50"]),
+            f(&r["redrawMax"]),
+            r["redrawSamples"],
+            r["visible"]
+        );
+        println!("         sections p95 ms: {}", r["sectionsP95"]);
     }
     println!(
         "ui_bench page errors: {}",
