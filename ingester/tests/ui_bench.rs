@@ -47,8 +47,7 @@ async fn reading(b: &Browser) -> Value {
 async fn ui_smoothness_with_200_processes() {
     let seconds = env_num("UI_BENCH_SECONDS", 600);
     let procs = env_num("UI_BENCH_PROCESSES", 616);
-    let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path());
+    let serve = Serve::start(&[]);
     // replay must outlast warm-up, the measured run and the per-tab runs
     let duration = (env_num("UI_BENCH_WARMUP", 75) + seconds + 4 * 35 + 60).to_string();
     let procs_s = procs.to_string();
@@ -62,7 +61,7 @@ async fn ui_smoothness_with_200_processes() {
         &duration,
     ]);
     let b = Browser::start(1600, 1000).await;
-    b.client.goto(&serve.url()).await.expect("open page");
+    b.client.goto(&serve.page_url()).await.expect("open page");
     b.wait_true(
         "return !!(window.__telemetry && window.__telemetry.conn.state === 'open' && window.__telemetry.store.procs.size > 0);",
         "page shows data",

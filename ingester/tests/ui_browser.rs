@@ -120,11 +120,15 @@ fn pids_of(v: &Value) -> BTreeSet<u64> {
 
 /// Starts serve, replays the corpus (as fast as the ingester takes it, no
 /// loss, stamps shifted to now) and opens the page once it shows data.
-async fn setup(dir: &std::path::Path) -> (Serve, Browser) {
-    let serve = Serve::start(dir);
+async fn setup() -> (Serve, Browser) {
+    let serve = Serve::start(&[]);
     serve.replay(&["--restamp"]);
     let browser = Browser::start(1600, 1000).await;
-    browser.client.goto(&serve.url()).await.expect("open page");
+    browser
+        .client
+        .goto(&serve.page_url())
+        .await
+        .expect("open page");
     browser
         .wait_true(
             "return !!(window.__telemetry && window.__telemetry.conn.state === 'open' && document.querySelectorAll('#proc-cards .pcard').length > 0 && !window.__telemetry.views.overview.pending());",
@@ -172,11 +176,10 @@ fn text_of(v: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tab_shows_the_corpus() {
-    let dir = tempfile::tempdir().unwrap();
-    let (serve, b) = setup(dir.path()).await;
+    let (serve, b) = setup().await;
     // The WebSocket's first snapshot is budgeted; /api/state with the same
     // budget is byte-for-byte the same history the page received.
-    let exp = expected(&serve.state("?budget=3500000"));
+    let exp = expected(&serve.api_state("?budget=3500000"));
     assert!(
         exp.live.len() >= 3,
         "corpus end should leave live processes: {:?}",
@@ -447,9 +450,8 @@ async fn every_tab_shows_the_corpus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_filter_hides_daemon_processes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (serve, b) = setup(dir.path()).await;
-    let exp = expected(&serve.state("?budget=3500000"));
+    let (serve, b) = setup().await;
+    let exp = expected(&serve.api_state("?budget=3500000"));
     select(&b, "group-filter", "").await;
     b.wait_true(
         &format!(
@@ -491,8 +493,7 @@ async fn embedded_filter_hides_daemon_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heatmap_run_without_record_shows_no_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let (serve, b) = setup(dir.path()).await;
+    let (serve, b) = setup().await;
     tab(&b, "capacity").await;
     // The corpus has slow-request records for its runs; clearing them on
     // the server (the page's Clear button) leaves heuristic runs only.
@@ -619,11 +620,10 @@ fn which_node() -> Result<std::path::PathBuf, ()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tab_redraws_with_hundreds_of_processes() {
-    let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path());
+    let serve = Serve::start(&[]);
     serve.replay(&["--restamp", "--processes", "616"]);
     let b = Browser::start(1600, 1000).await;
-    b.client.goto(&serve.url()).await.expect("open page");
+    b.client.goto(&serve.page_url()).await.expect("open page");
     b.wait_true(
         "return !!(window.__telemetry && window.__telemetry.conn.state === 'open' && window.__telemetry.store.procs.size > 100);",
         "hundreds of processes",

@@ -19,7 +19,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use ui_support::{free_port, raw_http, wait_for_port, Browser, Guard, Serve};
+use ui_support::{free_port, http, wait_for_port, Browser, Guard, Serve};
 
 const EXAMPLE: &str = include_str!("../../conf-examples/reverse-proxy.conf");
 /// serve's address as written in the example.
@@ -115,13 +115,12 @@ impl Apache {
 }
 
 async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start_with(dir.path(), serve_args);
+    let serve = Serve::start(serve_args);
     let apache = Apache::start(serve.port, forwarded_prefix);
     let ap = apache.port;
 
     // The mount point without its slash redirects to the UI.
-    let (status, head, _) = raw_http(
+    let (status, head, _) = http(
         ap,
         &format!("GET /telemetry HTTP/1.0\r\nHost: 127.0.0.1:{ap}\r\n\r\n"),
     );
@@ -131,7 +130,7 @@ async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &st
         apache.logs()
     );
     // The page names its assets under the prefix.
-    let (status, _, body) = raw_http(
+    let (status, _, body) = http(
         ap,
         &format!("GET /telemetry/ HTTP/1.0\r\nHost: 127.0.0.1:{ap}\r\n\r\n"),
     );
@@ -233,14 +232,14 @@ async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &st
     )
     .await;
     // The check is still there: another site's page is refused through the proxy.
-    let (status, _, _) = raw_http(
+    let (status, _, _) = http(
         ap,
         &format!(
             "POST /telemetry/api/slow/clear HTTP/1.0\r\nHost: 127.0.0.1:{ap}\r\nOrigin: http://evil.example\r\nContent-Length: 0\r\n\r\n"
         ),
     );
     assert_eq!(status, 403, "cross-origin POST through the proxy");
-    let (status, _, _) = raw_http(
+    let (status, _, _) = http(
         ap,
         &format!(
             "GET /telemetry/ws HTTP/1.1\r\nHost: 127.0.0.1:{ap}\r\nOrigin: http://evil.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"

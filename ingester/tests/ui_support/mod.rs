@@ -1,13 +1,17 @@
-//! Harness shared by the browser tests and the UI benchmark: the real
-//! `mod_wsgi-telemetry serve` on a free port with its own socket, `replay`
-//! of the corpus into it, and headless Chromium through chromedriver.
+//! Helpers of the browser tests and the UI benchmark, on top of the shared
+//! harness ([`common`]: the real `mod_wsgi-telemetry serve` on a free port
+//! with its own socket, `replay`, raw HTTP): `replay` of the corpus into
+//! `serve`, and headless Chromium through chromedriver.
 //! Every process started here is killed by its pid when its guard drops.
 
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+pub mod common;
+
+pub use common::*;
+
 use fantoccini::{Client, ClientBuilder};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,27 +71,6 @@ fn descendants(root: u32) -> Vec<u32> {
     out
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-pub fn corpus_dir() -> PathBuf {
-    std::env::var_os("TELEMETRY_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
-}
-
-pub fn corpus_bin() -> PathBuf {
-    corpus_dir().join("anchor-6.1.1-mixed.bin")
-}
-
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mod_wsgi-telemetry")
-}
-
 pub fn screenshot_dir() -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -99,127 +82,44 @@ pub fn screenshot_dir() -> PathBuf {
 
 /// Waits until something accepts TCP connections on the port.
 pub fn wait_for_port(port: u16, what: &str) {
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "{what} did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(&format!("{what} to listen on {port}"), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
 }
 
-/// Minimal HTTP/1.0 request; returns (status, body).
-pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    let (status, _, body) = raw_http(
-        port,
-        &format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"),
-    );
-    (status, body)
-}
-
-/// Sends a whole request as written; returns (status, head, body). An
-/// HTTP/1.0 request is read to the end of the connection; any other stops
-/// after the head (an upgrade request may keep the connection open).
-pub fn raw_http(port: u16, request: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    s.write_all(request.as_bytes()).expect("send");
-    let whole = request.contains(" HTTP/1.0\r\n");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if !whole && buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_string(), body.to_string())
-}
-
-/// A running `serve`.
-pub struct Serve {
-    pub guard: Guard,
-    pub port: u16,
-    pub socket: PathBuf,
-}
-
+/// What the browser tests add to the shared harness's `serve`.
 impl Serve {
-    pub fn start(dir: &Path) -> Serve {
-        Serve::start_with(dir, &[])
-    }
-
-    /// `serve` with extra options (e.g. `--root-path /telemetry`).
-    pub fn start_with(dir: &Path, extra: &[&str]) -> Serve {
-        let port = free_port();
-        let socket = dir.join("telemetry.sock");
-        let child = Command::new(bin())
-            .args(["serve", "--listen"])
-            .arg(format!("unix:{}", socket.display()))
-            .args(["--http-port", &port.to_string(), "--log-level", "warn"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start serve");
-        let guard = Guard(child, "serve");
-        wait_for_port(port, "serve");
-        let t0 = Instant::now();
-        while !socket.exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "serve did not bind its socket"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Serve {
-            guard,
-            port,
-            socket,
-        }
-    }
-
-    pub fn url(&self) -> String {
+    /// The page's URL.
+    pub fn page_url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
-    pub fn state(&self, query: &str) -> serde_json::Value {
-        let (status, body) = http(self.port, "GET", &format!("/api/state{query}"));
-        assert_eq!(status, 200, "/api/state");
+    /// `/api/state` with a query string (e.g. `?budget=…`).
+    pub fn api_state(&self, query: &str) -> serde_json::Value {
+        let (status, body) = self.get(&format!("/api/state{query}"));
+        assert_eq!(status, 200, "/api/state{query}: {body:.300}");
         serde_json::from_str(&body).expect("/api/state JSON")
     }
 
-    /// `replay` with extra arguments, waiting for it to finish.
-    pub fn replay(&self, extra: &[&str]) {
-        let st = Command::new(bin())
-            .arg("replay")
-            .arg("--socket")
-            .arg(format!("unix:{}", self.socket.display()))
-            .args(extra)
-            .arg(corpus_bin())
-            .stdout(Stdio::null())
-            .status()
-            .expect("run replay");
-        assert!(st.success(), "replay failed: {st}");
+    fn replay_args<'a>(&self, sock: &'a str, corpus: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["--socket", sock];
+        args.extend_from_slice(extra);
+        args.push(corpus);
+        args
     }
 
-    /// `replay` in the background.
+    /// `replay` of the corpus with extra arguments, to its end.
+    pub fn replay(&self, extra: &[&str]) {
+        let (sock, corpus) = (listen(&self.sock), corpus_path().display().to_string());
+        run_replay(&self.replay_args(&sock, &corpus, extra));
+    }
+
+    /// `replay` of the corpus in the background.
     pub fn replay_spawn(&self, extra: &[&str]) -> Guard {
+        let (sock, corpus) = (listen(&self.sock), corpus_path().display().to_string());
         let child = Command::new(bin())
             .arg("replay")
-            .arg("--socket")
-            .arg(format!("unix:{}", self.socket.display()))
-            .args(extra)
-            .arg(corpus_bin())
+            .args(self.replay_args(&sock, &corpus, extra))
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn replay");
