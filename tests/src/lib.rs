@@ -182,8 +182,11 @@ pub struct ServerRoot {
 impl ServerRoot {
     /// Creates the directory tree and the app.
     pub fn new() -> ServerRoot {
+        // WSGI_TEL_KEEP=1 keeps every ServerRoot (config, error log) for
+        // inspection after the test.
         let dir = tempfile::Builder::new()
             .prefix("wsgi-tel-")
+            .disable_cleanup(std::env::var_os("WSGI_TEL_KEEP").is_some())
             .tempdir()
             .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
