@@ -510,6 +510,15 @@ pub(crate) mod tests {
         }
     }
 
+    /// Everything the reporter sent, decoded.
+    fn decoded(rep: &Reporter<VecSink>) -> Vec<wire::Sample> {
+        rep.sink()
+            .out
+            .iter()
+            .map(|d| wire::decode(d).unwrap())
+            .collect()
+    }
+
     fn ident() -> OwnedIdentity {
         OwnedIdentity {
             mod_wsgi_version: b"4.9.4".to_vec(),
@@ -646,12 +655,7 @@ pub(crate) mod tests {
             },
         );
         rep.gc_tick(&reg, 2_000_000);
-        let out: Vec<_> = rep
-            .sink()
-            .out
-            .iter()
-            .map(|d| wire::decode(d).unwrap())
-            .collect();
+        let out = decoded(&rep);
         assert!(out[0].get(wire::id::QUEUE_TIME).is_none());
         let t = &out[1];
         assert_eq!(t.text(wire::id::PROCESS_GROUP).as_deref(), Some("g"));
@@ -737,12 +741,7 @@ pub(crate) mod tests {
                 },
             );
             rep.tick(&acc, 400_000, &ProcessStats::default(), &|_| None);
-            let out: Vec<_> = rep
-                .sink()
-                .out
-                .iter()
-                .map(|d| wire::decode(d).unwrap())
-                .collect();
+            let out = decoded(&rep);
             assert_eq!(out.len(), 3);
             assert_eq!(out[1].u64(wire::id::SLOW_RECORD_STATE), Some(1));
             assert_eq!(out[1].u64(wire::id::SLOW_STATUS), Some(200));
@@ -775,12 +774,7 @@ pub(crate) mod tests {
         rep.stopping(b"graceful_signal", 0);
         rep.stopped(b"graceful_signal", 0, 3_500_000);
         rep.stopped(b"graceful_signal", 0, 3_600_000);
-        let out: Vec<_> = rep
-            .sink()
-            .out
-            .iter()
-            .map(|d| wire::decode(d).unwrap())
-            .collect();
+        let out = decoded(&rep);
         assert_eq!(out.len(), 2, "STOPPED at most once");
         assert_eq!(
             out[0].text(wire::id::SHUTDOWN_REASON).as_deref(),

@@ -15,15 +15,22 @@ fn reasons_of(s: &[Sample], kind: Kind, pids: &[u32]) -> Vec<String> {
         .collect()
 }
 
-fn graceful_restart_then_stop(mpm: Mpm) {
+/// httpd with our module (interval 0.5 s), once its first two children
+/// have sent STARTED: (httpd, collector, their pids).
+fn start_with_children(mpm: Mpm) -> (Httpd, Collector, Vec<u32>) {
     let root = ServerRoot::new();
     let col = Collector::bind(&root.path("run/telemetry.sock"));
     let opts = Options::telemetry(mpm, &col.path, 0.5, "");
-    let mut httpd = Httpd::start_in(root, &opts);
+    let httpd = Httpd::start_in(root, &opts);
     let first = col.wait_for("STARTED of the first children", |s| {
         started_pids(s).len() >= 2
     });
-    let old: Vec<u32> = started_pids(&first);
+    let old = started_pids(&first);
+    (httpd, col, old)
+}
+
+fn graceful_restart_then_stop(mpm: Mpm) {
+    let (mut httpd, col, old) = start_with_children(mpm);
     for _ in 0..4 {
         assert_eq!(httpd.get("/app/hello").0, 200);
     }
@@ -81,14 +88,7 @@ fn graceful_restart_then_stop(mpm: Mpm) {
 /// `apache2 -k restart` (SIGHUP to the parent) ends the children at once:
 /// `shutdown_signal`, under prefork too (which reports no gracefulness).
 fn hard_restart_is_a_shutdown(mpm: Mpm) {
-    let root = ServerRoot::new();
-    let col = Collector::bind(&root.path("run/telemetry.sock"));
-    let opts = Options::telemetry(mpm, &col.path, 0.5, "");
-    let mut httpd = Httpd::start_in(root, &opts);
-    let first = col.wait_for("STARTED of the first children", |s| {
-        started_pids(s).len() >= 2
-    });
-    let old: Vec<u32> = started_pids(&first);
+    let (mut httpd, col, old) = start_with_children(mpm);
     assert_eq!(httpd.get("/app/hello").0, 200);
     httpd.signal(libc::SIGHUP);
     let s = col.wait_for("old children stopped", |s| {

@@ -31,6 +31,7 @@ use apache_headers as ap;
 use apache_headers::macros as m;
 
 use super::glue::{config, guard, identity, log, new_process, process, CHILD_INIT_RAN};
+use super::python::fnptr;
 use crate::daemon::{self, DaemonRequests, GroupConf, GroupTable};
 
 use crate::runtime::Process;
@@ -380,7 +381,7 @@ fn python_ready() -> bool {
         return false;
     }
     // SAFETY: Py_IsInitialized takes no arguments and needs no GIL.
-    if unsafe { std::mem::transmute::<*mut c_void, IntFn>(init)() } == 0 {
+    if unsafe { fnptr::<IntFn>(init)() } == 0 {
         return false;
     }
     !python_finalizing()
@@ -391,10 +392,34 @@ fn python_finalizing() -> bool {
         let f = sym(name);
         if !f.is_null() {
             // SAFETY: both forms take no arguments and need no GIL.
-            return unsafe { std::mem::transmute::<*mut c_void, IntFn>(f)() } != 0;
+            return unsafe { fnptr::<IntFn>(f)() } != 0;
         }
     }
     false
+}
+
+/// The Python that attaches the main interpreter: the embedded attach
+/// code run as a module. Built once per process.
+fn auto_attach_code() -> Option<&'static CString> {
+    static CODE: std::sync::OnceLock<Option<CString>> = std::sync::OnceLock::new();
+    CODE.get_or_init(|| {
+        let hex: String = ATTACH_PY.bytes().map(|b| format!("{b:02x}")).collect();
+        let code = format!(
+            "def _mod_wsgi_telemetry_auto():\n\
+             \x20   import sys, types\n\
+             \x20   m = types.ModuleType('mod_wsgi_telemetry_attach')\n\
+             \x20   m.__dict__['_NO_AUTO_ATTACH'] = True\n\
+             \x20   exec(compile(bytes.fromhex('{hex}').decode(), 'mod_wsgi_telemetry_attach.py', 'exec'), m.__dict__)\n\
+             \x20   m.attach(auto=True)\n\
+             try:\n\
+             \x20   _mod_wsgi_telemetry_auto()\n\
+             except Exception:\n\
+             \x20   pass\n\
+             del _mod_wsgi_telemetry_auto\n"
+        );
+        CString::new(code).ok()
+    })
+    .as_ref()
 }
 
 /// Runs the attach code in the main interpreter from this thread.
@@ -407,21 +432,9 @@ fn auto_attach() {
     if e.is_null() || r.is_null() || run.is_null() {
         return;
     }
-    let hex: String = ATTACH_PY.bytes().map(|b| format!("{b:02x}")).collect();
-    let code = format!(
-        "def _mod_wsgi_telemetry_auto():\n\
-         \x20   import sys, types\n\
-         \x20   m = types.ModuleType('mod_wsgi_telemetry_attach')\n\
-         \x20   m.__dict__['_NO_AUTO_ATTACH'] = True\n\
-         \x20   exec(compile(bytes.fromhex('{hex}').decode(), 'mod_wsgi_telemetry_attach.py', 'exec'), m.__dict__)\n\
-         \x20   m.attach(auto=True)\n\
-         try:\n\
-         \x20   _mod_wsgi_telemetry_auto()\n\
-         except Exception:\n\
-         \x20   pass\n\
-         del _mod_wsgi_telemetry_auto\n"
-    );
-    let Ok(code) = CString::new(code) else { return };
+    let Some(code) = auto_attach_code() else {
+        return;
+    };
     if python_finalizing() || read_int_global(&SYM_DAEMON_SHUTDOWN) != 0 {
         return;
     }
@@ -429,9 +442,9 @@ fn auto_attach() {
     // main interpreter: take the GIL, run, give it back. Python is
     // initialised and not finalising (checked just before).
     unsafe {
-        let st = std::mem::transmute::<*mut c_void, GilEnsure>(e)();
-        std::mem::transmute::<*mut c_void, RunString>(run)(code.as_ptr());
-        std::mem::transmute::<*mut c_void, GilRelease>(r)(st);
+        let st = fnptr::<GilEnsure>(e)();
+        fnptr::<RunString>(run)(code.as_ptr());
+        fnptr::<GilRelease>(r)(st);
     }
 }
 

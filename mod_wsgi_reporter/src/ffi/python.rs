@@ -70,7 +70,7 @@ unsafe impl Sync for Api {}
 ///
 /// # Safety
 /// `p` is the address of a function whose C signature is `F`.
-unsafe fn fnptr<F: Copy>(p: *mut c_void) -> F {
+pub(super) unsafe fn fnptr<F: Copy>(p: *mut c_void) -> F {
     const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<*mut c_void>()) };
     // SAFETY: same size; the caller vouches for the signature.
     unsafe { std::mem::transmute_copy(&p) }
@@ -131,8 +131,14 @@ impl Api {
     /// A float (or int) value, 0 when absent or not a number.
     unsafe fn f64(&self, d: PyObj, k: &CStr) -> f64 {
         // SAFETY: GIL held.
+        unsafe { self.num(self.get(d, k)) }
+    }
+
+    /// The value of a float (or int) object, 0 when NULL, not a number or
+    /// not finite.
+    unsafe fn num(&self, v: PyObj) -> f64 {
+        // SAFETY: GIL held; v is NULL or a live object.
         unsafe {
-            let v = self.get(d, k);
             if v.is_null() {
                 return 0.0;
             }
@@ -283,18 +289,13 @@ unsafe fn event(a: &Api, args: PyObj, kw: PyObj) {
         }
         b"request_finished" => {
             let (tid, status) = CURRENT.with(|c| c.replace((0, 0)));
-            let us = |s: f64| if s > 0.0 { (s * 1e6).round() as u64 } else { 0 };
+            let us = secs_to_us;
             // SAFETY: GIL held.
             unsafe {
                 let fin = secs_to_us(a.f64(kw, c"application_finish"));
                 let cu = a.get(kw, c"cpu_user_time");
                 let cs = a.get(kw, c"cpu_system_time");
-                let cpu = (!cu.is_null() && !cs.is_null()).then(|| {
-                    (
-                        us(a.f64(kw, c"cpu_user_time")),
-                        us(a.f64(kw, c"cpu_system_time")),
-                    )
-                });
+                let cpu = (!cu.is_null() && !cs.is_null()).then(|| (us(a.num(cu)), us(a.num(cs))));
                 d.req.ended(
                     &d.p.acc,
                     &Ended {
