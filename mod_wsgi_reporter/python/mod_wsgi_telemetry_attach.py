@@ -1,8 +1,9 @@
 """mod_wsgi-telemetry: attach the interpreter that runs this file.
 
-Installed next to mod_wsgi_telemetry.so. It forwards mod_wsgi's request
-events (daemon processes) and Python GC activity (every mode) to the
-module's reporter thread through the module's exported C functions; the
+Installed next to mod_wsgi_telemetry.so. It forwards Python GC activity
+(every mode) and, only in a daemon process where the module could not
+install its request hooks, mod_wsgi's request events to the module's
+reporter thread through the module's exported C functions; the
 reporter sends them to the ingester. Nothing here sends anything itself.
 
 Zero configuration: in a daemon process the module runs this code in the
@@ -97,8 +98,8 @@ def attach(auto=False):
         return False
     _attached.append(libs)
     if mode == 1:
-        # A daemon process: request events (an Apache child's requests
-        # are counted by the module's hooks).
+        # A daemon process without the module's request hooks: request
+        # events (the hooks count requests everywhere else).
         mod_wsgi.subscribe_events(py.wsgi_telemetry_event_callback())
     interval = max(lib.wsgi_telemetry_interval(), 0.1)
 

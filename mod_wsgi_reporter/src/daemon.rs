@@ -212,6 +212,9 @@ pub struct Ended {
     pub status: i32,
     /// End of the response, µs.
     pub finish_us: u64,
+    /// When the WSGI callable was invoked, if only known at the end
+    /// (0: as given at start).
+    pub application_start_us: u64,
     /// Bytes / reads / µs of `wsgi.input`.
     pub input_bytes: u64,
     /// .
@@ -319,7 +322,11 @@ impl DaemonRequests {
             request_start_us: r.request_start_us.load(Relaxed),
             queue_start_us: r.queue_start_us.load(Relaxed),
             daemon_start_us: r.daemon_start_us.load(Relaxed),
-            claim_us: r.application_start_us.load(Relaxed),
+            claim_us: if e.application_start_us > 0 {
+                e.application_start_us
+            } else {
+                r.application_start_us.load(Relaxed)
+            },
             finish_us: e.finish_us,
             input_read_us: e.input_read_us,
             output_write_us: e.output_write_us,
@@ -336,6 +343,29 @@ impl DaemonRequests {
     }
 }
 
+/// Keys of a daemon request's environment (`r->subprocess_env`, or the WSGI
+/// environ), in `accum::text` order, for slow records.
+pub const SLOW_ENV_KEYS: [&std::ffi::CStr; 9] = [
+    c"mod_wsgi.request_id",
+    c"REQUEST_METHOD",
+    c"REQUEST_SCHEME",
+    c"HTTP_HOST",
+    c"SCRIPT_NAME",
+    c"PATH_INFO",
+    c"SERVER_PROTOCOL",
+    c"REMOTE_ADDR",
+    c"HTTP_USER_AGENT",
+];
+
+/// An unsigned integer of the request environment (mod_wsgi's µs stamps,
+/// pids); 0 if absent or malformed.
+pub fn env_number(s: &[u8]) -> u64 {
+    std::str::from_utf8(s)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Seconds since the epoch (as the Python events give them) to µs.
 pub fn secs_to_us(s: f64) -> u64 {
     if s.is_finite() && s > 0.0 {
@@ -349,6 +379,14 @@ pub fn secs_to_us(s: f64) -> u64 {
 mod tests {
     use super::*;
     use crate::accum::text;
+
+    #[test]
+    fn environment_numbers() {
+        assert_eq!(env_number(b"1764000000123456"), 1_764_000_000_123_456);
+        assert_eq!(env_number(b""), 0);
+        assert_eq!(env_number(b"12x"), 0);
+        assert_eq!(env_number(b"-5"), 0);
+    }
 
     #[test]
     fn parses_daemon_process_directive() {

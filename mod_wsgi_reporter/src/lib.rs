@@ -6,7 +6,8 @@
 //! (`accum`) -> reporter thread (`runtime`, `reporter`) -> `wire` encoder ->
 //! non-blocking UNIX datagram socket (`sys`).
 //!
-//! All `unsafe` Apache glue lives in `ffi`; everything else is plain Rust,
+//! All `unsafe` Apache glue lives in `ffi` (`sys` and `got` hold the OS-level
+//! unsafe: syscalls, and redirecting mod_wsgi.so's calls in a daemon); everything else is plain Rust,
 //! unit-tested without Apache. The request path never allocates on the heap,
 //! never waits for the reporter and never makes a syscall of its own
 //! (unless `WSGISlowRequests` asks for per-request CPU, see docs/module.md).
@@ -15,6 +16,7 @@ pub mod accum;
 pub mod config;
 pub mod daemon;
 pub mod gc;
+pub mod got;
 pub mod reporter;
 pub mod runtime;
 pub mod sys;

@@ -131,6 +131,12 @@ def application(environ, start_response):
         return [b'x' * n]
     if path.startswith('/sleep/'):
         time.sleep(int(path[7:]) / 1000.0)
+    if path == '/subscribers':
+        # mod_wsgi's event subscribers in this interpreter
+        import mod_wsgi
+        n = len(getattr(mod_wsgi, 'event_callbacks', None) or [])
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [str(n).encode()]
     start_response('200 OK', [('Content-Type', 'text/plain')])
     return [b'hello']
 "#;

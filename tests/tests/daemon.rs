@@ -195,6 +195,59 @@ fn zero_config_daemons_report_requests_slow_and_gc(mpm: Mpm) {
 
 both_mpms!(zero_config_daemons_report_requests_slow_and_gc);
 
+/// Zero configuration counts the requests of every interpreter (also a
+/// sub-interpreter application group no attach code runs in) from the
+/// daemon's first request, through the module's request hooks in the
+/// daemon, with no mod_wsgi event subscriber (they cost throughput).
+#[test]
+fn zero_config_counts_every_interpreter_from_the_first_request() {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let app = root.path("app.wsgi");
+    let directives = format!(
+        "WSGIDaemonProcess g processes=1 threads=4\n\
+         WSGIScriptAlias /d {app} process-group=g application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /s {app} process-group=g application-group=site2\n",
+        app = app.display()
+    );
+    let opts = Options::telemetry(Mpm::Event, &col.path, 0.5, &directives);
+    let mut httpd = Httpd::start_in(root, &opts);
+    // At once, before anything could attach through Python.
+    for _ in 0..6 {
+        assert_eq!(httpd.get("/s/hello").0, 200);
+    }
+    for _ in 0..4 {
+        assert_eq!(httpd.get("/d/hello").0, 200);
+    }
+    let body = vec![b'q'; 777];
+    assert_eq!(httpd.request("POST", "/s/post", &body, "t").0, 200);
+    let s = col.wait_for("11 requests from the daemon", |s| {
+        let d = pids_of(s, "g");
+        sum(&requests_of(s, &d), id::REQUEST_COUNT) >= 11
+    });
+    let d = pids_of(&s, "g");
+    assert_eq!(d.len(), 1);
+    let req = requests_of(&s, &d);
+    assert_eq!(sum(&req, id::REQUEST_COUNT), 11, "{}", dump_kinds(&s));
+    assert_eq!(sum(&req, id::STATUS_2XX_TOTAL), 11);
+    assert_eq!(sum(&req, id::INPUT_BYTES_TOTAL), 777);
+    assert_eq!(sum(&req, id::OUTPUT_BYTES_TOTAL), 10 * 5 + 3);
+    // Once the main interpreter is attached (GC only), still no subscriber
+    // in either interpreter.
+    wait_attached(&col, "g", 1);
+    for p in ["/d/subscribers", "/s/subscribers"] {
+        let (st, body) = httpd.get(p);
+        assert_eq!((st, body.as_slice()), (200, &b"0"[..]), "{p}");
+    }
+    httpd.stop();
+    col.wait_for("every process stopped", all_stopped);
+    assert!(!httpd.error_log().contains("exit signal"), "no crash");
+    assert!(
+        !httpd.error_log().contains("request hooks unavailable"),
+        "the request hooks were installed"
+    );
+}
+
 fn dump_kinds(s: &[Sample]) -> String {
     let mut m: BTreeMap<(u32, u8), usize> = BTreeMap::new();
     for x in s {

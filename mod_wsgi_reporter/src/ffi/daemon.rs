@@ -273,6 +273,18 @@ fn ensure_daemon() -> Option<&'static Daemon> {
         started: Instant::now(),
     });
     DAEMON.store(Box::into_raw(d), Release);
+    // Before the daemon's worker threads start (the watcher gets here
+    // within milliseconds of the fork; Python is not even initialised).
+    match super::daemon_hooks::install(SYM_DAEMON_PROCESS.load(Relaxed)) {
+        Ok(_) => {}
+        Err(e) => log(
+            ap::APLOG_NOTICE,
+            std::ptr::null(),
+            &format!(
+                "Daemon request hooks unavailable ({e}); requests are counted from mod_wsgi's events once the attach code runs."
+            ),
+        ),
+    }
     // SAFETY: a plain function pointer, run by exit().
     unsafe { libc::atexit(at_exit) };
     install_signal_spies();
@@ -467,8 +479,9 @@ pub(super) fn registry() -> Option<(&'static crate::gc::GcRegistry, bool)> {
 /// Registers the calling interpreter. Returns -1 when this process has no
 /// reporter, -2 when the interpreter is already attached, -3 when the
 /// interpreter table is full, 0 when only GC is to be reported (embedded
-/// mode: the hooks count requests), 1 when request events are wanted too
-/// (daemon mode). `*index` receives the interpreter's handle.
+/// mode, or a daemon whose request hooks are installed: the hooks count
+/// requests), 1 when request events are wanted too (a daemon without
+/// them). `*index` receives the interpreter's handle.
 ///
 /// # Safety
 /// `name` and `group` are NULL or NUL-terminated; `index` is NULL or valid.
@@ -497,7 +510,7 @@ pub unsafe extern "C" fn wsgi_telemetry_attach(
         if let Some(d) = daemon() {
             d.p.with_reporter_mut(|r| r.set_switch_interval(switch_interval));
         }
-        if daemon_mode {
+        if daemon_mode && !super::daemon_hooks::hooked() {
             MODE_REQUESTS
         } else {
             MODE_GC_ONLY

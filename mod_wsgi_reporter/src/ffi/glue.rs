@@ -593,27 +593,62 @@ unsafe extern "C" fn pre_connection(_c: *mut ap::conn_rec, _csd: *mut c_void) ->
 
 // ---------------------------------------------------------- request path --
 
-/// Per-request state, allocated in `r->pool`.
+/// Per-request state, allocated in `r->pool`: the claim and the I/O our
+/// filters saw. In a daemon process (`daemon`) the claim lives in the
+/// daemon's per-slot table and only `claim.slot` is used here.
 #[repr(C)]
-struct ReqState {
-    r: *mut ap::request_rec,
-    claim: Claim,
-    request_start_us: u64,
-    claim_us: u64,
-    finished: bool,
+pub(super) struct ReqState {
+    pub(super) r: *mut ap::request_rec,
+    pub(super) claim: Claim,
+    pub(super) request_start_us: u64,
+    pub(super) claim_us: u64,
+    pub(super) finished: bool,
     /// Apache is sending its own error page: not application output.
-    error_response: bool,
-    in_us: u64,
-    out_us: u64,
-    in_bytes: u64,
-    in_reads: u64,
-    out_bytes: u64,
-    out_writes: u64,
-    cpu0: Option<(u64, u64)>,
+    pub(super) error_response: bool,
+    /// Recorded by daemon_hooks, not at the end of the output stream.
+    pub(super) daemon: bool,
+    pub(super) in_us: u64,
+    pub(super) out_us: u64,
+    pub(super) in_bytes: u64,
+    pub(super) in_reads: u64,
+    pub(super) out_bytes: u64,
+    pub(super) out_writes: u64,
+    pub(super) cpu0: Option<(u64, u64)>,
+}
+
+impl ReqState {
+    pub(super) fn new(r: *mut ap::request_rec, claim: Claim, cpu0: Option<(u64, u64)>) -> ReqState {
+        ReqState {
+            r,
+            claim,
+            request_start_us: 0,
+            claim_us: 0,
+            finished: false,
+            error_response: false,
+            daemon: false,
+            in_us: 0,
+            out_us: 0,
+            in_bytes: 0,
+            in_reads: 0,
+            out_bytes: 0,
+            out_writes: 0,
+            cpu0,
+        }
+    }
 }
 
 thread_local! {
     static SLOT: std::cell::Cell<u32> = const { std::cell::Cell::new(u32::MAX) };
+}
+
+/// This thread's worker slot (assigned on its first request).
+pub(super) fn thread_slot(acc: &crate::accum::Accounting) -> u32 {
+    SLOT.with(|s| {
+        if s.get() == u32::MAX {
+            s.set(acc.assign_slot());
+        }
+        s.get()
+    })
 }
 
 fn is_wsgi_handler(h: &[u8]) -> bool {
@@ -640,12 +675,7 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
         if !unsafe { m::get_module_config(rr.request_config, module_ptr()) }.is_null() {
             return DECLINED;
         }
-        let slot = SLOT.with(|s| {
-            if s.get() == u32::MAX {
-                s.set(p.acc.assign_slot());
-            }
-            s.get()
-        });
+        let slot = thread_slot(&p.acc);
         // For a request mod_wsgi hands to a daemon process: the daemon's
         // slow records name this child (`slow_server_pid`).
         let pid_str = SERVER_PID_STR.load(Relaxed);
@@ -698,58 +728,74 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
             now,
             slow.then_some(&detail),
         );
-        // SAFETY: pool allocation sized for ReqState, fully initialised
-        // with ptr::write before use.
-        let st = unsafe { m::pcalloc(rr.pool, std::mem::size_of::<ReqState>()) } as *mut ReqState;
-        if st.is_null() {
+        let st = ReqState {
+            request_start_us: request_start,
+            claim_us: now,
+            ..ReqState::new(r, claim, cpu0)
+        };
+        // SAFETY: live request of this handler.
+        if unsafe { track(r, st) }.is_null() {
             p.acc.abandon(claim);
-            return DECLINED;
-        }
-        // SAFETY: st points to fresh pool memory of the right size.
-        unsafe {
-            st.write(ReqState {
-                r,
-                claim,
-                request_start_us: request_start,
-                claim_us: now,
-                finished: false,
-                error_response: false,
-                in_us: 0,
-                out_us: 0,
-                in_bytes: 0,
-                in_reads: 0,
-                out_bytes: 0,
-                out_writes: 0,
-                cpu0,
-            });
-            m::set_module_config(rr.request_config, module_ptr(), st as *mut c_void);
-            // Last resort: whatever happens, the claim ends with the pool.
-            ap::apr_pool_cleanup_register(
-                rr.pool,
-                st as *const c_void,
-                Some(request_cleanup),
-                Some(ap::apr_pool_cleanup_null),
-            );
-            ap::ap_add_output_filter_handle(
-                OUT_FILTER.load(Relaxed),
-                st as *mut c_void,
-                r,
-                rr.connection,
-            );
-            // Only requests with a body can be read by the application.
-            let cl = m::cstr(ap::apr_table_get(rr.headers_in, c"Content-Length".as_ptr()));
-            let te = ap::apr_table_get(rr.headers_in, c"Transfer-Encoding".as_ptr());
-            if !te.is_null() || (!cl.is_empty() && cl != b"0") {
-                ap::ap_add_input_filter_handle(
-                    IN_FILTER.load(Relaxed),
-                    st as *mut c_void,
-                    r,
-                    rr.connection,
-                );
-            }
         }
         DECLINED
     })
+}
+
+/// Puts `st` in `r->pool` and `r->request_config`, ends it with the pool
+/// whatever happens, and adds our filters to the request. NULL when the
+/// pool is out of memory.
+///
+/// # Safety
+/// `r` is a live request that has no state of ours yet.
+pub(super) unsafe fn track(r: *mut ap::request_rec, st: ReqState) -> *mut ReqState {
+    // SAFETY: per the contract, r is live.
+    let rr = unsafe { &mut *r };
+    // SAFETY: pool allocation sized for ReqState, fully initialised with
+    // ptr::write before use.
+    let p = unsafe { m::pcalloc(rr.pool, std::mem::size_of::<ReqState>()) } as *mut ReqState;
+    if p.is_null() {
+        return p;
+    }
+    // SAFETY: p points to fresh pool memory of the right size; the tables,
+    // pool and connection are the live request's.
+    unsafe {
+        p.write(st);
+        m::set_module_config(rr.request_config, module_ptr(), p as *mut c_void);
+        // Last resort: whatever happens, the claim ends with the pool.
+        ap::apr_pool_cleanup_register(
+            rr.pool,
+            p as *const c_void,
+            Some(request_cleanup),
+            Some(ap::apr_pool_cleanup_null),
+        );
+        ap::ap_add_output_filter_handle(
+            OUT_FILTER.load(Relaxed),
+            p as *mut c_void,
+            r,
+            rr.connection,
+        );
+        // Only requests with a body can be read by the application.
+        let cl = m::cstr(ap::apr_table_get(rr.headers_in, c"Content-Length".as_ptr()));
+        let te = ap::apr_table_get(rr.headers_in, c"Transfer-Encoding".as_ptr());
+        if !te.is_null() || (!cl.is_empty() && cl != b"0") {
+            ap::ap_add_input_filter_handle(
+                IN_FILTER.load(Relaxed),
+                p as *mut c_void,
+                r,
+                rr.connection,
+            );
+        }
+    }
+    p
+}
+
+/// Our state of `r` (NULL when we do not track it).
+///
+/// # Safety
+/// `r` is a live request.
+pub(super) unsafe fn tracked(r: *mut ap::request_rec) -> *mut ReqState {
+    // SAFETY: per the contract; our slot is NULL or our ReqState.
+    unsafe { m::get_module_config((*r).request_config, module_ptr()) as *mut ReqState }
 }
 
 /// Whether mod_wsgi was told (by a `process-group=` script alias option)
@@ -766,8 +812,12 @@ fn proxied_to_daemon(r: &ap::request_rec) -> bool {
 }
 
 /// Records the request (or leaves it to a daemon process) exactly once.
-fn finish(st: &mut ReqState, now: u64) {
+pub(super) fn finish(st: &mut ReqState, now: u64) {
     if st.finished {
+        return;
+    }
+    if st.daemon {
+        super::daemon_hooks::finish(st, now);
         return;
     }
     st.finished = true;
@@ -825,7 +875,7 @@ unsafe extern "C" fn insert_error_filter(r: *mut ap::request_rec) {
         }
         // SAFETY: live request; our slot is NULL or our ReqState.
         unsafe {
-            let st = m::get_module_config((*r).request_config, module_ptr()) as *mut ReqState;
+            let st = tracked(r);
             // Error responses reset the filter chain: follow the response.
             if !st.is_null() && !(*st).finished {
                 (*st).error_response = true;
@@ -886,7 +936,7 @@ unsafe extern "C" fn out_filter(
                 st.out_writes += 1;
             }
         }
-        if eos {
+        if eos && !st.daemon {
             finish(st, t1);
         }
     });

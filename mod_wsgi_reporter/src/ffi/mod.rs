@@ -6,5 +6,6 @@
 //! and the reporter thread exists only in MPM children.
 
 mod daemon;
+mod daemon_hooks;
 mod glue;
 mod python;

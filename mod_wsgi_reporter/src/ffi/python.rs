@@ -15,7 +15,7 @@ use std::ffi::{c_char, c_int, c_long, c_void, CStr};
 use std::sync::OnceLock;
 
 use super::daemon::{daemon, registry};
-use crate::daemon::{secs_to_us, Ended, Started};
+use crate::daemon::{secs_to_us, Ended, Started, SLOW_ENV_KEYS};
 use crate::sys;
 
 type PyObj = *mut c_void;
@@ -203,19 +203,6 @@ thread_local! {
     static GC_START: Cell<(f64, Option<std::time::Instant>)> = const { Cell::new((0.0, None)) };
 }
 
-/// Keys of the environ, in `accum::text` order, for slow records.
-const SLOW_KEYS: [&CStr; 9] = [
-    c"mod_wsgi.request_id",
-    c"REQUEST_METHOD",
-    c"wsgi.url_scheme",
-    c"HTTP_HOST",
-    c"SCRIPT_NAME",
-    c"PATH_INFO",
-    c"SERVER_PROTOCOL",
-    c"REMOTE_ADDR",
-    c"HTTP_USER_AGENT",
-];
-
 unsafe extern "C" fn on_event(_self: PyObj, args: PyObj, kw: PyObj) -> PyObj {
     let Some(a) = api() else {
         return std::ptr::null_mut();
@@ -230,6 +217,9 @@ unsafe extern "C" fn on_event(_self: PyObj, args: PyObj, kw: PyObj) -> PyObj {
 
 unsafe fn event(a: &Api, args: PyObj, kw: PyObj) {
     let Some(d) = daemon() else { return };
+    if super::daemon_hooks::hooked() {
+        return; // counted by the request hooks; never twice
+    }
     // SAFETY: GIL held, args is a tuple.
     let name = unsafe {
         if (a.tuple_size)(args) < 1 {
@@ -252,8 +242,11 @@ unsafe fn event(a: &Api, args: PyObj, kw: PyObj) {
                     .unwrap_or(0);
                 let mut strings: [&[u8]; 9] = [b""; 9];
                 if d.p.acc.slow_threshold_us > 0 {
-                    for (s, k) in strings.iter_mut().zip(SLOW_KEYS) {
+                    for (s, k) in strings.iter_mut().zip(SLOW_ENV_KEYS) {
                         *s = a.str(a.get(env, k));
+                    }
+                    if strings[2].is_empty() {
+                        strings[2] = a.str(a.get(env, c"wsgi.url_scheme"));
                     }
                     if strings[3].is_empty() {
                         strings[3] = a.str(a.get(env, c"SERVER_NAME"));
@@ -302,6 +295,7 @@ unsafe fn event(a: &Api, args: PyObj, kw: PyObj) {
                         thread_id: tid.max(1),
                         status,
                         finish_us: if fin == 0 { sys::now_us() } else { fin },
+                        application_start_us: 0,
                         input_bytes: a.i64(kw, c"input_length", 0).max(0) as u64,
                         input_reads: a.i64(kw, c"input_reads", 0).max(0) as u64,
                         input_read_us: us(a.f64(kw, c"input_time")),

@@ -1,0 +1,227 @@
+//! Request accounting in a mod_wsgi daemon process without Python events.
+//!
+//! A daemon runs no Apache request hook, but for every request its loop
+//! (`wsgi_hook_daemon_handler` in mod_wsgi 4.x) builds a `request_rec`
+//! from what the Apache child sent and calls two httpd functions around
+//! the application:
+//!
+//! * `ap_add_input_filter("HTTP_IN", NULL, r, c)` after `r->subprocess_env`
+//!   holds the request (with `mod_wsgi.request_start`, `queue_start`,
+//!   `daemon_start`) and just before `wsgi_execute_script(r)`;
+//! * `ap_finalize_request_protocol(r)` right after it, when `r->status` is
+//!   final and `mod_wsgi.script_start` (the callable's start) is set.
+//!
+//! In the daemon (after the fork, so nothing else is touched) the module
+//! points mod_wsgi.so's GOT entries for those two functions at the
+//! wrappers below (got.rs), which call httpd's functions and claim / record
+//! the request with the daemon's accumulators; our input and output
+//! filters on `r` count the application's I/O as in embedded mode. So every
+//! request of every interpreter is counted from the first one, for the cost
+//! of the embedded hooks, and mod_wsgi's Python event machinery (which
+//! costs more than our whole embedded path once anyone subscribes) is not
+//! needed. If the entries cannot be found, the attach code's event
+//! subscriber is used instead (python.rs).
+//!
+//! Must never: run in the Apache parent or an MPM child, or record a
+//! request twice.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::atomic::{AtomicBool, Ordering::*};
+
+use apache_headers as ap;
+use apache_headers::macros as m;
+
+use super::daemon::{daemon, Daemon};
+use super::glue::{guard, thread_slot, track, tracked, ReqState};
+use crate::accum::Claim;
+use crate::daemon::{env_number as num, Ended, Started, SLOW_ENV_KEYS};
+use crate::got;
+use crate::sys;
+
+static HOOKED: AtomicBool = AtomicBool::new(false);
+
+/// Whether requests are counted by these hooks (not by Python events).
+pub(super) fn hooked() -> bool {
+    HOOKED.load(Acquire)
+}
+
+/// Redirects mod_wsgi.so's calls; `inside` is any address in mod_wsgi.so.
+pub(super) fn install(inside: *const c_void) -> Result<usize, got::GotError> {
+    let n = got::redirect(
+        inside,
+        &[
+            (
+                c"ap_add_input_filter",
+                add_input_filter as *const () as usize,
+            ),
+            (
+                c"ap_finalize_request_protocol",
+                finalize_request_protocol as *const () as usize,
+            ),
+        ],
+    )?;
+    HOOKED.store(true, Release);
+    Ok(n)
+}
+
+unsafe extern "C" fn add_input_filter(
+    name: *const c_char,
+    ctx: *mut c_void,
+    r: *mut ap::request_rec,
+    c: *mut ap::conn_rec,
+) -> *mut ap::ap_filter_t {
+    // SAFETY: the caller's own arguments, passed on unchanged.
+    let f = unsafe { ap::ap_add_input_filter(name, ctx, r, c) };
+    guard((), || {
+        // SAFETY: NULL or a NUL-terminated filter name.
+        if !r.is_null() && unsafe { m::cstr(name) } == b"HTTP_IN" {
+            if let Some(d) = daemon() {
+                // SAFETY: mod_wsgi's live request (r->pool and tables set up).
+                unsafe { begin(d, r) };
+            }
+        }
+    });
+    f
+}
+
+unsafe extern "C" fn finalize_request_protocol(r: *mut ap::request_rec) {
+    let end = sys::now_us();
+    // SAFETY: the caller's own argument, passed on unchanged.
+    unsafe { ap::ap_finalize_request_protocol(r) };
+    guard((), || {
+        if r.is_null() {
+            return;
+        }
+        // SAFETY: the live request; our slot is NULL or our ReqState.
+        let st = unsafe { tracked(r) };
+        if !st.is_null() {
+            // SAFETY: our ReqState in r->pool, used by this thread only.
+            super::glue::finish(unsafe { &mut *st }, end);
+        }
+    });
+}
+
+/// A string of `r->subprocess_env` ("" if absent).
+///
+/// # Safety
+/// `env` is a live table; the result lives as long as the request pool.
+unsafe fn env<'a>(env: *const ap::apr_table_t, key: &CStr) -> &'a [u8] {
+    // SAFETY: per the contract.
+    unsafe { m::cstr(ap::apr_table_get(env, key.as_ptr())) }
+}
+
+/// The application is about to run: claim this worker's slot.
+///
+/// # Safety
+/// `r` is mod_wsgi's live daemon-side request.
+unsafe fn begin(d: &Daemon, r: *mut ap::request_rec) {
+    // SAFETY: per the contract.
+    if !unsafe { tracked(r) }.is_null() {
+        return;
+    }
+    // SAFETY: per the contract.
+    let e = unsafe { (*r).subprocess_env };
+    let now = sys::now_us();
+    let acc = &d.p.acc;
+    let slot = thread_slot(acc);
+    let slow = acc.slow_threshold_us > 0;
+    let mut strings: [&[u8]; 9] = [b""; 9];
+    if slow {
+        for (s, k) in strings.iter_mut().zip(SLOW_ENV_KEYS) {
+            // SAFETY: live table of the live request.
+            *s = unsafe { env(e, k) };
+        }
+        if strings[2].is_empty() {
+            // SAFETY: as above.
+            let https = unsafe { env(e, c"HTTPS") };
+            strings[2] = if https.eq_ignore_ascii_case(b"on") || https == b"1" {
+                b"https"
+            } else {
+                b"http"
+            };
+        }
+        if strings[3].is_empty() {
+            // SAFETY: as above.
+            strings[3] = unsafe { env(e, c"SERVER_NAME") };
+        }
+    }
+    // SAFETY: as above (each read is a short table lookup).
+    let (rs, qs, ds, spid) = unsafe {
+        (
+            num(env(e, c"mod_wsgi.request_start")),
+            num(env(e, c"mod_wsgi.queue_start")),
+            num(env(e, c"mod_wsgi.daemon_start")),
+            num(env(e, c"mod_wsgi_telemetry.server_pid")),
+        )
+    };
+    d.req.started(
+        acc,
+        &Started {
+            thread_id: slot + 1,
+            request_start_us: if rs == 0 { now } else { rs },
+            queue_start_us: qs,
+            daemon_start_us: ds,
+            application_start_us: now,
+            server_pid: spid,
+            strings,
+            tid: sys::tid(),
+        },
+    );
+    let cpu0 = if slow { sys::thread_cpu_us() } else { None };
+    let st = ReqState {
+        daemon: true,
+        ..ReqState::new(
+            r,
+            Claim {
+                slot,
+                generation: 0,
+            },
+            cpu0,
+        )
+    };
+    // SAFETY: live request without state of ours (checked above).
+    if unsafe { track(r, st) }.is_null() {
+        // Out of memory: the slot is freed as a 5xx request.
+        d.req.ended(
+            acc,
+            &Ended {
+                thread_id: slot + 1,
+                finish_us: now,
+                ..Ended::default()
+            },
+        );
+    }
+}
+
+/// Records a tracked daemon request once (from the finalize wrapper, or
+/// from the pool cleanup if mod_wsgi never finalized it).
+pub(super) fn finish(st: &mut ReqState, end_us: u64) {
+    if st.finished {
+        return;
+    }
+    st.finished = true;
+    let Some(d) = daemon() else { return };
+    // SAFETY: st.r is the live request that owns st.
+    let r = unsafe { &*st.r };
+    // SAFETY: live table.
+    let app = num(unsafe { env(r.subprocess_env, c"mod_wsgi.script_start") });
+    let cpu = st.cpu0.and_then(|(u0, s0)| {
+        sys::thread_cpu_us().map(|(u, s)| (u.saturating_sub(u0), s.saturating_sub(s0)))
+    });
+    d.req.ended(
+        &d.p.acc,
+        &Ended {
+            thread_id: st.claim.slot + 1,
+            status: r.status,
+            finish_us: end_us,
+            application_start_us: if app > 0 && app <= end_us { app } else { 0 },
+            input_bytes: st.in_bytes,
+            input_reads: st.in_reads,
+            input_read_us: st.in_us,
+            output_bytes: st.out_bytes,
+            output_writes: st.out_writes,
+            output_write_us: st.out_us,
+            cpu_us: cpu,
+        },
+    );
+}
