@@ -172,10 +172,26 @@ ratio() { # $1 $2 variant names: throughput and CPU of $2 relative to $1
     python3 -c "import sys; a,b,ca,cb=map(float,sys.argv[3:]); print(f'{sys.argv[2]}/{sys.argv[1]} = {b/a*100:.1f}% of the throughput; httpd CPU {cb-ca:+.1f} us/request ({(cb/ca-1)*100:+.1f}%)')" \
         "$1" "$2" "$(median "${RPS[$1]}")" "$(median "${RPS[$2]}")" "$(median "${CPU[$1]}")" "$(median "${CPU[$2]}")"
 }
+paired() { # $1 $2: per-round ratios (each round runs both back to back), so
+    # drift between rounds cancels; median and range over the rounds
+    [ -n "${RPS[$1]:-}" ] && [ -n "${RPS[$2]:-}" ] || return 0
+    python3 - "$1" "$2" "${RPS[$1]}" "${RPS[$2]}" "${CPU[$1]}" "${CPU[$2]}" <<'PY'
+import statistics, sys
+a, b = sys.argv[1:3]
+ra, rb, ca, cb = ([float(x) for x in v.split()] for v in sys.argv[3:7])
+t = [y / x * 100 for x, y in zip(ra, rb)]
+c = [(y / x - 1) * 100 for x, y in zip(ca, cb)]
+print(f"paired {b}/{a}: throughput median {statistics.median(t):.1f}% (rounds {min(t):.1f}..{max(t):.1f}%), "
+      f"httpd CPU/request median {statistics.median(c):+.1f}% (rounds {min(c):+.1f}..{max(c):+.1f}%)")
+PY
+}
 ratio E F
 ratio E G
 ratio E H
 ratio H G
+for pair in "A B" "C D" "E F" "E G" "E H"; do
+    paired $pair
+done
 [ "$VARIANTS" = "A B C D" ] || exit 0
 python3 - "$(median "${RPS[A]}")" "$(median "${RPS[B]}")" "$(median "${RPS[C]}")" "$(median "${RPS[D]}")" \
     "$(median "${CPU[A]}")" "$(median "${CPU[B]}")" "$(median "${CPU[C]}")" "$(median "${CPU[D]}")" <<'PY'

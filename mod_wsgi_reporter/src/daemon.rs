@@ -124,6 +124,11 @@ pub struct GroupTable {
 }
 
 impl GroupTable {
+    /// Whether no `WSGIDaemonProcess` was found.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// No groups.
     pub const EMPTY: GroupTable = GroupTable {
         groups: [GroupConf::EMPTY; MAX_GROUPS],

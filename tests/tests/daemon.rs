@@ -248,6 +248,69 @@ fn zero_config_counts_every_interpreter_from_the_first_request() {
     );
 }
 
+/// mod_wsgi's reaper ends a daemon whose requests outlast
+/// `shutdown-timeout` (here after a SIGTERM to the daemon) with exit():
+/// STOPPED (and the final interval) is still sent, from our atexit
+/// handler, with the reason that started the shutdown.
+#[test]
+fn a_daemon_aborted_after_its_shutdown_timeout_still_reports_stopped() {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let app = root.path("app.wsgi");
+    let directives = format!(
+        "WSGISlowRequests 0.5\n\
+         WSGIDaemonProcess g processes=1 threads=2 shutdown-timeout=1\n\
+         WSGIScriptAlias /d {app} process-group=g application-group=%{{GLOBAL}}\n",
+        app = app.display()
+    );
+    let opts = Options::telemetry(Mpm::Event, &col.path, 0.5, &directives);
+    let mut httpd = Httpd::start_in(root, &opts);
+    let first = col.wait_for("the daemon started", |s| !pids_of(s, "g").is_empty());
+    let first = *pids_of(&first, "g").iter().next().unwrap();
+    // A request that will still run when the daemon retires: its client
+    // sees the connection end early, whatever the status.
+    let port = httpd.port;
+    let slow = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /d/sleep/8000 HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+    });
+    col.wait_for("the slow request active", |s| {
+        slow_for(s, "/sleep/8000")
+            .iter()
+            .any(|r| r.u64(id::SLOW_RECORD_STATE) == Some(0))
+    });
+    assert_eq!(httpd.get("/d/hello").0, 200);
+    // SAFETY: a signal to the daemon process this test started.
+    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGTERM) }, 0);
+    let s = col.wait_for("the first daemon stopped", |s| {
+        of_kind(s, Kind::PROCESS_STOPPED)
+            .iter()
+            .any(|x| x.header.pid == first)
+    });
+    let stopped: Vec<_> = of_kind(&s, Kind::PROCESS_STOPPED)
+        .into_iter()
+        .filter(|x| x.header.pid == first)
+        .collect();
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(
+        stopped[0].text(id::SHUTDOWN_REASON).as_deref(),
+        Some("shutdown_signal")
+    );
+    slow.join().unwrap();
+    httpd.stop();
+    col.wait_for("every process stopped", all_stopped);
+    let log = httpd.error_log();
+    assert!(
+        log.contains("Aborting process"),
+        "the reaper ended it:\n{log}"
+    );
+    assert!(!log.contains("exit signal"), "no crash");
+}
+
 fn dump_kinds(s: &[Sample]) -> String {
     let mut m: BTreeMap<(u32, u8), usize> = BTreeMap::new();
     for x in s {

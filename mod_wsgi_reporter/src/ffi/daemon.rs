@@ -41,6 +41,13 @@ use crate::sys::{self, SocketSink};
 const ATTACH_PY: &str = include_str!("../../python/mod_wsgi_telemetry_attach.py");
 
 static GROUPS: Mutex<GroupTable> = Mutex::new(GroupTable::EMPTY);
+static HAS_GROUPS: AtomicBool = AtomicBool::new(false);
+
+/// Whether the configuration has daemon process groups (read in
+/// post_config, inherited by the children).
+pub(super) fn has_daemon_groups() -> bool {
+    HAS_GROUPS.load(Relaxed)
+}
 /// The Apache parent's pid (set in post_config).
 static PARENT_PID: AtomicI32 = AtomicI32::new(0);
 static ATFORK_REGISTERED: AtomicBool = AtomicBool::new(false);
@@ -137,6 +144,7 @@ pub(super) unsafe extern "C" fn post_config(
             unsafe { std::ptr::addr_of!(ap::ap_conftree).read() },
             &mut t,
         );
+        HAS_GROUPS.store(!t.is_empty(), Relaxed);
         *GROUPS.lock().unwrap_or_else(|e| e.into_inner()) = t;
         SYM_DAEMON_PROCESS.store(sym(c"wsgi_daemon_process"), Relaxed);
         SYM_DAEMON_GROUP.store(sym(c"wsgi_daemon_group"), Relaxed);

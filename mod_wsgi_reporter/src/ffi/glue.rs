@@ -404,8 +404,12 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
         if !cfg.enabled {
             return;
         }
-        if let Ok(c) = CString::new(std::process::id().to_string()) {
-            SERVER_PID_STR.store(c.into_raw(), Release);
+        // Only worth a table entry (and a WSGI environ key in embedded
+        // mode) when there are daemons to pass it to.
+        if super::daemon::has_daemon_groups() {
+            if let Ok(c) = CString::new(std::process::id().to_string()) {
+                SERVER_PID_STR.store(c.into_raw(), Release);
+            }
         }
         let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != 0;
         if !threaded {
