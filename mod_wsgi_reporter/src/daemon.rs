@@ -157,7 +157,62 @@ impl GroupTable {
     }
 }
 
-/// Why a daemon process is stopping (reporter.md §7.5 strings). mod_wsgi
+/// The reasons mod_wsgi 4.x itself names when it starts a daemon's
+/// shutdown (`wsgi_shutdown_reason`, handed to its `process_stopping`
+/// event), as reporter.md §7.5 strings.
+const MOD_WSGI_REASONS: [&[u8]; 8] = [
+    b"request_timeout",
+    b"startup_timeout",
+    b"restart_interval",
+    b"inactivity_timeout",
+    b"cpu_time_limit",
+    b"graceful_signal",
+    b"deadlock_timeout",
+    b"script_reload",
+];
+
+/// Why a daemon process is stopping when mod_wsgi told us its own reason
+/// (`published`; empty when it names none: a signal from Apache, or the
+/// `maximum-requests` budget, which 4.9 does not name). Unknown strings
+/// count as none. None when nothing was published.
+pub fn published_stop_reason(
+    published: Option<&[u8]>,
+    signal: Option<i32>,
+    g: &GroupConf,
+    lifetime_requests: u64,
+) -> Option<&'static [u8]> {
+    let p = published?;
+    if let Some(r) = MOD_WSGI_REASONS.iter().find(|r| **r == p) {
+        return Some(r);
+    }
+    if g.maximum_requests > 0 && lifetime_requests >= g.maximum_requests {
+        return Some(b"maximum_requests");
+    }
+    Some(match signal {
+        Some(libc::SIGUSR1) => b"graceful_signal",
+        Some(libc::SIGXCPU) => b"cpu_time_limit",
+        _ => b"shutdown_signal",
+    })
+}
+
+/// Index of a reason in [`MOD_WSGI_REASONS`] + 1 (0 = none of them).
+pub fn mod_wsgi_reason_code(published: &[u8]) -> u8 {
+    MOD_WSGI_REASONS
+        .iter()
+        .position(|r| *r == published)
+        .map_or(0, |i| i as u8 + 1)
+}
+
+/// The reason of a [`mod_wsgi_reason_code`] (empty for 0).
+pub fn mod_wsgi_reason(code: u8) -> &'static [u8] {
+    match code {
+        0 => b"",
+        c => MOD_WSGI_REASONS.get(c as usize - 1).copied().unwrap_or(b""),
+    }
+}
+
+/// Why a daemon process is stopping (reporter.md §7.5 strings), when
+/// mod_wsgi published no reason (see [`published_stop_reason`]). mod_wsgi
 /// 4.9 ends a daemon for its own reasons by signalling itself, so those
 /// are checked first: the `maximum-requests` budget spent, a request older
 /// than `request-timeout`, `restart-interval` elapsed. Otherwise the signal
@@ -384,6 +439,39 @@ pub fn secs_to_us(s: f64) -> u64 {
 mod tests {
     use super::*;
     use crate::accum::text;
+
+    #[test]
+    fn mod_wsgi_published_reasons_win() {
+        let g = parse_daemon_args(b"g threads=2 maximum-requests=5 restart-interval=10").unwrap();
+        let r = |p: Option<&[u8]>, sig, n| published_stop_reason(p, sig, &g, n);
+        assert_eq!(r(None, None, 9), None);
+        assert_eq!(
+            r(Some(b"inactivity_timeout"), Some(libc::SIGTERM), 9),
+            Some(&b"inactivity_timeout"[..])
+        );
+        assert_eq!(
+            r(Some(b"restart_interval"), None, 0),
+            Some(&b"restart_interval"[..])
+        );
+        // 4.9 names no reason for maximum-requests or Apache's signals.
+        assert_eq!(
+            r(Some(b""), Some(libc::SIGINT), 5),
+            Some(&b"maximum_requests"[..])
+        );
+        assert_eq!(
+            r(Some(b""), Some(libc::SIGTERM), 4),
+            Some(&b"shutdown_signal"[..])
+        );
+        assert_eq!(
+            r(Some(b"something new"), Some(libc::SIGUSR1), 0),
+            Some(&b"graceful_signal"[..])
+        );
+        for code in 0..=8 {
+            let s = mod_wsgi_reason(code);
+            assert_eq!(mod_wsgi_reason_code(s), code);
+        }
+        assert_eq!(mod_wsgi_reason_code(b"nope"), 0);
+    }
 
     #[test]
     fn environment_numbers() {

@@ -311,6 +311,50 @@ fn a_daemon_aborted_after_its_shutdown_timeout_still_reports_stopped() {
     assert!(!log.contains("exit signal"), "no crash");
 }
 
+/// Reasons only mod_wsgi knows (here `inactivity-timeout`) reach
+/// STOPPING and STOPPED: the module hooks the call in which mod_wsgi
+/// publishes its shutdown reason.
+#[test]
+fn mod_wsgi_s_own_shutdown_reason_is_reported() {
+    let root = ServerRoot::new();
+    let col = Collector::bind(&root.path("run/telemetry.sock"));
+    let app = root.path("app.wsgi");
+    let directives = format!(
+        "WSGIDaemonProcess g processes=1 threads=2 inactivity-timeout=1\n\
+         WSGIScriptAlias /d {app} process-group=g application-group=%{{GLOBAL}}\n",
+        app = app.display()
+    );
+    let opts = Options::telemetry(Mpm::Event, &col.path, 0.5, &directives);
+    let mut httpd = Httpd::start_in(root, &opts);
+    assert_eq!(httpd.get("/d/hello").0, 200);
+    let s = col.wait_for("a daemon retired for inactivity", |s| {
+        of_kind(s, Kind::PROCESS_STOPPED)
+            .iter()
+            .any(|x| x.text(id::PROCESS_GROUP).as_deref() == Some("g"))
+    });
+    let stopped = of_kind(&s, Kind::PROCESS_STOPPED)
+        .into_iter()
+        .find(|x| x.text(id::PROCESS_GROUP).as_deref() == Some("g"))
+        .unwrap();
+    let pid = stopped.header.pid;
+    let stopping: Vec<_> = of_kind(&s, Kind::PROCESS_STOPPING)
+        .into_iter()
+        .filter(|x| x.header.pid == pid)
+        .collect();
+    assert_eq!(stopping.len(), 1);
+    for x in [&stopping[0], &stopped] {
+        assert_eq!(
+            x.text(id::SHUTDOWN_REASON).as_deref(),
+            Some("inactivity_timeout"),
+            "{:?}",
+            x.header.kind
+        );
+    }
+    httpd.stop();
+    col.wait_for("every process stopped", all_stopped);
+    assert!(!httpd.error_log().contains("exit signal"), "no crash");
+}
+
 fn dump_kinds(s: &[Sample]) -> String {
     let mut m: BTreeMap<(u32, u8), usize> = BTreeMap::new();
     for x in s {

@@ -72,6 +72,20 @@ static DAEMON_INIT: Mutex<()> = Mutex::new(());
 static STOP_STATE: AtomicU8 = AtomicU8::new(0);
 /// The first terminating signal seen (0 = none).
 static SIGNAL_SEEN: AtomicI32 = AtomicI32::new(0);
+/// The reason mod_wsgi published for the shutdown: 0 = none published yet,
+/// else 1 + `daemon::mod_wsgi_reason_code`.
+static PUBLISHED: AtomicU8 = AtomicU8::new(0);
+
+/// mod_wsgi begins this daemon's shutdown and names its reason (from the
+/// hook on `wsgi_publish_process_stopping`, in the daemon's main thread):
+/// STOPPING goes out at once with that reason.
+pub(super) fn mod_wsgi_stopping(reason: &[u8]) {
+    let code = daemon::mod_wsgi_reason_code(reason) + 1;
+    let _ = PUBLISHED.compare_exchange(0, code, AcqRel, Relaxed);
+    if let Some(d) = daemon() {
+        send_stopping(d);
+    }
+}
 
 pub(super) fn daemon() -> Option<&'static Daemon> {
     // SAFETY: set once from Box::into_raw and never freed.
@@ -207,6 +221,14 @@ fn watch() {
     let mut next_spy = Instant::now();
     loop {
         if read_int_global(&SYM_DAEMON_SHUTDOWN) != 0 {
+            // mod_wsgi's main thread names the reason right after setting
+            // the flag (through the hooked publish call): give it a moment.
+            if super::daemon_hooks::publish_hooked() {
+                let until = Instant::now() + Duration::from_millis(500);
+                while PUBLISHED.load(Acquire) == 0 && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             send_stopping(d);
             return;
         }
@@ -301,6 +323,18 @@ fn ensure_daemon() -> Option<&'static Daemon> {
 
 fn reason(d: &Daemon) -> &'static [u8] {
     let sig = SIGNAL_SEEN.load(Relaxed);
+    let published = match PUBLISHED.load(Acquire) {
+        0 => None,
+        c => Some(daemon::mod_wsgi_reason(c - 1)),
+    };
+    if let Some(r) = daemon::published_stop_reason(
+        published,
+        (sig != 0).then_some(sig),
+        &d.group,
+        d.req.lifetime(),
+    ) {
+        return r;
+    }
     let oldest = d.p.acc.oldest_in_flight_us(sys::now_us()) as f64 / 1e6;
     daemon::stop_reason(
         (sig != 0).then_some(sig),

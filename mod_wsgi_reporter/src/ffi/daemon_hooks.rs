@@ -26,19 +26,27 @@
 //! request twice.
 
 use std::ffi::{c_char, c_void, CStr};
-use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
 
 use apache_headers as ap;
 use apache_headers::macros as m;
 
 use super::daemon::{daemon, Daemon};
 use super::glue::{guard, thread_slot, track, tracked, ReqState};
+use super::python::fnptr;
 use crate::accum::Claim;
 use crate::daemon::{env_number as num, Ended, Started, SLOW_ENV_KEYS};
 use crate::got;
 use crate::sys;
 
 static HOOKED: AtomicBool = AtomicBool::new(false);
+/// mod_wsgi's own `wsgi_publish_process_stopping` (NULL: not hooked).
+static REAL_PUBLISH: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Whether mod_wsgi's shutdown reason reaches us (see [`install`]).
+pub(super) fn publish_hooked() -> bool {
+    !REAL_PUBLISH.load(Acquire).is_null()
+}
 
 /// Whether requests are counted by these hooks (not by Python events).
 pub(super) fn hooked() -> bool {
@@ -61,7 +69,38 @@ pub(super) fn install(inside: *const c_void) -> Result<usize, got::GotError> {
         ],
     )?;
     HOOKED.store(true, Release);
+    // Optional: mod_wsgi calls its own exported
+    // `wsgi_publish_process_stopping(reason)` through its GOT when a
+    // daemon's shutdown begins, with the reason it knows
+    // (`inactivity_timeout`, `request_timeout`, ...): hooked, STOPPING goes
+    // out at that moment with that reason.
+    // SAFETY: dlsym with a NUL-terminated name (mod_wsgi's export).
+    let real = unsafe {
+        libc::dlsym(
+            libc::RTLD_DEFAULT,
+            c"wsgi_publish_process_stopping".as_ptr(),
+        )
+    };
+    if !real.is_null() {
+        REAL_PUBLISH.store(real, Release);
+        let hook = publish_process_stopping as *const () as usize;
+        if got::redirect(inside, &[(c"wsgi_publish_process_stopping", hook)]).is_err() {
+            REAL_PUBLISH.store(std::ptr::null_mut(), Release);
+        }
+    }
     Ok(n)
+}
+
+unsafe extern "C" fn publish_process_stopping(reason: *mut c_char) {
+    guard((), || {
+        // SAFETY: NULL or mod_wsgi's NUL-terminated reason string.
+        super::daemon::mod_wsgi_stopping(unsafe { m::cstr(reason) });
+    });
+    let real = REAL_PUBLISH.load(Acquire);
+    if !real.is_null() {
+        // SAFETY: mod_wsgi's function of this exact signature (dlsym).
+        unsafe { fnptr::<unsafe extern "C" fn(*mut c_char)>(real)(reason) };
+    }
 }
 
 unsafe extern "C" fn add_input_filter(
