@@ -124,9 +124,10 @@ unsafe extern "C" fn add_input_filter(
 }
 
 unsafe extern "C" fn finalize_request_protocol(r: *mut ap::request_rec) {
-    let end = sys::now_us();
-    // SAFETY: the caller's own argument, passed on unchanged.
-    unsafe { ap::ap_finalize_request_protocol(r) };
+    // Recorded first: the status is final and the application is done;
+    // httpd's finalize then discards any body the application did not
+    // read, which is not the application's input (our filters stop
+    // counting once the request is recorded).
     guard((), || {
         if r.is_null() {
             return;
@@ -135,9 +136,11 @@ unsafe extern "C" fn finalize_request_protocol(r: *mut ap::request_rec) {
         let st = unsafe { tracked(r) };
         if !st.is_null() {
             // SAFETY: our ReqState in r->pool, used by this thread only.
-            super::glue::finish(unsafe { &mut *st }, end);
+            super::glue::finish(unsafe { &mut *st }, sys::now_us());
         }
     });
+    // SAFETY: the caller's own argument, passed on unchanged.
+    unsafe { ap::ap_finalize_request_protocol(r) };
 }
 
 /// A string of `r->subprocess_env` ("" if absent).
