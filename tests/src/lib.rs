@@ -127,7 +127,8 @@ def application(environ, start_response):
         return [out]
     if path.startswith('/size/'):
         n = int(path[6:])
-        start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+        start_response('200 OK', [('Content-Type', 'application/octet-stream'),
+                                  ('Content-Length', str(n))])
         return [b'x' * n]
     if path.startswith('/sleep/'):
         time.sleep(int(path[7:]) / 1000.0)
@@ -409,6 +410,41 @@ impl Httpd {
         let status = std::str::from_utf8(&resp[9..12]).unwrap().parse().unwrap();
         let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         (status, resp[split..].to_vec())
+    }
+
+    /// One HTTP/1.1 keep-alive POST whose response is read by its
+    /// `Content-Length` (httpd then keeps the connection, so it reads and
+    /// discards whatever of the body the handler left unread); returns
+    /// (status, body).
+    pub fn post_keepalive(&self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to httpd");
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed early");
+            resp.extend_from_slice(&buf[..n]);
+            let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("a Content-Length");
+            if resp.len() >= split + 4 + len {
+                let status = std::str::from_utf8(&resp[9..12]).unwrap().parse().unwrap();
+                return (status, resp[split + 4..split + 4 + len].to_vec());
+            }
+        }
     }
 
     /// GET with a default User-Agent.

@@ -434,6 +434,7 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
             return;
         }
         PROCESS.store(Arc::into_raw(proc_) as *mut _, Release);
+        hook_end_request();
         log(
             ap::APLOG_INFO,
             s,
@@ -611,6 +612,10 @@ pub(super) struct ReqState {
     pub(super) error_response: bool,
     /// Recorded by daemon_hooks, not at the end of the output stream.
     pub(super) daemon: bool,
+    /// mod_wsgi has finished running the application (embedded mode, seen
+    /// through the `wsgi_end_request` hook): later reads are httpd
+    /// discarding an unread body, not the application's input.
+    pub(super) app_done: bool,
     pub(super) in_us: u64,
     pub(super) out_us: u64,
     pub(super) in_bytes: u64,
@@ -630,6 +635,7 @@ impl ReqState {
             finished: false,
             error_response: false,
             daemon: false,
+            app_done: false,
             in_us: 0,
             out_us: 0,
             in_bytes: 0,
@@ -643,6 +649,50 @@ impl ReqState {
 
 thread_local! {
     static SLOT: std::cell::Cell<u32> = const { std::cell::Cell::new(u32::MAX) };
+    /// The mod_wsgi request this thread is running (embedded mode), for
+    /// the `wsgi_end_request` hook. Reset at the start of every handler
+    /// call (ours runs before mod_wsgi's), so mod_wsgi never reaches the
+    /// hook with an earlier request's state here.
+    static CURRENT: std::cell::Cell<*mut ReqState> = const { std::cell::Cell::new(null_mut()) };
+}
+
+/// mod_wsgi's own `wsgi_end_request` (NULL: not hooked).
+static REAL_END_REQUEST: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
+
+/// mod_wsgi calls its exported `wsgi_end_request()` through its GOT when
+/// the application (and the closing of its iterable) is done, in the
+/// thread that ran it. In an MPM child (after the fork: nothing else is
+/// touched) that entry is pointed here (crate::got), so input read after
+/// it (httpd discarding a body the application left unread, on a
+/// keep-alive connection) is not counted as the application's input.
+/// Optional: without it such reads are counted.
+fn hook_end_request() {
+    // SAFETY: dlsym with a NUL-terminated name (mod_wsgi's export).
+    let real = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"wsgi_end_request".as_ptr()) };
+    if real.is_null() {
+        return;
+    }
+    REAL_END_REQUEST.store(real, Release);
+    let hook = end_request as *const () as usize;
+    if crate::got::redirect(real, &[(c"wsgi_end_request", hook)]).is_err() {
+        REAL_END_REQUEST.store(null_mut(), Release);
+    }
+}
+
+unsafe extern "C" fn end_request() {
+    guard((), || {
+        let st = CURRENT.with(|c| c.replace(null_mut()));
+        if !st.is_null() {
+            // SAFETY: set by this thread's handler hook for the request
+            // mod_wsgi is finishing now (its pool is alive).
+            unsafe { (*st).app_done = true };
+        }
+    });
+    let real = REAL_END_REQUEST.load(Acquire);
+    if !real.is_null() {
+        // SAFETY: mod_wsgi's `void wsgi_end_request(void)` (dlsym).
+        unsafe { super::python::fnptr::<unsafe extern "C" fn()>(real)() };
+    }
 }
 
 /// This thread's worker slot (assigned on its first request).
@@ -667,6 +717,9 @@ fn span(p: *const c_char) -> (*const u8, usize) {
 }
 
 unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
+    // Before anything else: whatever handler runs next in this thread
+    // (mod_wsgi's included) never sees an earlier request's state.
+    CURRENT.with(|c| c.set(null_mut()));
     guard(DECLINED, || {
         let Some(p) = process() else { return DECLINED };
         // SAFETY: httpd passes a live request.
@@ -675,8 +728,10 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
         if !is_wsgi_handler(unsafe { m::cstr(rr.handler) }) {
             return DECLINED;
         }
-        // SAFETY: request_config has our slot.
-        if !unsafe { m::get_module_config(rr.request_config, module_ptr()) }.is_null() {
+        // SAFETY: live request.
+        let known = unsafe { tracked(r) };
+        if !known.is_null() {
+            CURRENT.with(|c| c.set(known));
             return DECLINED;
         }
         let slot = thread_slot(&p.acc);
@@ -738,9 +793,11 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
             ..ReqState::new(r, claim, cpu0)
         };
         // SAFETY: live request of this handler.
-        if unsafe { track(r, st) }.is_null() {
+        let st = unsafe { track(r, st) };
+        if st.is_null() {
             p.acc.abandon(claim);
         }
+        CURRENT.with(|c| c.set(st));
         DECLINED
     })
 }
@@ -825,6 +882,12 @@ pub(super) fn finish(st: &mut ReqState, now: u64) {
         return;
     }
     st.finished = true;
+    let me = st as *mut ReqState;
+    CURRENT.with(|c| {
+        if c.get() == me {
+            c.set(null_mut());
+        }
+    });
     let Some(p) = process() else { return };
     // SAFETY: st.r is the live request that owns st.
     let r = unsafe { &*st.r };
@@ -966,7 +1029,7 @@ unsafe extern "C" fn in_filter(
         }
         // SAFETY: ctx is our ReqState in r->pool.
         let st = unsafe { &mut *st };
-        if st.finished {
+        if st.finished || st.app_done {
             return;
         }
         let mut len: ap::apr_off_t = 0;
