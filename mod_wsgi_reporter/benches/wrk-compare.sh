@@ -16,6 +16,10 @@
 # other load on the machine than req/s). VARIANTS="A B" runs a subset.
 #
 #   VARIANTS="A B C D" ROUNDS=3 DURATION=10 CONNECTIONS=32 THREADS=2 bash mod_wsgi_reporter/benches/wrk-compare.sh
+# PERF=1: during each measured run of B, F and G, also sample every httpd
+# process with `perf record --call-graph dwarf` and print the module's
+# share of httpd's CPU samples (benches/perf-share.py): a figure that, unlike
+# req/s, hardly moves with other load on a shared machine.
 # Needs: scripts/install-deps.sh (apache2, mod_wsgi 4.9, wrk, python3-dev).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -125,10 +129,22 @@ run() { # $1 variant -> "rps p99ms cpu_us_per_request"
     HTTPD=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
     wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null   # warm-up
-    local out c0 c1
+    local out c0 c1 perf=""
+    if [ "${PERF:-0}" = 1 ] && [[ "$1" =~ ^[BFG]$ ]]; then
+        perf record -q -F 1000 --call-graph dwarf,16384 -o "$WORK/perf.data" \
+            -p "$(ps -s "$HTTPD" -o pid= | tr -s ' \n' ',' | sed 's/^,//; s/,$//')" \
+            -- sleep "$((DURATION - 1))" >/dev/null 2>&1 &
+        perf=$!
+    fi
     c0=$(cpu_ticks)
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
     c1=$(cpu_ticks)
+    if [ -n "$perf" ]; then
+        wait "$perf" || true
+        perf script -i "$WORK/perf.data" -F comm,tid,ip,sym,dso 2>/dev/null > "$WORK/perf.txt" || true
+        echo "  $1 perf: $(python3 mod_wsgi_reporter/benches/perf-share.py "$WORK/perf.txt")" >&2
+        rm -f "$WORK/perf.data" "$WORK/perf.txt"
+    fi
     kill "$HTTPD"; wait "$HTTPD" 2>/dev/null || true; HTTPD=""
     local rps p99 n cpu
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
