@@ -8,8 +8,8 @@ reporter sends them to the ingester. Nothing here sends anything itself.
 
 Zero configuration: in a daemon process the module runs this code in the
 main interpreter by itself as soon as Python is ready (this covers
-``WSGIApplicationGroup %{GLOBAL}``). Explicit, from process start (no
-request missed), for daemon group G and its main interpreter::
+``WSGIApplicationGroup %{GLOBAL}``). Explicit, from process start, for
+daemon group G and its main interpreter::
 
     WSGIImportScript /usr/lib/apache2/modules/mod_wsgi_telemetry_attach.py \\
         process-group=G application-group=%{GLOBAL}
@@ -19,8 +19,8 @@ and once more per sub-interpreter application group A the group runs::
     WSGIImportScript /usr/lib/apache2/modules/mod_wsgi_telemetry_attach.py \\
         process-group=G application-group=A
 
-Embedded mode (GC telemetry only; the module's Apache hooks already count
-requests): ``process-group=%{GLOBAL}``.
+Embedded mode: ``process-group=%{GLOBAL}``. (Requests are counted by the
+module's hooks in both modes; this file is for GC.)
 """
 
 import ctypes
