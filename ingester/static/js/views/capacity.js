@@ -3,7 +3,7 @@
 // their process got data, the window moved or a control changed.
 
 import { $, h, setText, setOptions, showTooltip, hideTooltip, reconcile } from '../dom.js';
-import { fitCanvas, boxSize, assumeWidthOf, FONT, AXIS_TEXT } from '../charts.js';
+import { fitCanvas, setFont, boxSize, assumeWidthOf, AXIS_TEXT } from '../charts.js';
 import { findSlowRuns, processStats, classify } from '../stats.js';
 import { fmtSecShort, fmtThreshold, cut } from '../format.js';
 
@@ -335,7 +335,7 @@ export class Capacity {
     if (resized || c.labelsKey !== labelsKey) {
       c.labelsKey = labelsKey;
       ctx.clearRect(0, 0, w, cssH);
-      ctx.font = FONT;
+      setFont(ctx);
       ctx.fillStyle = AXIS_TEXT;
       ctx.textAlign = 'right';
       ctx.textBaseline = 'middle';

@@ -4,7 +4,7 @@
 // multi-interpreter process's pauses are not counted twice (gap 33).
 
 import { $, h, setText, setOptions, reconcile } from '../dom.js';
-import { LineChart, drawHistogram, fitCanvas, FONT, AXIS_TEXT, GRID } from '../charts.js';
+import { LineChart, drawHistogram, fitCanvas, setFont, AXIS_TEXT, GRID } from '../charts.js';
 import { NBUCKETS, percentile } from '../hist.js';
 import { GC_SUM_BIN_S, GC_HIST_BIN_S, GC_PAUSE_SCALE, GC_SNAP_FIELDS, gcSecBins, gcHistBins } from '../store.js';
 
@@ -287,7 +287,7 @@ export class GcView {
     }
     max2 = max2 > 0 ? max2 * 1.1 : 0.001;
     max01 = max01 > 0 ? max01 * 1.1 : 0.001;
-    ctx.font = FONT;
+    setFont(ctx);
     ctx.strokeStyle = GRID;
     ctx.fillStyle = AXIS_TEXT;
     for (const [band, mx, label] of [[top, max2, 'gen2'], [bot, max01, 'gen0+1']]) {

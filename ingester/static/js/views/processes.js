@@ -3,7 +3,7 @@
 // (from the lifecycle records) after they have left the live views.
 
 import { $, h, setText, showTooltip, hideTooltip, reconcile } from '../dom.js';
-import { fitCanvas, boxSize, FONT, AXIS_TEXT, GRID } from '../charts.js';
+import { fitCanvas, setFont, boxSize, AXIS_TEXT, GRID } from '../charts.js';
 import { CATEGORY_COLORS, reasonCategory } from '../stats.js';
 import { fmtClock, fmtClockMs, fmtUptime } from '../format.js';
 
@@ -171,7 +171,7 @@ export class Processes {
     const pw = Math.max(1, w - GUTTER - 8);
     const X = (t) => GUTTER + ((t - from) / (now - from)) * pw;
     this.geom = { X, pw, from, now };
-    ctx.font = FONT;
+    setFont(ctx);
     ctx.textBaseline = 'middle';
     // rows visible in the viewport only
     const first = Math.max(0, Math.floor(scroll / ROW) - 1);
