@@ -122,13 +122,9 @@ export class LineChart {
     this.geom = null;
   }
 
-  /**
-   * `ymax`: the scale (else 1.1 × the largest value). `part`: 'all', or
-   * 'frame' (clear, axes, markers) then 'lines' (more series, kept on the
-   * same scale) in later frames, for a chart too dear for one frame.
-   */
-  draw({ series, from, to, markers = [], ymax: scale = null, part = 'all' }) {
-    const { ctx, w, h } = fitCanvas(this.canvas, undefined, part === 'lines');
+  /** `ymax`: the scale (else 1.1 × the largest value). */
+  draw({ series, from, to, markers = [], ymax: scale = null }) {
+    const { ctx, w, h } = fitCanvas(this.canvas);
     const pad = { l: 40, r: 6, t: 10, b: 14 };
     const pw = Math.max(1, w - pad.l - pad.r);
     const ph = Math.max(1, h - pad.t - pad.b);
@@ -142,9 +138,9 @@ export class LineChart {
     const span = Math.max(1e-9, to - from);
     const X = (t) => pad.l + ((t - from) / span) * pw;
     this.geom = { pad, pw, ph, w, h };
-    if (part !== 'lines') this.drawFrame(ctx, pad, pw, ph, ymax);
-    if (part !== 'frame') this.drawLines(ctx, series, len, pad, pw, ph, ymax, from, span);
-    if (part !== 'lines') this.drawMarkers(ctx, markers, pad, ph, X, from, to);
+    this.drawFrame(ctx, pad, pw, ph, ymax);
+    this.drawLines(ctx, series, len, pad, pw, ph, ymax, from, span);
+    this.drawMarkers(ctx, markers, pad, ph, X, from, to);
   }
 
   drawFrame(ctx, pad, pw, ph, ymax) {

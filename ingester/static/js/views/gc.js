@@ -15,8 +15,8 @@ import { fmtMs, fmtMsFine, fmtAxis } from '../format.js';
 const GEN_COLORS = ['#4fc3f7', '#ffb74d', '#e57373'];
 // A frame draws panels while it stays under PANEL_BUDGET_MS; when the
 // setup (series, windows) already took SETUP_BUDGET_MS, panels start next frame.
-const PANEL_BUDGET_MS = 10;
-const SETUP_BUDGET_MS = 5;
+const PANEL_BUDGET_MS = 6;
+const SETUP_BUDGET_MS = 3;
 
 const interpLabel = (n) => (n === '' ? '(main)' : n);
 
@@ -152,8 +152,6 @@ export class GcView {
       if (task === 'status') this.drawStatus(series, from, now);
       else if (task === 'overhead') this.drawOverhead(series, from, now);
       else if (task === 'rates') this.drawRates(series, from, now);
-      else if (task === 'rates.1') this.rate.draw(this.rateLines[0]);
-      else if (task === 'rates.2') this.rate.draw(this.rateLines[1]);
       else if (task === 'timeline') this.drawTimeline(series, from, now);
       else if (task === 'pauses') this.drawPauses(series, from);
       else if (task === 'pressure') this.drawPressure(series);
@@ -247,15 +245,9 @@ export class GcView {
       }
       if (w.length >= 2) span = Math.max(span, ring.t[w[w.length - 1]] - ring.t[w[0]]);
     }
-    // Hundreds of series × 3 generations: the frame and generation 0 now,
-    // generations 1 and 2 (same scale) in the next frames.
-    let ymax = 0;
-    for (const l of out) for (const v of l.v) if (v > ymax) ymax = v;
-    ymax = ymax > 0 ? ymax * 1.1 : 1;
-    const gen = (g) => out.filter((_, i) => i % 3 === g);
-    this.rate.draw({ series: gen(0), from, to: now, ymax });
-    this.rateLines = [1, 2].map((g) => ({ series: gen(g), from, to: now, ymax, part: 'lines' }));
-    this.queue.unshift('rates.1', 'rates.2');
+    // All three generations in one frame (one path per generation colour):
+    // split over frames, generation 0 showed alone for a frame or two.
+    this.rate.draw({ series: out, from, to: now });
     const el = $('#ro-gc-rate');
     el.replaceChildren(...[0, 1, 2].flatMap((g) => [h('span', { style: { color: GEN_COLORS[g] }, text: `gen${g}` }), ` ${span > 0 ? fmtAxis(delta[g] / span) : '0'}/s `]));
   }
