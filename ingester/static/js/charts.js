@@ -208,26 +208,37 @@ export class LineChart {
   }
 
   drawMarkers(ctx, markers, pad, ph, X, from, to) {
-    // restart markers
+    // restart markers: one path of lines and one of triangles per colour
+    // (a path per marker cost ~0.7 ms a chart with 150 restarts in the window)
     this.markers = [];
+    const byColor = new Map();
     for (const m of markers) {
       if (m.t < from || m.t > to) continue;
       const x = Math.round(X(m.t)) + 0.5;
+      let l = byColor.get(m.color);
+      if (!l) byColor.set(m.color, (l = []));
+      l.push(x);
+      this.markers.push({ x, info: m.info });
+    }
+    for (const [color, xs] of byColor) {
       ctx.globalAlpha = 0.45;
-      ctx.strokeStyle = m.color;
+      ctx.strokeStyle = color;
       ctx.beginPath();
-      ctx.moveTo(x, pad.t);
-      ctx.lineTo(x, pad.t + ph);
+      for (const x of xs) {
+        ctx.moveTo(x, pad.t);
+        ctx.lineTo(x, pad.t + ph);
+      }
       ctx.stroke();
       ctx.globalAlpha = 1;
-      ctx.fillStyle = m.color;
+      ctx.fillStyle = color;
       ctx.beginPath();
-      ctx.moveTo(x - 4, pad.t - 6);
-      ctx.lineTo(x + 4, pad.t - 6);
-      ctx.lineTo(x, pad.t);
-      ctx.closePath();
+      for (const x of xs) {
+        ctx.moveTo(x - 4, pad.t - 6);
+        ctx.lineTo(x + 4, pad.t - 6);
+        ctx.lineTo(x, pad.t);
+        ctx.closePath();
+      }
       ctx.fill();
-      this.markers.push({ x, info: m.info });
     }
   }
 
