@@ -30,16 +30,30 @@ export function $(sel, root = document) {
   return root.querySelector(sel);
 }
 
-/** Replaces the options of a <select> if they differ; keeps the value if still offered. */
+/**
+ * Makes the options of a <select> `options` (keyed by value: options that
+ * stay are kept, so a pid list that changes by one process each second
+ * costs one insertion, not hundreds of new elements to style); keeps the
+ * value if still offered.
+ */
 export function setOptions(select, options, fallback) {
   const cur = select.value;
   const sig = options.map((o) => o.value + '\u0000' + o.label).join('\u0001');
-  if (select.dataset.sig !== sig) {
-    select.replaceChildren(...options.map((o) => h('option', { value: o.value, text: o.label })));
-    select.dataset.sig = sig;
+  if (select.__sig !== sig) {
+    const old = select.__opts || new Map();
+    const els = new Map();
+    for (const o of options) {
+      let el = old.get(o.value);
+      if (!el) el = h('option', { value: o.value, text: o.label });
+      else setText(el, o.label);
+      els.set(o.value, el);
+    }
+    reconcile(select, [...els.values()]);
+    select.__opts = els;
+    select.__sig = sig;
   }
-  const values = options.map((o) => o.value);
-  select.value = values.includes(cur) ? cur : fallback ?? values[0];
+  const v = options.some((o) => o.value === cur) ? cur : fallback ?? options[0]?.value;
+  if (select.value !== v) select.value = v;
   return select.value;
 }
 
