@@ -11,7 +11,7 @@ const W = 60;
 const LADDER = [0.5, 1, 2, 5, 10, 30];
 const PAD = { l: 32, r: 4, t: 4, b: 14 };
 // Cards are drawn while the frame (from its start) stays under this.
-const CARD_BUDGET_MS = 8;
+const CARD_BUDGET_MS = 5;
 const PLOT_BG = '#151a16';
 
 /** Column (CSS px) of time t in a heat ring `pw` wide holding one window. */

@@ -70,8 +70,10 @@ export class Sidebar {
     sec.hidden = !show;
     if (!show) return;
     const names = [...r.groups.keys()].sort((a, b) => (a === '' ? -1 : b === '' ? 1 : COLLATE(a, b)));
+    const byGroup = new Map(names.map((g) => [g, []]));
+    for (const e of entries) byGroup.get(e.proc.group || '')?.push(e);
     const lines = names.map((g) => {
-      const sub = rollup(entries.filter((e) => (e.proc.group || '') === g));
+      const sub = rollup(byGroup.get(g));
       return [g || '(embedded)', `${fmtCount(Math.round(sub.rpm))} rpm · cpu ${fmtCores(sub.cpu)} · ${sub.n} proc${sub.n === 1 ? '' : 's'} · ${stateCounts(sub)}`];
     });
     const sig = JSON.stringify(lines);
