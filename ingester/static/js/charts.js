@@ -112,6 +112,27 @@ export function setFont(ctx) {
 }
 
 /**
+ * An offscreen canvas (w × h CSS px at the device pixel ratio) holding what
+ * `paint(g)` draws, kept on `owner` and repainted only when `key` or the
+ * ratio changes: axes, grid and fixed labels, copied with one drawImage.
+ */
+export function staticLayer(owner, key, w, h, paint) {
+  const dpr = window.devicePixelRatio || 1;
+  const k = `${key}|${dpr}`;
+  let l = owner.__layer;
+  if (!l || l.key !== k) {
+    const canvas = document.createElement('canvas');
+    canvas.width = Math.max(1, Math.round(w * dpr));
+    canvas.height = Math.max(1, Math.round(h * dpr));
+    const g = canvas.getContext('2d');
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    paint(g);
+    owner.__layer = l = { key: k, canvas };
+  }
+  return l.canvas;
+}
+
+/**
  * A time-series chart over [from, to] with one line per series.
  * series: [{color, t: number[], v: number[]}]; markers: [{t, color, info}].
  */
@@ -144,28 +165,36 @@ export class LineChart {
   }
 
   drawFrame(ctx, pad, pw, ph, ymax) {
-    // frame and axis labels (top and bottom only)
-    ctx.strokeStyle = GRID;
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    ctx.moveTo(pad.l + 0.5, pad.t);
-    ctx.lineTo(pad.l + 0.5, pad.t + ph + 0.5);
-    ctx.lineTo(pad.l + pw, pad.t + ph + 0.5);
-    ctx.moveTo(pad.l, pad.t + 0.5);
-    ctx.lineTo(pad.l + pw, pad.t + 0.5);
-    ctx.stroke();
+    // The frame and the fixed labels only change with the canvas size: they
+    // are painted once into a layer and copied; only the scale is text.
+    const { w, h } = this.geom;
+    const layer = staticLayer(this, `${w}|${h}`, w, h, (g) => {
+      g.strokeStyle = GRID;
+      g.lineWidth = 1;
+      g.beginPath();
+      g.moveTo(pad.l + 0.5, pad.t);
+      g.lineTo(pad.l + 0.5, pad.t + ph + 0.5);
+      g.lineTo(pad.l + pw, pad.t + ph + 0.5);
+      g.moveTo(pad.l, pad.t + 0.5);
+      g.lineTo(pad.l + pw, pad.t + 0.5);
+      g.stroke();
+      g.fillStyle = AXIS_TEXT;
+      g.font = FONT;
+      g.textAlign = 'right';
+      g.textBaseline = 'bottom';
+      g.fillText('0', pad.l - 4, pad.t + ph + 2);
+      g.textAlign = 'left';
+      g.textBaseline = 'top';
+      g.fillText('-60s', pad.l + 2, pad.t + ph + 2);
+      g.textAlign = 'right';
+      g.fillText('now', pad.l + pw, pad.t + ph + 2);
+    });
+    ctx.drawImage(layer, 0, 0, w, h);
     ctx.fillStyle = AXIS_TEXT;
     setFont(ctx);
     ctx.textAlign = 'right';
     ctx.textBaseline = 'top';
     ctx.fillText(fmtAxis(ymax), pad.l - 4, pad.t - 2);
-    ctx.textBaseline = 'bottom';
-    ctx.fillText('0', pad.l - 4, pad.t + ph + 2);
-    ctx.textAlign = 'left';
-    ctx.textBaseline = 'top';
-    ctx.fillText('-60s', pad.l + 2, pad.t + ph + 2);
-    ctx.textAlign = 'right';
-    ctx.fillText('now', pad.l + pw, pad.t + ph + 2);
   }
 
   drawLines(ctx, series, len, pad, pw, ph, ymax, from, span) {
@@ -271,20 +300,42 @@ export function drawHistogram(canvas, counts, marks, opts = {}) {
   const bw = pw / NBUCKETS;
   let max = 0;
   for (let i = 0; i < NBUCKETS; i++) if (counts[i] > max) max = counts[i];
+  const axes = (g) => {
+    g.strokeStyle = GRID;
+    g.beginPath();
+    g.moveTo(pad.l + 0.5, pad.t);
+    g.lineTo(pad.l + 0.5, pad.t + ph + 0.5);
+    g.lineTo(pad.l + pw, pad.t + ph + 0.5);
+    g.stroke();
+  };
   setFont(ctx);
-  ctx.strokeStyle = GRID;
-  ctx.beginPath();
-  ctx.moveTo(pad.l + 0.5, pad.t);
-  ctx.lineTo(pad.l + 0.5, pad.t + ph + 0.5);
-  ctx.lineTo(pad.l + pw, pad.t + ph + 0.5);
-  ctx.stroke();
   if (max <= 0) {
+    axes(ctx);
     ctx.fillStyle = AXIS_TEXT;
     ctx.textAlign = 'center';
     ctx.textBaseline = 'middle';
     ctx.fillText(opts.empty || 'no data yet', pad.l + pw / 2, pad.t + ph / 2);
     return { pad, pw, ph, bw };
   }
+  // Axes and bucket labels depend on the size only: a cached layer.
+  const layer = staticLayer(canvas, `${w}|${h}|${!!opts.noLabels}`, w, h, (g) => {
+    axes(g);
+    if (opts.noLabels) return;
+    g.font = FONT;
+    g.fillStyle = AXIS_TEXT;
+    g.textBaseline = 'bottom';
+    g.textAlign = 'right';
+    g.fillText('0', pad.l - 4, pad.t + ph);
+    g.textAlign = 'center';
+    g.textBaseline = 'top';
+    for (let i = 0; i < NBUCKETS; i++) {
+      const lab = bucketLabel(i);
+      if (lab) g.fillText(lab, pad.l + (i + 0.5) * bw, pad.t + ph + 2);
+    }
+    g.textAlign = 'left';
+    g.fillText('<= ms', 2, pad.t + ph + 13);
+  });
+  ctx.drawImage(layer, 0, 0, w, h);
   ctx.fillStyle = opts.color || '#4fc3f7';
   for (let i = 0; i < NBUCKETS; i++) {
     const c = counts[i];
@@ -292,21 +343,11 @@ export function drawHistogram(canvas, counts, marks, opts = {}) {
     const bh = Math.max(1, (c / max) * ph);
     ctx.fillRect(pad.l + i * bw + 0.5, pad.t + ph - bh, Math.max(1, bw - 1), bh);
   }
-  ctx.fillStyle = AXIS_TEXT;
-  ctx.textAlign = 'right';
-  ctx.textBaseline = 'top';
   if (!opts.noLabels) {
-    ctx.fillText(fmtAxis(max), pad.l - 4, pad.t - 2);
-    ctx.textBaseline = 'bottom';
-    ctx.fillText('0', pad.l - 4, pad.t + ph);
-    ctx.textAlign = 'center';
+    ctx.fillStyle = AXIS_TEXT;
+    ctx.textAlign = 'right';
     ctx.textBaseline = 'top';
-    for (let i = 0; i < NBUCKETS; i++) {
-      const lab = bucketLabel(i);
-      if (lab) ctx.fillText(lab, pad.l + (i + 0.5) * bw, pad.t + ph + 2);
-    }
-    ctx.textAlign = 'left';
-    ctx.fillText('<= ms', 2, pad.t + ph + 13);
+    ctx.fillText(fmtAxis(max), pad.l - 4, pad.t - 2);
   }
   for (const m of marks || []) {
     if (m.pos == null) continue;
