@@ -11,6 +11,10 @@ threads (reporter, watcher) are charged in full. Frame pointers or DWARF
 unwinding are needed (`perf record --call-graph dwarf`). Prints the share
 of all of httpd's samples.
 
+Also prints the share of samples whose leaf frame is in mod_wsgi's own
+.so (to compare with a mod_wsgi whose reporter is built in: mod_wsgi
+6.1.1's reporter runs inside its .so).
+
 Usage: perf-share.py perf.txt
 """
 import sys
@@ -58,16 +62,19 @@ def charged(frames):
 
 
 def main():
-    total = ours = threads = 0
+    total = ours = threads = mod_wsgi = 0
     for comm, frames in samples(sys.argv[1]):
         total += 1
+        if frames and "mod_wsgi" in frames[0][1] and MODULE not in frames[0][1]:
+            mod_wsgi += 1
         if comm.startswith("wsgi-telemetry"):
             ours += 1
             threads += 1
         elif charged(frames):
             ours += 1
     print(f"samples {total}; module {ours} = {ours / max(total, 1) * 100:.2f}% "
-          f"(of which its own threads {threads} = {threads / max(total, 1) * 100:.2f}%)")
+          f"(of which its own threads {threads} = {threads / max(total, 1) * 100:.2f}%); "
+          f"mod_wsgi's .so {mod_wsgi / max(total, 1) * 100:.2f}%")
 
 
 main()

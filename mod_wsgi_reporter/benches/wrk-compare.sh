@@ -16,10 +16,14 @@
 # other load on the machine than req/s). VARIANTS="A B" runs a subset.
 #
 #   VARIANTS="A B C D" ROUNDS=3 DURATION=10 CONNECTIONS=32 THREADS=2 bash mod_wsgi_reporter/benches/wrk-compare.sh
-# PERF=1: during each measured run of B, F and G, also sample every httpd
-# process with `perf record --call-graph dwarf` and print the module's
-# share of httpd's CPU samples (benches/perf-share.py): a figure that, unlike
-# req/s, hardly moves with other load on a shared machine.
+# INSTR=N1,N2: deterministic instruction counts per request instead (see
+# instr_run below; needs valgrind).
+# PERF=1: before each measured run, an extra unmeasured load run samples
+# every httpd process with `perf record --call-graph dwarf` and prints the
+# module's share of httpd's CPU samples and mod_wsgi's own .so share
+# (benches/perf-share.py): figures that, unlike req/s, hardly move with
+# other load on a shared machine (D's reporter runs inside mod_wsgi 6.1.1's
+# .so, so its cost shows as D's .so share over C's).
 # Needs: scripts/install-deps.sh (apache2, mod_wsgi 4.9, wrk, python3-dev).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -66,7 +70,13 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
+# Reporter interval. Under callgrind (INSTR) httpd runs ~50x slower, so
+# a 1 s interval would charge each request ~50x the per-tick work it costs
+# at full speed: ticks are kept out of the count there.
+TICK=1
+[ -n "${INSTR:-}" ] && TICK=30
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 conf() { # $1 variant
     local wsgi=/usr/lib/apache2/modules/mod_wsgi.so extra="" mount="WSGIScriptAlias / $WORK/hello.wsgi"
@@ -76,18 +86,19 @@ WSGIScriptAlias / $WORK/hello.wsgi process-group=bench application-group=%{GLOBA
         E) mount=$daemon ;;
         H) mount=$daemon; extra="WSGIImportScript $WORK/noop_subscriber.py process-group=bench application-group=%{GLOBAL}" ;;
         F) mount=$daemon; extra="LoadModule wsgi_telemetry_module $OURS
-WSGITelemetryService unix:$WORK/run/t.sock interval=1" ;;
+WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
         G) mount=$daemon; extra="LoadModule wsgi_telemetry_module $OURS
-WSGITelemetryService unix:$WORK/run/t.sock interval=1
+WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK
 WSGIImportScript $ATTACH process-group=bench application-group=%{GLOBAL}" ;;
         B) extra="LoadModule wsgi_telemetry_module $OURS
-WSGITelemetryService unix:$WORK/run/t.sock interval=1" ;;
+WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
         C) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV" ;;
         D) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV
-WSGITelemetryService unix:$WORK/run/t.sock interval=1" ;;
+WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
     esac
     local user=""
-    [ "$(id -u)" = 0 ] && user=$'User www-data\nGroup www-data'
+    # (not under callgrind: it writes its profile at exit, as that user)
+    [ "$(id -u)" = 0 ] && [ -z "${INSTR:-}" ] && user=$'User www-data\nGroup www-data'
     cat > "$WORK/httpd-$1.conf" <<CONF
 ServerRoot $WORK
 Listen 127.0.0.1:$PORT
@@ -129,22 +140,24 @@ run() { # $1 variant -> "rps p99ms cpu_us_per_request"
     HTTPD=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
     wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null   # warm-up
-    local out c0 c1 perf=""
-    if [ "${PERF:-0}" = 1 ] && [[ "$1" =~ ^[BFG]$ ]]; then
+    if [ "${PERF:-0}" = 1 ]; then
+        # An extra, unmeasured load run for every variant (the same warm-up
+        # history for all), sampled by perf (stack copies slow httpd down:
+        # never during the measured run).
         perf record -q -F 1000 --call-graph dwarf,16384 -o "$WORK/perf.data" \
             -p "$(ps -s "$HTTPD" -o pid= | tr -s ' \n' ',' | sed 's/^,//; s/,$//')" \
-            -- sleep "$((DURATION - 1))" >/dev/null 2>&1 &
-        perf=$!
-    fi
-    c0=$(cpu_ticks)
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
-    c1=$(cpu_ticks)
-    if [ -n "$perf" ]; then
+            -- sleep 5 >/dev/null 2>&1 &
+        local perf=$!
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d6s "http://127.0.0.1:$PORT/" >/dev/null
         wait "$perf" || true
         perf script -i "$WORK/perf.data" -F comm,tid,ip,sym,dso 2>/dev/null > "$WORK/perf.txt" || true
         echo "  $1 perf: $(python3 mod_wsgi_reporter/benches/perf-share.py "$WORK/perf.txt")" >&2
         rm -f "$WORK/perf.data" "$WORK/perf.txt"
     fi
+    local out c0 c1
+    c0=$(cpu_ticks)
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
+    c1=$(cpu_ticks)
     kill "$HTTPD"; wait "$HTTPD" 2>/dev/null || true; HTTPD=""
     local rps p99 n cpu
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -154,6 +167,49 @@ run() { # $1 variant -> "rps p99ms cpu_us_per_request"
     cpu=$(python3 -c "import os,sys; print((int(sys.argv[2])-int(sys.argv[1]))*1e6/os.sysconf('SC_CLK_TCK')/int(sys.argv[3]))" "$c0" "$c1" "$n")
     echo "$rps $p99 $cpu"
 }
+# INSTR=N1,N2: instead of wrk, count the instructions httpd executes per
+# request (valgrind's callgrind, deterministic: no noise from other load).
+# Each variant runs single-process (`apache2 -X`, under callgrind, daemons
+# followed) twice, serving N1 and then N2 sequential keep-alive requests;
+# (Ir(N2) - Ir(N1)) / (N2 - N1) removes start-up and shutdown.
+instr_run() { # $1 variant $2 requests -> total instructions
+    conf "$1"
+    rm -f "$WORK"/run/cg.out.*
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --cache-sim=no --branch-sim=no --trace-children=yes \
+        --callgrind-out-file="$WORK/run/cg.out.%p" \
+        /usr/sbin/apache2 -X -f "$WORK/httpd-$1.conf" >/dev/null 2>&1 &
+    HTTPD=$!
+    for _ in $(seq 600); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.2; done
+    python3 - "$PORT" "$2" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=120)
+for _ in range(int(sys.argv[2])):
+    c.request("GET", "/")
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200
+PY
+    kill "$HTTPD"; wait "$HTTPD" 2>/dev/null || true; HTTPD=""
+    # every process's totals (the Apache process and any daemon)
+    cat "$WORK"/run/cg.out.* | awk '/^summary:/ {s += $2} END {printf "%d\n", s}'
+}
+if [ -n "${INSTR:-}" ]; then
+    N1=${INSTR%,*}; N2=${INSTR#*,}
+    printf '%-48s %16s\n' variant "instructions/request"
+    declare -A IR
+    for v in ${VARIANTS:-A B C D}; do
+        a=$(instr_run "$v" "$N1"); b=$(instr_run "$v" "$N2")
+        IR[$v]=$(( (b - a) / (N2 - N1) ))
+        printf '%-48s %16d\n' "$v" "${IR[$v]}"
+    done
+    for pair in "A B" "C D" "E F" "E G" "E H"; do
+        set -- $pair
+        [ -n "${IR[$1]:-}" ] && [ -n "${IR[$2]:-}" ] || continue
+        python3 -c "import sys; a,b=map(int,sys.argv[3:]); print(f'{sys.argv[2]} vs {sys.argv[1]}: {b-a:+d} instructions/request ({(b/a-1)*100:+.2f}%)')" "$1" "$2" "${IR[$1]}" "${IR[$2]}"
+    done
+    exit 0
+fi
+
 declare -A RPS P99 CPU
 VARIANTS=${VARIANTS:-A B C D}
 for r in $(seq "$ROUNDS"); do

@@ -752,7 +752,9 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
         // A WSGIScriptAlias with `process-group=` tells mod_wsgi (through
         // r->notes, set at translate_name) to hand the request to a daemon
         // process, which reports it: nothing to claim here.
-        if proxied_to_daemon(rr) {
+        // (Without a WSGIDaemonProcess no request can go to a daemon.)
+        let daemons = super::daemon::has_daemon_groups();
+        if daemons && proxied_to_daemon(rr) {
             return DECLINED;
         }
         let now = sys::now_us();
@@ -892,11 +894,14 @@ pub(super) fn finish(st: &mut ReqState, now: u64) {
     // SAFETY: st.r is the live request that owns st.
     let r = unsafe { &*st.r };
     // `mod_wsgi.queue_start` is set by mod_wsgi in the child when it
-    // connects to a daemon (also for groups chosen by WSGIProcessGroup).
+    // connects to a daemon (a group chosen by WSGIProcessGroup: one named
+    // by `process-group=` was left at the handler hook). Only possible
+    // when the configuration has daemon groups.
     // SAFETY: live table.
-    let queued =
-        !unsafe { ap::apr_table_get(r.subprocess_env, c"mod_wsgi.queue_start".as_ptr()) }.is_null();
-    if queued || proxied_to_daemon(r) {
+    let queued = super::daemon::has_daemon_groups()
+        && !unsafe { ap::apr_table_get(r.subprocess_env, c"mod_wsgi.queue_start".as_ptr()) }
+            .is_null();
+    if queued {
         // mod_wsgi handed it to a daemon process, which reports it.
         p.acc.abandon(st.claim);
         return;
