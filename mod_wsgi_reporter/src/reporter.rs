@@ -239,17 +239,19 @@ impl<S: Sink> Reporter<S> {
         // Per-slot thread CPU from the threads' CPU clocks (no request-path
         // cost): what the slot's thread used since the previous tick.
         let mut cpu = [0f64; wire::MAX_SLOTS];
-        for i in 0..n.min(wire::MAX_SLOTS) {
-            let tid = snap.tids[i];
+        let slots = cpu
+            .iter_mut()
+            .zip(&snap.tids)
+            .zip(&mut self.thread_cpu_prev);
+        for ((cpu, &tid), prev) in slots.take(n.min(wire::MAX_SLOTS)) {
             if tid <= 0 {
                 continue;
             }
             if let Some(now_cpu) = thread_cpu(tid) {
-                let (ptid, prev) = self.thread_cpu_prev[i];
-                if ptid == tid {
-                    cpu[i] = (now_cpu - prev).max(0.0);
+                if prev.0 == tid {
+                    *cpu = (now_cpu - prev.1).max(0.0);
                 }
-                self.thread_cpu_prev[i] = (tid, now_cpu);
+                *prev = (tid, now_cpu);
             }
         }
         let m = n.min(wire::MAX_SLOTS);

@@ -14,7 +14,8 @@ pub const BUCKETS: usize = 65;
 /// values go to bucket 0.
 pub fn bucket_index(seconds: f64) -> usize {
     let ms = seconds * 1000.0;
-    // `!(ms >= 1.0)` also catches NaN.
+    // `!(ms >= 1.0)` also catches NaN (hence not `ms < 1.0`).
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     if !(ms >= 1.0) {
         return 0;
     }
