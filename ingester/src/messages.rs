@@ -580,8 +580,29 @@ fn write_newest<T>(
     kept.len() < items.len()
 }
 
-/// Per-ring counts to keep under `budget` (see [`snapshot_json`]).
+/// Per-ring counts to keep under `budget` (see [`snapshot_json`]), with the
+/// writer's own size estimates.
 fn budget_counts(r: &SnapshotRefs, budget: Option<usize>, fixed: usize) -> (usize, usize, usize) {
+    budget_counts_by(
+        r,
+        budget,
+        fixed,
+        |s| est3(s, |o, s| push_sample_msg(o, s)),
+        |g| est3(g, |o, g| push_gc_entry(o, g, false)),
+        |g| est3(g, |o, g| push_gc_entry(o, g, true)),
+    )
+}
+
+/// The budget policy: estimated bytes per item of each sample ring, GC
+/// snapshot ring and GC event ring come from the three estimators.
+fn budget_counts_by(
+    r: &SnapshotRefs,
+    budget: Option<usize>,
+    fixed: usize,
+    sample_size: impl Fn(&[Arc<crate::state::packed::Packed>]) -> usize,
+    snapshot_size: impl Fn(&[Arc<GcRecord>]) -> usize,
+    event_size: impl Fn(&[Arc<GcRecord>]) -> usize,
+) -> (usize, usize, usize) {
     let full = usize::MAX;
     let Some(b) = budget else {
         return (full, full, full);
@@ -590,12 +611,7 @@ fn budget_counts(r: &SnapshotRefs, budget: Option<usize>, fixed: usize) -> (usiz
     let sample_rings: Vec<(usize, usize)> = r
         .processes
         .iter()
-        .map(|p| {
-            (
-                p.samples.len(),
-                est3(&p.samples, |o, s| push_sample_msg(o, s)),
-            )
-        })
+        .map(|p| (p.samples.len(), sample_size(&p.samples)))
         .collect();
     let (ks, used) = uniform_count(&sample_rings, left, 1);
     left = left.saturating_sub(used);
@@ -603,19 +619,14 @@ fn budget_counts(r: &SnapshotRefs, budget: Option<usize>, fixed: usize) -> (usiz
         .processes
         .iter()
         .flat_map(|p| p.gc_snapshots.iter())
-        .map(|(_, ring)| (ring.len(), est3(ring, |o, g| push_gc_entry(o, g, false))))
+        .map(|(_, ring)| (ring.len(), snapshot_size(ring)))
         .collect();
     let (kg, used) = uniform_count(&snap_rings, left, 1);
     left = left.saturating_sub(used);
     let event_rings: Vec<(usize, usize)> = r
         .processes
         .iter()
-        .map(|p| {
-            (
-                p.gc_events.len(),
-                est3(&p.gc_events, |o, g| push_gc_entry(o, g, true)),
-            )
-        })
+        .map(|p| (p.gc_events.len(), event_size(&p.gc_events)))
         .collect();
     let (ke, _) = uniform_count(&event_rings, left, 0);
     (ks, kg, ke)
@@ -745,23 +756,10 @@ mod serde_oracle {
     use super::*;
     use crate::state::packed::unpack;
 
-    /// Estimated JSON bytes per item of a ring: the largest of its oldest,
-    /// middle and newest item, plus 10 %.
+    /// The writer's estimate (largest of oldest, middle and newest, plus
+    /// 10 %) over the serde form of the items.
     fn est3_serde<T>(items: &[T], f: impl Fn(&T) -> String) -> usize {
-        let n = items.len();
-        if n == 0 {
-            return 0;
-        }
-        let m = [0, n / 2, n - 1]
-            .iter()
-            .map(|&i| f(&items[i]).len())
-            .max()
-            .unwrap_or(0);
-        m + m / 10
-    }
-
-    fn newest_serde<T>(items: &[T], k: usize) -> &[T] {
-        &items[items.len().saturating_sub(k)..]
+        est3(items, |o, it| o.extend_from_slice(f(it).as_bytes()))
     }
 
     pub(super) fn gc_entry_json(g: &GcRecord, with_interpreter: bool) -> String {
@@ -788,7 +786,7 @@ mod serde_oracle {
         k: usize,
         f: impl Fn(&T) -> String,
     ) -> bool {
-        let kept = newest_serde(items, k);
+        let kept = newest(items, k);
         out.push('[');
         for (i, it) in kept.iter().enumerate() {
             if i > 0 {
@@ -813,46 +811,14 @@ mod serde_oracle {
         let slow: Vec<_> = r.slow.iter().map(|(k, e)| KeyEntry(k, e)).collect();
         let slow_js = to_string(&slow);
         let life_js = to_string(&r.lifecycle);
-        let full = usize::MAX;
-        let (k_samples, k_snaps, k_events) = match budget {
-            None => (full, full, full),
-            Some(b) => {
-                let mut left = b
-                    .saturating_sub(slow_js.len() + life_js.len() + 4096 + 512 * r.processes.len());
-                let sample_rings: Vec<(usize, usize)> = r
-                    .processes
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.samples.len(),
-                            est3_serde(&p.samples, |s| to_string(&SampleMsg(&unpack(s)))),
-                        )
-                    })
-                    .collect();
-                let (ks, used) = uniform_count(&sample_rings, left, 1);
-                left = left.saturating_sub(used);
-                let snap_rings: Vec<(usize, usize)> = r
-                    .processes
-                    .iter()
-                    .flat_map(|p| p.gc_snapshots.iter())
-                    .map(|(_, ring)| (ring.len(), est3_serde(ring, |g| gc_entry_json(g, false))))
-                    .collect();
-                let (kg, used) = uniform_count(&snap_rings, left, 1);
-                left = left.saturating_sub(used);
-                let event_rings: Vec<(usize, usize)> = r
-                    .processes
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.gc_events.len(),
-                            est3_serde(&p.gc_events, |g| gc_entry_json(g, true)),
-                        )
-                    })
-                    .collect();
-                let (ke, _) = uniform_count(&event_rings, left, 0);
-                (ks, kg, ke)
-            }
-        };
+        let (k_samples, k_snaps, k_events) = budget_counts_by(
+            r,
+            budget,
+            slow_js.len() + life_js.len(),
+            |s| est3_serde(s, |s| to_string(&SampleMsg(&unpack(s)))),
+            |g| est3_serde(g, |g| gc_entry_json(g, false)),
+            |g| est3_serde(g, |g| gc_entry_json(g, true)),
+        );
         let mut truncated = false;
         let mut out = String::with_capacity(1 << 16);
         out.push_str("{\"type\":\"snapshot\",\"processes\":[");
