@@ -188,11 +188,18 @@ pub fn published_stop_reason(
     if g.maximum_requests > 0 && lifetime_requests >= g.maximum_requests {
         return Some(b"maximum_requests");
     }
-    Some(match signal {
+    Some(signal_reason(signal))
+}
+
+/// The reason a terminating signal stands for, labelled as mod_wsgi 6.x
+/// does: SIGUSR1 `graceful_signal`, SIGXCPU `cpu_time_limit`, anything else
+/// (Apache's SIGTERM on stop and restart) `shutdown_signal`.
+fn signal_reason(signal: Option<i32>) -> &'static [u8] {
+    match signal {
         Some(libc::SIGUSR1) => b"graceful_signal",
         Some(libc::SIGXCPU) => b"cpu_time_limit",
         _ => b"shutdown_signal",
-    })
+    }
 }
 
 /// Index of a reason in [`MOD_WSGI_REASONS`] + 1 (0 = none of them).
@@ -235,11 +242,7 @@ pub fn stop_reason(
     if g.restart_interval > 0.0 && uptime_s + 0.5 >= g.restart_interval {
         return b"restart_interval";
     }
-    match signal {
-        Some(libc::SIGUSR1) => b"graceful_signal",
-        Some(libc::SIGXCPU) => b"cpu_time_limit",
-        _ => b"shutdown_signal",
-    }
+    signal_reason(signal)
 }
 
 /// One `request_started` event (times in µs since the epoch).

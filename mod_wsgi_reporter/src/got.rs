@@ -268,6 +268,28 @@ pub fn redirect(
     Ok(plan.len())
 }
 
+/// Redirects the calls an object makes to its own exported function
+/// `name` (found with dlsym) to `hook`, and stores the function's address
+/// in `real` first so the hook can call it. On failure `real` is left NULL
+/// (the hook was never installed). Returns whether it was installed.
+pub fn redirect_export(
+    name: &'static CStr,
+    hook: usize,
+    real: &std::sync::atomic::AtomicPtr<c_void>,
+) -> bool {
+    // SAFETY: dlsym with a NUL-terminated name.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    if f.is_null() {
+        return false;
+    }
+    real.store(f, SeqCst);
+    if redirect(f, &[(name, hook)]).is_err() {
+        real.store(std::ptr::null_mut(), SeqCst);
+        return false;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,20 +74,11 @@ pub(super) fn install(inside: *const c_void) -> Result<usize, got::GotError> {
     // daemon's shutdown begins, with the reason it knows
     // (`inactivity_timeout`, `request_timeout`, ...): hooked, STOPPING goes
     // out at that moment with that reason.
-    // SAFETY: dlsym with a NUL-terminated name (mod_wsgi's export).
-    let real = unsafe {
-        libc::dlsym(
-            libc::RTLD_DEFAULT,
-            c"wsgi_publish_process_stopping".as_ptr(),
-        )
-    };
-    if !real.is_null() {
-        REAL_PUBLISH.store(real, Release);
-        let hook = publish_process_stopping as *const () as usize;
-        if got::redirect(inside, &[(c"wsgi_publish_process_stopping", hook)]).is_err() {
-            REAL_PUBLISH.store(std::ptr::null_mut(), Release);
-        }
-    }
+    got::redirect_export(
+        c"wsgi_publish_process_stopping",
+        publish_process_stopping as *const () as usize,
+        &REAL_PUBLISH,
+    );
     Ok(n)
 }
 

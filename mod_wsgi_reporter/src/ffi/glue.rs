@@ -667,16 +667,11 @@ static REAL_END_REQUEST: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
 /// keep-alive connection) is not counted as the application's input.
 /// Optional: without it such reads are counted.
 fn hook_end_request() {
-    // SAFETY: dlsym with a NUL-terminated name (mod_wsgi's export).
-    let real = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"wsgi_end_request".as_ptr()) };
-    if real.is_null() {
-        return;
-    }
-    REAL_END_REQUEST.store(real, Release);
-    let hook = end_request as *const () as usize;
-    if crate::got::redirect(real, &[(c"wsgi_end_request", hook)]).is_err() {
-        REAL_END_REQUEST.store(null_mut(), Release);
-    }
+    crate::got::redirect_export(
+        c"wsgi_end_request",
+        end_request as *const () as usize,
+        &REAL_END_REQUEST,
+    );
 }
 
 unsafe extern "C" fn end_request() {
