@@ -323,21 +323,17 @@ fn ensure_daemon() -> Option<&'static Daemon> {
 
 fn reason(d: &Daemon) -> &'static [u8] {
     let sig = SIGNAL_SEEN.load(Relaxed);
+    let sig = (sig != 0).then_some(sig);
     let published = match PUBLISHED.load(Acquire) {
         0 => None,
         c => Some(daemon::mod_wsgi_reason(c - 1)),
     };
-    if let Some(r) = daemon::published_stop_reason(
-        published,
-        (sig != 0).then_some(sig),
-        &d.group,
-        d.req.lifetime(),
-    ) {
+    if let Some(r) = daemon::published_stop_reason(published, sig, &d.group, d.req.lifetime()) {
         return r;
     }
     let oldest = d.p.acc.oldest_in_flight_us(sys::now_us()) as f64 / 1e6;
     daemon::stop_reason(
-        (sig != 0).then_some(sig),
+        sig,
         &d.group,
         d.req.lifetime(),
         d.started.elapsed().as_secs_f64(),
