@@ -46,6 +46,17 @@ fn add(a: &AtomicU64, v: u64) {
     a.store(a.load(Relaxed).wrapping_add(v), Relaxed);
 }
 
+/// `bucket_index(us / 1e6)` without floating point below 1 ms (where it
+/// is always bucket 0), which most phases of most requests are.
+#[inline]
+fn bucket_of_us(us: u64) -> usize {
+    if us < 1000 {
+        0
+    } else {
+        bucket_index(us as f64 / 1e6)
+    }
+}
+
 /// One phase's aggregate for an interval.
 pub struct PhaseAcc {
     sum_us: AtomicU64,
@@ -71,7 +82,7 @@ impl PhaseAcc {
         if us > self.max_us.load(Relaxed) {
             self.max_us.store(us, Relaxed);
         }
-        let b = &self.buckets[bucket_index(us as f64 / 1e6)];
+        let b = &self.buckets[bucket_of_us(us)];
         b.store(b.load(Relaxed) + 1, Relaxed);
     }
     fn take_into(&self, out: &mut PhaseSum) {
@@ -625,8 +636,7 @@ impl Accounting {
             }
         }
         if !overflow {
-            // SAFETY: lock held.
-            unsafe { *s.detail.get() = Detail::default() };
+            self.forget_detail(s);
             s.claim_us.store(0, Release);
         }
         s.unlock();
@@ -642,11 +652,19 @@ impl Accounting {
         let s = &self.slots[c.slot as usize];
         s.lock();
         if s.generation.load(Relaxed) == c.generation {
-            // SAFETY: lock held.
-            unsafe { *s.detail.get() = Detail::default() };
+            self.forget_detail(s);
             s.claim_us.store(0, Release);
         }
         s.unlock();
+    }
+
+    /// Drops the ended request's strings (pointers into its pool). Only
+    /// claims with slow requests on write them. Call with `s` locked.
+    fn forget_detail(&self, s: &Slot) {
+        if self.slow_threshold_us > 0 {
+            // SAFETY: the caller holds the lock.
+            unsafe { *s.detail.get() = Detail::default() };
+        }
     }
 
     /// Drains one interval into `out` (reporter thread only; never call
@@ -845,6 +863,18 @@ impl Snapshot {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn integer_bucket_shortcut_agrees_with_the_wire_rule() {
+        // Every µs value up to 3 s, and the octave edges beyond.
+        let edges = (10..40).flat_map(|k| {
+            let p = 1u64 << k;
+            [p - 1, p, p + 1]
+        });
+        for us in (0..3_000_000u64).chain(edges) {
+            assert_eq!(bucket_of_us(us), bucket_index(us as f64 / 1e6), "{us} µs");
+        }
+    }
 
     fn fin(start: u64, claim: u64, end: u64, status: i32) -> Finished {
         Finished {

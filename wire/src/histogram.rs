@@ -12,6 +12,7 @@ pub const BUCKETS: usize = 65;
 /// The octave comes from the float's exponent, not from a floating `log2`,
 /// so values just below a power of two land correctly. NaN and negative
 /// values go to bucket 0.
+#[inline]
 pub fn bucket_index(seconds: f64) -> usize {
     let ms = seconds * 1000.0;
     // `!(ms >= 1.0)` also catches NaN (hence not `ms < 1.0`).
