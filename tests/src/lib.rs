@@ -162,6 +162,8 @@ pub struct Options {
     pub directives: String,
     /// Another mod_wsgi build instead of Debian's (None = Debian's 4.9).
     pub wsgi_module: Option<PathBuf>,
+    /// Environment variables for httpd (and so every child).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -175,6 +177,7 @@ impl Options {
                 socket.display()
             ),
             wsgi_module: None,
+            env: Vec::new(),
         }
     }
 }
@@ -307,6 +310,7 @@ impl Httpd {
                 .arg("-f")
                 .arg(&conf)
                 .arg("-DFOREGROUND")
+                .envs(opts.env.iter().map(|(k, v)| (k, v)))
                 // Its own process group: on shutdown httpd signals its
                 // whole group, which must not include the test runner.
                 .process_group(0)

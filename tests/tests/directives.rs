@@ -9,6 +9,7 @@ fn opts(mpm: Mpm, lines: &str) -> Options {
         load_module: true,
         directives: format!("{lines}\n"),
         wsgi_module: None,
+        env: Vec::new(),
     }
 }
 
@@ -85,6 +86,7 @@ fn directives_need_the_module(mpm: Mpm) {
         load_module: false,
         directives: "WSGISlowRequests 1\n".into(),
         wsgi_module: None,
+        env: Vec::new(),
     };
     let (ok, out) = config_test(&o);
     assert!(
@@ -103,6 +105,7 @@ fn refuses_beside_builtin_reporter(mpm: Mpm) {
         load_module: true,
         directives: format!("WSGIPythonHome {}\n", venv.display()),
         wsgi_module: Some(so),
+        env: Vec::new(),
     };
     let (ok, out) = config_test(&o);
     assert!(!ok, "must refuse:\n{out}");

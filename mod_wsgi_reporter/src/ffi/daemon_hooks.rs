@@ -156,7 +156,7 @@ unsafe fn begin(d: &Daemon, r: *mut ap::request_rec) {
     let e = unsafe { (*r).subprocess_env };
     let now = sys::now_us();
     let acc = &d.p.acc;
-    let slot = thread_slot(acc);
+    let (slot, tid) = thread_slot(acc);
     let slow = acc.slow_threshold_us > 0;
     let mut strings: [&[u8]; 9] = [b""; 9];
     if slow {
@@ -197,7 +197,7 @@ unsafe fn begin(d: &Daemon, r: *mut ap::request_rec) {
             application_start_us: now,
             server_pid: spid,
             strings,
-            tid: sys::tid(),
+            tid,
         },
     );
     let cpu0 = if slow { sys::thread_cpu_us() } else { None };

@@ -434,7 +434,21 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
             return;
         }
         PROCESS.store(Arc::into_raw(proc_) as *mut _, Release);
-        hook_end_request();
+        match super::direct::install() {
+            Ok(()) => log(
+                ap::APLOG_INFO,
+                s,
+                "Requests are accounted from mod_wsgi's own calls.",
+            ),
+            Err(e) => {
+                log(
+                    ap::APLOG_NOTICE,
+                    s,
+                    &format!("Requests are accounted with filters ({e})."),
+                );
+                hook_end_request();
+            }
+        }
         log(
             ap::APLOG_INFO,
             s,
@@ -647,8 +661,38 @@ impl ReqState {
     }
 }
 
+impl ReqState {
+    /// One output pass of the application: `us` inside it, `bytes` of data.
+    /// Cannot panic.
+    #[inline]
+    pub(super) fn wrote(&mut self, bytes: u64, us: u64) {
+        self.out_us = self.out_us.wrapping_add(us);
+        if bytes > 0 {
+            self.out_bytes = self.out_bytes.wrapping_add(bytes);
+            self.out_writes = self.out_writes.wrapping_add(1);
+        }
+    }
+
+    /// One successful read of the application into `bb`, `us` inside it.
+    ///
+    /// # Safety
+    /// `bb` is the live brigade the read filled.
+    #[inline]
+    pub(super) unsafe fn read(&mut self, bb: *mut ap::apr_bucket_brigade, us: u64) {
+        let mut len: ap::apr_off_t = 0;
+        // SAFETY: per the contract; read_all = 0 never blocks.
+        unsafe { ap::apr_brigade_length(bb, 0, &mut len) };
+        self.in_us = self.in_us.wrapping_add(us);
+        if len > 0 {
+            self.in_bytes = self.in_bytes.wrapping_add(len as u64);
+            self.in_reads = self.in_reads.wrapping_add(1);
+        }
+    }
+}
+
 thread_local! {
-    static SLOT: std::cell::Cell<u32> = const { std::cell::Cell::new(u32::MAX) };
+    /// This thread's worker slot and kernel thread id (u32::MAX: none yet).
+    static WORKER: std::cell::Cell<(u32, i32)> = const { std::cell::Cell::new((u32::MAX, 0)) };
     /// The mod_wsgi request this thread is running (embedded mode), for
     /// the `wsgi_end_request` hook. Reset at the start of every handler
     /// call (ours runs before mod_wsgi's), so mod_wsgi never reaches the
@@ -690,13 +734,17 @@ unsafe extern "C" fn end_request() {
     }
 }
 
-/// This thread's worker slot (assigned on its first request).
-pub(super) fn thread_slot(acc: &crate::accum::Accounting) -> u32 {
-    SLOT.with(|s| {
-        if s.get() == u32::MAX {
-            s.set(acc.assign_slot());
+/// This thread's worker slot (assigned on its first request) and kernel
+/// thread id: one thread-local read per request.
+pub(super) fn thread_slot(acc: &crate::accum::Accounting) -> (u32, i32) {
+    WORKER.with(|w| {
+        let (slot, tid) = w.get();
+        if slot != u32::MAX {
+            return (slot, tid);
         }
-        s.get()
+        let v = (acc.assign_slot(), sys::tid());
+        w.set(v);
+        v
     })
 }
 
@@ -712,6 +760,20 @@ fn span(p: *const c_char) -> (*const u8, usize) {
 }
 
 unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
+    if super::direct::installed() {
+        // Requests are claimed from mod_wsgi's own calls (direct.rs).
+        if !SERVER_PID_STR.load(Relaxed).is_null() {
+            guard((), || {
+                // SAFETY: httpd passes a live request.
+                let rr = unsafe { &*r };
+                // SAFETY: NULL or NUL-terminated.
+                if is_wsgi_handler(unsafe { m::cstr(rr.handler) }) {
+                    note_server_pid(rr);
+                }
+            });
+        }
+        return DECLINED;
+    }
     // Before anything else: whatever handler runs next in this thread
     // (mod_wsgi's included) never sees an earlier request's state.
     CURRENT.with(|c| c.set(null_mut()));
@@ -729,21 +791,7 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
             CURRENT.with(|c| c.set(known));
             return DECLINED;
         }
-        let slot = thread_slot(&p.acc);
-        // For a request mod_wsgi hands to a daemon process: the daemon's
-        // slow records name this child (`slow_server_pid`).
-        let pid_str = SERVER_PID_STR.load(Relaxed);
-        if !pid_str.is_null() {
-            // SAFETY: live table; static key and a string leaked for the
-            // life of the process.
-            unsafe {
-                ap::apr_table_setn(
-                    rr.subprocess_env,
-                    c"mod_wsgi_telemetry.server_pid".as_ptr(),
-                    pid_str,
-                )
-            };
-        }
+        note_server_pid(rr);
         // A WSGIScriptAlias with `process-group=` tells mod_wsgi (through
         // r->notes, set at translate_name) to hand the request to a daemon
         // process, which reports it: nothing to claim here.
@@ -752,43 +800,9 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
         if daemons && proxied_to_daemon(rr) {
             return DECLINED;
         }
-        let now = sys::now_us();
-        let request_start = rr.request_time.max(0) as u64;
-        let slow = p.acc.slow_threshold_us > 0;
-        let mut detail = Detail::default();
-        let mut cpu0 = None;
-        if slow {
-            detail.strings[text::LOG_ID] = span(rr.log_id);
-            detail.strings[text::METHOD] = span(rr.method);
-            // SAFETY: live request; returns a static string.
-            detail.strings[text::SCHEME] = span(unsafe { ap::ap_run_http_scheme(r) });
-            detail.strings[text::HOSTNAME] = span(rr.hostname);
-            let (up, ul) = span(rr.uri);
-            let (pp, pl) = span(rr.path_info);
-            // SCRIPT_NAME = the URI minus PATH_INFO (as mod_wsgi computes it).
-            let sl = if pl <= ul { ul - pl } else { ul };
-            detail.strings[text::SCRIPT_NAME] = (up, sl);
-            detail.strings[text::PATH_INFO] = if pl > 0 { (pp, pl) } else { (null(), 0) };
-            detail.strings[text::PROTOCOL] = span(rr.protocol);
-            detail.strings[text::PEER_IP] = span(rr.useragent_ip);
-            // SAFETY: live headers table.
-            detail.strings[text::USER_AGENT] =
-                span(unsafe { ap::apr_table_get(rr.headers_in, c"User-Agent".as_ptr()) });
-            detail.active_at_start = p.acc.active() + 1;
-            cpu0 = sys::thread_cpu_us();
-        }
-        let claim = p.acc.claim(
-            slot,
-            sys::tid(),
-            request_start,
-            now,
-            slow.then_some(&detail),
-        );
-        let st = ReqState {
-            request_start_us: request_start,
-            claim_us: now,
-            ..ReqState::new(r, claim, cpu0)
-        };
+        // SAFETY: live request of this handler.
+        let st = unsafe { begin(p, r) };
+        let claim = st.claim;
         // SAFETY: live request of this handler.
         let st = unsafe { track(r, st) };
         if st.is_null() {
@@ -797,6 +811,83 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
         CURRENT.with(|c| c.set(st));
         DECLINED
     })
+}
+
+/// For a request mod_wsgi may hand to a daemon process: the daemon's slow
+/// records name this child (`slow_server_pid`). Only when the
+/// configuration has daemon groups.
+fn note_server_pid(rr: &ap::request_rec) {
+    let pid_str = SERVER_PID_STR.load(Relaxed);
+    if !pid_str.is_null() {
+        // SAFETY: live table; static key and a string leaked for the
+        // life of the process.
+        unsafe {
+            ap::apr_table_setn(
+                rr.subprocess_env,
+                c"mod_wsgi_telemetry.server_pid".as_ptr(),
+                pid_str,
+            )
+        };
+    }
+}
+
+/// Claims this thread's slot for `r`: mod_wsgi is about to run it here.
+///
+/// # Safety
+/// `r` is a live request.
+pub(super) unsafe fn begin(p: &Process<SocketSink>, r: *mut ap::request_rec) -> ReqState {
+    let mut st = std::mem::MaybeUninit::uninit();
+    // SAFETY: per the contract; `begin_into` initialises st.
+    unsafe {
+        begin_into(p, r, &mut st);
+        st.assume_init()
+    }
+}
+
+/// [`begin`], built in place (no copy of the state).
+///
+/// # Safety
+/// `r` is a live request.
+pub(super) unsafe fn begin_into(
+    p: &Process<SocketSink>,
+    r: *mut ap::request_rec,
+    out: &mut std::mem::MaybeUninit<ReqState>,
+) {
+    // SAFETY: per the contract.
+    let rr = unsafe { &*r };
+    let (slot, tid) = thread_slot(&p.acc);
+    let now = sys::now_us();
+    let request_start = rr.request_time.max(0) as u64;
+    let mut cpu0 = None;
+    let claim = if p.acc.slow_threshold_us > 0 {
+        let mut detail = Detail::default();
+        detail.strings[text::LOG_ID] = span(rr.log_id);
+        detail.strings[text::METHOD] = span(rr.method);
+        // SAFETY: live request; returns a static string.
+        detail.strings[text::SCHEME] = span(unsafe { ap::ap_run_http_scheme(r) });
+        detail.strings[text::HOSTNAME] = span(rr.hostname);
+        let (up, ul) = span(rr.uri);
+        let (pp, pl) = span(rr.path_info);
+        // SCRIPT_NAME = the URI minus PATH_INFO (as mod_wsgi computes it).
+        let sl = if pl <= ul { ul - pl } else { ul };
+        detail.strings[text::SCRIPT_NAME] = (up, sl);
+        detail.strings[text::PATH_INFO] = if pl > 0 { (pp, pl) } else { (null(), 0) };
+        detail.strings[text::PROTOCOL] = span(rr.protocol);
+        detail.strings[text::PEER_IP] = span(rr.useragent_ip);
+        // SAFETY: live headers table.
+        detail.strings[text::USER_AGENT] =
+            span(unsafe { ap::apr_table_get(rr.headers_in, c"User-Agent".as_ptr()) });
+        detail.active_at_start = p.acc.active() + 1;
+        cpu0 = sys::thread_cpu_us();
+        p.acc.claim(slot, tid, request_start, now, Some(&detail))
+    } else {
+        p.acc.claim(slot, tid, request_start, now, None)
+    };
+    out.write(ReqState {
+        request_start_us: request_start,
+        claim_us: now,
+        ..ReqState::new(r, claim, cpu0)
+    });
 }
 
 /// Puts `st` in `r->pool` and `r->request_config`, ends it with the pool
@@ -901,6 +992,11 @@ pub(super) fn finish(st: &mut ReqState, now: u64) {
         p.acc.abandon(st.claim);
         return;
     }
+    record(p, st, now, r.status);
+}
+
+/// Records an embedded request mod_wsgi ran here, with its final status.
+pub(super) fn record(p: &Process<SocketSink>, st: &ReqState, now: u64, status: c_int) {
     let cpu = match (st.cpu0, p.acc.slow_threshold_us > 0) {
         (Some((u0, s0)), true) => {
             sys::thread_cpu_us().map(|(u, s)| (u.saturating_sub(u0), s.saturating_sub(s0)))
@@ -919,7 +1015,7 @@ pub(super) fn finish(st: &mut ReqState, now: u64) {
         input_reads: st.in_reads,
         output_bytes: st.out_bytes,
         output_writes: st.out_writes,
-        status: r.status,
+        status,
         cpu_us: cpu,
     };
     p.acc.finish(st.claim, &f);
@@ -957,30 +1053,39 @@ unsafe extern "C" fn insert_error_filter(r: *mut ap::request_rec) {
     })
 }
 
+/// Data bytes in an output brigade, and whether it ends the response.
+/// Cannot panic.
+///
+/// # Safety
+/// `bb` is a live brigade.
+#[inline]
+pub(super) unsafe fn brigade_data(bb: *mut ap::apr_bucket_brigade) -> (u64, bool) {
+    let mut bytes = 0u64;
+    let mut eos = false;
+    // SAFETY: walking the live brigade's bucket ring.
+    unsafe {
+        let sentinel = m::brigade_sentinel(bb);
+        let mut e = m::brigade_first(bb);
+        while e != sentinel {
+            if m::bucket_is_eos(e) {
+                eos = true;
+            } else if !m::bucket_is_metadata(e) && (*e).length != usize::MAX as ap::apr_size_t {
+                bytes = bytes.wrapping_add((*e).length as u64);
+            }
+            e = m::bucket_next(e);
+        }
+    }
+    (bytes, eos)
+}
+
 unsafe extern "C" fn out_filter(
     f: *mut ap::ap_filter_t,
     bb: *mut ap::apr_bucket_brigade,
 ) -> ap::apr_status_t {
     // SAFETY: httpd passes a live filter whose ctx is our ReqState.
     let (st, next) = unsafe { ((*f).ctx as *mut ReqState, (*f).next) };
-    let (bytes, eos) = guard((0u64, false), || {
-        let mut bytes = 0u64;
-        let mut eos = false;
-        // SAFETY: walking the live brigade's bucket ring.
-        unsafe {
-            let sentinel = m::brigade_sentinel(bb);
-            let mut e = m::brigade_first(bb);
-            while e != sentinel {
-                if m::bucket_is_eos(e) {
-                    eos = true;
-                } else if !m::bucket_is_metadata(e) && (*e).length != usize::MAX as ap::apr_size_t {
-                    bytes += (*e).length as u64;
-                }
-                e = m::bucket_next(e);
-            }
-        }
-        (bytes, eos)
-    });
+    // SAFETY: the live brigade handed to this filter.
+    let (bytes, eos) = guard((0u64, false), || unsafe { brigade_data(bb) });
     let t0 = sys::now_us();
     // SAFETY: passing the brigade on, as every filter does.
     let rv = unsafe { ap::ap_pass_brigade(next, bb) };
@@ -997,11 +1102,7 @@ unsafe extern "C" fn out_filter(
         // Apache's own error page is not application output; only its end
         // (which ends the request) matters.
         if !st.error_response {
-            st.out_us += t1.saturating_sub(t0);
-            if bytes > 0 {
-                st.out_bytes += bytes;
-                st.out_writes += 1;
-            }
+            st.wrote(bytes, t1.saturating_sub(t0));
         }
         if eos && !st.daemon {
             finish(st, t1);
@@ -1032,14 +1133,8 @@ unsafe extern "C" fn in_filter(
         if st.finished || st.app_done {
             return;
         }
-        let mut len: ap::apr_off_t = 0;
-        // SAFETY: live brigade; read_all = 0 never blocks.
-        unsafe { ap::apr_brigade_length(bb, 0, &mut len) };
-        st.in_us += t1.saturating_sub(t0);
-        if len > 0 {
-            st.in_bytes += len as u64;
-            st.in_reads += 1;
-        }
+        // SAFETY: the brigade this read filled.
+        unsafe { st.read(bb, t1.saturating_sub(t0)) };
     });
     rv
 }

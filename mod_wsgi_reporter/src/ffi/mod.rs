@@ -7,5 +7,6 @@
 
 mod daemon;
 mod daemon_hooks;
+mod direct;
 mod glue;
 mod python;

@@ -1,0 +1,264 @@
+//! Embedded-mode request accounting from mod_wsgi's own calls ("direct"
+//! mode, docs/module.md "Phase boundaries").
+//!
+//! In an MPM child (after the fork: nothing else is touched) `install`:
+//! * wraps mod_wsgi's handler: its entry in httpd's handler hook array
+//!   (`ap_hook_get_handler()`, the one registered by "mod_wsgi.c") is
+//!   pointed at [`handler`], which calls mod_wsgi's function and records
+//!   the request it claimed with the status mod_wsgi returned;
+//! * points three of mod_wsgi.so's GOT entries (crate::got) at wrappers:
+//!   `wsgi_start_request(r)` (mod_wsgi calls it in `wsgi_execute_script`
+//!   just before loading and running the application, only for requests
+//!   it runs in this process, so requests handed to a daemon are never
+//!   claimed here), `ap_pass_brigade` (every response write of the
+//!   adapter) and `ap_get_brigade` (every `wsgi.input` read).
+//!
+//! The request's state lives in the wrapper's stack frame and a
+//! thread-local pointer to it: no pool allocation, cleanup or filter per
+//! request. What httpd does on its own (its error pages, discarding a body
+//! the application left unread) does not go through mod_wsgi's GOT and is
+//! not counted. If any part cannot be installed nothing is changed and the
+//! filters of glue.rs are used instead (also when the environment variable
+//! `MOD_WSGI_TELEMETRY_FILTERS` is set).
+//!
+//! Must never: run in the Apache parent or a daemon process, or change
+//! what mod_wsgi and httpd do with the request.
+
+use std::cell::Cell;
+use std::ffi::{c_int, c_void, CStr};
+use std::mem::MaybeUninit;
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
+
+use apache_headers as ap;
+use apache_headers::macros as m;
+
+use super::glue::{begin_into, brigade_data, guard, process, record, ReqState};
+use super::python::fnptr;
+use crate::got::{self, GotError};
+use crate::sys;
+
+type HandlerFn = unsafe extern "C" fn(*mut ap::request_rec) -> c_int;
+type StartFn = unsafe extern "C" fn(*mut ap::request_rec) -> *mut c_void;
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// mod_wsgi's `wsgi_hook_handler` (from the hook array).
+static REAL_HANDLER: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
+/// mod_wsgi's exported `wsgi_start_request`.
+static REAL_START: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
+
+/// One call of mod_wsgi's handler.
+struct Frame {
+    r: *mut ap::request_rec,
+    /// `st` is initialised: mod_wsgi runs the request in this process.
+    claimed: bool,
+    st: MaybeUninit<ReqState>,
+}
+
+thread_local! {
+    /// The innermost call of mod_wsgi's handler on this thread (NULL
+    /// outside it).
+    static FRAME: Cell<*mut Frame> = const { Cell::new(null_mut()) };
+}
+
+/// Whether requests are accounted here (not by glue.rs's filters).
+pub(super) fn installed() -> bool {
+    INSTALLED.load(Relaxed)
+}
+
+/// Why direct mode is not used.
+#[derive(Debug)]
+pub(super) enum Unavailable {
+    /// `MOD_WSGI_TELEMETRY_FILTERS` is set.
+    Disabled,
+    /// No (or more than one) handler hook registered by mod_wsgi.c.
+    NoHandler,
+    /// mod_wsgi exports no `wsgi_start_request`.
+    NoStartRequest,
+    /// Its GOT entries could not be redirected.
+    Got(GotError),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Disabled => write!(f, "MOD_WSGI_TELEMETRY_FILTERS is set"),
+            Unavailable::NoHandler => write!(f, "mod_wsgi's handler hook not found"),
+            Unavailable::NoStartRequest => write!(f, "mod_wsgi exports no wsgi_start_request"),
+            Unavailable::Got(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Installs direct mode in an MPM child (before its worker threads run).
+pub(super) fn install() -> Result<(), Unavailable> {
+    if std::env::var_os("MOD_WSGI_TELEMETRY_FILTERS").is_some() {
+        return Err(Unavailable::Disabled);
+    }
+    // SAFETY: httpd's hook array for `handler`, sorted at startup; only
+    // read here, and one entry's function pointer replaced below while no
+    // request runs yet.
+    let entry = unsafe {
+        let arr = ap::ap_hook_get_handler();
+        if arr.is_null() {
+            return Err(Unavailable::NoHandler);
+        }
+        let elts = (*arr).elts as *mut ap::ap_LINK_handler_t;
+        let n = (*arr).nelts.max(0) as usize;
+        let mut found = None;
+        for i in 0..n {
+            let e = elts.add(i);
+            if m::cstr((*e).szName) == b"mod_wsgi.c" && (*e).pFunc.is_some() {
+                if found.is_some() {
+                    return Err(Unavailable::NoHandler);
+                }
+                found = Some(e);
+            }
+        }
+        found.ok_or(Unavailable::NoHandler)?
+    };
+    // SAFETY: entry points into the live hook array.
+    let real_handler = unsafe { (*entry).pFunc }.ok_or(Unavailable::NoHandler)? as *mut c_void;
+    const START: &CStr = c"wsgi_start_request";
+    // SAFETY: dlsym with a NUL-terminated name.
+    let start = unsafe { libc::dlsym(libc::RTLD_DEFAULT, START.as_ptr()) };
+    if start.is_null() {
+        return Err(Unavailable::NoStartRequest);
+    }
+    REAL_HANDLER.store(real_handler, SeqCst);
+    REAL_START.store(start, SeqCst);
+    // mod_wsgi.so's own GOT (the object holding its handler): all or none.
+    got::redirect(
+        real_handler,
+        &[
+            (START, start_request as *const () as usize),
+            (c"ap_pass_brigade", pass_brigade as *const () as usize),
+            (c"ap_get_brigade", get_brigade as *const () as usize),
+        ],
+    )
+    .map_err(Unavailable::Got)?;
+    // SAFETY: as above; a plain store of a function pointer of the same
+    // type, in this process only (the array was copied at the fork).
+    unsafe { (*entry).pFunc = Some(handler) };
+    INSTALLED.store(true, SeqCst);
+    Ok(())
+}
+
+/// mod_wsgi's handler, wrapped.
+unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
+    let mut frame = Frame {
+        r,
+        claimed: false,
+        st: MaybeUninit::uninit(),
+    };
+    // One thread-local lookup: this thread's cell outlives the call.
+    let cell: *const Cell<*mut Frame> = FRAME.with(|f| f as *const _);
+    // SAFETY: this thread's own cell (see above).
+    let prev = unsafe { (*cell).replace(&mut frame) };
+    // SAFETY: mod_wsgi's `int wsgi_hook_handler(request_rec *)`, taken from
+    // the hook array; called with httpd's own argument.
+    let rv = unsafe { fnptr::<HandlerFn>(REAL_HANDLER.load(Relaxed))(r) };
+    // SAFETY: as above.
+    unsafe { (*cell).set(prev) };
+    if frame.claimed {
+        guard((), || {
+            let now = sys::now_us();
+            // SAFETY: claimed => initialised by start_request.
+            let st = unsafe { frame.st.assume_init_ref() };
+            // mod_wsgi returns OK once the response has started (its
+            // status is then r->status), or the error status httpd is
+            // about to send (an exception before the response started:
+            // 500; no callable in the script: 404).
+            // SAFETY: the live request of this call.
+            let status = if rv >= 100 {
+                rv
+            } else {
+                unsafe { (*r).status }
+            };
+            if let Some(p) = process() {
+                record(p, st, now, status);
+            }
+        });
+    }
+    rv
+}
+
+/// `wsgi_start_request(r)`: mod_wsgi runs `r` in this process, now.
+unsafe extern "C" fn start_request(r: *mut ap::request_rec) -> *mut c_void {
+    // SAFETY: mod_wsgi's `WSGIThreadInfo *wsgi_start_request(request_rec *)`
+    // (dlsym), called with mod_wsgi's own argument.
+    let info = unsafe { fnptr::<StartFn>(REAL_START.load(Relaxed))(r) };
+    guard((), || {
+        let f = FRAME.with(|f| f.get());
+        if f.is_null() {
+            return;
+        }
+        // SAFETY: the frame of the handler call running on this thread.
+        let f = unsafe { &mut *f };
+        if f.claimed || f.r != r {
+            return;
+        }
+        let Some(p) = process() else { return };
+        // SAFETY: the live request mod_wsgi is about to run.
+        unsafe { begin_into(p, r, &mut f.st) };
+        f.claimed = true;
+    });
+    info
+}
+
+/// The request this thread's mod_wsgi handler call claimed (NULL: none).
+/// Valid until that call returns, which is after every call mod_wsgi
+/// makes from inside it.
+fn claimed() -> *mut ReqState {
+    let f = FRAME.with(|f| f.get());
+    // SAFETY: NULL or the frame of the handler call running on this thread.
+    match unsafe { f.as_mut() } {
+        Some(f) if f.claimed => f.st.as_mut_ptr(),
+        _ => null_mut(),
+    }
+}
+
+/// A response write of mod_wsgi (`ap_pass_brigade(r->output_filters, bb)`).
+/// Nothing here can panic (pointer reads and wrapping sums), so there is
+/// nothing to catch.
+unsafe extern "C" fn pass_brigade(
+    next: *mut ap::ap_filter_t,
+    bb: *mut ap::apr_bucket_brigade,
+) -> ap::apr_status_t {
+    // SAFETY: see `claimed`; used by this thread only.
+    let Some(st) = (unsafe { claimed().as_mut() }) else {
+        // SAFETY: the caller's own arguments, passed on unchanged.
+        return unsafe { ap::ap_pass_brigade(next, bb) };
+    };
+    // SAFETY: mod_wsgi's live brigade.
+    let (bytes, _) = unsafe { brigade_data(bb) };
+    let t0 = sys::now_us();
+    // SAFETY: the caller's own arguments, passed on unchanged.
+    let rv = unsafe { ap::ap_pass_brigade(next, bb) };
+    st.wrote(bytes, sys::now_us().saturating_sub(t0));
+    rv
+}
+
+/// A `wsgi.input` read of mod_wsgi.
+unsafe extern "C" fn get_brigade(
+    next: *mut ap::ap_filter_t,
+    bb: *mut ap::apr_bucket_brigade,
+    mode: ap::ap_input_mode_t,
+    block: ap::apr_read_type_e,
+    readbytes: ap::apr_off_t,
+) -> ap::apr_status_t {
+    // SAFETY: see `claimed`; used by this thread only.
+    let Some(st) = (unsafe { claimed().as_mut() }) else {
+        // SAFETY: the caller's own arguments, passed on unchanged.
+        return unsafe { ap::ap_get_brigade(next, bb, mode, block, readbytes) };
+    };
+    let t0 = sys::now_us();
+    // SAFETY: as above.
+    let rv = unsafe { ap::ap_get_brigade(next, bb, mode, block, readbytes) };
+    let t1 = sys::now_us();
+    if rv == 0 {
+        // SAFETY: the brigade this read filled.
+        unsafe { st.read(bb, t1.saturating_sub(t0)) };
+    }
+    rv
+}
