@@ -10,6 +10,9 @@
 #   G  F + the explicit WSGIImportScript attach line
 #   H  E + a no-op Python subscriber to mod_wsgi's events, no telemetry
 #      (what mod_wsgi itself spends on events once anyone subscribes)
+#   I  A + mod_wsgi_telemetry.so loaded without WSGITelemetryService (the
+#      module inert: with INSTR, what merely loading a .so shifts in
+#      Python's allocator, as against B)
 # Rounds are interleaved, in alternating order (A B C D, D C B A, ...), so
 # drift and order effects hit all alike; medians are reported with the
 # ratios B/A, D/C, F/E and G/E, and httpd's CPU time per request (less sensitive to
@@ -17,7 +20,7 @@
 #
 #   VARIANTS="A B C D" ROUNDS=3 DURATION=10 CONNECTIONS=32 THREADS=2 bash mod_wsgi_reporter/benches/wrk-compare.sh
 # INSTR=N1,N2: deterministic instruction counts per request instead (see
-# instr_run below; needs valgrind).
+# instr_run below; needs valgrind; CG_KEEP=DIR keeps the profiles).
 # PERF=1: before each measured run, an extra unmeasured load run samples
 # every httpd process with `perf record --call-graph dwarf` and prints the
 # module's share of httpd's CPU samples and mod_wsgi's own .so share
@@ -74,9 +77,11 @@ trap 'exit 130' INT TERM
 
 # Reporter interval. Under callgrind (INSTR) httpd runs ~50x slower, so
 # a 1 s interval would charge each request ~50x the per-tick work it costs
-# at full speed: ticks are kept out of the count there.
+# at full speed: ticks are kept out of the count there (a run takes under
+# a minute; ours' first tick comes at a per-pid offset inside the
+# interval, so a shorter one would land in some runs and not others).
 TICK=1
-[ -n "${INSTR:-}" ] && TICK=30
+[ -n "${INSTR:-}" ] && TICK=600
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 conf() { # $1 variant
     local wsgi=/usr/lib/apache2/modules/mod_wsgi.so extra="" mount="WSGIScriptAlias / $WORK/hello.wsgi"
@@ -92,6 +97,7 @@ WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK
 WSGIImportScript $ATTACH process-group=bench application-group=%{GLOBAL}" ;;
         B) extra="LoadModule wsgi_telemetry_module $OURS
 WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
+        I) extra="LoadModule wsgi_telemetry_module $OURS" ;;
         C) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV" ;;
         D) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV
 WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
@@ -190,6 +196,11 @@ for _ in range(int(sys.argv[2])):
     assert r.status == 200
 PY
     kill "$HTTPD"; wait "$HTTPD" 2>/dev/null || true; HTTPD=""
+    # CG_KEEP=DIR keeps the profiles, DIR/<variant>-<requests>/ (for
+    # callgrind_annotate: where the instructions go; diff the two runs).
+    if [ -n "${CG_KEEP:-}" ]; then
+        mkdir -p "$CG_KEEP/$1-$2"; rm -f "$CG_KEEP/$1-$2"/cg.out.*; cp "$WORK"/run/cg.out.* "$CG_KEEP/$1-$2/"
+    fi
     # every process's totals (the Apache process and any daemon)
     cat "$WORK"/run/cg.out.* | awk '/^summary:/ {s += $2} END {printf "%d\n", s}'
 }
@@ -202,7 +213,7 @@ if [ -n "${INSTR:-}" ]; then
         IR[$v]=$(( (b - a) / (N2 - N1) ))
         printf '%-48s %16d\n' "$v" "${IR[$v]}"
     done
-    for pair in "A B" "C D" "E F" "E G" "E H"; do
+    for pair in "A B" "C D" "E F" "E G" "E H" "A I" "I B"; do
         set -- $pair
         [ -n "${IR[$1]:-}" ] && [ -n "${IR[$2]:-}" ] || continue
         python3 -c "import sys; a,b=map(int,sys.argv[3:]); print(f'{sys.argv[2]} vs {sys.argv[1]}: {b-a:+d} instructions/request ({(b/a-1)*100:+.2f}%)')" "$1" "$2" "${IR[$1]}" "${IR[$2]}"
@@ -236,6 +247,7 @@ for v in $VARIANTS; do
         F) name="F 4.9 daemon mode + ours (zero config)" ;;
         G) name="G 4.9 daemon mode + ours + WSGIImportScript" ;;
         H) name="H 4.9 daemon mode + no-op event subscriber" ;;
+        I) name="I A + our module loaded, not configured" ;;
     esac
     printf '%-48s %12.1f %10.3f %14.1f\n' "$name" "$(median "${RPS[$v]}")" "$(median "${P99[$v]}")" "$(median "${CPU[$v]}")"
 done
