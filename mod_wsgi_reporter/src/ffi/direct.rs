@@ -52,6 +52,12 @@ struct Frame {
     r: *mut ap::request_rec,
     /// `st` is initialised: mod_wsgi runs the request in this process.
     claimed: bool,
+    /// Inside a request this thread already claimed (a subrequest made
+    /// while that request's response is filtered, e.g. an SSI include of
+    /// another WSGI URL): counted as part of it, since both would need the
+    /// thread's one slot. Not covered by a test: Debian's mod_wsgi 4.9.4
+    /// itself crashes on that nesting (seen without our module loaded).
+    nested: bool,
     st: MaybeUninit<ReqState>,
 }
 
@@ -146,15 +152,19 @@ pub(super) fn install() -> Result<(), Unavailable> {
 
 /// mod_wsgi's handler, wrapped.
 unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
-    let mut frame = Frame {
-        r,
-        claimed: false,
-        st: MaybeUninit::uninit(),
-    };
     // One thread-local lookup: this thread's cell outlives the call.
     let cell: *const Cell<*mut Frame> = FRAME.with(|f| f as *const _);
     // SAFETY: this thread's own cell (see above).
-    let prev = unsafe { (*cell).replace(&mut frame) };
+    let prev = unsafe { (*cell).get() };
+    let mut frame = Frame {
+        r,
+        claimed: false,
+        // SAFETY: NULL or the frame of an outer call on this thread.
+        nested: unsafe { prev.as_ref() }.is_some_and(|p| p.claimed || p.nested),
+        st: MaybeUninit::uninit(),
+    };
+    // SAFETY: as above.
+    unsafe { (*cell).set(&mut frame) };
     // SAFETY: mod_wsgi's `int wsgi_hook_handler(request_rec *)`, taken from
     // the hook array; called with httpd's own argument.
     let rv = unsafe { fnptr::<HandlerFn>(REAL_HANDLER.load(Relaxed))(r) };
@@ -195,7 +205,7 @@ unsafe extern "C" fn start_request(r: *mut ap::request_rec) -> *mut c_void {
         }
         // SAFETY: the frame of the handler call running on this thread.
         let f = unsafe { &mut *f };
-        if f.claimed || f.r != r {
+        if f.claimed || f.nested || f.r != r {
             return;
         }
         let Some(p) = process() else { return };

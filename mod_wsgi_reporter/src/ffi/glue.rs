@@ -774,11 +774,12 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
         }
         return DECLINED;
     }
+    // Not configured: nothing is tracked (and no hook reads CURRENT).
+    let Some(p) = process() else { return DECLINED };
     // Before anything else: whatever handler runs next in this thread
     // (mod_wsgi's included) never sees an earlier request's state.
     CURRENT.with(|c| c.set(null_mut()));
     guard(DECLINED, || {
-        let Some(p) = process() else { return DECLINED };
         // SAFETY: httpd passes a live request.
         let rr = unsafe { &mut *r };
         // SAFETY: NULL or NUL-terminated.
