@@ -13,6 +13,8 @@
 #   I  A + mod_wsgi_telemetry.so loaded without WSGITelemetryService (the
 #      module inert: with INSTR, what merely loading a .so shifts in
 #      Python's allocator, as against B)
+#   J  A + Debian's mod_headers loaded, unused (the same kind of control
+#      with a module that is not ours)
 # Rounds are interleaved, in alternating order (A B C D, D C B A, ...), so
 # drift and order effects hit all alike; medians are reported with the
 # ratios B/A, D/C, F/E and G/E, and httpd's CPU time per request (less sensitive to
@@ -98,6 +100,7 @@ WSGIImportScript $ATTACH process-group=bench application-group=%{GLOBAL}" ;;
         B) extra="LoadModule wsgi_telemetry_module $OURS
 WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
         I) extra="LoadModule wsgi_telemetry_module $OURS" ;;
+        J) extra="LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so" ;;
         C) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV" ;;
         D) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV
 WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
@@ -213,7 +216,7 @@ if [ -n "${INSTR:-}" ]; then
         IR[$v]=$(( (b - a) / (N2 - N1) ))
         printf '%-48s %16d\n' "$v" "${IR[$v]}"
     done
-    for pair in "A B" "C D" "E F" "E G" "E H" "A I" "I B"; do
+    for pair in "A B" "C D" "E F" "E G" "E H" "A I" "I B" "A J"; do
         set -- $pair
         [ -n "${IR[$1]:-}" ] && [ -n "${IR[$2]:-}" ] || continue
         python3 -c "import sys; a,b=map(int,sys.argv[3:]); print(f'{sys.argv[2]} vs {sys.argv[1]}: {b-a:+d} instructions/request ({(b/a-1)*100:+.2f}%)')" "$1" "$2" "${IR[$1]}" "${IR[$2]}"
@@ -248,6 +251,7 @@ for v in $VARIANTS; do
         G) name="G 4.9 daemon mode + ours + WSGIImportScript" ;;
         H) name="H 4.9 daemon mode + no-op event subscriber" ;;
         I) name="I A + our module loaded, not configured" ;;
+        J) name="J A + mod_headers loaded, unused" ;;
     esac
     printf '%-48s %12.1f %10.3f %14.1f\n' "$name" "$(median "${RPS[$v]}")" "$(median "${P99[$v]}")" "$(median "${CPU[$v]}")"
 done
