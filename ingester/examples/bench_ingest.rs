@@ -1435,7 +1435,7 @@ fn fill_inner(
             // 256 MB (recv.rs MAX_QUEUED_BYTES) instead of pushing back on
             // the sender, so a blocking fill faster than the ingest thread
             // loses datagrams: keep at most FILL_WINDOW of them in flight.
-            if f.imp == Impl::Ours && f.datagrams % 10_000 == 0 {
+            if f.imp == Impl::Ours && f.datagrams.is_multiple_of(10_000) {
                 while f.datagrams - srv.counters()?.total_received > FILL_WINDOW {
                     std::thread::sleep(Duration::from_millis(20));
                 }

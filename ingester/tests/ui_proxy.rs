@@ -214,9 +214,7 @@ async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &st
     // check passes, and the server's slow_clear broadcast comes back on the
     // WebSocket.
     let status = b
-        .js(&format!(
-            "return fetch(window.TELEMETRY_BASE + '/api/slow/clear', {{method: 'POST'}}).then(r => r.status);"
-        ))
+        .js("return fetch(window.TELEMETRY_BASE + '/api/slow/clear', {method: 'POST'}).then(r => r.status);")
         .await;
     assert_eq!(
         status,

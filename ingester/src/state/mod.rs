@@ -140,7 +140,7 @@ impl Process {
         match self.last_any_seq {
             Some(last) => {
                 let ahead = seq.wrapping_sub(last);
-                if ahead >= 1 && ahead < (1 << 31) {
+                if (1..1 << 31).contains(&ahead) {
                     let gap = (ahead - 1) as u64;
                     self.drops += gap;
                     self.last_any_seq = Some(seq);
