@@ -71,12 +71,12 @@ impl Shared {
         let _ = self.tx.send(Arc::from(msg));
     }
 
-    /// Applies a batch of datagrams.
-    pub fn ingest_batch(&self, batch: &Batch) {
+    /// Applies datagrams, in order, to the locked state and publishes what
+    /// they changed.
+    fn apply<'a>(&self, st: &mut State, datagrams: impl IntoIterator<Item = &'a [u8]>) {
         let now = Instant::now();
-        let mut st = self.lock();
         let publish = self.tx.receiver_count() > 0;
-        for d in batch.iter() {
+        for d in datagrams {
             if publish {
                 if let Some(js) = messages::update_json(&st.ingest(d, now)) {
                     self.publish(js);
@@ -86,6 +86,11 @@ impl Shared {
                 st.ingest_quiet(d, now);
             }
         }
+    }
+
+    /// Applies a batch of datagrams.
+    pub fn ingest_batch(&self, batch: &Batch) {
+        self.apply(&mut self.lock(), batch.iter());
     }
 }
 
@@ -149,11 +154,14 @@ const VLEN: usize = 32;
 
 /// `recvmmsg` into `VLEN` buffers of [`wire::RECV_BUFFER`] bytes: one
 /// system call for every datagram queued (the kernel queue is shallow, so
-/// under load each call returns several).
+/// under load each call returns several). The datagrams stay in these
+/// buffers until the next call.
 struct MultiRecv {
     bufs: Vec<u8>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Datagrams the last call received.
+    received: usize,
 }
 
 // SAFETY: the raw pointers in `iovs`/`hdrs` point into `bufs`/`iovs`, heap
@@ -181,17 +189,18 @@ impl MultiRecv {
                 h
             })
             .collect();
-        MultiRecv { bufs, iovs, hdrs }
+        MultiRecv {
+            bufs,
+            iovs,
+            hdrs,
+            received: 0,
+        }
     }
 
-    /// Receives up to `VLEN` datagrams into `batch`; blocking (up to the
-    /// socket's read timeout) for the first one unless `dontwait`.
-    fn recv(
-        &mut self,
-        sock: &UnixDatagram,
-        batch: &mut Batch,
-        dontwait: bool,
-    ) -> std::io::Result<usize> {
+    /// Receives up to `VLEN` datagrams (read them with
+    /// [`MultiRecv::received`]); blocking (up to the socket's read timeout)
+    /// for the first one unless `dontwait`.
+    fn recv(&mut self, sock: &UnixDatagram, dontwait: bool) -> std::io::Result<usize> {
         debug_assert_eq!(self.iovs.len(), VLEN);
         let flags = if dontwait {
             libc::MSG_DONTWAIT
@@ -210,16 +219,21 @@ impl MultiRecv {
                 std::ptr::null_mut(),
             )
         };
+        self.received = 0;
         if n < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let n = n as usize;
-        for (i, h) in self.hdrs[..n].iter().enumerate() {
+        self.received = n as usize;
+        Ok(self.received)
+    }
+
+    /// The datagrams of the last call, in arrival order.
+    fn received(&self) -> impl Iterator<Item = &[u8]> {
+        self.hdrs[..self.received].iter().enumerate().map(|(i, h)| {
             let len = (h.msg_len as usize).min(wire::RECV_BUFFER);
             let off = i * wire::RECV_BUFFER;
-            batch.push(&self.bufs[off..off + len]);
-        }
-        Ok(n)
+            &self.bufs[off..off + len]
+        })
     }
 }
 
@@ -248,11 +262,7 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
-                let mut batch = spare_rx.try_recv().unwrap_or_else(|_| Batch {
-                    bytes: Vec::with_capacity(64 << 10),
-                    ends: Vec::with_capacity(256),
-                });
-                match mr.recv(&socket, &mut batch, false) {
+                match mr.recv(&socket, false) {
                     Ok(_) => {}
                     Err(e)
                         if matches!(
@@ -270,9 +280,18 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                         continue;
                     }
                 };
-                // Drain whatever else is queued without blocking.
-                while batch.len() < 4096 {
-                    match mr.recv(&socket, &mut batch, true) {
+                let mut batch = spare_rx.try_recv().unwrap_or_else(|_| Batch {
+                    bytes: Vec::with_capacity(64 << 10),
+                    ends: Vec::with_capacity(256),
+                });
+                // Copy into the batch and drain whatever else is queued
+                // without blocking.
+                loop {
+                    mr.received().for_each(|d| batch.push(d));
+                    if batch.len() >= 4096 {
+                        break;
+                    }
+                    match mr.recv(&socket, true) {
                         Ok(n) if n > 0 => {}
                         _ => break,
                     }
