@@ -1,11 +1,20 @@
-//! The receive path: one thread drains the socket, another applies
-//! datagrams to the state and publishes messages.
+//! The receive path: one thread drains the socket and, whenever it can do
+//! so without waiting, applies the datagrams to the state itself; another
+//! thread applies what was handed over and runs expiry.
 //!
 //! The kernel queue of a UNIX datagram socket is tiny here
-//! (`net.unix.max_dgram_qlen` = 10), so the receiving thread does nothing
-//! but `recv` and hand batches over; it never waits for the state lock. The
-//! ingest thread applies a whole batch under one lock acquisition and runs
-//! expiry on a 1 s timer, so no per-datagram work depends on the number of
+//! (`net.unix.max_dgram_qlen` = 10), so the receiving thread must never
+//! wait for the state lock. After each `recvmmsg` it applies the datagrams
+//! in place (inline: no copy, no hand-off, no wake-up of another thread)
+//! when nothing handed over earlier is still waiting to be applied and the
+//! state lock is free at that moment; otherwise (a snapshot holds the lock,
+//! or batches are pending) it copies them into a batch for the ingest
+//! thread, exactly as before. Both paths apply through one function,
+//! `Shared::apply`, and arrival order is kept: the ingest thread counts a
+//! batch as applied only after applying it, and the receive thread goes
+//! inline only when that count shows nothing pending. The ingest thread
+//! also runs expiry on a 1 s timer (it wakes every 200 ms even when no
+//! batch comes), so no per-datagram work depends on the number of
 //! processes.
 
 use crate::messages;
@@ -39,7 +48,15 @@ pub struct Shared {
     /// Times the receive thread paused because the ingest thread was more
     /// than [`MAX_QUEUED_BYTES`] behind.
     pub receive_pauses: AtomicU64,
+    /// Datagrams the receive thread applied itself (inline).
+    applied_inline: AtomicU64,
+    /// Batches the receive thread handed over to the ingest thread.
+    batches_handed_over: AtomicU64,
     queued_bytes: AtomicUsize,
+    /// Batches handed over and not yet applied: the inline path's guard.
+    /// Counted apart from `queued_bytes`, which a batch of empty datagrams
+    /// leaves at 0.
+    pending_batches: AtomicUsize,
     /// Set to stop both threads.
     pub stop: AtomicBool,
     /// Messages subscribers missed because they were too slow.
@@ -54,7 +71,10 @@ impl Shared {
             state: Mutex::new(state),
             tx,
             receive_pauses: AtomicU64::new(0),
+            applied_inline: AtomicU64::new(0),
+            batches_handed_over: AtomicU64::new(0),
             queued_bytes: AtomicUsize::new(0),
+            pending_batches: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             lagged: AtomicU64::new(0),
         })
@@ -71,8 +91,17 @@ impl Shared {
         let _ = self.tx.send(Arc::from(msg));
     }
 
+    /// The state if nobody holds its lock right now (never waits).
+    fn try_lock(&self) -> Option<std::sync::MutexGuard<'_, State>> {
+        match self.state.try_lock() {
+            Ok(st) => Some(st),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Applies datagrams, in order, to the locked state and publishes what
-    /// they changed.
+    /// they changed: the one apply of both receive paths.
     fn apply<'a>(&self, st: &mut State, datagrams: impl IntoIterator<Item = &'a [u8]>) {
         let now = Instant::now();
         let publish = self.tx.receiver_count() > 0;
@@ -280,12 +309,27 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                         continue;
                     }
                 };
+                // Inline: with nothing handed over still to apply (the
+                // ingest thread decrements only after applying, and only
+                // this thread increments), these datagrams come next in
+                // arrival order; apply them from the receive buffers if the
+                // lock is free right now. Acquire pairs with the Release of
+                // the decrement: the batch applied before it is visible.
+                if sh.pending_batches.load(Ordering::Acquire) == 0 {
+                    if let Some(mut st) = sh.try_lock() {
+                        sh.apply(&mut st, mr.received());
+                        drop(st);
+                        sh.applied_inline
+                            .fetch_add(mr.received as u64, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+                // Hand-off: copy into a batch, drain whatever else is queued
+                // without blocking, and leave it to the ingest thread.
                 let mut batch = spare_rx.try_recv().unwrap_or_else(|_| Batch {
                     bytes: Vec::with_capacity(64 << 10),
                     ends: Vec::with_capacity(256),
                 });
-                // Copy into the batch and drain whatever else is queued
-                // without blocking.
                 loop {
                     mr.received().for_each(|d| batch.push(d));
                     if batch.len() >= 4096 {
@@ -296,8 +340,9 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                         _ => break,
                     }
                 }
-                let bytes = batch.bytes();
-                sh.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+                sh.queued_bytes.fetch_add(batch.bytes(), Ordering::Relaxed);
+                sh.pending_batches.fetch_add(1, Ordering::Relaxed);
+                sh.batches_handed_over.fetch_add(1, Ordering::Relaxed);
                 if tx.send(batch).is_err() {
                     break;
                 }
@@ -319,6 +364,9 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                             let _ = spare_tx.try_send(batch);
                         }
                         sh.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                        // Only now, after the batch is applied and the lock
+                        // released (see the inline path).
+                        sh.pending_batches.fetch_sub(1, Ordering::Release);
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         if sh.stop.load(Ordering::Relaxed) {
@@ -335,4 +383,157 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
             }
         })?;
     Ok(Threads { recv, ingest })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Limits;
+    use std::path::Path;
+
+    /// How long a condition gets to come true (the machine may be loaded).
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    /// A running receive path on a socket in its own directory.
+    struct Pipeline {
+        shared: Arc<Shared>,
+        threads: Option<Threads>,
+        _dir: tempfile::TempDir,
+        sock: std::path::PathBuf,
+    }
+
+    impl Pipeline {
+        fn start(limits: Limits) -> Pipeline {
+            let dir = tempfile::tempdir().unwrap();
+            let sock = dir.path().join("t.sock");
+            let socket = UnixDatagram::bind(&sock).unwrap();
+            let shared = Shared::new(State::new(limits), 16);
+            let threads = start(socket, shared.clone()).unwrap();
+            Pipeline {
+                shared,
+                threads: Some(threads),
+                _dir: dir,
+                sock,
+            }
+        }
+
+        fn received(&self) -> u64 {
+            self.shared.lock().total_received
+        }
+    }
+
+    impl Drop for Pipeline {
+        fn drop(&mut self) {
+            self.shared.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.threads.take() {
+                t.join();
+            }
+        }
+    }
+
+    /// A header-only periodic datagram of `pid` with `seq`.
+    fn datagram(pid: u32, seq: u32) -> [u8; wire::HEADER_LEN] {
+        wire::Header::new(wire::Kind::PROCESS, pid, seq, 1.0e9 + seq as f64).to_bytes()
+    }
+
+    /// Sends `seqs` of every pid of `pids`, interleaved, blocking while the
+    /// socket's queue is full (lossless).
+    fn send(sock: &Path, pids: &[u32], seqs: std::ops::RangeInclusive<u32>) {
+        let tx = UnixDatagram::unbound().unwrap();
+        for seq in seqs {
+            for &pid in pids {
+                tx.send_to(&datagram(pid, seq), sock).unwrap();
+            }
+        }
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !done() {
+            assert!(t0.elapsed() < PATIENCE, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn arrival_order_is_kept_across_hand_off_and_inline() {
+        let pids = [101, 102, 103];
+        let per_round = 600u32;
+        let rounds = 4u32;
+        let p = Pipeline::start(Limits {
+            samples_per_process: (per_round * rounds) as usize,
+            ..Limits::default()
+        });
+        let mut sent = 0u64;
+        for round in 0..rounds {
+            let first = round * per_round + 1;
+            let half = first + per_round / 2;
+            {
+                // Lock held: every datagram goes to a batch for the ingest
+                // thread, which waits for the lock.
+                let _held = p.shared.lock();
+                send(&p.sock, &pids, first..=half - 1);
+                sent += u64::from(half - first) * pids.len() as u64;
+                let pending = (half - first) as usize * pids.len() * wire::HEADER_LEN;
+                wait_until("the held-back datagrams to be handed over", || {
+                    p.shared.queued_bytes.load(Ordering::Relaxed) == pending
+                });
+            }
+            // Released with hundreds of datagrams pending: what arrives now
+            // must wait for them (hand-off) until the ingest thread has
+            // applied them all, and only then go inline.
+            send(&p.sock, &pids, half..=first + per_round - 1);
+            sent += u64::from(first + per_round - half) * pids.len() as u64;
+            wait_until("every datagram applied", || p.received() == sent);
+        }
+        assert!(p.shared.batches_handed_over.load(Ordering::Relaxed) > 0);
+        assert!(
+            p.shared.applied_inline.load(Ordering::Relaxed) > 0,
+            "no datagram was applied inline"
+        );
+        let st = p.shared.lock();
+        assert_eq!(st.total_received, sent);
+        assert_eq!(st.decode_errors, 0);
+        assert_eq!(st.seq_gaps, 0, "datagrams applied out of arrival order");
+        for pid in pids {
+            let seqs: Vec<u32> = st.processes[&pid]
+                .samples
+                .iter()
+                .map(|s| s.header().seq)
+                .collect();
+            let want: Vec<u32> = (1..=per_round * rounds).collect();
+            assert!(seqs == want, "pid {pid}: samples out of arrival order");
+        }
+    }
+
+    #[test]
+    fn expiry_runs_when_every_datagram_is_applied_inline() {
+        // The ingest thread gets no batch at all here; its timer alone
+        // must drop the stale process. (A datagram that arrived while the
+        // timer held the lock would be handed over: then start again.)
+        for _attempt in 0..3 {
+            let p = Pipeline::start(Limits {
+                stale_after: Duration::from_millis(300),
+                ..Limits::default()
+            });
+            let before_send = Instant::now();
+            send(&p.sock, &[201], 1..=3);
+            wait_until("the datagrams applied", || p.received() == 3);
+            if p.shared.batches_handed_over.load(Ordering::Relaxed) > 0 {
+                continue;
+            }
+            assert_eq!(p.shared.applied_inline.load(Ordering::Relaxed), 3);
+            assert!(p.shared.lock().processes.contains_key(&201));
+            wait_until("the stale process to expire", || {
+                !p.shared.lock().processes.contains_key(&201)
+            });
+            assert!(
+                before_send.elapsed() >= Duration::from_millis(300),
+                "expired before it was stale"
+            );
+            assert_eq!(p.shared.batches_handed_over.load(Ordering::Relaxed), 0);
+            return;
+        }
+        panic!("every attempt had a datagram handed over");
+    }
 }
