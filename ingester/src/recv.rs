@@ -6,9 +6,11 @@
 //! (`net.unix.max_dgram_qlen` = 10), so the receiving thread must never
 //! wait for the state lock. After each `recvmmsg` it applies the datagrams
 //! in place (inline: no copy, no hand-off, no wake-up of another thread)
-//! when nothing handed over earlier is still waiting to be applied and the
-//! state lock is free at that moment; otherwise (a snapshot holds the lock,
-//! or batches are pending) it copies them into a batch for the ingest
+//! when nothing handed over earlier is still waiting to be applied, no
+//! WebSocket client subscribes (then each datagram is also serialised into
+//! a message, work left to the ingest thread) and the state lock is free at
+//! that moment; otherwise (a snapshot holds the lock, batches are pending,
+//! messages are published) it copies them into a batch for the ingest
 //! thread, exactly as before. Both paths apply through one function,
 //! `Shared::apply`, and arrival order is kept: the ingest thread counts a
 //! batch as applied only after applying it, and the receive thread goes
@@ -315,7 +317,11 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
                 // arrival order; apply them from the receive buffers if the
                 // lock is free right now. Acquire pairs with the Release of
                 // the decrement: the batch applied before it is visible.
-                if sh.pending_batches.load(Ordering::Acquire) == 0 {
+                // Only while no WebSocket client subscribes: a subscriber's
+                // messages are serialised per datagram (many µs), and that
+                // work stays on the ingest thread so this one keeps the
+                // 10-deep kernel queue drained.
+                if sh.pending_batches.load(Ordering::Acquire) == 0 && sh.tx.receiver_count() == 0 {
                     if let Some(mut st) = sh.try_lock() {
                         sh.apply(&mut st, mr.received());
                         drop(st);
@@ -504,6 +510,16 @@ mod tests {
             let want: Vec<u32> = (1..=per_round * rounds).collect();
             assert!(seqs == want, "pid {pid}: samples out of arrival order");
         }
+    }
+
+    #[test]
+    fn with_a_subscriber_every_datagram_is_handed_over() {
+        let p = Pipeline::start(Limits::default());
+        let _rx = p.shared.tx.subscribe();
+        send(&p.sock, &[301], 1..=50);
+        wait_until("the datagrams applied", || p.received() == 50);
+        assert_eq!(p.shared.applied_inline.load(Ordering::Relaxed), 0);
+        assert!(p.shared.batches_handed_over.load(Ordering::Relaxed) > 0);
     }
 
     #[test]
