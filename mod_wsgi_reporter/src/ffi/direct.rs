@@ -174,7 +174,7 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
         guard((), || {
             let now = sys::now_us();
             // SAFETY: claimed => initialised by start_request.
-            let st = unsafe { frame.st.assume_init_ref() };
+            let st = unsafe { frame.st.assume_init_mut() };
             // mod_wsgi returns OK once the response has started (its
             // status is then r->status), or the error status httpd is
             // about to send (an exception before the response started:

@@ -612,15 +612,15 @@ unsafe extern "C" fn pre_connection(_c: *mut ap::conn_rec, _csd: *mut c_void) ->
 
 // ---------------------------------------------------------- request path --
 
-/// Per-request state, allocated in `r->pool`: the claim and the I/O our
-/// filters saw. In a daemon process (`daemon`) the claim lives in the
+/// Per-request state, allocated in `r->pool` (filter mode, daemons) or in
+/// the handler wrapper's frame (direct mode): the claim and what the
+/// request path saw, kept as the [`Finished`] the accounting takes (no copy
+/// at the end). In a daemon process (`daemon`) the claim lives in the
 /// daemon's per-slot table and only `claim.slot` is used here.
 #[repr(C)]
 pub(super) struct ReqState {
     pub(super) r: *mut ap::request_rec,
     pub(super) claim: Claim,
-    pub(super) request_start_us: u64,
-    pub(super) claim_us: u64,
     pub(super) finished: bool,
     /// Apache is sending its own error page: not application output.
     pub(super) error_response: bool,
@@ -630,13 +630,10 @@ pub(super) struct ReqState {
     /// through the `wsgi_end_request` hook): later reads are httpd
     /// discarding an unread body, not the application's input.
     pub(super) app_done: bool,
-    pub(super) in_us: u64,
-    pub(super) out_us: u64,
-    pub(super) in_bytes: u64,
-    pub(super) in_reads: u64,
-    pub(super) out_bytes: u64,
-    pub(super) out_writes: u64,
     pub(super) cpu0: Option<(u64, u64)>,
+    /// Request start, claim and I/O so far (finish, status and CPU are set
+    /// when it is recorded).
+    pub(super) f: Finished,
 }
 
 impl ReqState {
@@ -644,19 +641,12 @@ impl ReqState {
         ReqState {
             r,
             claim,
-            request_start_us: 0,
-            claim_us: 0,
             finished: false,
             error_response: false,
             daemon: false,
             app_done: false,
-            in_us: 0,
-            out_us: 0,
-            in_bytes: 0,
-            in_reads: 0,
-            out_bytes: 0,
-            out_writes: 0,
             cpu0,
+            f: Finished::default(),
         }
     }
 }
@@ -666,10 +656,11 @@ impl ReqState {
     /// Cannot panic.
     #[inline]
     pub(super) fn wrote(&mut self, bytes: u64, us: u64) {
-        self.out_us = self.out_us.wrapping_add(us);
+        let f = &mut self.f;
+        f.output_write_us = f.output_write_us.wrapping_add(us);
         if bytes > 0 {
-            self.out_bytes = self.out_bytes.wrapping_add(bytes);
-            self.out_writes = self.out_writes.wrapping_add(1);
+            f.output_bytes = f.output_bytes.wrapping_add(bytes);
+            f.output_writes = f.output_writes.wrapping_add(1);
         }
     }
 
@@ -682,10 +673,11 @@ impl ReqState {
         let mut len: ap::apr_off_t = 0;
         // SAFETY: per the contract; read_all = 0 never blocks.
         unsafe { ap::apr_brigade_length(bb, 0, &mut len) };
-        self.in_us = self.in_us.wrapping_add(us);
+        let f = &mut self.f;
+        f.input_read_us = f.input_read_us.wrapping_add(us);
         if len > 0 {
-            self.in_bytes = self.in_bytes.wrapping_add(len as u64);
-            self.in_reads = self.in_reads.wrapping_add(1);
+            f.input_bytes = f.input_bytes.wrapping_add(len as u64);
+            f.input_reads = f.input_reads.wrapping_add(1);
         }
     }
 }
@@ -884,11 +876,9 @@ pub(super) unsafe fn begin_into(
     } else {
         p.acc.claim(slot, tid, request_start, now, None)
     };
-    out.write(ReqState {
-        request_start_us: request_start,
-        claim_us: now,
-        ..ReqState::new(r, claim, cpu0)
-    });
+    let st = out.write(ReqState::new(r, claim, cpu0));
+    st.f.request_start_us = request_start;
+    st.f.claim_us = now;
 }
 
 /// Puts `st` in `r->pool` and `r->request_config`, ends it with the pool
@@ -997,29 +987,16 @@ pub(super) fn finish(st: &mut ReqState, now: u64) {
 }
 
 /// Records an embedded request mod_wsgi ran here, with its final status.
-pub(super) fn record(p: &Process<SocketSink>, st: &ReqState, now: u64, status: c_int) {
-    let cpu = match (st.cpu0, p.acc.slow_threshold_us > 0) {
-        (Some((u0, s0)), true) => {
-            sys::thread_cpu_us().map(|(u, s)| (u.saturating_sub(u0), s.saturating_sub(s0)))
+pub(super) fn record(p: &Process<SocketSink>, st: &mut ReqState, now: u64, status: c_int) {
+    if p.acc.slow_threshold_us > 0 {
+        if let Some((u0, s0)) = st.cpu0 {
+            st.f.cpu_us =
+                sys::thread_cpu_us().map(|(u, s)| (u.saturating_sub(u0), s.saturating_sub(s0)));
         }
-        _ => None,
-    };
-    let f = Finished {
-        request_start_us: st.request_start_us,
-        queue_start_us: 0,
-        daemon_start_us: 0,
-        claim_us: st.claim_us,
-        finish_us: now,
-        input_read_us: st.in_us,
-        output_write_us: st.out_us,
-        input_bytes: st.in_bytes,
-        input_reads: st.in_reads,
-        output_bytes: st.out_bytes,
-        output_writes: st.out_writes,
-        status,
-        cpu_us: cpu,
-    };
-    p.acc.finish(st.claim, &f);
+    }
+    st.f.finish_us = now;
+    st.f.status = status;
+    p.acc.finish(st.claim, &st.f);
 }
 
 unsafe extern "C" fn request_cleanup(data: *mut c_void) -> ap::apr_status_t {
