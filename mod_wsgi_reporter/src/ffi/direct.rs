@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
 use apache_headers as ap;
 use apache_headers::macros as m;
 
-use super::glue::{begin_into, brigade_data, guard, process, record, ReqState};
+use super::glue::{begin_into, brigade_data, guard, note_daemon_pid, process, record, ReqState};
 use super::python::fnptr;
 use crate::got::{self, GotError};
 use crate::sys;
@@ -143,11 +143,28 @@ pub(super) fn install() -> Result<(), Unavailable> {
         ],
     )
     .map_err(Unavailable::Got)?;
-    // SAFETY: as above; a plain store of a function pointer of the same
+    // SAFETY: as above; plain stores of function pointers of the same
     // type, in this process only (the array was copied at the fork).
-    unsafe { (*entry).pFunc = Some(handler) };
+    unsafe {
+        (*entry).pFunc = Some(handler);
+        // Our own handler hook (registered for filter mode) has nothing
+        // left to do: the wrapper notes the pid for daemons itself.
+        let arr = ap::ap_hook_get_handler();
+        let elts = (*arr).elts as *mut ap::ap_LINK_handler_t;
+        for i in 0..(*arr).nelts.max(0) as usize {
+            let e = elts.add(i);
+            if (*e).pFunc.map(|f| f as usize) == Some(super::glue::handler as *const () as usize) {
+                (*e).pFunc = Some(declined);
+            }
+        }
+    }
     INSTALLED.store(true, SeqCst);
     Ok(())
+}
+
+/// Stands in for our own handler hook in direct mode.
+unsafe extern "C" fn declined(_r: *mut ap::request_rec) -> c_int {
+    ap::DECLINED as c_int
 }
 
 /// mod_wsgi's handler, wrapped.
@@ -165,6 +182,8 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
     };
     // SAFETY: as above.
     unsafe { (*cell).set(&mut frame) };
+    // SAFETY: httpd's live request.
+    unsafe { note_daemon_pid(r) };
     // SAFETY: mod_wsgi's `int wsgi_hook_handler(request_rec *)`, taken from
     // the hook array; called with httpd's own argument.
     let rv = unsafe { fnptr::<HandlerFn>(REAL_HANDLER.load(Relaxed))(r) };

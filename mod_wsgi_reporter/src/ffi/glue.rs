@@ -751,19 +751,12 @@ fn span(p: *const c_char) -> (*const u8, usize) {
     (s.as_ptr(), s.len())
 }
 
-unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
+pub(super) unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
     if super::direct::installed() {
-        // Requests are claimed from mod_wsgi's own calls (direct.rs).
-        if !SERVER_PID_STR.load(Relaxed).is_null() {
-            guard((), || {
-                // SAFETY: httpd passes a live request.
-                let rr = unsafe { &*r };
-                // SAFETY: NULL or NUL-terminated.
-                if is_wsgi_handler(unsafe { m::cstr(rr.handler) }) {
-                    note_server_pid(rr);
-                }
-            });
-        }
+        // Requests are claimed from mod_wsgi's own calls (direct.rs, which
+        // normally takes this hook out of the array altogether).
+        // SAFETY: httpd passes a live request.
+        unsafe { note_daemon_pid(r) };
         return DECLINED;
     }
     // Not configured: nothing is tracked (and no hook reads CURRENT).
@@ -804,6 +797,24 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
         CURRENT.with(|c| c.set(st));
         DECLINED
     })
+}
+
+/// [`note_server_pid`] for a mod_wsgi request (direct mode: our handler
+/// hook is not run).
+///
+/// # Safety
+/// `r` is a live request.
+pub(super) unsafe fn note_daemon_pid(r: *mut ap::request_rec) {
+    if !SERVER_PID_STR.load(Relaxed).is_null() {
+        guard((), || {
+            // SAFETY: per the contract.
+            let rr = unsafe { &*r };
+            // SAFETY: NULL or NUL-terminated.
+            if is_wsgi_handler(unsafe { m::cstr(rr.handler) }) {
+                note_server_pid(rr);
+            }
+        });
+    }
 }
 
 /// For a request mod_wsgi may hand to a daemon process: the daemon's slow
