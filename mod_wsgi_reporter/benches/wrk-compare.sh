@@ -29,6 +29,9 @@
 # (benches/perf-share.py): figures that, unlike req/s, hardly move with
 # other load on a shared machine (D's reporter runs inside mod_wsgi 6.1.1's
 # .so, so its cost shows as D's .so share over C's).
+# PIN=1: httpd (all its processes) on core 0, wrk and the receiver on
+# core 1, so load generator and server do not take turns on the same core
+# (steadier rounds on a 2-core machine; the throughput is one core's).
 # Needs: scripts/install-deps.sh (apache2, mod_wsgi 4.9, wrk, python3-dev).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -69,6 +72,13 @@ while True:
 PY
 RECV=$!
 HTTPD=""
+SERVER_CPU=()
+LOAD_CPU=()
+if [ "${PIN:-0}" = 1 ]; then
+    SERVER_CPU=(taskset -c 0)
+    LOAD_CPU=(taskset -c 1)
+    taskset -pc 1 "$RECV" >/dev/null
+fi
 cleanup() {
     [ -n "$HTTPD" ] && kill "$HTTPD" 2>/dev/null && wait "$HTTPD" 2>/dev/null || true
     kill "$RECV" 2>/dev/null || true
@@ -145,10 +155,10 @@ cpu_ticks() { # total utime+stime (clock ticks) of every process in httpd's sess
 }
 run() { # $1 variant -> "rps p99ms cpu_us_per_request"
     conf "$1"
-    setsid /usr/sbin/apache2 -f "$WORK/httpd-$1.conf" -DFOREGROUND &
+    setsid "${SERVER_CPU[@]}" /usr/sbin/apache2 -f "$WORK/httpd-$1.conf" -DFOREGROUND &
     HTTPD=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null   # warm-up
+    "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null   # warm-up
     if [ "${PERF:-0}" = 1 ]; then
         # An extra, unmeasured load run for every variant (the same warm-up
         # history for all), sampled by perf (stack copies slow httpd down:
@@ -157,7 +167,7 @@ run() { # $1 variant -> "rps p99ms cpu_us_per_request"
             -p "$(ps -s "$HTTPD" -o pid= | tr -s ' \n' ',' | sed 's/^,//; s/,$//')" \
             -- sleep 5 >/dev/null 2>&1 &
         local perf=$!
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d6s "http://127.0.0.1:$PORT/" >/dev/null
+        "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d6s "http://127.0.0.1:$PORT/" >/dev/null
         wait "$perf" || true
         perf script -i "$WORK/perf.data" -F comm,tid,ip,sym,dso 2>/dev/null > "$WORK/perf.txt" || true
         echo "  $1 perf: $(python3 mod_wsgi_reporter/benches/perf-share.py "$WORK/perf.txt")" >&2
@@ -165,7 +175,7 @@ run() { # $1 variant -> "rps p99ms cpu_us_per_request"
     fi
     local out c0 c1
     c0=$(cpu_ticks)
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
+    out=$("${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
     c1=$(cpu_ticks)
     kill "$HTTPD"; wait "$HTTPD" 2>/dev/null || true; HTTPD=""
     local rps p99 n cpu
