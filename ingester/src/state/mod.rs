@@ -15,7 +15,7 @@
 pub mod packed;
 
 use indexmap::IndexMap;
-use packed::{pack, pack_ref, Packed};
+use packed::{pack, pack_listed, pack_ref, Packed};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -407,6 +407,77 @@ impl View for SampleRef<'_> {
     }
 }
 
+/// A [`SampleRef`] with its fields listed once, in wire order, so each
+/// lookup scans a short array of ids instead of walking the TLV records
+/// again (a REQUEST datagram is asked for a dozen fields). Held on the stack;
+/// a datagram with more fields than fit falls back to [`SampleRef::get`].
+struct Indexed<'a> {
+    r: SampleRef<'a>,
+    /// `None` when the datagram has more than [`Indexed::CAP`] fields.
+    n: Option<usize>,
+    ids: [u16; Indexed::CAP],
+    vals: [ValueRef<'a>; Indexed::CAP],
+}
+
+impl<'a> Indexed<'a> {
+    const CAP: usize = 64;
+
+    fn new(r: SampleRef<'a>) -> Indexed<'a> {
+        let mut ix = Indexed {
+            r,
+            n: Some(0),
+            ids: [0; Indexed::CAP],
+            vals: [ValueRef::U64(0); Indexed::CAP],
+        };
+        // `fields` already resolves duplicates (first position, last value).
+        let mut n = 0;
+        for (id, v) in r.fields() {
+            if n == Indexed::CAP {
+                ix.n = None;
+                return ix;
+            }
+            ix.ids[n] = id;
+            ix.vals[n] = v;
+            n += 1;
+        }
+        ix.n = Some(n);
+        ix
+    }
+
+    fn get(&self, fid: u16) -> Option<ValueRef<'a>> {
+        match self.n {
+            Some(n) => self.ids[..n]
+                .iter()
+                .position(|&i| i == fid)
+                .map(|k| self.vals[k]),
+            None => self.r.get(fid),
+        }
+    }
+}
+
+impl View for Indexed<'_> {
+    fn header(&self) -> Header {
+        self.r.header
+    }
+    fn scalar(&self, fid: u16) -> Option<Value> {
+        Some(match self.get(fid)? {
+            ValueRef::U64(x) => Value::U64(x),
+            ValueRef::F64(x) => Value::F64(x),
+            ValueRef::I64(x) => Value::I64(x),
+            _ => return None,
+        })
+    }
+    fn text(&self, fid: u16) -> Option<Cow<'_, str>> {
+        self.get(fid)?.as_text()
+    }
+    fn pack(&self) -> Packed {
+        match self.n {
+            Some(n) => pack_listed(&self.r.header, &self.ids[..n], &self.vals[..n]),
+            None => pack_ref(&self.r),
+        }
+    }
+}
+
 fn text(s: &impl View, fid: u16) -> String {
     s.text(fid).map(|t| t.into_owned()).unwrap_or_default()
 }
@@ -481,7 +552,7 @@ impl State {
     ) -> (Update<()>, Option<SampleRef<'a>>) {
         self.total_received += 1;
         match wire::decode_ref(datagram) {
-            Ok(r) => (self.apply_view(&r, now), Some(r)),
+            Ok(r) => (self.apply_view(&Indexed::new(r), now), Some(r)),
             Err(e) => {
                 self.decode_errors += 1;
                 tracing::warn!("decode error: {e} (len={})", datagram.len());
@@ -775,5 +846,56 @@ impl State {
             .map(Process::heap_bytes)
             .sum::<usize>()
             + self.slow.len() * 512
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index answers as `SampleRef` does and packs the same bytes, for
+    /// every corpus datagram, one with duplicated ids and one too long to
+    /// index.
+    #[test]
+    fn indexed_view_reads_as_the_sample_ref() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+        let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
+            .map(Into::into)
+            .unwrap_or(dir);
+        let bin = std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).expect("corpus");
+        let mut datagrams: Vec<Vec<u8>> = wire::capture::records(&bin)
+            .map(|r| r.unwrap().to_vec())
+            .collect();
+        let header = Header::new(Kind::REQUEST, 1, 2, 3.5);
+        let dup = Sample {
+            header,
+            fields: vec![
+                (7, Value::U64(1)),
+                (9, Value::Bytes(b"a".to_vec())),
+                (7, Value::F64(2.5)),
+                (600, Value::I64(-3)),
+                (600, Value::U64(4)),
+            ],
+        };
+        let long = Sample {
+            header,
+            fields: (0..Indexed::CAP as u16 + 6)
+                .map(|i| (i, Value::U64(i as u64)))
+                .collect(),
+        };
+        datagrams.push(dup.encode().unwrap());
+        datagrams.push(long.encode().unwrap());
+        for d in &datagrams {
+            let r = wire::decode_ref(d).unwrap();
+            let ix = Indexed::new(r);
+            for fid in (0..700).chain(r.fields().map(|(i, _)| i)) {
+                assert_eq!(ix.get(fid), r.get(fid), "field {fid}");
+            }
+            assert_eq!(View::pack(&ix), pack_ref(&r));
+        }
+        let r = wire::decode_ref(datagrams.last().unwrap()).unwrap();
+        assert!(Indexed::new(r).n.is_none());
+        let r = wire::decode_ref(&datagrams[datagrams.len() - 2]).unwrap();
+        assert!(r.has_duplicates() && Indexed::new(r).n == Some(3));
     }
 }

@@ -196,6 +196,15 @@ pub fn pack_ref(s: &SampleRef<'_>) -> Packed {
     pack_fields(&s.header, s.fields().map(|(id, v)| (id, Val::from(v))))
 }
 
+/// As [`pack_ref`], from fields already listed in wire order (duplicates
+/// resolved as [`SampleRef::fields`] does).
+pub fn pack_listed(header: &Header, ids: &[u16], vals: &[ValueRef<'_>]) -> Packed {
+    pack_fields(
+        header,
+        ids.iter().zip(vals).map(|(&id, &v)| (id, Val::from(v))),
+    )
+}
+
 struct Reader<'a> {
     b: &'a [u8],
     o: usize,
