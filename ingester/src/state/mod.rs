@@ -387,17 +387,23 @@ impl View for Sample {
     }
 }
 
+/// A scalar field read in place as the owned value (`None` for text and
+/// arrays).
+fn scalar_of(v: ValueRef<'_>) -> Option<Value> {
+    Some(match v {
+        ValueRef::U64(x) => Value::U64(x),
+        ValueRef::F64(x) => Value::F64(x),
+        ValueRef::I64(x) => Value::I64(x),
+        _ => return None,
+    })
+}
+
 impl View for SampleRef<'_> {
     fn header(&self) -> Header {
         self.header
     }
     fn scalar(&self, fid: u16) -> Option<Value> {
-        Some(match self.get(fid)? {
-            ValueRef::U64(x) => Value::U64(x),
-            ValueRef::F64(x) => Value::F64(x),
-            ValueRef::I64(x) => Value::I64(x),
-            _ => return None,
-        })
+        scalar_of(self.get(fid)?)
     }
     fn text(&self, fid: u16) -> Option<Cow<'_, str>> {
         SampleRef::text(self, fid)
@@ -460,12 +466,7 @@ impl View for Indexed<'_> {
         self.r.header
     }
     fn scalar(&self, fid: u16) -> Option<Value> {
-        Some(match self.get(fid)? {
-            ValueRef::U64(x) => Value::U64(x),
-            ValueRef::F64(x) => Value::F64(x),
-            ValueRef::I64(x) => Value::I64(x),
-            _ => return None,
-        })
+        scalar_of(self.get(fid)?)
     }
     fn text(&self, fid: u16) -> Option<Cow<'_, str>> {
         self.get(fid)?.as_text()
