@@ -101,27 +101,14 @@ pub(super) fn install() -> Result<(), Unavailable> {
     if std::env::var_os("MOD_WSGI_TELEMETRY_FILTERS").is_some() {
         return Err(Unavailable::Disabled);
     }
-    // SAFETY: httpd's hook array for `handler`, sorted at startup; only
-    // read here, and one entry's function pointer replaced below while no
-    // request runs yet.
-    let entry = unsafe {
-        let arr = ap::ap_hook_get_handler();
-        if arr.is_null() {
-            return Err(Unavailable::NoHandler);
-        }
-        let elts = (*arr).elts as *mut ap::ap_LINK_handler_t;
-        let n = (*arr).nelts.max(0) as usize;
-        let mut found = None;
-        for i in 0..n {
-            let e = elts.add(i);
-            if m::cstr((*e).szName) == b"mod_wsgi.c" && (*e).pFunc.is_some() {
-                if found.is_some() {
-                    return Err(Unavailable::NoHandler);
-                }
-                found = Some(e);
-            }
-        }
-        found.ok_or(Unavailable::NoHandler)?
+    // mod_wsgi's one handler hook (by the name httpd recorded for it).
+    let mut found = handler_hooks().filter(|&e| {
+        // SAFETY: a live entry; its name is a static string.
+        unsafe { m::cstr((*e).szName) == b"mod_wsgi.c" && (*e).pFunc.is_some() }
+    });
+    let entry = match (found.next(), found.next()) {
+        (Some(e), None) => e,
+        _ => return Err(Unavailable::NoHandler),
     };
     // SAFETY: entry points into the live hook array.
     let real_handler = unsafe { (*entry).pFunc }.ok_or(Unavailable::NoHandler)? as *mut c_void;
@@ -143,23 +130,39 @@ pub(super) fn install() -> Result<(), Unavailable> {
         ],
     )
     .map_err(Unavailable::Got)?;
-    // SAFETY: as above; plain stores of function pointers of the same
-    // type, in this process only (the array was copied at the fork).
+    // Our own handler hook (registered for filter mode) has nothing left
+    // to do: the wrapper notes the pid for daemons itself.
+    let ours = super::glue::handler as *const () as usize;
+    // SAFETY: plain stores of function pointers of the same type into live
+    // entries, in this process only (the array was copied at the fork),
+    // while no request runs yet.
     unsafe {
         (*entry).pFunc = Some(handler);
-        // Our own handler hook (registered for filter mode) has nothing
-        // left to do: the wrapper notes the pid for daemons itself.
-        let arr = ap::ap_hook_get_handler();
-        let elts = (*arr).elts as *mut ap::ap_LINK_handler_t;
-        for i in 0..(*arr).nelts.max(0) as usize {
-            let e = elts.add(i);
-            if (*e).pFunc.map(|f| f as usize) == Some(super::glue::handler as *const () as usize) {
+        for e in handler_hooks() {
+            if (*e).pFunc.map(|f| f as usize) == Some(ours) {
                 (*e).pFunc = Some(declined);
             }
         }
     }
     INSTALLED.store(true, SeqCst);
     Ok(())
+}
+
+/// The entries of httpd's `handler` hook array (sorted at startup).
+fn handler_hooks() -> impl Iterator<Item = *mut ap::ap_LINK_handler_t> {
+    // SAFETY: httpd's live hook array (NULL when no module registered one).
+    let (elts, n) = unsafe {
+        let arr = ap::ap_hook_get_handler();
+        match arr.as_ref() {
+            Some(a) => (
+                a.elts as *mut ap::ap_LINK_handler_t,
+                a.nelts.max(0) as usize,
+            ),
+            None => (std::ptr::null_mut(), 0),
+        }
+    };
+    // SAFETY: i < nelts: within the array.
+    (0..n).map(move |i| unsafe { elts.add(i) })
 }
 
 /// Stands in for our own handler hook in direct mode.
