@@ -22,7 +22,10 @@
 #
 #   VARIANTS="A B C D" ROUNDS=3 DURATION=10 CONNECTIONS=32 THREADS=2 bash mod_wsgi_reporter/benches/wrk-compare.sh
 # INSTR=N1,N2: deterministic instruction counts per request instead (see
-# instr_run below; needs valgrind; CG_KEEP=DIR keeps the profiles).
+# instr_run below; needs valgrind; CG_KEEP=DIR keeps the profiles;
+# SEED=N sets PYTHONHASHSEED, 0 by default: other seeds lay Python's heap
+# out differently, which shows how much of a difference between variants
+# is layout rather than work).
 # PERF=1: before each measured run, an extra unmeasured load run samples
 # every httpd process with `perf record --call-graph dwarf` and prints the
 # module's share of httpd's CPU samples and mod_wsgi's own .so share
@@ -194,7 +197,7 @@ run() { # $1 variant -> "rps p99ms cpu_us_per_request"
 instr_run() { # $1 variant $2 requests -> total instructions
     conf "$1"
     rm -f "$WORK"/run/cg.out.*
-    PYTHONHASHSEED=0 valgrind --tool=callgrind --cache-sim=no --branch-sim=no --trace-children=yes \
+    PYTHONHASHSEED=${SEED:-0} valgrind --tool=callgrind --cache-sim=no --branch-sim=no --trace-children=yes \
         --callgrind-out-file="$WORK/run/cg.out.%p" \
         /usr/sbin/apache2 -X -f "$WORK/httpd-$1.conf" >/dev/null 2>&1 &
     HTTPD=$!
