@@ -17,6 +17,7 @@ pub mod config;
 pub mod daemon;
 pub mod gc;
 pub mod got;
+pub mod hookarray;
 pub mod reporter;
 pub mod runtime;
 pub mod sys;

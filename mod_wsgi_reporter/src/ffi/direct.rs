@@ -130,20 +130,11 @@ pub(super) fn install() -> Result<(), Unavailable> {
         ],
     )
     .map_err(Unavailable::Got)?;
-    // Our own handler hook (registered for filter mode) has nothing left
-    // to do: the wrapper notes the pid for daemons itself.
-    let ours = super::glue::handler as *const () as usize;
-    // SAFETY: plain stores of function pointers of the same type into live
-    // entries, in this process only (the array was copied at the fork),
-    // while no request runs yet.
-    unsafe {
-        (*entry).pFunc = Some(handler);
-        for e in handler_hooks() {
-            if (*e).pFunc.map(|f| f as usize) == Some(ours) {
-                (*e).pFunc = Some(declined);
-            }
-        }
-    }
+    // SAFETY: a plain store of a function pointer of the same type into a
+    // live entry, in this process only (the array was copied at the fork),
+    // while no request runs yet. (Our own handler entry, which only filter
+    // mode uses, is taken out by hooks.rs.)
+    unsafe { (*entry).pFunc = Some(handler) };
     INSTALLED.store(true, SeqCst);
     Ok(())
 }
@@ -163,11 +154,6 @@ fn handler_hooks() -> impl Iterator<Item = *mut ap::ap_LINK_handler_t> {
     };
     // SAFETY: i < nelts: within the array.
     (0..n).map(move |i| unsafe { elts.add(i) })
-}
-
-/// Stands in for our own handler hook in direct mode.
-unsafe extern "C" fn declined(_r: *mut ap::request_rec) -> c_int {
-    ap::DECLINED as c_int
 }
 
 /// mod_wsgi's handler, wrapped.

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use apache_headers as ap;
 use apache_headers::macros as m;
 
+use super::hooks::{Keep, Ours};
 use crate::accum::{text, Accounting, Claim, Detail, Finished};
 use crate::config::{self, Config};
 use crate::reporter::{self, OwnedIdentity, Reporter, Settings};
@@ -396,12 +397,23 @@ fn mpm_query(code: u32) -> c_int {
     }
 }
 
+/// Our per-request and per-connection hook functions (hooks.rs).
+fn our_hooks() -> Ours {
+    Ours {
+        handler: handler as *const () as usize,
+        pre_connection: pre_connection as *const () as usize,
+        insert_error_filter: insert_error_filter as *const () as usize,
+    }
+}
+
 unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
     guard((), || {
         CHILD_INIT_RAN.store(true, Release);
         MAIN_SERVER.store(s, Relaxed);
         let cfg = config();
         if !cfg.enabled {
+            // SAFETY: child_init, before any request.
+            unsafe { super::hooks::drop_unused(&our_hooks(), Keep::Nothing) };
             return;
         }
         // Only worth a table entry (and a WSGI environ key in embedded
@@ -435,11 +447,20 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
         }
         PROCESS.store(Arc::into_raw(proc_) as *mut _, Release);
         match super::direct::install() {
-            Ok(()) => log(
-                ap::APLOG_INFO,
-                s,
-                "Requests are accounted from mod_wsgi's own calls.",
-            ),
+            Ok(()) => {
+                // SAFETY: plain read of an httpd global set at config time.
+                let max = unsafe { std::ptr::addr_of!(ap::ap_max_requests_per_child).read() };
+                let keep = Keep::Direct {
+                    count_connections: max > 0,
+                };
+                // SAFETY: child_init, before any request.
+                unsafe { super::hooks::drop_unused(&our_hooks(), keep) };
+                log(
+                    ap::APLOG_INFO,
+                    s,
+                    "Requests are accounted from mod_wsgi's own calls.",
+                )
+            }
             Err(e) => {
                 log(
                     ap::APLOG_NOTICE,
@@ -753,7 +774,7 @@ fn span(p: *const c_char) -> (*const u8, usize) {
 
 pub(super) unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
     if super::direct::installed() {
-        // Requests are claimed from mod_wsgi's own calls (direct.rs, which
+        // Requests are claimed from mod_wsgi's own calls (direct.rs; hooks.rs
         // normally takes this hook out of the array altogether).
         // SAFETY: httpd passes a live request.
         unsafe { note_daemon_pid(r) };

@@ -9,4 +9,5 @@ mod daemon;
 mod daemon_hooks;
 mod direct;
 mod glue;
+mod hooks;
 mod python;
