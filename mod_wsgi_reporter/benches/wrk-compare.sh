@@ -15,6 +15,10 @@
 #      Python's allocator, as against B)
 #   J  A + Debian's mod_headers loaded, unused (the same kind of control
 #      with a module that is not ours)
+#   N<KB>  A + an inert C module built here with apxs: KB kilobytes of
+#      constant data and one handler hook that declines (N560 maps about
+#      as much as ours): with INSTR, what the size of a loaded module alone
+#      shifts
 # Rounds are interleaved, in alternating order (A B C D, D C B A, ...), so
 # drift and order effects hit all alike; medians are reported with the
 # ratios B/A, D/C, F/E and G/E, and httpd's CPU time per request (less sensitive to
@@ -32,6 +36,10 @@
 # (benches/perf-share.py): figures that, unlike req/s, hardly move with
 # other load on a shared machine (D's reporter runs inside mod_wsgi 6.1.1's
 # .so, so its cost shows as D's .so share over C's).
+# AB=N: each measured run is `ab -k -c CONNECTIONS -n N` (a fixed number
+# of requests, one client thread) instead of wrk for DURATION; with many
+# short ROUNDS the paired ratios then average over more of the machine's
+# ups and downs.
 # PIN=1: httpd (all its processes) on core 0, wrk and the receiver on
 # core 1, so load generator and server do not take turns on the same core
 # (steadier rounds on a 2-core machine; the throughput is one core's).
@@ -98,6 +106,23 @@ trap 'exit 130' INT TERM
 TICK=1
 [ -n "${INSTR:-}" ] && TICK=600
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+inert_module() { # $1 kilobytes -> path of the built module
+    local d="$WORK/inert-$1"
+    if [ ! -f "$d/.libs/mod_inert.so" ]; then
+        mkdir -p "$d"
+        cat > "$d/mod_inert.c" <<C
+#include "httpd.h"
+#include "http_config.h"
+#include "http_request.h"
+const unsigned char inert_bulk[$1 * 1000] = {1};
+static int inert_handler(request_rec *r) { return inert_bulk[r->request_time % ($1 * 1000)] == 2 ? OK : DECLINED; }
+static void inert_hooks(apr_pool_t *p) { ap_hook_handler(inert_handler, NULL, NULL, APR_HOOK_REALLY_FIRST); }
+module AP_MODULE_DECLARE_DATA inert_module = { STANDARD20_MODULE_STUFF, NULL, NULL, NULL, NULL, NULL, inert_hooks };
+C
+        (cd "$d" && apxs -c mod_inert.c >build.log 2>&1) || { cat "$d/build.log" >&2; exit 1; }
+    fi
+    echo "$d/.libs/mod_inert.so"
+}
 conf() { # $1 variant
     local wsgi=/usr/lib/apache2/modules/mod_wsgi.so extra="" mount="WSGIScriptAlias / $WORK/hello.wsgi"
     local daemon="WSGIDaemonProcess bench processes=2 threads=8
@@ -114,6 +139,7 @@ WSGIImportScript $ATTACH process-group=bench application-group=%{GLOBAL}" ;;
 WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
         I) extra="LoadModule wsgi_telemetry_module $OURS" ;;
         J) extra="LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so" ;;
+        N*) extra="LoadModule inert_module $(inert_module "${1#N}")" ;;
         C) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV" ;;
         D) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV
 WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
@@ -176,15 +202,23 @@ run() { # $1 variant -> "rps p99ms cpu_us_per_request"
         echo "  $1 perf: $(python3 mod_wsgi_reporter/benches/perf-share.py "$WORK/perf.txt")" >&2
         rm -f "$WORK/perf.data" "$WORK/perf.txt"
     fi
-    local out c0 c1
+    local out c0 c1 rps p99 n cpu
     c0=$(cpu_ticks)
-    out=$("${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
-    c1=$(cpu_ticks)
+    if [ -n "${AB:-}" ]; then
+        # AB=N: a fixed number of requests with ab (one thread) instead.
+        out=$("${LOAD_CPU[@]}" ab -q -k -c "$CONNECTIONS" -n "$AB" "http://127.0.0.1:$PORT/" 2>&1)
+        c1=$(cpu_ticks)
+        rps=$(echo "$out" | awk '/Requests per second/ {print $4}')
+        p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+        n=$AB
+    else
+        out=$("${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
+        c1=$(cpu_ticks)
+        rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+        p99=$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
+        n=$(echo "$out" | awk '/requests in/ {print $1}')
+    fi
     kill "$HTTPD"; wait "$HTTPD" 2>/dev/null || true; HTTPD=""
-    local rps p99 n cpu
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p99=$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
-    n=$(echo "$out" | awk '/requests in/ {print $1}')
     # httpd CPU per request: less sensitive to other load than req/s.
     cpu=$(python3 -c "import os,sys; print((int(sys.argv[2])-int(sys.argv[1]))*1e6/os.sysconf('SC_CLK_TCK')/int(sys.argv[3]))" "$c0" "$c1" "$n")
     echo "$rps $p99 $cpu"
@@ -229,7 +263,9 @@ if [ -n "${INSTR:-}" ]; then
         IR[$v]=$(( (b - a) / (N2 - N1) ))
         printf '%-48s %16d\n' "$v" "${IR[$v]}"
     done
-    for pair in "A B" "C D" "E F" "E G" "E H" "A I" "I B" "A J"; do
+    pairs=("A B" "C D" "E F" "E G" "E H" "A I" "I B" "A J")
+    for v in ${VARIANTS:-A B C D}; do case $v in N*) pairs+=("A $v") ;; esac; done
+    for pair in "${pairs[@]}"; do
         set -- $pair
         [ -n "${IR[$1]:-}" ] && [ -n "${IR[$2]:-}" ] || continue
         python3 -c "import sys; a,b=map(int,sys.argv[3:]); print(f'{sys.argv[2]} vs {sys.argv[1]}: {b-a:+d} instructions/request ({(b/a-1)*100:+.2f}%)')" "$1" "$2" "${IR[$1]}" "${IR[$2]}"
@@ -251,7 +287,8 @@ for r in $(seq "$ROUNDS"); do
 done
 median() { python3 -c "import sys,statistics; print(statistics.median(map(float, sys.argv[1:])))" $1; }
 echo
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS interleaved rounds, medians ($(nproc) cores)"
+if [ -n "${AB:-}" ]; then load="ab -k -c$CONNECTIONS -n$AB"; else load="wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s"; fi
+echo "$load, $ROUNDS interleaved rounds, medians ($(nproc) cores)"
 printf '%-48s %12s %10s %14s\n' variant req/s p99_ms cpu_us/req
 for v in $VARIANTS; do
     case $v in
@@ -265,6 +302,7 @@ for v in $VARIANTS; do
         H) name="H 4.9 daemon mode + no-op event subscriber" ;;
         I) name="I A + our module loaded, not configured" ;;
         J) name="J A + mod_headers loaded, unused" ;;
+        N*) name="$v A + inert module of ${v#N} KB" ;;
     esac
     printf '%-48s %12.1f %10.3f %14.1f\n' "$name" "$(median "${RPS[$v]}")" "$(median "${P99[$v]}")" "$(median "${CPU[$v]}")"
 done
