@@ -80,6 +80,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         let shared = Shared::new(State::new(Limits::default()), 1024);
         let threads = recv::start(bound.socket.try_clone()?, shared.clone())?;
         tracing::info!("listening on unix:{}", args.listen.display());
+        if let Some(advice) = crate::socket::kernel_dgram_qlen().and_then(crate::socket::dgram_qlen_advice) {
+            tracing::warn!("{advice}");
+        }
         let cfg = HttpConfig {
             root_path: http::normalize_base(&args.root_path),
             max_clients: args.max_clients,

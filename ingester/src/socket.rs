@@ -166,8 +166,53 @@ pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<BoundSocket, 
     Ok(bs)
 }
 
+/// Below this many queued datagrams per socket
+/// (`net.unix.max_dgram_qlen`) `serve` warns at start (Linux's default is
+/// 512).
+pub const LOW_DGRAM_QLEN: u32 = 128;
+
+/// The kernel's limit on datagrams queued to one UNIX datagram socket
+/// (`net.unix.max_dgram_qlen` of this network namespace), if readable.
+/// Sockets take it when they are created.
+pub fn kernel_dgram_qlen() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// What to tell the operator about a `net.unix.max_dgram_qlen` of `qlen`:
+/// nothing when it is at least [`LOW_DGRAM_QLEN`].
+pub fn dgram_qlen_advice(qlen: u32) -> Option<String> {
+    (qlen < LOW_DGRAM_QLEN).then(|| {
+        format!(
+            "net.unix.max_dgram_qlen is {qlen}: the kernel queues at most {} datagrams for \
+             this socket, so a burst from many mod_wsgi processes while the receive thread \
+             is not running is lost (counted in seq_gaps); on hosts \
+             with many processes raise it (sysctl -w net.unix.max_dgram_qlen=512, or \
+             conf-examples/sysctl.d/60-mod_wsgi-telemetry.conf) and restart the ingester: \
+             a socket takes the limit when it is created",
+            qlen + 1
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn low_dgram_qlen_gets_advice_naming_the_sysctl_and_the_fix() {
+        let a = dgram_qlen_advice(10).expect("10 is low");
+        assert!(a.starts_with("net.unix.max_dgram_qlen is 10: "), "{a}");
+        assert!(a.contains("at most 11 datagrams"), "{a}");
+        assert!(a.contains("sysctl -w net.unix.max_dgram_qlen=512"), "{a}");
+        assert!(a.contains("restart the ingester"), "{a}");
+        assert!(dgram_qlen_advice(LOW_DGRAM_QLEN - 1).is_some());
+        assert_eq!(dgram_qlen_advice(LOW_DGRAM_QLEN), None);
+        assert_eq!(dgram_qlen_advice(512), None);
+    }
+
     use super::*;
 
     #[test]

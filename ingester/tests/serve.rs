@@ -218,3 +218,44 @@ async fn websocket_snapshot_respects_budget() {
         .sum();
     assert_eq!(samples, 386);
 }
+
+/// At start `serve` warns when the kernel's per-socket datagram queue
+/// (`net.unix.max_dgram_qlen`) is below 128, naming the sysctl and the fix,
+/// and says nothing when it is not (whichever this machine has).
+#[test]
+fn low_kernel_datagram_queue_is_reported_at_start() {
+    let qlen: u32 = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .expect("readable on Linux")
+        .trim()
+        .parse()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("q.sock");
+    let log = dir.path().join("stderr.txt");
+    let port = free_port();
+    let mut child = std::process::Command::new(bin())
+        .args(["serve", "--listen", &listen(&sock)])
+        .args(["--http-port", &port.to_string(), "--log-level", "warn"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("serve to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    wait_exit(&mut child, "serve");
+    let err = std::fs::read_to_string(&log).unwrap();
+    let warned = err.contains(&format!("net.unix.max_dgram_qlen is {qlen}:"));
+    if qlen < 128 {
+        assert!(warned, "no warning for a queue of {qlen}:\n{err}");
+        assert!(
+            err.contains("sysctl -w net.unix.max_dgram_qlen=512"),
+            "{err}"
+        );
+    } else {
+        assert!(!warned && !err.contains("max_dgram_qlen"), "{err}");
+    }
+}
