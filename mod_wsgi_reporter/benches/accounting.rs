@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use accum::{Accounting, Finished, Snapshot};
+use accum::{Accounting, Finished, Io, Snapshot};
 
 fn one_request(acc: &Accounting, slot: u32, k: u64) {
     let start = sys::now_us();
@@ -29,8 +29,11 @@ fn one_request(acc: &Accounting, slot: u32, k: u64) {
         request_start_us: start.saturating_sub(50),
         claim_us: start,
         finish_us: end + (k & 1023),
-        output_bytes: 12,
-        output_writes: 1,
+        io: Io {
+            output_bytes: 12,
+            output_writes: 1,
+            ..Io::default()
+        },
         status: if k.is_multiple_of(10) { 404 } else { 200 },
         ..Finished::default()
     };
@@ -59,8 +62,11 @@ fn main() {
             request_start_us: now - 50,
             claim_us: now,
             finish_us: now + 2 + (k & 1023),
-            output_bytes: 12,
-            output_writes: 1,
+            io: Io {
+                output_bytes: 12,
+                output_writes: 1,
+                ..Io::default()
+            },
             status: if k.is_multiple_of(10) { 404 } else { 200 },
             ..Finished::default()
         };

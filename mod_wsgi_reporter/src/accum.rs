@@ -142,6 +142,24 @@ impl Interval {
     }
 }
 
+/// A request's I/O as the application saw it: `wsgi.input` reads and the
+/// response handed to Apache (or, in a daemon, what mod_wsgi reports).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Io {
+    /// Request body bytes the application read.
+    pub input_bytes: u64,
+    /// Read calls.
+    pub input_reads: u64,
+    /// µs inside `wsgi.input` reads.
+    pub input_read_us: u64,
+    /// Response body bytes handed to Apache.
+    pub output_bytes: u64,
+    /// Output hand-offs carrying data.
+    pub output_writes: u64,
+    /// µs handing output down the filter chain.
+    pub output_write_us: u64,
+}
+
 /// What the request path knows when a request's response is finished.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Finished {
@@ -157,18 +175,8 @@ pub struct Finished {
     pub claim_us: u64,
     /// End of response (EOS through our output filter), µs.
     pub finish_us: u64,
-    /// µs inside `wsgi.input` reads.
-    pub input_read_us: u64,
-    /// µs handing output down the filter chain.
-    pub output_write_us: u64,
-    /// Request body bytes the application read.
-    pub input_bytes: u64,
-    /// Read calls.
-    pub input_reads: u64,
-    /// Response body bytes handed to Apache.
-    pub output_bytes: u64,
-    /// Output hand-offs carrying data.
-    pub output_writes: u64,
+    /// I/O so far.
+    pub io: Io,
     /// Final HTTP status.
     pub status: i32,
     /// Per-request thread CPU (user, system) µs, when measured.
@@ -345,17 +353,7 @@ pub struct SlowRecord {
     /// Final status (0 while active).
     pub status: u64,
     /// I/O counters and times (final only).
-    pub input_bytes: u64,
-    /// .
-    pub input_reads: u64,
-    /// .
-    pub output_bytes: u64,
-    /// .
-    pub output_writes: u64,
-    /// µs.
-    pub input_read_us: u64,
-    /// µs.
-    pub output_write_us: u64,
+    pub io: Io,
     /// µs (final only, when measured).
     pub cpu_user_us: u64,
     /// µs.
@@ -592,12 +590,12 @@ impl Accounting {
             b.phases[QUEUE].record(p.queue);
             b.phases[DAEMON].record(p.daemon);
         }
-        b.phases[INPUT_READ].record(f.input_read_us);
-        b.phases[OUTPUT_WRITE].record(f.output_write_us);
-        add(&b.io[0], f.input_bytes);
-        add(&b.io[1], f.input_reads);
-        add(&b.io[2], f.output_bytes);
-        add(&b.io[3], f.output_writes);
+        b.phases[INPUT_READ].record(f.io.input_read_us);
+        b.phases[OUTPUT_WRITE].record(f.io.output_write_us);
+        add(&b.io[0], f.io.input_bytes);
+        add(&b.io[1], f.io.input_reads);
+        add(&b.io[2], f.io.output_bytes);
+        add(&b.io[3], f.io.output_writes);
         if let Some(k) = status_class(f.status) {
             add(&b.status[k], 1);
         }
@@ -623,12 +621,7 @@ impl Accounting {
                 rec.claim_us = f.claim_us;
                 rec.end_us = f.finish_us;
                 rec.status = f.status.max(0) as u64;
-                rec.input_bytes = f.input_bytes;
-                rec.input_reads = f.input_reads;
-                rec.output_bytes = f.output_bytes;
-                rec.output_writes = f.output_writes;
-                rec.input_read_us = f.input_read_us;
-                rec.output_write_us = f.output_write_us;
+                rec.io = f.io;
                 rec.cpu_user_us = u;
                 rec.cpu_system_us = sy;
                 rec.active_at_start = d.active_at_start;
@@ -882,8 +875,11 @@ mod tests {
             claim_us: claim,
             finish_us: end,
             status,
-            output_bytes: 10,
-            output_writes: 1,
+            io: Io {
+                output_bytes: 10,
+                output_writes: 1,
+                ..Io::default()
+            },
             ..Finished::default()
         }
     }

@@ -6,7 +6,7 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
-use crate::accum::{Accounting, Claim, Detail, Finished, SlowText};
+use crate::accum::{Accounting, Claim, Detail, Finished, Io, SlowText};
 
 /// mod_wsgi's default `threads=` for a daemon group.
 pub const DEFAULT_THREADS: u32 = 15;
@@ -278,18 +278,8 @@ pub struct Ended {
     /// When the WSGI callable was invoked, if only known at the end
     /// (0: as given at start).
     pub application_start_us: u64,
-    /// Bytes / reads / µs of `wsgi.input`.
-    pub input_bytes: u64,
-    /// .
-    pub input_reads: u64,
-    /// .
-    pub input_read_us: u64,
-    /// Bytes / writes / µs of output.
-    pub output_bytes: u64,
-    /// .
-    pub output_writes: u64,
-    /// .
-    pub output_write_us: u64,
+    /// `wsgi.input` and output.
+    pub io: Io,
     /// Per-request CPU (user, system) µs when mod_wsgi gave it.
     pub cpu_us: Option<(u64, u64)>,
 }
@@ -391,12 +381,7 @@ impl DaemonRequests {
                 r.application_start_us.load(Relaxed)
             },
             finish_us: e.finish_us,
-            input_read_us: e.input_read_us,
-            output_write_us: e.output_write_us,
-            input_bytes: e.input_bytes,
-            input_reads: e.input_reads,
-            output_bytes: e.output_bytes,
-            output_writes: e.output_writes,
+            io: e.io,
             status: e.status,
             cpu_us: e.cpu_us,
         };
@@ -570,8 +555,11 @@ mod tests {
                 thread_id: 2,
                 status: 200,
                 finish_us: t0 + 2_500_000,
-                output_bytes: 10,
-                output_writes: 1,
+                io: Io {
+                    output_bytes: 10,
+                    output_writes: 1,
+                    ..Io::default()
+                },
                 ..Ended::default()
             },
         );

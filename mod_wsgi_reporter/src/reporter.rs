@@ -372,10 +372,10 @@ impl<S: Sink> Reporter<S> {
             } else {
                 self.pid as u64
             },
-            input_bytes: r.input_bytes,
-            input_reads: r.input_reads,
-            output_bytes: r.output_bytes,
-            output_writes: r.output_writes,
+            input_bytes: r.io.input_bytes,
+            input_reads: r.io.input_reads,
+            output_bytes: r.io.output_bytes,
+            output_writes: r.io.output_writes,
             cpu_user_time: r.cpu_user_us as f64 / 1e6,
             cpu_system_time: r.cpu_system_us as f64 / 1e6,
             server_time: secs(ph.server),
@@ -384,8 +384,8 @@ impl<S: Sink> Reporter<S> {
             application_time: secs(ph.application),
             gil_wait_time: 0.0,
             gil_wait_count: 0,
-            input_read_time: r.input_read_us as f64 / 1e6,
-            output_write_time: r.output_write_us as f64 / 1e6,
+            input_read_time: r.io.input_read_us as f64 / 1e6,
+            output_write_time: r.io.output_write_us as f64 / 1e6,
             active_at_start: r.active_at_start,
             active_at_completion: r.active_at_completion,
             status: r.status,
@@ -580,8 +580,11 @@ pub(crate) mod tests {
                 claim_us: 1_000_200,
                 finish_us: 1_003_200,
                 status: 404,
-                output_bytes: 9,
-                output_writes: 1,
+                io: accum::Io {
+                    output_bytes: 9,
+                    output_writes: 1,
+                    ..accum::Io::default()
+                },
                 ..Default::default()
             },
         );

@@ -248,12 +248,7 @@ pub(super) fn finish(st: &mut ReqState, end_us: u64) {
             status: r.status,
             finish_us: end_us,
             application_start_us: if app > 0 && app <= end_us { app } else { 0 },
-            input_bytes: st.f.input_bytes,
-            input_reads: st.f.input_reads,
-            input_read_us: st.f.input_read_us,
-            output_bytes: st.f.output_bytes,
-            output_writes: st.f.output_writes,
-            output_write_us: st.f.output_write_us,
+            io: st.f.io,
             cpu_us: cpu,
         },
     );

@@ -678,10 +678,10 @@ impl ReqState {
     #[inline]
     pub(super) fn wrote(&mut self, bytes: u64, us: u64) {
         let f = &mut self.f;
-        f.output_write_us = f.output_write_us.wrapping_add(us);
+        f.io.output_write_us = f.io.output_write_us.wrapping_add(us);
         if bytes > 0 {
-            f.output_bytes = f.output_bytes.wrapping_add(bytes);
-            f.output_writes = f.output_writes.wrapping_add(1);
+            f.io.output_bytes = f.io.output_bytes.wrapping_add(bytes);
+            f.io.output_writes = f.io.output_writes.wrapping_add(1);
         }
     }
 
@@ -695,10 +695,10 @@ impl ReqState {
         // SAFETY: per the contract; read_all = 0 never blocks.
         unsafe { ap::apr_brigade_length(bb, 0, &mut len) };
         let f = &mut self.f;
-        f.input_read_us = f.input_read_us.wrapping_add(us);
+        f.io.input_read_us = f.io.input_read_us.wrapping_add(us);
         if len > 0 {
-            f.input_bytes = f.input_bytes.wrapping_add(len as u64);
-            f.input_reads = f.input_reads.wrapping_add(1);
+            f.io.input_bytes = f.io.input_bytes.wrapping_add(len as u64);
+            f.io.input_reads = f.io.input_reads.wrapping_add(1);
         }
     }
 }

@@ -15,6 +15,7 @@ use std::ffi::{c_char, c_int, c_long, c_void, CStr};
 use std::sync::OnceLock;
 
 use super::daemon::{daemon, registry};
+use crate::accum::Io;
 use crate::daemon::{secs_to_us, Ended, Started, SLOW_ENV_KEYS};
 use crate::sys;
 
@@ -296,12 +297,14 @@ unsafe fn event(a: &Api, args: PyObj, kw: PyObj) {
                         status,
                         finish_us: if fin == 0 { sys::now_us() } else { fin },
                         application_start_us: 0,
-                        input_bytes: a.i64(kw, c"input_length", 0).max(0) as u64,
-                        input_reads: a.i64(kw, c"input_reads", 0).max(0) as u64,
-                        input_read_us: us(a.f64(kw, c"input_time")),
-                        output_bytes: a.i64(kw, c"output_length", 0).max(0) as u64,
-                        output_writes: a.i64(kw, c"output_writes", 0).max(0) as u64,
-                        output_write_us: us(a.f64(kw, c"output_time")),
+                        io: Io {
+                            input_bytes: a.i64(kw, c"input_length", 0).max(0) as u64,
+                            input_reads: a.i64(kw, c"input_reads", 0).max(0) as u64,
+                            input_read_us: us(a.f64(kw, c"input_time")),
+                            output_bytes: a.i64(kw, c"output_length", 0).max(0) as u64,
+                            output_writes: a.i64(kw, c"output_writes", 0).max(0) as u64,
+                            output_write_us: us(a.f64(kw, c"output_time")),
+                        },
                         cpu_us: cpu,
                     },
                 );
