@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use apache_headers as ap;
 use apache_headers::macros as m;
 
-use super::hooks::{Keep, Ours};
+use super::hooks::Ours;
 use crate::accum::{text, Accounting, Claim, Detail, Finished};
 use crate::config::{self, Config};
 use crate::reporter::{self, OwnedIdentity, Reporter, Settings};
@@ -413,7 +413,7 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
         let cfg = config();
         if !cfg.enabled {
             // SAFETY: child_init, before any request.
-            unsafe { super::hooks::drop_unused(&our_hooks(), Keep::Nothing) };
+            unsafe { super::hooks::drop_unused(&our_hooks(), false) };
             return;
         }
         // Only worth a table entry (and a WSGI environ key in embedded
@@ -448,13 +448,10 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
         PROCESS.store(Arc::into_raw(proc_) as *mut _, Release);
         match super::direct::install() {
             Ok(()) => {
-                // SAFETY: plain read of an httpd global set at config time.
-                let max = unsafe { std::ptr::addr_of!(ap::ap_max_requests_per_child).read() };
-                let keep = Keep::Direct {
-                    count_connections: max > 0,
-                };
+                // The connection count only serves MaxConnectionsPerChild.
+                let keep_pre_connection = max_connections_per_child() > 0;
                 // SAFETY: child_init, before any request.
-                unsafe { super::hooks::drop_unused(&our_hooks(), keep) };
+                unsafe { super::hooks::drop_unused(&our_hooks(), keep_pre_connection) };
                 log(
                     ap::APLOG_INFO,
                     s,
@@ -565,6 +562,12 @@ fn generations() -> (c_int, i64) {
     (mine, running)
 }
 
+/// `MaxConnectionsPerChild` (0: unlimited).
+fn max_connections_per_child() -> c_int {
+    // SAFETY: plain read of an httpd global set at config time.
+    unsafe { std::ptr::addr_of!(ap::ap_max_requests_per_child).read() }
+}
+
 /// Picks the shutdown reason from what httpd tells a child (see
 /// docs/module.md for the mapping and its limits):
 /// * prefork reports every exit as non-graceful, so there the signal the
@@ -576,8 +579,7 @@ fn generations() -> (c_int, i64) {
 fn stop_reason(graceful: bool) -> u8 {
     let (mine, running) = generations();
     let restarted = running >= 0 && running != mine as i64;
-    // SAFETY: plain read of an httpd global set at config time.
-    let max = unsafe { std::ptr::addr_of!(ap::ap_max_requests_per_child).read() };
+    let max = max_connections_per_child();
     let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != 0;
     if !restarted && max > 0 && CONNECTIONS.load(Relaxed) + 1 >= max as u64 {
         3

@@ -20,15 +20,6 @@ use apache_headers as ap;
 
 use crate::hookarray::remove;
 
-/// Which of our hooks a child keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Keep {
-    /// Not configured: none.
-    Nothing,
-    /// Direct mode: `pre_connection` only when its count is needed.
-    Direct { count_connections: bool },
-}
-
 /// Our hook functions, as httpd holds them.
 pub(super) struct Ours {
     pub(super) handler: usize,
@@ -36,30 +27,23 @@ pub(super) struct Ours {
     pub(super) insert_error_filter: usize,
 }
 
-/// Removes, in this process, our entries that `keep` does not need; returns
-/// how many were removed.
+/// Removes, in this process, our `handler` and `insert_error_filter`
+/// entries, and our `pre_connection` entry unless `keep_pre_connection`.
 ///
 /// # Safety
 /// Only in an MPM child's `child_init` (httpd's arrays, copied at the fork,
 /// no request running).
-pub(super) unsafe fn drop_unused(ours: &Ours, keep: Keep) -> usize {
-    let mut n = 0;
+pub(super) unsafe fn drop_unused(ours: &Ours, keep_pre_connection: bool) {
     // SAFETY (all three): httpd's live arrays of this process, no request
     // running (the caller's contract).
     unsafe {
-        n += remove(ap::ap_hook_get_handler(), ours.handler);
-        n += remove(
+        remove(ap::ap_hook_get_handler(), ours.handler);
+        remove(
             ap::ap_hook_get_insert_error_filter(),
             ours.insert_error_filter,
         );
-        if !matches!(
-            keep,
-            Keep::Direct {
-                count_connections: true
-            }
-        ) {
-            n += remove(ap::ap_hook_get_pre_connection(), ours.pre_connection);
+        if !keep_pre_connection {
+            remove(ap::ap_hook_get_pre_connection(), ours.pre_connection);
         }
     }
-    n
 }
