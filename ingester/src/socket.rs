@@ -200,6 +200,7 @@ pub fn dgram_qlen_advice(qlen: u32) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn low_dgram_qlen_gets_advice_naming_the_sysctl_and_the_fix() {
@@ -212,8 +213,6 @@ mod tests {
         assert_eq!(dgram_qlen_advice(LOW_DGRAM_QLEN), None);
         assert_eq!(dgram_qlen_advice(512), None);
     }
-
-    use super::*;
 
     #[test]
     fn bind_replace_refuse_and_cleanup() {

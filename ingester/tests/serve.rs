@@ -220,7 +220,8 @@ async fn websocket_snapshot_respects_budget() {
 }
 
 /// At start `serve` warns when the kernel's per-socket datagram queue
-/// (`net.unix.max_dgram_qlen`) is below 128, naming the sysctl and the fix,
+/// (`net.unix.max_dgram_qlen`) is below `LOW_DGRAM_QLEN` (128), naming the
+/// sysctl and the fix,
 /// and says nothing when it is not (whichever this machine has).
 #[test]
 fn low_kernel_datagram_queue_is_reported_at_start() {
@@ -249,7 +250,7 @@ fn low_kernel_datagram_queue_is_reported_at_start() {
     wait_exit(&mut child, "serve");
     let err = std::fs::read_to_string(&log).unwrap();
     let warned = err.contains(&format!("net.unix.max_dgram_qlen is {qlen}:"));
-    if qlen < 128 {
+    if qlen < mod_wsgi_telemetry::socket::LOW_DGRAM_QLEN {
         assert!(warned, "no warning for a queue of {qlen}:\n{err}");
         assert!(
             err.contains("sysctl -w net.unix.max_dgram_qlen=512"),
