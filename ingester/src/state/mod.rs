@@ -335,7 +335,7 @@ pub struct State {
     /// Bounds.
     pub limits: Limits,
     /// Processes in order of first appearance.
-    pub processes: IndexMap<u32, Process>,
+    pub processes: IndexMap<u32, Process, PidHash>,
     /// Slow entries in order of first appearance of their key.
     pub slow: IndexMap<SlowKey, Arc<SlowEntry>>,
     /// Lifecycle ring, oldest first.
@@ -515,12 +515,46 @@ impl Update<()> {
     }
 }
 
+/// Hashes the pid keys of [`State::processes`]: one multiplication
+/// instead of SipHash (looked up for every datagram). Pids are at most
+/// 2^22 on Linux and the map is small; the multiplication by an odd
+/// constant is a bijection that spreads them over the high bits the
+/// table's tags come from.
+#[derive(Clone, Copy, Default)]
+pub struct PidHash;
+
+impl std::hash::BuildHasher for PidHash {
+    type Hasher = PidHasher;
+    fn build_hasher(&self) -> PidHasher {
+        PidHasher(0)
+    }
+}
+
+/// See [`PidHash`].
+#[derive(Default)]
+pub struct PidHasher(u64);
+
+impl std::hash::Hasher for PidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write_u32(&mut self, pid: u32) {
+        self.0 = (self.0 ^ u64::from(pid)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // not used by u32 keys; kept correct for any other
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+}
+
 impl State {
     /// An empty model.
     pub fn new(limits: Limits) -> State {
         State {
             limits,
-            processes: IndexMap::new(),
+            processes: IndexMap::default(),
             slow: IndexMap::new(),
             lifecycle: VecDeque::new(),
             total_received: 0,
@@ -669,12 +703,13 @@ impl State {
         // Reuse the key of an interpreter already seen (no allocation on
         // the common path).
         let interp: Arc<str> = {
+            // (the last event's first: a string compare, not a hash)
             let name = s.text(id::INTERPRETER_NAME).unwrap_or_default();
-            match p.gc_snapshots.get_key_value(name.as_ref()) {
-                Some((k, _)) => k.clone(),
-                None => match p.gc_events.back() {
-                    Some(e) if *e.interpreter == *name => e.interpreter.clone(),
-                    _ => Arc::from(name.as_ref()),
+            match p.gc_events.back() {
+                Some(e) if *e.interpreter == *name => e.interpreter.clone(),
+                _ => match p.gc_snapshots.get_key_value(name.as_ref()) {
+                    Some((k, _)) => k.clone(),
+                    None => Arc::from(name.as_ref()),
                 },
             }
         };

@@ -41,50 +41,6 @@ enum Elems<'a> {
     Le(&'a [u8], usize),
 }
 
-impl Elems<'_> {
-    fn width(&self) -> usize {
-        match *self {
-            Elems::I32(_) => 4,
-            Elems::F64(_) => 8,
-            Elems::Le(_, w) => w,
-        }
-    }
-    fn len(&self) -> usize {
-        match *self {
-            Elems::I32(a) => a.len(),
-            Elems::F64(a) => a.len(),
-            Elems::Le(b, w) => b.len() / w,
-        }
-    }
-    /// Element `i`'s bits (zero exactly for 0 and +0.0: -0.0 and NaN
-    /// payloads are kept bit-exact).
-    fn bits(&self, i: usize) -> u64 {
-        match *self {
-            Elems::I32(a) => a[i] as u32 as u64,
-            Elems::F64(a) => a[i].to_bits(),
-            Elems::Le(b, w) => {
-                let mut x = [0u8; 8];
-                x[..w].copy_from_slice(&b[i * w..i * w + w]);
-                u64::from_le_bytes(x)
-            }
-        }
-    }
-    fn nnz(&self) -> usize {
-        match *self {
-            Elems::I32(a) => a.iter().filter(|&&x| x != 0).count(),
-            Elems::F64(a) => a.iter().filter(|x| x.to_bits() != 0).count(),
-            Elems::Le(b, w) => b
-                .chunks_exact(w)
-                .filter(|c| c.iter().any(|&x| x != 0))
-                .count(),
-        }
-    }
-    /// Stored sparse when at least half the elements are zero.
-    fn sparse(&self, nnz: usize) -> bool {
-        nnz * 2 <= self.len()
-    }
-}
-
 impl<'a> From<&'a Value> for Val<'a> {
     fn from(v: &'a Value) -> Val<'a> {
         match v {
@@ -111,75 +67,79 @@ impl<'a> From<ValueRef<'a>> for Val<'a> {
     }
 }
 
-/// Bytes [`pack`] writes for these fields (so it allocates once, exactly).
-fn packed_len<'a>(fields: impl Iterator<Item = (u16, Val<'a>)>) -> usize {
-    wire::HEADER_LEN
-        + fields
-            .map(|(_, v)| {
-                3 + match v {
-                    Val::Scalar(..) => 8,
-                    Val::Bytes(b) => 2 + b.len(),
-                    Val::Array(_, a) => {
-                        let nnz = a.nnz();
-                        if a.sparse(nnz) {
-                            4 + nnz * (2 + a.width())
-                        } else {
-                            2 + a.len() * a.width()
-                        }
-                    }
-                }
-            })
-            .sum::<usize>()
+thread_local! {
+    /// Where a sample is packed before it is copied into its exact-size
+    /// allocation: one pass over the fields, and no growth of the
+    /// allocation that is kept.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn pack_fields<'a, I>(header: &Header, fields: I) -> Packed
-where
-    I: Iterator<Item = (u16, Val<'a>)> + Clone,
-{
-    let mut out = Vec::with_capacity(packed_len(fields.clone()));
-    out.extend_from_slice(&header.to_bytes());
-    for (id, v) in fields {
-        out.extend_from_slice(&id.to_le_bytes());
-        match v {
-            Val::Scalar(tag, x) => {
-                out.push(tag as u8);
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-            Val::Bytes(b) => {
-                out.push(Tag::Bytes as u8);
-                out.extend_from_slice(&(b.len() as u16).to_le_bytes());
-                out.extend_from_slice(b);
-            }
-            Val::Array(tag, a) => {
-                let (n, w, nnz) = (a.len(), a.width(), a.nnz());
-                if a.sparse(nnz) {
-                    out.push(if tag == Tag::I32Array {
-                        SPARSE_I32
-                    } else {
-                        SPARSE_F64
-                    });
-                    out.extend_from_slice(&(n as u16).to_le_bytes());
-                    out.extend_from_slice(&(nnz as u16).to_le_bytes());
-                    for i in 0..n {
-                        let x = a.bits(i);
-                        if x != 0 {
-                            out.extend_from_slice(&(i as u16).to_le_bytes());
-                            out.extend_from_slice(&x.to_le_bytes()[..w]);
-                        }
-                    }
-                } else {
+fn pack_fields<'a>(header: &Header, fields: impl Iterator<Item = (u16, Val<'a>)>) -> Packed {
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        out.extend_from_slice(&header.to_bytes());
+        for (id, v) in fields {
+            out.extend_from_slice(&id.to_le_bytes());
+            match v {
+                Val::Scalar(tag, x) => {
                     out.push(tag as u8);
-                    out.extend_from_slice(&(n as u16).to_le_bytes());
-                    match a {
-                        Elems::Le(b, _) => out.extend_from_slice(b),
-                        _ => (0..n)
-                            .for_each(|i| out.extend_from_slice(&a.bits(i).to_le_bytes()[..w])),
-                    }
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+                Val::Bytes(b) => {
+                    out.push(Tag::Bytes as u8);
+                    out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+                    out.extend_from_slice(b);
+                }
+                Val::Array(tag, Elems::Le(b, 4)) => array(out, tag, le::<4>(b)),
+                Val::Array(tag, Elems::Le(b, _)) => array(out, tag, le::<8>(b)),
+                Val::Array(tag, Elems::I32(a)) => {
+                    array(out, tag, a.iter().map(|x| x.to_le_bytes()))
+                }
+                Val::Array(tag, Elems::F64(a)) => {
+                    array(out, tag, a.iter().map(|x| x.to_bits().to_le_bytes()))
                 }
             }
         }
+        Packed(Box::from(&out[..]))
+    })
+}
+
+/// Little-endian wire elements of `W` bytes.
+fn le<const W: usize>(b: &[u8]) -> impl ExactSizeIterator<Item = [u8; W]> + Clone + '_ {
+    b.chunks_exact(W)
+        .map(|c| <[u8; W]>::try_from(c).unwrap_or([0; W]))
+}
+
+/// An array: sparse (`index: u16, element` for the elements whose bits are
+/// not all zero) when at least half its elements are zero, else dense as
+/// on the wire. Zero means all bits zero: -0.0 and NaN payloads are kept
+/// bit-exact.
+fn array<const W: usize>(
+    out: &mut Vec<u8>,
+    tag: Tag,
+    elems: impl ExactSizeIterator<Item = [u8; W]> + Clone,
+) {
+    let n = elems.len();
+    let nnz = elems.clone().filter(|e| *e != [0; W]).count();
+    if nnz * 2 <= n {
+        out.push(if tag == Tag::I32Array {
+            SPARSE_I32
+        } else {
+            SPARSE_F64
+        });
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+        out.extend_from_slice(&(nnz as u16).to_le_bytes());
+        for (i, e) in elems.enumerate() {
+            if e != [0; W] {
+                out.extend_from_slice(&(i as u16).to_le_bytes());
+                out.extend_from_slice(&e);
+            }
+        }
+    } else {
+        out.push(tag as u8);
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+        elems.for_each(|e| out.extend_from_slice(&e));
     }
-    Packed(out.into_boxed_slice())
 }
 
 /// Packs a decoded sample.
@@ -399,8 +359,6 @@ mod tests {
             let p = pack(&s);
             assert_eq!(unpack(&p), s);
             assert_eq!(pack_ref(&wire::decode_ref(d).unwrap()), p);
-            let fields = s.fields.iter().map(|(id, v)| (*id, Val::from(v)));
-            assert_eq!(p.heap_bytes(), packed_len(fields));
             if s.header.kind == wire::Kind::REQUEST {
                 raw += d.len();
                 packed += p.heap_bytes();
