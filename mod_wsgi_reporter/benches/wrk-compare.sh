@@ -30,6 +30,11 @@
 # SEED=N sets PYTHONHASHSEED, 0 by default: other seeds lay Python's heap
 # out differently, which shows how much of a difference between variants
 # is layout rather than work).
+# PAD=KB: every variant also loads the inert module of KB kilobytes (as
+# N<KB>, loaded before mod_wsgi): the same layout shift for all of them.
+# With INSTR, running the comparison over several PAD values (0 140 280
+# 560 1100) and averaging each difference over them takes the luck of one
+# layout out of "B - A against D - C" (not with N<KB> variants).
 # PERF=1: before each measured run, an extra unmeasured load run samples
 # every httpd process with `perf record --call-graph dwarf` and prints the
 # module's share of httpd's CPU samples and mod_wsgi's own .so share
@@ -144,6 +149,11 @@ WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
         D) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV
 WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
     esac
+    local pad=""
+    if [ "${PAD:-0}" != 0 ]; then
+        case $1 in N*) echo "PAD and N<KB> variants do not mix" >&2; exit 2 ;; esac
+        pad="LoadModule inert_module $(inert_module "$PAD")"
+    fi
     local user=""
     # (not under callgrind: it writes its profile at exit, as that user)
     [ "$(id -u)" = 0 ] && [ -z "${INSTR:-}" ] && user=$'User www-data\nGroup www-data'
@@ -153,6 +163,7 @@ Listen 127.0.0.1:$PORT
 ServerName 127.0.0.1
 LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
 LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+$pad
 LoadModule wsgi_module $wsgi
 $user
 PidFile $WORK/run/httpd.pid
@@ -256,6 +267,7 @@ PY
 }
 if [ -n "${INSTR:-}" ]; then
     N1=${INSTR%,*}; N2=${INSTR#*,}
+    echo "PYTHONHASHSEED=${SEED:-0} PAD=${PAD:-0} KB"
     printf '%-48s %16s\n' variant "instructions/request"
     declare -A IR
     for v in ${VARIANTS:-A B C D}; do
