@@ -515,11 +515,13 @@ impl Update<()> {
     }
 }
 
-/// Hashes the pid keys of [`State::processes`]: one multiplication
-/// instead of SipHash (looked up for every datagram). Pids are at most
-/// 2^22 on Linux and the map is small; the multiplication by an odd
-/// constant is a bijection that spreads them over the high bits the
-/// table's tags come from.
+/// Hashes the pid keys of [`State::processes`] with one folded
+/// multiplication (the 128-bit product's halves XORed, as foldhash and
+/// wyhash do) instead of SipHash (looked up for every datagram): every bit
+/// of the pid reaches both the low bits the table picks buckets from and
+/// the high bits of its tags, so pids that share their low bits do not
+/// share a probe chain (the pid is the sender's word: it need not be a
+/// real one).
 #[derive(Clone, Copy, Default)]
 pub struct PidHash;
 
@@ -539,14 +541,19 @@ impl std::hash::Hasher for PidHasher {
         self.0
     }
     fn write_u32(&mut self, pid: u32) {
-        self.0 = (self.0 ^ u64::from(pid)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = folded_mul(self.0 ^ u64::from(pid), 0x9e37_79b9_7f4a_7c15);
     }
     fn write(&mut self, bytes: &[u8]) {
         // not used by u32 keys; kept correct for any other
         for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            self.0 = folded_mul(self.0 ^ u64::from(b), 0x9e37_79b9_7f4a_7c15);
         }
     }
+}
+
+fn folded_mul(x: u64, k: u64) -> u64 {
+    let m = u128::from(x) * u128::from(k);
+    (m as u64) ^ ((m >> 64) as u64)
 }
 
 impl State {
@@ -933,5 +940,22 @@ mod tests {
         assert!(Indexed::new(r).n.is_none());
         let r = wire::decode_ref(&datagrams[datagrams.len() - 2]).unwrap();
         assert!(r.has_duplicates() && Indexed::new(r).n == Some(3));
+    }
+
+    /// Pids that share their low bits still land in different buckets
+    /// (the table indexes with the low bits of the hash).
+    #[test]
+    fn pid_hash_spreads_low_bits() {
+        use std::hash::BuildHasher;
+        for shift in [0, 8, 12, 16, 20] {
+            let buckets: std::collections::HashSet<u64> = (0..1024u32)
+                .map(|i| PidHash.hash_one(i << shift) & 1023)
+                .collect();
+            assert!(
+                buckets.len() > 512,
+                "pids spaced 2^{shift}: {} buckets",
+                buckets.len()
+            );
+        }
     }
 }

@@ -33,12 +33,15 @@ enum Val<'a> {
     Array(Tag, Elems<'a>),
 }
 
-/// Array elements: decoded, or little-endian wire bytes of `width` each.
+/// Array elements: decoded, or their little-endian wire bytes.
 #[derive(Clone, Copy)]
 enum Elems<'a> {
     I32(&'a [i32]),
     F64(&'a [f64]),
-    Le(&'a [u8], usize),
+    /// 4 bytes each (the decoder checked the length).
+    LeI32(&'a [u8]),
+    /// 8 bytes each.
+    LeF64(&'a [u8]),
 }
 
 impl<'a> From<&'a Value> for Val<'a> {
@@ -61,8 +64,8 @@ impl<'a> From<ValueRef<'a>> for Val<'a> {
             ValueRef::F64(x) => Val::Scalar(Tag::F64, x.to_bits()),
             ValueRef::I64(x) => Val::Scalar(Tag::I64, x as u64),
             ValueRef::Bytes(b) => Val::Bytes(b),
-            ValueRef::I32Array(b) => Val::Array(Tag::I32Array, Elems::Le(b, 4)),
-            ValueRef::F64Array(b) => Val::Array(Tag::F64Array, Elems::Le(b, 8)),
+            ValueRef::I32Array(b) => Val::Array(Tag::I32Array, Elems::LeI32(b)),
+            ValueRef::F64Array(b) => Val::Array(Tag::F64Array, Elems::LeF64(b)),
         }
     }
 }
@@ -90,8 +93,8 @@ fn pack_fields<'a>(header: &Header, fields: impl Iterator<Item = (u16, Val<'a>)>
                     out.extend_from_slice(&(b.len() as u16).to_le_bytes());
                     out.extend_from_slice(b);
                 }
-                Val::Array(tag, Elems::Le(b, 4)) => array(out, tag, le::<4>(b)),
-                Val::Array(tag, Elems::Le(b, _)) => array(out, tag, le::<8>(b)),
+                Val::Array(tag, Elems::LeI32(b)) => array(out, tag, le::<4>(b)),
+                Val::Array(tag, Elems::LeF64(b)) => array(out, tag, le::<8>(b)),
                 Val::Array(tag, Elems::I32(a)) => {
                     array(out, tag, a.iter().map(|x| x.to_le_bytes()))
                 }
@@ -345,6 +348,43 @@ impl<'a> Iterator for Fields<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stored bytes themselves (the other tests compare the two
+    /// packers with each other and round trips): empty, one-zero and
+    /// dense arrays, -0.0 and a NaN payload kept, sparse pairs.
+    #[test]
+    fn packed_layout_is_pinned() {
+        let h = Header::new(wire::Kind::REQUEST, 1, 2, 3.5);
+        let s = Sample {
+            header: h,
+            fields: vec![
+                (1, Value::I32Array(vec![])),
+                (2, Value::I32Array(vec![0])),
+                (3, Value::I32Array(vec![-1])),
+                (4, Value::F64Array(vec![-0.0, 0.0])),
+                (
+                    5,
+                    Value::F64Array(vec![f64::from_bits(0x7ff8_0000_0000_0001), 1.0, 0.0]),
+                ),
+                (6, Value::I32Array(vec![0, 7, 0])),
+            ],
+        };
+        let mut want = h.to_bytes().to_vec();
+        want.extend([1, 0, 0x85, 0, 0, 0, 0]);
+        want.extend([2, 0, 0x85, 1, 0, 0, 0]);
+        want.extend([3, 0, 0x05, 1, 0, 0xff, 0xff, 0xff, 0xff]);
+        want.extend([4, 0, 0x86, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80]);
+        want.extend([
+            5, 0, 0x06, 3, 0, 1, 0, 0, 0, 0, 0, 0xf8, 0x7f, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0, 0, 0,
+            0, 0, 0, 0, 0,
+        ]);
+        want.extend([6, 0, 0x85, 3, 0, 1, 0, 1, 0, 7, 0, 0, 0]);
+        let d = s.encode().unwrap();
+        for p in [pack(&s), pack_ref(&wire::decode_ref(&d).unwrap())] {
+            assert_eq!(&*p.0, &want[..]);
+            assert_eq!(unpack(&p).encode().unwrap(), d);
+        }
+    }
 
     #[test]
     fn round_trips_corpus_and_saves_memory() {
