@@ -225,11 +225,7 @@ async fn websocket_snapshot_respects_budget() {
 /// and says nothing when it is not (whichever this machine has).
 #[test]
 fn low_kernel_datagram_queue_is_reported_at_start() {
-    let qlen: u32 = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
-        .expect("readable on Linux")
-        .trim()
-        .parse()
-        .unwrap();
+    let qlen = mod_wsgi_telemetry::socket::kernel_dgram_qlen().expect("readable on Linux");
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("q.sock");
     let log = dir.path().join("stderr.txt");

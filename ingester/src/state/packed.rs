@@ -29,8 +29,8 @@ enum Val<'a> {
     /// U64, F64 or I64 with its 8 bytes as a `u64`.
     Scalar(Tag, u64),
     Bytes(&'a [u8]),
-    /// I32Array or F64Array.
-    Array(Tag, Elems<'a>),
+    /// I32Array or F64Array (the elements say which).
+    Array(Elems<'a>),
 }
 
 /// Array elements: decoded, or their little-endian wire bytes.
@@ -51,8 +51,8 @@ impl<'a> From<&'a Value> for Val<'a> {
             Value::F64(x) => Val::Scalar(Tag::F64, x.to_bits()),
             Value::I64(x) => Val::Scalar(Tag::I64, *x as u64),
             Value::Bytes(b) => Val::Bytes(b),
-            Value::I32Array(a) => Val::Array(Tag::I32Array, Elems::I32(a)),
-            Value::F64Array(a) => Val::Array(Tag::F64Array, Elems::F64(a)),
+            Value::I32Array(a) => Val::Array(Elems::I32(a)),
+            Value::F64Array(a) => Val::Array(Elems::F64(a)),
         }
     }
 }
@@ -64,8 +64,8 @@ impl<'a> From<ValueRef<'a>> for Val<'a> {
             ValueRef::F64(x) => Val::Scalar(Tag::F64, x.to_bits()),
             ValueRef::I64(x) => Val::Scalar(Tag::I64, x as u64),
             ValueRef::Bytes(b) => Val::Bytes(b),
-            ValueRef::I32Array(b) => Val::Array(Tag::I32Array, Elems::LeI32(b)),
-            ValueRef::F64Array(b) => Val::Array(Tag::F64Array, Elems::LeF64(b)),
+            ValueRef::I32Array(b) => Val::Array(Elems::LeI32(b)),
+            ValueRef::F64Array(b) => Val::Array(Elems::LeF64(b)),
         }
     }
 }
@@ -93,14 +93,16 @@ fn pack_fields<'a>(header: &Header, fields: impl Iterator<Item = (u16, Val<'a>)>
                     out.extend_from_slice(&(b.len() as u16).to_le_bytes());
                     out.extend_from_slice(b);
                 }
-                Val::Array(tag, Elems::LeI32(b)) => array(out, tag, le::<4>(b)),
-                Val::Array(tag, Elems::LeF64(b)) => array(out, tag, le::<8>(b)),
-                Val::Array(tag, Elems::I32(a)) => {
-                    array(out, tag, a.iter().map(|x| x.to_le_bytes()))
+                Val::Array(Elems::LeI32(b)) => array(out, Tag::I32Array, le::<4>(b)),
+                Val::Array(Elems::LeF64(b)) => array(out, Tag::F64Array, le::<8>(b)),
+                Val::Array(Elems::I32(a)) => {
+                    array(out, Tag::I32Array, a.iter().map(|x| x.to_le_bytes()))
                 }
-                Val::Array(tag, Elems::F64(a)) => {
-                    array(out, tag, a.iter().map(|x| x.to_bits().to_le_bytes()))
-                }
+                Val::Array(Elems::F64(a)) => array(
+                    out,
+                    Tag::F64Array,
+                    a.iter().map(|x| x.to_bits().to_le_bytes()),
+                ),
             }
         }
         Packed(Box::from(&out[..]))
