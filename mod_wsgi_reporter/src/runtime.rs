@@ -80,13 +80,10 @@ impl<S: Sink + 'static> Process<S> {
     pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
         self.reporter().started();
         let me = self.clone();
-        let h = std::thread::Builder::new()
-            .name("wsgi-telemetry".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                // A panic here must never take the Apache child down.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| me.run()));
-            })?;
+        let h = sys::spawn_masked("wsgi-telemetry", move || {
+            // A panic here must never take the Apache child down.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| me.run()));
+        })?;
         *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
         Ok(())
     }

@@ -104,6 +104,71 @@ pub fn process_stats() -> ProcessStats {
     }
 }
 
+/// Signals our threads leave unblocked: the ones the kernel raises on the
+/// thread that faulted (blocking them would not stop them), plus SIGPIPE,
+/// as `apr_setup_signal_thread` does. Every other signal belongs to the
+/// thread httpd or mod_wsgi handles it on.
+const SYNCHRONOUS_SIGNALS: [libc::c_int; 8] = [
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGABRT,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGSEGV,
+    libc::SIGPIPE,
+    libc::SIGSYS,
+];
+
+/// Spawns one of our threads (256 KiB stack) with every asynchronous
+/// signal blocked from its first instruction: the thread inherits the mask
+/// the caller holds during `pthread_create`, which is then restored.
+///
+/// A process-directed signal goes to any thread that does not block it.
+/// Without this, a SIGTERM or SIGHUP meant for a prefork child could run
+/// prefork's exit path (every pool cleanup, Python's finalisation, our
+/// final flush, which joins the reporter thread) on our thread while the
+/// main thread runs on, and mod_wsgi's daemon signals could land on it.
+/// httpd blocks signals around `child_init` for threads made there; our
+/// watcher thread starts earlier, right after the fork.
+pub fn spawn_masked<F>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+{
+    // SAFETY: sigset_t is plain data, filled by sigfillset before use;
+    // pthread_sigmask changes only the calling thread's mask, restored
+    // below whatever spawn returns.
+    unsafe {
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut block);
+        for s in SYNCHRONOUS_SIGNALS {
+            libc::sigdelset(&mut block, s);
+        }
+        let masked = libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) == 0;
+        let r = std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(256 * 1024)
+            .spawn(f);
+        if masked {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        }
+        r
+    }
+}
+
+/// Blocked-signal mask of the calling thread (tests).
+#[cfg(test)]
+fn blocked_signals() -> libc::sigset_t {
+    // SAFETY: out-pointer to a local; SIG_BLOCK with an empty set only reads.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        let mut cur: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &empty, &mut cur);
+        cur
+    }
+}
+
 /// `gethostname()`.
 pub fn hostname() -> Vec<u8> {
     let mut buf = [0u8; 256];
@@ -239,6 +304,34 @@ mod tests {
         assert_eq!(sent, 200, "no datagram of the burst dropped");
         assert_eq!(reader.join().unwrap(), 200);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn masked_threads_block_async_signals_and_the_caller_keeps_its_mask() {
+        // SAFETY: sigismember reads a filled set.
+        let has = |set: &libc::sigset_t, s| unsafe { libc::sigismember(set, s) } == 1;
+        let before = blocked_signals();
+        let h = spawn_masked("masked-test", move || {
+            let m = blocked_signals();
+            for s in [
+                libc::SIGHUP,
+                libc::SIGINT,
+                libc::SIGTERM,
+                libc::SIGUSR1,
+                libc::SIGXCPU,
+            ] {
+                assert!(has(&m, s), "signal {s} not blocked");
+            }
+            for s in SYNCHRONOUS_SIGNALS {
+                assert!(!has(&m, s), "signal {s} blocked");
+            }
+        })
+        .unwrap();
+        h.join().expect("assertions in the thread");
+        let after = blocked_signals();
+        for s in 1..32 {
+            assert_eq!(has(&before, s), has(&after, s), "caller's mask, signal {s}");
+        }
     }
 
     #[test]

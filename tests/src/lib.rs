@@ -636,6 +636,60 @@ pub fn fds_and_threads(pid: i32) -> (usize, usize) {
     (fds, th)
 }
 
+/// The signals a thread must never take from the process it lives in: the
+/// ones httpd and mod_wsgi use to stop, restart and wake their processes.
+pub const PROCESS_SIGNALS: [i32; 7] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGTERM,
+    libc::SIGXCPU,
+];
+
+/// `(thread name, blocked-signal mask)` of every thread of `pid` whose name
+/// starts with `prefix` (from `/proc/PID/task/*/{comm,status}`).
+pub fn thread_signal_masks(pid: u32, prefix: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let comm = read(&t.path().join("comm")).trim().to_string();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let status = read(&t.path().join("status"));
+        if let Some(hex) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .map(str::trim)
+        {
+            out.push((comm, u64::from_str_radix(hex, 16).unwrap_or(0)));
+        }
+    }
+    out
+}
+
+/// Asserts that `pid` runs at least one of our threads (named
+/// `wsgi-telemetry…`) and that each blocks every [`PROCESS_SIGNALS`]: a
+/// signal sent to the process must reach httpd's or mod_wsgi's own thread
+/// (prefork runs its exit path from the handler, on whatever thread took
+/// the signal).
+pub fn assert_our_threads_block_process_signals(pid: u32) {
+    let masks = thread_signal_masks(pid, "wsgi-telemetry");
+    assert!(!masks.is_empty(), "pid {pid}: no wsgi-telemetry thread");
+    for (name, m) in &masks {
+        for sig in PROCESS_SIGNALS {
+            assert!(
+                m & (1u64 << (sig - 1)) != 0,
+                "pid {pid}: thread {name} takes signal {sig} (SigBlk {m:016x})"
+            );
+        }
+    }
+}
+
 /// Generates `#[test]`s for both MPMs from `fn name(mpm: Mpm)`.
 #[macro_export]
 macro_rules! both_mpms {

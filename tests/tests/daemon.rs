@@ -169,6 +169,11 @@ fn zero_config_daemons_report_requests_slow_and_gc(mpm: Mpm) {
     let mut httpd = Httpd::start_in(root, &opts);
     let daemons = wait_attached(&col, "g", 2);
     assert_eq!(daemons.len(), 2);
+    for p in &daemons {
+        // The watcher and the reporter thread: mod_wsgi's daemon signals
+        // (SIGTERM, SIGUSR1, SIGXCPU...) are for its own threads.
+        assert_our_threads_block_process_signals(*p);
+    }
     run_mix(&httpd, &col, &daemons);
     // GC events arrive (the attach code hooks gc.callbacks); force some.
     col.wait_for("GC events from a daemon", |s| {

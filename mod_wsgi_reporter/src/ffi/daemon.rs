@@ -183,12 +183,9 @@ extern "C" fn atfork_child() {
         if unsafe { libc::getppid() } != PARENT_PID.load(Relaxed) {
             return;
         }
-        let _ = std::thread::Builder::new()
-            .name("wsgi-telemetry-w".into())
-            .stack_size(256 * 1024)
-            .spawn(|| {
-                let _ = std::panic::catch_unwind(watch);
-            });
+        let _ = crate::sys::spawn_masked("wsgi-telemetry-w", || {
+            let _ = std::panic::catch_unwind(watch);
+        });
     })
 }
 
