@@ -460,6 +460,15 @@ impl Httpd {
 impl Drop for Httpd {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            // A failed test: what httpd said beyond the info chatter.
+            let log = self.error_log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- error log of the failed test's httpd (last 80 lines):\n{}",
+                lines[lines.len().saturating_sub(80)..].join("\n")
+            );
+        }
     }
 }
 
@@ -552,7 +561,12 @@ impl Collector {
             if cond(&s) {
                 return s;
             }
-            assert!(t0.elapsed() < PATIENCE, "timed out waiting for: {what}");
+            assert!(
+                t0.elapsed() < PATIENCE,
+                "timed out waiting for: {what}; received {} datagrams:\n{}",
+                s.len(),
+                per_pid_summary(&s)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -569,6 +583,27 @@ impl Drop for Collector {
 }
 
 /// Samples of one kind.
+/// One line per pid: the kind and sequence number of the last datagrams it
+/// sent (a gap in the numbers is a lost datagram; no STOPPED after the last
+/// one is a child that died or is still running).
+pub fn per_pid_summary(s: &[Sample]) -> String {
+    let mut by_pid: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    for x in s {
+        by_pid
+            .entry(x.header.pid)
+            .or_default()
+            .push(format!("{}#{}", x.header.kind.0, x.header.seq));
+    }
+    by_pid
+        .iter()
+        .map(|(p, v)| {
+            let tail = &v[v.len().saturating_sub(8)..];
+            format!("  pid {p}: {} sent, last {}", v.len(), tail.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub fn of_kind(s: &[Sample], k: Kind) -> Vec<&Sample> {
     s.iter().filter(|x| x.header.kind == k).collect()
 }
@@ -678,8 +713,21 @@ pub fn thread_signal_masks(pid: u32, prefix: &str) -> Vec<(String, u64)> {
 /// (prefork runs its exit path from the handler, on whatever thread took
 /// the signal).
 pub fn assert_our_threads_block_process_signals(pid: u32) {
-    let masks = thread_signal_masks(pid, "wsgi-telemetry");
-    assert!(!masks.is_empty(), "pid {pid}: no wsgi-telemetry thread");
+    // STARTED goes out just before the reporter thread is created, and a
+    // new thread names itself when it first runs: wait for the name.
+    let t0 = Instant::now();
+    let masks = loop {
+        let m = thread_signal_masks(pid, "wsgi-telemetry");
+        if m.iter().any(|(n, _)| n == "wsgi-telemetry") {
+            break m;
+        }
+        assert!(
+            t0.elapsed() < PATIENCE,
+            "pid {pid}: no wsgi-telemetry thread (threads: {:?})",
+            thread_signal_masks(pid, "")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     for (name, m) in &masks {
         for sig in PROCESS_SIGNALS {
             assert!(
