@@ -378,6 +378,10 @@ impl Httpd {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 if t0.elapsed() > PATIENCE {
+                    eprintln!(
+                        "httpd {} did not stop within {PATIENCE:?} of SIGTERMs: killing its process group",
+                        c.id()
+                    );
                     // SAFETY: the process group httpd leads (spawned with
                     // process_group(0)), ours.
                     unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
