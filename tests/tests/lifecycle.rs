@@ -54,56 +54,46 @@ fn graceful_restart_then_stop(mpm: Mpm) {
         .map(|x| x.u64(id::LIFETIME_REQUEST_COUNT).unwrap())
         .sum();
     assert_eq!(lifetime, 4);
-    // The new generation: started and not stopped. (prefork may spawn a
-    // spare child of the old generation after `first` was read; that one
-    // stopped at the restart too and is not part of `new`.)
-    let stopped_at_restart = stopped_pids(&s);
-    let new: Vec<u32> = started_pids(&s)
-        .into_iter()
-        .filter(|p| !old.contains(p) && !stopped_at_restart.contains(p))
-        .collect();
-    assert!(!new.is_empty(), "no child of the new generation");
+    // The new generation serves.
     assert_eq!(httpd.get("/app/hello").0, 200);
     let stop_sent = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
     httpd.stop();
-    let s = col.wait_for("new children stopped", |s| {
-        new.iter().all(|p| stopped_pids(s).contains(p))
-    });
-    // A spare child of the old generation may have sent STARTED after
-    // `first` was read and STOPPED only after `s` above: it retired at the
-    // restart (graceful, and it began stopping before the test sent the
-    // stop). Every other child must report the stop.
-    let retired_at_restart: Vec<u32> = of_kind(&s, Kind::PROCESS_STOPPING)
-        .iter()
-        .filter(|x| new.contains(&x.header.pid) && x.header.stamp < stop_sent)
-        .map(|x| x.header.pid)
-        .collect();
-    for p in &retired_at_restart {
-        assert_eq!(
-            reasons_of(&s, Kind::PROCESS_STOPPED, &[*p]),
-            vec!["graceful_signal".to_string()],
-            "STOPPED of {p}, which began stopping before the stop"
-        );
+    let s = col.wait_for("every child stopped", all_stopped);
+    // Every other child: one that began stopping before the test sent the
+    // stop retired at the restart (prefork may have started a spare of the
+    // old generation after `first` was read, and under load its STARTED can
+    // even arrive after the new generation's): graceful. The rest were
+    // ended by the stop, and there is at least one.
+    let mut ended_by_stop = Vec::new();
+    for x in of_kind(&s, Kind::PROCESS_STOPPING) {
+        let p = x.header.pid;
+        if old.contains(&p) {
+            continue;
+        }
+        if x.header.stamp < stop_sent {
+            assert_eq!(
+                reasons_of(&s, Kind::PROCESS_STOPPED, &[p]),
+                vec!["graceful_signal".to_string()],
+                "STOPPED of {p}, which began stopping before the stop"
+            );
+        } else {
+            ended_by_stop.push(p);
+        }
     }
-    let new: Vec<u32> = new
-        .into_iter()
-        .filter(|p| !retired_at_restart.contains(p))
-        .collect();
-    assert!(
-        !new.is_empty(),
-        "no child of the new generation at the stop"
-    );
-    for p in &new {
+    assert!(!ended_by_stop.is_empty(), "no child ended by the stop");
+    for p in &ended_by_stop {
         assert_eq!(
             reasons_of(&s, Kind::PROCESS_STOPPED, &[*p]),
-            vec!["shutdown_signal".to_string()]
+            vec!["shutdown_signal".to_string()],
+            "STOPPED of {p}"
         );
         assert_eq!(
             reasons_of(&s, Kind::PROCESS_STOPPING, &[*p]),
-            vec!["shutdown_signal".to_string()]
+            vec!["shutdown_signal".to_string()],
+            "STOPPING of {p}"
         );
     }
     for x in of_kind(&s, Kind::PROCESS_STOPPED) {
@@ -197,6 +187,22 @@ fn wait_all_stopped(col: &Collector, httpd: &Httpd) -> Vec<Sample> {
     }
 }
 
+/// What each open descriptor of `pid` points at.
+fn fd_targets(pid: i32) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let t = std::fs::read_link(e.path()).unwrap_or_default();
+                    format!("{}->{}", e.file_name().to_string_lossy(), t.display())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 fn thirty_graceful_restarts_under_load(mpm: Mpm) {
     let root = ServerRoot::new();
     let col = Collector::bind(&root.path("run/telemetry.sock"));
@@ -205,6 +211,7 @@ fn thirty_graceful_restarts_under_load(mpm: Mpm) {
     col.wait_for("first children", |s| !started_pids(s).is_empty());
     let parent = httpd.pid();
     let (fds0, threads0) = fds_and_threads(parent);
+    let targets0 = fd_targets(parent);
     assert_eq!(threads0, 1, "no threads in the Apache parent");
     let stop = AtomicBool::new(false);
     let served = AtomicU64::new(0);
@@ -231,12 +238,25 @@ fn thirty_graceful_restarts_under_load(mpm: Mpm) {
         stop.store(true, Ordering::SeqCst);
     });
     assert!(served.load(Ordering::SeqCst) > 0);
-    let (fds1, threads1) = fds_and_threads(parent);
+    let (_, threads1) = fds_and_threads(parent);
     assert_eq!(
         threads1, 1,
         "no threads in the Apache parent after restarts"
     );
-    assert_eq!(fds1, fds0, "no leaked descriptors in the Apache parent");
+    // The parent may still be between two steps of its last restart (a
+    // pipe of the new generation open, the old one not yet closed): a leak
+    // stays, that settles. Thirty restarts that leaked would show thirty
+    // times over.
+    let t0 = std::time::Instant::now();
+    while fds_and_threads(parent).0 != fds0 && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        fds_and_threads(parent).0,
+        fds0,
+        "no leaked descriptors in the Apache parent: before {targets0:?}, now {:?}",
+        fd_targets(parent)
+    );
     httpd.stop();
     let s = wait_all_stopped(&col, &httpd);
     let log = httpd.error_log();
