@@ -10,6 +10,7 @@
 #include <mpm_common.h>
 #include <scoreboard.h>
 #include <util_filter.h>
+#include <unixd.h>
 #include <apr_strings.h>
 #include <apr_tables.h>
 #include <apr_buckets.h>

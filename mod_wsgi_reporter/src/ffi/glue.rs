@@ -568,6 +568,46 @@ fn max_connections_per_child() -> c_int {
     unsafe { std::ptr::addr_of!(ap::ap_max_requests_per_child).read() }
 }
 
+/// prefork only: `Some(ungraceful)` when the parent had already been told
+/// to stop or restart when it forked this child. prefork forks from its
+/// main loop, so a child forked between the parent's signal and the end of
+/// that loop iteration starts with the parent's `shutdown_pending` /
+/// `restart_pending` set in its copy of the MPM's retained data, leaves as
+/// soon as `child_init` returns, and never sees a signal of its own (the
+/// parent's SIGTERM, if it comes at all, finds the handler set to ignore).
+/// Read through `ap_unixd_mpm_get_retained_data` (httpd 2.4.35+, looked up
+/// at run time, so an older httpd only loses this refinement).
+fn parent_signalled_before_fork() -> Option<bool> {
+    type Get = unsafe extern "C" fn() -> *mut ap::ap_unixd_mpm_retained_data;
+    // SAFETY: dlsym with a NUL-terminated name.
+    let f = unsafe {
+        libc::dlsym(
+            libc::RTLD_DEFAULT,
+            c"ap_unixd_mpm_get_retained_data".as_ptr(),
+        )
+    };
+    if f.is_null() {
+        return None;
+    }
+    // SAFETY: the function httpd exports under that name, with the
+    // signature of unixd.h; it returns the MPM's retained data (this
+    // process's copy), or NULL.
+    let r = unsafe { std::mem::transmute::<*mut c_void, Get>(f)() };
+    if r.is_null() {
+        return None;
+    }
+    // SAFETY: a live struct of the layout bindgen read from unixd.h; the
+    // flags are volatile ints written only by signal handlers.
+    unsafe {
+        let shutdown = std::ptr::addr_of!((*r).shutdown_pending).read_volatile();
+        let restart = std::ptr::addr_of!((*r).restart_pending).read_volatile();
+        if shutdown == 0 && restart == 0 {
+            return None;
+        }
+        Some(std::ptr::addr_of!((*r).is_ungraceful).read_volatile() != 0)
+    }
+}
+
 /// Picks the shutdown reason from what httpd tells a child (see
 /// docs/module.md for the mapping and its limits):
 /// * prefork reports every exit as non-graceful, so there the signal the
@@ -590,7 +630,10 @@ fn stop_reason(graceful: bool) -> u8 {
         // of death (or SIGUSR1) and lets the connection finish.
         match super::daemon::signal_seen() {
             libc::SIGHUP | libc::SIGTERM | libc::SIGINT => 2,
-            _ => 1,
+            _ => match parent_signalled_before_fork() {
+                Some(true) => 2,
+                _ => 1,
+            },
         }
     } else if graceful {
         1
