@@ -89,11 +89,11 @@ pub enum Mpm {
 impl Mpm {
     /// Spare limits as high as the worker limits: httpd never retires an
     /// idle child (or, in event, idle threads) behind a test's back, so
-    /// every child exit a test sees is one the test caused. (Under load,
-    /// prefork spawns fast while new children are still starting, then
-    /// finds too many idle and retires one through the pipe of death; that
-    /// child reports `graceful_signal`, correctly, and looked like a wrong
-    /// reason for a stop.)
+    /// every child exit a test sees is one the test caused. (A retired
+    /// child reports `graceful_signal`, correctly, which a test checking
+    /// the reason for a stop would take for a wrong reason. This was a
+    /// suspect for a flaky stop reason under load; the real cause was a
+    /// child forked after the stop signal, see docs/module.md.)
     fn config(self) -> &'static str {
         match self {
             Mpm::Event => {
