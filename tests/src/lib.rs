@@ -593,28 +593,35 @@ impl Drop for Collector {
     }
 }
 
-/// Samples of one kind.
 /// One line per pid: the kind and sequence number of the last datagrams it
 /// sent (a gap in the numbers is a lost datagram; no STOPPED after the last
-/// one is a child that died or is still running).
+/// one is a child that died or is still running) and the highest
+/// `reporter_dropped_datagrams` its REQUEST datagrams carried.
 pub fn per_pid_summary(s: &[Sample]) -> String {
-    let mut by_pid: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    let mut by_pid: std::collections::BTreeMap<u32, (Vec<String>, Option<u64>)> =
+        Default::default();
     for x in s {
-        by_pid
-            .entry(x.header.pid)
-            .or_default()
-            .push(format!("{}#{}", x.header.kind.0, x.header.seq));
+        let e = by_pid.entry(x.header.pid).or_default();
+        e.0.push(format!("{}#{}", x.header.kind.0, x.header.seq));
+        if x.header.kind == Kind::REQUEST {
+            e.1 = e.1.max(x.u64(id::REPORTER_DROPPED_DATAGRAMS));
+        }
     }
     by_pid
         .iter()
-        .map(|(p, v)| {
+        .map(|(p, (v, dropped))| {
             let tail = &v[v.len().saturating_sub(8)..];
-            format!("  pid {p}: {} sent, last {}", v.len(), tail.join(" "))
+            format!(
+                "  pid {p}: {} sent, last {}, dropped {dropped:?}",
+                v.len(),
+                tail.join(" ")
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
 }
 
+/// Samples of one kind.
 pub fn of_kind(s: &[Sample], k: Kind) -> Vec<&Sample> {
     s.iter().filter(|x| x.header.kind == k).collect()
 }

@@ -92,7 +92,7 @@ pub(super) fn daemon() -> Option<&'static Daemon> {
     unsafe { DAEMON.load(Acquire).as_ref() }
 }
 
-fn sym(name: &CStr) -> *mut c_void {
+pub(super) fn sym(name: &CStr) -> *mut c_void {
     // SAFETY: dlsym with a NUL-terminated name; httpd loads modules
     // RTLD_GLOBAL, so mod_wsgi's exports are visible.
     unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }

@@ -579,13 +579,7 @@ fn max_connections_per_child() -> c_int {
 /// at run time, so an older httpd only loses this refinement).
 fn parent_signalled_before_fork() -> Option<bool> {
     type Get = unsafe extern "C" fn() -> *mut ap::ap_unixd_mpm_retained_data;
-    // SAFETY: dlsym with a NUL-terminated name.
-    let f = unsafe {
-        libc::dlsym(
-            libc::RTLD_DEFAULT,
-            c"ap_unixd_mpm_get_retained_data".as_ptr(),
-        )
-    };
+    let f = super::daemon::sym(c"ap_unixd_mpm_get_retained_data");
     if f.is_null() {
         return None;
     }
