@@ -107,6 +107,7 @@ pub struct SampleRef<'a> {
     pub header: Header,
     buf: &'a [u8],
     duplicates: bool,
+    arrays: bool,
 }
 
 /// Reads the TLV record at `off` of a datagram [`decode_ref`] validated:
@@ -145,6 +146,7 @@ pub fn decode_ref(buf: &[u8]) -> Result<SampleRef<'_>, DecodeError> {
     let header = decode_header(buf)?;
     let mut seen = [0u64; 8];
     let mut duplicates = false;
+    let mut arrays = false;
     let mut off = HEADER_LEN;
     while off < buf.len() {
         if buf.len() - off < 3 {
@@ -185,6 +187,7 @@ pub fn decode_ref(buf: &[u8]) -> Result<SampleRef<'_>, DecodeError> {
                     Tag::I32Array => 4,
                     _ => 8,
                 };
+                arrays |= tag != Tag::Bytes;
                 need(off, count * width)?;
                 off += count * width;
             }
@@ -209,6 +212,7 @@ pub fn decode_ref(buf: &[u8]) -> Result<SampleRef<'_>, DecodeError> {
         header,
         buf,
         duplicates,
+        arrays,
     })
 }
 
@@ -237,6 +241,16 @@ impl<'a> SampleRef<'a> {
     /// [`fields`](SampleRef::fields) rescans the datagram per field).
     pub fn has_duplicates(&self) -> bool {
         self.duplicates
+    }
+
+    /// True when some field is an I32 or F64 array.
+    pub fn has_arrays(&self) -> bool {
+        self.arrays
+    }
+
+    /// The whole datagram, as received.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.buf
     }
 
     /// The datagram's length in bytes.

@@ -82,6 +82,13 @@ fn whole_corpus_gives_the_same_fields() {
     for (i, d) in all.iter().enumerate() {
         let r = decode_ref(d).unwrap_or_else(|e| panic!("datagram {i}: {e}"));
         assert!(!r.has_duplicates(), "datagram {i}");
+        assert_eq!(r.bytes(), &d[..]);
+        let s = wire::decode(d).unwrap();
+        let arrays = s
+            .fields
+            .iter()
+            .any(|(_, v)| matches!(v, Value::I32Array(_) | Value::F64Array(_)));
+        assert_eq!(r.has_arrays(), arrays, "datagram {i}");
         agree(&format!("datagram {i}"), d);
     }
 }
