@@ -205,9 +205,9 @@ pub struct ProcessRefs {
     last_seq: u32,
     drops: u64,
     datagrams: u64,
-    samples: Vec<Arc<crate::state::packed::Packed>>,
-    gc_snapshots: Vec<(Arc<str>, Vec<Arc<GcRecord>>)>,
-    gc_events: Vec<Arc<GcRecord>>,
+    samples: Vec<crate::state::packed::Packed>,
+    gc_snapshots: Vec<(Arc<str>, Vec<GcRecord>)>,
+    gc_events: Vec<GcRecord>,
 }
 
 /// Everything a snapshot needs, captured cheaply (reference counts, no
@@ -587,7 +587,7 @@ fn budget_counts(r: &SnapshotRefs, budget: Option<usize>, fixed: usize) -> (usiz
         r,
         budget,
         fixed,
-        |s| est3(s, |o, s| push_sample_msg(o, s)),
+        |s| est3(s, push_sample_msg),
         |g| est3(g, |o, g| push_gc_entry(o, g, false)),
         |g| est3(g, |o, g| push_gc_entry(o, g, true)),
     )
@@ -599,9 +599,9 @@ fn budget_counts_by(
     r: &SnapshotRefs,
     budget: Option<usize>,
     fixed: usize,
-    sample_size: impl Fn(&[Arc<crate::state::packed::Packed>]) -> usize,
-    snapshot_size: impl Fn(&[Arc<GcRecord>]) -> usize,
-    event_size: impl Fn(&[Arc<GcRecord>]) -> usize,
+    sample_size: impl Fn(&[crate::state::packed::Packed]) -> usize,
+    snapshot_size: impl Fn(&[GcRecord]) -> usize,
+    event_size: impl Fn(&[GcRecord]) -> usize,
 ) -> (usize, usize, usize) {
     let full = usize::MAX;
     let Some(b) = budget else {

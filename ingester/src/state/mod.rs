@@ -15,7 +15,7 @@
 pub mod packed;
 
 use indexmap::IndexMap;
-use packed::{pack, pack_listed, pack_ref, Packed};
+use packed::{kept_as_is, pack, pack_listed, pack_ref, Packed};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -58,8 +58,8 @@ impl Default for Limits {
     }
 }
 
-/// A stored GC snapshot or event.
-#[derive(Debug)]
+/// A stored GC snapshot or event (cloned by reference counts).
+#[derive(Clone, Debug)]
 pub struct GcRecord {
     /// Interpreter key (`""` for the main/sole interpreter).
     pub interpreter: Arc<str>,
@@ -91,7 +91,7 @@ pub struct Process {
     /// Latched when > 0; scales slow TTLs.
     pub sample_period: f64,
     /// Periodic samples, oldest first.
-    pub samples: VecDeque<Arc<Packed>>,
+    pub samples: VecDeque<Packed>,
     /// Seq of the last periodic sample (as the reference).
     pub last_seq: u32,
     /// Datagrams lost, from sequence gaps across all kinds.
@@ -103,9 +103,9 @@ pub struct Process {
     /// Arrival of the last periodic, STARTED or GC datagram.
     pub last_seen: Instant,
     /// GC snapshots per interpreter, in order of first appearance.
-    pub gc_snapshots: IndexMap<Arc<str>, VecDeque<Arc<GcRecord>>>,
+    pub gc_snapshots: IndexMap<Arc<str>, VecDeque<GcRecord>>,
     /// GC events, oldest first.
-    pub gc_events: VecDeque<Arc<GcRecord>>,
+    pub gc_events: VecDeque<GcRecord>,
     /// GC datagrams discarded by the interpreter bound.
     pub gc_dropped_interpreters: u64,
 }
@@ -180,13 +180,16 @@ impl Process {
 
     /// Approximate heap bytes held by this process's history.
     pub fn heap_bytes(&self) -> usize {
-        let samples: usize = self.samples.iter().map(|p| p.heap_bytes() + 16).sum();
+        // Each packed sample: its bytes, the allocation's two counts and
+        // its ring slot; a GC record's slot also holds its stamp and
+        // interpreter key.
+        let samples: usize = self.samples.iter().map(|p| p.heap_bytes() + 32).sum();
         let gc: usize = self
             .gc_snapshots
             .values()
             .flat_map(|r| r.iter())
             .chain(self.gc_events.iter())
-            .map(|g| g.packed.heap_bytes() + 64)
+            .map(|g| g.packed.heap_bytes() + 16 + std::mem::size_of::<GcRecord>())
             .sum();
         std::mem::size_of::<Process>() + samples + gc
     }
@@ -350,6 +353,30 @@ pub struct State {
     pub slow_evicted: u64,
     /// Last decode error, for diagnostics.
     pub last_decode_error: Option<String>,
+    /// Samples just evicted from a ring, dropped a few evictions later.
+    graveyard: Graveyard,
+}
+
+/// Where evicted samples wait before they are dropped. An evicted sample's
+/// allocation has not been touched since it arrived (thousands of
+/// datagrams ago), so dropping it at once stalls on the cache miss of its
+/// reference count (an atomic decrement cannot be overlapped with other
+/// work) and again in `free`. Held here, with a prefetch issued on arrival,
+/// it is in the cache by the time it is dropped, [`Graveyard::DELAY`]
+/// evictions later.
+#[derive(Debug, Default)]
+struct Graveyard(VecDeque<Packed>);
+
+impl Graveyard {
+    const DELAY: usize = 16;
+
+    fn bury(&mut self, p: Packed) {
+        p.prefetch();
+        if self.0.len() >= Self::DELAY {
+            self.0.pop_front();
+        }
+        self.0.push_back(p);
+    }
 }
 
 /// What the model reads from a decoded datagram, owned ([`Sample`]) or
@@ -473,8 +500,10 @@ impl View for Indexed<'_> {
     }
     fn pack(&self) -> Packed {
         match self.n {
-            Some(n) => pack_listed(&self.r.header, &self.ids[..n], &self.vals[..n]),
-            None => pack_ref(&self.r),
+            Some(n) if !kept_as_is(&self.r) => {
+                pack_listed(&self.r.header, &self.ids[..n], &self.vals[..n])
+            }
+            _ => pack_ref(&self.r),
         }
     }
 }
@@ -569,6 +598,7 @@ impl State {
             seq_gaps: 0,
             slow_evicted: 0,
             last_decode_error: None,
+            graveyard: Graveyard::default(),
         }
     }
 
@@ -594,6 +624,12 @@ impl State {
     ) -> (Update<()>, Option<SampleRef<'a>>) {
         self.total_received += 1;
         match wire::decode_ref(datagram) {
+            // A GC datagram is asked for one field: the index (a pass over
+            // the fields into two 64-entry arrays) would cost more than it
+            // saves.
+            Ok(r) if matches!(r.header.kind, Kind::GC_SNAPSHOT | Kind::GC_EVENT) => {
+                (self.apply_view(&r, now), Some(r))
+            }
             Ok(r) => (self.apply_view(&Indexed::new(r), now), Some(r)),
             Err(e) => {
                 self.decode_errors += 1;
@@ -644,7 +680,11 @@ impl State {
     fn apply_periodic(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
         let limit = self.limits.samples_per_process;
-        let p = self.process_entry(header.pid, now);
+        let pid = header.pid;
+        let p = self
+            .processes
+            .entry(pid)
+            .or_insert_with(|| Process::new(pid, now));
         p.last_seq = header.seq;
         p.last_seen = now;
         p.latch_identity(s, false);
@@ -654,9 +694,11 @@ impl State {
             }
         }
         if p.samples.len() >= limit {
-            p.samples.pop_front();
+            if let Some(old) = p.samples.pop_front() {
+                self.graveyard.bury(old);
+            }
         }
-        p.samples.push_back(Arc::new(s.pack()));
+        p.samples.push_back(s.pack());
         let gap = p.note_seq(header.seq);
         self.seq_gaps += gap;
         Update::Sample(())
@@ -720,11 +762,11 @@ impl State {
                 },
             }
         };
-        let rec = Arc::new(GcRecord {
+        let rec = GcRecord {
             interpreter: interp.clone(),
             packed: s.pack(),
             stamp: header.stamp,
-        });
+        };
         if header.kind == Kind::GC_SNAPSHOT {
             if !p.gc_snapshots.contains_key(&interp)
                 && p.gc_snapshots.len() >= limits.interpreters_per_process
@@ -743,7 +785,9 @@ impl State {
             while p.gc_events.len() > limits.gc_events_per_process
                 || p.gc_events.front().is_some_and(|e| e.stamp < cutoff)
             {
-                p.gc_events.pop_front();
+                if let Some(old) = p.gc_events.pop_front() {
+                    self.graveyard.bury(old.packed);
+                }
             }
         }
         let gap = p.note_seq(header.seq);
