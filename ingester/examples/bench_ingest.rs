@@ -42,7 +42,7 @@ use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -108,6 +108,12 @@ fn parse_opts() -> Result<Opts> {
             "--quick" => o.quick = true,
             "--skip-reference" => o.skip_reference = true,
             "--rt" => RT.store(true, Ordering::Relaxed),
+            "--sat-secs" => SAT_SECS.store(
+                it.next()
+                    .and_then(|v| v.parse().ok())
+                    .context("--sat-secs SECONDS")?,
+                Ordering::Relaxed,
+            ),
             "--pacing" => {
                 o.pacings = match it.next().as_deref() {
                     Some("burst") => vec![Pacing::Burst],
@@ -130,7 +136,8 @@ fn parse_opts() -> Result<Opts> {
                 println!(
                     "bench_ingest [--quick] [--skip-reference] [--pacing burst|even|both] [--rt] [--ours PATH] [--reference PATH]\n\
                      [--only ladders|saturation|fills] (saturation: no ladder steps, only the\n\
-                     saturation step of the last pacing)\n\
+                     saturation step of the last pacing) [--sat-secs N] (length of the saturation\n\
+                     step; default: the ladder step's, 3 s)\n\
                      ours defaults to target/release/mod_wsgi-telemetry (cargo build --release);\n\
                      the reference to $REF_VENV/bin/mod_wsgi-telemetry (default /tmp/refvenv,\n\
                      created with `bash scripts/ref-venv.sh` when missing)."
@@ -427,6 +434,8 @@ fn epoch_now() -> f64 {
 
 /// `--rt`: servers, the bare receiver and the sender run SCHED_FIFO 1.
 static RT: AtomicBool = AtomicBool::new(false);
+/// Length of the saturation step in seconds (0: the ladder's step length).
+static SAT_SECS: AtomicU64 = AtomicU64::new(0);
 
 /// SCHED_FIFO priority 1 for the calling thread (threads it creates later
 /// inherit it).
@@ -1255,12 +1264,24 @@ fn saturate(
     feed: &mut Feed,
     dur: Duration,
 ) -> Result<Sat> {
+    let dur = match SAT_SECS.load(Ordering::Relaxed) {
+        0 => dur,
+        s => Duration::from_secs(s),
+    };
     srv.wait_idle(Duration::from_secs(10));
     let base = srv.counters()?.total_received;
     let cpu0 = srv.cpu();
     let t0 = Instant::now();
     let mut sent = 0u64;
+    // Datagrams sent in each second of the step (with blocking sends the
+    // kernel queue holds 11 at most, so this is what was drained).
+    let mut per_sec: Vec<u64> = Vec::new();
     while t0.elapsed() < dur {
+        let sec = t0.elapsed().as_secs() as usize;
+        if per_sec.len() <= sec {
+            per_sec.resize(sec + 1, 0);
+        }
+        per_sec[sec] += 64;
         for _ in 0..64 {
             tx.send(feed.next(), false)?;
         }
@@ -1296,7 +1317,7 @@ fn saturate(
         cpu_s,
     };
     progress!(
-        "{} {} procs saturation (blocking sends): {} sent, {} received in {:.2} s = {:.0}/s, CPU {:.2} s = {:.3} s/10k",
+        "{} {} procs saturation (blocking sends): {} sent, {} received in {:.2} s = {:.0}/s, CPU {:.2} s = {:.3} s/10k; sent per second: {:?}",
         lad.imp.name(),
         lad.procs,
         sent,
@@ -1304,7 +1325,8 @@ fn saturate(
         secs,
         sat.rate(),
         cpu_s,
-        cpu_s / received.max(1) as f64 * 1e4
+        cpu_s / received.max(1) as f64 * 1e4,
+        per_sec
     );
     Ok(sat)
 }
