@@ -243,7 +243,8 @@ impl<'a> SampleRef<'a> {
         self.duplicates
     }
 
-    /// True when some field is an I32 or F64 array.
+    /// True when some TLV record (a repeated id's included) is an I32 or
+    /// F64 array.
     pub fn has_arrays(&self) -> bool {
         self.arrays
     }

@@ -361,9 +361,10 @@ pub struct State {
 /// allocation has not been touched since it arrived (thousands of
 /// datagrams ago), so dropping it at once stalls on the cache miss of its
 /// reference count (an atomic decrement cannot be overlapped with other
-/// work) and again in `free`. Held here, with a prefetch issued on arrival,
-/// it is in the cache by the time it is dropped, [`Graveyard::DELAY`]
-/// evictions later.
+/// work) and again in `free`. Held here, with a prefetch issued as it is
+/// buried, it is in the cache by the time it is dropped,
+/// [`Graveyard::DELAY`] evictions later. (At most that many samples wait;
+/// samples of a process dropped whole are not buried.)
 #[derive(Debug, Default)]
 struct Graveyard(VecDeque<Packed>);
 
@@ -775,7 +776,9 @@ impl State {
             } else {
                 let ring = p.gc_snapshots.entry(interp.clone()).or_default();
                 if ring.len() >= limits.gc_snapshots_per_interpreter {
-                    ring.pop_front();
+                    if let Some(old) = ring.pop_front() {
+                        self.graveyard.bury(old.packed);
+                    }
                 }
                 ring.push_back(rec);
             }

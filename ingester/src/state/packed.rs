@@ -28,8 +28,8 @@ impl Packed {
 
     /// Asks the CPU to bring this sample's allocation (its reference counts
     /// and the allocator's header just before them) into the cache. Called
-    /// on the next sample a ring will evict, long before it does: dropping
-    /// an evicted sample otherwise stalls on a cache miss (the atomic
+    /// on a sample just evicted from its ring, some evictions before it is
+    /// dropped: dropping it at once stalls on a cache miss (the atomic
     /// decrement of a line nobody touched since the sample arrived).
     #[inline]
     pub fn prefetch(&self) {
@@ -230,8 +230,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Unpacks a stored sample. Only ever given what [`pack`] produced, so the
-/// layout is trusted.
+/// Unpacks a stored sample. Only ever given what [`pack`] produced or a
+/// datagram [`kept_as_is`] (the same layout), so the layout is trusted.
 pub fn unpack(p: &Packed) -> Sample {
     let le_i32 = |c: &[u8]| i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
     let le_f64 = |c: &[u8]| {
