@@ -648,8 +648,15 @@ impl State {
         }
     }
 
-    fn process_entry(&mut self, pid: u32, now: Instant) -> &mut Process {
-        self.processes
+    /// The process of `pid`, created if new. Takes the map alone, so the
+    /// caller may still use the other fields (limits, graveyard) while it
+    /// holds the process.
+    fn process_entry(
+        processes: &mut IndexMap<u32, Process, PidHash>,
+        pid: u32,
+        now: Instant,
+    ) -> &mut Process {
+        processes
             .entry(pid)
             .or_insert_with(|| Process::new(pid, now))
     }
@@ -681,11 +688,7 @@ impl State {
     fn apply_periodic(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
         let limit = self.limits.samples_per_process;
-        let pid = header.pid;
-        let p = self
-            .processes
-            .entry(pid)
-            .or_insert_with(|| Process::new(pid, now));
+        let p = Self::process_entry(&mut self.processes, header.pid, now);
         p.last_seq = header.seq;
         p.last_seen = now;
         p.latch_identity(s, false);
@@ -730,7 +733,7 @@ impl State {
         }
         self.lifecycle.push_back(ev.clone());
         if header.kind == Kind::PROCESS_STARTED {
-            let p = self.process_entry(header.pid, now);
+            let p = Self::process_entry(&mut self.processes, header.pid, now);
             p.last_seen = now;
             p.latch_identity(s, true);
             let gap = p.note_seq(header.seq);
@@ -744,11 +747,7 @@ impl State {
     fn apply_gc(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
         let limits = &self.limits;
-        let pid = header.pid;
-        let p = self
-            .processes
-            .entry(pid)
-            .or_insert_with(|| Process::new(pid, now));
+        let p = Self::process_entry(&mut self.processes, header.pid, now);
         p.last_seen = now;
         // Reuse the key of an interpreter already seen (no allocation on
         // the common path).
