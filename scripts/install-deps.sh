@@ -13,11 +13,13 @@
 #                                  mod_wsgi 6.1.1 built with apxs (comparison)
 #   chromium chromium-driver       browser UI end-to-end tests
 #   tmux                           `top` end-to-end tests in a real terminal
+#   gdb                            backtrace of an httpd child's core file
+#                                  when an integration test sees a crash
 set -euo pipefail
 PACKAGES=(
     apache2 apache2-dev apache2-utils libapache2-mod-wsgi-py3 libclang-dev wrk
     python3-venv python3-dev
-    chromium chromium-driver tmux
+    chromium chromium-driver tmux gdb
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
