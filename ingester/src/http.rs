@@ -123,6 +123,8 @@ fn capture(shared: &Shared, st: &crate::state::State) -> messages::SnapshotRefs 
     ));
     r.extra.push(("slow_evicted", st.slow_evicted));
     r.extra
+        .push(("history_evicted_for_bytes", st.evicted_for_bytes()));
+    r.extra
         .push(("ws_messages_dropped", shared.lagged.load(Ordering::Relaxed)));
     r
 }

@@ -73,6 +73,49 @@ fn corpus_replay_gives_reference_shaped_state() {
     }
 }
 
+/// Datagrams of unusual size (60 KB REQUESTs, beyond the 8 KB any
+/// reporter sends, within the 64 KB taken in) arrive whole through the
+/// socket and are stored until the process's history reaches its 4 MiB
+/// budget; then the oldest leave, and the snapshot says how many.
+#[test]
+fn oversized_datagrams_are_held_to_the_byte_budget() {
+    let s = Serve::start(&[]);
+    let n = 100u32;
+    let dgrams: Vec<Vec<u8>> = (1..=n)
+        .map(|seq| {
+            let mut d = wire::Sample {
+                header: wire::Header::new(wire::Kind::REQUEST, 4242, seq, 1000.0 + f64::from(seq)),
+                fields: vec![(wire::id::REQUEST_COUNT, wire::Value::U64(1))],
+            }
+            .encode()
+            .unwrap();
+            // An unknown bytes field (id 999) of 60,000 bytes, by hand: the
+            // encoder stops at 8 KB.
+            d.extend_from_slice(&999u16.to_le_bytes());
+            d.push(0x04);
+            d.extend_from_slice(&60_000u16.to_le_bytes());
+            d.resize(d.len() + 60_000, b'x');
+            d
+        })
+        .collect();
+    s.send_all(&dgrams);
+    let v = s.wait_received(n as usize);
+    assert_eq!(v["decode_errors"], 0);
+    let p = v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == 4242)
+        .expect("the process");
+    let kept = p["samples"].as_array().unwrap();
+    // 4 MiB / (60 KB + a few dozen bytes) = 69 samples, the newest.
+    assert_eq!(kept.len(), 69, "samples kept");
+    assert_eq!(kept.last().unwrap()["fields"]["request_count"], 1);
+    assert_eq!(v["history_evicted_for_bytes"], u64::from(n) - 69);
+    let last_stamp = kept.last().unwrap()["stamp"].as_f64().unwrap();
+    assert_eq!(last_stamp, 1000.0 + f64::from(n));
+}
+
 #[test]
 fn socket_file_mode_and_cleanup() {
     let s = Serve::start(&["--socket-mode", "0640"]);

@@ -9,8 +9,12 @@
 //!
 //! Memory budget per process, at the default limits: 600 packed samples
 //! (≈ 0.5–1.2 KB each), up to 8 interpreters × 600 GC snapshots (≈ 200 B
-//! each) and 1,000 GC events (≈ 100 B each): at most ≈ 1.8 MB for a process
-//! with 8 interpreters, ≈ 1 MB for the usual one or two.
+//! each) and 1,000 GC events (≈ 100 B each): ≈ 1.8 MB for a process with 8
+//! interpreters, ≈ 1 MB for the usual one or two. Datagrams of unusual
+//! size (up to 64 KB each are accepted) cannot take more: a process's
+//! history is also held to [`Limits::bytes_per_process`] (4 MiB), counted
+//! as it is stored ([`Process::history_bytes`]), oldest records leaving
+//! first.
 
 pub mod packed;
 
@@ -41,6 +45,13 @@ pub struct Limits {
     pub slow_entries: usize,
     /// A process not heard from for this long is dropped (reference: 300 s).
     pub stale_after: Duration,
+    /// Bytes of history (samples, GC snapshots, GC events) kept per process
+    /// at most (reference: unbounded). The count limits keep ordinary
+    /// traffic well below it; it bounds datagrams of unusual size. When a
+    /// record takes a process over, the oldest records of the same kind
+    /// leave first (the newest always stays), then those of whichever other
+    /// kind has the most.
+    pub bytes_per_process: usize,
 }
 
 impl Default for Limits {
@@ -54,6 +65,7 @@ impl Default for Limits {
             lifecycle_events: 500,
             slow_entries: 10_000,
             stale_after: Duration::from_secs(300),
+            bytes_per_process: 4 << 20,
         }
     }
 }
@@ -108,6 +120,32 @@ pub struct Process {
     pub gc_events: VecDeque<GcRecord>,
     /// GC datagrams discarded by the interpreter bound.
     pub gc_dropped_interpreters: u64,
+    /// Bytes of `samples`, `gc_snapshots` and `gc_events` (each record's
+    /// [`sample_cost`] / [`gc_cost`]), kept as records come and go.
+    history_bytes: usize,
+    /// Records dropped early to keep [`Limits::bytes_per_process`].
+    pub evicted_for_bytes: u64,
+}
+
+/// Bytes a stored sample counts: its allocation (the datagram's bytes and
+/// the two reference counts) and its ring slot.
+fn sample_cost(p: &Packed) -> usize {
+    p.heap_bytes() + 32
+}
+
+/// Bytes a stored GC record counts: its allocation, its slot (stamp and
+/// interpreter key included).
+fn gc_cost(g: &GcRecord) -> usize {
+    g.packed.heap_bytes() + 16 + std::mem::size_of::<GcRecord>()
+}
+
+/// A ring of a process's history.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ring {
+    Samples,
+    /// The GC snapshots of the interpreter at this index.
+    Snapshots(usize),
+    Events,
 }
 
 impl Process {
@@ -131,6 +169,69 @@ impl Process {
             gc_snapshots: IndexMap::new(),
             gc_events: VecDeque::new(),
             gc_dropped_interpreters: 0,
+            history_bytes: 0,
+            evicted_for_bytes: 0,
+        }
+    }
+
+    /// Bytes of history held now (see [`Limits::bytes_per_process`]).
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes
+    }
+
+    fn ring_len(&self, r: Ring) -> usize {
+        match r {
+            Ring::Samples => self.samples.len(),
+            Ring::Snapshots(i) => self.gc_snapshots.get_index(i).map_or(0, |(_, q)| q.len()),
+            Ring::Events => self.gc_events.len(),
+        }
+    }
+
+    /// Drops the oldest record of `r` (into the graveyard).
+    fn pop_oldest(&mut self, r: Ring, graveyard: &mut Graveyard) {
+        let cost = match r {
+            Ring::Samples => self.samples.pop_front().map(|old| {
+                let c = sample_cost(&old);
+                graveyard.bury(old);
+                c
+            }),
+            Ring::Snapshots(i) => self
+                .gc_snapshots
+                .get_index_mut(i)
+                .and_then(|(_, q)| q.pop_front())
+                .map(|old| {
+                    let c = gc_cost(&old);
+                    graveyard.bury(old.packed);
+                    c
+                }),
+            Ring::Events => self.gc_events.pop_front().map(|old| {
+                let c = gc_cost(&old);
+                graveyard.bury(old.packed);
+                c
+            }),
+        };
+        self.history_bytes -= cost.unwrap_or(0);
+    }
+
+    /// Holds the history to `budget` bytes after `grew` took a record: its
+    /// own oldest records go first, down to that newest one, then the
+    /// oldest of whichever other ring holds the most records.
+    fn trim_to(&mut self, budget: usize, grew: Ring, graveyard: &mut Graveyard) {
+        while self.history_bytes > budget {
+            let victim = if self.ring_len(grew) > 1 {
+                grew
+            } else {
+                let others = std::iter::once(Ring::Samples)
+                    .chain(std::iter::once(Ring::Events))
+                    .chain((0..self.gc_snapshots.len()).map(Ring::Snapshots))
+                    .filter(|&r| r != grew);
+                match others.max_by_key(|&r| self.ring_len(r)) {
+                    Some(r) if self.ring_len(r) > 0 => r,
+                    _ => return, // only the newest record is left
+                }
+            };
+            self.pop_oldest(victim, graveyard);
+            self.evicted_for_bytes += 1;
         }
     }
 
@@ -180,18 +281,21 @@ impl Process {
 
     /// Approximate heap bytes held by this process's history.
     pub fn heap_bytes(&self) -> usize {
-        // Each packed sample: its bytes, the allocation's two counts and
-        // its ring slot; a GC record's slot also holds its stamp and
-        // interpreter key.
-        let samples: usize = self.samples.iter().map(|p| p.heap_bytes() + 32).sum();
+        std::mem::size_of::<Process>() + self.history_bytes
+    }
+
+    /// [`Process::history_bytes`] counted afresh from the rings (tests).
+    #[cfg(test)]
+    fn history_bytes_recounted(&self) -> usize {
+        let samples: usize = self.samples.iter().map(sample_cost).sum();
         let gc: usize = self
             .gc_snapshots
             .values()
             .flat_map(|r| r.iter())
             .chain(self.gc_events.iter())
-            .map(|g| g.packed.heap_bytes() + 16 + std::mem::size_of::<GcRecord>())
+            .map(gc_cost)
             .sum();
-        std::mem::size_of::<Process>() + samples + gc
+        samples + gc
     }
 }
 
@@ -698,11 +802,18 @@ impl State {
             }
         }
         if p.samples.len() >= limit {
-            if let Some(old) = p.samples.pop_front() {
-                self.graveyard.bury(old);
-            }
+            p.pop_oldest(Ring::Samples, &mut self.graveyard);
         }
-        p.samples.push_back(s.pack());
+        let packed = s.pack();
+        p.history_bytes += sample_cost(&packed);
+        p.samples.push_back(packed);
+        if p.history_bytes > self.limits.bytes_per_process {
+            p.trim_to(
+                self.limits.bytes_per_process,
+                Ring::Samples,
+                &mut self.graveyard,
+            );
+        }
         let gap = p.note_seq(header.seq);
         self.seq_gaps += gap;
         Update::Sample(())
@@ -773,23 +884,30 @@ impl State {
             {
                 p.gc_dropped_interpreters += 1;
             } else {
-                let ring = p.gc_snapshots.entry(interp.clone()).or_default();
-                if ring.len() >= limits.gc_snapshots_per_interpreter {
-                    if let Some(old) = ring.pop_front() {
-                        self.graveyard.bury(old.packed);
-                    }
+                let entry = p.gc_snapshots.entry(interp.clone());
+                let i = entry.index();
+                entry.or_default();
+                if p.gc_snapshots[i].len() >= limits.gc_snapshots_per_interpreter {
+                    p.pop_oldest(Ring::Snapshots(i), &mut self.graveyard);
                 }
-                ring.push_back(rec);
+                p.history_bytes += gc_cost(&rec);
+                p.gc_snapshots[i].push_back(rec);
+                if p.history_bytes > limits.bytes_per_process {
+                    let budget = limits.bytes_per_process;
+                    p.trim_to(budget, Ring::Snapshots(i), &mut self.graveyard);
+                }
             }
         } else {
             let cutoff = header.stamp - limits.gc_event_seconds;
+            p.history_bytes += gc_cost(&rec);
             p.gc_events.push_back(rec);
             while p.gc_events.len() > limits.gc_events_per_process
                 || p.gc_events.front().is_some_and(|e| e.stamp < cutoff)
             {
-                if let Some(old) = p.gc_events.pop_front() {
-                    self.graveyard.bury(old.packed);
-                }
+                p.pop_oldest(Ring::Events, &mut self.graveyard);
+            }
+            if p.history_bytes > limits.bytes_per_process {
+                p.trim_to(limits.bytes_per_process, Ring::Events, &mut self.graveyard);
             }
         }
         let gap = p.note_seq(header.seq);
@@ -928,6 +1046,12 @@ impl State {
             .collect()
     }
 
+    /// Records the live processes dropped early to keep
+    /// [`Limits::bytes_per_process`] (0 for ordinary traffic).
+    pub fn evicted_for_bytes(&self) -> u64 {
+        self.processes.values().map(|p| p.evicted_for_bytes).sum()
+    }
+
     /// Approximate heap bytes of all history.
     pub fn heap_bytes(&self) -> usize {
         self.processes
@@ -947,14 +1071,7 @@ mod tests {
     /// index.
     #[test]
     fn indexed_view_reads_as_the_sample_ref() {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
-        let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
-            .map(Into::into)
-            .unwrap_or(dir);
-        let bin = std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).expect("corpus");
-        let mut datagrams: Vec<Vec<u8>> = wire::capture::records(&bin)
-            .map(|r| r.unwrap().to_vec())
-            .collect();
+        let mut datagrams = corpus();
         let header = Header::new(Kind::REQUEST, 1, 2, 3.5);
         let dup = Sample {
             header,
@@ -986,6 +1103,109 @@ mod tests {
         assert!(Indexed::new(r).n.is_none());
         let r = wire::decode_ref(&datagrams[datagrams.len() - 2]).unwrap();
         assert!(r.has_duplicates() && Indexed::new(r).n == Some(3));
+    }
+
+    fn corpus() -> Vec<Vec<u8>> {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+        let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
+            .map(Into::into)
+            .unwrap_or(dir);
+        let bin = std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).expect("corpus");
+        wire::capture::records(&bin)
+            .map(|r| r.unwrap().to_vec())
+            .collect()
+    }
+
+    /// A datagram of `kind` from pid 7, padded with an unknown field to
+    /// about `size` bytes (kept, as every unknown field is).
+    fn padded(kind: Kind, seq: u32, stamp: f64, interp: &str, size: usize) -> Vec<u8> {
+        let mut fields = vec![(id::REQUEST_COUNT, Value::U64(u64::from(seq)))];
+        if !interp.is_empty() {
+            fields.push((id::INTERPRETER_NAME, Value::Bytes(interp.into())));
+        }
+        let mut d = Sample {
+            header: Header::new(kind, 7, seq, stamp),
+            fields,
+        }
+        .encode()
+        .unwrap();
+        // Beyond what the encoder writes (8 KB): a bytes record appended by
+        // hand (id, tag 0x04, u16 length, body; the header counts nothing).
+        d.extend_from_slice(&999u16.to_le_bytes());
+        d.push(0x04);
+        d.extend_from_slice(&(size as u16).to_le_bytes());
+        d.resize(d.len() + size, b'x');
+        d
+    }
+
+    /// Datagrams far larger than any reporter sends, of every stored kind,
+    /// interleaved: the history never exceeds the byte budget, the running
+    /// count always equals a recount, the newest record of the kind that
+    /// arrived is always kept, and ordinary records (a small GC event)
+    /// still get in.
+    #[test]
+    fn history_is_held_to_the_byte_budget() {
+        let budget = 300_000;
+        let mut st = State::new(Limits {
+            bytes_per_process: budget,
+            ..Limits::default()
+        });
+        let t = Instant::now();
+        let mut seq = 0;
+        let mut send = |st: &mut State, kind, stamp, interp: &str, size| {
+            seq += 1;
+            st.ingest_quiet(&padded(kind, seq, stamp, interp, size), t);
+            let p = &st.processes[&7];
+            assert_eq!(p.history_bytes(), p.history_bytes_recounted());
+            assert!(p.history_bytes() <= budget, "{} bytes", p.history_bytes());
+            seq
+        };
+        for round in 0..400u32 {
+            let stamp = 1000.0 + f64::from(round);
+            let size = 20_000 + (round as usize % 7) * 5_000;
+            let s = send(&mut st, Kind::REQUEST, stamp, "", size);
+            let newest = st.processes[&7].samples.back().map(packed::unpack);
+            assert_eq!(newest.unwrap().header.seq, s);
+            let interp = ["", "a", "b"][round as usize % 3];
+            send(&mut st, Kind::GC_SNAPSHOT, stamp, interp, 9_000);
+            let size = if round % 2 == 0 { 60_000 } else { 40 };
+            let s = send(&mut st, Kind::GC_EVENT, stamp, "", size);
+            let newest = st.processes[&7].gc_events.back();
+            assert_eq!(
+                newest.map(|g| packed::unpack(&g.packed).header.seq),
+                Some(s)
+            );
+        }
+        let p = &st.processes[&7];
+        assert!(p.evicted_for_bytes > 0);
+        assert!(!p.samples.is_empty() && !p.gc_events.is_empty());
+        assert_eq!(p.gc_snapshots.len(), 3);
+        assert_eq!(
+            st.heap_bytes(),
+            std::mem::size_of::<Process>() + p.history_bytes()
+        );
+    }
+
+    /// Real traffic is held by the count limits alone, far inside the
+    /// byte budget, with the running count equal to a recount.
+    #[test]
+    fn ordinary_traffic_stays_far_inside_the_byte_budget() {
+        let mut st = State::new(Limits::default());
+        let t = Instant::now();
+        for d in corpus() {
+            st.ingest_quiet(&d, t);
+        }
+        assert!(st.processes.len() > 1);
+        for p in st.processes.values() {
+            assert_eq!(p.evicted_for_bytes, 0, "pid {}", p.pid);
+            assert_eq!(p.history_bytes(), p.history_bytes_recounted());
+            assert!(
+                p.history_bytes() < Limits::default().bytes_per_process / 4,
+                "pid {}: {} bytes",
+                p.pid,
+                p.history_bytes()
+            );
+        }
     }
 
     /// Pids that share their low bits still land in different buckets

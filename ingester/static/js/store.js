@@ -421,7 +421,7 @@ export class Store {
     this.decodeErrors = m.decode_errors || 0;
     this.seqGapsServer = 0;
     this.historyTruncated = !!m.history_truncated;
-    for (const k of ['receive_pauses', 'slow_evicted', 'seq_gaps']) if (k in m) this.extra[k] = m[k];
+    for (const k of ['receive_pauses', 'slow_evicted', 'history_evicted_for_bytes', 'seq_gaps']) if (k in m) this.extra[k] = m[k];
     // "now" first, so retention applies to the snapshot's own history.
     for (const pr of m.processes || []) {
       const s = pr.samples;

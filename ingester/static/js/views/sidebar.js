@@ -91,6 +91,7 @@ export class Sidebar {
     ];
     if (s.extra.receive_pauses) lines.push(`receiver paused (ingest behind): ${s.extra.receive_pauses}×`);
     if (s.extra.slow_evicted) lines.push(`slow entries evicted: ${s.extra.slow_evicted}`);
+    if (s.extra.history_evicted_for_bytes) lines.push(`history records evicted (4 MiB per process): ${s.extra.history_evicted_for_bytes}`);
     if (s.historyTruncated) lines.push('history before connect was shortened');
     const body = $('#health-body');
     const sig = lines.join('\n');
