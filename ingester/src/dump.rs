@@ -91,6 +91,11 @@ pub fn run(args: DumpArgs) -> anyhow::Result<i32> {
     // Returns false when output is closed (e.g. `dump | head`).
     let mut emit =
         |dgram: &[u8], out: &mut io::BufWriter<io::StdoutLock<'_>>| -> io::Result<bool> {
+            if let Some(e) = wire::oversize_error(dgram.len()) {
+                out.flush()?;
+                eprintln!("decode error: {e}");
+                return Ok(true);
+            }
             match wire::decode(dgram) {
                 Ok(s) => {
                     let text = match format {
@@ -151,7 +156,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<i32> {
     bound
         .socket
         .set_read_timeout(Some(Duration::from_millis(250)))?;
-    let mut buf = vec![0u8; wire::RECV_BUFFER];
+    let mut buf = vec![0u8; wire::RECV_CAPACITY];
     let result = (|| -> io::Result<()> {
         while !STOP.load(Ordering::SeqCst) {
             match bound.socket.recv(&mut buf) {

@@ -116,6 +116,49 @@ fn oversized_datagrams_are_held_to_the_byte_budget() {
     assert_eq!(last_stamp, 1000.0 + f64::from(n));
 }
 
+/// A datagram larger than the 64 KB receive buffer is refused and counted
+/// as a decode error, even when the buffer's cut falls between two fields
+/// (the reference reads such a datagram's first 65,536 bytes as a whole,
+/// shorter sample); one of exactly 65,536 bytes is taken.
+#[test]
+fn datagrams_larger_than_the_receive_buffer_are_refused() {
+    let s = Serve::start(&[]);
+    let datagram = |pid: u32, total: usize| {
+        let mut d = wire::Sample {
+            header: wire::Header::new(wire::Kind::REQUEST, pid, 1, 1000.0),
+            fields: vec![(wire::id::REQUEST_COUNT, wire::Value::U64(1))],
+        }
+        .encode()
+        .unwrap();
+        let pad = total - d.len() - 5;
+        d.extend_from_slice(&999u16.to_le_bytes());
+        d.push(0x04);
+        d.extend_from_slice(&(pad as u16).to_le_bytes());
+        d.resize(total, b'x');
+        d
+    };
+    let exact = datagram(5001, wire::RECV_BUFFER);
+    let mut over = datagram(5002, wire::RECV_BUFFER);
+    // One more whole field after the first 65,536 bytes.
+    over.extend_from_slice(&wire::id::REQUEST_COUNT.to_le_bytes());
+    over.push(0x01);
+    over.extend_from_slice(&2u64.to_le_bytes());
+    assert_eq!(
+        wire::decode(&over[..wire::RECV_BUFFER]).unwrap().header.pid,
+        5002
+    );
+    s.send_all([&exact, &over]);
+    let v = s.wait_received(2);
+    assert_eq!(v["decode_errors"], 1);
+    let pids: Vec<u64> = v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pids, vec![5001]);
+}
+
 #[test]
 fn socket_file_mode_and_cleanup() {
     let s = Serve::start(&["--socket-mode", "0640"]);

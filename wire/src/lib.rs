@@ -44,8 +44,23 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 24;
 /// Hard cap on one datagram, as the 6.x reporter's encode buffer.
 pub const MAX_DATAGRAM: usize = 8192;
-/// Receive buffer size used by the reference ingester.
+/// Receive buffer size used by the reference ingester: the largest
+/// datagram a receiver takes.
 pub const RECV_BUFFER: usize = 65536;
+/// What a receiver should read into: one byte more than [`RECV_BUFFER`],
+/// so that a larger datagram, which the buffer cuts (the kernel drops the
+/// rest), arrives one byte too long and is refused (see
+/// [`oversize_error`]) instead of being read as a shorter one, which can
+/// decode when the cut falls between two fields.
+pub const RECV_CAPACITY: usize = RECV_BUFFER + 1;
+
+/// `Some(message)` when a received datagram of `len` bytes is larger than
+/// [`RECV_BUFFER`] and must be counted as undecodable.
+pub fn oversize_error(len: usize) -> Option<String> {
+    (len > RECV_BUFFER).then(|| {
+        format!("datagram larger than the {RECV_BUFFER}-byte receive buffer (cut; refused)")
+    })
+}
 /// Number of worker slots the per-slot arrays (110–114) cover at most.
 pub const MAX_SLOTS: usize = 128;
 

@@ -728,6 +728,12 @@ impl State {
         now: Instant,
     ) -> (Update<()>, Option<SampleRef<'a>>) {
         self.total_received += 1;
+        if let Some(e) = wire::oversize_error(datagram.len()) {
+            self.decode_errors += 1;
+            tracing::warn!("decode error: {e}");
+            self.last_decode_error = Some(e);
+            return (Update::Nothing, None);
+        }
         match wire::decode_ref(datagram) {
             // A GC datagram is asked for one field: the index (a pass over
             // the fields into two 64-entry arrays) would cost more than it
