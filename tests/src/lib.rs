@@ -376,7 +376,8 @@ impl Httpd {
                         child: Some(child),
                         root,
                         port,
-                        last_response: Mutex::new(None),
+                        // The probe just above was a connection too.
+                        last_response: Mutex::new(Some(Instant::now())),
                     };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
@@ -469,6 +470,7 @@ impl Httpd {
         s.write_all(body).unwrap();
         let mut resp = Vec::new();
         s.read_to_end(&mut resp).unwrap();
+        *self.last_response.lock().unwrap() = Some(Instant::now());
         let status = std::str::from_utf8(&resp[9..12]).unwrap().parse().unwrap();
         let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         (status, resp[split..].to_vec())
@@ -577,14 +579,17 @@ pub fn crashed_children(log: &str) -> Vec<String> {
 
 /// Whether a core's backtrace is httpd's `close_worker_sockets` race: the
 /// thread that took the fault was in `apr_os_sock_get`, called straight
-/// from the event MPM (`close_socket_nonblocking_`; the fatal-signal
-/// handler re-raises from there).
+/// from the event MPM (`close_socket_nonblocking_`). That frame is the
+/// thread's innermost, or the one under httpd's fatal-signal handler, which
+/// re-raises the signal (the core then shows the handler on top when
+/// another thread took the re-raised signal).
 pub fn is_event_close_race(bt: &str) -> bool {
     let frames: Vec<&str> = bt.lines().filter(|l| l.starts_with('#')).collect();
-    frames.windows(3).any(|w| {
-        w[0].contains("<signal handler called>")
-            && w[1].contains(" apr_os_sock_get ")
-            && w[2].contains("mod_mpm_event.so")
+    (0..frames.len().saturating_sub(1)).any(|i| {
+        frames[i].contains(" apr_os_sock_get ")
+            && frames[i + 1].contains("mod_mpm_event.so")
+            && (frames[i].starts_with("#0 ")
+                || i > 0 && frames[i - 1].contains("<signal handler called>"))
     })
 }
 
@@ -1145,6 +1150,17 @@ Thread 2 (Thread 0x7fc3e778e780 (LWP 22578)):
         assert!(!is_event_close_race(&ours));
         let elsewhere = RACE.replace(" apr_os_sock_get ", " apr_socket_close ");
         assert!(!is_event_close_race(&elsewhere));
+        // The same fault, the re-raised signal taken by the faulting thread.
+        let direct = "\
+Thread 1 (Thread 0x7f8ff447f780 (LWP 23118)):
+#0  0x00007f8ff46ff180 in apr_os_sock_get () from /lib/x86_64-linux-gnu/libapr-1.so.0
+#1  0x00007f8ff443c06c in ?? () from /usr/lib/apache2/modules/mod_mpm_event.so
+#7  0x000055e7f54c9850 in ap_run_mpm ()
+";
+        assert!(is_event_close_race(direct));
+        // apr_os_sock_get merely on a stack (not where it faulted) is not.
+        let deeper = direct.replace("#0  0x00007f8ff46ff180", "#3  0x00007f8ff46ff180");
+        assert!(!is_event_close_race(&deeper));
         assert!(!is_event_close_race(""));
         let log = "[core:notice] [pid 1:tid 1] AH00052: child pid 1799 exit signal Segmentation fault (11)\n\
                    [core:notice] [pid 1:tid 1] AH00052: child pid 1800 exit signal Killed (9)\n";
