@@ -958,6 +958,8 @@ pub struct Ingester {
     child: Option<Child>,
     /// HTTP port of its UI/API.
     pub http_port: u16,
+    /// Its stderr (a file beside the socket), shown when a wait times out.
+    log: PathBuf,
 }
 
 impl Ingester {
@@ -965,6 +967,8 @@ impl Ingester {
     /// waits until `/api/state` answers.
     pub fn serve(bin: &Path, socket: &Path, extra: &[&str]) -> Ingester {
         let http_port = free_port();
+        let log = socket.with_extension("ingester.log");
+        let stderr = std::fs::File::create(&log).expect("ingester log file");
         let child = Command::new(bin)
             .arg("serve")
             .arg("--listen")
@@ -979,12 +983,13 @@ impl Ingester {
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn ingester");
         let ing = Ingester {
             child: Some(child),
             http_port,
+            log,
         };
         let t0 = Instant::now();
         while ing.try_state().is_none() || !socket.exists() {
@@ -1019,13 +1024,23 @@ impl Ingester {
         cond: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         let t0 = Instant::now();
+        let mut last = None;
         loop {
             if let Some(s) = self.try_state() {
                 if cond(&s) {
                     return s;
                 }
+                last = Some(s);
             }
-            assert!(t0.elapsed() < PATIENCE, "timed out waiting for: {what}");
+            if t0.elapsed() >= PATIENCE {
+                let log = read(&self.log);
+                let lines: Vec<&str> = log.lines().collect();
+                panic!(
+                    "timed out waiting for: {what}; last /api/state: {}\n--- ingester stderr (last 40 lines):\n{}",
+                    last.as_ref().map_or("none".into(), state_summary),
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -1042,6 +1057,36 @@ impl Ingester {
             };
         }
     }
+}
+
+/// Counters of an `/api/state` and, per process, its samples and the
+/// newest one's request count, drop counter (field 19) and seq (for a
+/// timed-out wait).
+fn state_summary(st: &serde_json::Value) -> String {
+    let mut out = format!(
+        "total_received {}, decode_errors {}, seq_gaps {}, receive_pauses {}",
+        st["total_received"], st["decode_errors"], st["seq_gaps"], st["receive_pauses"]
+    );
+    for p in st["processes"].as_array().into_iter().flatten() {
+        let samples = p["samples"].as_array().map_or(0, Vec::len);
+        let newest = p["samples"].as_array().and_then(|v| v.last());
+        let f = newest.map(|n| &n["fields"]);
+        out.push_str(&format!(
+            "\n  pid {}: {samples} samples, newest seq {} request_count {} dropped {}",
+            p["pid"],
+            newest.map_or(serde_json::Value::Null, |n| n["seq"].clone()),
+            f.map_or(serde_json::Value::Null, |f| f["request_count"].clone()),
+            f.map_or(serde_json::Value::Null, |f| {
+                let d = &f["reporter_dropped_datagrams"];
+                if d.is_null() {
+                    f["id19"].clone()
+                } else {
+                    d.clone()
+                }
+            }),
+        ));
+    }
+    out
 }
 
 impl Drop for Ingester {
