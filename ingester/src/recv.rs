@@ -309,6 +309,29 @@ impl MultiRecv {
     }
 }
 
+/// Exit status of `serve` when its receive or ingest thread panicked
+/// (`EX_SOFTWARE`).
+pub const EXIT_THREAD_PANICKED: i32 = 70;
+
+/// Ends the process when the thread it lives in unwinds from a panic. A
+/// dead receive or ingest thread would leave `serve` answering HTTP with a
+/// state that never changes again, which nobody would notice; exiting
+/// (after the panic message, which the default hook has printed) lets the
+/// service manager restart it (conf-examples: `Restart=on-failure`).
+struct ExitIfPanicking(&'static str);
+
+impl Drop for ExitIfPanicking {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                "the {} thread panicked; exiting with status {EXIT_THREAD_PANICKED}",
+                self.0
+            );
+            std::process::exit(EXIT_THREAD_PANICKED);
+        }
+    }
+}
+
 /// Starts the receive and ingest threads on a bound socket.
 pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threads> {
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -322,6 +345,7 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
     let recv = std::thread::Builder::new()
         .name("telemetry-recv".into())
         .spawn(move || {
+            let _exit = ExitIfPanicking("receive");
             let mut mr = MultiRecv::new();
             while !sh.stop.load(Ordering::Relaxed) {
                 // Back-pressure: stop reading while the ingest thread is far
@@ -399,6 +423,7 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
     let ingest = std::thread::Builder::new()
         .name("telemetry-ingest".into())
         .spawn(move || {
+            let _exit = ExitIfPanicking("ingest");
             let mut next_expiry = Instant::now() + Duration::from_secs(1);
             loop {
                 match rx.recv_timeout(Duration::from_millis(200)) {
@@ -491,6 +516,39 @@ mod tests {
         a.send(&make(5, 0)).unwrap();
         assert_eq!(mr.recv(&b, true).unwrap(), 1);
         assert_eq!(mr.received().collect::<Vec<_>>(), vec![&make(5, 0)[..]]);
+    }
+
+    /// A receive or ingest thread that panics ends the process with
+    /// [`EXIT_THREAD_PANICKED`] (run in a child process: this test binary
+    /// again, asked for the one test below with an environment variable).
+    #[test]
+    fn a_panicking_pipeline_thread_ends_the_process() {
+        const CHILD: &str = "MOD_WSGI_TELEMETRY_TEST_PANIC_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            let t = std::thread::spawn(|| {
+                let _exit = ExitIfPanicking("test");
+                panic!("deliberate");
+            });
+            let _ = t.join();
+            // Not reached: the thread's guard exits the process.
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "recv::tests::a_panicking_pipeline_thread_ends_the_process",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(EXIT_THREAD_PANICKED),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("deliberate"));
     }
 
     /// A running receive path on a socket in its own directory.
