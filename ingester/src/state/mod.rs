@@ -187,36 +187,60 @@ impl Process {
         }
     }
 
-    /// Drops the oldest record of `r` (into the graveyard).
+    /// The GC ring `r` names (`None` for the samples).
+    fn gc_ring(&mut self, r: Ring) -> Option<&mut VecDeque<GcRecord>> {
+        match r {
+            Ring::Samples => None,
+            Ring::Snapshots(i) => self.gc_snapshots.get_index_mut(i).map(|(_, q)| q),
+            Ring::Events => Some(&mut self.gc_events),
+        }
+    }
+
+    /// Appends a sample, counting its bytes.
+    fn push_sample(&mut self, p: Packed) {
+        self.history_bytes += sample_cost(&p);
+        self.samples.push_back(p);
+    }
+
+    /// Appends a GC record to ring `r`, counting its bytes.
+    fn push_gc(&mut self, r: Ring, rec: GcRecord) {
+        let cost = gc_cost(&rec);
+        if let Some(q) = self.gc_ring(r) {
+            q.push_back(rec);
+            self.history_bytes += cost;
+        }
+    }
+
+    /// Drops the oldest record of `r` (into the graveyard), uncounting it.
     fn pop_oldest(&mut self, r: Ring, graveyard: &mut Graveyard) {
-        let cost = match r {
-            Ring::Samples => self.samples.pop_front().map(|old| {
-                let c = sample_cost(&old);
-                graveyard.bury(old);
-                c
-            }),
-            Ring::Snapshots(i) => self
-                .gc_snapshots
-                .get_index_mut(i)
-                .and_then(|(_, q)| q.pop_front())
-                .map(|old| {
-                    let c = gc_cost(&old);
-                    graveyard.bury(old.packed);
-                    c
-                }),
-            Ring::Events => self.gc_events.pop_front().map(|old| {
-                let c = gc_cost(&old);
-                graveyard.bury(old.packed);
-                c
-            }),
+        let oldest = match r {
+            Ring::Samples => self.samples.pop_front().map(|p| (sample_cost(&p), p)),
+            _ => self
+                .gc_ring(r)
+                .and_then(VecDeque::pop_front)
+                .map(|g| (gc_cost(&g), g.packed)),
         };
-        self.history_bytes -= cost.unwrap_or(0);
+        if let Some((cost, p)) = oldest {
+            self.history_bytes -= cost;
+            graveyard.bury(p);
+        }
     }
 
     /// Holds the history to `budget` bytes after `grew` took a record: its
     /// own oldest records go first, down to that newest one, then the
     /// oldest of whichever other ring holds the most records.
+    #[inline]
     fn trim_to(&mut self, budget: usize, grew: Ring, graveyard: &mut Graveyard) {
+        if self.history_bytes > budget {
+            self.evict_down_to(budget, grew, graveyard);
+        }
+    }
+
+    /// [`Process::trim_to`] once over the budget (never, for ordinary
+    /// traffic: kept out of the per-datagram path).
+    #[cold]
+    #[inline(never)]
+    fn evict_down_to(&mut self, budget: usize, grew: Ring, graveyard: &mut Graveyard) {
         while self.history_bytes > budget {
             let victim = if self.ring_len(grew) > 1 {
                 grew
@@ -810,16 +834,12 @@ impl State {
         if p.samples.len() >= limit {
             p.pop_oldest(Ring::Samples, &mut self.graveyard);
         }
-        let packed = s.pack();
-        p.history_bytes += sample_cost(&packed);
-        p.samples.push_back(packed);
-        if p.history_bytes > self.limits.bytes_per_process {
-            p.trim_to(
-                self.limits.bytes_per_process,
-                Ring::Samples,
-                &mut self.graveyard,
-            );
-        }
+        p.push_sample(s.pack());
+        p.trim_to(
+            self.limits.bytes_per_process,
+            Ring::Samples,
+            &mut self.graveyard,
+        );
         let gap = p.note_seq(header.seq);
         self.seq_gaps += gap;
         Update::Sample(())
@@ -891,30 +911,23 @@ impl State {
                 p.gc_dropped_interpreters += 1;
             } else {
                 let entry = p.gc_snapshots.entry(interp.clone());
-                let i = entry.index();
+                let ring = Ring::Snapshots(entry.index());
                 entry.or_default();
-                if p.gc_snapshots[i].len() >= limits.gc_snapshots_per_interpreter {
-                    p.pop_oldest(Ring::Snapshots(i), &mut self.graveyard);
+                if p.ring_len(ring) >= limits.gc_snapshots_per_interpreter {
+                    p.pop_oldest(ring, &mut self.graveyard);
                 }
-                p.history_bytes += gc_cost(&rec);
-                p.gc_snapshots[i].push_back(rec);
-                if p.history_bytes > limits.bytes_per_process {
-                    let budget = limits.bytes_per_process;
-                    p.trim_to(budget, Ring::Snapshots(i), &mut self.graveyard);
-                }
+                p.push_gc(ring, rec);
+                p.trim_to(limits.bytes_per_process, ring, &mut self.graveyard);
             }
         } else {
             let cutoff = header.stamp - limits.gc_event_seconds;
-            p.history_bytes += gc_cost(&rec);
-            p.gc_events.push_back(rec);
+            p.push_gc(Ring::Events, rec);
             while p.gc_events.len() > limits.gc_events_per_process
                 || p.gc_events.front().is_some_and(|e| e.stamp < cutoff)
             {
                 p.pop_oldest(Ring::Events, &mut self.graveyard);
             }
-            if p.history_bytes > limits.bytes_per_process {
-                p.trim_to(limits.bytes_per_process, Ring::Events, &mut self.graveyard);
-            }
+            p.trim_to(limits.bytes_per_process, Ring::Events, &mut self.graveyard);
         }
         let gap = p.note_seq(header.seq);
         self.seq_gaps += gap;
