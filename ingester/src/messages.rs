@@ -882,17 +882,9 @@ mod tests {
     use crate::state::Limits;
     use std::time::Instant;
 
-    fn corpus() -> Vec<u8> {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
-        let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
-            .map(Into::into)
-            .unwrap_or(dir);
-        std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).expect("corpus")
-    }
-
     #[test]
     fn every_message_is_valid_json_with_text_interpreter_names() {
-        let bin = corpus();
+        let bin = crate::test_corpus();
         let mut st = State::new(Limits::default());
         let now = Instant::now();
         let mut gc_named = 0;
@@ -1035,7 +1027,7 @@ mod tests {
 
     #[test]
     fn direct_sample_writer_matches_serde() {
-        let bin = corpus();
+        let bin = crate::test_corpus();
         let mut n = 0;
         for d in wire::capture::records(&bin).map(|r| r.unwrap()) {
             let s = wire::decode(d).unwrap();
@@ -1060,7 +1052,7 @@ mod tests {
 
     #[test]
     fn direct_snapshot_matches_serde_whole_and_chunked() {
-        let bin = corpus();
+        let bin = crate::test_corpus();
         let mut st = State::new(Limits::default());
         let now = Instant::now();
         for d in wire::capture::records(&bin).map(|r| r.unwrap()) {

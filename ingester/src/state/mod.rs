@@ -1125,11 +1125,7 @@ mod tests {
     }
 
     fn corpus() -> Vec<Vec<u8>> {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
-        let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
-            .map(Into::into)
-            .unwrap_or(dir);
-        let bin = std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).expect("corpus");
+        let bin = crate::test_corpus();
         wire::capture::records(&bin)
             .map(|r| r.unwrap().to_vec())
             .collect()

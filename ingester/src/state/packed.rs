@@ -426,11 +426,7 @@ mod tests {
 
     #[test]
     fn round_trips_corpus_and_saves_memory() {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
-        let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
-            .map(Into::into)
-            .unwrap_or(dir);
-        let bin = std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).expect("corpus");
+        let bin = crate::test_corpus();
         let (mut raw, mut packed, mut as_is) = (0usize, 0usize, 0usize);
         for d in wire::capture::records(&bin).map(|r| r.unwrap()) {
             let s = wire::decode(d).unwrap();

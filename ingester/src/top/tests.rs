@@ -11,13 +11,6 @@ use ratatui::Terminal;
 use serde_json::{json, Map, Value as Json};
 use wire::Value;
 
-pub(crate) fn corpus_dir() -> std::path::PathBuf {
-    match std::env::var_os("TELEMETRY_CORPUS_DIR") {
-        Some(d) => d.into(),
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
-    }
-}
-
 fn value_json(v: &Value) -> Json {
     match v {
         Value::U64(n) => json!(n),
@@ -42,8 +35,7 @@ pub(crate) fn corpus_messages(seconds: f64) -> Vec<Json> {
 }
 
 fn all_corpus_messages() -> Vec<(f64, Json)> {
-    let path = corpus_dir().join("anchor-6.1.1-mixed.bin");
-    let buf = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let buf = crate::test_corpus();
     let mut out = Vec::new();
     for rec in wire::capture::records(&buf) {
         let s = wire::decode(rec.expect("record")).expect("decodes");
