@@ -73,6 +73,24 @@ fn corpus_replay_gives_reference_shaped_state() {
     }
 }
 
+/// A REQUEST from `pid` (request_count 1) of exactly `total` bytes: an
+/// unknown bytes field (id 999, kept as every unknown field is) pads it,
+/// appended by hand since the encoder stops at 8 KB.
+fn padded_request(pid: u32, seq: u32, stamp: f64, total: usize) -> Vec<u8> {
+    let mut d = wire::Sample {
+        header: wire::Header::new(wire::Kind::REQUEST, pid, seq, stamp),
+        fields: vec![(wire::id::REQUEST_COUNT, wire::Value::U64(1))],
+    }
+    .encode()
+    .unwrap();
+    let pad = total - d.len() - 5;
+    d.extend_from_slice(&999u16.to_le_bytes());
+    d.push(0x04);
+    d.extend_from_slice(&(pad as u16).to_le_bytes());
+    d.resize(total, b'x');
+    d
+}
+
 /// Datagrams of unusual size (60 KB REQUESTs, beyond the 8 KB any
 /// reporter sends, within the 64 KB taken in) arrive whole through the
 /// socket and are stored until the process's history reaches its 4 MiB
@@ -81,22 +99,9 @@ fn corpus_replay_gives_reference_shaped_state() {
 fn oversized_datagrams_are_held_to_the_byte_budget() {
     let s = Serve::start(&[]);
     let n = 100u32;
+    // 60,000 bytes of padding after the 35-byte sample, as before.
     let dgrams: Vec<Vec<u8>> = (1..=n)
-        .map(|seq| {
-            let mut d = wire::Sample {
-                header: wire::Header::new(wire::Kind::REQUEST, 4242, seq, 1000.0 + f64::from(seq)),
-                fields: vec![(wire::id::REQUEST_COUNT, wire::Value::U64(1))],
-            }
-            .encode()
-            .unwrap();
-            // An unknown bytes field (id 999) of 60,000 bytes, by hand: the
-            // encoder stops at 8 KB.
-            d.extend_from_slice(&999u16.to_le_bytes());
-            d.push(0x04);
-            d.extend_from_slice(&60_000u16.to_le_bytes());
-            d.resize(d.len() + 60_000, b'x');
-            d
-        })
+        .map(|seq| padded_request(4242, seq, 1000.0 + f64::from(seq), 60_040))
         .collect();
     s.send_all(&dgrams);
     let v = s.wait_received(n as usize);
@@ -123,22 +128,8 @@ fn oversized_datagrams_are_held_to_the_byte_budget() {
 #[test]
 fn datagrams_larger_than_the_receive_buffer_are_refused() {
     let s = Serve::start(&[]);
-    let datagram = |pid: u32, total: usize| {
-        let mut d = wire::Sample {
-            header: wire::Header::new(wire::Kind::REQUEST, pid, 1, 1000.0),
-            fields: vec![(wire::id::REQUEST_COUNT, wire::Value::U64(1))],
-        }
-        .encode()
-        .unwrap();
-        let pad = total - d.len() - 5;
-        d.extend_from_slice(&999u16.to_le_bytes());
-        d.push(0x04);
-        d.extend_from_slice(&(pad as u16).to_le_bytes());
-        d.resize(total, b'x');
-        d
-    };
-    let exact = datagram(5001, wire::RECV_BUFFER);
-    let mut over = datagram(5002, wire::RECV_BUFFER);
+    let exact = padded_request(5001, 1, 1000.0, wire::RECV_BUFFER);
+    let mut over = padded_request(5002, 1, 1000.0, wire::RECV_BUFFER);
     // One more whole field after the first 65,536 bytes.
     over.extend_from_slice(&wire::id::REQUEST_COUNT.to_le_bytes());
     over.push(0x01);
