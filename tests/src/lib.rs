@@ -538,10 +538,9 @@ impl Drop for Httpd {
         let mut cores = Vec::new();
         if std::thread::panicking() || !crashes.is_empty() {
             // A failed test: what httpd said beyond the info chatter.
-            let lines: Vec<&str> = log.lines().collect();
             eprintln!(
                 "--- error log of the failed test's httpd (last 80 lines):\n{}",
-                lines[lines.len().saturating_sub(80)..].join("\n")
+                last_lines(&log, 80)
             );
             cores = core_backtraces(&self.root.path("run"));
         }
@@ -628,6 +627,12 @@ fn core_backtraces(dir: &Path) -> Vec<String> {
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A received datagram.
@@ -1033,12 +1038,10 @@ impl Ingester {
                 last = Some(s);
             }
             if t0.elapsed() >= PATIENCE {
-                let log = read(&self.log);
-                let lines: Vec<&str> = log.lines().collect();
                 panic!(
                     "timed out waiting for: {what}; last /api/state: {}\n--- ingester stderr (last 40 lines):\n{}",
                     last.as_ref().map_or("none".into(), state_summary),
-                    lines[lines.len().saturating_sub(40)..].join("\n")
+                    last_lines(&read(&self.log), 40)
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -1059,6 +1062,14 @@ impl Ingester {
     }
 }
 
+/// A sample's field 19 (`reporter_dropped_datagrams`; `id19` to an
+/// ingester that does not know the name) from its JSON `fields`.
+pub fn drop_counter(fields: &serde_json::Value) -> Option<u64> {
+    fields["reporter_dropped_datagrams"]
+        .as_u64()
+        .or_else(|| fields["id19"].as_u64())
+}
+
 /// Counters of an `/api/state` and, per process, its samples and the
 /// newest one's request count, drop counter (field 19) and seq (for a
 /// timed-out wait).
@@ -1076,14 +1087,8 @@ fn state_summary(st: &serde_json::Value) -> String {
             p["pid"],
             newest.map_or(serde_json::Value::Null, |n| n["seq"].clone()),
             f.map_or(serde_json::Value::Null, |f| f["request_count"].clone()),
-            f.map_or(serde_json::Value::Null, |f| {
-                let d = &f["reporter_dropped_datagrams"];
-                if d.is_null() {
-                    f["id19"].clone()
-                } else {
-                    d.clone()
-                }
-            }),
+            f.and_then(drop_counter)
+                .map_or("none".into(), |d| d.to_string()),
         ));
     }
     out

@@ -128,12 +128,7 @@ fn our_ingester_frozen_then_resumed(mpm: Mpm) {
             .unwrap()
             .iter()
             .flat_map(|p| p["samples"].as_array().cloned().unwrap_or_default())
-            .filter_map(|s| {
-                let f = &s["fields"];
-                f["reporter_dropped_datagrams"]
-                    .as_u64()
-                    .or_else(|| f["id19"].as_u64())
-            })
+            .filter_map(|s| drop_counter(&s["fields"]))
             .max()
             .unwrap_or(0)
     };
