@@ -443,6 +443,14 @@ static RT: AtomicBool = AtomicBool::new(false);
 /// (its per-second figures show it), so a short step flatters it.
 static SAT_SECS: AtomicU64 = AtomicU64::new(10);
 
+/// How long the saturation step lasts, given the ladder's step length.
+fn saturation_step(ladder_step: Duration) -> Duration {
+    match SAT_SECS.load(Ordering::Relaxed) {
+        0 => ladder_step,
+        s => Duration::from_secs(s),
+    }
+}
+
 /// SCHED_FIFO priority 1 for the calling thread (threads it creates later
 /// inherit it).
 fn set_fifo() -> bool {
@@ -1270,10 +1278,7 @@ fn saturate(
     feed: &mut Feed,
     dur: Duration,
 ) -> Result<Sat> {
-    let dur = match SAT_SECS.load(Ordering::Relaxed) {
-        0 => dur,
-        s => Duration::from_secs(s),
-    };
+    let dur = saturation_step(dur);
     srv.wait_idle(Duration::from_secs(10));
     let base = srv.counters()?.total_received;
     let cpu0 = srv.cpu();
@@ -1882,10 +1887,7 @@ fn main() -> Result<()> {
     writeln!(
         out,
         "Saturation (blocking sends for {} s: the server never waits for a datagram, so neither wake-up latency nor the 10-deep kernel queue limits it; lossless by construction, except for ours' in-process queue bound):",
-        match SAT_SECS.load(Ordering::Relaxed) {
-            0 => step.as_secs(),
-            s => s,
-        }
+        saturation_step(step).as_secs()
     )?;
     writeln!(out)?;
     writeln!(
