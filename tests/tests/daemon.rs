@@ -308,6 +308,17 @@ fn a_daemon_aborted_after_its_shutdown_timeout_still_reports_stopped() {
         Some("shutdown_signal")
     );
     slow.join().unwrap();
+    // mod_wsgi starts a daemon in its place: stop only once that one is up
+    // (attached: its GC snapshots arrive). A daemon signalled before
+    // mod_wsgi has installed its handlers dies by the signal's default
+    // action and cannot send STOPPED (as in the restart test below); seen
+    // once, a stop 7 ms after the replacement was forked.
+    col.wait_for("the replacement daemon attached", |s| {
+        let gc = gc_interpreters(s);
+        pids_of(s, "g")
+            .iter()
+            .any(|p| *p != first && gc.contains_key(p))
+    });
     httpd.stop();
     col.wait_for("every process stopped", all_stopped);
     let log = httpd.error_log();
