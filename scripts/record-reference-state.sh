@@ -20,11 +20,11 @@
 #
 #   REF_VENV            reference venv (default /tmp/refvenv; made by ref-venv.sh)
 #   TELEMETRY_BIN       our binary (default: built with cargo)
-#   TELEMETRY_CORPUS_DIR  corpus folder (default ../shared/corpus)
+#   TELEMETRY_CORPUS_DIR  corpus folder (default tests/fixtures/corpus)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=$(bash "$ROOT/scripts/ref-venv.sh")
-CORPUS_DIR=${TELEMETRY_CORPUS_DIR:-$ROOT/../shared/corpus}
+CORPUS_DIR=${TELEMETRY_CORPUS_DIR:-$ROOT/tests/fixtures/corpus}
 CAPTURE=$CORPUS_DIR/anchor-6.1.1-mixed.bin
 OUT=$ROOT/ingester/tests/fixtures/reference-state-anchor-6.1.1.json
 TOP_OUT=$ROOT/ingester/tests/fixtures/reference-top-once-anchor-6.1.1.txt

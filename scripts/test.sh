@@ -8,7 +8,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 REF_VENV=$(bash scripts/ref-venv.sh)
 export REF_VENV
-# Fixtures are read in place from shared/ beside the checkout.
-export TELEMETRY_CORPUS_DIR=${TELEMETRY_CORPUS_DIR:-$(cd .. && pwd)/shared/corpus}
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast

@@ -10,7 +10,7 @@
 //! a temporary directory) and a free 127.0.0.1 port; this process (the
 //! sender and the HTTP/WebSocket clients) pins itself to core 1.
 //!
-//! 1. Sustained zero-loss rate. The corpus (`shared/corpus/anchor-6.1.1-mixed.bin`,
+//! 1. Sustained zero-loss rate. The corpus (`tests/fixtures/corpus/anchor-6.1.1-mixed.bin`,
 //!    22 real processes) is rewritten to stand for 50, 200 and 1,000
 //!    processes: every datagram of an original pid goes to the next of that
 //!    pid's synthetic pids (round-robin), each synthetic pid keeps its own
@@ -204,7 +204,7 @@ struct Corpus {
 fn load_corpus() -> Result<Corpus> {
     let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/corpus"));
+        .unwrap_or_else(|| workspace_root().join("tests/fixtures/corpus"));
     let path = dir.join("anchor-6.1.1-mixed.bin");
     let bin = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut pids: Vec<u32> = Vec::new();

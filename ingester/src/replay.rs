@@ -1,5 +1,5 @@
 //! `mod_wsgi-telemetry replay`: send the datagrams of a capture file
-//! (`shared/corpus/README.md` format) to a datagram socket — how tests,
+//! (the format of `tests/fixtures/corpus/README.md`) to a datagram socket — how tests,
 //! benchmarks and demos feed the ingester.
 //!
 //! Datagrams that nothing asks to change go out byte-identical. Rewrites

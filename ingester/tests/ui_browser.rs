@@ -2,7 +2,7 @@
 //! with the anchor corpus by the real `replay` (no mock server).
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; the corpus is read from
-//! `../shared/corpus` or `TELEMETRY_CORPUS_DIR`. Screenshots of every tab go
+//! `tests/fixtures/corpus/` or `TELEMETRY_CORPUS_DIR`. Screenshots of every tab go
 //! to `target/ui-screenshots/`.
 
 mod ui_support;

@@ -1,4 +1,4 @@
-//! Capture files (`shared/corpus/README.md`): a plain concatenation of
+//! Capture files (`tests/fixtures/corpus/README.md`): a plain concatenation of
 //! records `length: u32 LE` + `length` datagram bytes. Used by `replay`,
 //! tests and benchmarks.
 

@@ -9,7 +9,7 @@ use wire::{capture, decode, field_name, Value};
 fn corpus_dir() -> PathBuf {
     match std::env::var_os("TELEMETRY_CORPUS_DIR") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/corpus"),
     }
 }
 

@@ -11,7 +11,7 @@ import { percentile, bucketIndex, bucketLower, bucketUpper } from '../js/hist.js
 import { fmtMs, humanBytes, fmtCount, fmtAxis } from '../js/format.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const corpusDir = process.env.TELEMETRY_CORPUS_DIR || path.join(here, '../../../../shared/corpus');
+const corpusDir = process.env.TELEMETRY_CORPUS_DIR || path.join(here, '../../../tests/fixtures/corpus');
 
 function loadCorpus() {
   const text = fs.readFileSync(path.join(corpusDir, 'anchor-6.1.1-mixed.json'), 'utf8');

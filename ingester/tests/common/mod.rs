@@ -29,11 +29,11 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `$TELEMETRY_CORPUS_DIR`, or `shared/corpus` beside the checkout.
+/// `tests/fixtures/corpus/` of the repository, or `$TELEMETRY_CORPUS_DIR`.
 pub fn corpus_dir() -> PathBuf {
     std::env::var_os("TELEMETRY_CORPUS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/corpus"))
+        .unwrap_or_else(|| repo_root().join("tests/fixtures/corpus"))
 }
 
 /// The real mod_wsgi 6.1.1 capture.

@@ -21,11 +21,13 @@ impl Rng {
     }
 }
 
-/// The mod_wsgi 6.1.1 capture (`TELEMETRY_CORPUS_DIR`, else `../shared/corpus`).
+/// The mod_wsgi 6.1.1 capture (`tests/fixtures/corpus/`, or `TELEMETRY_CORPUS_DIR`).
 pub fn corpus_capture() -> Vec<u8> {
     let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/corpus")
+        });
     std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).unwrap_or_else(|e| {
         panic!(
             "corpus not found in {} ({e}); set TELEMETRY_CORPUS_DIR",
