@@ -4,16 +4,17 @@
 // Time: "now" is the newest reporter stamp seen, never the browser clock,
 // so a skewed browser clock cannot hide processes (reference gap 29).
 // Liveness: a process is live while its newest sample is within
-// max(10 s, 3 × sample_period) of now and, once it has sent STOPPED, for a
-// grace period after that; dead processes then leave the live views and
-// their samples are dropped after RETAIN_S, while their lifecycle records
-// stay for the Processes tab (gap 28).
+// max(10 s, 3 × sample_period) of now and it has not sent STOPPED. A
+// process that sent STOPPED is listed as stopped (sidebar, Processes tab)
+// for STOPPED_GRACE_S and counted in no total; dead processes then leave the
+// views and their samples are dropped after RETAIN_S, while their lifecycle
+// records stay for the Processes tab's timeline and log.
 
 import { deriveSample, reasonCategory } from './stats.js';
 import { NBUCKETS, bucketIndex } from './hist.js';
 
 export const PALETTE = ['#4fc3f7', '#ff8a65', '#81c784', '#ba68c8', '#fff176', '#4db6ac', '#e57373', '#9575cd'];
-export const STOPPED_GRACE_S = 10;
+export const STOPPED_GRACE_S = 10; // listed as stopped this long after STOPPED
 export const RETAIN_S = 90; // per-process samples kept (the 60 s views, with room for a paused view)
 export const HIST_RETAIN_S = 600; // histogram time bins (10 m window)
 export const GC_RETAIN_S = 300;
@@ -816,12 +817,17 @@ export class Store {
     return Math.max(10, 3 * (p.sp || 1));
   }
 
-  /** Live: recent samples, and not past the grace period after STOPPED. */
+  /** Live: recent samples and no STOPPED since its (latest) start. */
   isLive(p) {
-    if (p.stoppedAt != null && this.now - p.stoppedAt > STOPPED_GRACE_S) return false;
+    if (p.stoppedAt != null) return false;
     const last = p.lastT ?? p.startedAt;
     if (last == null) return false;
     return this.now - last <= this.staleAfter(p);
+  }
+
+  /** Sent STOPPED at most STOPPED_GRACE_S ago: listed as stopped, counted nowhere. */
+  isRecentlyStopped(p) {
+    return p.stoppedAt != null && this.now - p.stoppedAt <= STOPPED_GRACE_S;
   }
 
   /** Samples of p with t ≥ from (a plain array). */
