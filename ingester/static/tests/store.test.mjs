@@ -60,9 +60,9 @@ function toMessage(r, shift = 0) {
 
 const corpus = loadCorpus();
 
-function replay(shift = 0) {
+function replay(shift = 0, count = corpus.length) {
   const st = new Store();
-  for (const r of corpus) {
+  for (const r of corpus.slice(0, count)) {
     const m = toMessage(r, shift);
     if (m) st.apply(m);
   }
@@ -70,13 +70,17 @@ function replay(shift = 0) {
 }
 
 const livePids = (st) => [...st.procs.values()].filter((p) => st.isLive(p)).map((p) => p.pid).sort();
+const stoppedPids = (st) => [...st.procs.values()].filter((p) => st.isRecentlyStopped(p)).map((p) => p.pid).sort();
 
 test('the whole corpus applies; counters and live set at the end', () => {
   const st = replay();
   assert.equal(st.datagrams, 11888);
   assert.equal(st.procs.size, 22);
   assert.equal(st.seqGaps, 0, 'no gaps: non-sample datagrams fill the shared seq');
-  assert.deepEqual(livePids(st), [20710, 20711, 20712, 20713, 20714]);
+  // The capture ends with every process stopping: none is live, the five
+  // that sent STOPPED in its last 10 s are listed as stopped.
+  assert.deepEqual(livePids(st), []);
+  assert.deepEqual(stoppedPids(st), [20710, 20711, 20712, 20713, 20714]);
   assert.equal(st.life.size, 22);
   assert.equal(st.lifecycle.length, 66);
   const p = st.procs.get(20713);
@@ -93,7 +97,31 @@ test('the whole corpus applies; counters and live set at the end', () => {
 
 test('windows follow the reporter clock, not the browser clock (skew-proof)', () => {
   const skewed = replay(-86400 * 365); // a year in the past
-  assert.deepEqual(livePids(skewed), [20710, 20711, 20712, 20713, 20714]);
+  assert.deepEqual(stoppedPids(skewed), [20710, 20711, 20712, 20713, 20714]);
+  // Before the final shutdown (datagram 11,787 is its first STOPPING) the
+  // same five are live, and three stopped less than 10 s earlier.
+  const before = replay(-86400 * 365, 11787);
+  assert.deepEqual(livePids(before), [20710, 20711, 20712, 20713, 20714]);
+  assert.deepEqual(stoppedPids(before), [20235, 20269, 20610]);
+});
+
+test('a process that sent STOPPED is not live, and listed as stopped for 10 s', () => {
+  const st = replay(0, 11787);
+  assert.ok(st.isLive(st.procs.get(20714)));
+  const rest = corpus.slice(11787);
+  const at = rest.findIndex((r) => r.pid === 20714 && r.kind_name === 'process_stopped');
+  for (const r of rest.slice(0, at + 1)) {
+    const m = toMessage(r);
+    if (m) st.apply(m);
+  }
+  const p = st.procs.get(20714);
+  assert.ok(!st.isLive(p), 'STOPPED ends liveness at once');
+  assert.ok(st.isRecentlyStopped(p));
+  const tick = (t) => st.apply({ type: 'sample', kind: 'request_metrics', pid: 99, seq: 1e6 + Math.round(t), stamp: t, fields: { sample_period: 1, request_count: 0 } });
+  tick(p.stoppedAt + 10);
+  assert.ok(st.isRecentlyStopped(p));
+  tick(p.stoppedAt + 10.5);
+  assert.ok(!st.isRecentlyStopped(p) && !st.isLive(p), 'gone after 10 s');
 });
 
 test('a missing datagram is counted as a sequence gap', () => {
@@ -117,6 +145,7 @@ test('dead processes leave live views after the grace period and are forgotten l
   const tick = (t, pid) => st.apply({ type: 'sample', kind: 'request_metrics', pid, seq: 1e6 + Math.round(t), stamp: t, fields: { sample_period: 1, request_count: 0 } });
   for (let t = last + 1; t <= last + 12; t++) tick(t, 99);
   assert.deepEqual(livePids(st), [99]);
+  assert.deepEqual(stoppedPids(st), []);
   assert.ok(st.procs.has(20710), 'samples kept for a while');
   for (let t = last + 13; t <= last + RETAIN_S + 20; t++) tick(t, 99);
   assert.ok(!st.procs.has(20710), 'dead process forgotten');
