@@ -273,3 +273,37 @@ test('GC storage does not grow while a process lives (fixed rings)', async () =>
   assert.ok(bins.length >= 4);
   for (const o of bins.slice(0, -1)) assert.equal(gs.sec[o + 2], 10);
 });
+
+test('GC window: exactly the events that started in the last minute; percentiles never above the max', async () => {
+  const { gcWindow, gcPausePercentile, gcSecBins, GC_SUM_BIN_S } = await import('../js/store.js');
+  const st = new Store();
+  // One collection a second for 160 s (4.0 to 4.4 ms), reported 10 ms after it started.
+  for (let t = 900; t < 1060; t++) {
+    st.apply({ type: 'gc_event', pid: 9, interpreter: '', stamp: t + 0.51, fields: { gc_event_start_stamp: t + 0.5, gc_event_duration: 0.004 + (t % 3) * 0.0002, gc_event_generation: t % 10 === 0 ? 1 : 0 } });
+  }
+  st.apply({ type: 'sample', kind: 'request_metrics', pid: 9, seq: 1, stamp: 1059.51, fields: { sample_period: 1 } });
+  const p = st.procs.get(9);
+  const gs = p.gc.get('');
+  const now = st.now;
+  // The window's start cuts a 10 s bin: summing every bin it touches (as
+  // the GC tab did) counted 80.
+  let touched = 0;
+  for (const o of gcSecBins(gs, now - 60 - GC_SUM_BIN_S, now)) touched += gs.sec[o + 2] + gs.sec[o + 3];
+  assert.equal(touched, 80);
+  const w = gcWindow(p, gs, now - 60, now, true);
+  assert.equal(w.n, 60, 'starts 1000.5 … 1059.5');
+  assert.ok(w.exact);
+  assert.deepEqual(w.gen, [54, 6, 0]);
+  assert.ok(Math.abs(w.dur - (20 * 0.004 + 20 * 0.0042 + 20 * 0.0044)) < 1e-9, `gc time ${w.dur}`);
+  assert.ok(Math.abs(w.max - 0.0044) < 1e-9);
+  assert.equal(w.counts.reduce((a, b) => a + b, 0), 60, 'the pause histogram holds the same 60');
+  for (const q of [0.5, 0.95, 0.99, 1]) {
+    const v = gcPausePercentile(w, q);
+    assert.ok(v <= w.max && v >= 0.004, `p${q * 100} ${v * 1000} ms vs max ${w.max * 1000} ms`);
+  }
+  // A paused view (window ending before the newest event) counts only what started in it.
+  assert.equal(gcWindow(p, gs, now - 70, now - 10, false).n, 60);
+  // A 5 m window: all 160 events are still in the raw ring, so exact too.
+  const w5 = gcWindow(p, gs, now - 155, now, true);
+  assert.equal(w5.n, 155);
+});
