@@ -18,7 +18,7 @@ use ui_support::{Browser, Serve};
 /// after STOPPED it is listed as stopped (counted nowhere).
 struct Expected {
     live: BTreeSet<u64>,
-    /// pid → shutdown reason ("" when the process gave none).
+    /// pid → shutdown reason as the page words it ("(unknown)" when none was given).
     stopped: BTreeMap<u64, String>,
     embedded: BTreeSet<u64>,
     daemon: BTreeSet<u64>,
@@ -72,9 +72,8 @@ fn expected(state: &Value) -> Expected {
                     .iter()
                     .filter(|e| e["pid"] == p["pid"] && e["stamp"].as_f64() <= Some(s))
                     .filter_map(|e| e["shutdown_reason"].as_str())
-                    .filter(|r| !r.is_empty())
-                    .next_back()
-                    .unwrap_or("");
+                    .rfind(|r| !r.is_empty())
+                    .unwrap_or("(unknown)");
                 out.stopped.insert(pid, reason.to_string());
             }
             continue;
@@ -121,6 +120,24 @@ fn parse_num(s: &str) -> f64 {
         m.parse::<f64>().unwrap() * 1e6
     } else {
         s.parse().unwrap_or_else(|_| panic!("not a number: {s:?}"))
+    }
+}
+
+/// The duration after `label` in a readout such as "n 60 p50 81 µs … max 4.4ms", in ms.
+fn pause_ms(readout: &str, label: &str) -> f64 {
+    let t: Vec<&str> = readout.split_whitespace().collect();
+    let i = t
+        .iter()
+        .position(|w| *w == label)
+        .unwrap_or_else(|| panic!("{label} in {readout:?}"));
+    let v = t[i + 1];
+    if t.get(i + 2) == Some(&"µs") {
+        return v.parse::<f64>().unwrap() / 1000.0;
+    }
+    if let Some(ms) = v.strip_suffix("ms") {
+        ms.parse().unwrap()
+    } else {
+        v.strip_suffix('s').unwrap().parse::<f64>().unwrap() * 1000.0
     }
 }
 
@@ -344,7 +361,10 @@ async fn every_tab_shows_the_corpus() {
         .filter(|r| r[2] == false)
         .map(|r| r[0].as_u64().unwrap())
         .collect();
-    assert_eq!(running, exp.live, "the live processes' bars have not stopped");
+    assert_eq!(
+        running, exp.live,
+        "the live processes' bars have not stopped"
+    );
     let log = text_of(
         b.js("return document.getElementById('life-log').innerText;")
             .await,
@@ -416,6 +436,14 @@ async fn every_tab_shows_the_corpus() {
         !events.starts_with("events 0"),
         "GC events in window: {events}"
     );
+    let pauses = text_of(
+        b.js("return document.getElementById('ro-gc-pauses').textContent;")
+            .await,
+    );
+    let max = pause_ms(&pauses, "max");
+    for q in ["p50", "p95", "p99"] {
+        assert!(pause_ms(&pauses, q) <= max, "{q} above max: {pauses}");
+    }
     b.screenshot("4-gc").await;
 
     // --- Slow requests -------------------------------------------------------
@@ -674,9 +702,8 @@ async fn stopped_processes_are_shown_as_stopped_and_not_counted() {
             ))
             .await,
         );
-        let reason = if reason.is_empty() { "(unknown)" } else { reason };
         assert!(
-            card.contains("STOPPED") && card.contains(&format!("stopped at ")) && card.contains(reason),
+            card.contains("STOPPED") && card.contains("stopped at ") && card.contains(reason),
             "pid {pid}'s card names the stop and its reason {reason}:\n{card}"
         );
     }
@@ -684,12 +711,18 @@ async fn stopped_processes_are_shown_as_stopped_and_not_counted() {
         b.js("return document.getElementById('totals-procs').textContent;")
             .await,
     );
-    assert!(procs.starts_with("0 procs"), "totals count live processes only: {procs}");
+    assert!(
+        procs.starts_with("0 procs"),
+        "totals count live processes only: {procs}"
+    );
     let states = text_of(
         b.js("return document.getElementById('totals-states').textContent;")
             .await,
     );
-    assert!(!states.contains("normal"), "no live process is normal: {states}");
+    assert!(
+        !states.contains("normal"),
+        "no live process is normal: {states}"
+    );
     b.screenshot("9-stopped-sidebar").await;
 
     tab(&b, "processes").await;
@@ -703,7 +736,6 @@ async fn stopped_processes_are_shown_as_stopped_and_not_counted() {
     );
     assert!(summary.starts_with("0 live · 5 stopped"), "{summary}");
     for (pid, reason) in &exp.stopped {
-        let reason = if reason.is_empty() { "(unknown)" } else { reason };
         assert!(
             summary.contains(&format!("pid {pid} ")) && summary.contains(reason),
             "Processes tab lists pid {pid} as stopped ({reason}):\n{summary}"

@@ -195,7 +195,7 @@ export class GcEventRing extends TypedRing {
   }
 }
 
-/** One (pid, interpreter) GC series: newest snapshot, 10 s sums and 60 s pause histograms. */
+/** One (pid, interpreter) GC series: newest snapshot, 10 s sums and 10 s pause histograms. */
 function newGcSeries(sid, interp) {
   return {
     sid,
@@ -219,7 +219,7 @@ export function gcSecBins(gs, from, to) {
   return out;
 }
 
-/** Slot indexes (hist offset = slot × NBUCKETS) of the 60 s pause histograms starting in [from, to]. */
+/** Slot indexes (hist offset = slot × NBUCKETS) of the pause histograms starting in [from, to]. */
 export function gcHistBins(gs, from, to) {
   const out = [];
   for (let b = Math.floor(from / GC_HIST_BIN_S) * GC_HIST_BIN_S; b <= to; b += GC_HIST_BIN_S) {
