@@ -167,11 +167,18 @@ class App {
   context() {
     const store = this.store;
     const live = [];
-    for (const p of store.procs.values()) if (store.isLive(p)) live.push(p);
+    const stoppedAll = [];
+    for (const p of store.procs.values()) {
+      if (store.isLive(p)) live.push(p);
+      else if (store.isRecentlyStopped(p)) stoppedAll.push(p);
+    }
     live.sort((a, b) => a.pid - b.pid);
     const visible = live.filter((p) => this.groupOk(p.group));
+    // Listed as stopped (sidebar, Processes tab), newest stop first; no
+    // total counts them.
+    const stopped = stoppedAll.filter((p) => this.groupOk(p.group)).sort((a, b) => b.stoppedAt - a.stoppedAt || a.pid - b.pid);
     for (const pid of this.statsCache.keys()) if (!store.procs.has(pid)) this.statsCache.delete(pid);
-    return { now: store.now, live, visible, force: this.forceNext };
+    return { now: store.now, live, visible, stoppedAll, stopped, force: this.forceNext };
   }
 
   redraw() {
@@ -255,6 +262,7 @@ class App {
   updateGroupOptions(ctx) {
     const groups = new Set();
     for (const p of ctx.live) groups.add(p.group || '');
+    for (const p of ctx.stoppedAll) groups.add(p.group || '');
     if (this.ui.group !== '*') groups.add(this.ui.group); // keep a chosen group offered
     const named = [...groups].filter((g) => g !== '').sort();
     const opts = [{ value: '*', label: 'All' }, { value: '', label: '(embedded)' }, ...named.map((g) => ({ value: g, label: g }))];

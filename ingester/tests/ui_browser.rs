@@ -8,15 +8,18 @@
 mod ui_support;
 
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use ui_support::{Browser, Serve};
 
 /// What the page should consider live, computed independently from
 /// `/api/state` with the UI's documented rule: windows end at the newest
 /// reporter stamp; a process is live while its newest sample is within
-/// max(10 s, 3 × sample_period) of it and, after STOPPED, for 10 s more.
+/// max(10 s, 3 × sample_period) of it and it has not sent STOPPED; for 10 s
+/// after STOPPED it is listed as stopped (counted nowhere).
 struct Expected {
     live: BTreeSet<u64>,
+    /// pid → shutdown reason as the page words it ("(unknown)" when none was given).
+    stopped: BTreeMap<u64, String>,
     embedded: BTreeSet<u64>,
     daemon: BTreeSet<u64>,
     groups: BTreeSet<String>,
@@ -39,6 +42,7 @@ fn expected(state: &Value) -> Expected {
     }
     let mut out = Expected {
         live: BTreeSet::new(),
+        stopped: BTreeMap::new(),
         embedded: BTreeSet::new(),
         daemon: BTreeSet::new(),
         groups: BTreeSet::new(),
@@ -53,14 +57,28 @@ fn expected(state: &Value) -> Expected {
         };
         let last = samples.last().unwrap();
         let sp = last["fields"]["sample_period"].as_f64().unwrap_or(1.0);
-        let stopped = life
-            .iter()
-            .filter(|e| e["pid"] == p["pid"] && e["kind"] == "process_stopped")
-            .filter_map(|e| e["stamp"].as_f64())
-            .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
-        let fresh = now - last["stamp"].as_f64().unwrap() <= (3.0 * sp).max(10.0);
-        let in_grace = stopped.is_none_or(|s| now - s <= 10.0);
-        if !(fresh && in_grace) {
+        let newest = |kind: &str| {
+            life.iter()
+                .filter(|e| e["pid"] == p["pid"] && e["kind"] == kind)
+                .filter_map(|e| e["stamp"].as_f64())
+                .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))))
+        };
+        let started = newest("process_started");
+        let stopped = newest("process_stopped").filter(|&s| started.is_none_or(|t| s >= t));
+        if let Some(s) = stopped {
+            if now - s <= 10.0 {
+                // STOPPED's reason, else STOPPING's
+                let reason = life
+                    .iter()
+                    .filter(|e| e["pid"] == p["pid"] && e["stamp"].as_f64() <= Some(s))
+                    .filter_map(|e| e["shutdown_reason"].as_str())
+                    .rfind(|r| !r.is_empty())
+                    .unwrap_or("(unknown)");
+                out.stopped.insert(pid, reason.to_string());
+            }
+            continue;
+        }
+        if now - last["stamp"].as_f64().unwrap() > (3.0 * sp).max(10.0) {
             continue;
         }
         out.live.insert(pid);
@@ -105,6 +123,24 @@ fn parse_num(s: &str) -> f64 {
     }
 }
 
+/// The duration after `label` in a readout such as "n 60 p50 81 µs … max 4.4ms", in ms.
+fn pause_ms(readout: &str, label: &str) -> f64 {
+    let t: Vec<&str> = readout.split_whitespace().collect();
+    let i = t
+        .iter()
+        .position(|w| *w == label)
+        .unwrap_or_else(|| panic!("{label} in {readout:?}"));
+    let v = t[i + 1];
+    if t.get(i + 2) == Some(&"µs") {
+        return v.parse::<f64>().unwrap() / 1000.0;
+    }
+    if let Some(ms) = v.strip_suffix("ms") {
+        ms.parse().unwrap()
+    } else {
+        v.strip_suffix('s').unwrap().parse::<f64>().unwrap() * 1000.0
+    }
+}
+
 fn pids_of(v: &Value) -> BTreeSet<u64> {
     v.as_array()
         .expect("array")
@@ -118,11 +154,18 @@ fn pids_of(v: &Value) -> BTreeSet<u64> {
         .collect()
 }
 
-/// Starts serve, replays the corpus (as fast as the ingester takes it, no
-/// loss, stamps shifted to now) and opens the page once it shows data.
+/// The capture's datagrams before its final shutdown: datagram 11,787 is
+/// the first STOPPING of its last 10 s (pid 20714's). Replayed up to there,
+/// five processes are live (two embedded, three daemon) and three have sent
+/// STOPPED less than 10 s before the end.
+const BEFORE_SHUTDOWN: u64 = 11_787;
+
+/// Starts serve, replays the corpus up to its final shutdown (as fast as the
+/// ingester takes it, no loss, stamps shifted to now) and opens the page
+/// once it shows data.
 async fn setup() -> (Serve, Browser) {
     let serve = Serve::start(&[]);
-    serve.replay(&["--restamp"]);
+    serve.replay(&["--restamp", "--count", &BEFORE_SHUTDOWN.to_string()]);
     let browser = Browser::start(1600, 1000).await;
     browser
         .client
@@ -140,6 +183,10 @@ async fn setup() -> (Serve, Browser) {
 
 const SIDEBAR_PIDS: &str =
     "return [...document.querySelectorAll('#proc-cards .pcard')].map(e => e.dataset.pid);";
+const LIVE_CARD_PIDS: &str =
+    "return [...document.querySelectorAll('#proc-cards .pcard:not(.stopped)')].map(e => e.dataset.pid);";
+const STOPPED_CARD_PIDS: &str =
+    "return [...document.querySelectorAll('#proc-cards .pcard.stopped')].map(e => e.dataset.pid);";
 const CAPACITY_PIDS: &str =
     "return [...document.querySelectorAll('#cap-cards .ccard')].map(e => e.dataset.pid);";
 
@@ -187,19 +234,36 @@ async fn every_tab_shows_the_corpus() {
     );
     assert!(!exp.embedded.is_empty() && !exp.daemon.is_empty());
 
+    assert!(!exp.stopped.is_empty(), "and recently stopped ones");
+
     // --- Overview + sidebar ---------------------------------------------
     b.wait_true(
         &format!(
-            "return document.querySelectorAll('#proc-cards .pcard').length === {};",
-            exp.live.len()
+            "return document.querySelectorAll('#proc-cards .pcard:not(.stopped)').length === {} && document.querySelectorAll('#proc-cards .pcard.stopped').length === {};",
+            exp.live.len(),
+            exp.stopped.len()
         ),
-        "one sidebar card per live process",
+        "one sidebar card per live process, then the stopped ones",
     )
     .await;
     assert_eq!(
-        pids_of(&b.js(SIDEBAR_PIDS).await),
+        pids_of(&b.js(LIVE_CARD_PIDS).await),
         exp.live,
         "sidebar shows the live processes"
+    );
+    assert_eq!(
+        pids_of(&b.js(STOPPED_CARD_PIDS).await),
+        exp.stopped.keys().copied().collect(),
+        "and the recently stopped ones, as stopped"
+    );
+    let procs = text_of(
+        b.js("return document.getElementById('totals-procs').textContent;")
+            .await,
+    );
+    assert!(
+        procs.starts_with(&format!("{} procs across", exp.live.len()))
+            && procs.ends_with(&format!("{} stopped (not counted)", exp.stopped.len())),
+        "totals count the live processes: {procs}"
     );
     let sidebar = text_of(
         b.js("return document.getElementById('sidebar').innerText;")
@@ -246,7 +310,7 @@ async fn every_tab_shows_the_corpus() {
             .await,
     );
     assert!(
-        health.contains("datagrams received: 11,888"),
+        health.contains("datagrams received: 11,787"),
         "health: {health}"
     );
     assert!(health.contains("decode errors: 0"), "health: {health}");
@@ -289,8 +353,17 @@ async fn every_tab_shows_the_corpus() {
     let recs = recs.as_array().unwrap();
     assert_eq!(recs.len(), 22, "a lifetime bar per process of the capture");
     assert!(
-        recs.iter().all(|r| r[1] == true && r[2] == true),
-        "every bar starts and stops: {recs:?}"
+        recs.iter().all(|r| r[1] == true),
+        "every bar starts: {recs:?}"
+    );
+    let running: BTreeSet<u64> = recs
+        .iter()
+        .filter(|r| r[2] == false)
+        .map(|r| r[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        running, exp.live,
+        "the live processes' bars have not stopped"
     );
     let log = text_of(
         b.js("return document.getElementById('life-log').innerText;")
@@ -363,6 +436,14 @@ async fn every_tab_shows_the_corpus() {
         !events.starts_with("events 0"),
         "GC events in window: {events}"
     );
+    let pauses = text_of(
+        b.js("return document.getElementById('ro-gc-pauses').textContent;")
+            .await,
+    );
+    let max = pause_ms(&pauses, "max");
+    for q in ["p50", "p95", "p99"] {
+        assert!(pause_ms(&pauses, q) <= max, "{q} above max: {pauses}");
+    }
     b.screenshot("4-gc").await;
 
     // --- Slow requests -------------------------------------------------------
@@ -455,13 +536,13 @@ async fn embedded_filter_hides_daemon_processes() {
     select(&b, "group-filter", "").await;
     b.wait_true(
         &format!(
-            "return document.querySelectorAll('#proc-cards .pcard').length === {};",
+            "return document.querySelectorAll('#proc-cards .pcard:not(.stopped)').length === {};",
             exp.embedded.len()
         ),
         "only embedded cards",
     )
     .await;
-    assert_eq!(pids_of(&b.js(SIDEBAR_PIDS).await), exp.embedded);
+    assert_eq!(pids_of(&b.js(LIVE_CARD_PIDS).await), exp.embedded);
     let out = text_of(
         b.js("return document.getElementById('filtered-out').textContent;")
             .await,
@@ -478,7 +559,7 @@ async fn embedded_filter_hides_daemon_processes() {
     let g = exp.groups.iter().next().unwrap().clone();
     select(&b, "group-filter", &g).await;
     tab(&b, "overview").await;
-    let pids = pids_of(&b.js(SIDEBAR_PIDS).await);
+    let pids = pids_of(&b.js(LIVE_CARD_PIDS).await);
     assert!(
         !pids.is_empty() && pids.iter().all(|p| exp.daemon.contains(p)),
         "{g}: {pids:?}"
@@ -580,6 +661,93 @@ async fn heatmap_run_without_record_shows_no_record() {
     );
     b.close().await;
     drop(serve);
+}
+
+/// The whole capture ends with every process sending STOPPED (pids 20710-20714
+/// within its last 10 s). Those five are listed as stopped, with their
+/// shutdown reason and time, in the sidebar and the Processes tab, and no
+/// total counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_processes_are_shown_as_stopped_and_not_counted() {
+    let serve = Serve::start(&[]);
+    serve.replay(&["--restamp"]);
+    let b = Browser::start(1600, 1000).await;
+    b.client.goto(&serve.page_url()).await.expect("open page");
+    b.wait_true(
+        "return !!(window.__telemetry && window.__telemetry.conn.state === 'open' && document.querySelectorAll('#proc-cards .pcard').length > 0);",
+        "connected and showing process cards",
+    )
+    .await;
+    let exp = expected(&serve.api_state("?budget=3500000"));
+    assert!(exp.live.is_empty(), "every process stopped: {:?}", exp.live);
+    assert_eq!(
+        exp.stopped.keys().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([20710, 20711, 20712, 20713, 20714]),
+        "the capture's last 10 s stop five processes"
+    );
+    b.wait_true(
+        "return document.querySelectorAll('#proc-cards .pcard.stopped').length === 5;",
+        "five stopped cards",
+    )
+    .await;
+    assert_eq!(
+        pids_of(&b.js(SIDEBAR_PIDS).await),
+        exp.stopped.keys().copied().collect(),
+        "the sidebar lists the stopped processes, nothing else"
+    );
+    for (pid, reason) in &exp.stopped {
+        let card = text_of(
+            b.js(&format!(
+                "return document.querySelector('#proc-cards .pcard[data-pid=\"{pid}\"]').innerText;"
+            ))
+            .await,
+        );
+        assert!(
+            card.contains("STOPPED") && card.contains("stopped at ") && card.contains(reason),
+            "pid {pid}'s card names the stop and its reason {reason}:\n{card}"
+        );
+    }
+    let procs = text_of(
+        b.js("return document.getElementById('totals-procs').textContent;")
+            .await,
+    );
+    assert!(
+        procs.starts_with("0 procs"),
+        "totals count live processes only: {procs}"
+    );
+    let states = text_of(
+        b.js("return document.getElementById('totals-states').textContent;")
+            .await,
+    );
+    assert!(
+        !states.contains("normal"),
+        "no live process is normal: {states}"
+    );
+    b.screenshot("9-stopped-sidebar").await;
+
+    tab(&b, "processes").await;
+    let rows = b
+        .js("return window.__telemetry.views.processes.recs.filter(r => r.live).map(r => r.pid);")
+        .await;
+    assert_eq!(rows, serde_json::json!([]), "no timeline row is live");
+    let summary = text_of(
+        b.js("return document.getElementById('life-stopped').innerText;")
+            .await,
+    );
+    assert!(summary.starts_with("0 live · 5 stopped"), "{summary}");
+    for (pid, reason) in &exp.stopped {
+        assert!(
+            summary.contains(&format!("pid {pid} ")) && summary.contains(reason),
+            "Processes tab lists pid {pid} as stopped ({reason}):\n{summary}"
+        );
+    }
+    b.screenshot("10-stopped-processes").await;
+    assert_eq!(
+        b.errors().await,
+        Vec::<String>::new(),
+        "uncaught page errors"
+    );
+    b.close().await;
 }
 
 #[test]

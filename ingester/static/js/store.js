@@ -4,22 +4,23 @@
 // Time: "now" is the newest reporter stamp seen, never the browser clock,
 // so a skewed browser clock cannot hide processes (reference gap 29).
 // Liveness: a process is live while its newest sample is within
-// max(10 s, 3 × sample_period) of now and, once it has sent STOPPED, for a
-// grace period after that; dead processes then leave the live views and
-// their samples are dropped after RETAIN_S, while their lifecycle records
-// stay for the Processes tab (gap 28).
+// max(10 s, 3 × sample_period) of now and it has not sent STOPPED. A
+// process that sent STOPPED is listed as stopped (sidebar, Processes tab)
+// for STOPPED_GRACE_S and counted in no total; dead processes then leave the
+// views and their samples are dropped after RETAIN_S, while their lifecycle
+// records stay for the Processes tab's timeline and log.
 
 import { deriveSample, reasonCategory } from './stats.js';
-import { NBUCKETS, bucketIndex } from './hist.js';
+import { NBUCKETS, bucketIndex, percentile } from './hist.js';
 
 export const PALETTE = ['#4fc3f7', '#ff8a65', '#81c784', '#ba68c8', '#fff176', '#4db6ac', '#e57373', '#9575cd'];
-export const STOPPED_GRACE_S = 10;
+export const STOPPED_GRACE_S = 10; // listed as stopped this long after STOPPED
 export const RETAIN_S = 90; // per-process samples kept (the 60 s views, with room for a paused view)
 export const HIST_RETAIN_S = 600; // histogram time bins (10 m window)
 export const GC_RETAIN_S = 300;
 export const GC_EVENTS_MAX = 240; // raw events per process (timeline dots); totals come from bins
 export const GC_SUM_BIN_S = 10; // GC time / count bin width
-export const GC_HIST_BIN_S = 60; // pause-histogram bin width
+export const GC_HIST_BIN_S = GC_SUM_BIN_S; // pause-histogram bin width (aligned with the sums)
 // GC pauses are mostly sub-millisecond: their histogram uses the 65-bucket
 // grid on durations × 64 (bucket 0 < 20 µs, overflow ≥ 1.024 s).
 export const GC_PAUSE_SCALE = 64;
@@ -194,7 +195,7 @@ export class GcEventRing extends TypedRing {
   }
 }
 
-/** One (pid, interpreter) GC series: newest snapshot, 10 s sums and 60 s pause histograms. */
+/** One (pid, interpreter) GC series: newest snapshot, 10 s sums and 10 s pause histograms. */
 function newGcSeries(sid, interp) {
   return {
     sid,
@@ -218,7 +219,7 @@ export function gcSecBins(gs, from, to) {
   return out;
 }
 
-/** Slot indexes (hist offset = slot × NBUCKETS) of the 60 s pause histograms starting in [from, to]. */
+/** Slot indexes (hist offset = slot × NBUCKETS) of the pause histograms starting in [from, to]. */
 export function gcHistBins(gs, from, to) {
   const out = [];
   for (let b = Math.floor(from / GC_HIST_BIN_S) * GC_HIST_BIN_S; b <= to; b += GC_HIST_BIN_S) {
@@ -226,6 +227,66 @@ export function gcHistBins(gs, from, to) {
     if (gs.histSec[k] === b) out.push(k);
   }
   return out;
+}
+
+/**
+ * GC figures of one (pid, interpreter) series over the window [from, to]
+ * (event start times): {n, gen: [n0, n1, n2], dur, max, counts} where
+ * counts is the pause histogram (durations × GC_PAUSE_SCALE). 10 s bins
+ * inside the window count whole; a bin the window cuts is counted from the
+ * process's raw events when its ring still holds that stretch (exact), else
+ * in proportion to the overlap (`exact` false). `live`: no event is newer
+ * than `to` (the window ends at the newest stamp, not at a pause).
+ */
+export function gcWindow(p, gs, from, to, live) {
+  const out = { n: 0, gen: [0, 0, 0], dur: 0, max: 0, counts: new Float64Array(NBUCKETS), exact: true };
+  const evs = p.gcEvents;
+  // The ring holds every event newer than its oldest kept one (all, if never overwritten).
+  const rawFrom = evs.n <= evs.cap ? -Infinity : evs.length ? evs.t[evs.slot(0)] : Infinity;
+  const W = GC_SUM_BIN_S;
+  for (const o of gcSecBins(gs, from - W, to)) {
+    const b = gs.sec[o];
+    const lo = Math.max(b, from);
+    const hi = Math.min(b + W, to);
+    if (hi < lo) continue;
+    const whole = b >= from && (b + W <= to || live);
+    const k = ((Math.floor(b / W) % GC_HIST_SLOTS) + GC_HIST_SLOTS) % GC_HIST_SLOTS;
+    const hasHist = gs.histSec[k] === b;
+    if (!whole && rawFrom < lo) {
+      for (let i = evs.lowerBound(lo), n = evs.length; i < n; i++) {
+        const j = evs.slot(i);
+        const t = evs.t[j];
+        if (evs.sid[j] !== gs.sid || t < lo || t > hi) continue;
+        const d = evs.dur[j];
+        out.n++;
+        out.gen[evs.gen[j] === 2 ? 2 : evs.gen[j] === 1 ? 1 : 0]++;
+        out.dur += d;
+        if (d > out.max) out.max = d;
+        out.counts[bucketIndex(d * 1000 * GC_PAUSE_SCALE)]++;
+      }
+      continue;
+    }
+    const f = whole ? 1 : (hi - lo) / W;
+    if (!whole) out.exact = false;
+    for (let g = 0; g < 3; g++) {
+      out.gen[g] += gs.sec[o + 2 + g] * f;
+      out.n += gs.sec[o + 2 + g] * f;
+    }
+    out.dur += gs.sec[o + 1] * f;
+    if (gs.sec[o + 5] > out.max) out.max = gs.sec[o + 5];
+    if (hasHist) for (let i = 0, h = k * NBUCKETS; i < NBUCKETS; i++) out.counts[i] += gs.hist[h + i] * f;
+  }
+  return out;
+}
+
+/**
+ * Pause percentile q (0..1) in seconds of a gcWindow result, or null. A
+ * bucket's interpolation can pass the largest pause seen: never above it.
+ */
+export function gcPausePercentile(w, q) {
+  const v = percentile(w.counts, q);
+  if (v == null) return null;
+  return Math.min(v / GC_PAUSE_SCALE / 1000, w.max);
 }
 
 /** Insert keeping time order (samples nearly always arrive in order). */
@@ -699,7 +760,7 @@ export class Store {
     // counts, durations and the pause distribution go to per-second /
     // per-10 s bins, so a GC-heavy process (hundreds of collections per
     // second) costs O(1) per event and a fixed amount of memory.
-    p.gcEvents.push(stamp, ev.dur, ev.gen, gs.sid);
+    p.gcEvents.push(ev.start, ev.dur, ev.gen, gs.sid);
     // 10 s sums: slot by bin start; a slot holding an older bin is reused,
     // an event older than the slot's bin (out of the ring's reach) is dropped.
     const sec = Math.floor(ev.start / GC_SUM_BIN_S) * GC_SUM_BIN_S;
@@ -816,12 +877,17 @@ export class Store {
     return Math.max(10, 3 * (p.sp || 1));
   }
 
-  /** Live: recent samples, and not past the grace period after STOPPED. */
+  /** Live: recent samples and no STOPPED since its (latest) start. */
   isLive(p) {
-    if (p.stoppedAt != null && this.now - p.stoppedAt > STOPPED_GRACE_S) return false;
+    if (p.stoppedAt != null) return false;
     const last = p.lastT ?? p.startedAt;
     if (last == null) return false;
     return this.now - last <= this.staleAfter(p);
+  }
+
+  /** Sent STOPPED at most STOPPED_GRACE_S ago: listed as stopped, counted nowhere. */
+  isRecentlyStopped(p) {
+    return p.stoppedAt != null && this.now - p.stoppedAt <= STOPPED_GRACE_S;
   }
 
   /** Samples of p with t ≥ from (a plain array). */

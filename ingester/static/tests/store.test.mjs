@@ -60,9 +60,9 @@ function toMessage(r, shift = 0) {
 
 const corpus = loadCorpus();
 
-function replay(shift = 0) {
+function replay(shift = 0, count = corpus.length) {
   const st = new Store();
-  for (const r of corpus) {
+  for (const r of corpus.slice(0, count)) {
     const m = toMessage(r, shift);
     if (m) st.apply(m);
   }
@@ -70,13 +70,17 @@ function replay(shift = 0) {
 }
 
 const livePids = (st) => [...st.procs.values()].filter((p) => st.isLive(p)).map((p) => p.pid).sort();
+const stoppedPids = (st) => [...st.procs.values()].filter((p) => st.isRecentlyStopped(p)).map((p) => p.pid).sort();
 
 test('the whole corpus applies; counters and live set at the end', () => {
   const st = replay();
   assert.equal(st.datagrams, 11888);
   assert.equal(st.procs.size, 22);
   assert.equal(st.seqGaps, 0, 'no gaps: non-sample datagrams fill the shared seq');
-  assert.deepEqual(livePids(st), [20710, 20711, 20712, 20713, 20714]);
+  // The capture ends with every process stopping: none is live, the five
+  // that sent STOPPED in its last 10 s are listed as stopped.
+  assert.deepEqual(livePids(st), []);
+  assert.deepEqual(stoppedPids(st), [20710, 20711, 20712, 20713, 20714]);
   assert.equal(st.life.size, 22);
   assert.equal(st.lifecycle.length, 66);
   const p = st.procs.get(20713);
@@ -93,7 +97,31 @@ test('the whole corpus applies; counters and live set at the end', () => {
 
 test('windows follow the reporter clock, not the browser clock (skew-proof)', () => {
   const skewed = replay(-86400 * 365); // a year in the past
-  assert.deepEqual(livePids(skewed), [20710, 20711, 20712, 20713, 20714]);
+  assert.deepEqual(stoppedPids(skewed), [20710, 20711, 20712, 20713, 20714]);
+  // Before the final shutdown (datagram 11,787 is its first STOPPING) the
+  // same five are live, and three stopped less than 10 s earlier.
+  const before = replay(-86400 * 365, 11787);
+  assert.deepEqual(livePids(before), [20710, 20711, 20712, 20713, 20714]);
+  assert.deepEqual(stoppedPids(before), [20235, 20269, 20610]);
+});
+
+test('a process that sent STOPPED is not live, and listed as stopped for 10 s', () => {
+  const st = replay(0, 11787);
+  assert.ok(st.isLive(st.procs.get(20714)));
+  const rest = corpus.slice(11787);
+  const at = rest.findIndex((r) => r.pid === 20714 && r.kind_name === 'process_stopped');
+  for (const r of rest.slice(0, at + 1)) {
+    const m = toMessage(r);
+    if (m) st.apply(m);
+  }
+  const p = st.procs.get(20714);
+  assert.ok(!st.isLive(p), 'STOPPED ends liveness at once');
+  assert.ok(st.isRecentlyStopped(p));
+  const tick = (t) => st.apply({ type: 'sample', kind: 'request_metrics', pid: 99, seq: 1e6 + Math.round(t), stamp: t, fields: { sample_period: 1, request_count: 0 } });
+  tick(p.stoppedAt + 10);
+  assert.ok(st.isRecentlyStopped(p));
+  tick(p.stoppedAt + 10.5);
+  assert.ok(!st.isRecentlyStopped(p) && !st.isLive(p), 'gone after 10 s');
 });
 
 test('a missing datagram is counted as a sequence gap', () => {
@@ -117,6 +145,7 @@ test('dead processes leave live views after the grace period and are forgotten l
   const tick = (t, pid) => st.apply({ type: 'sample', kind: 'request_metrics', pid, seq: 1e6 + Math.round(t), stamp: t, fields: { sample_period: 1, request_count: 0 } });
   for (let t = last + 1; t <= last + 12; t++) tick(t, 99);
   assert.deepEqual(livePids(st), [99]);
+  assert.deepEqual(stoppedPids(st), []);
   assert.ok(st.procs.has(20710), 'samples kept for a while');
   for (let t = last + 13; t <= last + RETAIN_S + 20; t++) tick(t, 99);
   assert.ok(!st.procs.has(20710), 'dead process forgotten');
@@ -243,4 +272,38 @@ test('GC storage does not grow while a process lives (fixed rings)', async () =>
   const bins = gcSecBins(gs, last - 40, last);
   assert.ok(bins.length >= 4);
   for (const o of bins.slice(0, -1)) assert.equal(gs.sec[o + 2], 10);
+});
+
+test('GC window: exactly the events that started in the last minute; percentiles never above the max', async () => {
+  const { gcWindow, gcPausePercentile, gcSecBins, GC_SUM_BIN_S } = await import('../js/store.js');
+  const st = new Store();
+  // One collection a second for 160 s (4.0 to 4.4 ms), reported 10 ms after it started.
+  for (let t = 900; t < 1060; t++) {
+    st.apply({ type: 'gc_event', pid: 9, interpreter: '', stamp: t + 0.51, fields: { gc_event_start_stamp: t + 0.5, gc_event_duration: 0.004 + (t % 3) * 0.0002, gc_event_generation: t % 10 === 0 ? 1 : 0 } });
+  }
+  st.apply({ type: 'sample', kind: 'request_metrics', pid: 9, seq: 1, stamp: 1059.51, fields: { sample_period: 1 } });
+  const p = st.procs.get(9);
+  const gs = p.gc.get('');
+  const now = st.now;
+  // The window's start cuts a 10 s bin: summing every bin it touches (as
+  // the GC tab did) counted 80.
+  let touched = 0;
+  for (const o of gcSecBins(gs, now - 60 - GC_SUM_BIN_S, now)) touched += gs.sec[o + 2] + gs.sec[o + 3];
+  assert.equal(touched, 80);
+  const w = gcWindow(p, gs, now - 60, now, true);
+  assert.equal(w.n, 60, 'starts 1000.5 … 1059.5');
+  assert.ok(w.exact);
+  assert.deepEqual(w.gen, [54, 6, 0]);
+  assert.ok(Math.abs(w.dur - (20 * 0.004 + 20 * 0.0042 + 20 * 0.0044)) < 1e-9, `gc time ${w.dur}`);
+  assert.ok(Math.abs(w.max - 0.0044) < 1e-9);
+  assert.equal(w.counts.reduce((a, b) => a + b, 0), 60, 'the pause histogram holds the same 60');
+  for (const q of [0.5, 0.95, 0.99, 1]) {
+    const v = gcPausePercentile(w, q);
+    assert.ok(v <= w.max && v >= 0.004, `p${q * 100} ${v * 1000} ms vs max ${w.max * 1000} ms`);
+  }
+  // A paused view (window ending before the newest event) counts only what started in it.
+  assert.equal(gcWindow(p, gs, now - 70, now - 10, false).n, 60);
+  // A 5 m window: all 160 events are still in the raw ring, so exact too.
+  const w5 = gcWindow(p, gs, now - 155, now, true);
+  assert.equal(w5.n, 155);
 });

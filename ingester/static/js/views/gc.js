@@ -5,8 +5,8 @@
 
 import { $, h, setText, setOptions, reconcile } from '../dom.js';
 import { LineChart, drawHistogram, fitCanvas, setFont, AXIS_TEXT, GRID } from '../charts.js';
-import { NBUCKETS, percentile } from '../hist.js';
-import { GC_SUM_BIN_S, GC_HIST_BIN_S, GC_PAUSE_SCALE, GC_SNAP_FIELDS, gcSecBins, gcHistBins } from '../store.js';
+import { NBUCKETS } from '../hist.js';
+import { GC_SUM_BIN_S, GC_SNAP_FIELDS, gcSecBins, gcWindow, gcPausePercentile } from '../store.js';
 
 // Field indexes in the store's GC snapshot ring.
 const F = Object.fromEntries(GC_SNAP_FIELDS.map((k, i) => [k, i]));
@@ -99,9 +99,11 @@ export class GcView {
         const j = evs.slot(i);
         if (evs.t[j] <= now && evs.sid[j] === s.gs.sid) s.events.push(j);
       }
-      // 10 s sums (offsets into gs.sec) and 60 s pause histograms (slots)
+      // 10 s sums (offsets into gs.sec) for the overhead chart; the
+      // window's counts, time and pauses (the bin the window's start cuts
+      // counted from raw events, not whole)
       s.secs = gcSecBins(s.gs, from - GC_SUM_BIN_S, now);
-      s.hists = gcHistBins(s.gs, from - GC_HIST_BIN_S, now);
+      s.w = gcWindow(s.p, s.gs, from, now, now >= app.store.now);
       s.win = []; // physical slots of this series' snapshots in the window
       bySid.set(s.gs.sid, s);
     }
@@ -153,7 +155,7 @@ export class GcView {
       else if (task === 'overhead') this.drawOverhead(series, from, now);
       else if (task === 'rates') this.drawRates(series, from, now);
       else if (task === 'timeline') this.drawTimeline(series, from, now);
-      else if (task === 'pauses') this.drawPauses(series, from);
+      else if (task === 'pauses') this.drawPauses(series);
       else if (task === 'pressure') this.drawPressure(series);
       const te = performance.now();
       cost[task] = te - ts;
@@ -266,11 +268,8 @@ export class GcView {
     let n = 0;
     let total = 0;
     for (const s of series) {
-      const sec = s.gs.sec;
-      for (const o of s.secs) {
-        n += sec[o + 2] + sec[o + 3] + sec[o + 4];
-        total += sec[o + 1];
-      }
+      n += s.w.n;
+      total += s.w.dur;
       const ring = s.p.gcEvents;
       for (const j of s.events) {
         if (ring.gen[j] === 2) max2 = Math.max(max2, ring.dur[j]);
@@ -316,25 +315,21 @@ export class GcView {
       ctx.fillStyle = color;
       for (let k = 0; k < l.length; k += 2) ctx.fillRect(l[k], l[k + 1], 2.5, 2.5);
     }
-    setText($('#ro-gc-events'), `events ${n} (newest ${series.reduce((a, s) => a + s.events.length, 0)} drawn) gc time ${fmtAxis((total / this.ui.window / Math.max(1, series.length)) * 100)}%`);
+    setText($('#ro-gc-events'), `events ${Math.round(n)} (newest ${series.reduce((a, s) => a + s.events.length, 0)} drawn) gc time ${fmtAxis((total / this.ui.window / Math.max(1, series.length)) * 100)}%`);
   }
 
-  drawPauses(series, from) {
-    const counts = new Float64Array(NBUCKETS);
-    let max = 0;
+  drawPauses(series) {
+    const all = { counts: new Float64Array(NBUCKETS), max: 0 };
     for (const s of series) {
-      const { hist, histSec, sec } = s.gs;
-      for (const k of s.hists) {
-        if (histSec[k] + GC_HIST_BIN_S <= from) continue;
-        for (let i = 0, o = k * NBUCKETS; i < NBUCKETS; i++) counts[i] += hist[o + i];
-      }
-      for (const o of s.secs) if (sec[o + 5] > max) max = sec[o + 5];
+      for (let i = 0; i < NBUCKETS; i++) all.counts[i] += s.w.counts[i];
+      if (s.w.max > all.max) all.max = s.w.max;
     }
     let n = 0;
-    for (let i = 0; i < NBUCKETS; i++) n += counts[i];
-    drawHistogram($('#ch-gc-pauses'), counts, [], { noLabels: true, color: '#81c784', empty: 'no GC events in window' });
-    const q = (p) => fmtMsFine(percentile(counts, p) / GC_PAUSE_SCALE);
-    setText($('#ro-gc-pauses'), n ? `n ${n} p50 ${q(0.5)} p95 ${q(0.95)} p99 ${q(0.99)} max ${fmtMsFine(max * 1000)}` : 'n 0');
+    for (let i = 0; i < NBUCKETS; i++) n += all.counts[i];
+    n = Math.round(n);
+    drawHistogram($('#ch-gc-pauses'), all.counts, [], { noLabels: true, color: '#81c784', empty: 'no GC events in window' });
+    const q = (p) => fmtMsFine(gcPausePercentile(all, p) * 1000);
+    setText($('#ro-gc-pauses'), n ? `n ${n} p50 ${q(0.5)} p95 ${q(0.95)} p99 ${q(0.99)} max ${fmtMsFine(all.max * 1000)}` : 'n 0');
   }
 
   drawPressure(series) {

@@ -1,11 +1,14 @@
 // Processes tab: Gantt-style lifetimes (STARTED → STOPPED, tick at
 // STOPPING) and the event log, linked both ways. Dead processes stay here
-// (from the lifecycle records) after they have left the live views.
+// (from the lifecycle records) after they have left the live views; above
+// them, the live count and the recently stopped processes (the sidebar's
+// STOPPED cards) with their shutdown reason and time.
 
 import { $, h, setText, showTooltip, hideTooltip, reconcile } from '../dom.js';
 import { fitCanvas, setFont, boxSize, AXIS_TEXT, GRID } from '../charts.js';
 import { CATEGORY_COLORS, reasonCategory } from '../stats.js';
 import { fmtClock, fmtClockMs, fmtUptime } from '../format.js';
+import { STOPPED_GRACE_S } from '../store.js';
 
 const ROW = 22;
 const AXIS = 22;
@@ -106,6 +109,7 @@ export class Processes {
     const from = now - this.window;
     const tr = performance.now();
     const recs = this.records(now, from);
+    this.drawStopped(ctx);
     app.perf.recordSection('processes.records', performance.now() - tr);
     this.recs = recs;
     this.job = { from, now, hl };
@@ -116,6 +120,25 @@ export class Processes {
 
   pending() {
     return this.queue && this.queue.length > 0;
+  }
+
+  /** "N live · M stopped", then one line per recently stopped process. */
+  drawStopped(ctx) {
+    const life = this.app.store.life;
+    const lines = ctx.stopped.map((p) => {
+      const r = life.get(p.pid);
+      const reason = (r && r.reason) || '(unknown)';
+      return [`pid ${p.pid} ${p.group ? `[${p.group}]` : '(embedded)'} stopped at ${fmtClockMs(p.stoppedAt)} · `, reason, 'cat-' + reasonCategory(r ? r.reason : '')];
+    });
+    const head = `${ctx.visible.length} live · ${ctx.stopped.length} stopped`;
+    const el = $('#life-stopped');
+    const sig = head + JSON.stringify(lines);
+    if (el.dataset.sig === sig) return;
+    el.dataset.sig = sig;
+    el.replaceChildren(
+      h('div', { class: 'muted', text: lines.length ? `${head} (listed ${STOPPED_GRACE_S} s after STOPPED, counted in no total):` : head }),
+      ...lines.map(([t, reason, cls]) => h('div', null, h('span', { text: t }), h('span', { class: cls, text: reason }))),
+    );
   }
 
   /**

@@ -1,10 +1,12 @@
-// Sidebar: Totals, Groups, Ingester health and one card per visible process.
+// Sidebar: Totals, Groups, Ingester health and one card per visible process:
+// live ones (the only ones the totals count), then recently stopped ones,
+// marked STOPPED with their shutdown reason and time.
 // Cards are keyed by pid and reused; only cards on screen are refreshed
 // (IntersectionObserver), the rest are refreshed when scrolled into view.
 
 import { h, $, setText, reconcile } from '../dom.js';
 import { rollup, stateCounts } from '../stats.js';
-import { fmtRespMs, fmtCores, humanBytes, fmtCount } from '../format.js';
+import { fmtRespMs, fmtCores, humanBytes, fmtCount, fmtClock, fmtUptime } from '../format.js';
 
 // Number.toLocaleString builds an ICU formatter per call: keep one.
 const NUM = new Intl.NumberFormat();
@@ -51,7 +53,8 @@ export class Sidebar {
     const hosts = [...r.hosts].sort();
     setText($('#totals-host'), hosts.length ? `host: ${hosts.join(', ')}${hosts.length > 1 ? ' (multi-host)' : ''}` : '');
     setText($('#totals-cpu'), `cpu ${fmtCores(r.cpu)} · ${r.rssMb.toFixed(0)} MB`);
-    setText($('#totals-procs'), `${r.n} proc${r.n === 1 ? '' : 's'} across ${r.groups.size} group${r.groups.size === 1 ? '' : 's'}`);
+    const stopped = ctx.stopped.length ? ` · ${ctx.stopped.length} stopped (not counted)` : '';
+    setText($('#totals-procs'), `${r.n} proc${r.n === 1 ? '' : 's'} across ${r.groups.size} group${r.groups.size === 1 ? '' : 's'}${stopped}`);
     setText($('#totals-states'), stateCounts(r));
     this.drawGroups(ctx, entries, r);
     this.drawHealth(ctx);
@@ -59,7 +62,7 @@ export class Sidebar {
     perf.recordSection('sidebar.groups', t2 - t1);
     // The cards wait for the next frame when this one is already long.
     if (ctx.t0 != null && t2 - ctx.t0 > CARDS_SPLIT_MS && !ctx.force) this.cardsPending = true;
-    else this.drawCards(ctx, entries);
+    else this.drawCards(ctx, this.cardEntries(ctx, entries));
     const hidden = ctx.live.length - ctx.visible.length;
     setText($('#filtered-out'), hidden > 0 ? `${hidden} filtered out` : '');
   }
@@ -109,7 +112,12 @@ export class Sidebar {
 
   drawPending(ctx) {
     if (!this.cardsPending) return;
-    this.drawCards(ctx, ctx.visible.map((p) => this.app.stats(p)));
+    this.drawCards(ctx, this.cardEntries(ctx, ctx.visible.map((p) => this.app.stats(p))));
+  }
+
+  /** Live entries, then one per recently stopped process. */
+  cardEntries(ctx, entries) {
+    return ctx.stopped.length ? entries.concat(ctx.stopped.map((proc) => ({ proc, stopped: true }))) : entries;
   }
 
   drawCards(ctx, entries) {
@@ -167,6 +175,8 @@ export class Sidebar {
   }
 
   fillCard(c, e) {
+    if (c.el.classList.contains('stopped') !== !!e.stopped) c.el.classList.toggle('stopped', !!e.stopped);
+    if (e.stopped) return this.fillStoppedCard(c, e.proc);
     const { proc: p, stats: s, verdict } = e;
     const P = c.parts;
     setText(P.pid, `pid ${p.pid}`);
@@ -176,6 +186,25 @@ export class Sidebar {
     setText(P.l1, `${fmtCount(Math.round(s.rpm))} rpm · cap ${Math.round(s.capMean * 100)}% · resp ${s.respMs == null ? '-' : fmtRespMs(s.respMs)} ms`);
     setText(P.l2, `cpu ${Math.round(s.cpuMean * 100)}% · ${s.rssMb.toFixed(0)} MB`);
     setText(P.l3, s.inBytes || s.outBytes ? `in ${humanBytes(s.inRate)}/s · out ${humanBytes(s.outRate)}/s` : '');
+    const lost = p.dropsServer + p.dropsClient;
+    setText(P.l4, lost > 0 ? `${lost} datagram${lost === 1 ? '' : 's'} lost (seq gaps)` : '');
+  }
+
+  /** A process that sent STOPPED: when, why, and its lifetime figures. */
+  fillStoppedCard(c, p) {
+    const P = c.parts;
+    const r = this.app.store.life.get(p.pid);
+    setText(P.pid, `pid ${p.pid}`);
+    setText(P.flag, ' STOPPED');
+    P.flag.className = 'state-stopped';
+    setText(P.ident, p.group ? `${p.hostname || '?'} [${p.group}]` : `${p.hostname || '?'} (embedded)`);
+    setText(P.l1, `stopped at ${fmtClock(p.stoppedAt)} · ${(r && r.reason) || '(unknown)'}`);
+    const life = [];
+    if (r && r.uptime != null) life.push(`uptime ${fmtUptime(r.uptime)}`);
+    if (r && r.requests != null) life.push(`${fmtCount(r.requests)} request${r.requests === 1 ? '' : 's'}`);
+    if (r && r.inflightExit) life.push(`${r.inflightExit} in flight at exit`);
+    setText(P.l2, life.join(' · '));
+    setText(P.l3, '');
     const lost = p.dropsServer + p.dropsClient;
     setText(P.l4, lost > 0 ? `${lost} datagram${lost === 1 ? '' : 's'} lost (seq gaps)` : '');
   }
