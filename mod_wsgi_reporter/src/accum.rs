@@ -378,8 +378,9 @@ pub struct Slot {
     generation: AtomicU64,
     ever_used: AtomicBool,
     tid: AtomicI32,
-    /// Slow completed records not yet sent (ring overflow since start).
-    slow_dropped: AtomicU64,
+    /// Completed slow records lost since the last take (ring full, or a
+    /// thread beyond the reported slots); written under `lock`.
+    slow_lost: AtomicU64,
     detail: UnsafeCell<Detail>,
     ring: UnsafeCell<Ring>,
 }
@@ -407,7 +408,7 @@ impl Slot {
             generation: AtomicU64::new(0),
             ever_used: AtomicBool::new(false),
             tid: AtomicI32::new(0),
-            slow_dropped: AtomicU64::new(0),
+            slow_lost: AtomicU64::new(0),
             detail: UnsafeCell::new(Detail::default()),
             ring: UnsafeCell::new(Ring {
                 items: vec![SlowRecord::default(); ring_capacity].into_boxed_slice(),
@@ -600,11 +601,12 @@ impl Accounting {
             add(&b.status[k], 1);
         }
         let total = f.finish_us.saturating_sub(f.request_start_us);
-        if !overflow && self.slow_threshold_us > 0 && total >= self.slow_threshold_us {
+        if self.slow_threshold_us > 0 && total >= self.slow_threshold_us {
             // SAFETY: lock held.
             let (d, ring) = unsafe { (&*s.detail.get(), &mut *s.ring.get()) };
-            if ring.len == ring.items.len() {
-                s.slow_dropped.fetch_add(1, Relaxed);
+            // The shared overflow slot keeps no strings, so no record.
+            if overflow || ring.len == ring.items.len() {
+                s.slow_lost.store(s.slow_lost.load(Relaxed) + 1, Relaxed);
             } else {
                 let cap = ring.items.len();
                 let rec = &mut ring.items[(ring.head + ring.len) % cap];
@@ -718,14 +720,15 @@ impl Accounting {
     }
 
     /// Appends every completed slow record waiting in the slots to `out`
-    /// (cleared first) and returns how many records were lost to full
-    /// rings since start.
+    /// (cleared first) and returns how many completed slow records were
+    /// lost since the previous call (full rings; threads beyond the
+    /// reported slots).
     pub fn take_completed_slow(&self, out: &mut Vec<SlowRecord>) -> u64 {
         out.clear();
-        let mut dropped = 0;
+        let mut lost = 0;
         for s in self.slots.iter() {
-            dropped += s.slow_dropped.load(Relaxed);
             s.lock();
+            lost += s.slow_lost.swap(0, Relaxed);
             // SAFETY: lock held.
             let ring = unsafe { &mut *s.ring.get() };
             let cap = ring.items.len();
@@ -736,7 +739,7 @@ impl Accounting {
             }
             s.unlock();
         }
-        dropped
+        lost
     }
 
     /// Active records for every in-flight request older than the threshold
@@ -853,7 +856,7 @@ impl Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
 
@@ -869,7 +872,8 @@ mod tests {
         }
     }
 
-    fn fin(start: u64, claim: u64, end: u64, status: i32) -> Finished {
+    /// A finished request (10 bytes written in one write).
+    pub(crate) fn fin(start: u64, claim: u64, end: u64, status: i32) -> Finished {
         Finished {
             request_start_us: start,
             claim_us: claim,
@@ -983,9 +987,22 @@ mod tests {
             n += 1;
         }
         let mut out = Vec::new();
-        let dropped = a.take_completed_slow(&mut out);
-        assert_eq!(out.len() as u64 + dropped, n);
-        assert!(dropped > 0);
+        let lost = a.take_completed_slow(&mut out);
+        assert_eq!(out.len() as u64 + lost, n);
+        assert!(lost > 0);
+        // Counted once: the next take starts from zero.
+        assert_eq!(a.take_completed_slow(&mut out), 0);
+        assert!(out.is_empty());
+        // A thread beyond the reported slots (the shared overflow slot)
+        // keeps no record: counted as lost, not silently skipped.
+        assert_eq!(
+            (a.assign_slot(), a.assign_slot(), a.assign_slot()),
+            (0, 1, 1)
+        );
+        let c = a.claim(1, 1, 0, 10, Some(&Detail::default()));
+        a.finish(c, &fin(0, 10, 20, 200));
+        assert_eq!(a.take_completed_slow(&mut out), 1);
+        assert!(out.is_empty());
     }
 
     #[test]

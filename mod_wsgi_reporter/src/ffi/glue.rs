@@ -523,7 +523,10 @@ pub(super) fn new_process(
         rep,
         cfg.interval,
         reporter::first_tick_delay(pid, cfg.interval),
-        Probes::SYSTEM,
+        Probes {
+            warn: log_warning,
+            ..Probes::SYSTEM
+        },
     )
 }
 
@@ -534,6 +537,10 @@ impl FromBytes for std::ffi::OsStr {
     fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr {
         std::os::unix::ffi::OsStrExt::from_bytes(b)
     }
+}
+
+fn log_warning(msg: &str) {
+    log(ap::APLOG_WARNING, null(), msg);
 }
 
 fn install_panic_hook() {
