@@ -352,7 +352,7 @@ pub struct SlowRecord {
     pub end_us: u64,
     /// Final status (0 while active).
     pub status: u64,
-    /// I/O counters and times (final only).
+    /// I/O counters and times (so far, in an active record).
     pub io: Io,
     /// µs (final only, when measured).
     pub cpu_user_us: u64,
@@ -364,6 +364,43 @@ pub struct SlowRecord {
     pub active_at_completion: u64,
     /// Strings.
     pub text: SlowText,
+}
+
+/// I/O of the request in flight on a slot, so far: published by the
+/// request's own thread after each read and write (relaxed stores, only
+/// with slow requests on), read by the active-slow scan. Fields in [`Io`]
+/// order.
+#[derive(Default)]
+pub struct LiveIo([AtomicU64; 6]);
+
+impl LiveIo {
+    /// Publishes the request's running totals.
+    #[inline]
+    pub fn publish(&self, io: &Io) {
+        let v = [
+            io.input_bytes,
+            io.input_reads,
+            io.input_read_us,
+            io.output_bytes,
+            io.output_writes,
+            io.output_write_us,
+        ];
+        for (a, v) in self.0.iter().zip(v) {
+            a.store(v, Relaxed);
+        }
+    }
+
+    fn read(&self) -> Io {
+        let v: [u64; 6] = std::array::from_fn(|i| self.0[i].load(Relaxed));
+        Io {
+            input_bytes: v[0],
+            input_reads: v[1],
+            input_read_us: v[2],
+            output_bytes: v[3],
+            output_writes: v[4],
+            output_write_us: v[5],
+        }
+    }
 }
 
 /// One worker slot.
@@ -383,6 +420,7 @@ pub struct Slot {
     slow_lost: AtomicU64,
     detail: UnsafeCell<Detail>,
     ring: UnsafeCell<Ring>,
+    live_io: LiveIo,
 }
 
 struct Ring {
@@ -415,6 +453,7 @@ impl Slot {
                 head: 0,
                 len: 0,
             }),
+            live_io: LiveIo::default(),
         }
     }
 
@@ -542,6 +581,7 @@ impl Accounting {
             s.generation.store(generation, Relaxed);
             // SAFETY: lock held.
             unsafe { *s.detail.get() = *d };
+            s.live_io.publish(&Io::default());
             s.request_start_us.store(request_start_us, Relaxed);
             s.claim_us.store(now_us.max(1), Release);
             s.unlock();
@@ -636,6 +676,14 @@ impl Accounting {
         }
         s.unlock();
         true
+    }
+
+    /// Where the request thread of `slot` publishes its I/O so far for
+    /// active slow records: only with slow requests on, and not for the
+    /// shared overflow slot (it makes no records).
+    pub fn live_io(&self, slot: u32) -> Option<&LiveIo> {
+        (self.slow_threshold_us > 0 && !self.is_overflow(slot))
+            .then(|| &self.slots[slot as usize].live_io)
     }
 
     /// Releases a claim without recording it (a request mod_wsgi handed to
@@ -769,6 +817,7 @@ impl Accounting {
                 let d = unsafe { &*s.detail.get() };
                 d.copy_to(&mut rec.text);
                 rec.active_at_start = d.active_at_start;
+                rec.io = s.live_io.read();
                 rec.queue_start_us = d.queue_start_us;
                 rec.daemon_start_us = d.daemon_start_us;
                 rec.server_pid = d.server_pid;
@@ -975,6 +1024,28 @@ pub(crate) mod tests {
             .iter()
             .all(|r| r.completed && r.status == 200 && r.end_us == 6_000));
         assert_eq!(out[0].text.get(text::PATH_INFO), b"/sleep");
+    }
+
+    #[test]
+    fn active_records_carry_the_io_published_so_far() {
+        let a = Accounting::new(2, 1_000, 1.0);
+        let c = a.claim(0, 1, 0, 10, Some(&Detail::default()));
+        let live = a.live_io(0).expect("slow requests on");
+        live.publish(&Io {
+            output_bytes: 5000,
+            output_writes: 1,
+            ..Io::default()
+        });
+        let mut out = Vec::new();
+        a.scan_active_slow(5_000, &mut out);
+        assert_eq!((out[0].io.output_bytes, out[0].io.output_writes), (5000, 1));
+        a.finish(c, &fin(0, 10, 6_000, 200));
+        // The next request on the slot starts from zero.
+        a.claim(0, 1, 7_000, 7_010, Some(&Detail::default()));
+        a.scan_active_slow(9_000, &mut out);
+        assert_eq!(out[0].io, Io::default());
+        assert!(a.live_io(2).is_none(), "the overflow slot keeps no records");
+        assert!(Accounting::new(2, 0, 1.0).live_io(0).is_none(), "slow off");
     }
 
     #[test]

@@ -309,7 +309,41 @@ fn lost_slow_records_are_counted_and_leave_seq_gaps(mpm: Mpm) {
     assert_eq!(logged, dropped, "nothing lost but what the module logged");
 }
 
+/// An active (in-progress) slow record carries the I/O of the request so
+/// far: the application has written 5,000 bytes and then sleeps past the
+/// threshold. (Before: active records always carried zero I/O.)
+fn active_slow_records_carry_io_so_far(mpm: Mpm) {
+    const PATH: &str = "/write-then-sleep/5000/2500";
+    let root = ServerRoot::new();
+    let sock = root.path("run/telemetry.sock");
+    let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let opts = Options::telemetry(mpm, &sock, 0.5, "WSGISlowRequests 0.2");
+    let mut httpd = Httpd::start_in(root, &opts);
+    let entry = |st: &Value, state: u64| -> Option<Value> {
+        st["slow_requests"]
+            .as_array()?
+            .iter()
+            .map(|e| &e["entry"])
+            .find(|e| e["path_info"] == PATH && e["state"] == state)
+            .cloned()
+    };
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| httpd.get(&format!("/app{PATH}")));
+        let st = ing.wait_for("an active slow record", |st| entry(st, 0).is_some());
+        let active = entry(&st, 0).unwrap();
+        assert_eq!(active["output_bytes"], 5000, "{active}");
+        assert!(active["output_writes"].as_u64().unwrap() >= 1, "{active}");
+        assert_eq!(active["input_bytes"], 0, "{active}");
+        let (status, body) = h.join().unwrap();
+        assert_eq!((status, body.len()), (200, 5000));
+    });
+    let st = ing.wait_for("the completed record", |st| entry(st, 1).is_some());
+    assert_eq!(entry(&st, 1).unwrap()["output_bytes"], 5000);
+    httpd.stop();
+}
+
 both_mpms!(
+    active_slow_records_carry_io_so_far,
     lost_slow_records_are_counted_and_leave_seq_gaps,
     our_ingester_api_state,
     our_ingester_frozen_then_resumed,

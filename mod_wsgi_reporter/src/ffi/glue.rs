@@ -8,7 +8,7 @@ use apache_headers as ap;
 use apache_headers::macros as m;
 
 use super::hooks::Ours;
-use crate::accum::{text, Accounting, Claim, Detail, Finished};
+use crate::accum::{text, Accounting, Claim, Detail, Finished, LiveIo};
 use crate::config::{self, Config};
 use crate::reporter::{self, OwnedIdentity, Reporter, Settings};
 use crate::runtime::{Probes, Process};
@@ -701,6 +701,9 @@ pub(super) struct ReqState {
     /// Request start, claim and I/O so far (finish, status and CPU are set
     /// when it is recorded).
     pub(super) f: Finished,
+    /// The slot's published I/O, for active slow records (None: slow
+    /// requests off, or the overflow slot).
+    pub(super) live: Option<&'static LiveIo>,
 }
 
 impl ReqState {
@@ -714,6 +717,7 @@ impl ReqState {
             app_done: false,
             cpu0,
             f: Finished::default(),
+            live: None,
         }
     }
 }
@@ -728,6 +732,9 @@ impl ReqState {
         if bytes > 0 {
             f.io.output_bytes = f.io.output_bytes.wrapping_add(bytes);
             f.io.output_writes = f.io.output_writes.wrapping_add(1);
+        }
+        if let Some(l) = self.live {
+            l.publish(&f.io);
         }
     }
 
@@ -745,6 +752,9 @@ impl ReqState {
         if len > 0 {
             f.io.input_bytes = f.io.input_bytes.wrapping_add(len as u64);
             f.io.input_reads = f.io.input_reads.wrapping_add(1);
+        }
+        if let Some(l) = self.live {
+            l.publish(&f.io);
         }
     }
 }
@@ -906,7 +916,7 @@ fn note_server_pid(rr: &ap::request_rec) {
 ///
 /// # Safety
 /// `r` is a live request.
-pub(super) unsafe fn begin(p: &Process<SocketSink>, r: *mut ap::request_rec) -> ReqState {
+pub(super) unsafe fn begin(p: &'static Process<SocketSink>, r: *mut ap::request_rec) -> ReqState {
     let mut st = std::mem::MaybeUninit::uninit();
     // SAFETY: per the contract; `begin_into` initialises st.
     unsafe {
@@ -920,7 +930,7 @@ pub(super) unsafe fn begin(p: &Process<SocketSink>, r: *mut ap::request_rec) -> 
 /// # Safety
 /// `r` is a live request.
 pub(super) unsafe fn begin_into(
-    p: &Process<SocketSink>,
+    p: &'static Process<SocketSink>,
     r: *mut ap::request_rec,
     out: &mut std::mem::MaybeUninit<ReqState>,
 ) {
@@ -955,6 +965,7 @@ pub(super) unsafe fn begin_into(
         p.acc.claim(slot, tid, request_start, now, None)
     };
     let st = out.write(ReqState::new(r, claim, cpu0));
+    st.live = p.acc.live_io(claim.slot);
     st.f.request_start_us = request_start;
     st.f.claim_us = now;
 }
