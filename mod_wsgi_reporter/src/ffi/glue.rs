@@ -413,7 +413,7 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
         let cfg = config();
         if !cfg.enabled {
             // SAFETY: child_init, before any request.
-            unsafe { super::hooks::drop_unused(&our_hooks(), false) };
+            unsafe { super::hooks::drop_unused(&our_hooks(), false, false) };
             return;
         }
         // Only worth a table entry (and a WSGI environ key in embedded
@@ -422,6 +422,28 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
             if let Ok(c) = CString::new(std::process::id().to_string()) {
                 SERVER_PID_STR.store(c.into_raw(), Release);
             }
+        }
+        if !embedded_python_possible() {
+            // All WSGI applications run in daemon processes, which report
+            // them (with the phases this child stamps into the request):
+            // a reporter here would only add an idle process that never
+            // serves Python. Our handler stays only to name this child in
+            // the daemons' slow records.
+            // SAFETY: child_init, before any request.
+            unsafe {
+                super::hooks::drop_unused(
+                    &our_hooks(),
+                    !SERVER_PID_STR.load(Relaxed).is_null(),
+                    false,
+                )
+            };
+            log(
+                ap::APLOG_INFO,
+                s,
+                "No telemetry reporter in this child: mod_wsgi runs no Python here \
+                 (WSGIRestrictEmbedded On); daemon processes report their requests.",
+            );
+            return;
         }
         let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != 0;
         if !threaded {
@@ -451,7 +473,7 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
                 // The connection count only serves MaxConnectionsPerChild.
                 let keep_pre_connection = max_connections_per_child() > 0;
                 // SAFETY: child_init, before any request.
-                unsafe { super::hooks::drop_unused(&our_hooks(), keep_pre_connection) };
+                unsafe { super::hooks::drop_unused(&our_hooks(), false, keep_pre_connection) };
                 log(
                     ap::APLOG_INFO,
                     s,
@@ -487,6 +509,21 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
             )
         };
     })
+}
+
+/// Whether mod_wsgi may run Python in this MPM child: false when it
+/// decided in `post_config` not to initialise Python in the children
+/// (`wsgi_python_required == 0`: `WSGIRestrictEmbedded On`, so every WSGI
+/// application runs in a daemon process). True when the global is not
+/// exported (another mod_wsgi build): report, as before.
+fn embedded_python_possible() -> bool {
+    let p = super::daemon::sym(c"wsgi_python_required") as *const c_int;
+    if p.is_null() {
+        return true;
+    }
+    // SAFETY: mod_wsgi's exported `int wsgi_python_required`, set in the
+    // parent's post_config and only read after the fork.
+    unsafe { p.read_volatile() != 0 }
 }
 
 /// This process's reporter (embedded child or daemon), not yet started:
@@ -836,8 +873,13 @@ pub(super) unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
         unsafe { note_daemon_pid(r) };
         return DECLINED;
     }
-    // Not configured: nothing is tracked (and no hook reads CURRENT).
-    let Some(p) = process() else { return DECLINED };
+    // No reporter in this child (not configured, or no Python here): only
+    // a request for a daemon may need this child's pid.
+    let Some(p) = process() else {
+        // SAFETY: httpd passes a live request.
+        unsafe { note_daemon_pid(r) };
+        return DECLINED;
+    };
     // Before anything else: whatever handler runs next in this thread
     // (mod_wsgi's included) never sees an earlier request's state.
     CURRENT.with(|c| c.set(null_mut()));
