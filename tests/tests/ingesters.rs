@@ -306,6 +306,12 @@ fn lost_slow_records_are_counted_and_leave_seq_gaps(mpm: Mpm) {
         Some(dropped),
         "seq gaps == field 19"
     );
+    // The same per process: the ingester's gap count for each pid.
+    for p in st["processes"].as_array().unwrap() {
+        let pid = p["pid"].as_u64().unwrap();
+        let f19 = drops.iter().find(|d| d.0 == pid).map(|d| d.1);
+        assert_eq!(p["drops"].as_u64(), f19, "pid {pid}");
+    }
     assert_eq!(logged, dropped, "nothing lost but what the module logged");
 }
 
