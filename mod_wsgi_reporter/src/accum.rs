@@ -352,7 +352,7 @@ pub struct SlowRecord {
     pub end_us: u64,
     /// Final status (0 while active).
     pub status: u64,
-    /// I/O counters and times (final only).
+    /// I/O counters and times (so far, in an active record).
     pub io: Io,
     /// µs (final only, when measured).
     pub cpu_user_us: u64,
@@ -364,6 +364,43 @@ pub struct SlowRecord {
     pub active_at_completion: u64,
     /// Strings.
     pub text: SlowText,
+}
+
+/// I/O of the request in flight on a slot, so far: published by the
+/// request's own thread after each read and write (relaxed stores, only
+/// with slow requests on), read by the active-slow scan. Fields in [`Io`]
+/// order.
+#[derive(Default)]
+pub struct LiveIo([AtomicU64; 6]);
+
+impl LiveIo {
+    /// Publishes the request's running totals.
+    #[inline]
+    pub fn publish(&self, io: &Io) {
+        let v = [
+            io.input_bytes,
+            io.input_reads,
+            io.input_read_us,
+            io.output_bytes,
+            io.output_writes,
+            io.output_write_us,
+        ];
+        for (a, v) in self.0.iter().zip(v) {
+            a.store(v, Relaxed);
+        }
+    }
+
+    fn read(&self) -> Io {
+        let v: [u64; 6] = std::array::from_fn(|i| self.0[i].load(Relaxed));
+        Io {
+            input_bytes: v[0],
+            input_reads: v[1],
+            input_read_us: v[2],
+            output_bytes: v[3],
+            output_writes: v[4],
+            output_write_us: v[5],
+        }
+    }
 }
 
 /// One worker slot.
@@ -378,10 +415,12 @@ pub struct Slot {
     generation: AtomicU64,
     ever_used: AtomicBool,
     tid: AtomicI32,
-    /// Slow completed records not yet sent (ring overflow since start).
-    slow_dropped: AtomicU64,
+    /// Completed slow records lost since the last take (ring full, or a
+    /// thread beyond the reported slots); written under `lock`.
+    slow_lost: AtomicU64,
     detail: UnsafeCell<Detail>,
     ring: UnsafeCell<Ring>,
+    live_io: LiveIo,
 }
 
 struct Ring {
@@ -407,13 +446,14 @@ impl Slot {
             generation: AtomicU64::new(0),
             ever_used: AtomicBool::new(false),
             tid: AtomicI32::new(0),
-            slow_dropped: AtomicU64::new(0),
+            slow_lost: AtomicU64::new(0),
             detail: UnsafeCell::new(Detail::default()),
             ring: UnsafeCell::new(Ring {
                 items: vec![SlowRecord::default(); ring_capacity].into_boxed_slice(),
                 head: 0,
                 len: 0,
             }),
+            live_io: LiveIo::default(),
         }
     }
 
@@ -541,6 +581,7 @@ impl Accounting {
             s.generation.store(generation, Relaxed);
             // SAFETY: lock held.
             unsafe { *s.detail.get() = *d };
+            s.live_io.publish(&Io::default());
             s.request_start_us.store(request_start_us, Relaxed);
             s.claim_us.store(now_us.max(1), Release);
             s.unlock();
@@ -600,11 +641,12 @@ impl Accounting {
             add(&b.status[k], 1);
         }
         let total = f.finish_us.saturating_sub(f.request_start_us);
-        if !overflow && self.slow_threshold_us > 0 && total >= self.slow_threshold_us {
+        if self.slow_threshold_us > 0 && total >= self.slow_threshold_us {
             // SAFETY: lock held.
             let (d, ring) = unsafe { (&*s.detail.get(), &mut *s.ring.get()) };
-            if ring.len == ring.items.len() {
-                s.slow_dropped.fetch_add(1, Relaxed);
+            // The shared overflow slot keeps no strings, so no record.
+            if overflow || ring.len == ring.items.len() {
+                s.slow_lost.store(s.slow_lost.load(Relaxed) + 1, Relaxed);
             } else {
                 let cap = ring.items.len();
                 let rec = &mut ring.items[(ring.head + ring.len) % cap];
@@ -634,6 +676,14 @@ impl Accounting {
         }
         s.unlock();
         true
+    }
+
+    /// Where the request thread of `slot` publishes its I/O so far for
+    /// active slow records: only with slow requests on, and not for the
+    /// shared overflow slot (it makes no records).
+    pub fn live_io(&self, slot: u32) -> Option<&LiveIo> {
+        (self.slow_threshold_us > 0 && !self.is_overflow(slot))
+            .then(|| &self.slots[slot as usize].live_io)
     }
 
     /// Releases a claim without recording it (a request mod_wsgi handed to
@@ -718,14 +768,15 @@ impl Accounting {
     }
 
     /// Appends every completed slow record waiting in the slots to `out`
-    /// (cleared first) and returns how many records were lost to full
-    /// rings since start.
+    /// (cleared first) and returns how many completed slow records were
+    /// lost since the previous call (full rings; threads beyond the
+    /// reported slots).
     pub fn take_completed_slow(&self, out: &mut Vec<SlowRecord>) -> u64 {
         out.clear();
-        let mut dropped = 0;
+        let mut lost = 0;
         for s in self.slots.iter() {
-            dropped += s.slow_dropped.load(Relaxed);
             s.lock();
+            lost += s.slow_lost.swap(0, Relaxed);
             // SAFETY: lock held.
             let ring = unsafe { &mut *s.ring.get() };
             let cap = ring.items.len();
@@ -736,7 +787,7 @@ impl Accounting {
             }
             s.unlock();
         }
-        dropped
+        lost
     }
 
     /// Active records for every in-flight request older than the threshold
@@ -766,6 +817,7 @@ impl Accounting {
                 let d = unsafe { &*s.detail.get() };
                 d.copy_to(&mut rec.text);
                 rec.active_at_start = d.active_at_start;
+                rec.io = s.live_io.read();
                 rec.queue_start_us = d.queue_start_us;
                 rec.daemon_start_us = d.daemon_start_us;
                 rec.server_pid = d.server_pid;
@@ -853,7 +905,7 @@ impl Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
 
@@ -869,7 +921,8 @@ mod tests {
         }
     }
 
-    fn fin(start: u64, claim: u64, end: u64, status: i32) -> Finished {
+    /// A finished request (10 bytes written in one write).
+    pub(crate) fn fin(start: u64, claim: u64, end: u64, status: i32) -> Finished {
         Finished {
             request_start_us: start,
             claim_us: claim,
@@ -974,6 +1027,28 @@ mod tests {
     }
 
     #[test]
+    fn active_records_carry_the_io_published_so_far() {
+        let a = Accounting::new(2, 1_000, 1.0);
+        let c = a.claim(0, 1, 0, 10, Some(&Detail::default()));
+        let live = a.live_io(0).expect("slow requests on");
+        live.publish(&Io {
+            output_bytes: 5000,
+            output_writes: 1,
+            ..Io::default()
+        });
+        let mut out = Vec::new();
+        a.scan_active_slow(5_000, &mut out);
+        assert_eq!((out[0].io.output_bytes, out[0].io.output_writes), (5000, 1));
+        a.finish(c, &fin(0, 10, 6_000, 200));
+        // The next request on the slot starts from zero.
+        a.claim(0, 1, 7_000, 7_010, Some(&Detail::default()));
+        a.scan_active_slow(9_000, &mut out);
+        assert_eq!(out[0].io, Io::default());
+        assert!(a.live_io(2).is_none(), "the overflow slot keeps no records");
+        assert!(Accounting::new(2, 0, 1.0).live_io(0).is_none(), "slow off");
+    }
+
+    #[test]
     fn overflowing_rings_are_counted() {
         let a = Accounting::new(1, 1, 0.5);
         let mut n = 0;
@@ -983,9 +1058,22 @@ mod tests {
             n += 1;
         }
         let mut out = Vec::new();
-        let dropped = a.take_completed_slow(&mut out);
-        assert_eq!(out.len() as u64 + dropped, n);
-        assert!(dropped > 0);
+        let lost = a.take_completed_slow(&mut out);
+        assert_eq!(out.len() as u64 + lost, n);
+        assert!(lost > 0);
+        // Counted once: the next take starts from zero.
+        assert_eq!(a.take_completed_slow(&mut out), 0);
+        assert!(out.is_empty());
+        // A thread beyond the reported slots (the shared overflow slot)
+        // keeps no record: counted as lost, not silently skipped.
+        assert_eq!(
+            (a.assign_slot(), a.assign_slot(), a.assign_slot()),
+            (0, 1, 1)
+        );
+        let c = a.claim(1, 1, 0, 10, Some(&Detail::default()));
+        a.finish(c, &fin(0, 10, 20, 200));
+        assert_eq!(a.take_completed_slow(&mut out), 1);
+        assert!(out.is_empty());
     }
 
     #[test]

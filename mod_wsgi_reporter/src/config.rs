@@ -1,13 +1,20 @@
-//! The three directives (`reporter.md` §10), parsed without Apache.
+//! The three directives (docs/module.md, "Directives"), parsed without Apache.
 //!
-//! Error texts are the reference's, word for word, plus three of ours where
+//! Error texts are the reference's, word for word, plus some of ours where
 //! the reference silently accepted bad input (documented in docs/module.md):
-//! a number that does not parse is an error instead of 0, and a socket path
+//! a number that does not parse is an error instead of 0, a socket path
 //! that cannot fit in `sun_path` is refused at config time instead of
-//! failing silently in every child.
+//! failing silently in every child, and so are an interval above one hour
+//! and a slow threshold above one day (an unbounded interval failed in
+//! every child when it became a `Duration`).
 
 /// Longest socket path `sockaddr_un` holds (108 bytes with the NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
+/// Longest `interval=` accepted, seconds (one hour). Anything longer is a
+/// typo, and an unbounded value overflows the reporter's `Duration`.
+pub const MAX_INTERVAL_S: f64 = 3600.0;
+/// Largest `WSGISlowRequests` threshold accepted, seconds (one day).
+pub const MAX_SLOW_THRESHOLD_S: f64 = 86400.0;
 /// `WSGITelemetryOptions` flag `CaptureUserAgent`.
 pub const CAPTURE_USER_AGENT: u32 = 0x01;
 /// `WSGITelemetryOptions All`.
@@ -104,6 +111,11 @@ pub fn telemetry_service(
         if v < 0.5 {
             return Err("WSGITelemetryService interval must be at least 0.5 seconds".into());
         }
+        if v > MAX_INTERVAL_S {
+            return Err(format!(
+                "WSGITelemetryService interval must be at most {MAX_INTERVAL_S} seconds (write interval=N with N from 0.5 to {MAX_INTERVAL_S})"
+            ));
+        }
         interval = v;
     }
     cfg.enabled = true;
@@ -124,6 +136,11 @@ pub fn slow_requests(cfg: &mut Config, arg: &str) -> Result<(), String> {
     };
     if v < 0.0 {
         return Err("WSGISlowRequests threshold must be non-negative".into());
+    }
+    if v > MAX_SLOW_THRESHOLD_S {
+        return Err(format!(
+            "WSGISlowRequests threshold must be at most {MAX_SLOW_THRESHOLD_S} seconds (one day); 0 turns slow-request records off"
+        ));
     }
     cfg.slow_threshold_us = (v * 1e6) as u64;
     Ok(())
@@ -214,11 +231,19 @@ mod tests {
             .contains("number"));
         assert!(telemetry_service(&mut c, "unix:/x", Some("interval=2s")).is_err());
         assert!(telemetry_service(&mut c, "unix:/x", Some("interval=nan")).is_err());
+        for big in ["interval=1e300", "interval=3600.001", "interval=inf"] {
+            assert!(
+                telemetry_service(&mut c, "unix:/x", Some(big)).is_err(),
+                "{big}"
+            );
+        }
         assert!(!c.enabled);
         telemetry_service(&mut c, "unix:/run/t.sock", Some("interval=2.5")).unwrap();
         assert!(c.enabled);
         assert_eq!(c.target_path(), b"/run/t.sock");
         assert_eq!(c.interval, 2.5);
+        telemetry_service(&mut c, "unix:/run/t.sock", Some("interval=3600")).unwrap();
+        assert_eq!(c.interval, 3600.0);
         telemetry_service(&mut c, "unix:", None).unwrap();
         assert_eq!(c.target_path(), b"");
         assert_eq!(c.interval, 1.0);
@@ -240,6 +265,12 @@ mod tests {
         assert!(slow_requests(&mut c, "fast")
             .unwrap_err()
             .contains("number"));
+        assert_eq!(
+            slow_requests(&mut c, "1e300").unwrap_err(),
+            "WSGISlowRequests threshold must be at most 86400 seconds (one day); 0 turns slow-request records off"
+        );
+        slow_requests(&mut c, "86400").unwrap();
+        assert_eq!(c.slow_threshold_us, 86_400_000_000);
         slow_requests(&mut c, "0.25").unwrap();
         assert_eq!(c.slow_threshold_us, 250_000);
         slow_requests(&mut c, "0").unwrap();

@@ -113,7 +113,8 @@ pub struct Reporter<S: Sink> {
     snapshot: Snapshot,
     slow_done: Vec<SlowRecord>,
     slow_active: Vec<SlowRecord>,
-    slow_lost_reported: u64,
+    slow_lost_total: u64,
+    slow_lost_last_tick: u64,
     gc_scratch: Vec<crate::gc::Drained>,
     buf: Box<[u8; MAX_DATAGRAM]>,
     started: bool,
@@ -148,7 +149,8 @@ impl<S: Sink> Reporter<S> {
             snapshot: Snapshot::new(slots),
             slow_done: Vec::new(),
             slow_active: Vec::new(),
-            slow_lost_reported: 0,
+            slow_lost_total: 0,
+            slow_lost_last_tick: 0,
             gc_scratch: Vec::new(),
             buf: Box::new([0; MAX_DATAGRAM]),
             started: false,
@@ -171,9 +173,16 @@ impl<S: Sink> Reporter<S> {
         self.lifetime_requests
     }
 
-    /// Slow completed records lost to full rings, reported so far.
+    /// Completed slow records lost in the module (never encoded), since
+    /// start. Each is also in [`Reporter::dropped`] and took a `seq`.
     pub fn slow_records_lost(&self) -> u64 {
-        self.slow_lost_reported
+        self.slow_lost_total
+    }
+
+    /// Completed slow records lost during the last [`Reporter::tick`]
+    /// (for a once-per-tick log line).
+    pub fn slow_records_lost_last_tick(&self) -> u64 {
+        self.slow_lost_last_tick
     }
 
     /// The sink (tests).
@@ -227,6 +236,22 @@ impl<S: Sink> Reporter<S> {
         thread_cpu: &dyn Fn(i32) -> Option<f64>,
     ) {
         acc.snapshot(now_us, &mut self.snapshot);
+        // Completed slow records first: those lost in the module count as
+        // datagrams sent and lost, so field 19 of this tick's REQUEST
+        // includes them and the receiver sees one seq gap per record,
+        // just before that REQUEST (its seq gaps keep agreeing with
+        // field 19).
+        let mut done = std::mem::take(&mut self.slow_done);
+        let lost = if self.settings.slow_threshold_us > 0 {
+            acc.take_completed_slow(&mut done)
+        } else {
+            done.clear();
+            0
+        };
+        self.slow_lost_last_tick = lost;
+        self.slow_lost_total += lost;
+        self.dropped += lost;
+        self.seq = self.seq.wrapping_add(lost as u32);
         let period = ((now_us.saturating_sub(self.prev_stamp_us)) as f64 / 1e6).max(1e-9);
         self.prev_stamp_us = now_us;
         let du = (ps.cpu_user - self.prev_cpu.0).max(0.0) / period;
@@ -333,17 +358,13 @@ impl<S: Sink> Reporter<S> {
         let r = emit::request(&mut self.buf[..], self.pid, seq, now_us as f64 / 1e6, &tick);
         self.emit(r);
 
-        if self.settings.slow_threshold_us > 0 {
-            let mut done = std::mem::take(&mut self.slow_done);
-            let mut active = std::mem::take(&mut self.slow_active);
-            self.slow_lost_reported = acc.take_completed_slow(&mut done);
-            acc.scan_active_slow(now_us, &mut active);
-            for rec in done.iter().chain(active.iter()) {
-                self.send_slow(rec, now_us);
-            }
-            self.slow_done = done;
-            self.slow_active = active;
+        let mut active = std::mem::take(&mut self.slow_active);
+        acc.scan_active_slow(now_us, &mut active);
+        for rec in done.iter().chain(active.iter()) {
+            self.send_slow(rec, now_us);
         }
+        self.slow_done = done;
+        self.slow_active = active;
     }
 
     fn send_slow(&mut self, r: &SlowRecord, stamp_us: u64) {
@@ -486,6 +507,7 @@ impl<S: Sink> Reporter<S> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::accum::tests::fin;
     use crate::accum::{Detail, Finished};
 
     #[derive(Default)]
@@ -510,6 +532,19 @@ pub(crate) mod tests {
             capture_user_agent: false,
             daemon: false,
         }
+    }
+
+    /// A reporter for pid 42 with the test identity, seeded at `now_us`.
+    fn reporter(settings: Settings, slots: usize, now_us: u64) -> Reporter<VecSink> {
+        Reporter::new(
+            VecSink::default(),
+            settings,
+            ident(),
+            42,
+            slots,
+            now_us,
+            (0.0, 0.0),
+        )
     }
 
     /// Everything the reporter sent, decoded.
@@ -562,15 +597,7 @@ pub(crate) mod tests {
     #[test]
     fn first_tick_carries_requests_and_fields() {
         let acc = Accounting::new(4, 0, 1.0);
-        let mut rep = Reporter::new(
-            VecSink::default(),
-            settings(0),
-            ident(),
-            42,
-            4,
-            1_000_000,
-            (0.0, 0.0),
-        );
+        let mut rep = reporter(settings(0), 4, 1_000_000);
         rep.started();
         let c = acc.claim(0, 0, 1_000_100, 1_000_200, None);
         acc.finish(
@@ -735,16 +762,7 @@ pub(crate) mod tests {
             let mut rep = Reporter::new(VecSink::default(), s, ident(), 42, 2, 0, (0.0, 0.0));
             let c1 = acc.claim(0, 0, 10, 20, Some(&d));
             let _c2 = acc.claim(1, 0, 10, 20, Some(&d));
-            acc.finish(
-                c1,
-                &Finished {
-                    request_start_us: 10,
-                    claim_us: 20,
-                    finish_us: 300_020,
-                    status: 200,
-                    ..Default::default()
-                },
-            );
+            acc.finish(c1, &fin(10, 20, 300_020, 200));
             rep.tick(&acc, 400_000, &ProcessStats::default(), &|_| None);
             let out = decoded(&rep);
             assert_eq!(out.len(), 3);
@@ -766,16 +784,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn lost_slow_records_are_dropped_datagrams_with_seq_gaps() {
+        // Threshold 1 µs, interval 1 s: the ring holds 64 records.
+        let acc = Accounting::new(1, 1, 1.0);
+        let mut rep = reporter(settings(1), 1, 0);
+        rep.started();
+        for _ in 0..100 {
+            let c = acc.claim(0, 0, 10, 20, Some(&Detail::default()));
+            acc.finish(c, &fin(10, 20, 40, 200));
+        }
+        rep.tick(&acc, 1_000_000, &ProcessStats::default(), &|_| None);
+        assert_eq!(rep.slow_records_lost_last_tick(), 36);
+        rep.tick(&acc, 2_000_000, &ProcessStats::default(), &|_| None);
+        assert_eq!(rep.slow_records_lost_last_tick(), 0);
+        assert_eq!(rep.slow_records_lost(), 36);
+        let out = decoded(&rep);
+        let slow = out
+            .iter()
+            .filter(|s| s.header.kind == wire::Kind::SLOW_REQUEST)
+            .count();
+        assert_eq!(slow, 64);
+        let last = out
+            .iter()
+            .rfind(|s| s.header.kind == wire::Kind::REQUEST)
+            .unwrap();
+        assert_eq!(last.u64(wire::id::REPORTER_DROPPED_DATAGRAMS), Some(36));
+        // What a receiver sees: the seq gaps sum to field 19, and the gap
+        // comes before the REQUEST that reports it.
+        let seqs: Vec<u32> = out.iter().map(|s| s.header.seq).collect();
+        let gaps: u32 = seqs.windows(2).map(|w| w[1] - w[0] - 1).sum();
+        assert_eq!(gaps, 36);
+        assert_eq!(seqs[..2], [1, 38]);
+        assert_eq!(out[1].u64(wire::id::REPORTER_DROPPED_DATAGRAMS), Some(36));
+    }
+
+    #[test]
     fn lifecycle_payloads() {
-        let mut rep = Reporter::new(
-            VecSink::default(),
-            settings(0),
-            ident(),
-            42,
-            1,
-            1_000_000,
-            (0.0, 0.0),
-        );
+        let mut rep = reporter(settings(0), 1, 1_000_000);
         rep.stopping(b"graceful_signal", 0);
         rep.stopped(b"graceful_signal", 0, 3_500_000);
         rep.stopped(b"graceful_signal", 0, 3_600_000);

@@ -22,6 +22,12 @@ pub struct Probes {
     pub thread_cpu: fn(i32) -> Option<f64>,
     /// Wall clock µs.
     pub now_us: fn() -> u64,
+    /// One warning line for the operator (Apache's error log in a child).
+    pub warn: fn(&str),
+}
+
+fn warn_to_stderr(msg: &str) {
+    eprintln!("mod_wsgi_telemetry: {msg}");
 }
 
 impl Probes {
@@ -30,6 +36,7 @@ impl Probes {
         process: sys::process_stats,
         thread_cpu: sys::thread_cpu_seconds,
         now_us: sys::now_us,
+        warn: warn_to_stderr,
     };
 }
 
@@ -126,6 +133,16 @@ impl<S: Sink + 'static> Process<S> {
         let mut r = self.reporter();
         r.tick(&self.acc, now, &ps, &tc);
         r.gc_tick(&self.gc, now);
+        let lost = r.slow_records_lost_last_tick();
+        drop(r);
+        if lost > 0 {
+            // Once per tick, never per record.
+            (self.probes.warn)(&format!(
+                "{lost} completed slow-request records lost this interval (more slow requests \
+                 finished per thread than its record ring holds); counted in \
+                 reporter_dropped_datagrams. Raise WSGISlowRequests to record fewer."
+            ));
+        }
     }
 
     /// Runs `f` with the reporter locked and mutable (late identity).

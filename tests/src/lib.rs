@@ -137,6 +137,12 @@ def application(environ, start_response):
         start_response('200 OK', [('Content-Type', 'application/octet-stream'),
                                   ('Content-Length', str(n))])
         return [b'x' * n]
+    if path.startswith('/write-then-sleep/'):
+        n, ms = path[18:].split('/')
+        write = start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+        write(b'w' * int(n))
+        time.sleep(int(ms) / 1000.0)
+        return [b'']
     if path.startswith('/sleep/'):
         time.sleep(int(path[7:]) / 1000.0)
     if path == '/pid':

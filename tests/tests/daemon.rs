@@ -198,7 +198,89 @@ fn zero_config_daemons_report_requests_slow_and_gc(mpm: Mpm) {
     assert!(!httpd.error_log().contains("exit signal"), "no crash");
 }
 
-both_mpms!(zero_config_daemons_report_requests_slow_and_gc);
+both_mpms!(
+    zero_config_daemons_report_requests_slow_and_gc,
+    restricted_embedded_children_do_not_report
+);
+
+/// `WSGIRestrictEmbedded On` (every application in a daemon group): the
+/// MPM children run no Python, so they send nothing; the ingester's
+/// process list holds only the two daemons, with every request counted,
+/// and a daemon's slow record still names the Apache child that accepted
+/// the request. (Before: every MPM child reported an idle process.)
+fn restricted_embedded_children_do_not_report(mpm: Mpm) {
+    let root = ServerRoot::new();
+    let sock = root.path("run/telemetry.sock");
+    let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let mut opts = daemon_conf(mpm, &root, &sock, "");
+    opts.directives.push_str("WSGIRestrictEmbedded On\n");
+    let mut httpd = Httpd::start_in(root, &opts);
+    const N: u64 = 20;
+    for _ in 0..N {
+        assert_eq!(httpd.get("/d/hello").0, 200);
+    }
+    assert_eq!(httpd.get("/d/sleep/700").0, 200);
+    ing.wait_for("every request reported", |st| {
+        state_sum(st, "request_count") > N
+    });
+    httpd.stop();
+    let st = ing.wait_for("every reporting process STOPPED", |st| {
+        let stopped: Vec<u64> = state_stopped(st)
+            .iter()
+            .filter_map(|e| e["pid"].as_u64())
+            .collect();
+        let c = state_counts(st);
+        !c.is_empty() && c.keys().all(|p| stopped.contains(p))
+    });
+    let procs = st["processes"].as_array().unwrap();
+    let listed: Vec<(u64, String)> = procs
+        .iter()
+        .map(|p| {
+            (
+                p["pid"].as_u64().unwrap(),
+                p["process_group"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        listed.iter().all(|(_, g)| g == "g"),
+        "only daemon processes of group g report: {listed:?}\n{}",
+        httpd.error_log()
+    );
+    assert_eq!(listed.len(), 2, "processes=2: {listed:?}");
+    assert_eq!(state_sum(&st, "request_count"), N + 1);
+    assert_eq!(st["decode_errors"], 0);
+    // The daemons still get the child's stamps: queue time is reported.
+    let with_requests: Vec<&serde_json::Value> = procs
+        .iter()
+        .flat_map(|p| p["samples"].as_array().unwrap())
+        .filter(|x| x["kind"] == "request_metrics" && x["fields"]["request_count"] != 0)
+        .collect();
+    assert!(!with_requests.is_empty());
+    for x in with_requests {
+        assert!(x["fields"]["queue_time"].is_number(), "{}", x["fields"]);
+        assert!(x["fields"]["server_time"].is_number(), "{}", x["fields"]);
+    }
+    let slow: Vec<&serde_json::Value> = st["slow_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["entry"])
+        .filter(|e| e["path_info"] == "/sleep/700" && e["state"] == 1)
+        .collect();
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    let server_pid = slow[0]["server_pid"].as_u64().unwrap();
+    assert!(
+        server_pid != 0 && listed.iter().all(|(p, _)| *p != server_pid),
+        "the slow record names the Apache child, not a daemon: {server_pid} {listed:?}"
+    );
+    assert!(
+        httpd
+            .error_log()
+            .contains("No telemetry reporter in this child"),
+        "the children say why they do not report"
+    );
+}
 
 /// Zero configuration counts the requests of every interpreter (also a
 /// sub-interpreter application group no attach code runs in) from the

@@ -29,9 +29,24 @@ fn directive_errors_and_valid_forms(mpm: Mpm) {
         ("WSGITelemetryService unix:/tmp/x.sock interval=fast", "WSGITelemetryService interval must be a number of seconds"),
         ("WSGITelemetryService unix:/tmp/x.sock interval=2s", "WSGITelemetryService interval must be a number of seconds"),
         ("WSGITelemetryService unix:/tmp/x.sock interval=1 extra", "WSGITelemetryService takes 1-2 arguments"),
+        // Out of range: refused at config time (1e300 used to pass `-t` and
+        // then panic in every child converting it to a Duration).
+        (
+            "WSGITelemetryService unix:/tmp/x.sock interval=1e300",
+            "WSGITelemetryService interval must be at most 3600 seconds (write interval=N with N from 0.5 to 3600)",
+        ),
+        (
+            "WSGITelemetryService unix:/tmp/x.sock interval=3600.5",
+            "WSGITelemetryService interval must be at most 3600 seconds",
+        ),
         (r#"WSGISlowRequests """#, "WSGISlowRequests takes one argument"),
         ("WSGISlowRequests -1", "WSGISlowRequests threshold must be non-negative"),
         ("WSGISlowRequests slow", "WSGISlowRequests threshold must be a number of seconds"),
+        (
+            "WSGISlowRequests 1e300",
+            "WSGISlowRequests threshold must be at most 86400 seconds (one day); 0 turns slow-request records off",
+        ),
+        ("WSGISlowRequests 86400.5", "WSGISlowRequests threshold must be at most 86400 seconds"),
         ("WSGITelemetryOptions", "WSGITelemetryOptions: at least one flag required"),
         ("WSGITelemetryOptions +", "WSGITelemetryOptions: bare '+' / '-' is not a flag"),
         (
@@ -61,9 +76,11 @@ fn directive_errors_and_valid_forms(mpm: Mpm) {
         "WSGITelemetryService unix:/tmp/x.sock",
         "WSGITelemetryService unix:/tmp/x.sock interval=2.5",
         "WSGITelemetryService unix:/tmp/x.sock interval=0.5",
+        "WSGITelemetryService unix:/tmp/x.sock interval=3600",
         "WSGITelemetryService unix:",
         "WSGISlowRequests 0",
         "WSGISlowRequests 0.25",
+        "WSGISlowRequests 86400",
         "WSGITelemetryOptions None",
         "WSGITelemetryOptions All",
         "WSGITelemetryOptions +CaptureUserAgent",

@@ -216,7 +216,141 @@ fn dump_shows_our_datagrams(mpm: Mpm) {
     assert!(!all.contains("decode error"), "{all}");
 }
 
+/// The newest field 19 of each process in an `/api/state`.
+fn final_drop_counters(st: &Value) -> Vec<(u64, u64)> {
+    st["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let newest = p["samples"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["kind"] == "request_metrics")
+                .filter_map(|s| drop_counter(&s["fields"]))
+                .max()
+                .unwrap_or(0);
+            (p["pid"].as_u64().unwrap(), newest)
+        })
+        .collect()
+}
+
+/// More slow requests finish per thread and tick than the record ring
+/// holds (64): every record the module loses is counted in field 19 and
+/// takes a seq number, so the ingester's seq gaps equal the module's drop
+/// counter and received records + field 19 == requests over the threshold.
+/// (Before: 2,585 slow requests gave 320 records and field 19 = 0.)
+fn lost_slow_records_are_counted_and_leave_seq_gaps(mpm: Mpm) {
+    const CLIENTS: usize = 6;
+    const EACH: usize = 300;
+    let root = ServerRoot::new();
+    let sock = root.path("run/telemetry.sock");
+    let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    // Every request sleeps 2 ms: over the 1 ms threshold.
+    let opts = Options::telemetry(mpm, &sock, 1.0, "WSGISlowRequests 0.001");
+    let mut httpd = Httpd::start_in(root, &opts);
+    std::thread::scope(|sc| {
+        for _ in 0..CLIENTS {
+            sc.spawn(|| {
+                for _ in 0..EACH {
+                    assert_eq!(httpd.get("/app/sleep/2").0, 200);
+                }
+            });
+        }
+    });
+    let n = (CLIENTS * EACH) as u64;
+    httpd.stop();
+    let st = ing.wait_for("every child's STOPPED", |st| {
+        let stopped = stopped_pids_in(st);
+        let c = state_counts(st);
+        !c.is_empty() && c.keys().all(|p| stopped.contains(p))
+    });
+    assert_eq!(st["decode_errors"], 0);
+    assert_eq!(state_sum(&st, "request_count"), n, "every request counted");
+    let received = st["slow_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entry"]["state"] == 1 && e["entry"]["path_info"] == "/sleep/2")
+        .count() as u64;
+    let drops = final_drop_counters(&st);
+    let dropped: u64 = drops.iter().map(|d| d.1).sum();
+    // What the module logged it lost: one line per tick with losses.
+    let log = httpd.error_log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("completed slow-request records lost this interval"))
+        .collect();
+    let logged: u64 = lines
+        .iter()
+        .map(|l| {
+            let after = l.split("mod_wsgi_telemetry: ").nth(1).unwrap();
+            after.split(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    eprintln!(
+        "{n} slow requests: {received} completed records received, field 19 {dropped} \
+         (per pid {drops:?}), seq_gaps {}, {} loss lines logging {logged}",
+        st["seq_gaps"],
+        lines.len()
+    );
+    assert!(logged > 0, "the test must overflow the rings");
+    assert_eq!(
+        received + dropped,
+        n,
+        "every slow request: received or counted"
+    );
+    assert_eq!(
+        st["seq_gaps"].as_u64(),
+        Some(dropped),
+        "seq gaps == field 19"
+    );
+    // The same per process: the ingester's gap count for each pid.
+    for p in st["processes"].as_array().unwrap() {
+        let pid = p["pid"].as_u64().unwrap();
+        let f19 = drops.iter().find(|d| d.0 == pid).map(|d| d.1);
+        assert_eq!(p["drops"].as_u64(), f19, "pid {pid}");
+    }
+    assert_eq!(logged, dropped, "nothing lost but what the module logged");
+}
+
+/// An active (in-progress) slow record carries the I/O of the request so
+/// far: the application has written 5,000 bytes and then sleeps past the
+/// threshold. (Before: active records always carried zero I/O.)
+fn active_slow_records_carry_io_so_far(mpm: Mpm) {
+    const PATH: &str = "/write-then-sleep/5000/2500";
+    let root = ServerRoot::new();
+    let sock = root.path("run/telemetry.sock");
+    let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let opts = Options::telemetry(mpm, &sock, 0.5, "WSGISlowRequests 0.2");
+    let mut httpd = Httpd::start_in(root, &opts);
+    let entry = |st: &Value, state: u64| -> Option<Value> {
+        st["slow_requests"]
+            .as_array()?
+            .iter()
+            .map(|e| &e["entry"])
+            .find(|e| e["path_info"] == PATH && e["state"] == state)
+            .cloned()
+    };
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| httpd.get(&format!("/app{PATH}")));
+        let st = ing.wait_for("an active slow record", |st| entry(st, 0).is_some());
+        let active = entry(&st, 0).unwrap();
+        assert_eq!(active["output_bytes"], 5000, "{active}");
+        assert!(active["output_writes"].as_u64().unwrap() >= 1, "{active}");
+        assert_eq!(active["input_bytes"], 0, "{active}");
+        let (status, body) = h.join().unwrap();
+        assert_eq!((status, body.len()), (200, 5000));
+    });
+    let st = ing.wait_for("the completed record", |st| entry(st, 1).is_some());
+    assert_eq!(entry(&st, 1).unwrap()["output_bytes"], 5000);
+    httpd.stop();
+}
+
 both_mpms!(
+    active_slow_records_carry_io_so_far,
+    lost_slow_records_are_counted_and_leave_seq_gaps,
     our_ingester_api_state,
     our_ingester_frozen_then_resumed,
     reference_ingester_interop,

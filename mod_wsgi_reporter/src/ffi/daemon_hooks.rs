@@ -147,7 +147,7 @@ unsafe fn env<'a>(env: *const ap::apr_table_t, key: &CStr) -> &'a [u8] {
 ///
 /// # Safety
 /// `r` is mod_wsgi's live daemon-side request.
-unsafe fn begin(d: &Daemon, r: *mut ap::request_rec) {
+unsafe fn begin(d: &'static Daemon, r: *mut ap::request_rec) {
     // SAFETY: per the contract.
     if !unsafe { tracked(r) }.is_null() {
         return;
@@ -203,6 +203,7 @@ unsafe fn begin(d: &Daemon, r: *mut ap::request_rec) {
     let cpu0 = if slow { sys::thread_cpu_us() } else { None };
     let st = ReqState {
         daemon: true,
+        live: acc.live_io(slot),
         ..ReqState::new(
             r,
             Claim {

@@ -8,7 +8,7 @@ use apache_headers as ap;
 use apache_headers::macros as m;
 
 use super::hooks::Ours;
-use crate::accum::{text, Accounting, Claim, Detail, Finished};
+use crate::accum::{text, Accounting, Claim, Detail, Finished, LiveIo};
 use crate::config::{self, Config};
 use crate::reporter::{self, OwnedIdentity, Reporter, Settings};
 use crate::runtime::{Probes, Process};
@@ -413,7 +413,7 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
         let cfg = config();
         if !cfg.enabled {
             // SAFETY: child_init, before any request.
-            unsafe { super::hooks::drop_unused(&our_hooks(), false) };
+            unsafe { super::hooks::drop_unused(&our_hooks(), false, false) };
             return;
         }
         // Only worth a table entry (and a WSGI environ key in embedded
@@ -422,6 +422,28 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
             if let Ok(c) = CString::new(std::process::id().to_string()) {
                 SERVER_PID_STR.store(c.into_raw(), Release);
             }
+        }
+        if !embedded_python_possible() {
+            // All WSGI applications run in daemon processes, which report
+            // them (with the phases this child stamps into the request):
+            // a reporter here would only add an idle process that never
+            // serves Python. Our handler stays only to name this child in
+            // the daemons' slow records.
+            // SAFETY: child_init, before any request.
+            unsafe {
+                super::hooks::drop_unused(
+                    &our_hooks(),
+                    !SERVER_PID_STR.load(Relaxed).is_null(),
+                    false,
+                )
+            };
+            log(
+                ap::APLOG_INFO,
+                s,
+                "No telemetry reporter in this child: mod_wsgi runs no Python here \
+                 (WSGIRestrictEmbedded On); daemon processes report their requests.",
+            );
+            return;
         }
         let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != 0;
         if !threaded {
@@ -451,7 +473,7 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
                 // The connection count only serves MaxConnectionsPerChild.
                 let keep_pre_connection = max_connections_per_child() > 0;
                 // SAFETY: child_init, before any request.
-                unsafe { super::hooks::drop_unused(&our_hooks(), keep_pre_connection) };
+                unsafe { super::hooks::drop_unused(&our_hooks(), false, keep_pre_connection) };
                 log(
                     ap::APLOG_INFO,
                     s,
@@ -489,6 +511,21 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
     })
 }
 
+/// Whether mod_wsgi may run Python in this MPM child: false when it
+/// decided in `post_config` not to initialise Python in the children
+/// (`wsgi_python_required == 0`: `WSGIRestrictEmbedded On`, so every WSGI
+/// application runs in a daemon process). True when the global is not
+/// exported (another mod_wsgi build): report, as before.
+fn embedded_python_possible() -> bool {
+    let p = super::daemon::sym(c"wsgi_python_required") as *const c_int;
+    if p.is_null() {
+        return true;
+    }
+    // SAFETY: mod_wsgi's exported `int wsgi_python_required`, set in the
+    // parent's post_config and only read after the fork.
+    unsafe { p.read_volatile() != 0 }
+}
+
 /// This process's reporter (embedded child or daemon), not yet started:
 /// baselines seeded now, first tick after a per-pid offset.
 pub(super) fn new_process(
@@ -523,7 +560,10 @@ pub(super) fn new_process(
         rep,
         cfg.interval,
         reporter::first_tick_delay(pid, cfg.interval),
-        Probes::SYSTEM,
+        Probes {
+            warn: log_warning,
+            ..Probes::SYSTEM
+        },
     )
 }
 
@@ -534,6 +574,10 @@ impl FromBytes for std::ffi::OsStr {
     fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr {
         std::os::unix::ffi::OsStrExt::from_bytes(b)
     }
+}
+
+fn log_warning(msg: &str) {
+    log(ap::APLOG_WARNING, null(), msg);
 }
 
 fn install_panic_hook() {
@@ -694,6 +738,9 @@ pub(super) struct ReqState {
     /// Request start, claim and I/O so far (finish, status and CPU are set
     /// when it is recorded).
     pub(super) f: Finished,
+    /// The slot's published I/O, for active slow records (None: slow
+    /// requests off, or the overflow slot).
+    pub(super) live: Option<&'static LiveIo>,
 }
 
 impl ReqState {
@@ -707,6 +754,7 @@ impl ReqState {
             app_done: false,
             cpu0,
             f: Finished::default(),
+            live: None,
         }
     }
 }
@@ -721,6 +769,9 @@ impl ReqState {
         if bytes > 0 {
             f.io.output_bytes = f.io.output_bytes.wrapping_add(bytes);
             f.io.output_writes = f.io.output_writes.wrapping_add(1);
+        }
+        if let Some(l) = self.live {
+            l.publish(&f.io);
         }
     }
 
@@ -738,6 +789,9 @@ impl ReqState {
         if len > 0 {
             f.io.input_bytes = f.io.input_bytes.wrapping_add(len as u64);
             f.io.input_reads = f.io.input_reads.wrapping_add(1);
+        }
+        if let Some(l) = self.live {
+            l.publish(&f.io);
         }
     }
 }
@@ -819,8 +873,13 @@ pub(super) unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
         unsafe { note_daemon_pid(r) };
         return DECLINED;
     }
-    // Not configured: nothing is tracked (and no hook reads CURRENT).
-    let Some(p) = process() else { return DECLINED };
+    // No reporter in this child (not configured, or no Python here): only
+    // a request for a daemon may need this child's pid.
+    let Some(p) = process() else {
+        // SAFETY: httpd passes a live request.
+        unsafe { note_daemon_pid(r) };
+        return DECLINED;
+    };
     // Before anything else: whatever handler runs next in this thread
     // (mod_wsgi's included) never sees an earlier request's state.
     CURRENT.with(|c| c.set(null_mut()));
@@ -899,7 +958,7 @@ fn note_server_pid(rr: &ap::request_rec) {
 ///
 /// # Safety
 /// `r` is a live request.
-pub(super) unsafe fn begin(p: &Process<SocketSink>, r: *mut ap::request_rec) -> ReqState {
+pub(super) unsafe fn begin(p: &'static Process<SocketSink>, r: *mut ap::request_rec) -> ReqState {
     let mut st = std::mem::MaybeUninit::uninit();
     // SAFETY: per the contract; `begin_into` initialises st.
     unsafe {
@@ -913,7 +972,7 @@ pub(super) unsafe fn begin(p: &Process<SocketSink>, r: *mut ap::request_rec) -> 
 /// # Safety
 /// `r` is a live request.
 pub(super) unsafe fn begin_into(
-    p: &Process<SocketSink>,
+    p: &'static Process<SocketSink>,
     r: *mut ap::request_rec,
     out: &mut std::mem::MaybeUninit<ReqState>,
 ) {
@@ -948,6 +1007,7 @@ pub(super) unsafe fn begin_into(
         p.acc.claim(slot, tid, request_start, now, None)
     };
     let st = out.write(ReqState::new(r, claim, cpu0));
+    st.live = p.acc.live_io(claim.slot);
     st.f.request_start_us = request_start;
     st.f.claim_us = now;
 }

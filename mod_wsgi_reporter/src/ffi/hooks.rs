@@ -8,6 +8,9 @@
 //! are this process's copy) [`drop_unused`] removes those this child will
 //! not call on:
 //! * no `WSGITelemetryService`: all three;
+//! * a child that runs no Python (`WSGIRestrictEmbedded On`): all three,
+//!   except the handler when there are daemon groups (it names this child
+//!   in the daemons' slow records);
 //! * direct mode: the handler (direct.rs wraps mod_wsgi's own entry) and
 //!   `insert_error_filter` (they serve the filters); `pre_connection` too
 //!   unless `MaxConnectionsPerChild` is set (its count only tells the
@@ -27,17 +30,20 @@ pub(super) struct Ours {
     pub(super) insert_error_filter: usize,
 }
 
-/// Removes, in this process, our `handler` and `insert_error_filter`
-/// entries, and our `pre_connection` entry unless `keep_pre_connection`.
+/// Removes, in this process, our `insert_error_filter` entry, our
+/// `handler` entry unless `keep_handler`, and our `pre_connection` entry
+/// unless `keep_pre_connection`.
 ///
 /// # Safety
 /// Only in an MPM child's `child_init` (httpd's arrays, copied at the fork,
 /// no request running).
-pub(super) unsafe fn drop_unused(ours: &Ours, keep_pre_connection: bool) {
+pub(super) unsafe fn drop_unused(ours: &Ours, keep_handler: bool, keep_pre_connection: bool) {
     // SAFETY (all three): httpd's live arrays of this process, no request
     // running (the caller's contract).
     unsafe {
-        remove(ap::ap_hook_get_handler(), ours.handler);
+        if !keep_handler {
+            remove(ap::ap_hook_get_handler(), ours.handler);
+        }
         remove(
             ap::ap_hook_get_insert_error_filter(),
             ours.insert_error_filter,
