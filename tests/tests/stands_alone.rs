@@ -1,6 +1,6 @@
 //! The repository stands alone: no tracked text file points outside the
-//! checkout (`../shared`, the `shared/spec` or `shared/corpus` folders) or
-//! cites documents that are not in it (numbered "gap"s, "§" sections, the
+//! checkout (the `shared` folder beside it, with its `spec` and `corpus`) or
+//! cites documents that are not in it (numbered "gap"s, section signs, the
 //! upstream description's file names). Reference defects are cited by
 //! their ids in `docs/compatibility.md`; format facts by the `wire` crate.
 //!
@@ -88,24 +88,31 @@ fn outside_citation(line: &str) -> Option<String> {
     None
 }
 
+/// Every tracked text file (binary fixtures such as captures and fuzz
+/// seeds are skipped), as (path relative to the root, text).
+fn text_files(root: &Path) -> Vec<(PathBuf, String)> {
+    let texts: Vec<_> = files(root)
+        .into_iter()
+        // CI plumbing is not part of the project's text.
+        .filter(|rel| !rel.starts_with(".ci"))
+        .filter_map(|rel| {
+            let text = String::from_utf8(std::fs::read(root.join(&rel)).ok()?).ok()?;
+            Some((rel, text))
+        })
+        .collect();
+    assert!(
+        texts.len() > 50,
+        "only {} text files found under {}",
+        texts.len(),
+        root.display()
+    );
+    texts
+}
+
 #[test]
 fn citations_stay_inside_the_repository() {
-    let root = workspace();
     let mut bad = Vec::new();
-    let mut scanned = 0;
-    for rel in files(&root) {
-        // CI plumbing is not part of the project's text.
-        if rel.starts_with(".ci") {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(root.join(&rel)) else {
-            continue;
-        };
-        // Binary fixtures (captures, fuzz seeds) are not text.
-        let Ok(text) = String::from_utf8(bytes) else {
-            continue;
-        };
-        scanned += 1;
+    for (rel, text) in text_files(&workspace()) {
         for (n, line) in text.lines().enumerate() {
             if let Some(what) = outside_citation(line) {
                 bad.push(format!(
@@ -118,11 +125,6 @@ fn citations_stay_inside_the_repository() {
         }
     }
     assert!(
-        scanned > 50,
-        "only {scanned} text files found under {}",
-        root.display()
-    );
-    assert!(
         bad.is_empty(),
         "{} line(s) cite documents outside the repository (cite docs/compatibility.md, \
          docs/module.md, tests/fixtures/corpus/README.md or the wire crate instead):\n{}",
@@ -131,12 +133,73 @@ fn citations_stay_inside_the_repository() {
     );
 }
 
+/// The ids (`C12`, `K3`) a line names.
+fn ids_in(line: &str) -> Vec<String> {
+    let b = line.as_bytes();
+    let mut ids = Vec::new();
+    for (i, &c) in b.iter().enumerate() {
+        let starts = (c == b'C' || c == b'K') && (i == 0 || !b[i - 1].is_ascii_alphanumeric());
+        if !starts {
+            continue;
+        }
+        let digits = b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
+        let end = i + 1 + digits;
+        if digits > 0 && b.get(end).is_none_or(|d| !d.is_ascii_alphanumeric()) {
+            ids.push(line[i..end].to_string());
+        }
+    }
+    ids
+}
+
+/// Code and docs cite reference defects as "compatibility.md C12"; each id
+/// they name must be a row of docs/compatibility.md.
+#[test]
+fn cited_compatibility_ids_exist() {
+    let root = workspace();
+    let doc = std::fs::read_to_string(root.join("docs/compatibility.md")).unwrap();
+    let defined: Vec<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .flat_map(|l| ids_in(l.split(' ').next().unwrap_or("")))
+        .collect();
+    assert!(defined.len() > 40, "rows found: {defined:?}");
+    let mut bad = Vec::new();
+    let mut cited = 0;
+    for (rel, text) in text_files(&root) {
+        if rel == Path::new("docs/compatibility.md") {
+            continue;
+        }
+        for (n, line) in text.lines().enumerate() {
+            if !line.contains("compatibility.md") {
+                continue;
+            }
+            for id in ids_in(line) {
+                cited += 1;
+                if !defined.contains(&id) {
+                    bad.push(format!(
+                        "{}:{}: {id}: {}",
+                        rel.display(),
+                        n + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(cited > 10, "only {cited} cited ids found");
+    assert!(
+        bad.is_empty(),
+        "ids not in docs/compatibility.md:\n{}",
+        bad.join("\n")
+    );
+}
+
 #[test]
 fn the_check_finds_each_form() {
     let sect = '\u{a7}';
     for line in [
-        format!("see ..{}shared/corpus", '/'),
-        format!("(`wire-format.md` {sect}8)"),
+        format!("see ..{}shared/{}", '/', "corpus"),
+        format!("(`wire-format{}` {sect}8)", ".md"),
         format!("ui {sect}A8.4"),
         format!("(`{}.md` 7.2)", "ingester"),
         format!("(reporter{})", ".md"),
@@ -152,9 +215,13 @@ fn the_check_finds_each_form() {
         "gap:14px; padding:6px",
         "let gap = (ahead - 1) as u64;",
         "docs/module.md and docs/compatibility.md",
-        "see gui.md",
+        &format!("see gui{}", ".md"),
         "a gap in the numbers is a lost datagram",
     ] {
         assert!(outside_citation(line).is_none(), "false hit: {line}");
     }
+    assert_eq!(
+        ids_in("(docs/compatibility.md C24-C32, K9); CC1 C2x"),
+        ["C24", "C32", "K9"]
+    );
 }

@@ -1,13 +1,13 @@
-// The client's data model: applies server messages (ingester.md §7.2)
+// The client's data model: applies server messages (snapshot, sample, ...)
 // incrementally and keeps everything bounded. No DOM in here.
 //
 // Time: "now" is the newest reporter stamp seen, never the browser clock,
-// so a skewed browser clock cannot hide processes (reference gap 29).
+// so a skewed browser clock cannot hide processes (docs/compatibility.md C27).
 // Liveness: a process is live while its newest sample is within
 // max(10 s, 3 × sample_period) of now and, once it has sent STOPPED, for a
 // grace period after that; dead processes then leave the live views and
 // their samples are dropped after RETAIN_S, while their lifecycle records
-// stay for the Processes tab (gap 28).
+// stay for the Processes tab (docs/compatibility.md C26).
 
 import { deriveSample, reasonCategory } from './stats.js';
 import { NBUCKETS, bucketIndex } from './hist.js';
@@ -758,7 +758,7 @@ export class Store {
     this.rev.slow++;
   }
 
-  /** Slow-entry TTLs (ui §A7.1), in reporter time; entries of exited processes age out too. */
+  /** Slow-entry TTLs (the reference UI's), in reporter time; entries of exited processes age out too. */
   pruneSlow() {
     let changed = false;
     for (const [ks, s] of this.slow) {
