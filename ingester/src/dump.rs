@@ -2,7 +2,7 @@
 //! file) and print every datagram decoded, as text or one JSON object per
 //! line.
 //!
-//! The text format is the reference's (`ingester.md` §8) character for
+//! The text format is the reference `dump`'s (mod_wsgi-telemetry 1.1.0) character for
 //! character: Python's float `repr`, `str(list)`, ISO-8601 stamps with
 //! milliseconds and `+00:00`. It never removes a socket another process is
 //! receiving on (see [`crate::socket::bind`]).

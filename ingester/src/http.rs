@@ -1,4 +1,5 @@
-//! HTTP routes and the WebSocket (`ingester.md` §6-7), on warp.
+//! HTTP routes and the WebSocket, on warp: the reference's routes and
+//! messages (`docs/compatibility.md` section 2).
 //!
 //! `GET /` (UI with the base-path script injected), `GET /static/<file>`,
 //! `GET /api/state`, `POST /api/slow/clear`, `GET /ws`. Differences from the

@@ -1,11 +1,12 @@
-//! The JSON messages of the HTTP/WebSocket API (`ingester.md` §7.2), exactly
-//! the reference's keys and shapes, plus a few extra keys (a superset).
+//! The JSON messages of the HTTP/WebSocket API, exactly the reference's keys
+//! and shapes, plus a few extra keys (a superset: `docs/compatibility.md`
+//! section 2).
 //!
 //! Every message is serialised once, by the ingest thread, and the same
 //! bytes go to every subscriber. Snapshots are assembled from shared,
 //! immutable pieces captured under the state lock and serialised outside it.
 //! BYTES values are always written as text (UTF-8 with replacement), also
-//! inside GC fields (the reference crashes there, gap 16).
+//! inside GC fields (the reference crashes there, `docs/compatibility.md` C11).
 
 use crate::state::packed::{Packed, PackedValue};
 use crate::state::{GcRecord, LifecycleEvent, SlowEntry, SlowKey, State, Update};

@@ -9,7 +9,7 @@
 //!   slot's short critical section, then reads and zeroes the old buffer.
 //!   Writers therefore never wait for the reporter's drain, and each request
 //!   lands whole in exactly one interval: `request_count`, status classes,
-//!   histograms and I/O totals always agree (fixes gap 4).
+//!   histograms and I/O totals always agree (`docs/compatibility.md` C2).
 //! * The critical section is a per-slot spin flag taken by a single CAS.
 //!   Normally only the owning thread takes it; the reporter takes it only to
 //!   copy slow-request details (bounded memcpy, only for slow requests).
@@ -197,8 +197,9 @@ pub struct Phases {
     pub application: u64,
 }
 
-/// Splits a request's instants into phases (reporter.md §5.3). A
-/// `queue_start` of 0 means embedded mode. Each difference is clamped at 0.
+/// Splits a request's instants into mod_wsgi 6.x's phases: server (arrival to
+/// queue, or to the application in embedded mode), queue, daemon,
+/// application. A `queue_start` of 0 means embedded mode. Each difference is clamped at 0.
 pub fn phase_split(request: u64, queue: u64, daemon: u64, app: u64, end: u64) -> Phases {
     if queue == 0 {
         Phases {
@@ -225,7 +226,7 @@ pub fn status_class(status: i32) -> Option<usize> {
     }
 }
 
-/// Capacities of the slow-request string fields (wire §9 `C`). Storing `C`
+/// Capacities of the slow-request string fields ([`wire::SlowStringCap`]). Storing `C`
 /// bytes of a longer string keeps the encoder's cut decision intact.
 pub const SLOW_CAPS: [usize; 9] = [64, 16, 16, 256, 256, 512, 16, 46, 512];
 const SLOW_TEXT_LEN: usize = 64 + 16 + 16 + 256 + 256 + 512 + 16 + 46 + 512;
@@ -331,7 +332,7 @@ impl Detail {
     }
 }
 
-/// A slow-request record ready for encoding (wire §5.13).
+/// A slow-request record ready for encoding (fields 200-299, [`wire::emit::slow_request`]).
 #[derive(Clone, Copy, Default)]
 pub struct SlowRecord {
     /// 0 active, 1 completed.

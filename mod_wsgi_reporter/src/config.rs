@@ -1,4 +1,4 @@
-//! The three directives (docs/module.md, "Directives"), parsed without Apache.
+//! The three directives (`docs/module.md` "Directives"), parsed without Apache.
 //!
 //! Error texts are the reference's, word for word, plus some of ours where
 //! the reference silently accepted bad input (documented in docs/module.md):

@@ -159,7 +159,7 @@ impl GroupTable {
 
 /// The reasons mod_wsgi 4.x itself names when it starts a daemon's
 /// shutdown (`wsgi_shutdown_reason`, handed to its `process_stopping`
-/// event), as reporter.md §7.5 strings.
+/// event), as the shutdown-reason strings mod_wsgi 6.x sends.
 const MOD_WSGI_REASONS: [&[u8]; 8] = [
     b"request_timeout",
     b"startup_timeout",
@@ -218,7 +218,7 @@ pub fn mod_wsgi_reason(code: u8) -> &'static [u8] {
     }
 }
 
-/// Why a daemon process is stopping (reporter.md §7.5 strings), when
+/// Why a daemon process is stopping (mod_wsgi 6.x's reason strings), when
 /// mod_wsgi published no reason (see [`published_stop_reason`]). mod_wsgi
 /// 4.9 ends a daemon for its own reasons by signalling itself, so those
 /// are checked first: the `maximum-requests` budget spent, a request older

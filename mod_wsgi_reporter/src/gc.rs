@@ -1,4 +1,5 @@
-//! Python GC telemetry (reporter.md §8, wire fields 300-324), fed by the
+//! Python GC telemetry (wire fields 300-324; limits as mod_wsgi 6.x's,
+//! `docs/compatibility.md` K9), fed by the
 //! attach code running inside each interpreter (`python/`): a `gc.callbacks`
 //! hook reports every collection, a small Python thread reports the
 //! counters once per interval. The reporter thread only copies from here;

@@ -384,7 +384,7 @@ impl<S: Sink> Reporter<S> {
         };
         let w = emit::SlowRecord {
             state: r.completed as u64,
-            // Arrival, so duration = server + application (gap 6).
+            // Arrival, so duration = server + application (compatibility.md C3).
             start_stamp: r.request_start_us as f64 / 1e6,
             duration: r.end_us.saturating_sub(r.request_start_us) as f64 / 1e6,
             thread_id: r.thread_id,
@@ -426,7 +426,7 @@ impl<S: Sink> Reporter<S> {
     }
 
     /// GC_SNAPSHOT per attached interpreter, each followed by its GC_EVENTs
-    /// (reporter.md §8; after REQUEST and slow records).
+    /// (after REQUEST and slow records, as mod_wsgi 6.x orders them).
     pub fn gc_tick(&mut self, reg: &GcRegistry, now_us: u64) {
         let mut drained = std::mem::take(&mut self.gc_scratch);
         let names = reg.drain(&mut drained);

@@ -660,7 +660,7 @@ fn reference_ingester_decodes_daemon_datagrams() {
     let sock = root.path("run/telemetry.sock");
     let ing = Ingester::serve(&reference_ingester_bin(), &sock, &["--socket-mode", "0666"]);
     // One interpreter per process: the reference ingester cannot serve
-    // GC data that carries interpreter_name (spec gap 16).
+    // GC data that carries interpreter_name (docs/compatibility.md C11).
     let opts = daemon_conf(Mpm::Event, &root, &sock, "");
     let mut httpd = Httpd::start_in(root, &opts);
     ing.wait_for("two daemons with GC data in the reference", |st| {

@@ -1,4 +1,4 @@
-//! Every directive error form of reporter.md §10 makes `apache2 -t` fail
+//! Every directive error form of `docs/module.md` "Directives" makes `apache2 -t` fail
 //! with our message; every valid form passes.
 
 use integration_tests::*;

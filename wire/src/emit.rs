@@ -1,4 +1,4 @@
-//! Per-kind emission rules of the 6.x reporter (`wire-format.md` §6): which
+//! Per-kind emission rules of the 6.x reporter: which
 //! fields each kind carries, in which order, and under which conditions.
 //! Following them byte for byte keeps our datagrams indistinguishable in
 //! format from mod_wsgi 6.x's. Everything here writes into a caller-owned
@@ -355,7 +355,8 @@ pub struct SlowRecord<'a> {
     pub user_agent: &'a [u8],
 }
 
-/// Encodes a SLOW_REQUEST datagram (kind 4); strings are cut per §9.
+/// Encodes a SLOW_REQUEST datagram (kind 4); strings are cut as in
+/// [`crate::truncate_into`].
 pub fn slow_request(
     buf: &mut [u8],
     pid: u32,

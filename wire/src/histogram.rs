@@ -1,4 +1,4 @@
-//! The 65-bucket latency histogram (`wire-format.md` §8).
+//! The 65-bucket latency histogram of every per-phase histogram (fields 90-97).
 //!
 //! Bucket 0 holds everything below 1.25 ms; buckets 1–63 split each octave of
 //! milliseconds `[2^o, 2^(o+1))` into four equal sub-buckets; bucket 64 is the
@@ -126,7 +126,8 @@ mod tests {
 
     #[test]
     fn frexp_definition_agrees() {
-        // The spec's formula with frexp, checked on a dense sweep.
+        // 6.x's formula with frexp (o = e - 1, sub = (2m - 1) * 4),
+        // checked on a dense sweep.
         let mut ms = 1.0f64;
         while ms < 70000.0 {
             let o = ms.log2().floor();

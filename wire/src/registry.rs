@@ -1,5 +1,5 @@
 //! The field registry: every field id of wire format v1 with its decoder name
-//! and wire type (`wire-format.md` §5). Names are the reference decoder's
+//! and wire type. Names are the reference decoder's
 //! names exactly, because they are also the JSON keys of the ingester's API.
 
 use crate::Tag;

@@ -1,4 +1,4 @@
-//! Slow-request string truncation (`wire-format.md` §9): strings that do not
+//! Slow-request string truncation, as mod_wsgi 6.x does it: strings that do not
 //! fit their buffer are cut to `C - 4` bytes followed by `...`.
 
 /// Buffer capacity *C* (including the terminating NUL of the reference's C

@@ -1,4 +1,7 @@
-//! The five test vectors of `wire-format.md` §11, decoded and re-encoded.
+//! Five worked datagrams of wire format v1 (PROCESS_STARTED, PROCESS_STOPPED,
+//! a GC_EVENT of a multi-interpreter process, a decoder-coverage datagram,
+//! a realistic REQUEST tick), given as hex with their SHA-256, decoded and
+//! re-encoded.
 
 use sha2::{Digest, Sha256};
 use wire::emit::{self, Identity, Phase, RequestTick, Slots};
@@ -257,7 +260,7 @@ fn v5_realistic_request_tick() {
         sha256_hex(&buf[..n]),
         "8a4eaeb96b7fea7feccffbeaa72c5c8a9d0d9fbf668c9ca65e4a6c3ce2a6f9ef"
     );
-    // buckets as the spec lists them
+    // buckets as the vector lists them
     assert_eq!(acc[0].buckets[0], 2);
     assert_eq!(acc[0].buckets[6], 1);
     assert_eq!(

@@ -2,7 +2,8 @@
 //! lifecycle ring and GC history, fed one datagram at a time.
 //!
 //! Pure data: no sockets, no HTTP, no JSON. Observable behaviour follows the
-//! reference ingester (`ingester.md` §4-5) with its defects fixed:
+//! reference ingester with its defects fixed (`docs/compatibility.md`
+//! C11, C12, C15, C17, C20):
 //! everything is bounded by count (see [`Limits`]), expiry runs on a timer
 //! ([`State::expire`]) instead of scanning on every datagram, sequence gaps
 //! are counted across all kinds, and GC fields are decoded like any other.
@@ -1034,7 +1035,7 @@ impl State {
                 .slow
                 .values()
                 .map(|e| {
-                    // Records of a pid we never had state for (gap 24) are
+                    // Records of a pid we never had state for (compatibility.md C20) are
                     // kept for their TTL instead of being dropped at once.
                     let gone = dropped.contains(&e.pid);
                     !gone && now.saturating_duration_since(e.last_seen) <= self.slow_ttl(e)

@@ -1,6 +1,6 @@
 //! Rendering tests: every view drawn into ratatui's `TestBackend` from a
 //! model built by replaying the anchor corpus as the WebSocket messages
-//! `serve` sends (ingester.md §7.2).
+//! `serve` sends (`crate::messages`).
 
 use super::state::{parse_value, State};
 use super::view_model::{self, ConnView, UiState, View};

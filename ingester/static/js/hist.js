@@ -1,4 +1,4 @@
-// The 65-bucket latency histogram grid (wire-format §8) and percentiles (ui §A8.6).
+// The 65-bucket latency histogram grid (bucket bounds as wire/src/histogram.rs) and percentiles.
 
 export const NBUCKETS = 65;
 

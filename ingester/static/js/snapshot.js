@@ -1,5 +1,5 @@
 // "Copy current stats": a Markdown snapshot of live visible processes over
-// the last 60 s (ui.md §A9), for pasting into a ticket or an LLM.
+// the last 60 s, for pasting into a ticket or an LLM.
 
 import { rollup, stateCounts, reasonCategory, gilContention } from './stats.js';
 import { percentile, bucketLower, bucketUpper, bucketRangeText } from './hist.js';

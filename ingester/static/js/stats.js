@@ -1,10 +1,11 @@
-// Client-side statistics (ui.md §A8), pure functions over derived samples.
+// Client-side statistics, pure functions over derived samples.
 //
 // Differences from the reference, on purpose: every mean of a per-request
 // quantity is request-weighted (Σ value·count / Σ count), utilisations are
 // time-weighted by sample_period, and one function computes a process's
 // window statistics for every consumer (sidebar, heatmap card, snapshot),
-// so the card tint and the sidebar counts cannot disagree.
+// so the card tint and the sidebar counts cannot disagree
+// (docs/compatibility.md C29, C30).
 
 export const PHASES = ['server_time', 'queue_time', 'daemon_time', 'application_time'];
 
@@ -232,7 +233,7 @@ export function countSlowRuns(list, from, to, threshold) {
 }
 
 /**
- * Slow runs of one slot (ui §A8.4): `e` current elapsed per cell, `m` max
+ * Slow runs of one slot: `e` current elapsed per cell, `m` max
  * duration per cell (optional), threshold T. Returns [{first, last, viaMax}].
  */
 export function findSlowRuns(e, m, T) {
@@ -260,7 +261,7 @@ export function findSlowRuns(e, m, T) {
   return runs;
 }
 
-/** State classification (ui §A8.2) of a stats object. */
+/** State classification of a stats object. */
 export function classify(s) {
   const requestRpm = s.rpm;
   const gated = requestRpm >= 3;
@@ -305,7 +306,7 @@ export function classify(s) {
   return { state, saturated, cpuGil: cpuGil && !saturated, reasons, cpuReasons, lean, score };
 }
 
-/** Σ of a list of stats (ui §A8.3) with a request-weighted response time. */
+/** Σ of a list of stats with a request-weighted response time. */
 export function rollup(entries) {
   const r = {
     rpm: 0, cpu: 0, rssMb: 0, respMs: null, slowRuns: 0, hosts: new Set(),
@@ -348,7 +349,7 @@ export function stateCounts(r) {
   return parts.join(' · ');
 }
 
-/** GIL contention coefficient (ui §A8.5) from gil_wait buckets and switch interval s (seconds). */
+/** GIL contention coefficient from gil_wait buckets and switch interval s (seconds). */
 export function gilContention(buckets, s, lower, upper) {
   if (!buckets || !(s > 0)) return null;
   const sMs = s * 1000;

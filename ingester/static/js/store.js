@@ -1,14 +1,15 @@
-// The client's data model: applies server messages (ingester.md §7.2)
+// The client's data model: applies server messages (snapshot, sample, ...)
 // incrementally and keeps everything bounded. No DOM in here.
 //
 // Time: "now" is the newest reporter stamp seen, never the browser clock,
-// so a skewed browser clock cannot hide processes (reference gap 29).
+// so a skewed browser clock cannot hide processes (docs/compatibility.md C27).
 // Liveness: a process is live while its newest sample is within
 // max(10 s, 3 × sample_period) of now and it has not sent STOPPED. A
 // process that sent STOPPED is listed as stopped (sidebar, Processes tab)
 // for STOPPED_GRACE_S and counted in no total; dead processes then leave the
 // views and their samples are dropped after RETAIN_S, while their lifecycle
-// records stay for the Processes tab's timeline and log.
+// records stay for the Processes tab's timeline and log
+// (docs/compatibility.md C26).
 
 import { deriveSample, reasonCategory } from './stats.js';
 import { NBUCKETS, bucketIndex, percentile } from './hist.js';
@@ -819,7 +820,7 @@ export class Store {
     this.rev.slow++;
   }
 
-  /** Slow-entry TTLs (ui §A7.1), in reporter time; entries of exited processes age out too. */
+  /** Slow-entry TTLs (the reference UI's), in reporter time; entries of exited processes age out too. */
   pruneSlow() {
     let changed = false;
     for (const [ks, s] of this.slow) {

@@ -55,7 +55,8 @@ function heatColorExact(f) {
 
 /**
  * Slow runs of a process's cells with estimated bounds and matched records
- * (ui §A5, §A7.2). cells: samples in the window, time-ordered.
+ * (a run is matched to a record of the same slot and time). cells: samples
+ * in the window, time-ordered.
  */
 export function slowRunsOf(store, p, cells, threshold, now, records = null) {
   const runs = [];

@@ -1,7 +1,8 @@
 // GC tab: per process and interpreter — status row, overhead, collections
 // per second, event timeline, pause distribution and generation pressure.
 // Each GC event belongs to exactly one (pid, interpreter) series, so a
-// multi-interpreter process's pauses are not counted twice (gap 33).
+// multi-interpreter process's pauses are not counted twice
+// (docs/compatibility.md C31).
 
 import { $, h, setText, setOptions, reconcile } from '../dom.js';
 import { LineChart, drawHistogram, fitCanvas, setFont, AXIS_TEXT, GRID } from '../charts.js';

@@ -1,7 +1,7 @@
 // One modal host: the slow-request drill-down from a heatmap run and the
 // help reference. The drill-down re-resolves its record by key on every
 // redraw; a run without a record shows "no record" (the reference threw
-// here and stopped redrawing, gap 26).
+// here and stopped redrawing: docs/compatibility.md C24).
 
 import { $, h, setText } from '../dom.js';
 import { fmtIso, fmtSecShort } from '../format.js';
