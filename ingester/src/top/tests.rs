@@ -1,6 +1,6 @@
 //! Rendering tests: every view drawn into ratatui's `TestBackend` from a
 //! model built by replaying the anchor corpus as the WebSocket messages
-//! `serve` sends (ingester.md §7.2).
+//! `serve` sends.
 
 use super::state::{parse_value, State};
 use super::view_model::{self, ConnView, UiState, View};
@@ -411,6 +411,36 @@ fn pause_freezes_the_screen() {
     app.on_key(key(' '), LOCAL + 3.0);
     let after = app.frame(LOCAL + 3.0);
     assert_ne!(before.header, after.header);
+}
+
+#[test]
+fn datagram_strings_are_shown_escaped_never_raw() {
+    let hostile_host = "\u{1b}]0;pwned\u{7}\u{1b}[2Jweb1";
+    let hostile_group = "app\u{9b}31m\u{202e}x";
+    let mut s = State::new();
+    let sample = json!({"type": "sample", "kind": "request_metrics", "pid": 4242,
+        "seq": 2, "stamp": LOCAL, "fields": {"hostname": hostile_host,
+        "process_group": hostile_group, "sample_period": 1.0,
+        "request_threads_maximum": 5}});
+    s.apply(parse_value(&sample).expect("parses"), LOCAL);
+    let mut app = App::new(UiState::default(), "u".into(), false);
+    app.state = s;
+    app.ui.view = View::Processes;
+    let out = render(&app.state, &app.ui, 140, 20).join("\n");
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("4242"))
+        .unwrap_or_else(|| panic!("no row for 4242:\n{out}"));
+    assert!(row.contains(" app\\x9b31m\\u{20"), "{row}");
+    app.ui.view = View::Overview;
+    let out = render(&app.state, &app.ui, 140, 20).join("\n");
+    assert!(out.contains("\\x1b]0;pwned\\x07\\x1b[2Jweb1"), "{out}");
+    assert!(
+        !out.lines()
+            .flat_map(str::chars)
+            .any(crate::printable::is_unsafe),
+        "{out:?}"
+    );
 }
 
 #[test]
