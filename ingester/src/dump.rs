@@ -34,11 +34,11 @@ pub struct DumpArgs {
         value_parser = crate::cli::parse_unix_spec
     )]
     pub listen: PathBuf,
-    /// Octal mode applied to the socket after bind.
+    /// Octal permission bits (0 to 0777) applied to the socket after bind.
     #[arg(long, value_name = "MODE", default_value = "0660", value_parser = crate::cli::parse_socket_mode)]
     pub socket_mode: u32,
     /// Group name or numeric GID to chown the socket to.
-    #[arg(long, value_name = "GROUP")]
+    #[arg(long, value_name = "GROUP", value_parser = crate::cli::parse_socket_group)]
     pub socket_group: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
