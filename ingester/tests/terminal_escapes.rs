@@ -1,12 +1,13 @@
 //! Datagram strings that try to drive the operator's terminal (`ESC ] 0 ;
 //! … BEL` retitles it, `ESC [ 2 J` clears it, `U+009B` is a one-character
-//! CSI, `U+202E` reverses text) reach `dump`'s text and `top --once` as
-//! visible escapes, never as the raw characters.
+//! CSI, `U+202E` reverses text) reach `dump`'s text, `top --once` and the
+//! live `top` as visible escapes, never as the raw characters.
 
-mod common;
+mod top_support;
 
-use common::*;
 use std::process::{Command, Stdio};
+use std::time::Duration;
+use top_support::*;
 
 /// Retitle, clear, a C1 CSI (red), a bidi override, a forged line.
 const HOSTILE_HOST: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2Jweb1";
@@ -125,4 +126,34 @@ fn top_once_escapes_control_characters_with_and_without_colour() {
             "{args:?}:\n{text}"
         );
     }
+}
+
+#[test]
+fn live_top_shows_escapes_and_keeps_the_terminal_title() {
+    let serve = Serve::start(&["--log-level", "error"]);
+    let datagrams = hostile_datagrams();
+    serve.send_all(&datagrams);
+    serve.wait_received(datagrams.len());
+    let cmd = format!("{} top --url {} --view processes", bin(), serve.url());
+    let tmux = Tmux::start(&["sh", "-c", &cmd], 160, 30);
+    let title_before = tmux.format("#{pane_title}");
+    let screen = tmux.wait_for("the hostile process row", Duration::from_secs(30), |s| {
+        s.lines().any(|l| l.trim_start().starts_with("4242"))
+    });
+    assert!(
+        screen.contains("\\x1b]0;pwned\\x07\\x1b[2Jweb1"),
+        "{screen}"
+    );
+    let row = screen
+        .lines()
+        .find(|l| l.trim_start().starts_with("4242"))
+        .unwrap();
+    assert!(row.contains(" app\\x9b31m\\u{20"), "{row}");
+    let title = tmux.format("#{pane_title}");
+    assert!(
+        !title.contains("pwned") && title == title_before,
+        "title changed from {title_before:?} to {title:?}"
+    );
+    tmux.keys("q");
+    wait_until("top quits on q", || !tmux.alive());
 }
