@@ -42,6 +42,15 @@ fn hostile_datagrams() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A `serve` that has taken in [`hostile_datagrams`].
+fn hostile_serve() -> Serve {
+    let serve = Serve::start(&["--log-level", "error"]);
+    let datagrams = hostile_datagrams();
+    serve.send_all(&datagrams);
+    serve.wait_received(datagrams.len());
+    serve
+}
+
 /// Fails naming the first byte sequence a terminal would act on.
 fn assert_inert(what: &str, out: &[u8]) {
     for (i, b) in out.iter().enumerate() {
@@ -99,10 +108,7 @@ fn dump_text_from_a_capture_escapes_control_characters() {
 
 #[test]
 fn top_once_escapes_control_characters_with_and_without_colour() {
-    let serve = Serve::start(&["--log-level", "error"]);
-    let datagrams = hostile_datagrams();
-    serve.send_all(&datagrams);
-    serve.wait_received(datagrams.len());
+    let serve = hostile_serve();
     let url = serve.url();
     for extra in [&[][..], &["--no-color"][..]] {
         let mut args = vec!["top", "--once", "--once-timeout", "30", "--url", &url];
@@ -130,10 +136,7 @@ fn top_once_escapes_control_characters_with_and_without_colour() {
 
 #[test]
 fn live_top_shows_escapes_and_keeps_the_terminal_title() {
-    let serve = Serve::start(&["--log-level", "error"]);
-    let datagrams = hostile_datagrams();
-    serve.send_all(&datagrams);
-    serve.wait_received(datagrams.len());
+    let serve = hostile_serve();
     let cmd = format!("{} top --url {} --view processes", bin(), serve.url());
     let tmux = Tmux::start(&["sh", "-c", &cmd], 160, 30);
     let title_before = tmux.format("#{pane_title}");
