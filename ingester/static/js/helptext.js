@@ -28,7 +28,7 @@ Live telemetry sent by mod_wsgi's reporter threads (one per Apache child or daem
 - **tuning**: \`request_timeout\`, \`cpu_time_limit\`, \`eviction_signal\`, \`graceful_signal\`, \`startup_timeout\`
 - **unplanned**: \`deadlock_timeout\`, \`signal_pipe_error\`, \`shutdown_signal\` and any other or missing reason.
 
-Embedded-mode Apache children send a reason too, from what httpd tells the child: \`maximum_requests\` when it reached \`MaxConnectionsPerChild\`, \`graceful_signal\` for a graceful restart or stop and for idle retirement, \`shutdown_signal\` for a stop or hard restart. mod_wsgi 4.9 names no reason for a deadlock restart or a changed WSGI script: those show as \`shutdown_signal\`.
+Embedded-mode Apache children send a reason too, from what httpd tells the child: \`maximum_requests\` when it reached \`MaxConnectionsPerChild\`, \`graceful_signal\` for a graceful restart or stop and for idle retirement, \`shutdown_signal\` for a stop or hard restart. (Daemon processes under mod_wsgi 4.9 restarted for a deadlock or a changed WSGI script have no reason of their own: they show as \`shutdown_signal\`.)
 
 ## Caveats
 
