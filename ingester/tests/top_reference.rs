@@ -4,7 +4,7 @@
 //! datagrams by `replay`.
 //!
 //! The reference cannot serialise GC datagrams that carry field 8
-//! (`interpreter_name`, gap 16): its WebSocket and `/api/state` then fail.
+//! (`interpreter_name`): its WebSocket and `/api/state` then fail.
 //! Both servers are therefore fed the capture with field 8 dropped.
 
 mod top_support;

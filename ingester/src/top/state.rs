@@ -1,5 +1,5 @@
 //! The monitor's data model: what `top` knows, updated from the WebSocket
-//! messages of `serve` (`ingester.md` §7.2). Pure data; it knows nothing of
+//! messages of `serve`. Pure data; it knows nothing of
 //! terminals, and never computes display statistics (that is
 //! [`super::view_model`]).
 //!

@@ -2,7 +2,7 @@
 //! statistic of the monitor is computed here, once per frame; the widgets
 //! only lay out and colour these values.
 //!
-//! Differences from the reference monitor (gap 35), on purpose:
+//! Differences from the reference monitor, on purpose:
 //! * processes that sent PROCESS_STOPPED, or whose samples stopped arriving,
 //!   do not count in the header totals;
 //! * an active slow request that is no longer refreshed by its process
