@@ -71,13 +71,34 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mod_wsgi-telemetry: {e:#}");
+            eprintln!("mod_wsgi-telemetry: {}", one_line_report(&e));
             1
         }
     }
 }
 
-/// `--socket-mode` parser: octal as `0660`, `660` or `0o660`, at most 0o7777.
+/// The error and its causes on one line, `error: cause: cause`, each cause
+/// once: a typed error whose message already quotes its source (as
+/// `SocketError::Os` does, so that it reads well on its own) would
+/// otherwise print the OS error twice.
+pub fn one_line_report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// `--socket-mode` parser: octal as `0660`, `660` or `0o660`, permission
+/// bits only (at most 0777: setuid, setgid and sticky mean nothing on a
+/// socket).
 pub fn parse_socket_mode(s: &str) -> Result<u32, String> {
     let t = s.trim();
     let digits = t
@@ -85,10 +106,23 @@ pub fn parse_socket_mode(s: &str) -> Result<u32, String> {
         .or_else(|| t.strip_prefix("0O"))
         .unwrap_or(t);
     match u32::from_str_radix(digits, 8) {
-        Ok(m) if !digits.is_empty() && m <= 0o7777 => Ok(m),
+        Ok(m) if !digits.is_empty() && m <= 0o777 => Ok(m),
         _ => Err(format!(
-            "socket-mode must be octal (e.g. 0660 or 660), got '{s}'"
+            "socket-mode must be octal permission bits from 0 to 0777 (e.g. 0660 or 660), got '{s}'"
         )),
+    }
+}
+
+/// `--socket-group` parser: a group name, or a numeric GID below
+/// 4294967295 (that one is `(gid_t)-1`, which chown(2) takes as "leave the
+/// group unchanged"). Names are looked up when the socket is bound.
+pub fn parse_socket_group(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("socket-group must be a group name or a numeric GID, got ''".into());
+    }
+    match crate::socket::numeric_gid(s) {
+        Some(Err(e)) => Err(e),
+        _ => Ok(s.to_string()),
     }
 }
 
@@ -114,6 +148,47 @@ mod tests {
         assert!(parse_socket_mode("999").is_err());
         assert!(parse_socket_mode("").is_err());
         assert!(parse_socket_mode("17777").is_err());
+        assert_eq!(parse_socket_mode("0777"), Ok(0o777));
+        assert_eq!(parse_socket_mode("0"), Ok(0));
+        for m in ["4777", "1777", "2660", "7777", "1000", "0o4000"] {
+            let e = parse_socket_mode(m).unwrap_err();
+            assert!(e.contains("0777") && e.contains(m), "{m}: {e}");
+        }
+    }
+
+    #[test]
+    fn socket_group_forms() {
+        assert_eq!(parse_socket_group("www-data").as_deref(), Ok("www-data"));
+        assert_eq!(parse_socket_group("0").as_deref(), Ok("0"));
+        assert_eq!(
+            parse_socket_group("4294967294").as_deref(),
+            Ok("4294967294")
+        );
+        for g in ["4294967295", "4294967296", "99999999999999999999", ""] {
+            let e = parse_socket_group(g).unwrap_err();
+            assert!(e.contains("socket-group") && e.contains(g), "{g}: {e}");
+        }
+    }
+
+    #[test]
+    fn each_cause_is_reported_once() {
+        let os = || std::io::Error::from_raw_os_error(libc::ENOENT);
+        let quoted: anyhow::Error = crate::socket::SocketError::Os {
+            what: "cannot bind",
+            path: "/x/y.sock".into(),
+            source: os(),
+        }
+        .into();
+        assert_eq!(
+            one_line_report(&quoted),
+            format!("cannot bind '/x/y.sock': {}", os())
+        );
+        assert_eq!(one_line_report(&quoted).matches("(os error 2)").count(), 1);
+        let chained = anyhow::Error::new(os()).context("cannot read capture 'c.bin'");
+        assert_eq!(
+            one_line_report(&chained),
+            format!("cannot read capture 'c.bin': {}", os())
+        );
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! file) and print every datagram decoded, as text or one JSON object per
 //! line.
 //!
-//! The text format is the reference `dump`'s (mod_wsgi-telemetry 1.1.0) character for
-//! character: Python's float `repr`, `str(list)`, ISO-8601 stamps with
-//! milliseconds and `+00:00`. It never removes a socket another process is
-//! receiving on (see [`crate::socket::bind`]).
+//! The text format is the reference `dump`'s (mod_wsgi-telemetry 1.1.0) character for character: Python's
+//! float `repr`, `str(list)`, ISO-8601 stamps with milliseconds and
+//! `+00:00`, except that control and bidi characters in BYTES values are
+//! written as visible escapes ([`crate::printable`]) instead of reaching the
+//! terminal. The JSON format keeps the exact strings. It never removes a
+//! socket another process is receiving on (see [`crate::socket::bind`]).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -21,7 +23,8 @@ use wire::{Sample, Value};
 Unlike the reference `dump`, this never steals the socket path from a running \
 `serve`: a socket another process is receiving on is refused (stop `serve`, or \
 use another --listen path and point the reporter there). Ctrl-C exits quietly \
-with status 0 and removes the socket file.")]
+with status 0 and removes the socket file. The text format writes control and \
+bidi characters of strings as escapes (\\x1b, \\u{202e}); --json keeps them.")]
 pub struct DumpArgs {
     /// Datagram socket to bind (`unix:<path>` only).
     #[arg(
@@ -31,11 +34,11 @@ pub struct DumpArgs {
         value_parser = crate::cli::parse_unix_spec
     )]
     pub listen: PathBuf,
-    /// Octal mode applied to the socket after bind.
+    /// Octal permission bits (0 to 0777) applied to the socket after bind.
     #[arg(long, value_name = "MODE", default_value = "0660", value_parser = crate::cli::parse_socket_mode)]
     pub socket_mode: u32,
     /// Group name or numeric GID to chown the socket to.
-    #[arg(long, value_name = "GROUP")]
+    #[arg(long, value_name = "GROUP", value_parser = crate::cli::parse_socket_group)]
     pub socket_group: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -214,7 +217,7 @@ fn text_value(t: &mut String, v: &Value) {
         }
         Value::F64(x) => t.push_str(&py_float_repr(*x)),
         Value::Bytes(b) => match std::str::from_utf8(b) {
-            Ok(s) => t.push_str(s),
+            Ok(s) => t.push_str(&crate::printable::printable(s)),
             Err(_) => {
                 for byte in b {
                     let _ = write!(t, "{byte:02x}");

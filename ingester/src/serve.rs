@@ -18,11 +18,11 @@ pub struct ServeArgs {
     /// Datagram socket to bind (`unix:<path>` only).
     #[arg(long, default_value = "unix:/tmp/mod_wsgi-telemetry.sock", value_parser = crate::cli::parse_unix_spec)]
     pub listen: PathBuf,
-    /// Octal mode applied to the socket after bind.
+    /// Octal permission bits (0 to 0777) applied to the socket after bind.
     #[arg(long, default_value = "0660", value_parser = crate::cli::parse_socket_mode)]
     pub socket_mode: u32,
     /// Group name or numeric GID to chown the socket to.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::parse_socket_group)]
     pub socket_group: Option<String>,
     /// HTTP bind address (keep it on loopback unless a proxy with
     /// authentication is in front).

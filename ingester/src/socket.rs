@@ -72,12 +72,25 @@ impl Drop for BoundSocket {
     }
 }
 
+/// `--socket-group` as a number: `None` when it is a name (not all digits),
+/// else the GID, or why it is not one. 4294967295 is refused: it is
+/// `(gid_t)-1`, which chown(2) takes as "leave the group unchanged".
+pub fn numeric_gid(group: &str) -> Option<Result<u32, String>> {
+    if group.is_empty() || !group.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match group.parse::<u32>() {
+        Ok(gid) if gid != u32::MAX => Ok(gid),
+        _ => Err(format!(
+            "socket-group GID must be below 4294967295, got '{group}'"
+        )),
+    })
+}
+
 /// Resolves `--socket-group`: an all-digit GID or a group name.
 pub fn resolve_group(group: &str) -> Result<u32, SocketError> {
-    if !group.is_empty() && group.bytes().all(|b| b.is_ascii_digit()) {
-        return group
-            .parse()
-            .map_err(|_| SocketError::UnknownGroup(group.to_string()));
+    if let Some(gid) = numeric_gid(group) {
+        return gid.map_err(|_| SocketError::UnknownGroup(group.to_string()));
     }
     let name = CString::new(group).map_err(|_| SocketError::UnknownGroup(group.to_string()))?;
     let mut grp: libc::group = unsafe { std::mem::zeroed() };

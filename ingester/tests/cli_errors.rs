@@ -48,6 +48,16 @@ fn one_line(err: &str) -> String {
     lines[0].to_string()
 }
 
+/// `cmd --listen spec`, and for `serve` `--http-port port` (a free port,
+/// never the default that something else may hold).
+fn on_socket<'a>(cmd: &'a str, spec: &'a str, port: &'a str) -> Vec<&'a str> {
+    let mut args = vec![cmd, "--listen", spec];
+    if cmd == "serve" {
+        args.extend(["--http-port", port]);
+    }
+    args
+}
+
 #[test]
 fn socket_mode_999_is_a_usage_error() {
     for cmd in ["serve", "dump"] {
@@ -120,11 +130,7 @@ fn regular_file_at_the_socket_path_is_refused_and_left_intact() {
     let spec = listen(&path);
     for cmd in ["serve", "dump"] {
         let port = free_port().to_string();
-        let mut args = vec![cmd, "--listen", spec.as_str()];
-        if cmd == "serve" {
-            args.extend(["--http-port", port.as_str()]);
-        }
-        let (code, _, err) = run(&args);
+        let (code, _, err) = run(&on_socket(cmd, &spec, &port));
         assert_eq!(code, 1, "{cmd}: {err}");
         let line = one_line(&err);
         assert!(line.contains("not a socket"), "{cmd}: {line}");
@@ -196,16 +202,11 @@ fn a_live_socket_is_not_stolen_by_a_second_serve_or_dump() {
     let serve = Serve::start(&["--log-level", "error"]);
     let spec = listen(&serve.sock);
     let port = free_port().to_string();
-    for args in [
-        vec![
-            "serve",
-            "--listen",
-            spec.as_str(),
-            "--http-port",
-            port.as_str(),
-        ],
-        vec!["dump", "--listen", spec.as_str(), "--count", "1"],
-    ] {
+    for cmd in ["serve", "dump"] {
+        let mut args = on_socket(cmd, &spec, &port);
+        if cmd == "dump" {
+            args.extend(["--count", "1"]);
+        }
         let (code, _, err) = run(&args);
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(
@@ -221,4 +222,60 @@ fn a_live_socket_is_not_stolen_by_a_second_serve_or_dump() {
     serve.wait_state("datagram after the refused binds", |st| {
         st["total_received"].as_u64() == Some(1)
     });
+}
+
+/// `serve` and `dump` with `option value` on a fresh socket path: exit 2
+/// with one line naming the value and holding `expect`, no socket created.
+fn socket_option_is_a_usage_error(option: &str, value: &str, expect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("o.sock");
+    let spec = listen(&sock);
+    let port = free_port().to_string();
+    for cmd in ["serve", "dump"] {
+        let mut args = on_socket(cmd, &spec, &port);
+        args.extend([option, value]);
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        let line = one_line(&err);
+        assert!(
+            line.contains(value) && line.contains(expect),
+            "{args:?}: {line}"
+        );
+        assert!(!sock.exists(), "{args:?}: socket created");
+    }
+}
+
+#[test]
+fn socket_mode_beyond_permission_bits_is_a_usage_error() {
+    for mode in ["4777", "1777", "2660", "7777", "0o4660"] {
+        socket_option_is_a_usage_error("--socket-mode", mode, "0777");
+    }
+}
+
+#[test]
+fn socket_group_out_of_gid_range_is_a_usage_error() {
+    // 4294967295 is (gid_t)-1, which chown(2) takes as "leave the group as
+    // it is": accepting it would silently not do what was asked.
+    for gid in ["4294967295", "4294967296", "99999999999999999999", ""] {
+        socket_option_is_a_usage_error("--socket-group", gid, "socket-group");
+    }
+}
+
+#[test]
+fn an_os_error_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("no-such-dir").join("x.sock");
+    let spec = listen(&sock);
+    let port = free_port().to_string();
+    for cmd in ["serve", "dump"] {
+        let args = on_socket(cmd, &spec, &port);
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        let line = one_line(&err);
+        assert_eq!(line.matches("(os error").count(), 1, "{args:?}: {line}");
+        assert!(
+            line.contains("cannot bind") && line.contains("no-such-dir"),
+            "{args:?}: {line}"
+        );
+    }
 }

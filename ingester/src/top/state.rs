@@ -288,8 +288,12 @@ fn opt_num(v: Option<&Json>) -> Option<f64> {
     v.and_then(Json::as_f64)
 }
 
+/// A string field, made [`printable`](crate::printable::printable) here, where
+/// it enters the monitor: hostnames, groups, paths and reasons come from
+/// whoever can write to the telemetry socket, and every view, `--once` and
+/// `--json` included, shows them only as escaped.
 fn text(v: Option<&Json>) -> String {
-    v.and_then(Json::as_str).unwrap_or("").to_string()
+    crate::printable::printable(v.and_then(Json::as_str).unwrap_or("")).into_owned()
 }
 
 fn uint(v: Option<&Json>) -> u64 {

@@ -414,6 +414,36 @@ fn pause_freezes_the_screen() {
 }
 
 #[test]
+fn datagram_strings_are_shown_escaped_never_raw() {
+    let hostile_host = "\u{1b}]0;pwned\u{7}\u{1b}[2Jweb1";
+    let hostile_group = "app\u{9b}31m\u{202e}x";
+    let mut s = State::new();
+    let sample = json!({"type": "sample", "kind": "request_metrics", "pid": 4242,
+        "seq": 2, "stamp": LOCAL, "fields": {"hostname": hostile_host,
+        "process_group": hostile_group, "sample_period": 1.0,
+        "request_threads_maximum": 5}});
+    s.apply(parse_value(&sample).expect("parses"), LOCAL);
+    let mut app = App::new(UiState::default(), "u".into(), false);
+    app.state = s;
+    app.ui.view = View::Processes;
+    let out = render(&app.state, &app.ui, 140, 20).join("\n");
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("4242"))
+        .unwrap_or_else(|| panic!("no row for 4242:\n{out}"));
+    assert!(row.contains(" app\\x9b31m\\u{20"), "{row}");
+    app.ui.view = View::Overview;
+    let out = render(&app.state, &app.ui, 140, 20).join("\n");
+    assert!(out.contains("\\x1b]0;pwned\\x07\\x1b[2Jweb1"), "{out}");
+    assert!(
+        !out.lines()
+            .flat_map(str::chars)
+            .any(crate::printable::is_unsafe),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn group_filter_cycles_through_embedded() {
     let s = corpus_state(45.0);
     let mut app = App::new(UiState::default(), "u".into(), false);

@@ -1,5 +1,10 @@
 // The reference text shown by the "?" button (Markdown, rendered by help.js).
 
+/** Status-row label of `gc_dropped_events` (GC tab): collection events the
+ * reporter dropped because more than its ring of 256 per interpreter were
+ * waiting (64 are sent per tick; the rest wait, they are not dropped). */
+export const GC_DROPPED_LABEL = 'GC events lost (over 256 waiting)';
+
 export const HELP_MD = `## What this page shows
 
 Live telemetry sent by mod_wsgi's reporter threads (one per Apache child or daemon process) over a **UNIX datagram socket** to this ingester, once per \`WSGITelemetryService ... interval=\` (1 s by default). All statistics are computed in the browser from the raw per-process samples.
@@ -14,14 +19,16 @@ Live telemetry sent by mod_wsgi's reporter threads (one per Apache child or daem
 - **Overview**: throughput (requests, body bytes, 4xx/5xx rates), capacity utilisation, CPU (cores), response time, RSS and a per-phase mean, one line per process. Vertical markers are process restarts (\`process_stopping\`), coloured by category. The **Time distribution** is the 65-bucket histogram summed over the chosen window with interpolated p50/p95/p99; min and max are exact.
 - **Capacity**: one heatmap per process, one row per worker thread (slot); cell colour is the busy fraction of that slot in that tick, from dark (idle) through green and amber to red (fully busy). **Red bars** are slow requests: runs of ticks in which a slot's current request ran longer than the selected threshold. A white square marks a run backed by a slow-request record; click a run for details. Runs without a record show **no record** (heuristic detection only).
 - **Processes**: lifetimes from STARTED to STOPPED; the dark tick is STOPPING. Colour by shutdown category once stopped. The event log lists every lifecycle event; click a bar or a row to find the other.
-- **GC**: per process and interpreter: collections per second by generation, time spent in collections (overhead), every collection as a dot (duration), the pause distribution and how close each generation is to its threshold.
+- **GC**: per process and interpreter: collections per second by generation, time spent in collections (overhead), every collection as a dot (duration), the pause distribution and how close each generation is to its threshold. The reporter sends up to 64 collection events per interpreter per tick; the rest wait for the next tick. Only when more than 256 are waiting are the oldest dropped, counted in the status row's "${GC_DROPPED_LABEL}".
 - **Slow requests**: records sent for requests slower than \`WSGISlowRequests <seconds>\` (active ones every tick while they run, then one completed record). Click a row for phases, body I/O, CPU and concurrency. **Clear** drops completed records on the server.
 
 ## Categories of restarts
 
 - **planned**: \`restart_interval\`, \`maximum_requests\`, \`inactivity_timeout\`, \`script_reload\`
 - **tuning**: \`request_timeout\`, \`cpu_time_limit\`, \`eviction_signal\`, \`graceful_signal\`, \`startup_timeout\`
-- **unplanned**: \`deadlock_timeout\`, \`signal_pipe_error\`, \`shutdown_signal\` and any other or missing reason. Embedded-mode Apache children send no reason, so their exits show as unplanned.
+- **unplanned**: \`deadlock_timeout\`, \`signal_pipe_error\`, \`shutdown_signal\` and any other or missing reason.
+
+Embedded-mode Apache children send a reason too, from what httpd tells the child: \`maximum_requests\` when it reached \`MaxConnectionsPerChild\`, \`graceful_signal\` for a graceful restart or stop and for idle retirement, \`shutdown_signal\` for a stop or hard restart. (Daemon processes under mod_wsgi 4.9 restarted for a deadlock or a changed WSGI script have no reason of their own: they show as \`shutdown_signal\`.)
 
 ## Caveats
 

@@ -12,6 +12,7 @@ import { GC_SUM_BIN_S, GC_SNAP_FIELDS, gcSecBins, gcWindow, gcPausePercentile } 
 // Field indexes in the store's GC snapshot ring.
 const F = Object.fromEntries(GC_SNAP_FIELDS.map((k, i) => [k, i]));
 import { fmtMs, fmtMsFine, fmtAxis } from '../format.js';
+import { GC_DROPPED_LABEL } from '../helptext.js';
 
 const GEN_COLORS = ['#4fc3f7', '#ffb74d', '#e57373'];
 // A frame draws panels while it stays under PANEL_BUDGET_MS; when the
@@ -181,7 +182,7 @@ export class GcView {
       parts.push(`frozen ${sum('gc_freeze_count')}`);
     } else parts.push('no GC snapshots in window');
     const dropped = series.reduce((a, s) => a + s.win.reduce((b, j) => b + fv(j, 'gc_dropped_events'), 0), 0);
-    parts.push(`events not sent by the reporter (cap 64/tick): ${dropped}`);
+    parts.push(`${GC_DROPPED_LABEL}: ${dropped}`);
     parts.push(`series ${series.length}`);
     // Reuse the spans: only changed text is written.
     const box = $('#gc-status');
@@ -190,7 +191,7 @@ export class GcView {
     parts.forEach((t, i) => {
       const el = box.children[i];
       setText(el, t);
-      const cls = /not sent.*: [1-9]/.test(t) ? 'warn' : '';
+      const cls = t.startsWith(GC_DROPPED_LABEL) && dropped > 0 ? 'warn' : '';
       if (el.className !== cls) el.className = cls;
     });
   }
