@@ -261,7 +261,12 @@ pub fn capture(state: &State) -> SnapshotRefs {
         total_received: state.total_received,
         decode_errors: state.decode_errors,
         seq_gaps: state.seq_gaps,
-        extra: Vec::new(),
+        extra: vec![
+            ("processes_refused", state.processes_refused),
+            ("slow_evicted_per_process", state.slow_evicted_per_process),
+            ("unsupported_version", state.unsupported_version),
+            ("seq_resets", state.seq_resets),
+        ],
     }
 }
 
