@@ -262,7 +262,12 @@ pub fn capture(state: &State) -> SnapshotRefs {
         total_received: state.total_received,
         decode_errors: state.decode_errors,
         seq_gaps: state.seq_gaps,
-        extra: Vec::new(),
+        extra: vec![
+            ("processes_refused", state.processes_refused),
+            ("slow_evicted_per_process", state.slow_evicted_per_process),
+            ("unsupported_version", state.unsupported_version),
+            ("seq_resets", state.seq_resets),
+        ],
     }
 }
 
@@ -581,56 +586,180 @@ fn write_newest<T>(
     kept.len() < items.len()
 }
 
-/// Per-ring counts to keep under `budget` (see [`snapshot_json`]), with the
-/// writer's own size estimates.
-fn budget_counts(r: &SnapshotRefs, budget: Option<usize>, fixed: usize) -> (usize, usize, usize) {
-    budget_counts_by(
+/// What a snapshot keeps under its budget (see [`snapshot_json`]).
+struct Plan {
+    /// The first `processes` processes are listed.
+    processes: usize,
+    /// Slow requests from this index on are listed (the newest).
+    slow_from: usize,
+    /// Newest samples, GC snapshots (per interpreter), GC events kept per
+    /// ring.
+    k_samples: usize,
+    k_snaps: usize,
+    k_events: usize,
+}
+
+impl Plan {
+    /// Left out: processes, slow requests.
+    fn omitted(&self, r: &SnapshotRefs) -> (usize, usize) {
+        (r.processes.len() - self.processes, self.slow_from)
+    }
+}
+
+/// The plan under `budget`, with the writer's own size estimates.
+fn plan(r: &SnapshotRefs, budget: Option<usize>, slow: &[String], life: usize) -> Plan {
+    plan_by(
         r,
         budget,
-        fixed,
+        slow,
+        life,
         |s| est3(s, push_sample_msg),
         |g| est3(g, |o, g| push_gc_entry(o, g, false)),
         |g| est3(g, |o, g| push_gc_entry(o, g, true)),
     )
 }
 
-/// The budget policy: estimated bytes per item of each sample ring, GC
-/// snapshot ring and GC event ring come from the three estimators.
-fn budget_counts_by(
+/// The budget policy (see [`snapshot_json`]): `slow` are the slow
+/// requests as written, `life` the bytes of the lifecycle events; the
+/// estimated bytes per item of each sample ring, GC snapshot ring and GC
+/// event ring come from the three estimators.
+fn plan_by(
     r: &SnapshotRefs,
     budget: Option<usize>,
-    fixed: usize,
+    slow: &[String],
+    life: usize,
     sample_size: impl Fn(&[crate::state::packed::Packed]) -> usize,
     snapshot_size: impl Fn(&[GcRecord]) -> usize,
     event_size: impl Fn(&[GcRecord]) -> usize,
-) -> (usize, usize, usize) {
+) -> Plan {
     let full = usize::MAX;
     let Some(b) = budget else {
-        return (full, full, full);
+        return Plan {
+            processes: r.processes.len(),
+            slow_from: 0,
+            k_samples: full,
+            k_snaps: full,
+            k_events: full,
+        };
     };
-    let mut left = b.saturating_sub(fixed + 4096 + 512 * r.processes.len());
-    let sample_rings: Vec<(usize, usize)> = r
-        .processes
+    let mut left = b.saturating_sub(life + 4096);
+    // Slow requests: the newest, in at most half of what is left.
+    let mut slow_from = slow.len();
+    let mut used = 0;
+    while slow_from > 0 && used + slow[slow_from - 1].len() < left / 2 {
+        slow_from -= 1;
+        used += slow[slow_from].len() + 1;
+    }
+    left -= used;
+    // Processes in order of appearance, while their fixed parts fit.
+    let mut processes = 0;
+    for p in &r.processes {
+        let head = len_of(|o| push_process_head(o, p)) + 64;
+        if head > left {
+            break;
+        }
+        left -= head;
+        processes += 1;
+    }
+    let kept = &r.processes[..processes];
+    let sample_rings: Vec<(usize, usize)> = kept
         .iter()
         .map(|p| (p.samples.len(), sample_size(&p.samples)))
         .collect();
-    let (ks, used) = uniform_count(&sample_rings, left, 1);
+    let (k_samples, used) = uniform_count(&sample_rings, left, 0);
     left = left.saturating_sub(used);
-    let snap_rings: Vec<(usize, usize)> = r
-        .processes
+    let snap_rings: Vec<(usize, usize)> = kept
         .iter()
         .flat_map(|p| p.gc_snapshots.iter())
         .map(|(_, ring)| (ring.len(), snapshot_size(ring)))
         .collect();
-    let (kg, used) = uniform_count(&snap_rings, left, 1);
+    let (k_snaps, used) = uniform_count(&snap_rings, left, 0);
     left = left.saturating_sub(used);
-    let event_rings: Vec<(usize, usize)> = r
-        .processes
+    let event_rings: Vec<(usize, usize)> = kept
         .iter()
         .map(|p| (p.gc_events.len(), event_size(&p.gc_events)))
         .collect();
-    let (ke, _) = uniform_count(&event_rings, left, 0);
-    (ks, kg, ke)
+    let (k_events, _) = uniform_count(&event_rings, left, 0);
+    Plan {
+        processes,
+        slow_from,
+        k_samples,
+        k_snaps,
+        k_events,
+    }
+}
+
+/// A process's fixed part: `{"pid":…,…,"datagrams":N` (the object is left
+/// open for its history).
+fn push_process_head(o: &mut Vec<u8>, p: &ProcessRefs) {
+    o.extend_from_slice(b"{\"pid\":");
+    push_u64(o, p.pid as u64);
+    for (key, v) in [
+        "hostname",
+        "process_group",
+        "mod_wsgi_version",
+        "python_version",
+        "apache_version",
+        "mpm_name",
+    ]
+    .iter()
+    .zip(&p.identity)
+    {
+        o.extend_from_slice(b",\"");
+        o.extend_from_slice(key.as_bytes());
+        o.extend_from_slice(b"\":");
+        push_str(o, v);
+    }
+    o.extend_from_slice(b",\"process_parent_pid\":");
+    push_u64(o, p.process_parent_pid);
+    o.extend_from_slice(b",\"last_seq\":");
+    push_u64(o, p.last_seq as u64);
+    o.extend_from_slice(b",\"drops\":");
+    push_u64(o, p.drops);
+    o.extend_from_slice(b",\"datagrams\":");
+    push_u64(o, p.datagrams);
+}
+
+/// The slow requests as written, one string each.
+fn slow_items(r: &SnapshotRefs) -> Vec<String> {
+    r.slow
+        .iter()
+        .map(|(k, e)| to_string(&KeyEntry(k, e)))
+        .collect()
+}
+
+/// `[a,b,…]` of already written items.
+fn join_list(items: &[String]) -> String {
+    let mut out = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 2);
+    out.push('[');
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(it);
+    }
+    out.push(']');
+    out
+}
+
+/// The counters closing a snapshot: totals, what was left out, extras.
+fn push_tail(o: &mut Vec<u8>, r: &SnapshotRefs, truncated: bool, (procs, slow): (usize, usize)) {
+    o.extend_from_slice(
+        format!(
+            ",\"total_received\":{},\"decode_errors\":{},\"seq_gaps\":{},\"history_truncated\":{},\"processes_omitted\":{},\"slow_requests_omitted\":{}",
+            r.total_received,
+            r.decode_errors,
+            r.seq_gaps,
+            truncated || procs > 0 || slow > 0,
+            procs,
+            slow
+        )
+        .as_bytes(),
+    );
+    for (k, v) in &r.extra {
+        o.extend_from_slice(format!(",{}:{}", to_string(k), v).as_bytes());
+    }
+    o.push(b'}');
 }
 
 /// Writes a snapshot message in pieces of about `chunk` bytes, handing each
@@ -642,10 +771,10 @@ pub fn write_snapshot(
     chunk: usize,
     emit: &mut dyn FnMut(Vec<u8>) -> bool,
 ) {
-    let slow: Vec<_> = r.slow.iter().map(|(k, e)| KeyEntry(k, e)).collect();
-    let slow_js = to_string(&slow);
+    let slow = slow_items(r);
     let life_js = to_string(&r.lifecycle);
-    let (k_samples, k_snaps, k_events) = budget_counts(r, budget, slow_js.len() + life_js.len());
+    let plan = plan(r, budget, &slow, life_js.len());
+    let (k_samples, k_snaps, k_events) = (plan.k_samples, plan.k_snaps, plan.k_events);
     let mut truncated = false;
     let mut out = Chunked {
         buf: Vec::with_capacity(if chunk == usize::MAX {
@@ -659,37 +788,12 @@ pub fn write_snapshot(
     };
     out.buf
         .extend_from_slice(b"{\"type\":\"snapshot\",\"processes\":[");
-    for (i, p) in r.processes.iter().enumerate() {
+    for (i, p) in r.processes[..plan.processes].iter().enumerate() {
         let o = &mut out.buf;
         if i > 0 {
             o.push(b',');
         }
-        o.extend_from_slice(b"{\"pid\":");
-        push_u64(o, p.pid as u64);
-        for (key, v) in [
-            "hostname",
-            "process_group",
-            "mod_wsgi_version",
-            "python_version",
-            "apache_version",
-            "mpm_name",
-        ]
-        .iter()
-        .zip(&p.identity)
-        {
-            o.extend_from_slice(b",\"");
-            o.extend_from_slice(key.as_bytes());
-            o.extend_from_slice(b"\":");
-            push_str(o, v);
-        }
-        o.extend_from_slice(b",\"process_parent_pid\":");
-        push_u64(o, p.process_parent_pid);
-        o.extend_from_slice(b",\"last_seq\":");
-        push_u64(o, p.last_seq as u64);
-        o.extend_from_slice(b",\"drops\":");
-        push_u64(o, p.drops);
-        o.extend_from_slice(b",\"datagrams\":");
-        push_u64(o, p.datagrams);
+        push_process_head(o, p);
         o.extend_from_slice(b",\"samples\":");
         truncated |= write_newest(&mut out, &p.samples, k_samples, |o, s| {
             push_sample_msg(o, s)
@@ -715,32 +819,27 @@ pub fn write_snapshot(
     }
     let o = &mut out.buf;
     o.extend_from_slice(b"],\"slow_requests\":");
-    o.extend_from_slice(slow_js.as_bytes());
+    o.extend_from_slice(join_list(&slow[plan.slow_from..]).as_bytes());
     o.extend_from_slice(b",\"lifecycle_events\":");
     o.extend_from_slice(life_js.as_bytes());
-    o.extend_from_slice(
-        format!(
-            ",\"total_received\":{},\"decode_errors\":{},\"seq_gaps\":{},\"history_truncated\":{}",
-            r.total_received, r.decode_errors, r.seq_gaps, truncated
-        )
-        .as_bytes(),
-    );
-    for (k, v) in &r.extra {
-        o.extend_from_slice(format!(",{}:{}", to_string(k), v).as_bytes());
-    }
-    o.push(b'}');
+    push_tail(o, r, truncated, plan.omitted(r));
     out.finish();
 }
 
 /// Serialises a snapshot message.
 ///
-/// With `budget`, older history is left out so the whole message stays near
-/// `budget` bytes, in this order of priority: slow requests and lifecycle
-/// events are always complete; then every process keeps the same number of
-/// newest periodic samples (at least one), so rates computed by clients over
-/// a window are unbiased; then GC snapshots (the same count per interpreter,
-/// at least one); then GC events (the same count per process).
-/// `"history_truncated": true` says when anything was left out.
+/// With `budget`, what does not fit is left out so the whole message stays
+/// near `budget` bytes whatever the state holds, in this order of
+/// priority: lifecycle events (at most 500) are always complete; then the
+/// newest slow requests, in at most half of the budget; then each
+/// process's fixed part (pid, identity, counters), in order of appearance;
+/// then every listed process keeps the same number of newest periodic
+/// samples (at least one when one each fits), so rates computed by
+/// clients over a window are unbiased; then GC snapshots (the same count
+/// per interpreter); then GC events (the same count per process).
+/// `"history_truncated": true` says when anything was left out;
+/// `"processes_omitted"` and `"slow_requests_omitted"` count the processes
+/// and slow requests not listed.
 pub fn snapshot_json(r: &SnapshotRefs, budget: Option<usize>) -> String {
     let mut all = Vec::new();
     write_snapshot(r, budget, usize::MAX, &mut |piece| {
@@ -809,21 +908,22 @@ mod serde_oracle {
     /// at least one); then GC events (the same count per process).
     /// `"history_truncated": true` says when anything was left out.
     pub(super) fn snapshot_json_serde(r: &SnapshotRefs, budget: Option<usize>) -> String {
-        let slow: Vec<_> = r.slow.iter().map(|(k, e)| KeyEntry(k, e)).collect();
-        let slow_js = to_string(&slow);
+        let slow = slow_items(r);
         let life_js = to_string(&r.lifecycle);
-        let (k_samples, k_snaps, k_events) = budget_counts_by(
+        let plan = plan_by(
             r,
             budget,
-            slow_js.len() + life_js.len(),
+            &slow,
+            life_js.len(),
             |s| est3_serde(s, |s| to_string(&SampleMsg(&unpack(s)))),
             |g| est3_serde(g, |g| gc_entry_json(g, false)),
             |g| est3_serde(g, |g| gc_entry_json(g, true)),
         );
+        let (k_samples, k_snaps, k_events) = (plan.k_samples, plan.k_snaps, plan.k_events);
         let mut truncated = false;
         let mut out = String::with_capacity(1 << 16);
         out.push_str("{\"type\":\"snapshot\",\"processes\":[");
-        for (i, p) in r.processes.iter().enumerate() {
+        for (i, p) in r.processes[..plan.processes].iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -862,12 +962,20 @@ mod serde_oracle {
             out.push('}');
         }
         out.push_str("],\"slow_requests\":");
-        out.push_str(&slow_js);
+        let kept: Vec<_> = r.slow[plan.slow_from..]
+            .iter()
+            .map(|(k, e)| KeyEntry(k, e))
+            .collect();
+        out.push_str(&to_string(&kept));
         out.push_str(",\"lifecycle_events\":");
         out.push_str(&life_js);
+        let (procs, slow) = plan.omitted(r);
         out.push_str(&format!(
-            ",\"total_received\":{},\"decode_errors\":{},\"seq_gaps\":{},\"history_truncated\":{}",
-            r.total_received, r.decode_errors, r.seq_gaps, truncated
+            ",\"total_received\":{},\"decode_errors\":{},\"seq_gaps\":{},\"history_truncated\":{},\"processes_omitted\":{procs},\"slow_requests_omitted\":{slow}",
+            r.total_received,
+            r.decode_errors,
+            r.seq_gaps,
+            truncated || procs > 0 || slow > 0
         ));
         for (k, v) in &r.extra {
             out.push_str(&format!(",{}:{}", to_string(k), v));

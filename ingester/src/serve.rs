@@ -45,6 +45,20 @@ pub struct ServeArgs {
     /// `/ws?history=full`.
     #[arg(long, default_value_t = 3_500_000)]
     pub snapshot_budget: usize,
+    /// Most processes tracked at once: datagrams that would add another
+    /// are refused (counted as `processes_refused` in /api/state, logged
+    /// once per interval); tracked processes keep working, and a place
+    /// frees when a process goes stale.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_processes: u32,
+    /// Most slow-request records kept in all; past it the oldest completed
+    /// one (else the oldest) is dropped and counted (`slow_evicted`).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_slow: u32,
+    /// Most slow-request records kept per process (as --max-slow, counted
+    /// as `slow_evicted_per_process`).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_slow_per_process: u32,
     /// Also run a built-in simulator feeding this ingester (demo mode).
     #[arg(long)]
     pub demo: bool,
@@ -77,7 +91,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     rt.block_on(async move {
         let addr = std::net::SocketAddr::new(args.http_host, args.http_port);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for HTTP"))?;
-        let shared = Shared::new(State::new(Limits::default()), 1024);
+        let limits = Limits {
+            max_processes: args.max_processes as usize,
+            slow_entries: args.max_slow as usize,
+            slow_entries_per_process: args.max_slow_per_process as usize,
+            ..Limits::default()
+        };
+        let shared = Shared::new(State::new(limits), 1024);
         let threads = recv::start(bound.socket.try_clone()?, shared.clone())?;
         tracing::info!("listening on unix:{}", args.listen.display());
         if let Some(advice) = crate::socket::kernel_dgram_qlen().and_then(crate::socket::dgram_qlen_advice) {

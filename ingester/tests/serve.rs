@@ -333,3 +333,169 @@ fn low_kernel_datagram_queue_is_reported_at_start() {
         assert!(!warned && !err.contains("max_dgram_qlen"), "{err}");
     }
 }
+
+/// A header-only datagram (`kind`, `pid`, `seq`), version `version`.
+fn header_only(kind: wire::Kind, pid: u32, seq: u32, version: u8) -> Vec<u8> {
+    let mut h = wire::Header::new(kind, pid, seq, 1000.0);
+    h.version = version;
+    h.to_bytes().to_vec()
+}
+
+/// Resident memory of `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// 20,000 forged pids each sending one 16 KB REQUEST, then 3,000 slow
+/// records of 60 KB each: the processes past --max-processes are refused
+/// and counted in /api/state, memory stays bounded, and the first
+/// WebSocket message stays near the snapshot budget, saying what it left
+/// out. (Before the bounds: 20,000 processes held ~330 MB, and the first
+/// message carried every process and every slow record whole.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_floods_are_bounded_in_memory_and_in_the_first_message() {
+    let budget = 1_000_000;
+    let s = Serve::start(&[
+        "--max-processes",
+        "1000",
+        "--snapshot-budget",
+        &budget.to_string(),
+    ]);
+    let n = 20_000u32;
+    for chunk in (1..=n).collect::<Vec<_>>().chunks(1000) {
+        let dgrams: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|&pid| padded_request(pid, 1, 1000.0, 16_000))
+            .collect();
+        s.send_all(&dgrams);
+    }
+    let slow: Vec<Vec<u8>> = (0..3000u32)
+        .map(|i| {
+            let mut d = wire::Sample {
+                header: wire::Header::new(wire::Kind::SLOW_REQUEST, 1 + i % 10, 2 + i, 1000.0),
+                fields: vec![
+                    (wire::id::SLOW_THREAD_ID, wire::Value::U64(u64::from(i))),
+                    (wire::id::SLOW_RECORD_STATE, wire::Value::U64(1)),
+                ],
+            }
+            .encode()
+            .unwrap();
+            // A 60 KB user agent, appended by hand (beyond the encoder's 8 KB).
+            d.extend_from_slice(&wire::id::SLOW_USER_AGENT.to_le_bytes());
+            d.push(0x04);
+            d.extend_from_slice(&60_000u16.to_le_bytes());
+            d.resize(d.len() + 60_000, b'u');
+            d
+        })
+        .collect();
+    s.send_all(&slow);
+    let v = s.wait_received(n as usize + slow.len());
+    assert_eq!(v["processes"].as_array().unwrap().len(), 1000);
+    assert_eq!(v["processes_refused"], u64::from(n) - 1000);
+    assert_eq!(v["slow_requests"].as_array().unwrap().len(), 3000);
+    let ua = v["slow_requests"][0]["entry"]["user_agent"]
+        .as_str()
+        .unwrap();
+    assert_eq!(ua.len(), 511, "forged text cut as a reporter cuts it");
+    let rss = rss(s.child.id());
+    println!("RSS after the flood: {} MB", rss >> 20);
+    assert!(rss < 150 << 20, "RSS {} MB", rss >> 20);
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(s.url()).await.unwrap();
+    let first = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    println!("first message: {} bytes", first.len());
+    assert!(
+        first.len() < budget + budget / 5,
+        "first message {} bytes for a budget of {budget}",
+        first.len()
+    );
+    let m: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(m["history_truncated"], true);
+    let listed = m["processes"].as_array().unwrap().len() as u64;
+    assert_eq!(listed + m["processes_omitted"].as_u64().unwrap(), 1000);
+    let slow_listed = m["slow_requests"].as_array().unwrap().len() as u64;
+    assert!(
+        slow_listed > 0 && listed > 0,
+        "{slow_listed} slow, {listed} processes"
+    );
+    assert_eq!(
+        slow_listed + m["slow_requests_omitted"].as_u64().unwrap(),
+        3000
+    );
+    // The newest slow requests are the ones listed.
+    let last = m["slow_requests"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["entry"]["thread_id"], 2999);
+    let _ = ws.close(None).await;
+}
+
+/// A forged seq (2^31 after 1) is counted as a reset, not as 2^31 lost
+/// datagrams; a version-2 REQUEST is a decode error of its own reason and
+/// makes no process.
+#[test]
+fn forged_sequence_numbers_and_versions_are_counted_apart() {
+    let s = Serve::start(&[]);
+    s.send_all([
+        header_only(wire::Kind::REQUEST, 700, 1, 1),
+        header_only(wire::Kind::REQUEST, 700, 1 << 31, 1),
+        header_only(wire::Kind::REQUEST, 700, (1 << 31) + 2, 1),
+        header_only(wire::Kind::REQUEST, 701, 1, 2),
+    ]);
+    let v = s.wait_received(4);
+    assert_eq!(v["seq_gaps"], 1);
+    assert_eq!(v["seq_resets"], 1);
+    assert_eq!(v["decode_errors"], 1);
+    assert_eq!(v["unsupported_version"], 1);
+    let pids: Vec<u64> = v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pids, vec![700]);
+}
+
+/// 30,000 one-byte datagrams make a few warning lines, not 30,000: the
+/// first at once, then one summary with the count when the interval ends.
+#[test]
+fn repeated_decode_errors_are_summarised() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.txt");
+    let s = Serve::start_logging(
+        dir,
+        free_port(),
+        &[],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    let n = 30_000;
+    s.send_all((0..n).map(|_| [0u8]));
+    s.wait_received(n);
+    let text = poll("the summary line", || {
+        let t = std::fs::read_to_string(&log).unwrap();
+        if t.contains("more in the last") {
+            Ok(t)
+        } else {
+            Err(t)
+        }
+    });
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("decode error"))
+        .collect();
+    assert!(lines.len() <= 4, "{} lines:\n{text:.2000}", lines.len());
+    let total: usize = lines
+        .iter()
+        .map(|l| match l.split("decode error: ").nth(1) {
+            Some(rest) if rest.contains(" more in the last ") => {
+                rest.split(' ').next().unwrap().parse::<usize>().unwrap()
+            }
+            _ => 1,
+        })
+        .sum();
+    assert_eq!(total, n, "{text}");
+}

@@ -18,13 +18,17 @@
 //! first.
 
 pub mod packed;
+pub mod slow;
+pub mod warnings;
 
 use indexmap::IndexMap;
 use packed::{kept_as_is, pack, pack_listed, pack_ref, Packed};
+pub use slow::SlowTable;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use warnings::Warnings;
 use wire::{id, Header, Kind, Sample, SampleRef, Value, ValueRef};
 
 /// Retention bounds.
@@ -44,6 +48,12 @@ pub struct Limits {
     pub lifecycle_events: usize,
     /// Slow-request entries kept (reference: unbounded).
     pub slow_entries: usize,
+    /// Slow-request entries kept per process (reference: unbounded).
+    pub slow_entries_per_process: usize,
+    /// Processes tracked at once (reference: unbounded). A datagram that
+    /// would add one more is refused and counted; the processes already
+    /// tracked keep working, and a place frees when one goes stale.
+    pub max_processes: usize,
     /// A process not heard from for this long is dropped (reference: 300 s).
     pub stale_after: Duration,
     /// Bytes of history (samples, GC snapshots, GC events) kept per process
@@ -65,6 +75,8 @@ impl Default for Limits {
             gc_events_per_process: 1000,
             lifecycle_events: 500,
             slow_entries: 10_000,
+            slow_entries_per_process: 1_000,
+            max_processes: 2_000,
             stale_after: Duration::from_secs(300),
             bytes_per_process: 4 << 20,
         }
@@ -111,6 +123,9 @@ pub struct Process {
     pub drops: u64,
     /// Highest seq seen in any kind.
     last_any_seq: Option<u32>,
+    /// Implausible sequence jumps (see [`SeqJump`]): counted here, not as
+    /// drops.
+    pub seq_resets: u64,
     /// Datagrams received from this pid.
     pub datagrams: u64,
     /// Arrival of the last periodic, STARTED or GC datagram.
@@ -165,6 +180,7 @@ impl Process {
             last_seq: 0,
             drops: 0,
             last_any_seq: None,
+            seq_resets: 0,
             datagrams: 0,
             last_seen: now,
             gc_snapshots: IndexMap::new(),
@@ -260,40 +276,44 @@ impl Process {
         }
     }
 
-    /// Counts a datagram with this seq; returns the sequence gap it shows.
-    fn note_seq(&mut self, seq: u32) -> u64 {
+    /// Counts a datagram with this seq; returns the sequence gap it shows
+    /// and whether the seq was implausible (see [`SeqJump`]).
+    fn note_seq(&mut self, seq: u32) -> (u64, bool) {
         self.datagrams += 1;
         match self.last_any_seq {
-            Some(last) => {
-                let ahead = seq.wrapping_sub(last);
-                if (1..1 << 31).contains(&ahead) {
-                    let gap = (ahead - 1) as u64;
+            Some(last) => match SeqJump::of(last, seq) {
+                SeqJump::Ahead(gap) => {
                     self.drops += gap;
                     self.last_any_seq = Some(seq);
-                    return gap;
-                } else if seq == 1 {
-                    // A new reporter reusing the pid starts over.
-                    self.last_any_seq = Some(seq);
+                    return (gap, false);
                 }
-                // Otherwise a late (reordered) datagram: not a loss.
-            }
+                SeqJump::Late => {}
+                SeqJump::Restart => self.last_any_seq = Some(seq),
+                SeqJump::Implausible => {
+                    self.seq_resets += 1;
+                    self.last_any_seq = Some(seq);
+                    return (0, true);
+                }
+            },
             None => self.last_any_seq = Some(seq),
         }
-        0
+        (0, false)
     }
 
     fn latch_identity(&mut self, s: &impl View, only_nonempty: bool) {
-        for (fid, slot) in [
-            (id::HOSTNAME, &mut self.hostname),
-            (id::PROCESS_GROUP, &mut self.process_group),
-            (id::MOD_WSGI_VERSION, &mut self.mod_wsgi_version),
-            (id::PYTHON_VERSION, &mut self.python_version),
-            (id::APACHE_VERSION, &mut self.apache_version),
-            (id::MPM_NAME, &mut self.mpm_name),
+        // The longest each field a reporter sends (its buffer less the
+        // NUL); longer text is forged and cut there.
+        for (fid, slot, most) in [
+            (id::HOSTNAME, &mut self.hostname, 127),
+            (id::PROCESS_GROUP, &mut self.process_group, 63),
+            (id::MOD_WSGI_VERSION, &mut self.mod_wsgi_version, 31),
+            (id::PYTHON_VERSION, &mut self.python_version, 63),
+            (id::APACHE_VERSION, &mut self.apache_version, 63),
+            (id::MPM_NAME, &mut self.mpm_name, 31),
         ] {
             if let Some(t) = s.text(fid) {
-                if !(only_nonempty && t.is_empty()) {
-                    *slot = t.into_owned();
+                if !(only_nonempty && t.is_empty()) && *slot != t {
+                    *slot = cut(&t, most).into_owned();
                 }
             }
         }
@@ -322,6 +342,72 @@ impl Process {
             .sum();
         samples + gc
     }
+}
+
+/// How a datagram's seq relates to the last one seen from its process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SeqJump {
+    /// Ahead, with this many datagrams missing in between (lost).
+    Ahead(u64),
+    /// At or a little behind the last one: late (reordered) or repeated.
+    Late,
+    /// Back to 1: a new reporter reusing the pid starts over.
+    Restart,
+    /// Ahead by more than [`SeqJump::MOST_AHEAD`] or behind by more than
+    /// [`SeqJump::MOST_LATE`]: no reporter loses or reorders that many in
+    /// the time a process is kept, so the seq is forged or the counter was
+    /// reset. Taken as the new position, not counted as a loss.
+    Implausible,
+}
+
+impl SeqJump {
+    /// Datagrams a process can plausibly lose in a row (about an hour of
+    /// a busy reporter's traffic, far beyond the 300 s a silent process
+    /// is kept).
+    const MOST_AHEAD: u32 = 1 << 20;
+    /// How far behind a reordered datagram can plausibly arrive.
+    const MOST_LATE: u32 = 1 << 16;
+
+    fn of(last: u32, seq: u32) -> SeqJump {
+        let ahead = seq.wrapping_sub(last);
+        let behind = last.wrapping_sub(seq);
+        if ahead == 0 {
+            SeqJump::Late
+        } else if ahead <= Self::MOST_AHEAD {
+            SeqJump::Ahead(u64::from(ahead - 1))
+        } else if seq == 1 {
+            SeqJump::Restart
+        } else if behind <= Self::MOST_LATE {
+            SeqJump::Late
+        } else {
+            SeqJump::Implausible
+        }
+    }
+}
+
+/// `t` cut to at most `most` bytes (on a character boundary).
+fn cut(t: &str, most: usize) -> Cow<'_, str> {
+    if t.len() <= most {
+        return Cow::Borrowed(t);
+    }
+    let mut end = most;
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Borrowed(&t[..end])
+}
+
+/// `t` held to a slow-request field's buffer of `cap` bytes, cut as the
+/// reporter cuts (its first `cap - 4` bytes and `...`): longer text is
+/// forged.
+fn cut_slow(t: String, cap: wire::SlowStringCap) -> String {
+    let cap = cap as usize;
+    if t.len() < cap {
+        return t;
+    }
+    let mut s = cut(&t, cap - 4).into_owned();
+    s.push_str("...");
+    s
 }
 
 /// Lifecycle event (`process_started` / `process_stopping` / `process_stopped`).
@@ -469,7 +555,7 @@ pub struct State {
     /// Processes in order of first appearance.
     pub processes: IndexMap<u32, Process, PidHash>,
     /// Slow entries in order of first appearance of their key.
-    pub slow: IndexMap<SlowKey, Arc<SlowEntry>>,
+    pub slow: SlowTable,
     /// Lifecycle ring, oldest first.
     pub lifecycle: VecDeque<LifecycleEvent>,
     /// Every datagram received, including undecodable ones.
@@ -480,6 +566,18 @@ pub struct State {
     pub seq_gaps: u64,
     /// Slow entries evicted by the count bound.
     pub slow_evicted: u64,
+    /// Slow entries evicted by the per-process count bound.
+    pub slow_evicted_per_process: u64,
+    /// Datagrams refused because they would have added a process past
+    /// [`Limits::max_processes`].
+    pub processes_refused: u64,
+    /// Datagrams with a wire version other than [`wire::VERSION`] (also
+    /// counted in `decode_errors`).
+    pub unsupported_version: u64,
+    /// Implausible sequence jumps, all processes (see [`SeqJump`]).
+    pub seq_resets: u64,
+    /// Repeated warnings, summarised once per interval.
+    pub warnings: Warnings,
     /// Last decode error, for diagnostics.
     pub last_decode_error: Option<String>,
     /// Samples just evicted from a ring, dropped a few evictions later.
@@ -721,12 +819,17 @@ impl State {
         State {
             limits,
             processes: IndexMap::default(),
-            slow: IndexMap::new(),
+            slow: SlowTable::default(),
             lifecycle: VecDeque::new(),
             total_received: 0,
             decode_errors: 0,
             seq_gaps: 0,
             slow_evicted: 0,
+            slow_evicted_per_process: 0,
+            processes_refused: 0,
+            unsupported_version: 0,
+            seq_resets: 0,
+            warnings: Warnings::default(),
             last_decode_error: None,
             graveyard: Graveyard::default(),
         }
@@ -755,11 +858,24 @@ impl State {
         self.total_received += 1;
         if let Some(e) = wire::oversize_error(datagram.len()) {
             self.decode_errors += 1;
-            tracing::warn!("decode error: {e}");
+            self.warnings.note(now, "decode error", &e);
             self.last_decode_error = Some(e);
             return (Update::Nothing, None);
         }
         match wire::decode_ref(datagram) {
+            Ok(r) if r.header.version != wire::VERSION => {
+                self.decode_errors += 1;
+                self.unsupported_version += 1;
+                let e = format!(
+                    "unsupported wire version {} (pid {}, this ingester reads version {})",
+                    r.header.version,
+                    r.header.pid,
+                    wire::VERSION
+                );
+                self.warnings.note(now, "unsupported wire version", &e);
+                self.last_decode_error = Some(e);
+                (Update::Nothing, None)
+            }
             // A GC datagram is asked for one field: the index (a pass over
             // the fields into two 64-entry arrays) would cost more than it
             // saves.
@@ -769,18 +885,52 @@ impl State {
             Ok(r) => (self.apply_view(&Indexed::new(r), now), Some(r)),
             Err(e) => {
                 self.decode_errors += 1;
-                tracing::warn!("decode error: {e} (len={})", datagram.len());
-                self.last_decode_error = Some(e.to_string());
+                let e = format!("{e} (len={})", datagram.len());
+                self.warnings.note(now, "decode error", &e);
+                self.last_decode_error = Some(e);
                 (Update::Nothing, None)
             }
         }
     }
 
     /// Counts the datagram for `pid` (if it has state) and any sequence gap.
-    fn note_seq(&mut self, pid: u32, seq: u32) {
+    fn note_seq(&mut self, pid: u32, seq: u32, now: Instant) {
         if let Some(p) = self.processes.get_mut(&pid) {
-            self.seq_gaps += p.note_seq(seq);
+            let noted = p.note_seq(seq);
+            self.count_seq(pid, seq, noted, now);
         }
+    }
+
+    /// Adds what [`Process::note_seq`] found to the totals.
+    fn count_seq(&mut self, pid: u32, seq: u32, (gap, implausible): (u64, bool), now: Instant) {
+        self.seq_gaps += gap;
+        if implausible {
+            self.seq_resets += 1;
+            self.warnings.note(
+                now,
+                "implausible sequence jump",
+                &format!("pid {pid} jumped to seq {seq}; not counted as lost datagrams"),
+            );
+        }
+    }
+
+    /// False, counting and logging the refusal, when a datagram from `pid`
+    /// would add a process past [`Limits::max_processes`].
+    #[inline]
+    fn admits(&mut self, pid: u32, now: Instant) -> bool {
+        if self.processes.len() < self.limits.max_processes || self.processes.contains_key(&pid) {
+            return true;
+        }
+        self.processes_refused += 1;
+        self.warnings.note(
+            now,
+            "process refused",
+            &format!(
+                "pid {pid}: already tracking {} processes (--max-processes)",
+                self.limits.max_processes
+            ),
+        );
+        false
     }
 
     /// The process of `pid`, created if new. Takes the map alone, so the
@@ -809,7 +959,7 @@ impl State {
         match h.kind {
             Kind::SLOW_REQUEST => {
                 let u = self.apply_slow(s, now);
-                self.note_seq(pid, seq);
+                self.note_seq(pid, seq, now);
                 u
             }
             Kind::PROCESS_STARTED | Kind::PROCESS_STOPPING | Kind::PROCESS_STOPPED => {
@@ -822,6 +972,9 @@ impl State {
 
     fn apply_periodic(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
+        if !self.admits(header.pid, now) {
+            return Update::Nothing;
+        }
         let limit = self.limits.samples_per_process;
         let p = Self::process_entry(&mut self.processes, header.pid, now);
         p.last_seq = header.seq;
@@ -841,8 +994,8 @@ impl State {
             Ring::Samples,
             &mut self.graveyard,
         );
-        let gap = p.note_seq(header.seq);
-        self.seq_gaps += gap;
+        let noted = p.note_seq(header.seq);
+        self.count_seq(header.pid, header.seq, noted, now);
         Update::Sample(())
     }
 
@@ -870,20 +1023,23 @@ impl State {
             self.lifecycle.pop_front();
         }
         self.lifecycle.push_back(ev.clone());
-        if header.kind == Kind::PROCESS_STARTED {
+        if header.kind == Kind::PROCESS_STARTED && self.admits(header.pid, now) {
             let p = Self::process_entry(&mut self.processes, header.pid, now);
             p.last_seen = now;
             p.latch_identity(s, true);
-            let gap = p.note_seq(header.seq);
-            self.seq_gaps += gap;
+            let noted = p.note_seq(header.seq);
+            self.count_seq(header.pid, header.seq, noted, now);
         } else {
-            self.note_seq(header.pid, header.seq);
+            self.note_seq(header.pid, header.seq, now);
         }
         Update::Lifecycle(ev)
     }
 
     fn apply_gc(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
+        if !self.admits(header.pid, now) {
+            return Update::Nothing;
+        }
         let limits = &self.limits;
         let p = Self::process_entry(&mut self.processes, header.pid, now);
         p.last_seen = now;
@@ -930,8 +1086,8 @@ impl State {
             }
             p.trim_to(limits.bytes_per_process, Ring::Events, &mut self.graveyard);
         }
-        let gap = p.note_seq(header.seq);
-        self.seq_gaps += gap;
+        let noted = p.note_seq(header.seq);
+        self.count_seq(header.pid, header.seq, noted, now);
         Update::Gc {
             sample: (),
             interpreter: interp,
@@ -941,7 +1097,9 @@ impl State {
     fn apply_slow(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
         let pid = header.pid;
-        let log_id = text(s, id::SLOW_LOG_ID);
+        use wire::SlowStringCap as C;
+        let t = |fid, cap| cut_slow(text(s, fid), cap);
+        let log_id = t(id::SLOW_LOG_ID, C::LogId);
         let thread_id = num_u64(s, id::SLOW_THREAD_ID);
         let start_stamp = num_f64(s, id::SLOW_START_STAMP);
         let key = if log_id.is_empty() {
@@ -954,14 +1112,14 @@ impl State {
             thread_id,
             server_pid: num_u64(s, id::SLOW_SERVER_PID),
             log_id,
-            method: text(s, id::SLOW_METHOD),
-            scheme: text(s, id::SLOW_SCHEME),
-            hostname: text(s, id::SLOW_HOSTNAME),
-            script_name: text(s, id::SLOW_SCRIPT_NAME),
-            path_info: text(s, id::SLOW_PATH_INFO),
-            peer_ip: text(s, id::SLOW_PEER_IP),
-            protocol: text(s, id::SLOW_PROTOCOL),
-            user_agent: text(s, id::SLOW_USER_AGENT),
+            method: t(id::SLOW_METHOD, C::Short),
+            scheme: t(id::SLOW_SCHEME, C::Short),
+            hostname: t(id::SLOW_HOSTNAME, C::Name),
+            script_name: t(id::SLOW_SCRIPT_NAME, C::Name),
+            path_info: t(id::SLOW_PATH_INFO, C::Long),
+            peer_ip: t(id::SLOW_PEER_IP, C::PeerIp),
+            protocol: t(id::SLOW_PROTOCOL, C::Short),
+            user_agent: t(id::SLOW_USER_AGENT, C::Long),
             start_stamp,
             duration: num_f64(s, id::SLOW_DURATION),
             state: num_u64(s, id::SLOW_RECORD_STATE),
@@ -985,15 +1143,31 @@ impl State {
             last_seen: now,
         });
         self.slow.insert(key.clone(), entry.clone());
-        if self.slow.len() > self.limits.slow_entries {
-            // Evict the oldest completed entry, else the oldest entry.
-            let victim = self
-                .slow
-                .iter()
-                .position(|(_, e)| e.state == 1)
-                .unwrap_or(0);
-            self.slow.shift_remove_index(victim);
+        // Evict the oldest completed entry, else the oldest entry: of this
+        // process past its bound, then of all past theirs.
+        if self.slow.len_of(pid) > self.limits.slow_entries_per_process
+            && self.slow.evict_oldest_of(pid)
+        {
+            self.slow_evicted_per_process += 1;
+            self.warnings.note(
+                now,
+                "slow request evicted",
+                &format!(
+                    "pid {pid} holds {} slow requests (--max-slow-per-process); oldest dropped",
+                    self.limits.slow_entries_per_process
+                ),
+            );
+        }
+        if self.slow.len() > self.limits.slow_entries && self.slow.evict_oldest() {
             self.slow_evicted += 1;
+            self.warnings.note(
+                now,
+                "slow request evicted",
+                &format!(
+                    "{} slow requests held (--max-slow); oldest dropped",
+                    self.limits.slow_entries
+                ),
+            );
         }
         Update::Slow {
             key,
@@ -1002,9 +1176,8 @@ impl State {
         }
     }
 
-    fn slow_ttl(&self, e: &SlowEntry) -> Duration {
-        let sp = self
-            .processes
+    fn slow_ttl(processes: &IndexMap<u32, Process, PidHash>, e: &SlowEntry) -> Duration {
+        let sp = processes
             .get(&e.pid)
             .map(|p| p.sample_period)
             .filter(|&sp| sp > 0.0)
@@ -1025,41 +1198,40 @@ impl State {
         self.processes.retain(|pid, p| {
             let keep = now.saturating_duration_since(p.last_seen) <= stale_after;
             if !keep {
-                tracing::info!("gc: dropping stale pid={pid}");
                 dropped.push(*pid);
             }
             keep
         });
-        if !self.slow.is_empty() {
-            let keep: Vec<bool> = self
-                .slow
-                .values()
-                .map(|e| {
-                    // Records of a pid we never had state for (compatibility.md C20) are
-                    // kept for their TTL instead of being dropped at once.
-                    let gone = dropped.contains(&e.pid);
-                    !gone && now.saturating_duration_since(e.last_seen) <= self.slow_ttl(e)
-                })
-                .collect();
-            let mut it = keep.into_iter();
-            self.slow.retain(|_, _| it.next().unwrap_or(true));
+        match dropped.len() {
+            0 => {}
+            1..=8 => tracing::info!("gc: dropping stale pid(s) {dropped:?}"),
+            n => tracing::info!(
+                "gc: dropping {n} stale processes (pids {:?} …)",
+                &dropped[..8]
+            ),
         }
+        if !self.slow.is_empty() {
+            let gone: std::collections::HashSet<u32> = dropped.iter().copied().collect();
+            let processes = &self.processes;
+            self.slow.retain(|_, e| {
+                // Records of a pid we never had state for (compatibility.md C20) are
+                // kept for their TTL instead of being dropped at once.
+                !gone.contains(&e.pid)
+                    && now.saturating_duration_since(e.last_seen) <= Self::slow_ttl(processes, e)
+            });
+        }
+        self.warnings.flush(now);
         dropped
     }
 
     /// `POST /api/slow/clear`: keeps only live active entries; returns them.
     pub fn clear_slow(&mut self, now: Instant) -> Vec<(SlowKey, Arc<SlowEntry>)> {
-        let keep: Vec<bool> = self
-            .slow
-            .values()
-            .map(|e| {
-                e.state != 1
-                    && self.processes.contains_key(&e.pid)
-                    && now.saturating_duration_since(e.last_seen) <= self.slow_ttl(e)
-            })
-            .collect();
-        let mut it = keep.into_iter();
-        self.slow.retain(|_, _| it.next().unwrap_or(false));
+        let processes = &self.processes;
+        self.slow.retain(|_, e| {
+            e.state != 1
+                && processes.contains_key(&e.pid)
+                && now.saturating_duration_since(e.last_seen) <= Self::slow_ttl(processes, e)
+        });
         self.slow
             .iter()
             .map(|(k, e)| (k.clone(), e.clone()))
@@ -1222,6 +1394,183 @@ mod tests {
                 p.history_bytes()
             );
         }
+    }
+
+    /// A slow-request record of `pid`, worker slot `thread`, `state` (0
+    /// active, 1 completed).
+    fn slow_datagram(pid: u32, seq: u32, thread: u64, state: u64) -> Vec<u8> {
+        Sample {
+            header: Header::new(Kind::SLOW_REQUEST, pid, seq, 1000.0),
+            fields: vec![
+                (id::SLOW_RECORD_STATE, Value::U64(state)),
+                (id::SLOW_START_STAMP, Value::F64(999.0)),
+                (id::SLOW_THREAD_ID, Value::U64(thread)),
+            ],
+        }
+        .encode()
+        .unwrap()
+    }
+
+    /// 50,000 slow records with the table full (10,000): 10,000 active
+    /// entries held ahead of the completed ones, then 40,000 completed
+    /// records, each evicting the oldest completed entry. Finding it must
+    /// not walk the active entries: with a scan per record (and a shifting
+    /// removal) this took 18 s in a debug build; it takes well
+    /// under a second now (on a loaded 2-core machine). The
+    /// deadline is generous: it catches O(n) per record, not a slow machine.
+    #[test]
+    fn slow_eviction_does_not_walk_the_held_records() {
+        let mut st = State::new(Limits::default());
+        let cap = st.limits.slow_entries as u32;
+        let t = Instant::now();
+        for i in 0..cap {
+            // 100 pids, 100 active records each
+            st.ingest_quiet(&slow_datagram(10_000 + i % 100, i + 1, u64::from(i), 0), t);
+        }
+        assert_eq!(st.slow.len(), cap as usize);
+        let started = Instant::now();
+        for i in 0..40_000u32 {
+            let pid = 20_000 + i % 100;
+            st.ingest_quiet(&slow_datagram(pid, i + 1, u64::from(i), 1), t);
+        }
+        let took = started.elapsed();
+        println!("40,000 evicting slow records: {took:?}");
+        assert!(took < Duration::from_secs(8), "took {took:?}");
+        assert_eq!(st.slow.len(), cap as usize);
+        assert_eq!(st.slow_evicted, 40_000);
+        // The active entries were all kept.
+        assert_eq!(
+            st.slow.values().filter(|e| e.state == 0).count(),
+            cap as usize
+        );
+    }
+
+    /// A forged seq far ahead (2^31 after 1) or far behind is taken as a
+    /// reset, counted apart, and adds nothing to the gaps; ordinary gaps,
+    /// late datagrams and a restart at 1 count as before.
+    #[test]
+    fn implausible_sequence_jumps_are_not_counted_as_losses() {
+        let mut st = State::new(Limits::default());
+        let t = Instant::now();
+        let send = |st: &mut State, seq: u32| {
+            let d = Header::new(Kind::PROCESS, 9, seq, 1.0).to_bytes();
+            st.ingest_quiet(&d, t);
+        };
+        send(&mut st, 1);
+        send(&mut st, 1 << 31);
+        assert_eq!((st.seq_gaps, st.seq_resets), (0, 1));
+        send(&mut st, (1 << 31) + 3); // two lost: a real gap
+        assert_eq!((st.seq_gaps, st.seq_resets), (2, 1));
+        send(&mut st, (1 << 31) + 2); // late
+        send(&mut st, 5); // far behind, not 1
+        assert_eq!((st.seq_gaps, st.seq_resets), (2, 2));
+        send(&mut st, 5 + (1 << 20)); // 2^20 ahead: still plausible
+        let gaps = 2 + (1 << 20) - 1;
+        assert_eq!((st.seq_gaps, st.seq_resets), (gaps, 2));
+        send(&mut st, 1); // a new reporter with this pid
+        send(&mut st, 2);
+        assert_eq!((st.seq_gaps, st.seq_resets), (gaps, 2));
+        assert_eq!(st.processes[&9].seq_resets, 2);
+        assert_eq!(st.processes[&9].drops, gaps);
+    }
+
+    /// A datagram whose version byte is not 1 is a decode error of its own
+    /// reason and changes nothing else.
+    #[test]
+    fn unknown_wire_versions_are_refused() {
+        let mut st = State::new(Limits::default());
+        let t = Instant::now();
+        let mut d = Sample {
+            header: Header::new(Kind::REQUEST, 11, 1, 1.0),
+            fields: vec![(id::REQUEST_COUNT, Value::U64(1))],
+        }
+        .encode()
+        .unwrap();
+        d[4] = 2;
+        st.ingest_quiet(&d, t);
+        assert_eq!((st.decode_errors, st.unsupported_version), (1, 1));
+        assert!(st.processes.is_empty());
+        assert!(st
+            .last_decode_error
+            .as_deref()
+            .unwrap()
+            .contains("unsupported wire version 2"));
+        d[4] = 1;
+        st.ingest_quiet(&d, t);
+        assert_eq!((st.decode_errors, st.unsupported_version), (1, 1));
+        assert_eq!(st.processes.len(), 1);
+    }
+
+    /// Past the process bound, datagrams of new pids are refused and
+    /// counted; tracked processes keep taking samples; a place frees when
+    /// one goes stale.
+    #[test]
+    fn processes_are_bounded() {
+        let mut st = State::new(Limits {
+            max_processes: 3,
+            stale_after: Duration::from_secs(10),
+            ..Limits::default()
+        });
+        let t = Instant::now();
+        let req = |pid: u32, seq: u32| Header::new(Kind::REQUEST, pid, seq, 1.0).to_bytes();
+        for pid in 1..=5 {
+            st.ingest_quiet(&req(pid, 1), t);
+        }
+        st.ingest_quiet(&slow_datagram(6, 1, 1, 0), t);
+        st.ingest_quiet(&padded(Kind::GC_EVENT, 1, 1.0, "", 10), t); // pid 7
+        assert_eq!(st.processes.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(st.processes_refused, 3);
+        st.ingest_quiet(&req(2, 2), t);
+        assert_eq!(st.processes[&2].samples.len(), 2);
+        // pid 1 goes stale, pid 2 and 3 stay: pid 4 gets the place.
+        let later = t + Duration::from_secs(11);
+        st.ingest_quiet(&req(2, 3), later);
+        st.ingest_quiet(&req(3, 2), later);
+        st.expire(later);
+        st.ingest_quiet(&req(4, 2), later);
+        assert_eq!(st.processes.keys().copied().collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(st.processes_refused, 3);
+    }
+
+    /// Slow records are bounded per process and in all, and forged text
+    /// longer than a reporter sends is cut as the reporter cuts it.
+    #[test]
+    fn slow_records_are_bounded_per_process_and_cut() {
+        let mut st = State::new(Limits {
+            slow_entries: 50,
+            slow_entries_per_process: 10,
+            ..Limits::default()
+        });
+        let t = Instant::now();
+        for i in 0..30u32 {
+            st.ingest_quiet(&slow_datagram(1, i + 1, u64::from(i), 0), t);
+        }
+        assert_eq!(st.slow.len_of(1), 10);
+        assert_eq!(st.slow_evicted_per_process, 20);
+        for pid in 2..=10u32 {
+            for i in 0..10u32 {
+                st.ingest_quiet(&slow_datagram(pid, i + 1, u64::from(i), 1), t);
+            }
+        }
+        assert_eq!(st.slow.len(), 50);
+        assert_eq!(st.slow_evicted, 50);
+        // The newest of pid 1 (active) were kept over completed ones.
+        assert_eq!(st.slow.len_of(1), 10);
+        let long = Sample {
+            header: Header::new(Kind::SLOW_REQUEST, 1, 99, 1.0),
+            fields: vec![
+                (id::SLOW_THREAD_ID, Value::U64(77)),
+                (id::SLOW_USER_AGENT, Value::Bytes(vec![b'u'; 3000])),
+                (id::SLOW_METHOD, Value::Bytes(b"GET".to_vec())),
+            ],
+        }
+        .encode()
+        .unwrap();
+        st.ingest_quiet(&long, t);
+        let e = st.slow.values().find(|e| e.thread_id == 77).unwrap();
+        assert_eq!(e.user_agent.len(), 511);
+        assert!(e.user_agent.ends_with("u..."));
+        assert_eq!(e.method, "GET");
     }
 
     /// Pids that share their low bits still land in different buckets

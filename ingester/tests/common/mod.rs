@@ -208,6 +208,16 @@ impl Serve {
 
     /// As [`Serve::start`], in `dir` and on `port`.
     pub fn start_at(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Serve {
+        Serve::start_logging(dir, port, extra, Stdio::inherit())
+    }
+
+    /// As [`Serve::start_at`], its stderr (the log) going to `stderr`.
+    pub fn start_logging(
+        dir: tempfile::TempDir,
+        port: u16,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> Serve {
         let sock = dir.path().join("t.sock");
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
@@ -216,7 +226,7 @@ impl Serve {
         if !extra.contains(&"--log-level") {
             cmd.args(["--log-level", "warn"]);
         }
-        cmd.args(extra).stderr(Stdio::inherit());
+        cmd.args(extra).stderr(stderr);
         Serve::launch(cmd, dir, port, sock, "serve")
     }
 
