@@ -9,8 +9,9 @@
 #                                 pkg-config (compiles the module against this
 #                                 release's httpd/APR headers and glibc)
 #
-# <hash> covers every input (this script, the mirror, the Dockerfile), so an
-# image is reused while its inputs are unchanged and rebuilt when one changes.
+# <hash> covers every input (the build function's text, the release, the
+# mirror, the base image, the Dockerfile), so an image is reused while its
+# inputs are unchanged and rebuilt when one changes.
 # Existing images are never removed; old tags are left for `docker image rm`.
 #
 # Usage: build-images.sh [release...]      (default: bullseye bookworm trixie)
@@ -95,7 +96,9 @@ for rel in "${releases[@]}"; do
         base="debian:$rel"
         base_hash="registry"
     else
-        base_hash="$( { cat "$here/build-images.sh"; echo "$rel $mirror"; } | short_hash)"
+        # The recipe is the function's text (bash normalises it, so comments
+        # and edits elsewhere in this script do not rebuild anything).
+        base_hash="$( { declare -f build_base; echo "$rel $mirror"; } | short_hash)"
         base="mwt-base:$rel-$base_hash"
         if have_image "$base"; then
             log "$rel: $base exists, reused"
@@ -104,7 +107,7 @@ for rel in "${releases[@]}"; do
         fi
     fi
 
-    hash="$( { echo "$base_hash"; cat "$here/build-images.sh" "$dockerfile"; } | short_hash)"
+    hash="$( { echo "$base"; declare -f build_target; cat "$dockerfile"; } | short_hash)"
     httpd="mwt-httpd:$rel-$hash"
     builder="mwt-builder:$rel-$hash"
     for pair in "httpd $httpd" "builder $builder"; do

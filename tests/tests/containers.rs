@@ -20,7 +20,8 @@ const REQUESTS: u64 = 20;
 const CONF: &str = "\
 LoadModule wsgi_telemetry_module /mwt/mod_wsgi_telemetry.so
 WSGITelemetryService unix:/mwt/telemetry.sock interval=0.5
-ErrorLog /mwt/error.log
+# To the container's log: `docker logs`, printed if the test fails.
+ErrorLog /proc/self/fd/2
 LogLevel info
 WSGIScriptAlias /app /mwt/app.wsgi
 <Directory /mwt>
@@ -100,7 +101,7 @@ fn smoke(release: &str) {
     });
     assert_eq!(state_sum(&state, "request_count"), REQUESTS, "{release}");
 
-    let log = std::fs::read_to_string(file("error.log")).unwrap_or_default();
+    let log = httpd.logs();
     for p in state["processes"].as_array().unwrap() {
         assert_eq!(
             p["mod_wsgi_version"], shipped,
