@@ -182,6 +182,15 @@ impl Container {
         );
     }
 
+    /// Whether it is still running (`docker inspect`).
+    pub fn running(&self) -> bool {
+        Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Running}}", &self.id])
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"true"))
+    }
+
     /// Its stdout and stderr so far.
     pub fn logs(&self) -> String {
         Command::new("docker")

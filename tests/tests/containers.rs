@@ -62,6 +62,15 @@ fn smoke(release: &str) {
         &images.httpd,
         &[],
     );
+    // The children reporting is the sign httpd is up (its parent opened the
+    // listening socket before forking them); a request sent earlier could
+    // meet docker's port proxy with nothing behind it yet.
+    // An httpd that could not start (a module it cannot load) ends the
+    // container: say so now rather than at the wait's hang guard.
+    ingester.wait_for("the children's process_started", |s| {
+        assert!(httpd.running(), "{release}: httpd's container exited");
+        !s["processes"].as_array().is_none_or(Vec::is_empty)
+    });
     let shipped = httpd.exec(&[
         "dpkg-query",
         "-W",
@@ -77,12 +86,6 @@ fn smoke(release: &str) {
         target.mod_wsgi_series
     );
 
-    // The children reporting is the sign httpd is up (its parent opened the
-    // listening socket before forking them); a request sent earlier could
-    // meet docker's port proxy with nothing behind it yet.
-    ingester.wait_for("the children's process_started", |s| {
-        !s["processes"].as_array().is_none_or(Vec::is_empty)
-    });
     for _ in 0..REQUESTS {
         assert_eq!(
             http_request(port, "GET", "/app/hello", b"", "containers"),
