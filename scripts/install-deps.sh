@@ -15,11 +15,13 @@
 #   tmux                           `top` end-to-end tests in a real terminal
 #   gdb                            backtrace of an httpd child's core file
 #                                  when an integration test sees a crash
+#   debootstrap                    root filesystems of the container images
+#                                  (scripts/containers/build-images.sh)
 set -euo pipefail
 PACKAGES=(
     apache2 apache2-dev apache2-utils libapache2-mod-wsgi-py3 libclang-dev wrk
     python3-venv python3-dev
-    chromium chromium-driver tmux gdb
+    chromium chromium-driver tmux gdb debootstrap
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

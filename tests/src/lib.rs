@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use wire;
+
+pub mod containers;
 use wire::{id, Kind, Sample};
 
 /// Upper bound for "wait until" loops: a hang guard, not a timing assertion.
@@ -166,6 +168,29 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    user_agent: &str,
+) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to httpd");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: {user_agent}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let status = std::str::from_utf8(&resp[9..12]).unwrap().parse().unwrap();
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (status, resp[split..].to_vec())
 }
 
 /// What to put in the generated httpd.conf.
@@ -466,20 +491,9 @@ impl Httpd {
         body: &[u8],
         user_agent: &str,
     ) -> (u16, Vec<u8>) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to httpd");
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        let head = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: {user_agent}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).unwrap();
+        let answer = http_request(self.port, method, path, body, user_agent);
         *self.last_response.lock().unwrap() = Some(Instant::now());
-        let status = std::str::from_utf8(&resp[9..12]).unwrap().parse().unwrap();
-        let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        (status, resp[split..].to_vec())
+        answer
     }
 
     /// One HTTP/1.1 keep-alive POST whose response is read by its

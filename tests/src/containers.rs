@@ -1,0 +1,223 @@
+//! Containerised httpd: one image per Debian release with that release's
+//! own apache2, mod_wsgi and Python (scripts/containers/build-images.sh,
+//! built from debootstrap without a registry), the module compiled for
+//! each in the release's builder image (scripts/containers/build-module.sh),
+//! and a [`Container`] guard that removes the container it started, by id,
+//! even when the test panics. It never removes images or containers it did
+//! not create.
+//!
+//! Opt-in: image builds take minutes, so these tests run only with
+//! `MWT_CONTAINERS=1`; otherwise, or without a Docker engine, they say on
+//! the terminal that they were skipped and why.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use super::{last_lines, workspace};
+
+/// A Debian release the container tests run, and the mod_wsgi series its
+/// `libapache2-mod-wsgi-py3` ships.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    /// Debian code name (containers/<release>/Dockerfile).
+    pub release: &'static str,
+    /// `major.minor.` prefix of its mod_wsgi version.
+    pub mod_wsgi_series: &'static str,
+}
+
+/// Debian 11, 12 and 13.
+pub const TARGETS: [Target; 3] = [
+    Target {
+        release: "bullseye",
+        mod_wsgi_series: "4.7.",
+    },
+    Target {
+        release: "bookworm",
+        mod_wsgi_series: "4.9.",
+    },
+    Target {
+        release: "trixie",
+        mod_wsgi_series: "5.0.",
+    },
+];
+
+/// The target named `release`.
+pub fn target(release: &str) -> Target {
+    *TARGETS
+        .iter()
+        .find(|t| t.release == release)
+        .unwrap_or_else(|| panic!("no container target {release}"))
+}
+
+/// Why the container tests cannot run here, if they cannot.
+pub fn skip_reason() -> Option<String> {
+    if std::env::var("MWT_CONTAINERS").as_deref() != Ok("1") {
+        return Some(
+            "opt-in: set MWT_CONTAINERS=1 (builds Debian images with debootstrap on first use: minutes)"
+                .into(),
+        );
+    }
+    match Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Err(e) => Some(format!("docker is not installed ({e})")),
+        Ok(o) if !o.status.success() => Some(format!(
+            "no Docker engine reachable: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// True if the test should go on; otherwise says so on the terminal.
+/// Written to the process's stderr directly: the test harness captures
+/// `eprintln!` of passing tests, and a skip must not look like a pass.
+pub fn should_run(test: &str) -> bool {
+    match skip_reason() {
+        None => true,
+        Some(why) => {
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+/// The images of one release.
+#[derive(Clone, Debug)]
+pub struct Images {
+    /// apache2 + libapache2-mod-wsgi-py3 + python3.
+    pub httpd: String,
+    /// The above + apache2-dev and libclang-dev: builds the module.
+    pub builder: String,
+}
+
+fn script(name: &str) -> PathBuf {
+    workspace().join("scripts/containers").join(name)
+}
+
+/// Output of a command that must succeed (its stderr goes to the test's).
+fn stdout_of(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{what} failed ({})", out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds (or reuses, while its inputs are unchanged) `release`'s images.
+pub fn images(release: &str) -> Images {
+    let out = stdout_of(
+        Command::new(script("build-images.sh")).arg(release),
+        "scripts/containers/build-images.sh",
+    );
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(release))
+        .unwrap_or_else(|| panic!("build-images.sh printed no line for {release}: {out}"));
+    let tags: Vec<&str> = line.split_whitespace().collect();
+    Images {
+        httpd: tags[1].into(),
+        builder: tags[2].into(),
+    }
+}
+
+/// The module built in `release`'s builder image (incremental per release
+/// under target/containers/<release>).
+pub fn module_for(release: &str, images: &Images) -> PathBuf {
+    let out = stdout_of(
+        Command::new(script("build-module.sh"))
+            .arg(release)
+            .arg(&images.builder),
+        "scripts/containers/build-module.sh",
+    );
+    PathBuf::from(
+        out.lines()
+            .last()
+            .expect("build-module.sh printed the .so path"),
+    )
+}
+
+/// A container this test started (`docker run -d`), removed by its id when
+/// dropped; its log is printed first if the test is failing.
+pub struct Container {
+    /// Full container id.
+    pub id: String,
+}
+
+impl Container {
+    /// `docker run -d <args...> <image> [cmd...]`, labelled as ours.
+    pub fn run(args: &[&str], image: &str, cmd: &[&str]) -> Container {
+        let out = stdout_of(
+            Command::new("docker")
+                .args(["run", "-d", "--label", "org.mod-wsgi-telemetry.role=test"])
+                .args(args)
+                .arg(image)
+                .args(cmd),
+            "docker run",
+        );
+        Container {
+            id: out.trim().to_string(),
+        }
+    }
+
+    /// `docker exec <id> <cmd...>`: its stdout.
+    pub fn exec(&self, cmd: &[&str]) -> String {
+        stdout_of(
+            Command::new("docker").arg("exec").arg(&self.id).args(cmd),
+            "docker exec",
+        )
+    }
+
+    /// `docker stop -t <secs> <id>`: SIGTERM to the container's pid 1, then
+    /// SIGKILL after `secs`.
+    pub fn stop(&self, secs: u32) {
+        stdout_of(
+            Command::new("docker").args(["stop", "-t", &secs.to_string(), &self.id]),
+            "docker stop",
+        );
+    }
+
+    /// Whether it is still running (`docker inspect`).
+    pub fn running(&self) -> bool {
+        Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Running}}", &self.id])
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"true"))
+    }
+
+    /// Its stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        Command::new("docker")
+            .args(["logs", &self.id])
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr)
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- log of container {} (last 60 lines):\n{}",
+                &self.id[..12.min(self.id.len())],
+                last_lines(&self.logs(), 60)
+            );
+        }
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+    }
+}
