@@ -587,20 +587,33 @@ async fn heatmap_run_without_record_shows_no_record() {
         "slow_clear applied",
     )
     .await;
-    tab(&b, "capacity").await;
+    // The replay stops with requests in flight, and their active records
+    // match the newest runs. Reporter time moves 6 s on with no datagram,
+    // as when a feed pauses: active records age out (5 s) while the
+    // processes stay live (10 s).
+    b.js("const s = window.__telemetry.store; s.advance(s.now + 6); s.pruneSlow(); s.rev.procs++; return true;")
+        .await;
     b.wait_true(
-        "return [...window.__telemetry.views.capacity.cards.values()].some(c => c.geom && c.geom.runRects.length > 0);",
-        "a heatmap with a slow run",
+        "return window.__telemetry.store.slow.size === 0;",
+        "active records aged out",
     )
     .await;
-    // Viewport coordinates of the first run, then a real pointer click there.
+    tab(&b, "capacity").await;
+    b.wait_true(
+        "return [...window.__telemetry.views.capacity.cards.values()].some(c => c.geom && c.geom.runRects.some(rr => !rr.run.record));",
+        "a heatmap with a slow run that has no record",
+    )
+    .await;
+    // Viewport coordinates of the first run without a record (an active
+    // record the server still holds may match another run), then a real
+    // pointer click there.
     let at = b
         .js(r#"
             for (const c of window.__telemetry.views.capacity.cards.values()) {
-              if (!c.geom || !c.geom.runRects.length) continue;
+              const rr = c.geom && c.geom.runRects.find(rr => !rr.run.record);
+              if (!rr) continue;
               c.el.scrollIntoView({block: 'center'});
               const r = c.canvas.getBoundingClientRect();
-              const rr = c.geom.runRects[0];
               return [r.left + (rr.x0 + rr.x1) / 2, r.top + (rr.y0 + rr.y1) / 2, c.proc.pid, rr.run.record];
             }
             return null;"#)
