@@ -320,14 +320,15 @@ def run(root, url, httpd, ing, lifetimes, sock, failures):
     rate = cap / 2
     secs = int(MINUTES * 60)
     plan = [  # path, status the app gives, connections, share of the rate
-        ("/app/hello", 200, 4, 0.79),
-        ("/daemon/hello", 200, 2, 0.20),
+        ("/app/hello", 200, 8, 0.79),
+        ("/daemon/hello", 200, 4, 0.20),
         ("/app/error", 500, 1, 0.01),
     ]
     log(f"capacity {cap:.0f} req/s (/app/hello, 8 connections); load at half: {rate:.0f} req/s for {secs} s")
     loads = []
     for path, status, conns, share in plan:
-        delay = max(1, int(conns * 1000 / (rate * share)))
+        # Each connection: one request (about 1 ms here), then the delay.
+        delay = max(1, round(conns * 1000 / (rate * share) - 1))
         loads.append(wrk(url, path, status, conns, delay, secs))
     # Slow requests in the daemon: about one a second (slow records).
     loads.append(wrk(url, "/daemon/sleep/300", 200, 1, 700, secs))
@@ -391,10 +392,10 @@ def run(root, url, httpd, ing, lifetimes, sock, failures):
     time.sleep(2 * INTERVAL)
     ing.poll()
     ing.poll(None)
-    report(root, results, apache_before, apache_after, lifetimes, failures)
+    report(root, results, secs, apache_before, apache_after, lifetimes, failures)
 
 
-def report(root, results, apache_before, apache_after, lifetimes, failures):
+def report(root, results, secs, apache_before, apache_after, lifetimes, failures):
     def check(ok, what):
         if not ok:
             failures.append(what)
@@ -408,7 +409,8 @@ def report(root, results, apache_before, apache_after, lifetimes, failures):
         log(f"{r['path']}: {r['requests']} answered, {r['expected_status']} with the app's status, "
             f"{r['other_status']} other, socket errors {errs} (p99 {r['p99_ms']:.1f} ms)")
         check(r["other_status"] == 0 and errs == 0, f"{r['path']}: errors not produced by the app")
-    log(f"requests sent {sent}, served {served}, errors not produced by the app {sent - served}")
+    log(f"requests sent {sent}, served {served}, errors not produced by the app {sent - served}; "
+        f"{sent / secs:.0f} req/s")
 
     text = open(os.path.join(root, "error.log"), errors="replace").read()
     crashes = [ln for ln in text.splitlines()
