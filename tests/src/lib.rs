@@ -968,7 +968,8 @@ pub fn reporter_reads(pid: u32) -> Option<u64> {
 
 /// Most read syscalls one tick's `read_to_string("/proc/self/statm")`
 /// makes (std: a 32-byte probe read, the rest, the read that returns 0;
-/// 2 or 3 by the length of the text), with room to spare.
+/// 2 or 3 by the length of the text; 2 seen with Debian's httpd), with
+/// room to spare.
 const READS_PER_TICK_MAX: u64 = 4;
 
 /// Waits until the reporter of each of `pids` has run one whole tick (all
