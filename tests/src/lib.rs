@@ -109,6 +109,16 @@ impl Mpm {
             }
         }
     }
+    /// Most children httpd runs at once under [`Mpm::config`]
+    /// (`ServerLimit`). A test that must know every child before it stalls
+    /// the receiver adds `StartServers` of this many: httpd then never forks
+    /// another one (nor retires one, see there).
+    pub fn server_limit(self) -> usize {
+        match self {
+            Mpm::Event => 4,
+            Mpm::Prefork => 6,
+        }
+    }
     /// `mpm_name` on the wire.
     pub fn name(self) -> &'static str {
         match self {
@@ -432,6 +442,22 @@ impl Httpd {
     /// Parent pid.
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// Pids of the parent's child processes (`/proc/PID/task/*/children`).
+    pub fn children(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return out;
+        };
+        for t in tasks.flatten() {
+            out.extend(
+                read(&t.path().join("children"))
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        out
     }
 
     /// Sends a signal to the parent (by its pid).
@@ -922,6 +948,93 @@ pub fn assert_our_threads_block_process_signals(pid: u32) {
             );
         }
     }
+}
+
+/// Whether the receive queue of the datagram socket bound at `path` is
+/// full, so that the next datagram sent to it is refused (`EAGAIN`): a
+/// probe socket connected to it is not writable (`poll(2)`; nothing is
+/// sent). The kernel holds `net.unix.max_dgram_qlen` + 1 datagrams.
+pub fn socket_queue_full(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let probe = UnixDatagram::unbound().expect("probe socket");
+    if probe.connect(path).is_err() {
+        return false;
+    }
+    let mut p = libc::pollfd {
+        fd: probe.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on a socket we own, no wait.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 0 || p.revents & libc::POLLOUT == 0
+}
+
+/// Read syscalls so far of the reporter thread (`wsgi-telemetry`) of `pid`
+/// (`syscr` in `/proc/PID/task/TID/io`). The thread reads only
+/// `/proc/self/statm`, first thing in each tick, before the tick's sends.
+pub fn reporter_reads(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks.flatten().find_map(|t| {
+        if read(&t.path().join("comm")).trim() != "wsgi-telemetry" {
+            return None;
+        }
+        read(&t.path().join("io"))
+            .lines()
+            .find_map(|l| l.strip_prefix("syscr:"))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Most read syscalls one tick's `read_to_string("/proc/self/statm")`
+/// makes (std: a 32-byte probe read, the rest, the read that returns 0;
+/// 2 or 3 by the length of the text; 2 seen with Debian's httpd), with
+/// room to spare.
+const READS_PER_TICK_MAX: u64 = 4;
+
+/// Waits until the reporter of each of `pids` has run one whole tick (all
+/// its sends) after this call: its read count has grown by more than two
+/// ticks' worth ([`READS_PER_TICK_MAX`]), so a tick that began after this
+/// call has finished and the next one has begun (the reads of a tick in
+/// progress at the call, and of the next one, are at most twice that).
+pub fn wait_for_a_whole_tick_of_each(pids: &[u32]) {
+    let base: Vec<(u32, u64)> = pids
+        .iter()
+        .map(|&p| {
+            let r = reporter_reads(p)
+                .unwrap_or_else(|| panic!("pid {pid}: no readable wsgi-telemetry thread", pid = p));
+            (p, r)
+        })
+        .collect();
+    let t0 = Instant::now();
+    for (pid, b) in base {
+        while reporter_reads(pid).is_none_or(|r| r <= b + 2 * READS_PER_TICK_MAX) {
+            assert!(
+                t0.elapsed() < PATIENCE,
+                "pid {pid}: its reporter did not tick (syscr {:?}, from {b})",
+                reporter_reads(pid)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// With the receiver at `path` no longer reading: waits until its queue is
+/// full and then until every reporter in `pids` has run a whole tick, so
+/// each of them has had at least one datagram refused (counted in field 19,
+/// `reporter_dropped_datagrams`). However fast or slow the machine, no
+/// fixed amount of load or time is assumed.
+pub fn overflow_receiver_queue(path: &Path, pids: &[u32]) {
+    let t0 = Instant::now();
+    while !socket_queue_full(path) {
+        assert!(
+            t0.elapsed() < PATIENCE,
+            "the receive queue of {} never filled up",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_for_a_whole_tick_of_each(pids);
 }
 
 /// Generates `#[test]`s for both MPMs from `fn name(mpm: Mpm)`.

@@ -36,6 +36,17 @@ fn load(httpd: &Httpd, n: usize, path: &str) -> Vec<Duration> {
     })
 }
 
+/// The children of `httpd` that run a reporter thread.
+fn reporting_children(httpd: &Httpd) -> Vec<u32> {
+    let pids: Vec<u32> = httpd
+        .children()
+        .into_iter()
+        .filter(|&p| reporter_reads(p).is_some())
+        .collect();
+    assert!(!pids.is_empty(), "no child of httpd runs a reporter");
+    pids
+}
+
 fn p50(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -47,8 +58,8 @@ fn drops_counted_while_receiver_absent(mpm: Mpm) {
     let opts = Options::telemetry(mpm, &sock, 0.5, "");
     let mut httpd = Httpd::start_in(root, &opts);
     load(&httpd, 40, "/app/hello");
-    // Let a few ticks go nowhere (ENOENT): a wait, not an assertion.
-    std::thread::sleep(Duration::from_millis(1500));
+    // A whole tick of every reporter goes nowhere (ENOENT).
+    wait_for_a_whole_tick_of_each(&reporting_children(&httpd));
     let col = Collector::bind(&sock);
     col.wait_for("a REQUEST reporting earlier drops", |s| max_dropped(s) > 0);
     // Datagrams flow again: new requests are counted.
@@ -70,7 +81,8 @@ fn drops_counted_while_receiver_stalled(mpm: Mpm) {
     let normal = p50(load(&httpd, 200, "/app/hello"));
     col.pause(true);
     let stalled = p50(load(&httpd, 2000, "/app/hello"));
-    std::thread::sleep(Duration::from_millis(1200));
+    // However fast the load went: stalled until the queue overflows.
+    overflow_receiver_queue(&col.path, &reporting_children(&httpd));
     col.pause(false);
     col.wait_for("a REQUEST reporting drops", |s| max_dropped(s) > 0);
     let before = sum_u64(&col.samples(), id::REQUEST_COUNT);

@@ -100,40 +100,119 @@ fn our_ingester_api_state(mpm: Mpm) {
     }
 }
 
+/// Per process in an `/api/state`: (pid, sequence gaps the ingester saw,
+/// newest REQUEST sample).
+fn gaps_and_newest(st: &Value) -> Vec<(u64, u64, Value)> {
+    st["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let newest = p["samples"]
+                .as_array()
+                .and_then(|v| v.iter().rev().find(|s| s["kind"] == "request_metrics"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            (
+                p["pid"].as_u64().unwrap(),
+                p["drops"].as_u64().unwrap(),
+                newest,
+            )
+        })
+        .collect()
+}
+
 fn our_ingester_frozen_then_resumed(mpm: Mpm) {
     let root = ServerRoot::new();
     let sock = root.path("run/telemetry.sock");
     let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
-    let opts = Options::telemetry(mpm, &sock, 0.5, "WSGISlowRequests 0.000001");
+    const INTERVAL: f64 = 0.5;
+    // Every child httpd may run is started now: none starts while the
+    // ingester is frozen, whose first datagrams (STARTED, seq 1) would be
+    // lost where no gap can show.
+    let extra = format!(
+        "WSGISlowRequests 0.000001\nStartServers {}",
+        mpm.server_limit()
+    );
+    let opts = Options::telemetry(mpm, &sock, INTERVAL, &extra);
     let mut httpd = Httpd::start_in(root, &opts);
-    ing.wait_for("first samples", |st| !state_counts(st).is_empty());
+    let st = ing.wait_for("every child's first REQUEST", |st| {
+        state_counts(st).len() == mpm.server_limit()
+    });
+    let pids: Vec<u32> = state_counts(&st).keys().map(|&p| p as u32).collect();
+    assert_eq!(
+        {
+            let mut c = httpd.children();
+            c.sort();
+            c
+        },
+        pids,
+        "the ingester knows every child"
+    );
     ing.freeze(true);
-    std::thread::scope(|sc| {
-        for _ in 0..4 {
-            sc.spawn(|| {
-                for _ in 0..500 {
-                    assert_eq!(
-                        httpd.get("/app/hello").0,
-                        200,
-                        "served while the ingester is stopped"
-                    );
-                }
-            });
-        }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stopped_at = std::thread::scope(|sc| {
+        // Load flows all along (every request also makes a slow record,
+        // one more datagram); one request at a time.
+        let client = sc.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                assert_eq!(
+                    httpd.get("/app/hello").0,
+                    200,
+                    "served while the ingester is stopped"
+                );
+                n += 1;
+            }
+            n
+        });
+        // As long as it takes: queue full, then a tick of every reporter.
+        overflow_receiver_queue(&sock, &pids);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let n = client.join().unwrap();
+        eprintln!("{n} requests served while the ingester was stopped");
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
     });
     ing.freeze(false);
-    let dropped = |st: &Value| -> u64 {
-        st["processes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|p| p["samples"].as_array().cloned().unwrap_or_default())
-            .filter_map(|s| drop_counter(&s["fields"]))
-            .max()
-            .unwrap_or(0)
-    };
-    ing.wait_for("drop counter in /api/state", |st| dropped(st) > 0);
-    let before = state_sum(&ing.state(), "request_count");
+    // Both sides count every datagram lost: the reporter in field 19 of its
+    // next REQUEST, the ingester as a gap in the sequence numbers. Compared
+    // once each process's two newest REQUESTs come from ticks after the
+    // thaw (so every datagram refused precedes them) and agree (nothing
+    // refused between them: the ingester had caught up).
+    let newer = |s: &Value| s["stamp"].as_f64().unwrap_or(0.0) > stopped_at + INTERVAL;
+    let st = ing.wait_for("two REQUESTs of each process after the thaw", |st| {
+        st["processes"].as_array().unwrap().iter().all(|p| {
+            let r: Vec<&Value> = p["samples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["kind"] == "request_metrics")
+                .collect();
+            r.len() >= 2 && {
+                let (a, b) = (r[r.len() - 2], r[r.len() - 1]);
+                newer(a) && drop_counter(&a["fields"]) == drop_counter(&b["fields"])
+            }
+        })
+    });
+    let mut total = 0;
+    for (pid, gaps, newest) in gaps_and_newest(&st) {
+        let dropped = drop_counter(&newest["fields"]).unwrap();
+        assert!(
+            dropped > 0,
+            "pid {pid} ticked with the queue full: a datagram refused"
+        );
+        assert_eq!(
+            gaps, dropped,
+            "pid {pid}: sequence gaps seen by the ingester vs datagrams the reporter could not send"
+        );
+        total += gaps;
+    }
+    assert_eq!(st["seq_gaps"], total);
+    assert_eq!(st["decode_errors"], 0);
+    let before = state_sum(&st, "request_count");
     for _ in 0..10 {
         assert_eq!(httpd.get("/app/hello").0, 200);
     }
