@@ -18,6 +18,7 @@
 //! first.
 
 pub mod packed;
+pub mod totals;
 
 use indexmap::IndexMap;
 use packed::{kept_as_is, pack, pack_listed, pack_ref, Packed};
@@ -126,6 +127,8 @@ pub struct Process {
     history_bytes: usize,
     /// Records dropped early to keep [`Limits::bytes_per_process`].
     pub evicted_for_bytes: u64,
+    /// Cumulative totals for `/metrics`.
+    pub metrics: totals::ProcessTotals,
 }
 
 /// Bytes a stored sample counts: its allocation (the datagram's bytes and
@@ -172,6 +175,7 @@ impl Process {
             gc_dropped_interpreters: 0,
             history_bytes: 0,
             evicted_for_bytes: 0,
+            metrics: totals::ProcessTotals::default(),
         }
     }
 
@@ -482,6 +486,8 @@ pub struct State {
     pub slow_evicted: u64,
     /// Last decode error, for diagnostics.
     pub last_decode_error: Option<String>,
+    /// Per-group totals for `/metrics` beyond the live processes.
+    pub groups: IndexMap<totals::GroupKey, totals::GroupTotals>,
     /// Samples just evicted from a ring, dropped a few evictions later.
     graveyard: Graveyard,
 }
@@ -511,7 +517,7 @@ impl Graveyard {
 
 /// What the model reads from a decoded datagram, owned ([`Sample`]) or
 /// read in place ([`SampleRef`]).
-trait View {
+trait View: totals::Arrays {
     fn header(&self) -> Header;
     /// Field `fid` when it is a scalar (U64, F64 or I64).
     fn scalar(&self, fid: u16) -> Option<Value>;
@@ -728,6 +734,7 @@ impl State {
             seq_gaps: 0,
             slow_evicted: 0,
             last_decode_error: None,
+            groups: IndexMap::new(),
             graveyard: Graveyard::default(),
         }
     }
@@ -836,6 +843,9 @@ impl State {
             p.pop_oldest(Ring::Samples, &mut self.graveyard);
         }
         p.push_sample(s.pack());
+        if header.kind == Kind::REQUEST {
+            p.metrics.add_tick(s);
+        }
         p.trim_to(
             self.limits.bytes_per_process,
             Ring::Samples,
@@ -870,6 +880,7 @@ impl State {
             self.lifecycle.pop_front();
         }
         self.lifecycle.push_back(ev.clone());
+        self.count_lifecycle(&ev);
         if header.kind == Kind::PROCESS_STARTED {
             let p = Self::process_entry(&mut self.processes, header.pid, now);
             p.last_seen = now;
@@ -930,6 +941,12 @@ impl State {
             }
             p.trim_to(limits.bytes_per_process, Ring::Events, &mut self.graveyard);
         }
+        p.metrics.add_gc(
+            s,
+            &interp,
+            header.kind == Kind::GC_SNAPSHOT,
+            limits.interpreters_per_process,
+        );
         let gap = p.note_seq(header.seq);
         self.seq_gaps += gap;
         Update::Gc {
@@ -984,7 +1001,10 @@ impl State {
             status: num_u64(s, id::SLOW_STATUS),
             last_seen: now,
         });
-        self.slow.insert(key.clone(), entry.clone());
+        let was = self.slow.insert(key.clone(), entry.clone());
+        if entry.state == 1 && was.is_none_or(|w| w.state != 1) {
+            self.count_slow_completed(pid);
+        }
         if self.slow.len() > self.limits.slow_entries {
             // Evict the oldest completed entry, else the oldest entry.
             let victim = self
@@ -1022,11 +1042,13 @@ impl State {
     pub fn expire(&mut self, now: Instant) -> Vec<u32> {
         let stale_after = self.limits.stale_after;
         let mut dropped = Vec::new();
+        let groups = &mut self.groups;
         self.processes.retain(|pid, p| {
             let keep = now.saturating_duration_since(p.last_seen) <= stale_after;
             if !keep {
                 tracing::info!("gc: dropping stale pid={pid}");
                 dropped.push(*pid);
+                totals::retire(groups, p);
             }
             keep
         });
