@@ -15,11 +15,15 @@
 #   tmux                           `top` end-to-end tests in a real terminal
 #   gdb                            backtrace of an httpd child's core file
 #                                  when an integration test sees a crash
+#   prometheus                     a real Prometheus (and promtool) scraping
+#                                  `/metrics` in the tests; the tests start
+#                                  /usr/bin/prometheus themselves, the
+#                                  Debian service is not needed
 set -euo pipefail
 PACKAGES=(
     apache2 apache2-dev apache2-utils libapache2-mod-wsgi-py3 libclang-dev wrk
     python3-venv python3-dev
-    chromium chromium-driver tmux gdb
+    chromium chromium-driver tmux gdb prometheus
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
