@@ -216,3 +216,51 @@ fn prometheus_scrapes_serve_during_a_request_mix() {
     assert!(series > 100.0, "{series} counter series checked");
     httpd.stop();
 }
+
+/// `promtool` in `conf-examples/prometheus/`: `check config`, `check rules`
+/// and the rules' unit tests (`test rules`) pass.
+fn promtool_in_examples(args: &[&str]) {
+    let dir = workspace().join("conf-examples/prometheus");
+    let out = Command::new("/usr/bin/promtool")
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .expect("run /usr/bin/promtool (Debian package prometheus)");
+    assert!(
+        out.status.success(),
+        "promtool {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn prometheus_examples_pass_promtool() {
+    promtool_in_examples(&["check", "config", "prometheus.yml"]);
+    promtool_in_examples(&["check", "rules", "mod_wsgi-rules.yml"]);
+    promtool_in_examples(&["test", "rules", "mod_wsgi-rules.test.yml"]);
+}
+
+/// Every metric the example rules use is one `/metrics` exposes (names
+/// taken from the exact exposition the ingester's unit test checks).
+#[test]
+fn example_rules_use_exposed_metrics() {
+    let rules =
+        std::fs::read_to_string(workspace().join("conf-examples/prometheus/mod_wsgi-rules.yml"))
+            .unwrap();
+    let exposed = std::fs::read_to_string(
+        workspace().join("ingester/tests/fixtures/metrics/fixed-state.prom.txt"),
+    )
+    .unwrap();
+    let names: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("mod_wsgi_"))
+        .collect();
+    assert!(names.len() >= 7, "{names:?}");
+    for n in names {
+        assert!(
+            exposed.contains(&format!("\n{n}{{")),
+            "{n} is used by the example rules but not exposed"
+        );
+    }
+}
