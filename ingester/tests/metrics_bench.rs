@@ -1,0 +1,200 @@
+//! Benchmark of `GET /metrics` (not a timed test: it prints figures and
+//! asserts nothing about time): scrape time and size with 50, 200 and
+//! 1,000 processes, with and without `--metrics-per-process`, and whether
+//! ingestion goes on while scrapes run back to back.
+//!
+//! Each process (4 daemon groups, one host) sends PROCESS_STARTED, five
+//! REQUEST ticks with all five phase histograms filled and a GC snapshot.
+//! Then 20 scrapes (OpenMetrics, as Prometheus asks) are timed from the
+//! client (to the last byte) and by the server
+//! (`mod_wsgi_telemetry_scrape_duration_seconds`). Then, for 3 s, scrapes
+//! run back to back while a probe stream of 2,000 REQUEST datagrams/s
+//! (non-blocking sends) goes to the same server: the probes refused by a
+//! full socket queue and `receive_pauses` show whether ingestion stalled.
+//!
+//! Run: `cargo test --release -p mod_wsgi-telemetry --test metrics_bench -- --ignored --nocapture`
+
+mod common;
+
+use common::Serve;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+use wire::{id, Header, Kind, Sample, Value};
+
+fn text(v: &str) -> Value {
+    Value::Bytes(v.as_bytes().to_vec())
+}
+
+fn tick(pid: u32, seq: u32) -> Vec<u8> {
+    let group = format!("g{}", pid % 4);
+    let mut buckets = vec![0i32; wire::histogram::BUCKETS];
+    for (i, b) in buckets.iter_mut().enumerate().take(40) {
+        *b = (i % 5) as i32;
+    }
+    let mut f = vec![
+        (id::HOSTNAME, text("web1")),
+        (id::PROCESS_GROUP, text(&group)),
+        (id::SAMPLE_PERIOD, Value::F64(1.0)),
+        (id::REQUEST_COUNT, Value::U64(80)),
+        (id::CAPACITY_UTILIZATION, Value::F64(0.4)),
+        (id::CPU_USER_UTILIZATION, Value::F64(0.2)),
+        (id::CPU_SYSTEM_UTILIZATION, Value::F64(0.05)),
+        (id::MEMORY_RSS, Value::U64(80 << 20)),
+        (id::REQUEST_THREADS_MAXIMUM, Value::U64(8)),
+        (id::INPUT_BYTES_TOTAL, Value::U64(4096)),
+        (id::OUTPUT_BYTES_TOTAL, Value::U64(65536)),
+    ];
+    for fid in [
+        id::SERVER_TIME,
+        id::QUEUE_TIME,
+        id::DAEMON_TIME,
+        id::APPLICATION_TIME,
+        id::REQUEST_TIME,
+    ] {
+        f.push((fid, Value::F64(0.01)));
+        f.push((fid + 30, Value::I32Array(buckets.clone())));
+    }
+    for (k, n) in [0, 70, 5, 4, 1].into_iter().enumerate() {
+        f.push((id::STATUS_1XX_TOTAL + k as u16, Value::U64(n)));
+    }
+    Sample {
+        header: Header::new(Kind::REQUEST, pid, seq, 1000.0 + f64::from(seq)),
+        fields: f,
+    }
+    .encode()
+    .unwrap()
+}
+
+fn datagrams(pid: u32) -> Vec<Vec<u8>> {
+    let group = format!("g{}", pid % 4);
+    let started = Sample {
+        header: Header::new(Kind::PROCESS_STARTED, pid, 1, 1000.0),
+        fields: vec![
+            (id::HOSTNAME, text("web1")),
+            (id::PROCESS_GROUP, text(&group)),
+        ],
+    };
+    let mut out = vec![started.encode().unwrap()];
+    for seq in 2..7 {
+        out.push(tick(pid, seq));
+    }
+    let gc = Sample {
+        header: Header::new(Kind::GC_SNAPSHOT, pid, 7, 1007.0),
+        fields: (0..18)
+            .map(|k| (id::GC_COUNT0 + k, Value::U64(9)))
+            .collect(),
+    };
+    out.push(gc.encode().unwrap());
+    out
+}
+
+const OM: &str = "Accept: application/openmetrics-text;version=1.0.0\r\n";
+
+fn scrape(s: &Serve) -> (Duration, String) {
+    let t0 = Instant::now();
+    let (st, _, body) = s.http(&format!(
+        "GET /metrics HTTP/1.0\r\nHost: {{HOST}}\r\n{OM}\r\n"
+    ));
+    assert_eq!(st, 200);
+    (t0.elapsed(), body)
+}
+
+fn server_seconds(body: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix("mod_wsgi_telemetry_scrape_duration_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn ms(d: f64) -> String {
+    format!("{:.2}", d * 1000.0)
+}
+
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn scrape_time_and_size() {
+    println!(
+        "{:>6} {:>12} {:>9} {:>8} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "procs",
+        "per-process",
+        "KiB",
+        "series",
+        "client_p50",
+        "client_max",
+        "server_p50",
+        "server_max",
+        "refused",
+        "pauses"
+    );
+    for n in [50u32, 200, 1000] {
+        for per_process in [false, true] {
+            let extra: &[&str] = if per_process {
+                &["--metrics-per-process"]
+            } else {
+                &[]
+            };
+            let s = Serve::start(extra);
+            let all: Vec<Vec<u8>> = (0..n).flat_map(|i| datagrams(100_000 + i)).collect();
+            s.send_all(&all);
+            s.wait_received(all.len());
+            let mut client = Vec::new();
+            let mut server = Vec::new();
+            let mut body = String::new();
+            for _ in 0..20 {
+                let (d, b) = scrape(&s);
+                client.push(d.as_secs_f64());
+                server.push(server_seconds(&b));
+                body = b;
+            }
+            let series = body
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .count();
+            // Scrapes back to back for 3 s while probes arrive.
+            let pauses0 = s.state()["receive_pauses"].as_u64().unwrap_or(0);
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let refused = std::thread::scope(|sc| {
+                let probe = sc.spawn(|| {
+                    let tx = UnixDatagram::unbound().unwrap();
+                    tx.set_nonblocking(true).unwrap();
+                    let d = tick(100_000, 1_000);
+                    let (mut sent, mut refused) = (0u64, 0u64);
+                    let t0 = Instant::now();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let due = (t0.elapsed().as_secs_f64() * 2000.0) as u64;
+                        while sent < due {
+                            if tx.send_to(&d, &s.sock).is_err() {
+                                refused += 1;
+                            }
+                            sent += 1;
+                        }
+                        std::thread::sleep(Duration::from_micros(500));
+                    }
+                    (sent, refused)
+                });
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(3) {
+                    scrape(&s);
+                }
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                probe.join().unwrap()
+            });
+            let pauses = s.state()["receive_pauses"].as_u64().unwrap_or(0) - pauses0;
+            client.sort_by(f64::total_cmp);
+            server.sort_by(f64::total_cmp);
+            println!(
+                "{:>6} {:>12} {:>9.0} {:>8} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+                n,
+                per_process,
+                body.len() as f64 / 1024.0,
+                series,
+                ms(client[10]),
+                ms(client[19]),
+                ms(server[10]),
+                ms(server[19]),
+                format!("{}/{}", refused.1, refused.0),
+                pauses
+            );
+        }
+    }
+}
