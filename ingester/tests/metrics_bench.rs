@@ -198,3 +198,50 @@ fn scrape_time_and_size() {
         }
     }
 }
+
+/// The part of a scrape that holds the state lock ([`capture`]) against
+/// the part that does not ([`render`]), in process, on the same state as
+/// above.
+///
+/// [`capture`]: mod_wsgi_telemetry::metrics::capture
+/// [`render`]: mod_wsgi_telemetry::metrics::render
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn lock_hold_of_a_scrape() {
+    use mod_wsgi_telemetry::metrics::{capture, render, IngesterCounters};
+    use mod_wsgi_telemetry::state::{Limits, State};
+    println!(
+        "{:>6} {:>12} {:>14} {:>14}",
+        "procs", "per-process", "capture_ms", "render_ms"
+    );
+    for n in [50u32, 200, 1000] {
+        let mut st = State::new(Limits::default());
+        let now = Instant::now();
+        for i in 0..n {
+            for d in datagrams(100_000 + i) {
+                st.ingest_quiet(&d, now);
+            }
+        }
+        for per_process in [false, true] {
+            let (mut cap, mut ren) = (Vec::new(), Vec::new());
+            for _ in 0..20 {
+                let t0 = Instant::now();
+                let c = capture(&st, per_process, IngesterCounters::default(), now);
+                let t1 = Instant::now();
+                let text = render(c, true, || 0.0);
+                cap.push((t1 - t0).as_secs_f64());
+                ren.push(t1.elapsed().as_secs_f64());
+                assert!(text.ends_with("# EOF\n"));
+            }
+            cap.sort_by(f64::total_cmp);
+            ren.sort_by(f64::total_cmp);
+            println!(
+                "{:>6} {:>12} {:>14} {:>14}",
+                n,
+                per_process,
+                ms(cap[10]),
+                ms(ren[10])
+            );
+        }
+    }
+}
