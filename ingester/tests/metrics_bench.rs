@@ -16,77 +16,9 @@
 
 mod common;
 
-use common::Serve;
+use common::{datagrams, tick, Serve};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
-use wire::{id, Header, Kind, Sample, Value};
-
-fn text(v: &str) -> Value {
-    Value::Bytes(v.as_bytes().to_vec())
-}
-
-fn tick(pid: u32, seq: u32) -> Vec<u8> {
-    let group = format!("g{}", pid % 4);
-    let mut buckets = vec![0i32; wire::histogram::BUCKETS];
-    for (i, b) in buckets.iter_mut().enumerate().take(40) {
-        *b = (i % 5) as i32;
-    }
-    let mut f = vec![
-        (id::HOSTNAME, text("web1")),
-        (id::PROCESS_GROUP, text(&group)),
-        (id::SAMPLE_PERIOD, Value::F64(1.0)),
-        (id::REQUEST_COUNT, Value::U64(80)),
-        (id::CAPACITY_UTILIZATION, Value::F64(0.4)),
-        (id::CPU_USER_UTILIZATION, Value::F64(0.2)),
-        (id::CPU_SYSTEM_UTILIZATION, Value::F64(0.05)),
-        (id::MEMORY_RSS, Value::U64(80 << 20)),
-        (id::REQUEST_THREADS_MAXIMUM, Value::U64(8)),
-        (id::INPUT_BYTES_TOTAL, Value::U64(4096)),
-        (id::OUTPUT_BYTES_TOTAL, Value::U64(65536)),
-    ];
-    for fid in [
-        id::SERVER_TIME,
-        id::QUEUE_TIME,
-        id::DAEMON_TIME,
-        id::APPLICATION_TIME,
-        id::REQUEST_TIME,
-    ] {
-        f.push((fid, Value::F64(0.01)));
-        f.push((fid + 30, Value::I32Array(buckets.clone())));
-    }
-    for (k, n) in [0, 70, 5, 4, 1].into_iter().enumerate() {
-        f.push((id::STATUS_1XX_TOTAL + k as u16, Value::U64(n)));
-    }
-    Sample {
-        header: Header::new(Kind::REQUEST, pid, seq, 1000.0 + f64::from(seq)),
-        fields: f,
-    }
-    .encode()
-    .unwrap()
-}
-
-fn datagrams(pid: u32) -> Vec<Vec<u8>> {
-    let group = format!("g{}", pid % 4);
-    let started = Sample {
-        header: Header::new(Kind::PROCESS_STARTED, pid, 1, 1000.0),
-        fields: vec![
-            (id::HOSTNAME, text("web1")),
-            (id::PROCESS_GROUP, text(&group)),
-        ],
-    };
-    let mut out = vec![started.encode().unwrap()];
-    for seq in 2..7 {
-        out.push(tick(pid, seq));
-    }
-    let gc = Sample {
-        header: Header::new(Kind::GC_SNAPSHOT, pid, 7, 1007.0),
-        fields: (0..18)
-            .map(|k| (id::GC_COUNT0 + k, Value::U64(9)))
-            .collect(),
-    };
-    out.push(gc.encode().unwrap());
-    out
-}
 
 const OM: &str = "Accept: application/openmetrics-text;version=1.0.0\r\n";
 
