@@ -1001,10 +1001,10 @@ impl State {
             status: num_u64(s, id::SLOW_STATUS),
             last_seen: now,
         });
-        let was = self.slow.insert(key.clone(), entry.clone());
-        if entry.state == 1 && was.is_none_or(|w| w.state != 1) {
+        if entry.state == 1 && self.slow.get(&key).is_none_or(|w| w.state != 1) {
             self.count_slow_completed(pid);
         }
+        self.slow.insert(key.clone(), entry.clone());
         if self.slow.len() > self.limits.slow_entries {
             // Evict the oldest completed entry, else the oldest entry.
             let victim = self
