@@ -17,11 +17,15 @@
 #                                  when an integration test sees a crash
 #   debootstrap                    root filesystems of the container images
 #                                  (scripts/containers/build-images.sh)
+#   prometheus                     a real Prometheus (and promtool) scraping
+#                                  `/metrics` in the tests; the tests start
+#                                  /usr/bin/prometheus themselves, the
+#                                  Debian service is not needed
 set -euo pipefail
 PACKAGES=(
     apache2 apache2-dev apache2-utils libapache2-mod-wsgi-py3 libclang-dev wrk
     python3-venv python3-dev
-    chromium chromium-driver tmux gdb debootstrap
+    chromium chromium-driver tmux gdb debootstrap prometheus
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

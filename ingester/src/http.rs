@@ -2,7 +2,8 @@
 //! messages (`docs/compatibility.md` section 2).
 //!
 //! `GET /` (UI with the base-path script injected), `GET /static/<file>`,
-//! `GET /api/state`, `POST /api/slow/clear`, `GET /ws`. Differences from the
+//! `GET /api/state`, `POST /api/slow/clear`, `GET /ws`, and `GET /metrics`
+//! ([`crate::metrics`]). Differences from the
 //! reference: cross-origin WebSocket upgrades and cross-origin POSTs are
 //! refused (403); the base path is escaped so it cannot leave the script
 //! element; the subscriber limit answers 503 before upgrading instead of
@@ -37,6 +38,8 @@ pub struct HttpConfig {
     pub max_clients: usize,
     /// Byte budget of a WebSocket client's first snapshot (`None` = whole).
     pub snapshot_budget: Option<usize>,
+    /// `--metrics-per-process`: `/metrics` series labelled by `pid` too.
+    pub metrics_per_process: bool,
 }
 
 /// Normalises a base path as the reference does: trim, `""`/`"/"` → `""`,
@@ -163,6 +166,34 @@ fn snapshot_response(shared: &Arc<Shared>, budget: Option<usize>) -> warp::reply
     res
 }
 
+/// `GET /metrics`: numbers copied under the state lock, text written after
+/// it is released (see [`crate::metrics`]).
+fn metrics_response(
+    shared: &Shared,
+    per_process: bool,
+    clients: &AtomicUsize,
+    accept: Option<&str>,
+) -> warp::reply::Response {
+    let started = Instant::now();
+    let own = crate::metrics::IngesterCounters {
+        receive_pauses: shared.receive_pauses.load(Ordering::Relaxed),
+        websocket_clients: clients.load(Ordering::Relaxed) as u64,
+    };
+    let capture = crate::metrics::capture(&shared.lock(), per_process, own, started);
+    let openmetrics = crate::metrics::wants_openmetrics(accept);
+    let body = crate::metrics::render(capture, openmetrics, || started.elapsed().as_secs_f64());
+    let ctype = if openmetrics {
+        crate::metrics::OPENMETRICS
+    } else {
+        crate::metrics::PROMETHEUS_TEXT
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, ctype)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body.into())
+        .unwrap_or_default()
+}
+
 /// All routes.
 pub fn routes(
     shared: Arc<Shared>,
@@ -247,6 +278,18 @@ pub fn routes(
                 json_response("{\"ok\": true}".into())
             },
         );
+    let metrics = {
+        let clients = clients.clone();
+        let per_process = cfg.metrics_per_process;
+        warp::path("metrics")
+            .and(warp::path::end())
+            .and(warp::get().or(warp::head()).unify())
+            .and(warp::header::optional::<String>("accept"))
+            .and(with_shared.clone())
+            .map(move |accept: Option<String>, shared: Arc<Shared>| {
+                metrics_response(&shared, per_process, &clients, accept.as_deref())
+            })
+    };
     let cfg3 = cfg.clone();
     // warp's `ws()` validates the handshake; the upgrade itself is ours
     // (taken before `ws()` removes it) so the first snapshot can be written
@@ -323,6 +366,8 @@ pub fn routes(
         .or(clear)
         .unify()
         .or(ws)
+        .unify()
+        .or(metrics)
         .unify()
         .recover(|_r: Rejection| async {
             Ok::<_, Infallible>(

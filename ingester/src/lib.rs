@@ -12,6 +12,7 @@ pub mod cli;
 pub mod dump;
 pub mod http;
 pub mod messages;
+pub mod metrics;
 pub mod printable;
 pub mod recv;
 pub mod replay;

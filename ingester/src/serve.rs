@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// as `slow_evicted_per_process`).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_slow_per_process: u32,
+    /// Label `/metrics` series by `pid` as well as `host` and
+    /// `process_group` (one series set per process: mind the cardinality).
+    #[arg(long)]
+    pub metrics_per_process: bool,
     /// Also run a built-in simulator feeding this ingester (demo mode).
     #[arg(long)]
     pub demo: bool,
@@ -107,6 +111,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
             root_path: http::normalize_base(&args.root_path),
             max_clients: args.max_clients,
             snapshot_budget: (args.snapshot_budget > 0).then_some(args.snapshot_budget),
+            metrics_per_process: args.metrics_per_process,
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let routes = http::routes(shared.clone(), cfg, stop_rx);

@@ -19,6 +19,7 @@
 
 pub mod packed;
 pub mod slow;
+pub mod totals;
 pub mod warnings;
 
 use indexmap::IndexMap;
@@ -141,6 +142,8 @@ pub struct Process {
     history_bytes: usize,
     /// Records dropped early to keep [`Limits::bytes_per_process`].
     pub evicted_for_bytes: u64,
+    /// Cumulative totals for `/metrics`.
+    pub metrics: totals::ProcessTotals,
 }
 
 /// Bytes a stored sample counts: its allocation (the datagram's bytes and
@@ -188,6 +191,7 @@ impl Process {
             gc_dropped_interpreters: 0,
             history_bytes: 0,
             evicted_for_bytes: 0,
+            metrics: totals::ProcessTotals::default(),
         }
     }
 
@@ -580,6 +584,8 @@ pub struct State {
     pub warnings: Warnings,
     /// Last decode error, for diagnostics.
     pub last_decode_error: Option<String>,
+    /// Per-group totals for `/metrics` beyond the live processes.
+    pub groups: IndexMap<totals::GroupKey, totals::GroupTotals>,
     /// Samples just evicted from a ring, dropped a few evictions later.
     graveyard: Graveyard,
 }
@@ -609,7 +615,7 @@ impl Graveyard {
 
 /// What the model reads from a decoded datagram, owned ([`Sample`]) or
 /// read in place ([`SampleRef`]).
-trait View {
+trait View: totals::Arrays {
     fn header(&self) -> Header;
     /// Field `fid` when it is a scalar (U64, F64 or I64).
     fn scalar(&self, fid: u16) -> Option<Value>;
@@ -831,6 +837,7 @@ impl State {
             seq_resets: 0,
             warnings: Warnings::default(),
             last_decode_error: None,
+            groups: IndexMap::new(),
             graveyard: Graveyard::default(),
         }
     }
@@ -989,6 +996,9 @@ impl State {
             p.pop_oldest(Ring::Samples, &mut self.graveyard);
         }
         p.push_sample(s.pack());
+        if header.kind == Kind::REQUEST {
+            p.metrics.add_tick(s);
+        }
         p.trim_to(
             self.limits.bytes_per_process,
             Ring::Samples,
@@ -1023,6 +1033,7 @@ impl State {
             self.lifecycle.pop_front();
         }
         self.lifecycle.push_back(ev.clone());
+        self.count_lifecycle(&ev);
         if header.kind == Kind::PROCESS_STARTED && self.admits(header.pid, now) {
             let p = Self::process_entry(&mut self.processes, header.pid, now);
             p.last_seen = now;
@@ -1086,6 +1097,12 @@ impl State {
             }
             p.trim_to(limits.bytes_per_process, Ring::Events, &mut self.graveyard);
         }
+        p.metrics.add_gc(
+            s,
+            &interp,
+            header.kind == Kind::GC_SNAPSHOT,
+            limits.interpreters_per_process,
+        );
         let noted = p.note_seq(header.seq);
         self.count_seq(header.pid, header.seq, noted, now);
         Update::Gc {
@@ -1142,6 +1159,9 @@ impl State {
             status: num_u64(s, id::SLOW_STATUS),
             last_seen: now,
         });
+        if entry.state == 1 && self.slow.get(&key).is_none_or(|w| w.state != 1) {
+            self.count_slow_completed(pid);
+        }
         self.slow.insert(key.clone(), entry.clone());
         // Evict the oldest completed entry, else the oldest entry: of this
         // process past its bound, then of all past theirs.
@@ -1195,10 +1215,12 @@ impl State {
     pub fn expire(&mut self, now: Instant) -> Vec<u32> {
         let stale_after = self.limits.stale_after;
         let mut dropped = Vec::new();
+        let groups = &mut self.groups;
         self.processes.retain(|pid, p| {
             let keep = now.saturating_duration_since(p.last_seen) <= stale_after;
             if !keep {
                 dropped.push(*pid);
+                totals::retire(groups, p);
             }
             keep
         });

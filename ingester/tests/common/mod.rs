@@ -366,3 +366,76 @@ impl Drop for Serve {
         self.stop();
     }
 }
+
+// Datagrams of a busy daemon process, for `/metrics` tests and benchmarks.
+
+fn text(v: &str) -> wire::Value {
+    wire::Value::Bytes(v.as_bytes().to_vec())
+}
+
+/// A REQUEST datagram of `pid` (host `web1`, group `g<pid % 4>`): 80
+/// requests (70 × 2xx, 5 × 3xx, 4 × 4xx, 1 × 5xx), all five phase
+/// histograms filled, 8 threads 40 % busy.
+pub fn tick(pid: u32, seq: u32) -> Vec<u8> {
+    let group = format!("g{}", pid % 4);
+    let mut buckets = vec![0i32; wire::histogram::BUCKETS];
+    for (i, b) in buckets.iter_mut().enumerate().take(40) {
+        *b = (i % 5) as i32;
+    }
+    let mut f = vec![
+        (wire::id::HOSTNAME, text("web1")),
+        (wire::id::PROCESS_GROUP, text(&group)),
+        (wire::id::SAMPLE_PERIOD, wire::Value::F64(1.0)),
+        (wire::id::REQUEST_COUNT, wire::Value::U64(80)),
+        (wire::id::CAPACITY_UTILIZATION, wire::Value::F64(0.4)),
+        (wire::id::CPU_USER_UTILIZATION, wire::Value::F64(0.2)),
+        (wire::id::CPU_SYSTEM_UTILIZATION, wire::Value::F64(0.05)),
+        (wire::id::MEMORY_RSS, wire::Value::U64(80 << 20)),
+        (wire::id::REQUEST_THREADS_MAXIMUM, wire::Value::U64(8)),
+        (wire::id::INPUT_BYTES_TOTAL, wire::Value::U64(4096)),
+        (wire::id::OUTPUT_BYTES_TOTAL, wire::Value::U64(65536)),
+    ];
+    for fid in [
+        wire::id::SERVER_TIME,
+        wire::id::QUEUE_TIME,
+        wire::id::DAEMON_TIME,
+        wire::id::APPLICATION_TIME,
+        wire::id::REQUEST_TIME,
+    ] {
+        f.push((fid, wire::Value::F64(0.01)));
+        f.push((fid + 30, wire::Value::I32Array(buckets.clone())));
+    }
+    for (k, n) in [0, 70, 5, 4, 1].into_iter().enumerate() {
+        f.push((wire::id::STATUS_1XX_TOTAL + k as u16, wire::Value::U64(n)));
+    }
+    wire::Sample {
+        header: wire::Header::new(wire::Kind::REQUEST, pid, seq, 1000.0 + f64::from(seq)),
+        fields: f,
+    }
+    .encode()
+    .unwrap()
+}
+
+/// PROCESS_STARTED, five [`tick`]s and a GC snapshot of `pid`.
+pub fn datagrams(pid: u32) -> Vec<Vec<u8>> {
+    let group = format!("g{}", pid % 4);
+    let started = wire::Sample {
+        header: wire::Header::new(wire::Kind::PROCESS_STARTED, pid, 1, 1000.0),
+        fields: vec![
+            (wire::id::HOSTNAME, text("web1")),
+            (wire::id::PROCESS_GROUP, text(&group)),
+        ],
+    };
+    let mut out = vec![started.encode().unwrap()];
+    for seq in 2..7 {
+        out.push(tick(pid, seq));
+    }
+    let gc = wire::Sample {
+        header: wire::Header::new(wire::Kind::GC_SNAPSHOT, pid, 7, 1007.0),
+        fields: (0..18)
+            .map(|k| (wire::id::GC_COUNT0 + k, wire::Value::U64(9)))
+            .collect(),
+    };
+    out.push(gc.encode().unwrap());
+    out
+}

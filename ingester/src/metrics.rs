@@ -1,0 +1,711 @@
+//! `GET /metrics`: the model as Prometheus metrics, so fleets, retention,
+//! alerting and dashboards run on Prometheus.
+//!
+//! OpenMetrics text (`application/openmetrics-text; version=1.0.0`) when the
+//! scraper's `Accept` asks for it (Prometheus does), the Prometheus text
+//! format 0.0.4 otherwise. Both are written by the `prometheus-client`
+//! crate (the Prometheus project's Rust client): it implements the two
+//! text formats natively, escapes label values, writes `_total`, units and
+//! `# EOF` as the specification says, and its [`Collector`] lets a scrape
+//! encode values computed on the spot, with no per-series metric objects to
+//! register, update or forget (the `prometheus` crate has no OpenMetrics).
+//!
+//! Series are labelled by `host` and `process_group` (`""` for embedded
+//! mode), and by `pid` only with `--metrics-per-process`. A group's
+//! counters are its live processes' totals plus those of its processes
+//! already dropped (see [`crate::state::totals`]), so they never go down
+//! while processes come and go; they reset only when the ingester restarts.
+//! With `--metrics-per-process` a dropped process's series simply end
+//! (`sum(rate(...))` stays right; a raw `sum()` of counters does not).
+//!
+//! Latency histograms use the wire's 64 finite bucket bounds (1.25 ms to
+//! 65.536 s, four per octave) and `+Inf`, so Prometheus sees exactly what
+//! the reporters measured.
+//!
+//! The state lock is held only while the numbers are copied (and summed
+//! per group) into a [`Capture`]; the text is written after it is released.
+
+use crate::state::totals::{GroupKey, Totals, GENERATIONS, PHASES};
+use crate::state::State;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+/// Content type of the OpenMetrics text format.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the Prometheus text format 0.0.4.
+pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// True when an `Accept` header asks for OpenMetrics text.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|r| {
+            let media = r.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case("application/openmetrics-text")
+        })
+    })
+}
+
+/// The ingester's own counters, read outside the model.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IngesterCounters {
+    /// Times the receive thread paused for a slow ingest thread.
+    pub receive_pauses: u64,
+    /// WebSocket clients connected.
+    pub websocket_clients: u64,
+}
+
+/// Labels of one series.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct SeriesKey {
+    host: String,
+    group: String,
+    pid: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Series {
+    totals: Totals,
+    threads_configured: u64,
+    threads_busy: f64,
+    rss_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Group {
+    processes_live: u64,
+    slow_active: u64,
+    starts: u64,
+    stops: Vec<(String, u64)>,
+}
+
+/// What a scrape needs, copied out of the model.
+#[derive(Clone, Debug, Default)]
+pub struct Capture {
+    series: BTreeMap<SeriesKey, Series>,
+    groups: BTreeMap<GroupKey, Group>,
+    datagrams: u64,
+    decode_errors: u64,
+    seq_gaps: u64,
+    own: IngesterCounters,
+}
+
+/// A process counts as live (for the gauges) until it sends
+/// PROCESS_STOPPED or is not heard from for three sample periods (at
+/// least 5 s); its counters stay in its group either way.
+fn live(p: &crate::state::Process, now: Instant) -> bool {
+    let quiet = Duration::from_secs_f64((3.0 * p.sample_period).max(5.0));
+    !p.metrics.stopped && now.saturating_duration_since(p.last_seen) <= quiet
+}
+
+/// Copies (and, without `per_process`, sums per group) what the exposition
+/// shows. Call with the state lock held; it only reads.
+pub fn capture(st: &State, per_process: bool, own: IngesterCounters, now: Instant) -> Capture {
+    let mut c = Capture {
+        datagrams: st.total_received,
+        decode_errors: st.decode_errors,
+        seq_gaps: st.seq_gaps,
+        own,
+        ..Capture::default()
+    };
+    let group_of = |host: &str, group: &str| (host.to_string(), group.to_string());
+    for p in st.processes.values() {
+        let key = SeriesKey {
+            host: p.hostname.clone(),
+            group: p.process_group.clone(),
+            pid: per_process.then_some(p.pid),
+        };
+        let s = c.series.entry(key).or_default();
+        s.totals.add(&p.metrics.totals());
+        let g = c
+            .groups
+            .entry(group_of(&p.hostname, &p.process_group))
+            .or_default();
+        if live(p, now) {
+            s.threads_configured += p.metrics.threads_configured;
+            s.threads_busy += p.metrics.threads_busy;
+            s.rss_bytes += p.metrics.rss_bytes;
+            g.processes_live += 1;
+        }
+    }
+    for ((host, group), gt) in &st.groups {
+        if !per_process {
+            let key = SeriesKey {
+                host: host.clone(),
+                group: group.clone(),
+                pid: None,
+            };
+            c.series.entry(key).or_default().totals.add(&gt.retired);
+        }
+        let g = c.groups.entry(group_of(host, group)).or_default();
+        g.starts += gt.starts;
+        g.stops
+            .extend(gt.stops.iter().map(|(r, n)| (r.clone(), *n)));
+    }
+    for e in st.slow.values().filter(|e| e.state == 0) {
+        let key = match st.processes.get(&e.pid) {
+            Some(p) => group_of(&p.hostname, &p.process_group),
+            None => GroupKey::default(),
+        };
+        c.groups.entry(key).or_default().slow_active += 1;
+    }
+    c
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn series_labels(k: &SeriesKey) -> Labels {
+    let mut l = vec![("host", k.host.clone()), ("process_group", k.group.clone())];
+    if let Some(pid) = k.pid {
+        l.push(("pid", pid.to_string()));
+    }
+    l
+}
+
+fn group_labels(k: &GroupKey) -> Labels {
+    vec![("host", k.0.clone()), ("process_group", k.1.clone())]
+}
+
+fn with(mut l: Labels, name: &'static str, value: impl Into<String>) -> Labels {
+    l.push((name, value.into()));
+    l
+}
+
+/// One family: its descriptor, then one sample per row.
+fn family<R>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    ty: MetricType,
+    rows: impl IntoIterator<Item = (Labels, R)>,
+    mut write: impl FnMut(&mut MetricEncoder<'_>, &R) -> std::fmt::Result,
+) -> std::fmt::Result {
+    let mut me = enc.encode_descriptor(name, help, unit.as_ref(), ty)?;
+    for (labels, r) in rows {
+        write(&mut me.encode_family(&labels)?, &r)?;
+    }
+    Ok(())
+}
+
+fn counter_u64(me: &mut MetricEncoder<'_>, v: &u64) -> std::fmt::Result {
+    me.encode_counter::<NoLabelSet, _, u64>(v, None)
+}
+
+fn counter_f64(me: &mut MetricEncoder<'_>, v: &f64) -> std::fmt::Result {
+    me.encode_counter::<NoLabelSet, _, f64>(v, None)
+}
+
+fn gauge_u64(me: &mut MetricEncoder<'_>, v: &u64) -> std::fmt::Result {
+    me.encode_gauge(v)
+}
+
+fn gauge_f64(me: &mut MetricEncoder<'_>, v: &f64) -> std::fmt::Result {
+    me.encode_gauge(v)
+}
+
+/// The histogram of one phase, as (upper bound in seconds, count) pairs.
+fn buckets(counts: &[u64]) -> Vec<(f64, u64)> {
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (wire::histogram::upper_ms(i) / 1000.0, n))
+        .collect()
+}
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const GEN: [&str; GENERATIONS] = ["0", "1", "2"];
+
+impl Collector for Capture {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> std::fmt::Result {
+        use MetricType::{Counter, Gauge, Histogram};
+        let s = &self.series;
+        let sl = series_labels;
+        family(
+            &mut enc,
+            "mod_wsgi_requests",
+            "Requests completed, by response status class.",
+            None,
+            Counter,
+            s.iter().flat_map(|(k, v)| {
+                (0..5).map(move |i| {
+                    let l = with(sl(k), "status_class", STATUS_CLASSES[i]);
+                    (l, v.totals.requests_by_class[i])
+                })
+            }),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_request_body",
+            "Request-body bytes read by the applications.",
+            Some(Unit::Bytes),
+            Counter,
+            s.iter().map(|(k, v)| (sl(k), v.totals.request_bytes)),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_response_body",
+            "Response-body bytes the applications handed to Apache.",
+            Some(Unit::Bytes),
+            Counter,
+            s.iter().map(|(k, v)| (sl(k), v.totals.response_bytes)),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_request_phase_duration",
+            "Time of each request phase: server (Apache), queue and daemon (daemon mode only), application, and total.",
+            Some(Unit::Seconds),
+            Histogram,
+            s.iter().flat_map(|(k, v)| {
+                PHASES
+                    .iter()
+                    .enumerate()
+                    // Queue and daemon phases exist in daemon mode only.
+                    .filter(move |(_, (phase, _, _))| {
+                        !k.group.is_empty() || !matches!(*phase, "queue" | "daemon")
+                    })
+                    .map(move |(i, (phase, _, _))| {
+                        (with(sl(k), "phase", *phase), &v.totals.phases[i])
+                    })
+            }),
+            |me, p| me.encode_histogram::<NoLabelSet>(p.sum, p.count(), &buckets(&p.buckets), None),
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_cpu",
+            "Process CPU time, by mode.",
+            Some(Unit::Seconds),
+            Counter,
+            s.iter().flat_map(|(k, v)| {
+                [
+                    (with(sl(k), "mode", "user"), v.totals.cpu_user_seconds),
+                    (with(sl(k), "mode", "system"), v.totals.cpu_system_seconds),
+                ]
+            }),
+            counter_f64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_thread_busy",
+            "Request-thread time spent inside requests.",
+            Some(Unit::Seconds),
+            Counter,
+            s.iter().map(|(k, v)| (sl(k), v.totals.busy_thread_seconds)),
+            counter_f64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_threads_configured",
+            "Request threads configured in live processes.",
+            None,
+            Gauge,
+            s.iter().map(|(k, v)| (sl(k), v.threads_configured)),
+            gauge_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_threads_busy",
+            "Request threads busy over the latest interval (capacity utilisation times threads).",
+            None,
+            Gauge,
+            s.iter().map(|(k, v)| (sl(k), v.threads_busy)),
+            gauge_f64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_capacity_utilization",
+            "Busy request threads over configured ones in the latest interval (0 to 1).",
+            Some(Unit::Other("ratio".into())),
+            Gauge,
+            s.iter().map(|(k, v)| {
+                let r = if v.threads_configured > 0 {
+                    v.threads_busy / v.threads_configured as f64
+                } else {
+                    0.0
+                };
+                (sl(k), r)
+            }),
+            gauge_f64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_resident_memory",
+            "Resident memory of live processes.",
+            Some(Unit::Bytes),
+            Gauge,
+            s.iter().map(|(k, v)| (sl(k), v.rss_bytes)),
+            gauge_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_slow_requests_completed",
+            "Slow requests completed (records of requests over WSGISlowRequests).",
+            None,
+            Counter,
+            s.iter().map(|(k, v)| (sl(k), v.totals.slow_completed)),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_gc_collections",
+            "Python garbage collections, by generation.",
+            None,
+            Counter,
+            s.iter().flat_map(|(k, v)| {
+                (0..GENERATIONS).map(move |g| {
+                    (
+                        with(sl(k), "generation", GEN[g]),
+                        v.totals.gc_collections[g],
+                    )
+                })
+            }),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_gc_pause",
+            "Time Python spent in garbage collections, by generation (from GC events, which the reporter may drop under load).",
+            Some(Unit::Seconds),
+            Counter,
+            s.iter().flat_map(|(k, v)| {
+                (0..GENERATIONS).map(move |g| {
+                    (with(sl(k), "generation", GEN[g]), v.totals.gc_pause_seconds[g])
+                })
+            }),
+            counter_f64,
+        )?;
+        let g = &self.groups;
+        family(
+            &mut enc,
+            "mod_wsgi_processes",
+            "Live processes (not stopped, heard from within three sample periods).",
+            None,
+            Gauge,
+            g.iter().map(|(k, v)| (group_labels(k), v.processes_live)),
+            gauge_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_slow_requests_active",
+            "Slow requests in flight.",
+            None,
+            Gauge,
+            g.iter().map(|(k, v)| (group_labels(k), v.slow_active)),
+            gauge_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_process_starts",
+            "Processes started.",
+            None,
+            Counter,
+            g.iter().map(|(k, v)| (group_labels(k), v.starts)),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_process_stops",
+            "Processes stopped, by shutdown reason.",
+            None,
+            Counter,
+            g.iter().flat_map(|(k, v)| {
+                v.stops
+                    .iter()
+                    .map(move |(r, n)| (with(group_labels(k), "reason", r.as_str()), *n))
+            }),
+            counter_u64,
+        )?;
+        let one = |v: u64| [(Labels::new(), v)];
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_datagrams_received",
+            "Datagrams received by the ingester, undecodable ones included.",
+            None,
+            Counter,
+            one(self.datagrams),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_decode_errors",
+            "Datagrams that could not be decoded.",
+            None,
+            Counter,
+            one(self.decode_errors),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_sequence_gaps",
+            "Datagrams lost between reporters and the ingester, from sequence gaps.",
+            None,
+            Counter,
+            one(self.seq_gaps),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_receive_pauses",
+            "Times the receive thread paused because ingestion was behind.",
+            None,
+            Counter,
+            one(self.own.receive_pauses),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_websocket_clients",
+            "WebSocket clients connected.",
+            None,
+            Gauge,
+            one(self.own.websocket_clients),
+            gauge_u64,
+        )
+    }
+}
+
+/// The scrape-duration family, written last (its value is known then).
+#[derive(Debug)]
+struct ScrapeDuration(f64);
+
+impl Collector for ScrapeDuration {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let me = enc.encode_descriptor(
+            "mod_wsgi_telemetry_scrape_duration",
+            "Time this scrape took to copy and format everything above.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        prometheus_client::metrics::gauge::ConstGauge::new(self.0).encode(me)
+    }
+}
+
+fn encode_registry(out: &mut String, r: &Registry, openmetrics: bool) -> std::fmt::Result {
+    if openmetrics {
+        prometheus_client::encoding::text::encode_registry(out, r)
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(out, r)
+    }
+}
+
+/// The exposition of `c`; `elapsed` gives the scrape duration once the
+/// rest is written (the caller measures from before it took the lock).
+pub fn render(c: Capture, openmetrics: bool, elapsed: impl FnOnce() -> f64) -> String {
+    let mut out = String::new();
+    let mut r = Registry::default();
+    r.register_collector(Box::new(c));
+    // Writing into a String cannot fail.
+    let _ = encode_registry(&mut out, &r, openmetrics);
+    let mut r = Registry::default();
+    r.register_collector(Box::new(ScrapeDuration(elapsed())));
+    let _ = encode_registry(&mut out, &r, openmetrics);
+    if openmetrics {
+        let _ = out.write_str("# EOF\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Limits;
+    use wire::{id, Header, Kind, Sample, Value};
+
+    fn datagram(kind: Kind, pid: u32, seq: u32, fields: Vec<(u16, Value)>) -> Sample {
+        Sample {
+            header: Header::new(kind, pid, seq, 1000.0 + f64::from(seq)),
+            fields,
+        }
+    }
+
+    /// Encodes and ingests, as the receive thread does.
+    fn feed(st: &mut State, s: Sample, now: Instant) {
+        st.ingest_quiet(&s.encode().unwrap(), now);
+    }
+
+    fn text(v: &str) -> Value {
+        Value::Bytes(v.as_bytes().to_vec())
+    }
+
+    /// 65 bucket counts with `n` in bucket `i` for each `(i, n)`.
+    fn hist(at: &[(usize, i32)]) -> Value {
+        let mut b = vec![0; wire::histogram::BUCKETS];
+        for &(i, n) in at {
+            b[i] = n;
+        }
+        Value::I32Array(b)
+    }
+
+    /// A REQUEST interval of 4 requests (3 × 2xx, 1 × 5xx) from a process
+    /// of 4 threads, half busy, 0.3 s of CPU in a 2 s period.
+    fn tick(pid: u32, seq: u32, host: &str, group: &str) -> Sample {
+        let mut f = vec![
+            (id::HOSTNAME, text(host)),
+            (id::PROCESS_GROUP, text(group)),
+            (id::SAMPLE_PERIOD, Value::F64(2.0)),
+            (id::REQUEST_COUNT, Value::U64(4)),
+            (id::CAPACITY_UTILIZATION, Value::F64(0.5)),
+            (id::CPU_USER_UTILIZATION, Value::F64(0.125)),
+            (id::CPU_SYSTEM_UTILIZATION, Value::F64(0.25)),
+            (id::MEMORY_RSS, Value::U64(50_000_000)),
+            (id::REQUEST_THREADS_MAXIMUM, Value::U64(4)),
+            (id::SERVER_TIME, Value::F64(0.0005)),
+            (id::APPLICATION_TIME, Value::F64(0.25)),
+            (id::REQUEST_TIME, Value::F64(0.25)),
+            // 3 in [10, 12) ms, 1 at 65.536 s and above.
+            (id::SERVER_TIME_BUCKETS, hist(&[(0, 4)])),
+            (id::APPLICATION_TIME_BUCKETS, hist(&[(13, 3), (64, 1)])),
+            (id::REQUEST_TIME_BUCKETS, hist(&[(13, 3), (64, 1)])),
+            (id::INPUT_BYTES_TOTAL, Value::U64(100)),
+            (id::OUTPUT_BYTES_TOTAL, Value::U64(2000)),
+        ];
+        for (k, n) in [0, 3, 0, 0, 1].into_iter().enumerate() {
+            f.push((id::STATUS_1XX_TOTAL + k as u16, Value::U64(n)));
+        }
+        if !group.is_empty() {
+            f.push((id::QUEUE_TIME, Value::F64(0.002)));
+            f.push((id::DAEMON_TIME, Value::F64(0.001)));
+            f.push((id::QUEUE_TIME_BUCKETS, hist(&[(4, 4)])));
+            f.push((id::DAEMON_TIME_BUCKETS, hist(&[(0, 4)])));
+        }
+        datagram(Kind::REQUEST, pid, seq, f)
+    }
+
+    /// A fixed state: an embedded process on `web1` (two intervals, a GC
+    /// snapshot and event, one active and one completed slow request
+    /// sent twice) and a daemon process of group `app` that stopped and
+    /// was dropped after one interval.
+    fn fixed_state() -> (State, Instant) {
+        let t0 = Instant::now();
+        let mut st = State::new(Limits::default());
+        let id_fields = |host: &str, group: &str| {
+            vec![(id::HOSTNAME, text(host)), (id::PROCESS_GROUP, text(group))]
+        };
+        feed(
+            &mut st,
+            datagram(Kind::PROCESS_STARTED, 20, 1, id_fields("web1", "app")),
+            t0,
+        );
+        feed(&mut st, tick(20, 2, "web1", "app"), t0);
+        let mut stop = id_fields("web1", "app");
+        stop.push((id::SHUTDOWN_REASON, text("maximum_requests")));
+        feed(&mut st, datagram(Kind::PROCESS_STOPPED, 20, 3, stop), t0);
+        let t1 = t0 + Duration::from_secs(400);
+        feed(
+            &mut st,
+            datagram(Kind::PROCESS_STARTED, 10, 1, id_fields("web1", "")),
+            t1,
+        );
+        feed(&mut st, tick(10, 2, "web1", ""), t1);
+        feed(&mut st, tick(10, 3, "web1", ""), t1);
+        let mut gc = vec![(id::GC_COLLECTIONS0, Value::U64(5))];
+        gc.push((id::GC_COLLECTIONS1, Value::U64(2)));
+        gc.push((id::GC_COLLECTIONS2, Value::U64(1)));
+        feed(&mut st, datagram(Kind::GC_SNAPSHOT, 10, 4, gc), t1);
+        let ev = vec![
+            (id::GC_EVENT_GENERATION, Value::U64(0)),
+            (id::GC_EVENT_DURATION, Value::F64(0.25)),
+        ];
+        feed(&mut st, datagram(Kind::GC_EVENT, 10, 5, ev), t1);
+        let slow = |state: u64, thread: u64| {
+            vec![
+                (id::SLOW_RECORD_STATE, Value::U64(state)),
+                (id::SLOW_THREAD_ID, Value::U64(thread)),
+                (id::SLOW_START_STAMP, Value::F64(990.0)),
+            ]
+        };
+        feed(&mut st, datagram(Kind::SLOW_REQUEST, 10, 6, slow(0, 1)), t1);
+        feed(&mut st, datagram(Kind::SLOW_REQUEST, 10, 7, slow(1, 2)), t1);
+        feed(&mut st, datagram(Kind::SLOW_REQUEST, 10, 8, slow(1, 2)), t1);
+        // Drops pid 20 (stale), keeps pid 10.
+        assert_eq!(st.expire(t1), vec![20]);
+        (st, t1)
+    }
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/metrics")
+            .join(name)
+    }
+
+    /// Compares with the fixture (`METRICS_BLESS=1` rewrites it).
+    fn assert_fixture(name: &str, got: &str) {
+        let path = fixture(name);
+        if std::env::var_os("METRICS_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap();
+        assert!(got == want, "{name} differs:\n{got}");
+    }
+
+    fn own() -> IngesterCounters {
+        IngesterCounters {
+            receive_pauses: 2,
+            websocket_clients: 1,
+        }
+    }
+
+    /// The whole exposition of the fixed state, in both formats.
+    #[test]
+    fn exposition_of_a_fixed_state() {
+        let (st, now) = fixed_state();
+        let om = render(capture(&st, false, own(), now), true, || 0.001);
+        assert_fixture("fixed-state.om.txt", &om);
+        let text = render(capture(&st, false, own(), now), false, || 0.001);
+        assert_fixture("fixed-state.prom.txt", &text);
+        let per_process = render(capture(&st, true, own(), now), true, || 0.001);
+        assert_fixture("fixed-state-per-process.om.txt", &per_process);
+    }
+
+    /// Dropping a process leaves its group's counters where they were.
+    #[test]
+    fn group_counters_survive_their_processes() {
+        let (mut st, now) = fixed_state();
+        let before = render(capture(&st, false, own(), now), true, || 0.0);
+        let later = now + Duration::from_secs(1000);
+        assert_eq!(st.expire(later), vec![10]);
+        assert!(st.processes.is_empty());
+        let after = render(capture(&st, false, own(), later), true, || 0.0);
+        let counters = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| {
+                    l.contains("_total{") || l.contains("_bucket{") || l.contains("_count{")
+                })
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(counters(&before), counters(&after));
+        assert!(counters(&after).len() > 100);
+        assert!(after.contains("mod_wsgi_processes{host=\"web1\",process_group=\"\"} 0\n"));
+    }
+
+    /// A new reporter reusing a pid starts its GC counts over: the
+    /// process's total keeps what the old one counted.
+    #[test]
+    fn gc_collections_survive_a_reused_pid() {
+        let mut st = State::new(Limits::default());
+        let now = Instant::now();
+        for (seq, n) in [(1, 7), (2, 9), (3, 2)] {
+            let f = vec![(id::GC_COLLECTIONS0, Value::U64(n))];
+            feed(&mut st, datagram(Kind::GC_SNAPSHOT, 5, seq, f), now);
+        }
+        assert_eq!(st.processes[&5].metrics.totals().gc_collections, [11, 0, 0]);
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )));
+        assert!(!wants_openmetrics(Some("text/plain")));
+        assert!(!wants_openmetrics(None));
+    }
+}

@@ -1,0 +1,340 @@
+//! Cumulative totals for the `/metrics` exposition, kept as datagrams
+//! arrive.
+//!
+//! A REQUEST datagram carries what happened *during its interval* (request
+//! count, status classes, I/O bytes, histogram counts, CPU and busy time
+//! as utilisations over `sample_period`); GC snapshots carry cumulative
+//! collection counts per interpreter; GC events one collection each.
+//! Prometheus wants counters that only go up, so each process sums its
+//! intervals here ([`ProcessTotals`]) and, when the process is dropped, its
+//! totals are folded into its group's [`GroupTotals::retired`]: a group's
+//! counters stay monotonic while its processes come and go, and reset
+//! only when the ingester restarts. Pure data, like the rest of the model.
+
+use super::View;
+use indexmap::IndexMap;
+use std::sync::Arc;
+use wire::histogram::BUCKETS;
+use wire::{id, Sample, SampleRef, Value, ValueRef};
+
+/// The phases exported as histograms: name, histogram field, mean field.
+/// `request` is the whole request (server + queue + daemon + application).
+pub const PHASES: [(&str, u16, u16); 5] = [
+    ("server", id::SERVER_TIME_BUCKETS, id::SERVER_TIME),
+    ("queue", id::QUEUE_TIME_BUCKETS, id::QUEUE_TIME),
+    ("daemon", id::DAEMON_TIME_BUCKETS, id::DAEMON_TIME),
+    (
+        "application",
+        id::APPLICATION_TIME_BUCKETS,
+        id::APPLICATION_TIME,
+    ),
+    ("total", id::REQUEST_TIME_BUCKETS, id::REQUEST_TIME),
+];
+
+/// Python GC generations.
+pub const GENERATIONS: usize = 3;
+
+/// One phase's cumulative histogram.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhaseTotals {
+    /// Requests per wire bucket (not cumulative across buckets).
+    pub buckets: [u64; BUCKETS],
+    /// Sum of durations, seconds (interval mean × interval count).
+    pub sum: f64,
+}
+
+impl Default for PhaseTotals {
+    fn default() -> Self {
+        PhaseTotals {
+            buckets: [0; BUCKETS],
+            sum: 0.0,
+        }
+    }
+}
+
+impl PhaseTotals {
+    /// Requests recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// Counters that only go up (per process, per group, or summed).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    /// Requests by status class, 1xx..5xx (fields 120-124).
+    pub requests_by_class: [u64; 5],
+    /// Request-body bytes read (field 100).
+    pub request_bytes: u64,
+    /// Response-body bytes written (field 102).
+    pub response_bytes: u64,
+    /// [`PHASES`], in order.
+    pub phases: [PhaseTotals; 5],
+    /// Process user CPU seconds.
+    pub cpu_user_seconds: f64,
+    /// Process system CPU seconds.
+    pub cpu_system_seconds: f64,
+    /// Busy thread-seconds (capacity utilisation × period × threads).
+    pub busy_thread_seconds: f64,
+    /// Completed slow-request records.
+    pub slow_completed: u64,
+    /// GC collections per generation.
+    pub gc_collections: [u64; GENERATIONS],
+    /// GC pause seconds per generation (from GC events).
+    pub gc_pause_seconds: [f64; GENERATIONS],
+}
+
+impl Totals {
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &Totals) {
+        for (a, b) in self.requests_by_class.iter_mut().zip(&o.requests_by_class) {
+            *a += b;
+        }
+        self.request_bytes += o.request_bytes;
+        self.response_bytes += o.response_bytes;
+        for (a, b) in self.phases.iter_mut().zip(&o.phases) {
+            for (x, y) in a.buckets.iter_mut().zip(&b.buckets) {
+                *x += y;
+            }
+            a.sum += b.sum;
+        }
+        self.cpu_user_seconds += o.cpu_user_seconds;
+        self.cpu_system_seconds += o.cpu_system_seconds;
+        self.busy_thread_seconds += o.busy_thread_seconds;
+        self.slow_completed += o.slow_completed;
+        for g in 0..GENERATIONS {
+            self.gc_collections[g] += o.gc_collections[g];
+            self.gc_pause_seconds[g] += o.gc_pause_seconds[g];
+        }
+    }
+}
+
+/// A process's totals and its latest gauges.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessTotals {
+    /// Counters; `gc_collections` holds only what earlier reporters of
+    /// this pid counted (see [`ProcessTotals::totals`]).
+    counters: Totals,
+    /// Latest cumulative GC collections per interpreter.
+    gc_latest: Vec<(Arc<str>, [u64; GENERATIONS])>,
+    /// Configured request threads (field 50, latest tick).
+    pub threads_configured: u64,
+    /// Busy threads over the latest tick (utilisation × threads).
+    pub threads_busy: f64,
+    /// Resident memory, bytes (latest tick).
+    pub rss_bytes: u64,
+    /// A PROCESS_STOPPED came after the last PROCESS_STARTED.
+    pub stopped: bool,
+}
+
+impl ProcessTotals {
+    /// The counters, GC collections included.
+    pub fn totals(&self) -> Totals {
+        let mut t = self.counters.clone();
+        for (_, c) in &self.gc_latest {
+            for (t, c) in t.gc_collections.iter_mut().zip(c) {
+                *t += c;
+            }
+        }
+        t
+    }
+
+    /// Adds one REQUEST interval.
+    pub(super) fn add_tick(&mut self, s: &impl View) {
+        let t = &mut self.counters;
+        for (k, c) in t.requests_by_class.iter_mut().enumerate() {
+            *c += s.u64(id::STATUS_1XX_TOTAL + k as u16).unwrap_or(0);
+        }
+        t.request_bytes += s.u64(id::INPUT_BYTES_TOTAL).unwrap_or(0);
+        t.response_bytes += s.u64(id::OUTPUT_BYTES_TOTAL).unwrap_or(0);
+        for (p, (_, buckets, mean)) in t.phases.iter_mut().zip(PHASES) {
+            let mut n = 0u64;
+            s.each_i32(buckets, &mut |i, c| {
+                if let (Some(b), Ok(c)) = (p.buckets.get_mut(i), u64::try_from(c)) {
+                    *b += c;
+                    n += c;
+                }
+            });
+            let m = s.f64(mean).unwrap_or(0.0);
+            if n > 0 && m.is_finite() && m > 0.0 {
+                p.sum += m * n as f64;
+            }
+        }
+        let period = s
+            .f64(id::SAMPLE_PERIOD)
+            .filter(|p| p.is_finite() && *p > 0.0);
+        let period = period.unwrap_or(0.0);
+        let pos = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0);
+        t.cpu_user_seconds += pos(s.f64(id::CPU_USER_UTILIZATION)) * period;
+        t.cpu_system_seconds += pos(s.f64(id::CPU_SYSTEM_UTILIZATION)) * period;
+        let threads = s.u64(id::REQUEST_THREADS_MAXIMUM).unwrap_or(0);
+        let utilization = pos(s.f64(id::CAPACITY_UTILIZATION));
+        t.busy_thread_seconds += utilization * period * threads as f64;
+        self.threads_configured = threads;
+        self.threads_busy = utilization * threads as f64;
+        self.rss_bytes = s.u64(id::MEMORY_RSS).unwrap_or(0);
+    }
+
+    /// Takes a GC snapshot (cumulative per interpreter; at most
+    /// `max_interpreters` are tracked) or a GC event (one collection).
+    pub(super) fn add_gc(
+        &mut self,
+        s: &impl View,
+        interpreter: &Arc<str>,
+        snapshot: bool,
+        max_interpreters: usize,
+    ) {
+        if !snapshot {
+            let g = s.u64(id::GC_EVENT_GENERATION).unwrap_or(0) as usize;
+            let d = s.f64(id::GC_EVENT_DURATION).unwrap_or(0.0);
+            if g < GENERATIONS && d.is_finite() && d > 0.0 {
+                self.counters.gc_pause_seconds[g] += d;
+            }
+            return;
+        }
+        let mut now = [0u64; GENERATIONS];
+        for (g, v) in now.iter_mut().enumerate() {
+            *v = s.u64(id::GC_COLLECTIONS0 + g as u16).unwrap_or(0);
+        }
+        let full = self.gc_latest.len() >= max_interpreters;
+        match self.gc_latest.iter_mut().find(|(k, _)| k == interpreter) {
+            Some((_, last)) => {
+                for g in 0..GENERATIONS {
+                    // Lower than before: a new reporter reusing the pid
+                    // started over; keep what the old one counted.
+                    if now[g] < last[g] {
+                        self.counters.gc_collections[g] += last[g];
+                    }
+                }
+                *last = now;
+            }
+            None if !full => {
+                self.gc_latest.push((interpreter.clone(), now));
+            }
+            None => {}
+        }
+    }
+
+    /// Counts a slow-request record that completed.
+    pub(super) fn add_slow_completed(&mut self) {
+        self.counters.slow_completed += 1;
+    }
+}
+
+/// What a group (`hostname`, `process_group`) keeps beyond its live
+/// processes.
+#[derive(Clone, Debug, Default)]
+pub struct GroupTotals {
+    /// Totals of the group's processes already dropped.
+    pub retired: Totals,
+    /// PROCESS_STARTED datagrams.
+    pub starts: u64,
+    /// PROCESS_STOPPED datagrams by shutdown reason.
+    pub stops: IndexMap<String, u64>,
+}
+
+/// A group's key: (`hostname`, `process_group`).
+pub type GroupKey = (String, String);
+
+/// Reads I32 arrays from a decoded datagram (GC and REQUEST views).
+pub trait Arrays {
+    /// Calls `f(index, value)` for each element of I32 array `fid`.
+    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32));
+}
+
+fn each_i32_ref(v: Option<ValueRef<'_>>, f: &mut dyn FnMut(usize, i32)) {
+    if let Some(ValueRef::I32Array(b)) = v {
+        for (i, c) in b.chunks_exact(4).enumerate() {
+            f(i, i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        }
+    }
+}
+
+impl Arrays for Sample {
+    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
+        if let Some(Value::I32Array(v)) = self.get(fid) {
+            for (i, c) in v.iter().enumerate() {
+                f(i, *c);
+            }
+        }
+    }
+}
+
+impl Arrays for SampleRef<'_> {
+    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
+        each_i32_ref(self.get(fid), f);
+    }
+}
+
+impl Arrays for super::Indexed<'_> {
+    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
+        each_i32_ref(self.get(fid), f);
+    }
+}
+
+/// Folds a dropped process's totals into its group.
+pub(super) fn retire(groups: &mut IndexMap<GroupKey, GroupTotals>, p: &super::Process) {
+    let key = (p.hostname.clone(), p.process_group.clone());
+    groups
+        .entry(key)
+        .or_default()
+        .retired
+        .add(&p.metrics.totals());
+}
+
+impl super::State {
+    /// The group a lifecycle event belongs to: its own identity fields,
+    /// else what the process latched.
+    fn lifecycle_group(&self, ev: &super::LifecycleEvent) -> GroupKey {
+        let p = self.processes.get(&ev.pid);
+        let pick = |own: &str, latched: Option<&str>| match (own, latched) {
+            ("", Some(l)) => l.to_string(),
+            (o, _) => o.to_string(),
+        };
+        (
+            pick(&ev.hostname, p.map(|p| p.hostname.as_str())),
+            pick(&ev.process_group, p.map(|p| p.process_group.as_str())),
+        )
+    }
+
+    /// Counts starts and stops (by reason) for the event's group.
+    pub(super) fn count_lifecycle(&mut self, ev: &super::LifecycleEvent) {
+        let started = match ev.kind {
+            "process_started" => true,
+            "process_stopped" => false,
+            _ => return,
+        };
+        let key = self.lifecycle_group(ev);
+        let g = self.groups.entry(key).or_default();
+        if started {
+            g.starts += 1;
+        } else {
+            let reason = if ev.shutdown_reason.is_empty() {
+                "unspecified"
+            } else {
+                ev.shutdown_reason.as_str()
+            };
+            match g.stops.get_mut(reason) {
+                Some(n) => *n += 1,
+                None => {
+                    g.stops.insert(reason.to_string(), 1);
+                }
+            }
+        }
+        if let Some(p) = self.processes.get_mut(&ev.pid) {
+            p.metrics.stopped = !started;
+        }
+    }
+
+    /// Counts a completed slow request for its process (or, for a pid the
+    /// model has no state for, for the group with no identity).
+    pub(super) fn count_slow_completed(&mut self, pid: u32) {
+        match self.processes.get_mut(&pid) {
+            Some(p) => p.metrics.add_slow_completed(),
+            None => {
+                let g = self.groups.entry(Default::default()).or_default();
+                g.retired.slow_completed += 1;
+            }
+        }
+    }
+}
