@@ -277,8 +277,8 @@ def main():
     log(f"ServerRoot {root}; module {'NOT LOADED (control run)' if WITHOUT_MODULE else SO}; ingester {BIN}")
 
     lifetimes = []
-    ing = Ingester(sock, root, 1)
-    lifetimes.append(ing.life)
+    ings = [Ingester(sock, root, 1)]  # the live one last
+    lifetimes.append(ings[0].life)
     httpd = subprocess.Popen(["/usr/sbin/apache2", "-f", conf, "-DFOREGROUND"],
                              stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -292,7 +292,7 @@ def main():
     wait_until("httpd", up)
     failures = []
     try:
-        run(root, url, httpd, ing, lifetimes, sock, failures)
+        run(root, url, httpd, ings, lifetimes, sock, failures)
     finally:
         if httpd.poll() is None:
             httpd.send_signal(signal.SIGTERM)
@@ -301,7 +301,8 @@ def main():
             except subprocess.TimeoutExpired:
                 os.killpg(httpd.pid, signal.SIGKILL)
                 httpd.wait()
-        if lifetimes and ing.proc.poll() is None:
+        ing = ings[-1]
+        if ing.proc.poll() is None:
             ing.signal(signal.SIGCONT)
             ing.signal(signal.SIGTERM)
             ing.proc.wait()
@@ -314,7 +315,8 @@ def main():
         subprocess.run(["rm", "-rf", root])
 
 
-def run(root, url, httpd, ing, lifetimes, sock, failures):
+def run(root, url, httpd, ings, lifetimes, sock, failures):
+    ing = ings[-1]
     # Warm up (daemon processes, interpreters), then measure capacity.
     for p in ("/app/hello", "/daemon/hello"):
         subprocess.run(["wrk", "-t1", "-c2", "-d2s", url + p], capture_output=True)
@@ -373,6 +375,7 @@ def run(root, url, httpd, ing, lifetimes, sock, failures):
             kills += 1
             time.sleep(2)  # reporters find no one there
             ing = Ingester(sock, root, len(lifetimes) + 1)
+            ings.append(ing)
             lifetimes.append(ing.life)
             next_kill += KILL_EVERY
         if thaw_at is None and now >= next_poll:
