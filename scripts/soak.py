@@ -31,7 +31,9 @@ BIN = os.environ["SOAK_BIN"]
 LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "soak.lua")
 KEEP = bool(os.environ.get("SOAK_KEEP"))
 
-GRACEFUL_EVERY = 20
+GRACEFUL_EVERY = float(os.environ.get("SOAK_GRACEFUL_EVERY", "20"))
+# A control run: the same httpd and load without our module.
+WITHOUT_MODULE = bool(os.environ.get("SOAK_WITHOUT_MODULE"))
 FREEZE_EVERY, FREEZE_FIRST, FREEZE_FOR = 120, 60, 5
 KILL_EVERY, KILL_FIRST = 300, 150
 MALFORMED_SHARE = 0.01
@@ -177,6 +179,9 @@ def write_config(root, port, sock):
     with open(os.path.join(root, "app.wsgi"), "w") as f:
         f.write(APP)
     user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
+    module = "" if WITHOUT_MODULE else f"LoadModule wsgi_telemetry_module {SO}\n"
+    telemetry = "" if WITHOUT_MODULE else (
+        f"WSGITelemetryService unix:{sock} interval={INTERVAL}\nWSGISlowRequests 0.25\n")
     conf = f"""ServerRoot {root}
 Listen 127.0.0.1:{port}
 ServerName 127.0.0.1
@@ -191,8 +196,7 @@ MaxRequestWorkers 32
 LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
 LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
 LoadModule wsgi_module /usr/lib/apache2/modules/mod_wsgi.so
-LoadModule wsgi_telemetry_module {SO}
-{user}PidFile {root}/run/httpd.pid
+{module}{user}PidFile {root}/run/httpd.pid
 ErrorLog {root}/error.log
 LogLevel notice
 DefaultRuntimeDir {root}/run
@@ -205,9 +209,7 @@ WSGIApplicationGroup %{{GLOBAL}}
 <Directory {root}>
   Require all granted
 </Directory>
-WSGITelemetryService unix:{sock} interval={INTERVAL}
-WSGISlowRequests 0.25
-"""
+{telemetry}"""
     path = os.path.join(root, "httpd.conf")
     with open(path, "w") as f:
         f.write(conf)
@@ -272,11 +274,11 @@ def main():
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     conf = write_config(root, port, sock)
-    log(f"ServerRoot {root}; module {SO}; ingester {BIN}")
+    log(f"ServerRoot {root}; module {'NOT LOADED (control run)' if WITHOUT_MODULE else SO}; ingester {BIN}")
 
     lifetimes = []
-    ing = Ingester(sock, root, 1)
-    lifetimes.append(ing.life)
+    ings = [Ingester(sock, root, 1)]  # the live one last
+    lifetimes.append(ings[0].life)
     httpd = subprocess.Popen(["/usr/sbin/apache2", "-f", conf, "-DFOREGROUND"],
                              stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -290,7 +292,7 @@ def main():
     wait_until("httpd", up)
     failures = []
     try:
-        run(root, url, httpd, ing, lifetimes, sock, failures)
+        run(root, url, httpd, ings, lifetimes, sock, failures)
     finally:
         if httpd.poll() is None:
             httpd.send_signal(signal.SIGTERM)
@@ -299,7 +301,8 @@ def main():
             except subprocess.TimeoutExpired:
                 os.killpg(httpd.pid, signal.SIGKILL)
                 httpd.wait()
-        if lifetimes and ing.proc.poll() is None:
+        ing = ings[-1]
+        if ing.proc.poll() is None:
             ing.signal(signal.SIGCONT)
             ing.signal(signal.SIGTERM)
             ing.proc.wait()
@@ -312,7 +315,8 @@ def main():
         subprocess.run(["rm", "-rf", root])
 
 
-def run(root, url, httpd, ing, lifetimes, sock, failures):
+def run(root, url, httpd, ings, lifetimes, sock, failures):
+    ing = ings[-1]
     # Warm up (daemon processes, interpreters), then measure capacity.
     for p in ("/app/hello", "/daemon/hello"):
         subprocess.run(["wrk", "-t1", "-c2", "-d2s", url + p], capture_output=True)
@@ -371,6 +375,7 @@ def run(root, url, httpd, ing, lifetimes, sock, failures):
             kills += 1
             time.sleep(2)  # reporters find no one there
             ing = Ingester(sock, root, len(lifetimes) + 1)
+            ings.append(ing)
             lifetimes.append(ing.life)
             next_kill += KILL_EVERY
         if thaw_at is None and now >= next_poll:
@@ -400,19 +405,31 @@ def report(root, results, secs, apache_before, apache_after, lifetimes, failures
         if not ok:
             failures.append(what)
 
+    text = open(os.path.join(root, "error.log"), errors="replace").read()
     log("--- requests")
-    sent = served = 0
+    sent = served = daemon_other = 0
     for r in results:
         errs = r["connect"] + r["read"] + r["write"] + r["timeout"]
         sent += r["requests"] + errs
         served += r["expected_status"]
         log(f"{r['path']}: {r['requests']} answered, {r['expected_status']} with the app's status, "
             f"{r['other_status']} other, socket errors {errs} (p99 {r['p99_ms']:.1f} ms)")
-        check(r["other_status"] == 0 and errs == 0, f"{r['path']}: errors not produced by the app")
-    log(f"requests sent {sent}, served {served}, errors not produced by the app {sent - served}; "
+        check(errs == 0, f"{r['path']}: socket errors")
+        if r["path"].startswith("/daemon/"):
+            daemon_other += r["other_status"]
+        else:
+            check(r["other_status"] == 0, f"{r['path']}: errors not produced by the app")
+    # mod_wsgi's own failures around a graceful restart (the same without
+    # our module: see docs/benchmarks.md, "Soak"): an old generation's
+    # child finds its daemon socket gone (503), or the daemon process is
+    # replaced in the middle of a request (500). One error-log line each.
+    restart = len(re.findall(r"Unable to connect to WSGI daemon process|"
+                             r"Truncated or oversized response headers received from daemon", text))
+    log(f"requests sent {sent}, served {served}, errors not produced by the app {sent - served} "
+        f"(mod_wsgi daemon-mode failures at graceful restarts, one error-log line each: {restart}); "
         f"{sent / secs:.0f} req/s")
-
-    text = open(os.path.join(root, "error.log"), errors="replace").read()
+    check(daemon_other == restart,
+          f"daemon errors {daemon_other} != mod_wsgi's daemon-restart failures in the error log {restart}")
     crashes = [ln for ln in text.splitlines()
                if "exit signal" in ln or "egmentation fault" in ln]
     log(f"Apache children that crashed: {len(crashes)}")
