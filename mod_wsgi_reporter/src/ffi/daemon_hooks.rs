@@ -179,13 +179,20 @@ unsafe fn begin(d: &'static Daemon, r: *mut ap::request_rec) {
         }
     }
     // SAFETY: as above (each read is a short table lookup).
-    let (rs, qs, ds, spid) = unsafe {
+    let (rs, qs, ds) = unsafe {
         (
             num(env(e, c"mod_wsgi.request_start")),
             num(env(e, c"mod_wsgi.queue_start")),
             num(env(e, c"mod_wsgi.daemon_start")),
-            num(env(e, c"mod_wsgi_telemetry.server_pid")),
         )
+    };
+    // Only slow records name the Apache child (which sends its pid only
+    // then).
+    // SAFETY: as above.
+    let spid = if slow {
+        num(unsafe { env(e, c"mod_wsgi_telemetry.server_pid") })
+    } else {
+        0
     };
     d.req.started(
         acc,
