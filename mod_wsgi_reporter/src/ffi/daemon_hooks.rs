@@ -35,7 +35,7 @@ use super::daemon::{daemon, Daemon};
 use super::glue::{guard, thread_slot, track, tracked, ReqState};
 use super::python::fnptr;
 use crate::accum::Claim;
-use crate::daemon::{env_number as num, Ended, Started, SLOW_ENV_KEYS};
+use crate::daemon::{env_number as num, stamp_key, Ended, EnvKeys, Started, SLOW_ENV_KEYS};
 use crate::got;
 use crate::sys;
 
@@ -143,6 +143,52 @@ unsafe fn env<'a>(env: *const ap::apr_table_t, key: &CStr) -> &'a [u8] {
     unsafe { m::cstr(ap::apr_table_get(env, key.as_ptr())) }
 }
 
+/// The values of `wanted` (indexes into `STAMP_KEYS`) in `env`, "" if
+/// absent, in one pass over the table, from its end when `from_end` (for a
+/// key just added). `apr_table_get` per key would compare it with each of
+/// the twenty-odd `mod_wsgi.*` entries, which share their first four
+/// letters (APR's pre-check): about 1,200 instructions a key.
+///
+/// # Safety
+/// `env` is a live table, not modified while the result is used; the
+/// results live as long as the request pool.
+unsafe fn stamps<'a>(
+    env: *const ap::apr_table_t,
+    wanted: &[usize],
+    from_end: bool,
+) -> [&'a [u8]; 5] {
+    let mut out: [&[u8]; 5] = [b""; 5];
+    let mut left = wanted.len();
+    // SAFETY: per the contract.
+    let entries = unsafe { m::table_entries(env) };
+    let mut visit = |e: &ap::apr_table_entry_t| {
+        if e.key.is_null() || e.val.is_null() {
+            return false;
+        }
+        // SAFETY: a table key is NUL-terminated: its first byte is readable.
+        let first = unsafe { *e.key } as u8;
+        if first | 0x20 != b'm' {
+            return false;
+        }
+        // SAFETY: NUL-terminated key and value of the live table.
+        let key = unsafe { m::cstr(e.key) };
+        if let Some(i) = stamp_key(key, wanted) {
+            if out[i].is_empty() {
+                // SAFETY: as above.
+                out[i] = unsafe { m::cstr(e.val) };
+                left = left.saturating_sub(1);
+            }
+        }
+        left == 0
+    };
+    if from_end {
+        let _ = entries.iter().rev().any(&mut visit);
+    } else {
+        let _ = entries.iter().any(&mut visit);
+    }
+    out
+}
+
 /// The application is about to run: claim this worker's slot.
 ///
 /// # Safety
@@ -178,22 +224,30 @@ unsafe fn begin(d: &'static Daemon, r: *mut ap::request_rec) {
             strings[3] = unsafe { env(e, c"SERVER_NAME") };
         }
     }
-    // SAFETY: as above (each read is a short table lookup).
-    let (rs, qs, ds) = unsafe {
-        (
-            num(env(e, c"mod_wsgi.request_start")),
-            num(env(e, c"mod_wsgi.queue_start")),
-            num(env(e, c"mod_wsgi.daemon_start")),
-        )
-    };
     // Only slow records name the Apache child (which sends its pid only
     // then).
-    // SAFETY: as above.
-    let spid = if slow {
-        num(unsafe { env(e, c"mod_wsgi_telemetry.server_pid") })
+    let wanted: &[usize] = if slow {
+        &[
+            EnvKeys::REQUEST_START,
+            EnvKeys::QUEUE_START,
+            EnvKeys::DAEMON_START,
+            EnvKeys::SERVER_PID,
+        ]
     } else {
-        0
+        &[
+            EnvKeys::REQUEST_START,
+            EnvKeys::QUEUE_START,
+            EnvKeys::DAEMON_START,
+        ]
     };
+    // SAFETY: live table of the live request, not modified meanwhile.
+    let v = unsafe { stamps(e, wanted, false) };
+    let (rs, qs, ds, spid) = (
+        num(v[EnvKeys::REQUEST_START]),
+        num(v[EnvKeys::QUEUE_START]),
+        num(v[EnvKeys::DAEMON_START]),
+        num(v[EnvKeys::SERVER_PID]),
+    );
     d.req.started(
         acc,
         &Started {
@@ -244,8 +298,11 @@ pub(super) fn finish(st: &mut ReqState, end_us: u64) {
     let Some(d) = daemon() else { return };
     // SAFETY: st.r is the live request that owns st.
     let r = unsafe { &*st.r };
+    // (mod_wsgi adds it just before running the application: near the end.)
     // SAFETY: live table.
-    let app = num(unsafe { env(r.subprocess_env, c"mod_wsgi.script_start") });
+    let app = num(
+        unsafe { stamps(r.subprocess_env, &[EnvKeys::SCRIPT_START], true) }[EnvKeys::SCRIPT_START],
+    );
     let cpu = st.cpu0.and_then(|(u0, s0)| {
         sys::thread_cpu_us().map(|(u, s)| (u.saturating_sub(u0), s.saturating_sub(s0)))
     });
