@@ -144,31 +144,26 @@ unsafe fn env<'a>(env: *const ap::apr_table_t, key: &CStr) -> &'a [u8] {
 }
 
 /// The values of `wanted` (indexes into `STAMP_KEYS`) in `env`, "" if
-/// absent, in one pass over the table, from its end when `from_end` (for a
-/// key just added). `apr_table_get` per key would compare it with each of
-/// the twenty-odd `mod_wsgi.*` entries, which share their first four
-/// letters (APR's pre-check): about 1,200 instructions a key.
+/// absent, in one pass over the table from its end, where mod_wsgi adds
+/// its stamps (each once, with `apr_table_setn`), so the pass stops after
+/// a few entries. `apr_table_get` per key would compare it with each of the
+/// twenty-odd `mod_wsgi.*` entries, which share their first four letters
+/// (APR's pre-check): about 1,200 instructions a key.
 ///
 /// # Safety
 /// `env` is a live table, not modified while the result is used; the
 /// results live as long as the request pool.
-unsafe fn stamps<'a>(
-    env: *const ap::apr_table_t,
-    wanted: &[usize],
-    from_end: bool,
-) -> [&'a [u8]; 5] {
+unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]; 5] {
     let mut out: [&[u8]; 5] = [b""; 5];
     let mut left = wanted.len();
     // SAFETY: per the contract.
-    let entries = unsafe { m::table_entries(env) };
-    let mut visit = |e: &ap::apr_table_entry_t| {
+    for e in unsafe { m::table_entries(env) }.iter().rev() {
         if e.key.is_null() || e.val.is_null() {
-            return false;
+            continue;
         }
         // SAFETY: a table key is NUL-terminated: its first byte is readable.
-        let first = unsafe { *e.key } as u8;
-        if first | 0x20 != b'm' {
-            return false;
+        if (unsafe { *e.key } as u8) | 0x20 != b'm' {
+            continue;
         }
         // SAFETY: NUL-terminated key and value of the live table.
         let key = unsafe { m::cstr(e.key) };
@@ -177,14 +172,11 @@ unsafe fn stamps<'a>(
                 // SAFETY: as above.
                 out[i] = unsafe { m::cstr(e.val) };
                 left = left.saturating_sub(1);
+                if left == 0 {
+                    break;
+                }
             }
         }
-        left == 0
-    };
-    if from_end {
-        let _ = entries.iter().rev().any(&mut visit);
-    } else {
-        let _ = entries.iter().any(&mut visit);
     }
     out
 }
@@ -241,7 +233,7 @@ unsafe fn begin(d: &'static Daemon, r: *mut ap::request_rec) {
         ]
     };
     // SAFETY: live table of the live request, not modified meanwhile.
-    let v = unsafe { stamps(e, wanted, false) };
+    let v = unsafe { stamps(e, wanted) };
     let (rs, qs, ds, spid) = (
         num(v[EnvKeys::REQUEST_START]),
         num(v[EnvKeys::QUEUE_START]),
@@ -300,9 +292,8 @@ pub(super) fn finish(st: &mut ReqState, end_us: u64) {
     let r = unsafe { &*st.r };
     // (mod_wsgi adds it just before running the application: near the end.)
     // SAFETY: live table.
-    let app = num(
-        unsafe { stamps(r.subprocess_env, &[EnvKeys::SCRIPT_START], true) }[EnvKeys::SCRIPT_START],
-    );
+    let app =
+        num(unsafe { stamps(r.subprocess_env, &[EnvKeys::SCRIPT_START]) }[EnvKeys::SCRIPT_START]);
     let cpu = st.cpu0.and_then(|(u0, s0)| {
         sys::thread_cpu_us().map(|(u, s)| (u.saturating_sub(u0), s.saturating_sub(s0)))
     });
