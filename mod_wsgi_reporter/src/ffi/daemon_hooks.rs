@@ -25,6 +25,7 @@
 //! Must never: run in the Apache parent or an MPM child, or record a
 //! request twice.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
 
@@ -35,7 +36,7 @@ use super::daemon::{daemon, Daemon};
 use super::glue::{guard, thread_slot, track, tracked, ReqState};
 use super::python::fnptr;
 use crate::accum::Claim;
-use crate::daemon::{env_number as num, stamp_key, Ended, EnvKeys, Started, SLOW_ENV_KEYS};
+use crate::daemon::{env_number as num, Ended, EnvKeys, Started, SLOW_ENV_KEYS, STAMP_KEYS};
 use crate::got;
 use crate::sys;
 
@@ -143,41 +144,81 @@ unsafe fn env<'a>(env: *const ap::apr_table_t, key: &CStr) -> &'a [u8] {
     unsafe { m::cstr(ap::apr_table_get(env, key.as_ptr())) }
 }
 
+thread_local! {
+    /// Where (index in `r->subprocess_env`) this thread last found each of
+    /// `STAMP_KEYS`: requests of one kind give the same table layout, so
+    /// the next request usually has them there too.
+    static STAMP_AT: Cell<[u32; 5]> = const { Cell::new([u32::MAX; 5]) };
+}
+
+/// Whether table entry `e` is `STAMP_KEYS[i]`; its value if so.
+///
+/// # Safety
+/// `e` is an entry of a live table.
+unsafe fn stamp_at<'a>(e: &ap::apr_table_entry_t, i: usize) -> Option<&'a [u8]> {
+    if e.key.is_null() || e.val.is_null() {
+        return None;
+    }
+    // SAFETY: NUL-terminated key and value of the live table.
+    unsafe {
+        STAMP_KEYS[i]
+            .eq_ignore_ascii_case(m::cstr(e.key))
+            .then(|| m::cstr(e.val))
+    }
+}
+
 /// The values of `wanted` (indexes into `STAMP_KEYS`) in `env`, "" if
-/// absent, in one pass over the table from its end, where mod_wsgi adds
-/// its stamps (each once, with `apr_table_setn`), so the pass stops after
-/// a few entries. `apr_table_get` per key would compare it with each of the
-/// twenty-odd `mod_wsgi.*` entries, which share their first four letters
-/// (APR's pre-check): about 1,200 instructions a key.
+/// absent: first where this thread found them for its last request, else
+/// in one pass over the table from its end, where mod_wsgi adds them (each
+/// once, with `apr_table_setn`). `apr_table_get` per key would compare it
+/// with each of the twenty-odd `mod_wsgi.*` entries, which share their
+/// first four letters (APR's pre-check): about 1,200 instructions a key.
 ///
 /// # Safety
 /// `env` is a live table, not modified while the result is used; the
 /// results live as long as the request pool.
 unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]; 5] {
     let mut out: [&[u8]; 5] = [b""; 5];
-    let mut left = wanted.len();
     // SAFETY: per the contract.
-    for e in unsafe { m::table_entries(env) }.iter().rev() {
-        if e.key.is_null() || e.val.is_null() {
+    let entries = unsafe { m::table_entries(env) };
+    let mut at = STAMP_AT.with(|c| c.get());
+    let mut left = 0;
+    for &i in wanted {
+        // SAFETY: an entry of the live table.
+        match entries
+            .get(at[i] as usize)
+            .and_then(|e| unsafe { stamp_at(e, i) })
+        {
+            Some(v) => out[i] = v,
+            None => left += 1,
+        }
+    }
+    if left == 0 {
+        return out;
+    }
+    for (n, e) in entries.iter().enumerate().rev() {
+        if e.key.is_null() {
             continue;
         }
         // SAFETY: a table key is NUL-terminated: its first byte is readable.
         if (unsafe { *e.key } as u8) | 0x20 != b'm' {
             continue;
         }
-        // SAFETY: NUL-terminated key and value of the live table.
-        let key = unsafe { m::cstr(e.key) };
-        if let Some(i) = stamp_key(key, wanted) {
+        for &i in wanted {
             if out[i].is_empty() {
-                // SAFETY: as above.
-                out[i] = unsafe { m::cstr(e.val) };
-                left = left.saturating_sub(1);
-                if left == 0 {
-                    break;
+                // SAFETY: an entry of the live table.
+                if let Some(v) = unsafe { stamp_at(e, i) } {
+                    out[i] = v;
+                    at[i] = n as u32;
+                    left -= 1;
                 }
             }
         }
+        if left == 0 {
+            break;
+        }
     }
+    STAMP_AT.with(|c| c.set(at));
     out
 }
 
