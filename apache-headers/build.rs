@@ -35,7 +35,7 @@ fn main() {
         .clang_args(&clang_args)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .allowlist_function("ap_.*|apr_.*")
-        .allowlist_type("ap_LINK_handler_t|request_rec|conn_rec|server_rec|module|module_struct|command_rec|cmd_parms|ap_filter_t|ap_filter_rec_t|apr_bucket.*|worker_score|process_score|global_score|scoreboard")
+        .allowlist_type("ap_LINK_handler_t|request_rec|conn_rec|server_rec|module|module_struct|command_rec|cmd_parms|ap_filter_t|ap_filter_rec_t|apr_bucket.*|apr_table_entry_t|worker_score|process_score|global_score|scoreboard")
         .allowlist_var("ap_.*|apr_bucket_type_.*|MODULE_MAGIC_.*|AP_.*|APR_.*|APLOG_.*|OK|DECLINED|DONE|RSRC_CONF|OR_.*|NOT_IN_.*|HTTP_.*|ACCESS_CONF")
         .layout_tests(true)
         .derive_debug(false)

@@ -89,6 +89,27 @@ pub unsafe fn bucket_is_metadata(e: *const apr_bucket) -> bool {
     unsafe { (*(*e).type_).is_metadata == apr_bucket_type_t_APR_BUCKET_METADATA }
 }
 
+/// `apr_table_elts(t)` as a slice of entries (in insertion order; empty
+/// for NULL).
+///
+/// # Safety
+/// `t` must be NULL or a live table that is not modified while the slice
+/// is used.
+pub unsafe fn table_entries<'a>(t: *const apr_table_t) -> &'a [apr_table_entry_t] {
+    if t.is_null() {
+        return &[];
+    }
+    // SAFETY: per the contract; an apr_table_t starts with its
+    // apr_array_header_t of apr_table_entry_t (the `apr_table_elts` macro).
+    unsafe {
+        let a = &*(t as *const apr_array_header_t);
+        if a.elts.is_null() || a.nelts <= 0 {
+            return &[];
+        }
+        std::slice::from_raw_parts(a.elts as *const apr_table_entry_t, a.nelts as usize)
+    }
+}
+
 /// Reads a NUL-terminated C string as bytes (empty for NULL).
 ///
 /// # Safety

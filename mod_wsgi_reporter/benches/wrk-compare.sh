@@ -130,7 +130,12 @@ C
 }
 conf() { # $1 variant
     local wsgi=/usr/lib/apache2/modules/mod_wsgi.so extra="" mount="WSGIScriptAlias / $WORK/hello.wsgi"
-    local daemon="WSGIDaemonProcess bench processes=2 threads=8
+    # Under callgrind as root there is no `User` (below), so httpd's
+    # default is uid/gid -1 and mod_wsgi's daemons fail to switch to it
+    # ("Unable to set group id to gid=4294967295"): name the user there.
+    local duser=""
+    [ "$(id -u)" = 0 ] && [ -n "${INSTR:-}" ] && duser=" user=www-data group=www-data"
+    local daemon="WSGIDaemonProcess bench processes=2 threads=8$duser
 WSGIScriptAlias / $WORK/hello.wsgi process-group=bench application-group=%{GLOBAL}"
     case $1 in
         E) mount=$daemon ;;
@@ -242,11 +247,12 @@ run() { # $1 variant -> "rps p99ms cpu_us_per_request"
 instr_run() { # $1 variant $2 requests -> total instructions
     conf "$1"
     rm -f "$WORK"/run/cg.out.*
-    PYTHONHASHSEED=${SEED:-0} valgrind --tool=callgrind --cache-sim=no --branch-sim=no --trace-children=yes \
+    PYTHONHASHSEED=${SEED:-0} setsid valgrind --tool=callgrind --cache-sim=no --branch-sim=no --trace-children=yes \
         --callgrind-out-file="$WORK/run/cg.out.%p" \
         /usr/sbin/apache2 -X -f "$WORK/httpd-$1.conf" >/dev/null 2>&1 &
     HTTPD=$!
     for _ in $(seq 600); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.2; done
+    curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || { echo "$1: httpd under callgrind does not answer (see $WORK/error-$1.log)" >&2; exit 1; }
     python3 - "$PORT" "$2" <<'PY'
 import http.client, sys
 c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=120)
@@ -256,7 +262,37 @@ for _ in range(int(sys.argv[2])):
     r.read()
     assert r.status == 200
 PY
+    # Daemon processes (forked by the -X process, same session) write
+    # their profiles as they exit. Stopped by the -X process, they get 3 s
+    # (APR's kill-after-timeout) before SIGKILL, too short under callgrind
+    # (no profile then): so they are sent SIGTERM first and waited for.
+    local pids daemons p
+    pids=$(ps -s "$HTTPD" -o pid= | tr -s ' \n' ' ')
+    daemons=$(ps -s "$HTTPD" -o pid= | grep -vw "$HTTPD" | tr -s ' \n' ' ' || true)
+    wait_gone() {
+        for _ in $(seq 1500); do
+            local alive=0 q
+            # (a daemon that has exited stays a zombie: -X reaps none)
+            for q in "$@"; do
+                case $(ps -o stat= -p "$q" 2>/dev/null) in "" | Z*) ;; *) alive=1 ;; esac
+            done
+            [ $alive = 0 ] && return 0
+            sleep 0.2
+        done
+        echo "processes $* still running after 300 s" >&2
+        return 1
+    }
+    for p in $daemons; do kill "$p" 2>/dev/null || true; done
+    wait_gone $daemons
     kill "$HTTPD"; wait "$HTTPD" 2>/dev/null || true; HTTPD=""
+    wait_gone $pids
+    # one profile per process, each complete (a daemon killed before it
+    # could write its profile would silently leave its requests out)
+    local want got
+    want=$(echo $pids | wc -w)
+    got=$(for p in $pids; do grep -l '^totals:' "$WORK/run/cg.out.$p" 2>/dev/null; done | wc -l)
+    [ "$(ls "$WORK"/run/cg.out.* | wc -l)" = "$want" ] || { echo "$1: a process was started during the run" >&2; ls "$WORK"/run/cg.out.* >&2; exit 1; }
+    [ "$got" = "$want" ] || { echo "$1: $got complete profiles for $want processes; error log:" >&2; tail -n 20 "$WORK/error-$1.log" >&2; exit 1; }
     # CG_KEEP=DIR keeps the profiles, DIR/<variant>-<requests>/ (for
     # callgrind_annotate: where the instructions go; diff the two runs).
     if [ -n "${CG_KEEP:-}" ]; then

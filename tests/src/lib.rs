@@ -161,6 +161,10 @@ def application(environ, start_response):
         import os
         start_response('200 OK', [('Content-Type', 'text/plain')])
         return [str(os.getpid()).encode()]
+    if path.startswith('/environ-has/'):
+        # whether the WSGI environ holds a key (what mod_wsgi passed on)
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [b'1' if path[13:] in environ else b'0']
     if path == '/subscribers':
         # mod_wsgi's event subscribers in this interpreter
         import mod_wsgi

@@ -328,6 +328,11 @@ fn zero_config_counts_every_interpreter_from_the_first_request() {
         let (st, body) = httpd.get(p);
         assert_eq!((st, body.as_slice()), (200, &b"0"[..]), "{p}");
     }
+    // Without WSGISlowRequests no slow record names the Apache child, so
+    // the child does not send its pid along with every request (a key
+    // more in each WSGI environ, built as Python strings in the daemon).
+    let (st, body) = httpd.get("/d/environ-has/mod_wsgi_telemetry.server_pid");
+    assert_eq!((st, body.as_slice()), (200, &b"0"[..]));
     httpd.stop();
     col.wait_for("every process stopped", all_stopped);
     assert!(!httpd.error_log().contains("exit signal"), "no crash");

@@ -418,6 +418,8 @@ type GilEnsure = unsafe extern "C" fn() -> c_int;
 type GilRelease = unsafe extern "C" fn(c_int);
 type RunString = unsafe extern "C" fn(*const c_char) -> c_int;
 type IntFn = unsafe extern "C" fn() -> c_int;
+type ModuleDictFn = unsafe extern "C" fn() -> *mut c_void;
+type DictGetFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 
 fn python_ready() -> bool {
     if read_int_global(&SYM_PYTHON_INITIALIZED) == 0 {
@@ -469,14 +471,20 @@ fn auto_attach_code() -> Option<&'static CString> {
     .as_ref()
 }
 
-/// Runs the attach code in the main interpreter from this thread.
+/// Runs the attach code in the main interpreter from this thread, once
+/// mod_wsgi has put its `mod_wsgi` module there (before that the attach
+/// code's `import mod_wsgi` fails: a daemon's first attempts, while mod_wsgi
+/// sets up the interpreter, would each compile the whole attach code for
+/// nothing, about 10 million instructions apiece).
 fn auto_attach() {
-    let (e, r, run) = (
+    let (e, r, run, modules, get) = (
         sym(c"PyGILState_Ensure"),
         sym(c"PyGILState_Release"),
         sym(c"PyRun_SimpleString"),
+        sym(c"PyImport_GetModuleDict"),
+        sym(c"PyDict_GetItemString"),
     );
-    if e.is_null() || r.is_null() || run.is_null() {
+    if e.is_null() || r.is_null() || run.is_null() || modules.is_null() || get.is_null() {
         return;
     }
     let Some(code) = auto_attach_code() else {
@@ -488,9 +496,14 @@ fn auto_attach() {
     // SAFETY: the documented way for a foreign thread to run code in the
     // main interpreter: take the GIL, run, give it back. Python is
     // initialised and not finalising (checked just before).
+    // `sys.modules` of the main interpreter is a dict (borrowed
+    // references: nothing to release; a missing key sets no exception).
     unsafe {
         let st = fnptr::<GilEnsure>(e)();
-        fnptr::<RunString>(run)(code.as_ptr());
+        let dict = fnptr::<ModuleDictFn>(modules)();
+        if !dict.is_null() && !fnptr::<DictGetFn>(get)(dict, c"mod_wsgi".as_ptr()).is_null() {
+            fnptr::<RunString>(run)(code.as_ptr());
+        }
         fnptr::<GilRelease>(r)(st);
     }
 }

@@ -25,6 +25,7 @@
 //! Must never: run in the Apache parent or an MPM child, or record a
 //! request twice.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
 
@@ -35,7 +36,7 @@ use super::daemon::{daemon, Daemon};
 use super::glue::{guard, thread_slot, track, tracked, ReqState};
 use super::python::fnptr;
 use crate::accum::Claim;
-use crate::daemon::{env_number as num, Ended, Started, SLOW_ENV_KEYS};
+use crate::daemon::{env_number as num, Ended, EnvKeys, Started, SLOW_ENV_KEYS, STAMP_KEYS};
 use crate::got;
 use crate::sys;
 
@@ -143,6 +144,84 @@ unsafe fn env<'a>(env: *const ap::apr_table_t, key: &CStr) -> &'a [u8] {
     unsafe { m::cstr(ap::apr_table_get(env, key.as_ptr())) }
 }
 
+thread_local! {
+    /// Where (index in `r->subprocess_env`) this thread last found each of
+    /// `STAMP_KEYS`: requests of one kind give the same table layout, so
+    /// the next request usually has them there too.
+    static STAMP_AT: Cell<[u32; 5]> = const { Cell::new([u32::MAX; 5]) };
+}
+
+/// Whether table entry `e` is `STAMP_KEYS[i]`; its value if so.
+///
+/// # Safety
+/// `e` is an entry of a live table.
+unsafe fn stamp_at<'a>(e: &ap::apr_table_entry_t, i: usize) -> Option<&'a [u8]> {
+    if e.key.is_null() || e.val.is_null() {
+        return None;
+    }
+    // SAFETY: NUL-terminated key and value of the live table.
+    unsafe {
+        STAMP_KEYS[i]
+            .eq_ignore_ascii_case(m::cstr(e.key))
+            .then(|| m::cstr(e.val))
+    }
+}
+
+/// The values of `wanted` (indexes into `STAMP_KEYS`) in `env`, "" if
+/// absent: first where this thread found them for its last request, else
+/// in one pass over the table from its end, where mod_wsgi adds them (each
+/// once, with `apr_table_setn`). `apr_table_get` per key would compare it
+/// with each of the twenty-odd `mod_wsgi.*` entries, which share their
+/// first four letters (APR's pre-check): about 1,200 instructions a key.
+///
+/// # Safety
+/// `env` is a live table, not modified while the result is used; the
+/// results live as long as the request pool.
+unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]; 5] {
+    let mut out: [&[u8]; 5] = [b""; 5];
+    // SAFETY: per the contract.
+    let entries = unsafe { m::table_entries(env) };
+    let mut at = STAMP_AT.with(|c| c.get());
+    let mut left = 0;
+    for &i in wanted {
+        // SAFETY: an entry of the live table.
+        match entries
+            .get(at[i] as usize)
+            .and_then(|e| unsafe { stamp_at(e, i) })
+        {
+            Some(v) => out[i] = v,
+            None => left += 1,
+        }
+    }
+    if left == 0 {
+        return out;
+    }
+    for (n, e) in entries.iter().enumerate().rev() {
+        if e.key.is_null() {
+            continue;
+        }
+        // SAFETY: a table key is NUL-terminated: its first byte is readable.
+        if (unsafe { *e.key } as u8) | 0x20 != b'm' {
+            continue;
+        }
+        for &i in wanted {
+            if out[i].is_empty() {
+                // SAFETY: an entry of the live table.
+                if let Some(v) = unsafe { stamp_at(e, i) } {
+                    out[i] = v;
+                    at[i] = n as u32;
+                    left -= 1;
+                }
+            }
+        }
+        if left == 0 {
+            break;
+        }
+    }
+    STAMP_AT.with(|c| c.set(at));
+    out
+}
+
 /// The application is about to run: claim this worker's slot.
 ///
 /// # Safety
@@ -178,15 +257,30 @@ unsafe fn begin(d: &'static Daemon, r: *mut ap::request_rec) {
             strings[3] = unsafe { env(e, c"SERVER_NAME") };
         }
     }
-    // SAFETY: as above (each read is a short table lookup).
-    let (rs, qs, ds, spid) = unsafe {
-        (
-            num(env(e, c"mod_wsgi.request_start")),
-            num(env(e, c"mod_wsgi.queue_start")),
-            num(env(e, c"mod_wsgi.daemon_start")),
-            num(env(e, c"mod_wsgi_telemetry.server_pid")),
-        )
+    // Only slow records name the Apache child (which sends its pid only
+    // then).
+    let wanted: &[usize] = if slow {
+        &[
+            EnvKeys::REQUEST_START,
+            EnvKeys::QUEUE_START,
+            EnvKeys::DAEMON_START,
+            EnvKeys::SERVER_PID,
+        ]
+    } else {
+        &[
+            EnvKeys::REQUEST_START,
+            EnvKeys::QUEUE_START,
+            EnvKeys::DAEMON_START,
+        ]
     };
+    // SAFETY: live table of the live request, not modified meanwhile.
+    let v = unsafe { stamps(e, wanted) };
+    let (rs, qs, ds, spid) = (
+        num(v[EnvKeys::REQUEST_START]),
+        num(v[EnvKeys::QUEUE_START]),
+        num(v[EnvKeys::DAEMON_START]),
+        num(v[EnvKeys::SERVER_PID]),
+    );
     d.req.started(
         acc,
         &Started {
@@ -237,8 +331,10 @@ pub(super) fn finish(st: &mut ReqState, end_us: u64) {
     let Some(d) = daemon() else { return };
     // SAFETY: st.r is the live request that owns st.
     let r = unsafe { &*st.r };
+    // (mod_wsgi adds it just before running the application: near the end.)
     // SAFETY: live table.
-    let app = num(unsafe { env(r.subprocess_env, c"mod_wsgi.script_start") });
+    let app =
+        num(unsafe { stamps(r.subprocess_env, &[EnvKeys::SCRIPT_START]) }[EnvKeys::SCRIPT_START]);
     let cpu = st.cpu0.and_then(|(u0, s0)| {
         sys::thread_cpu_us().map(|(u, s)| (u.saturating_sub(u0), s.saturating_sub(s0)))
     });

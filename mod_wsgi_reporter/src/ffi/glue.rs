@@ -416,9 +416,11 @@ unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) 
             unsafe { super::hooks::drop_unused(&our_hooks(), false, false) };
             return;
         }
-        // Only worth a table entry (and a WSGI environ key in embedded
-        // mode) when there are daemons to pass it to.
-        if super::daemon::has_daemon_groups() {
+        // Only worth a table entry (and a key in every WSGI environ,
+        // which mod_wsgi sends to the daemon and turns into Python strings
+        // there) when there are daemons to pass it to and slow records to
+        // name this child in.
+        if super::daemon::has_daemon_groups() && cfg.slow_threshold_us > 0 {
             if let Ok(c) = CString::new(std::process::id().to_string()) {
                 SERVER_PID_STR.store(c.into_raw(), Release);
             }
@@ -942,10 +944,13 @@ pub(super) unsafe fn note_daemon_pid(r: *mut ap::request_rec) {
 fn note_server_pid(rr: &ap::request_rec) {
     let pid_str = SERVER_PID_STR.load(Relaxed);
     if !pid_str.is_null() {
+        // Appended, not set: httpd has no such key of its own to replace,
+        // and `setn` would first compare the key with every entry
+        // (about 2,400 instructions per request).
         // SAFETY: live table; static key and a string leaked for the
         // life of the process.
         unsafe {
-            ap::apr_table_setn(
+            ap::apr_table_addn(
                 rr.subprocess_env,
                 c"mod_wsgi_telemetry.server_pid".as_ptr(),
                 pid_str,
