@@ -18,7 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -97,12 +97,34 @@ enum Phase {
 
 struct Conn {
     phase: Mutex<Phase>,
+    /// The task last left waiting for a read: woken when the phase changes,
+    /// so a new deadline is armed even if hyper does not read again.
+    reader: Mutex<Option<Waker>>,
 }
 
 impl Conn {
+    fn new() -> Conn {
+        Conn {
+            phase: Mutex::new(Phase::Head(Instant::now())),
+            reader: Mutex::new(None),
+        }
+    }
+
     fn set(&self, p: Phase) {
         if let Ok(mut g) = self.phase.lock() {
             *g = p;
+        }
+        if let Some(w) = self.reader.lock().ok().and_then(|mut r| r.take()) {
+            w.wake();
+        }
+    }
+
+    fn wait_read(&self, cx: &Context<'_>) {
+        if let Ok(mut r) = self.reader.lock() {
+            match &*r {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *r = Some(cx.waker().clone()),
+            }
         }
     }
 
@@ -203,6 +225,7 @@ impl AsyncRead for Timed {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                this.conn.wait_read(cx);
                 let Some(deadline) = this.conn.read_deadline(&this.limits) else {
                     return Poll::Pending;
                 };
@@ -363,9 +386,7 @@ pub async fn serve<F>(
         }
         open.fetch_add(1, Ordering::SeqCst);
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(Conn {
-            phase: Mutex::new(Phase::Head(Instant::now())),
-        });
+        let conn = Arc::new(Conn::new());
         let far = Instant::now() + Duration::from_secs(86_400);
         let io = Timed {
             io: stream,
