@@ -52,6 +52,10 @@ pub struct HttpConfig {
     pub max_state_responses: usize,
     /// `Host` names requests may carry.
     pub allowed_hosts: AllowedHosts,
+    /// A WebSocket client that sends nothing, not even the answer to a
+    /// ping, for this long is disconnected (pings go out at least twice
+    /// as often).
+    pub ws_idle_timeout: Duration,
 }
 
 /// Normalises a base path as the reference does: trim, `""`/`"/"` → `""`,
@@ -223,14 +227,17 @@ pub fn routes(
     // through to the routes (by rejecting).
     let hosts = cfg.allowed_hosts.clone();
     let c = counters.clone();
-    let bad_host =
-        warp::header::optional::<String>("host").and_then(move |host: Option<String>| {
-            let refused = (!hosts.allows(host.as_deref())).then(|| {
-                c.host_refused.fetch_add(1, Ordering::Relaxed);
-                misdirected(host.as_deref().unwrap_or(""))
-            });
-            async move { refused.ok_or_else(warp::reject::not_found) }
+    // Raw bytes: a Host that is not text is refused too, not skipped.
+    let bad_host = warp::header::headers_cloned().and_then(move |h: header::HeaderMap| {
+        let host = h
+            .get(header::HOST)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let refused = (!hosts.allows(host.as_deref())).then(|| {
+            c.host_refused.fetch_add(1, Ordering::Relaxed);
+            misdirected(host.as_deref().unwrap_or(""))
         });
+        async move { refused.ok_or_else(warp::reject::not_found) }
+    });
     let with_shared = {
         let s = shared.clone();
         warp::any().map(move || s.clone())
@@ -378,6 +385,7 @@ pub fn routes(
                     shared,
                     counters: counters.clone(),
                     snapshots: snapshots.clone(),
+                    idle_timeout: cfg3.ws_idle_timeout,
                 };
                 tokio::spawn(async move {
                     match upgrade.await {
@@ -476,11 +484,13 @@ struct ClientCtx {
     shared: Arc<Shared>,
     counters: Arc<HttpCounters>,
     snapshots: Arc<Semaphore>,
+    idle_timeout: Duration,
 }
 
 impl ClientCtx {
-    /// Counts a client dropped because its writes stalled (`--write-timeout`
-    /// in the listener: the client stopped reading and its queue stayed full).
+    /// Counts a client dropped because it stopped reading: its writes
+    /// stalled for `--write-timeout` (in the listener), or it left a ping
+    /// unanswered for `--idle-timeout`.
     fn gone(&self, e: &dyn std::fmt::Display, timed_out: bool) {
         if timed_out {
             self.counters
@@ -520,8 +530,10 @@ async fn client<IO>(
     let socket =
         tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (mut tx, mut rx) = socket.split();
-    let mut ping = tokio::time::interval(Duration::from_secs(30));
+    let every = (ctx.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut ping = tokio::time::interval(every);
     ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             m = sub.recv() => match m {
@@ -538,7 +550,7 @@ async fn client<IO>(
             },
             incoming = rx.next() => match incoming {
                 Some(Ok(m)) if m.is_close() => break,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => heard = tokio::time::Instant::now(),
                 Some(Err(e)) => {
                     tracing::debug!("ws client error: {e}");
                     break;
@@ -546,6 +558,10 @@ async fn client<IO>(
                 None => break,
             },
             _ = ping.tick() => {
+                if heard.elapsed() > ctx.idle_timeout {
+                    ctx.gone(&"no answer to pings (--idle-timeout)", true);
+                    break;
+                }
                 if let Err(e) = tx.send(Message::Ping(Default::default())).await {
                     ctx.gone(&e, timed_out(&e));
                     break;

@@ -61,7 +61,9 @@ pub struct ServeArgs {
     /// its first byte (`http_read_timeouts`).
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     pub header_timeout: Duration,
-    /// Seconds a kept-alive connection may wait for its next request.
+    /// Seconds a kept-alive connection may wait for its next request, and a
+    /// WebSocket client may stay silent (pings are answered automatically
+    /// by browsers and `top`).
     #[arg(long, default_value = "60", value_parser = parse_seconds)]
     pub idle_timeout: Duration,
     /// Seconds a write (a response, a WebSocket message) may make no
@@ -119,6 +121,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         .build()?;
     rt.block_on(async move {
         let addr = std::net::SocketAddr::new(args.http_host, args.http_port);
+        // Handlers first: a signal that comes once the port answers must
+        // find them installed (not the default action, which kills).
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for HTTP"))?;
         let shared = Shared::new(State::new(Limits::default()), 1024);
         let threads = recv::start(bound.socket.try_clone()?, shared.clone())?;
@@ -134,6 +141,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
             snapshot_budget: (args.snapshot_budget > 0).then_some(args.snapshot_budget),
             max_state_responses: args.max_state_responses as usize,
             allowed_hosts: http::guard::AllowedHosts::new(allowed),
+            ws_idle_timeout: args.idle_timeout,
         };
         let (max_connections, lowered) = http::server::fit_connections(args.max_connections as usize);
         if let Some(why) = lowered {
@@ -160,10 +168,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
             tracing::info!("demo: a built-in simulator is feeding this ingester (no Apache needed)");
         }
         let signal = async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            async fn on(s: Option<&mut tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
             let name = tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => "SIGTERM",
+                _ = on(int.as_mut()) => "SIGINT",
+                _ = on(term.as_mut()) => "SIGTERM",
             };
             tracing::info!("received {name}, shutting down");
             let _ = stop_tx.send(true);

@@ -78,10 +78,15 @@ fn state_when_served(s: &Serve) -> J {
 /// Reads until the server closes the connection; `Ok(bytes)` on EOF,
 /// `Err` if it is still open after [`PATIENCE`].
 fn read_to_close(c: &mut TcpStream) -> Result<usize, String> {
-    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
     let mut got = 0;
     let mut buf = [0u8; 4096];
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("still open after {got} bytes"));
+        }
+        c.set_read_timeout(Some(left)).unwrap();
         match c.read(&mut buf) {
             Ok(0) => return Ok(got),
             Ok(n) => got += n,
@@ -223,6 +228,28 @@ async fn websocket_clients_that_never_read_are_disconnected() {
     let v: J = serde_json::from_str(first.to_text().unwrap()).unwrap();
     assert_eq!(v["type"], "snapshot");
     drop(stuck);
+}
+
+/// On a quiet server nothing fills a silent client's queue: a WebSocket
+/// client that answers no ping for `--idle-timeout` is disconnected and
+/// counted, while one that reads (and so answers pings) stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_websocket_clients_are_disconnected_on_a_quiet_server() {
+    let s = Serve::start(&["--max-clients", "2", "--idle-timeout", "1"]);
+    let (mut live, _) = tokio_tungstenite::connect_async(s.url()).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut n = 0usize;
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut live).await {
+            n += 1;
+        }
+        n
+    });
+    let mut silent = stuck_ws_clients(s.port, 1);
+    assert_eq!(read_to_close(&mut silent[0]).map(|n| n > 0), Ok(true));
+    let v = s.state();
+    assert_eq!(v["ws_clients_dropped_slow"], 1, "{v:.300}");
+    assert!(!reader.is_finished(), "the reading client was dropped too");
+    reader.abort();
 }
 
 /// A DNS-rebinding page reaches the server under the attacker's name: its

@@ -334,7 +334,8 @@ impl Body for TrackedBody {
     }
 }
 
-const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 33\r\n\r\ntoo many open HTTP connections\r\n\n";
+/// The whole answer to a connection over `--max-connections`.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 31\r\n\r\ntoo many open HTTP connections\n";
 
 /// Resolves once `stop` is true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -385,7 +386,6 @@ pub async fn serve<F>(
             continue;
         }
         open.fetch_add(1, Ordering::SeqCst);
-        let _ = stream.set_nodelay(true);
         let conn = Arc::new(Conn::new());
         let far = Instant::now() + Duration::from_secs(86_400);
         let io = Timed {
