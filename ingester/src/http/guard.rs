@@ -39,7 +39,13 @@ impl AllowedHosts {
         if name.is_empty() {
             return false;
         }
-        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        let bare = match name.strip_prefix('[') {
+            Some(v6) => match v6.strip_suffix(']') {
+                Some(b) => b,
+                None => return false,
+            },
+            None => &name,
+        };
         name == "localhost"
             || name.ends_with(".localhost")
             || bare.parse::<IpAddr>().is_ok()
