@@ -10,17 +10,28 @@
 //! leaking the connection; the WebSocket's first snapshot is kept within a
 //! byte budget (clients such as the reference `top` refuse messages over
 //! 4 MiB) unless the client asks for `?history=full`.
+//!
+//! Every request must name an allowed `Host` ([`guard`]); snapshots being
+//! produced are limited in number; the listener ([`server`]) bounds
+//! connections and times out clients that do not send or do not read.
+//! What is refused is counted ([`counters`]) and shown in `/api/state`.
+
+pub mod counters;
+pub mod guard;
+pub mod server;
 
 use crate::messages;
 use crate::recv::Shared;
+use counters::HttpCounters;
 use futures_util::{SinkExt, StreamExt};
+use guard::AllowedHosts;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -40,6 +51,15 @@ pub struct HttpConfig {
     pub snapshot_budget: Option<usize>,
     /// `--metrics-per-process`: `/metrics` series labelled by `pid` too.
     pub metrics_per_process: bool,
+    /// Most snapshots (`/api/state` bodies, WebSocket first snapshots)
+    /// being produced and sent at once.
+    pub max_state_responses: usize,
+    /// `Host` names requests may carry.
+    pub allowed_hosts: AllowedHosts,
+    /// A WebSocket client that sends nothing, not even the answer to a
+    /// ping, for this long is disconnected (pings go out at least twice
+    /// as often).
+    pub ws_idle_timeout: Duration,
 }
 
 /// Normalises a base path as the reference does: trim, `""`/`"/"` → `""`,
@@ -109,6 +129,19 @@ fn forbidden(msg: &str) -> warp::reply::Response {
         .unwrap_or_default()
 }
 
+/// 421 with one line naming the refused `Host` and the way to allow it.
+fn misdirected(host: &str) -> warp::reply::Response {
+    let host: String = host.chars().filter(|c| !c.is_control()).take(200).collect();
+    Response::builder()
+        .status(StatusCode::MISDIRECTED_REQUEST)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(
+            format!("Host '{host}' is not served here (allow it with serve --allowed-host NAME)\n")
+                .into(),
+        )
+        .unwrap_or_default()
+}
+
 fn json_response(body: String) -> warp::reply::Response {
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
@@ -119,7 +152,11 @@ fn json_response(body: String) -> warp::reply::Response {
 
 /// Captures the state plus the ingester's own counters (caller holds the
 /// state lock).
-fn capture(shared: &Shared, st: &crate::state::State) -> messages::SnapshotRefs {
+fn capture(
+    shared: &Shared,
+    counters: &HttpCounters,
+    st: &crate::state::State,
+) -> messages::SnapshotRefs {
     let mut r = messages::capture(st);
     r.extra.push((
         "receive_pauses",
@@ -130,6 +167,7 @@ fn capture(shared: &Shared, st: &crate::state::State) -> messages::SnapshotRefs 
         .push(("history_evicted_for_bytes", st.evicted_for_bytes()));
     r.extra
         .push(("ws_messages_dropped", shared.lagged.load(Ordering::Relaxed)));
+    r.extra.extend(counters.snapshot());
     r
 }
 
@@ -142,16 +180,29 @@ const BODY_CHUNK: usize = 256 << 10;
 /// into the response body in [`BODY_CHUNK`] pieces. The whole body is never
 /// held in memory (a full snapshot of 200 × 600 samples is ~360 MB), and
 /// the client gets its first bytes while the rest is being written.
-fn snapshot_response(shared: &Arc<Shared>, budget: Option<usize>) -> warp::reply::Response {
-    let refs = capture(shared, &shared.lock());
+///
+/// The body holds a `permit` of the snapshot limit until it is over (sent,
+/// or the connection dropped, e.g. by the write timeout).
+fn snapshot_response(
+    shared: &Arc<Shared>,
+    counters: &HttpCounters,
+    budget: Option<usize>,
+    permit: OwnedSemaphorePermit,
+) -> warp::reply::Response {
+    let refs = capture(shared, counters, &shared.lock());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
     tokio::task::spawn_blocking(move || {
         messages::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
             tx.blocking_send(bytes::Bytes::from(piece)).is_ok()
         });
     });
+    let mut permit = Some(permit);
     let body = futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx).map(|piece| piece.map(Ok::<_, Infallible>))
+        let next = rx.poll_recv(cx);
+        if let std::task::Poll::Ready(None) = next {
+            permit.take();
+        }
+        next.map(|piece| piece.map(Ok::<_, Infallible>))
     });
     let mut res = warp::reply::stream(body).into_response();
     let h = res.headers_mut();
@@ -198,23 +249,46 @@ fn metrics_response(
 pub fn routes(
     shared: Arc<Shared>,
     cfg: HttpConfig,
+    counters: Arc<HttpCounters>,
     shutdown: watch::Receiver<bool>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
 {
     let clients = Arc::new(AtomicUsize::new(0));
+    let snapshots = Arc::new(Semaphore::new(cfg.max_state_responses.max(1)));
+    // Answers every request whose Host is not allowed; lets the others
+    // through to the routes (by rejecting).
+    let hosts = cfg.allowed_hosts.clone();
+    let c = counters.clone();
+    // Raw bytes: a Host that is not text is refused too, not skipped.
+    let bad_host = warp::header::headers_cloned().and_then(move |h: header::HeaderMap| {
+        let host = h
+            .get(header::HOST)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let refused = (!hosts.allows(host.as_deref())).then(|| {
+            c.host_refused.fetch_add(1, Ordering::Relaxed);
+            misdirected(host.as_deref().unwrap_or(""))
+        });
+        async move { refused.ok_or_else(warp::reject::not_found) }
+    });
     let with_shared = {
         let s = shared.clone();
         warp::any().map(move || s.clone())
     };
     let cfg2 = cfg.clone();
+    let c = counters.clone();
     let index = warp::path::end()
         .and(warp::get().or(warp::head()).unify())
         .and(warp::header::optional::<String>("x-forwarded-prefix"))
         .map(move |prefix: Option<String>| {
+            let prefix = prefix.unwrap_or_default();
             let base = if !cfg2.root_path.is_empty() {
                 cfg2.root_path.clone()
+            } else if guard::prefix_problem(&prefix).is_some() {
+                // Would make the page load its script from elsewhere.
+                c.prefix_refused.fetch_add(1, Ordering::Relaxed);
+                String::new()
             } else {
-                normalize_base(prefix.as_deref().unwrap_or(""))
+                normalize_base(&prefix)
             };
             Response::builder()
                 .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
@@ -250,12 +324,27 @@ pub fn routes(
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
         .and(with_shared.clone())
-        .map(|q: HashMap<String, String>, shared: Arc<Shared>| {
-            let budget = q
-                .get("budget")
-                .and_then(|b| b.parse::<usize>().ok())
-                .filter(|&b| b > 0);
-            snapshot_response(&shared, budget)
+        .map({
+            let counters = counters.clone();
+            let snapshots = snapshots.clone();
+            move |q: HashMap<String, String>, shared: Arc<Shared>| {
+                let budget = q
+                    .get("budget")
+                    .and_then(|b| b.parse::<usize>().ok())
+                    .filter(|&b| b > 0);
+                match snapshots.clone().try_acquire_owned() {
+                    Ok(permit) => snapshot_response(&shared, &counters, budget, permit),
+                    Err(_) => {
+                        counters.state_refused.fetch_add(1, Ordering::Relaxed);
+                        Response::builder()
+                            .status(StatusCode::SERVICE_UNAVAILABLE)
+                            .header(header::RETRY_AFTER, "1")
+                            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                            .body("too many /api/state responses in progress (--max-state-responses)\n".into())
+                            .unwrap_or_default()
+                    }
+                }
+            }
         });
     let clear = warp::path!("api" / "slow" / "clear")
         .and(warp::post())
@@ -336,11 +425,17 @@ pub fn routes(
                 let clients = clients.clone();
                 clients.fetch_add(1, Ordering::SeqCst);
                 let shutdown = shutdown.clone();
+                let ctx = ClientCtx {
+                    shared,
+                    counters: counters.clone(),
+                    snapshots: snapshots.clone(),
+                    idle_timeout: cfg3.ws_idle_timeout,
+                };
                 tokio::spawn(async move {
                     match upgrade.await {
                         Ok(up) => {
                             let io = hyper_util::rt::TokioIo::new(up);
-                            client(io, shared, budget, shutdown).await;
+                            client(io, ctx, budget, shutdown).await;
                         }
                         Err(e) => tracing::debug!("ws upgrade error: {e}"),
                     }
@@ -358,7 +453,9 @@ pub fn routes(
                     .unwrap_or_default()
             },
         );
-    index
+    bad_host
+        .or(index)
+        .unify()
         .or(statics)
         .unify()
         .or(state)
@@ -428,35 +525,67 @@ async fn send_snapshot<IO: AsyncWrite + Unpin>(
     io.flush().await
 }
 
+/// What a WebSocket client's task needs from the server.
+struct ClientCtx {
+    shared: Arc<Shared>,
+    counters: Arc<HttpCounters>,
+    snapshots: Arc<Semaphore>,
+    idle_timeout: Duration,
+}
+
+impl ClientCtx {
+    /// Counts a client dropped because it stopped reading: its writes
+    /// stalled for `--write-timeout` (in the listener), or it left a ping
+    /// unanswered for `--idle-timeout`.
+    fn gone(&self, e: &dyn std::fmt::Display, timed_out: bool) {
+        if timed_out {
+            self.counters
+                .ws_clients_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!("ws client gone: {e}");
+    }
+}
+
 async fn client<IO>(
     mut io: IO,
-    shared: Arc<Shared>,
+    ctx: ClientCtx,
     budget: Option<usize>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     IO: tokio::io::AsyncRead + AsyncWrite + Unpin,
 {
+    let shared = &ctx.shared;
+    // The first snapshot waits its turn among the snapshots in progress.
+    let Ok(permit) = ctx.snapshots.clone().acquire_owned().await else {
+        return;
+    };
     // Subscribe and capture under the same lock: the client then sees
     // exactly the messages that follow its snapshot.
     let (mut sub, refs) = {
         let st = shared.lock();
-        (shared.tx.subscribe(), capture(&shared, &st))
+        (shared.tx.subscribe(), capture(shared, &ctx.counters, &st))
     };
-    if let Err(e) = send_snapshot(&mut io, refs, budget).await {
-        tracing::debug!("ws client gone during the snapshot: {e}");
+    let sent = send_snapshot(&mut io, refs, budget).await;
+    drop(permit);
+    if let Err(e) = sent {
+        ctx.gone(&e, e.kind() == std::io::ErrorKind::TimedOut);
         return;
     }
     let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
     let socket =
         tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (mut tx, mut rx) = socket.split();
-    let mut ping = tokio::time::interval(Duration::from_secs(30));
+    let every = (ctx.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut ping = tokio::time::interval(every);
     ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             m = sub.recv() => match m {
                 Ok(msg) => {
-                    if tx.send(Message::text(&*msg)).await.is_err() {
+                    if let Err(e) = tx.send(Message::text(&*msg)).await {
+                        ctx.gone(&e, timed_out(&e));
                         break;
                     }
                 }
@@ -467,7 +596,7 @@ async fn client<IO>(
             },
             incoming = rx.next() => match incoming {
                 Some(Ok(m)) if m.is_close() => break,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => heard = tokio::time::Instant::now(),
                 Some(Err(e)) => {
                     tracing::debug!("ws client error: {e}");
                     break;
@@ -475,7 +604,12 @@ async fn client<IO>(
                 None => break,
             },
             _ = ping.tick() => {
-                if tx.send(Message::Ping(Default::default())).await.is_err() {
+                if heard.elapsed() > ctx.idle_timeout {
+                    ctx.gone(&"no answer to pings (--idle-timeout)", true);
+                    break;
+                }
+                if let Err(e) = tx.send(Message::Ping(Default::default())).await {
+                    ctx.gone(&e, timed_out(&e));
                     break;
                 }
             }
@@ -487,6 +621,10 @@ async fn client<IO>(
         }
     }
     let _ = tx.close().await;
+}
+
+fn timed_out(e: &tokio_tungstenite::tungstenite::Error) -> bool {
+    matches!(e, tokio_tungstenite::tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use crate::state::{Limits, State};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Options of `serve` (also accepted with no subcommand).
 #[derive(clap::Args, Debug, Clone)]
@@ -32,7 +34,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8888)]
     pub http_port: u16,
     /// URL prefix when a reverse proxy strips a mount point.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", value_parser = parse_root_path)]
     pub root_path: String,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "INFO", value_parser = parse_level)]
@@ -63,9 +65,52 @@ pub struct ServeArgs {
     /// `process_group` (one series set per process: mind the cardinality).
     #[arg(long)]
     pub metrics_per_process: bool,
+    /// Most snapshots produced and sent at once (`/api/state` bodies and
+    /// WebSocket first snapshots); further `/api/state` requests get 503
+    /// (counted as `http_state_refused`), WebSocket clients wait their turn.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_state_responses: u64,
+    /// Most open HTTP connections, WebSocket ones included; more are
+    /// answered 503 and closed (`http_connections_refused`). Lowered at
+    /// start to fit the open-files limit.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Seconds a client has to send a request head, from connecting or from
+    /// its first byte (`http_read_timeouts`).
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    pub header_timeout: Duration,
+    /// Seconds a kept-alive connection may wait for its next request, and a
+    /// WebSocket client may stay silent (pings are answered automatically
+    /// by browsers and `top`).
+    #[arg(long, default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
+    /// Seconds a write (a response, a WebSocket message) may make no
+    /// progress before the connection is closed: a client that stops reading
+    /// is dropped (`http_write_timeouts`, `ws_clients_dropped_slow`).
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    pub write_timeout: Duration,
+    /// Another name the `Host` header may carry (repeatable), e.g. a reverse
+    /// proxy's public name when it preserves Host. Always allowed: IP
+    /// addresses, localhost. Others get 421 (`http_host_refused`).
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
     /// Also run a built-in simulator feeding this ingester (demo mode).
     #[arg(long)]
     pub demo: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("expected seconds between 0 and 86400, got '{s}'")),
+    }
+}
+
+fn parse_root_path(s: &str) -> Result<String, String> {
+    match crate::http::guard::prefix_problem(s) {
+        Some(why) => Err(format!("root-path '{}' {why}", s.escape_debug())),
+        None => Ok(s.to_string()),
+    }
 }
 
 fn parse_level(s: &str) -> Result<tracing::Level, String> {
@@ -94,6 +139,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         .build()?;
     rt.block_on(async move {
         let addr = std::net::SocketAddr::new(args.http_host, args.http_port);
+        // Handlers first: a signal that comes once the port answers must
+        // find them installed (not the default action, which kills).
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for HTTP"))?;
         let limits = Limits {
             max_processes: args.max_processes as usize,
@@ -107,29 +157,60 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         if let Some(advice) = crate::socket::kernel_dgram_qlen().and_then(crate::socket::dgram_qlen_advice) {
             tracing::warn!("{advice}");
         }
+        let mut allowed = args.allowed_hosts.clone();
+        allowed.push(args.http_host.to_string());
         let cfg = HttpConfig {
             root_path: http::normalize_base(&args.root_path),
             max_clients: args.max_clients,
             snapshot_budget: (args.snapshot_budget > 0).then_some(args.snapshot_budget),
             metrics_per_process: args.metrics_per_process,
+            max_state_responses: args.max_state_responses as usize,
+            allowed_hosts: http::guard::AllowedHosts::new(allowed),
+            ws_idle_timeout: args.idle_timeout,
         };
+        let (max_connections, lowered) = http::server::fit_connections(args.max_connections as usize);
+        if let Some(why) = lowered {
+            tracing::warn!("{why}");
+        }
+        let limits = http::server::ConnLimits {
+            max_connections,
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+            write_timeout: args.write_timeout,
+        };
+        let counters = Arc::new(http::counters::HttpCounters::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let routes = http::routes(shared.clone(), cfg, stop_rx);
+        let routes = http::routes(shared.clone(), cfg, counters.clone(), stop_rx.clone());
         tracing::info!("UI on http://{addr}/ (root-path='{}')", args.root_path);
+        if !args.http_host.is_loopback() {
+            tracing::warn!(
+                "the UI and API on {addr} are reachable from other hosts and have no authentication: anyone who can connect sees request URLs and can clear the slow-request list; keep --http-host on 127.0.0.1 behind an authenticating reverse proxy (docs/security.md)"
+            );
+        }
+        let logger = tokio::spawn(counters.clone().log_every(Duration::from_secs(10)));
         if args.demo {
             crate::simulate::spawn_demo(args.listen.clone());
             tracing::info!("demo: a built-in simulator is feeding this ingester (no Apache needed)");
         }
         let signal = async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            async fn on(s: Option<&mut tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
             let name = tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => "SIGTERM",
+                _ = on(int.as_mut()) => "SIGINT",
+                _ = on(term.as_mut()) => "SIGTERM",
             };
             tracing::info!("received {name}, shutting down");
             let _ = stop_tx.send(true);
         };
-        warp::serve(routes).incoming(listener).graceful(signal).run().await;
+        tokio::spawn(signal);
+        http::server::serve(listener, routes, limits, counters, stop_rx).await;
+        logger.abort();
         shared.stop.store(true, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || threads.join()).await.ok();
         drop(bound);

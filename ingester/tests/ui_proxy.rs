@@ -19,7 +19,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use ui_support::{free_port, http, wait_for_port, Browser, Guard, Serve};
+use ui_support::{corpus_records, free_port, http, poll, wait_for_port, Browser, Guard, Serve};
 
 const EXAMPLE: &str = include_str!("../../conf-examples/reverse-proxy.conf");
 /// serve's address as written in the example.
@@ -209,6 +209,30 @@ async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &st
         "live samples through the proxied WebSocket",
     )
     .await;
+    // The clears go out once serve has taken in the whole replay. Before
+    // that it is still publishing the replay's ~12,000 messages, and a
+    // WebSocket client that has fallen more than the server's ring of recent
+    // messages behind (this page, through the proxy, on a busy machine)
+    // loses the oldest (counted as ws_messages_dropped, docs/security.md):
+    // a slow_clear published mid-flood could be among them, and none would
+    // come after to make up for it.
+    // (Polled with a small history budget: a full snapshot every 20 ms
+    // would slow the ingest it waits for.)
+    let replayed = 2 * corpus_records().len() as u64;
+    poll(
+        &format!("serve took in both replays ({replayed} datagrams)"),
+        || {
+            let (status, _, body) = http(
+                serve.port,
+                "GET /api/state?budget=1 HTTP/1.0\r\nHost: {HOST}\r\n\r\n",
+            );
+            let st: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}"))?;
+            match st["total_received"].as_u64() {
+                Some(n) if n == replayed => Ok(()),
+                n => Err(format!("total_received {n:?}")),
+            }
+        },
+    );
 
     // POST /api/slow/clear from the page, through the proxy: the same-origin
     // check passes, and the server's slow_clear broadcast comes back on the

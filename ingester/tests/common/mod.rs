@@ -227,7 +227,7 @@ impl Serve {
             cmd.args(["--log-level", "warn"]);
         }
         cmd.args(extra).stderr(stderr);
-        Serve::launch(cmd, dir, port, sock, "serve")
+        Serve::spawn(cmd, dir, port, sock, "serve")
     }
 
     /// The reference `serve` from the virtualenv of `scripts/ref-venv.sh`.
@@ -240,12 +240,12 @@ impl Serve {
             .args(["--listen", &listen(&sock)])
             .args(["--http-port", &port.to_string(), "--log-level", "WARNING"])
             .stderr(Stdio::null());
-        Serve::launch(cmd, dir, port, sock, "reference serve")
+        Serve::spawn(cmd, dir, port, sock, "reference serve")
     }
 
     /// Spawns `cmd` and waits until it has bound its socket and accepts
     /// HTTP connections; fails at once if it exits first.
-    fn launch(
+    pub fn spawn(
         mut cmd: Command,
         dir: tempfile::TempDir,
         port: u16,

@@ -1,0 +1,142 @@
+//! Which requests may reach the routes at all: the `Host` allow-list (a
+//! defence against DNS rebinding) and the validation of URL prefixes that
+//! end up in the page (`--root-path`, `X-Forwarded-Prefix`).
+//!
+//! Pure functions of strings; no I/O, no HTTP types.
+
+use std::net::IpAddr;
+
+/// Host names a request's `Host` header may carry.
+///
+/// Always allowed: `localhost` (and `*.localhost`) and any IP literal. A
+/// DNS-rebinding page reaches the server under the attacker's *name*, and
+/// the browser puts that name in `Host`; an IP literal in `Host` means the
+/// page itself was loaded from that address, so it is this server's own
+/// origin. Other names must be listed (`--allowed-host`, e.g. a reverse
+/// proxy's public name when it preserves `Host`).
+#[derive(Clone, Debug, Default)]
+pub struct AllowedHosts {
+    names: Vec<String>,
+}
+
+impl AllowedHosts {
+    /// The defaults plus `extra` names (case-insensitive, port ignored).
+    pub fn new<S: AsRef<str>>(extra: impl IntoIterator<Item = S>) -> AllowedHosts {
+        AllowedHosts {
+            names: extra
+                .into_iter()
+                .map(|n| host_name(n.as_ref()).to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        }
+    }
+
+    /// True when a request with this `Host` header may be served. A request
+    /// without one (HTTP/1.0 tools) is not a browser's and is allowed.
+    pub fn allows(&self, host: Option<&str>) -> bool {
+        let Some(host) = host else { return true };
+        let name = host_name(host).to_ascii_lowercase();
+        if name.is_empty() {
+            return false;
+        }
+        let bare = match name.strip_prefix('[') {
+            Some(v6) => match v6.strip_suffix(']') {
+                Some(b) => b,
+                None => return false,
+            },
+            None => &name,
+        };
+        name == "localhost"
+            || name.ends_with(".localhost")
+            || bare.parse::<IpAddr>().is_ok()
+            || self.names.contains(&name)
+    }
+}
+
+/// The name part of a `Host` value: `[::1]:8888` → `[::1]`,
+/// `example.com:80` → `example.com`, a trailing dot dropped.
+fn host_name(host: &str) -> &str {
+    let h = host.trim();
+    let name = if h.starts_with('[') {
+        match h.find(']') {
+            Some(i) => &h[..=i],
+            None => h,
+        }
+    } else if h.matches(':').count() == 1 {
+        h.split(':').next().unwrap_or(h)
+    } else {
+        h
+    };
+    name.strip_suffix('.').unwrap_or(name)
+}
+
+/// Why a URL prefix cannot be used as the page's base path.
+pub fn prefix_problem(raw: &str) -> Option<&'static str> {
+    if raw.contains('\\') {
+        Some("contains a backslash")
+    } else if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("contains whitespace or control characters")
+    } else if raw.contains("://") {
+        Some("contains a URL scheme")
+    } else if raw.trim_start().starts_with("//") {
+        Some("starts with // (another host)")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        let a = AllowedHosts::new(["Ops.Example.com:443"]);
+        for ok in [
+            "localhost",
+            "localhost:8888",
+            "LOCALHOST.",
+            "ui.localhost:1",
+            "127.0.0.1:8888",
+            "127.3.4.5",
+            "[::1]:8888",
+            "[::1]",
+            "10.1.2.3:8888",
+            "ops.example.com",
+            "ops.example.com:8443",
+        ] {
+            assert!(a.allows(Some(ok)), "{ok}");
+        }
+        assert!(a.allows(None));
+        for bad in [
+            "evil.example:8888",
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "",
+            "[::1",
+            "ops.example.com.evil",
+        ] {
+            assert!(!a.allows(Some(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        for ok in ["", "/", "/telemetry", "telemetry/", "/a/b//", "/x:y"] {
+            assert_eq!(prefix_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "//evil.example",
+            " //evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example",
+            "/x/https://evil.example",
+            "/\t/evil.example",
+            "/a b",
+        ] {
+            assert!(prefix_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The HTTP listener: accepts connections up to `--max-connections`, serves
+//! each with hyper's HTTP/1 (upgrades allowed, for the WebSocket) and
+//! enforces the per-connection timeouts in the socket layer, so no client
+//! can hold a descriptor, a thread or a response's memory indefinitely:
+//!
+//! - `--header-timeout`: a request head must arrive within this time of the
+//!   connection opening or of its first byte;
+//! - `--idle-timeout`: a kept-alive connection between requests;
+//! - `--write-timeout`: a write (response body, WebSocket frame) that makes
+//!   no progress for this long fails, and the connection is closed.
+//!
+//! It knows nothing of the routes: it runs any warp filter.
+
+use super::counters::HttpCounters;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+use warp::http::StatusCode;
+use warp::hyper::body::{Body, Frame, SizeHint};
+
+/// Connection limits and timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Most open HTTP connections (WebSocket ones included).
+    pub max_connections: usize,
+    /// See the module documentation.
+    pub header_timeout: Duration,
+    /// See the module documentation.
+    pub idle_timeout: Duration,
+    /// See the module documentation.
+    pub write_timeout: Duration,
+}
+
+/// Descriptors kept free for the datagram socket, the listener, log files
+/// and the accept that answers "too many connections".
+const RESERVED_FDS: u64 = 32;
+
+/// Raises the soft descriptor limit to the hard one and returns
+/// `max_connections` lowered, if needed, to fit below it (with the
+/// lowered value's reason, to log).
+pub fn fit_connections(max_connections: usize) -> (usize, Option<String>) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return (max_connections, None);
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    };
+    let room = soft.saturating_sub(RESERVED_FDS).max(1);
+    if (max_connections as u64) <= room {
+        return (max_connections, None);
+    }
+    let fitted = room as usize;
+    (
+        fitted,
+        Some(format!(
+            "--max-connections {max_connections} lowered to {fitted}: the open-files limit is {soft} (raise LimitNOFILE= / ulimit -n)"
+        )),
+    )
+}
+
+/// Where a connection is in its request/response cycle; decides which
+/// read deadline applies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// Waiting for (the rest of) a request head since this instant.
+    Head(Instant),
+    /// A request is being answered: no read deadline.
+    Busy,
+    /// Kept alive after a response since this instant.
+    Idle(Instant),
+    /// Handed over to the WebSocket: its own logic and the write timeout.
+    Upgraded,
+}
+
+struct Conn {
+    phase: Mutex<Phase>,
+    /// The task last left waiting for a read: woken when the phase changes,
+    /// so a new deadline is armed even if hyper does not read again.
+    reader: Mutex<Option<Waker>>,
+}
+
+impl Conn {
+    fn new() -> Conn {
+        Conn {
+            phase: Mutex::new(Phase::Head(Instant::now())),
+            reader: Mutex::new(None),
+        }
+    }
+
+    fn set(&self, p: Phase) {
+        if let Ok(mut g) = self.phase.lock() {
+            *g = p;
+        }
+        if let Some(w) = self.reader.lock().ok().and_then(|mut r| r.take()) {
+            w.wake();
+        }
+    }
+
+    fn wait_read(&self, cx: &Context<'_>) {
+        if let Ok(mut r) = self.reader.lock() {
+            match &*r {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *r = Some(cx.waker().clone()),
+            }
+        }
+    }
+
+    fn get(&self) -> Phase {
+        self.phase.lock().map(|g| *g).unwrap_or(Phase::Busy)
+    }
+
+    fn bytes_read(&self) {
+        if let Ok(mut g) = self.phase.lock() {
+            if matches!(*g, Phase::Idle(_)) {
+                *g = Phase::Head(Instant::now());
+            }
+        }
+    }
+
+    fn read_deadline(&self, l: &ConnLimits) -> Option<Instant> {
+        match self.get() {
+            Phase::Head(t) => Some(t + l.header_timeout),
+            Phase::Idle(t) => Some(t + l.idle_timeout),
+            Phase::Busy | Phase::Upgraded => None,
+        }
+    }
+}
+
+/// A TCP stream with the read and write deadlines of [`ConnLimits`]; its
+/// drop frees the connection's slot.
+struct Timed {
+    io: TcpStream,
+    conn: Arc<Conn>,
+    limits: ConnLimits,
+    counters: Arc<HttpCounters>,
+    open: Arc<AtomicUsize>,
+    read_sleep: Pin<Box<Sleep>>,
+    read_deadline: Option<Instant>,
+    write_sleep: Pin<Box<Sleep>>,
+    write_deadline: Option<Instant>,
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Timed {
+    /// After a write returned `Pending`: fails once the stall has lasted
+    /// `--write-timeout`.
+    fn write_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let deadline = match self.write_deadline {
+            Some(d) => d,
+            None => {
+                let d = Instant::now() + self.limits.write_timeout;
+                self.write_sleep.as_mut().reset(d);
+                self.write_deadline = Some(d);
+                d
+            }
+        };
+        if self.write_sleep.as_mut().poll(cx).is_ready() {
+            self.counters.write_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("write stalled since {deadline:?}: closing the connection");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading (--write-timeout)",
+            )));
+        }
+        Poll::Pending
+    }
+
+    fn wrote(
+        &mut self,
+        r: Poll<io::Result<usize>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Pending => self.write_stalled(cx),
+            done => {
+                self.write_deadline = None;
+                done
+            }
+        }
+    }
+}
+
+impl AsyncRead for Timed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.conn.bytes_read();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                this.conn.wait_read(cx);
+                let Some(deadline) = this.conn.read_deadline(&this.limits) else {
+                    return Poll::Pending;
+                };
+                if this.read_deadline != Some(deadline) {
+                    this.read_sleep.as_mut().reset(deadline);
+                    this.read_deadline = Some(deadline);
+                }
+                if this.read_sleep.as_mut().poll(cx).is_ready() {
+                    this.counters.read_timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request within --header-timeout / --idle-timeout",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Timed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(r, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A response body that tells its connection when the response is over
+/// (hyper drops it after its last frame).
+struct TrackedBody {
+    inner: <warp::reply::Response as BodyOf>::Body,
+    conn: Arc<Conn>,
+    upgraded: bool,
+}
+
+/// Names warp's (private) response body type.
+trait BodyOf {
+    type Body;
+}
+
+impl<B> BodyOf for warp::http::Response<B> {
+    type Body = B;
+}
+
+fn tracked(res: warp::reply::Response, conn: Arc<Conn>) -> warp::http::Response<TrackedBody> {
+    let upgraded = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+    res.map(|inner| TrackedBody {
+        inner,
+        conn,
+        upgraded,
+    })
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.conn.set(if self.upgraded {
+            Phase::Upgraded
+        } else {
+            Phase::Idle(Instant::now())
+        });
+    }
+}
+
+impl Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = warp::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The whole answer to a connection over `--max-connections`.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 31\r\n\r\ntoo many open HTTP connections\n";
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Serves `filter` on `listener` until `stop` turns true, then lets the
+/// requests in flight finish (kept-alive connections are closed).
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    limits: ConnLimits,
+    counters: Arc<HttpCounters>,
+    mut stop: watch::Receiver<bool>,
+) where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let open = Arc::new(AtomicUsize::new(0));
+    // Every connection task holds a clone; all gone = all finished.
+    let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+    let mut last_accept_error: Option<std::time::Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped(&mut stop) => break,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors (or a connection reset before accept):
+                // wait a little rather than spin, log once per interval.
+                if last_accept_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!("accept error: {e}");
+                    last_accept_error = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.load(Ordering::SeqCst) >= limits.max_connections {
+            counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+            // Best effort: the answer fits any fresh socket's buffer.
+            let _ = stream.try_write(TOO_MANY);
+            continue;
+        }
+        open.fetch_add(1, Ordering::SeqCst);
+        let conn = Arc::new(Conn::new());
+        let far = Instant::now() + Duration::from_secs(86_400);
+        let io = Timed {
+            io: stream,
+            conn: conn.clone(),
+            limits,
+            counters: counters.clone(),
+            open: open.clone(),
+            read_sleep: Box::pin(tokio::time::sleep_until(far)),
+            read_deadline: None,
+            write_sleep: Box::pin(tokio::time::sleep_until(far)),
+            write_deadline: None,
+        };
+        let svc = warp::service(filter.clone());
+        let service = warp::hyper::service::service_fn(move |req| {
+            conn.set(Phase::Busy);
+            let mut svc = svc.clone();
+            let conn = conn.clone();
+            async move {
+                let res = tower_service::Service::call(&mut svc, req).await?;
+                Ok::<_, Infallible>(tracked(res, conn))
+            }
+        });
+        let mut stop = stop.clone();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let conn = warp::hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!("HTTP connection: {e}");
+            }
+            drop(alive);
+        });
+    }
+    drop(listener);
+    drop(alive);
+    let _ = all_done.recv().await;
+}

@@ -1,0 +1,346 @@
+//! `serve`'s HTTP side under hostile or careless clients: readers that
+//! never read, idle and half-sent connections, a small descriptor limit,
+//! WebSocket clients that stop reading, foreign `Host` names (DNS
+//! rebinding), unsafe URL prefixes, a UI bound to every interface.
+//! The real binary, real sockets; waits have deadlines, never timings.
+
+mod common;
+
+use common::*;
+use serde_json::Value as J;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::FromRawFd;
+use std::process::{Command, Stdio};
+
+/// A connection to 127.0.0.1:`port` whose receive buffer is set small
+/// before connecting, so the server's writes stall as soon as the client
+/// stops reading (loopback windows are otherwise megabytes).
+fn tight_connect(port: u16) -> TcpStream {
+    // SAFETY: a fresh socket we own; setsockopt/connect get valid pointers
+    // to local values of the sizes passed; from_raw_fd takes ownership once.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let small: libc::c_int = 4096;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let r = libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// Resident memory of `pid` in kB (`VmRSS` of /proc/<pid>/status).
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+/// Threads of `pid`.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+/// `/api/state` once it answers 200 (it may answer 503 while the limits
+/// are reached).
+fn state_when_served(s: &Serve) -> J {
+    poll("/api/state to answer 200", || match s.get("/api/state") {
+        (200, body) => serde_json::from_str(&body).map_err(|e| e.to_string()),
+        (st, body) => Err(format!("{st} {body:.200}")),
+    })
+}
+
+/// Reads until the server closes the connection; `Ok(bytes)` on EOF,
+/// `Err` if it is still open after [`PATIENCE`].
+fn read_to_close(c: &mut TcpStream) -> Result<usize, String> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut got = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("still open after {got} bytes"));
+        }
+        c.set_read_timeout(Some(left)).unwrap();
+        match c.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(got),
+            Err(e) => return Err(format!("still open after {got} bytes: {e}")),
+        }
+    }
+}
+
+/// 530 connections ask for `/api/state` and never read. Before the limit
+/// each held a blocking thread and its share of the body (517 threads,
+/// 1.6 GB) and a fresh `/api/state` got no body. Now a few are produced at
+/// a time, stalled writers are dropped after `--write-timeout`, the rest
+/// are refused with 503 and counted, and a fresh reader and `top --once`
+/// are served.
+#[test]
+fn readers_that_never_read_do_not_pin_threads_or_memory() {
+    let s = Serve::start(&["--write-timeout", "2", "--max-state-responses", "4"]);
+    s.send_all(corpus_records());
+    let full = s.wait_received(11_888);
+    assert!(full.to_string().len() > 1_000_000);
+    let pid = s.child.id();
+    let rss0 = rss_kb(pid);
+    let mut stalled: Vec<TcpStream> = (0..530)
+        .map(|_| {
+            let mut c = tight_connect(s.port);
+            c.write_all(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    let v = state_when_served(&s);
+    let refused = v["http_state_refused"].as_u64().unwrap();
+    assert!(refused > 0, "no refusal counted: {refused}");
+    let v = s.wait_state("a stalled writer to be dropped", |v| {
+        v["http_write_timeouts"].as_u64().unwrap() > 0
+    });
+    assert_eq!(v["processes"].as_array().unwrap().len(), 22);
+    let out = Command::new(bin())
+        .args(["top", "--once", "--once-timeout", "30", "--url", &s.url()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "top --once: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (rss, nthreads) = (rss_kb(pid), threads(pid));
+    eprintln!(
+        "530 non-reading /api/state clients: RSS {} MB -> {} MB, {nthreads} threads, {refused} refused",
+        rss0 / 1024,
+        rss / 1024
+    );
+    assert!(rss < rss0 + 200 * 1024, "RSS {rss0} kB -> {rss} kB");
+    assert!(nthreads < 100, "{nthreads} threads");
+    stalled.clear();
+}
+
+/// A client that sends half a request head is closed after
+/// `--header-timeout`; one that keeps a connection alive after a response
+/// is closed after `--idle-timeout`; both are counted.
+#[test]
+fn half_sent_heads_and_idle_keepalives_are_closed() {
+    let s = Serve::start(&["--header-timeout", "1", "--idle-timeout", "1"]);
+    let mut half = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    half.write_all(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    assert_eq!(read_to_close(&mut half), Ok(0));
+    let mut idle = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    idle.write_all(b"GET /static/app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let got = read_to_close(&mut idle).unwrap();
+    assert!(got > 1000, "the response came first ({got} bytes)");
+    let v = s.state();
+    assert!(v["http_read_timeouts"].as_u64().unwrap() >= 2, "{v:.300}");
+}
+
+/// 200 idle connections against a `serve` limited to 128 descriptors: the
+/// connections above the cap are refused (503) instead of exhausting the
+/// descriptors, idle ones are closed at `--header-timeout`, and the API
+/// stays reachable. Before, accept failed with "Too many open files" for
+/// as long as the idle clients stayed.
+#[test]
+fn idle_connections_cannot_exhaust_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sock = dir.path().join("t.sock");
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=128:128", "--", bin(), "serve"])
+        .args(["--listen", &listen(&sock), "--http-port", &port.to_string()])
+        .args(["--log-level", "error", "--header-timeout", "2"])
+        .stderr(Stdio::inherit());
+    let s = Serve::spawn(cmd, dir, port, sock, "serve under prlimit");
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let v = state_when_served(&s);
+    let cut =
+        v["http_connections_refused"].as_u64().unwrap() + v["http_read_timeouts"].as_u64().unwrap();
+    assert!(cut > 0, "{v:.300}");
+    drop(idle);
+}
+
+/// Sends `ws` handshakes on `n` tight connections that then never read.
+fn stuck_ws_clients(port: u16, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut c = tight_connect(port);
+            c.write_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+            c
+        })
+        .collect()
+}
+
+/// WebSocket clients that never read held their `--max-clients` slots for
+/// ever. Now a client whose messages cannot be written for
+/// `--write-timeout` is disconnected and counted, and a new client gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_that_never_read_are_disconnected() {
+    let s = Serve::start(&["--max-clients", "2", "--write-timeout", "1"]);
+    let stuck = stuck_ws_clients(s.port, 2);
+    let dgrams = corpus_records();
+    let v = poll("both stuck clients to be dropped", || {
+        s.send_all(&dgrams);
+        let v = s.state();
+        match v["ws_clients_dropped_slow"].as_u64().unwrap() {
+            n if n >= 2 => Ok(v),
+            n => Err(format!("{n} dropped")),
+        }
+    });
+    assert!(v["http_write_timeouts"].as_u64().unwrap() >= 2);
+    let (mut ws, _) = tokio_tungstenite::connect_async(s.url()).await.unwrap();
+    let first = futures_util::StreamExt::next(&mut ws)
+        .await
+        .unwrap()
+        .unwrap();
+    let v: J = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(v["type"], "snapshot");
+    drop(stuck);
+}
+
+/// On a quiet server nothing fills a silent client's queue: a WebSocket
+/// client that answers no ping for `--idle-timeout` is disconnected and
+/// counted, while one that reads (and so answers pings) stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_websocket_clients_are_disconnected_on_a_quiet_server() {
+    let s = Serve::start(&["--max-clients", "2", "--idle-timeout", "1"]);
+    let (mut live, _) = tokio_tungstenite::connect_async(s.url()).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut n = 0usize;
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut live).await {
+            n += 1;
+        }
+        n
+    });
+    let mut silent = stuck_ws_clients(s.port, 1);
+    assert_eq!(read_to_close(&mut silent[0]).map(|n| n > 0), Ok(true));
+    let v = s.state();
+    assert_eq!(v["ws_clients_dropped_slow"], 1, "{v:.300}");
+    assert!(!reader.is_finished(), "the reading client was dropped too");
+    reader.abort();
+}
+
+/// A DNS-rebinding page reaches the server under the attacker's name: its
+/// `Host` (with a matching Origin) is refused with 421 on every route and
+/// counted; loopback names, IP literals and `--allowed-host` names pass.
+#[test]
+fn foreign_host_names_are_refused() {
+    let s = Serve::start(&["--allowed-host", "ops.example.com"]);
+    let p = s.port;
+    let evil = format!("evil.example:{p}");
+    let reqs = [
+        format!("GET /api/state HTTP/1.0\r\nHost: {evil}\r\n\r\n"),
+        format!("GET / HTTP/1.0\r\nHost: {evil}\r\n\r\n"),
+        format!("POST /api/slow/clear HTTP/1.0\r\nHost: {evil}\r\nOrigin: http://{evil}\r\nContent-Length: 0\r\n\r\n"),
+        format!("GET /ws HTTP/1.1\r\nHost: {evil}\r\nOrigin: http://{evil}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"),
+    ];
+    for r in &reqs {
+        let (st, _, body) = s.http(r);
+        assert_eq!(st, 421, "{r}");
+        assert_eq!(
+            body,
+            format!("Host '{evil}' is not served here (allow it with serve --allowed-host NAME)\n")
+        );
+    }
+    for host in [
+        format!("localhost:{p}"),
+        format!("127.0.0.1:{p}"),
+        format!("[::1]:{p}"),
+        format!("ops.example.com:{p}"),
+    ] {
+        let (st, _, _) = s.http(&format!(
+            "POST /api/slow/clear HTTP/1.0\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert_eq!(st, 200, "{host}");
+    }
+    assert_eq!(s.state()["http_host_refused"], 4);
+}
+
+/// A prefix that would make the page load its script from another origin
+/// (`//host`, a backslash, a scheme) is ignored as `X-Forwarded-Prefix`
+/// (counted) and refused as `--root-path` (exit 2, one line).
+#[test]
+fn prefixes_naming_another_origin_are_refused() {
+    let s = Serve::start(&[]);
+    for prefix in [
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example/x",
+    ] {
+        let (_, _, body) = s.http(&format!(
+            "GET / HTTP/1.0\r\nHost: {{HOST}}\r\nX-Forwarded-Prefix: {prefix}\r\n\r\n"
+        ));
+        assert!(body.contains("window.TELEMETRY_BASE = \"\";"), "{prefix}");
+    }
+    let (_, _, body) =
+        s.http("GET / HTTP/1.0\r\nHost: {HOST}\r\nX-Forwarded-Prefix: /telemetry/\r\n\r\n");
+    assert!(body.contains("window.TELEMETRY_BASE = \"/telemetry\";"));
+    assert_eq!(s.state()["http_prefix_refused"], 3);
+    let out = Command::new(bin())
+        .args(["serve", "--root-path", "//evil.example"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("root-path '//evil.example' starts with //"),
+        "{err}"
+    );
+}
+
+/// `--http-host` other than loopback: one warning line at start that the
+/// unauthenticated UI is reachable from other hosts; none on loopback.
+#[test]
+fn non_loopback_http_host_is_warned_about() {
+    for (host, warned) in [("0.0.0.0", true), ("127.0.0.1", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.txt");
+        let port = free_port();
+        let sock = dir.path().join("t.sock");
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--listen", &listen(&sock), "--http-host", host])
+            .args(["--http-port", &port.to_string(), "--log-level", "warn"])
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut s = Serve::spawn(cmd, dir, port, sock, "serve");
+        assert!(s.terminate().success());
+        let err = std::fs::read_to_string(&log).unwrap();
+        let lines = err
+            .lines()
+            .filter(|l| l.contains("reachable from other hosts and have no authentication"))
+            .count();
+        assert_eq!(lines, usize::from(warned), "{host}: {err}");
+    }
+}
