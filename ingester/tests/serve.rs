@@ -141,13 +141,18 @@ fn datagrams_larger_than_the_receive_buffer_are_refused() {
     s.send_all([&exact, &over]);
     let v = s.wait_received(2);
     assert_eq!(v["decode_errors"], 1);
-    let pids: Vec<u64> = v["processes"]
+    let pids = state_pids(&v);
+    assert_eq!(pids, vec![5001]);
+}
+
+/// The pids of an `/api/state`'s processes, in its order.
+fn state_pids(v: &serde_json::Value) -> Vec<u64> {
+    v["processes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p["pid"].as_u64().unwrap())
-        .collect();
-    assert_eq!(pids, vec![5001]);
+        .collect()
 }
 
 #[test]
@@ -451,12 +456,7 @@ fn forged_sequence_numbers_and_versions_are_counted_apart() {
     assert_eq!(v["seq_resets"], 1);
     assert_eq!(v["decode_errors"], 1);
     assert_eq!(v["unsupported_version"], 1);
-    let pids: Vec<u64> = v["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["pid"].as_u64().unwrap())
-        .collect();
+    let pids = state_pids(&v);
     assert_eq!(pids, vec![700]);
 }
 

@@ -101,8 +101,9 @@ fn our_ingester_api_state(mpm: Mpm) {
 }
 
 /// Per process in an `/api/state`: (pid, sequence gaps the ingester saw,
-/// newest REQUEST sample).
-fn gaps_and_newest(st: &Value) -> Vec<(u64, u64, Value)> {
+/// field 19 of its newest REQUEST that carries it: the reporter's count of
+/// datagrams it could not send, cumulative).
+fn gaps_and_drop_counters(st: &Value) -> Vec<(u64, u64, Option<u64>)> {
     st["processes"]
         .as_array()
         .unwrap()
@@ -110,9 +111,11 @@ fn gaps_and_newest(st: &Value) -> Vec<(u64, u64, Value)> {
         .map(|p| {
             let newest = p["samples"]
                 .as_array()
-                .and_then(|v| v.iter().rev().find(|s| s["kind"] == "request_metrics"))
-                .cloned()
-                .unwrap_or(Value::Null);
+                .into_iter()
+                .flatten()
+                .rev()
+                .filter(|s| s["kind"] == "request_metrics")
+                .find_map(|s| drop_counter(&s["fields"]));
             (
                 p["pid"].as_u64().unwrap(),
                 p["drops"].as_u64().unwrap(),
@@ -198,8 +201,8 @@ fn our_ingester_frozen_then_resumed(mpm: Mpm) {
         })
     });
     let mut total = 0;
-    for (pid, gaps, newest) in gaps_and_newest(&st) {
-        let dropped = drop_counter(&newest["fields"]).unwrap();
+    for (pid, gaps, newest) in gaps_and_drop_counters(&st) {
+        let dropped = newest.unwrap();
         assert!(
             dropped > 0,
             "pid {pid} ticked with the queue full: a datagram refused"
@@ -300,26 +303,6 @@ fn dump_shows_our_datagrams(mpm: Mpm) {
     assert!(!all.contains("decode error"), "{all}");
 }
 
-/// The newest field 19 of each process in an `/api/state`.
-fn final_drop_counters(st: &Value) -> Vec<(u64, u64)> {
-    st["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let newest = p["samples"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|s| s["kind"] == "request_metrics")
-                .filter_map(|s| drop_counter(&s["fields"]))
-                .max()
-                .unwrap_or(0);
-            (p["pid"].as_u64().unwrap(), newest)
-        })
-        .collect()
-}
-
 /// More slow requests finish per thread and tick than the record ring
 /// holds (64): every record the module loses is counted in field 19 and
 /// takes a seq number, so the ingester's seq gaps equal the module's drop
@@ -357,8 +340,8 @@ fn lost_slow_records_are_counted_and_leave_seq_gaps(mpm: Mpm) {
         .iter()
         .filter(|e| e["entry"]["state"] == 1 && e["entry"]["path_info"] == "/sleep/2")
         .count() as u64;
-    let drops = final_drop_counters(&st);
-    let dropped: u64 = drops.iter().map(|d| d.1).sum();
+    let drops = gaps_and_drop_counters(&st);
+    let dropped: u64 = drops.iter().map(|d| d.2.unwrap_or(0)).sum();
     // What the module logged it lost: one line per tick with losses.
     let log = httpd.error_log();
     let lines: Vec<&str> = log
@@ -390,7 +373,7 @@ fn lost_slow_records_are_counted_and_leave_seq_gaps(mpm: Mpm) {
     // The same per process: the ingester's gap count for each pid.
     for p in st["processes"].as_array().unwrap() {
         let pid = p["pid"].as_u64().unwrap();
-        let f19 = drops.iter().find(|d| d.0 == pid).map(|d| d.1);
+        let f19 = drops.iter().find(|d| d.0 == pid).map(|d| d.2.unwrap_or(0));
         assert_eq!(p["drops"].as_u64(), f19, "pid {pid}");
     }
     assert!(logged <= dropped, "logged ring losses are part of field 19");
