@@ -1,22 +1,27 @@
 //! `mod_wsgi-telemetry top`: the terminal twin of the browser UI.
 //!
-//! Data flow: [`client`] (WebSocket, own thread) → [`state`] (model) →
-//! [`view_model`] (every statistic, once per frame) → [`widgets`] (ratatui
-//! drawing only). [`once`] and [`health`] are the scriptable `--once` side.
+//! Data flow: [`client`] (WebSocket, own thread) → [`model`] (the
+//! [`Replica`]: what `serve` told us) → [`view_model`] (every statistic, once
+//! per frame) → [`widgets`] (ratatui drawing only); [`format`] writes numbers
+//! for both screens. [`once`] and [`health`] are the scriptable `--once` side.
 //! The terminal is restored on every exit path: normal quit, Ctrl-C and
 //! SIGINT/SIGTERM/SIGHUP (as quit events), and panics (ratatui's hook).
 
-pub mod client;
-pub mod health;
-pub mod once;
-pub mod state;
-pub mod view_model;
-pub mod widgets;
+mod client;
+mod format;
+mod health;
+mod model;
+mod once;
+mod view_model;
+mod widgets;
+
+#[cfg(test)]
+mod fixture;
 
 use anyhow::Context;
+use model::{Replica, PHASES};
 use ratatui::crossterm::event::KeyModifiers;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind};
-use state::{State, PHASES};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use view_model::{ConnView, UiState, View, PROC_SORTS, REFRESH, SLOW_FILTERS, SLOW_SORTS, WINDOWS};
 
@@ -161,7 +166,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<i32> {
 fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
     let ui = initial_ui(args);
     let client = client::spawn(args.ws_url(), false)?;
-    let mut state = State::new();
+    let mut replica = Replica::new();
     let deadline = Instant::now() + Duration::from_secs_f64(args.once_timeout.max(0.0));
     let mut received = false;
     let mut grace_until: Option<Instant> = None;
@@ -174,7 +179,7 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
         }
         match client.events.recv_timeout(until - now) {
             Ok(client::Event::Message(m)) => {
-                state.apply(*m, wall_now());
+                replica.apply(*m, wall_now());
                 if !received {
                     received = true;
                     // Catch the live updates already in flight.
@@ -191,8 +196,8 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
     }
     drop(client);
     let local_now = wall_now();
-    let h = view_model::header(&state, &ui, local_now);
-    let rows = view_model::process_rows(&state, &ui, local_now);
+    let h = view_model::header(&replica, &ui, local_now);
+    let rows = view_model::process_rows(&replica, &ui, local_now);
     let failures = if received {
         health::evaluate(&args.fail_if, &h)
     } else {
@@ -232,18 +237,18 @@ pub enum Action {
 
 /// The interactive monitor's model: data, choices, connection, pause.
 pub struct App {
-    pub state: State,
+    pub replica: Replica,
     pub ui: UiState,
     pub conn: ConnView,
     /// The frozen state and clock while paused.
-    pub frozen: Option<(State, f64)>,
+    pub frozen: Option<(Replica, f64)>,
     pub color: bool,
 }
 
 impl App {
     pub fn new(ui: UiState, url: String, color: bool) -> App {
         App {
-            state: State::new(),
+            replica: Replica::new(),
             ui,
             conn: ConnView {
                 url,
@@ -258,7 +263,7 @@ impl App {
     pub fn frame(&self, local_now: f64) -> view_model::Frame {
         let (st, t) = match &self.frozen {
             Some((s, t)) => (s, *t),
-            None => (&self.state, local_now),
+            None => (&self.replica, local_now),
         };
         view_model::frame(st, &self.ui, &self.conn, t, self.color)
     }
@@ -273,8 +278,8 @@ impl App {
             client::Event::Message(m) => {
                 // A (re)connection's snapshot is shown at once; live
                 // messages wait for the next refresh.
-                let snapshot = matches!(*m, state::Message::Snapshot(_));
-                self.state.apply(*m, local_now);
+                let snapshot = matches!(*m, model::Message::Snapshot(_));
+                self.replica.apply(*m, local_now);
                 if !snapshot {
                     return Action::None;
                 }
@@ -337,7 +342,7 @@ impl App {
             // Do not scroll past the last row.
             let (st, t) = match &self.frozen {
                 Some((s, t)) => (s, *t),
-                None => (&self.state, local_now),
+                None => (&self.replica, local_now),
             };
             let rows = match self.ui.view {
                 View::Processes => view_model::process_rows(st, &self.ui, t).len(),
@@ -363,7 +368,7 @@ impl App {
             KeyCode::Char(' ') => {
                 ui.paused = !ui.paused;
                 self.frozen = if ui.paused {
-                    Some((self.state.clone(), local_now))
+                    Some((self.replica.clone(), local_now))
                 } else {
                     None
                 };
@@ -399,7 +404,7 @@ impl App {
                 ui.slow_filter = (ui.slow_filter + 1) % SLOW_FILTERS.len()
             }
             KeyCode::Char('f') => {
-                let st = self.frozen.as_ref().map(|f| &f.0).unwrap_or(&self.state);
+                let st = self.frozen.as_ref().map(|f| &f.0).unwrap_or(&self.replica);
                 let groups = view_model::groups(st, local_now);
                 ui.group = match &ui.group {
                     None => groups.first().cloned(),

@@ -1,11 +1,13 @@
-//! The monitor's data model: what `top` knows, updated from the WebSocket
-//! messages of `serve` (`crate::messages`). Pure data; it knows nothing of
-//! terminals, and never computes display statistics (that is
-//! [`super::view_model`]).
+//! The monitor's data model: the [`Replica`], `top`'s reduced copy of what
+//! `serve` holds, rebuilt from each WebSocket snapshot and updated by the live
+//! messages (`crate::messages`). Pure data; it knows nothing of terminals,
+//! and never computes display statistics (that is [`super::view_model`]).
+//! Its types are named apart from the ingest state's (`crate::state`):
+//! [`ProcessHistory`], [`SlowRecord`], [`LifeEvent`].
 //!
 //! Times: `stamp` values are the reporters' wall clocks; `local` values are
 //! this machine's clock, passed in by the caller (so tests are
-//! deterministic). [`State::ref_now`] joins the two: the newest reporter stamp
+//! deterministic). [`Replica::ref_now`] joins the two: the newest reporter stamp
 //! seen, advanced by the local time since it arrived, so windows and ages are
 //! measured on the reporters' clock even when the local clock is skewed.
 
@@ -106,9 +108,9 @@ pub enum Life {
     Stopped { reason: String, stamp: f64 },
 }
 
-/// One process as the monitor knows it.
+/// One process as the monitor knows it: identity, recent samples, life.
 #[derive(Clone, Debug)]
-pub struct Process {
+pub struct ProcessHistory {
     pub pid: u32,
     pub identity: Identity,
     /// Latched from samples when > 0 (1.0 until known).
@@ -123,9 +125,9 @@ pub struct Process {
     pub drops: u64,
 }
 
-impl Process {
-    fn new(pid: u32, local_now: f64) -> Process {
-        Process {
+impl ProcessHistory {
+    fn new(pid: u32, local_now: f64) -> ProcessHistory {
+        ProcessHistory {
             pid,
             identity: Identity::default(),
             sample_period: 1.0,
@@ -185,7 +187,7 @@ impl Process {
 
 /// One slow-request record, as the monitor keeps it.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct SlowEntry {
+pub struct SlowRecord {
     pub pid: u32,
     pub thread_id: u64,
     pub log_id: String,
@@ -207,7 +209,7 @@ pub struct SlowEntry {
     pub refreshed_stamp: f64,
 }
 
-impl SlowEntry {
+impl SlowRecord {
     /// `script_name + path_info`, or `/`.
     pub fn url(&self) -> String {
         let u = format!("{}{}", self.script_name, self.path_info);
@@ -219,9 +221,9 @@ impl SlowEntry {
     }
 }
 
-/// A lifecycle event (STARTED / STOPPING / STOPPED).
+/// A lifecycle event (STARTED / STOPPING / STOPPED) as the monitor keeps it.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LifecycleEvent {
+pub struct LifeEvent {
     pub kind: String,
     pub pid: u32,
     pub stamp: f64,
@@ -242,10 +244,10 @@ pub enum Message {
     },
     Slow {
         key: String,
-        entry: SlowEntry,
+        entry: SlowRecord,
     },
-    SlowClear(Vec<(String, SlowEntry)>),
-    Lifecycle(LifecycleEvent),
+    SlowClear(Vec<(String, SlowRecord)>),
+    Lifecycle(LifeEvent),
     /// GC and any future message type: counted, otherwise unused.
     Other,
 }
@@ -254,8 +256,8 @@ pub enum Message {
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub processes: Vec<SnapshotProcess>,
-    pub slow: Vec<(String, SlowEntry)>,
-    pub lifecycle: Vec<LifecycleEvent>,
+    pub slow: Vec<(String, SlowRecord)>,
+    pub lifecycle: Vec<LifeEvent>,
     pub total_received: u64,
     pub decode_errors: u64,
     /// The server left older history out (its snapshot budget).
@@ -363,8 +365,8 @@ pub fn tick_from_json(m: &Json) -> Tick {
     t
 }
 
-fn slow_from_json(e: &Json, stamp: f64) -> SlowEntry {
-    SlowEntry {
+fn slow_from_json(e: &Json, stamp: f64) -> SlowRecord {
+    SlowRecord {
         pid: uint(e.get("pid")) as u32,
         thread_id: uint(e.get("thread_id")),
         log_id: text(e.get("log_id")),
@@ -385,8 +387,8 @@ fn slow_from_json(e: &Json, stamp: f64) -> SlowEntry {
     }
 }
 
-fn lifecycle_from_json(e: &Json) -> LifecycleEvent {
-    LifecycleEvent {
+fn lifecycle_from_json(e: &Json) -> LifeEvent {
+    LifeEvent {
         kind: text(e.get("kind")),
         pid: uint(e.get("pid")) as u32,
         stamp: num(e.get("stamp")),
@@ -492,7 +494,7 @@ pub fn parse_value(m: &Json) -> Result<Message, ParseError> {
     })
 }
 
-fn slow_list(v: Option<&Json>, stamp: f64) -> Vec<(String, SlowEntry)> {
+fn slow_list(v: Option<&Json>, stamp: f64) -> Vec<(String, SlowRecord)> {
     v.and_then(Json::as_array)
         .into_iter()
         .flatten()
@@ -509,12 +511,14 @@ fn slow_list(v: Option<&Json>, stamp: f64) -> Vec<(String, SlowEntry)> {
         .collect()
 }
 
-/// Everything the monitor has received.
+/// Everything the monitor knows: `serve`'s processes, slow records and
+/// lifecycle events, as the last snapshot and the live messages since left
+/// them.
 #[derive(Clone, Debug, Default)]
-pub struct State {
-    pub processes: BTreeMap<u32, Process>,
-    pub slow: BTreeMap<String, SlowEntry>,
-    pub lifecycle: VecDeque<LifecycleEvent>,
+pub struct Replica {
+    pub processes: BTreeMap<u32, ProcessHistory>,
+    pub slow: BTreeMap<String, SlowRecord>,
+    pub lifecycle: VecDeque<LifeEvent>,
     /// Server counters at the last snapshot.
     pub server_total_received: u64,
     pub server_decode_errors: u64,
@@ -529,10 +533,10 @@ pub struct State {
     pub newest_stamp_local: f64,
 }
 
-impl State {
-    /// An empty model.
-    pub fn new() -> State {
-        State::default()
+impl Replica {
+    /// An empty replica (nothing received yet).
+    pub fn new() -> Replica {
+        Replica::default()
     }
 
     /// The reporters' "now": the newest stamp advanced by local time since.
@@ -553,7 +557,7 @@ impl State {
     /// Forgets what `serve` has forgotten too (it does not say so): slow
     /// entries not refreshed for [`SLOW_RETENTION`] seconds, then the oldest
     /// beyond [`MAX_SLOW`]; processes silent for [`PROCESS_RETENTION`]
-    /// seconds (reporter clock, see [`State::ref_now`]).
+    /// seconds (reporter clock, see [`Replica::ref_now`]).
     pub fn prune(&mut self, local_now: f64) {
         let now = self.ref_now(local_now);
         self.slow
@@ -585,7 +589,7 @@ impl State {
                 let p = self
                     .processes
                     .entry(pid)
-                    .or_insert_with(|| Process::new(pid, local_now));
+                    .or_insert_with(|| ProcessHistory::new(pid, local_now));
                 p.last_received_local = local_now;
                 p.push(tick);
             }
@@ -608,11 +612,11 @@ impl State {
         }
     }
 
-    fn apply_lifecycle(&mut self, ev: &LifecycleEvent, local_now: f64) {
+    fn apply_lifecycle(&mut self, ev: &LifeEvent, local_now: f64) {
         let p = self
             .processes
             .entry(ev.pid)
-            .or_insert_with(|| Process::new(ev.pid, local_now));
+            .or_insert_with(|| ProcessHistory::new(ev.pid, local_now));
         let id = Identity {
             hostname: ev.hostname.clone(),
             process_group: ev.process_group.clone(),
@@ -643,14 +647,14 @@ impl State {
 
     fn apply_snapshot(&mut self, s: Snapshot, local_now: f64) {
         let messages = self.messages;
-        *self = State::new();
+        *self = Replica::new();
         self.messages = messages;
         self.last_message_local = Some(local_now);
         self.server_total_received = s.total_received;
         self.server_decode_errors = s.decode_errors;
         self.history_truncated = s.history_truncated;
         for sp in s.processes {
-            let mut p = Process::new(sp.pid, local_now);
+            let mut p = ProcessHistory::new(sp.pid, local_now);
             p.identity.latch(&sp.identity);
             p.drops = sp.drops;
             for t in sp.ticks {
@@ -692,7 +696,7 @@ mod tests {
 
     #[test]
     fn samples_latch_identity_and_are_bounded() {
-        let mut s = State::new();
+        let mut s = Replica::new();
         for i in 0..(MAX_TICKS + 5) {
             s.apply(parse_message(&sample(7, 100.0 + i as f64, 2)).unwrap(), 1.0);
         }
@@ -706,7 +710,7 @@ mod tests {
 
     #[test]
     fn lifecycle_marks_processes_and_reuse_revives() {
-        let mut s = State::new();
+        let mut s = Replica::new();
         s.apply(parse_message(&sample(7, 100.0, 1)).unwrap(), 0.0);
         let stop = serde_json::json!({"type": "lifecycle", "event": {
             "kind": "process_stopped", "pid": 7, "stamp": 101.0,
@@ -719,7 +723,7 @@ mod tests {
 
     #[test]
     fn snapshot_replaces_everything() {
-        let mut s = State::new();
+        let mut s = Replica::new();
         s.apply(parse_message(&sample(9, 50.0, 1)).unwrap(), 0.0);
         let snap = serde_json::json!({"type": "snapshot", "total_received": 12,
             "decode_errors": 1,
@@ -739,7 +743,7 @@ mod tests {
 
     #[test]
     fn prune_forgets_old_slow_entries_and_silent_processes() {
-        let mut s = State::new();
+        let mut s = Replica::new();
         s.apply(parse_message(&sample(1, 1000.0, 1)).unwrap(), 0.0);
         for (k, stamp) in [("a", 300.0), ("b", 999.0)] {
             let m = serde_json::json!({"type": "slow_request", "key": [1, k], "stamp": stamp,
