@@ -4,7 +4,7 @@
 //! (1 s doubling to 10 s, reset after a successful connection). It never
 //! touches the terminal.
 
-use super::state::{parse_message, Message};
+use super::model::{parse_message, Message};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;

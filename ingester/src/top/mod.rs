@@ -1,24 +1,32 @@
 //! `mod_wsgi-telemetry top`: the terminal twin of the browser UI.
 //!
-//! Data flow: [`client`] (WebSocket, own thread) → [`state`] (model) →
-//! [`view_model`] (every statistic, once per frame) → [`widgets`] (ratatui
-//! drawing only). [`once`] and [`health`] are the scriptable `--once` side.
+//! Data flow: [`client`] (WebSocket, own thread) → [`model`] (the
+//! [`Replica`]: what `serve` told us) → [`view_model`] (every statistic, once
+//! per frame) → [`widgets`] (ratatui drawing only); [`format`] writes numbers
+//! for both screens. [`app`] holds the interactive state between frames and
+//! turns keys and client events into changes of it. [`once`] and [`health`]
+//! are the scriptable `--once` side.
 //! The terminal is restored on every exit path: normal quit, Ctrl-C and
 //! SIGINT/SIGTERM/SIGHUP (as quit events), and panics (ratatui's hook).
 
-pub mod client;
-pub mod health;
-pub mod once;
-pub mod state;
-pub mod view_model;
-pub mod widgets;
+mod app;
+mod client;
+mod format;
+mod health;
+mod model;
+mod once;
+mod view_model;
+mod widgets;
+
+#[cfg(test)]
+mod fixture;
 
 use anyhow::Context;
-use ratatui::crossterm::event::KeyModifiers;
-use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind};
-use state::{State, PHASES};
+use app::{Action, App};
+use model::Replica;
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use view_model::{ConnView, UiState, View, PROC_SORTS, REFRESH, SLOW_FILTERS, SLOW_SORTS, WINDOWS};
+use view_model::{UiState, View, REFRESH};
 
 const DEFAULT_URL: &str = "ws://127.0.0.1:8888/ws";
 
@@ -161,7 +169,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<i32> {
 fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
     let ui = initial_ui(args);
     let client = client::spawn(args.ws_url(), false)?;
-    let mut state = State::new();
+    let mut replica = Replica::new();
     let deadline = Instant::now() + Duration::from_secs_f64(args.once_timeout.max(0.0));
     let mut received = false;
     let mut grace_until: Option<Instant> = None;
@@ -174,7 +182,7 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
         }
         match client.events.recv_timeout(until - now) {
             Ok(client::Event::Message(m)) => {
-                state.apply(*m, wall_now());
+                replica.apply(*m, wall_now());
                 if !received {
                     received = true;
                     // Catch the live updates already in flight.
@@ -191,8 +199,8 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
     }
     drop(client);
     let local_now = wall_now();
-    let h = view_model::header(&state, &ui, local_now);
-    let rows = view_model::process_rows(&state, &ui, local_now);
+    let h = view_model::header(&replica, &ui, local_now);
+    let rows = view_model::process_rows(&replica, &ui, local_now);
     let failures = if received {
         health::evaluate(&args.fail_if, &h)
     } else {
@@ -220,206 +228,6 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
         return Ok(2);
     }
     Ok(if failures.is_empty() { 0 } else { 1 })
-}
-
-/// What a key asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Action {
-    None,
-    Redraw,
-    Quit,
-}
-
-/// The interactive monitor's model: data, choices, connection, pause.
-pub struct App {
-    pub state: State,
-    pub ui: UiState,
-    pub conn: ConnView,
-    /// The frozen state and clock while paused.
-    pub frozen: Option<(State, f64)>,
-    pub color: bool,
-}
-
-impl App {
-    pub fn new(ui: UiState, url: String, color: bool) -> App {
-        App {
-            state: State::new(),
-            ui,
-            conn: ConnView {
-                url,
-                ..ConnView::default()
-            },
-            frozen: None,
-            color,
-        }
-    }
-
-    /// The frame to draw now.
-    pub fn frame(&self, local_now: f64) -> view_model::Frame {
-        let (st, t) = match &self.frozen {
-            Some((s, t)) => (s, *t),
-            None => (&self.state, local_now),
-        };
-        view_model::frame(st, &self.ui, &self.conn, t, self.color)
-    }
-
-    pub fn on_event(&mut self, ev: client::Event, local_now: f64) -> Action {
-        match ev {
-            client::Event::Connected => {
-                self.conn.connected = true;
-                self.conn.error = None;
-                self.conn.retry_in = None;
-            }
-            client::Event::Message(m) => {
-                // A (re)connection's snapshot is shown at once; live
-                // messages wait for the next refresh.
-                let snapshot = matches!(*m, state::Message::Snapshot(_));
-                self.state.apply(*m, local_now);
-                if !snapshot {
-                    return Action::None;
-                }
-            }
-            client::Event::BadMessage(e) => {
-                tracing::warn!("bad message: {e}");
-                return Action::None;
-            }
-            client::Event::Disconnected { error, retry_in } => {
-                self.conn.connected = false;
-                self.conn.error = Some(error);
-                self.conn.retry_in = Some(retry_in);
-            }
-            client::Event::Quit => return Action::Quit,
-        }
-        Action::Redraw
-    }
-
-    /// Handles one key press.
-    pub fn on_key(&mut self, k: KeyEvent, local_now: f64) -> Action {
-        let ui = &mut self.ui;
-        if let Some(buf) = ui.search_edit.as_mut() {
-            match k.code {
-                KeyCode::Enter => {
-                    ui.search = ui.search_edit.take().unwrap_or_default();
-                    ui.scroll = 0;
-                }
-                KeyCode::Esc => {
-                    ui.search_edit = None;
-                    ui.search.clear();
-                    ui.scroll = 0;
-                }
-                KeyCode::Backspace => {
-                    buf.pop();
-                }
-                KeyCode::Char(c) if (' '..='~').contains(&c) => buf.push(c),
-                _ => {}
-            }
-            return Action::Redraw;
-        }
-        if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
-            return Action::Quit;
-        }
-        let key_of = |ui: &UiState| {
-            (
-                ui.view,
-                ui.proc_sort,
-                ui.slow_sort,
-                ui.slow_filter,
-                ui.group.clone(),
-                ui.search.clone(),
-            )
-        };
-        let before = key_of(ui);
-        let action = self.on_plain_key(k, local_now);
-        if before != key_of(&self.ui) {
-            // Another list: start at its top.
-            self.ui.scroll = 0;
-        } else if self.ui.scroll > 0 {
-            // Do not scroll past the last row.
-            let (st, t) = match &self.frozen {
-                Some((s, t)) => (s, *t),
-                None => (&self.state, local_now),
-            };
-            let rows = match self.ui.view {
-                View::Processes => view_model::process_rows(st, &self.ui, t).len(),
-                View::Slow => view_model::slow_list(st, &self.ui, t).rows.len(),
-                _ => 0,
-            };
-            self.ui.scroll = self.ui.scroll.min(rows.saturating_sub(1));
-        }
-        action
-    }
-
-    fn on_plain_key(&mut self, k: KeyEvent, local_now: f64) -> Action {
-        let ui = &mut self.ui;
-        let view = ui.view;
-        match k.code {
-            KeyCode::Down | KeyCode::Char('j') => ui.scroll = ui.scroll.saturating_add(1),
-            KeyCode::Up | KeyCode::Char('k') => ui.scroll = ui.scroll.saturating_sub(1),
-            KeyCode::PageDown => ui.scroll = ui.scroll.saturating_add(10),
-            KeyCode::PageUp => ui.scroll = ui.scroll.saturating_sub(10),
-            KeyCode::Home => ui.scroll = 0,
-            KeyCode::Char('q') | KeyCode::Esc => return Action::Quit,
-            KeyCode::Char('?') | KeyCode::Char('h') => ui.help = !ui.help,
-            KeyCode::Char(' ') => {
-                ui.paused = !ui.paused;
-                self.frozen = if ui.paused {
-                    Some((self.state.clone(), local_now))
-                } else {
-                    None
-                };
-            }
-            KeyCode::Char('+') | KeyCode::Char('=') => {
-                ui.refresh_idx = ui.refresh_idx.saturating_sub(1);
-            }
-            KeyCode::Char('-') => ui.refresh_idx = (ui.refresh_idx + 1).min(REFRESH.len() - 1),
-            KeyCode::Char('o') | KeyCode::Char('1') => ui.view = View::Overview,
-            KeyCode::Char('p') | KeyCode::Char('2') => ui.view = View::Processes,
-            KeyCode::Char('w') | KeyCode::Char('3') => ui.view = View::Workers,
-            KeyCode::Char('l') | KeyCode::Char('4') => ui.view = View::Latency,
-            KeyCode::Char('s') | KeyCode::Char('5') => ui.view = View::Slow,
-            KeyCode::Char(c @ ('<' | ',' | '>' | '.')) => {
-                let fwd = c == '>' || c == '.';
-                let step = |i: usize, n: usize| if fwd { (i + 1) % n } else { (i + n - 1) % n };
-                match view {
-                    View::Overview | View::Latency => {
-                        ui.window_idx = step(ui.window_idx, WINDOWS.len())
-                    }
-                    View::Processes => ui.proc_sort = step(ui.proc_sort, PROC_SORTS.len()),
-                    View::Slow => ui.slow_sort = step(ui.slow_sort, SLOW_SORTS.len()),
-                    View::Workers => {}
-                }
-            }
-            KeyCode::Char('[') if view == View::Latency => {
-                ui.phase_idx = (ui.phase_idx + PHASES.len() - 1) % PHASES.len()
-            }
-            KeyCode::Char(']') if view == View::Latency => {
-                ui.phase_idx = (ui.phase_idx + 1) % PHASES.len()
-            }
-            KeyCode::Char('f') if view == View::Slow => {
-                ui.slow_filter = (ui.slow_filter + 1) % SLOW_FILTERS.len()
-            }
-            KeyCode::Char('f') => {
-                let st = self.frozen.as_ref().map(|f| &f.0).unwrap_or(&self.state);
-                let groups = view_model::groups(st, local_now);
-                ui.group = match &ui.group {
-                    None => groups.first().cloned(),
-                    Some(g) => groups
-                        .iter()
-                        .position(|x| x == g)
-                        .and_then(|i| groups.get(i + 1).cloned()),
-                };
-            }
-            KeyCode::Char('r') if view == View::Slow => {
-                ui.search.clear();
-                ui.slow_filter = 0;
-            }
-            KeyCode::Char('/') if view == View::Slow => {
-                ui.search_edit = Some(String::new());
-            }
-            _ => return Action::None,
-        }
-        Action::Redraw
-    }
 }
 
 /// Restores the terminal when dropped (normal exit and `?` errors); ratatui's

@@ -1,8 +1,9 @@
 //! `top --once`: one plain-text (or JSON) frame of the header and the
 //! process table, for scripts and health checks.
 
+use super::format::{fmt_bytes, fmt_seconds, fmt_window};
 use super::health::Failure;
-use super::view_model::{fmt_bytes, fmt_seconds, fmt_window, Header, ProcRow};
+use super::view_model::{Header, ProcRow};
 use serde_json::json;
 
 /// The text frame (no trailing newline).
@@ -153,4 +154,44 @@ pub fn json(
             "threshold": f.condition.threshold,
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::top::fixture::{small_site, SITE_LOCAL};
+    use crate::top::health::{evaluate, parse};
+    use crate::top::view_model::{header, process_rows, UiState};
+
+    #[test]
+    fn text_frame_of_the_small_site_with_failing_conditions() {
+        let (site, ui) = (small_site(), UiState::default());
+        let h = header(&site, &ui, SITE_LOCAL);
+        let rows = process_rows(&site, &ui, SITE_LOCAL);
+        let conds = [parse("busy>0.5").unwrap(), parse("p95>2s").unwrap()];
+        // Busy is 4 of 6 threads: the first holds; p95 is 1.48 s: the second
+        // does not.
+        let failures = evaluate(&conds, &h);
+        let expected = [
+            "mod_wsgi-telemetry top  host=web1  group=(embedded),app",
+            "  rps:  now 8.0   1m 6.3   10m 6.3   in 1.0KB/s  out 10.0KB/s",
+            "  cap:  4/6 threads (66.7%)   util 50.0%   queue -",
+            "  cpu:  user 0.20  sys 0.05   rss 150.0MB (largest process 100.0MB)",
+            "  stat: 2xx 89.5%  3xx 0.0%  4xx 0.0%  5xx 10.5%   (last 1m)",
+            "  lat:  p50 38.9ms  p95 1.48s  p99 1.52s   min 30.0ms  max 1.30s   (last 1m)",
+            "  slow: 1 active / 2 1m / 2 total",
+            "  procs: 2 live / 1 gone",
+            "",
+            "processes:",
+            "      PID  GROUP             STATE           THR      RPS     CPU        RSS",
+            "      101  app               live         2/4         6.0    0.25     50.0MB",
+            "      102  (embedded)        live         2/2         2.0    0.50    100.0MB",
+            "      103  app               stopped      0/4         0.0    0.00     20.0MB",
+            "",
+            "failing:",
+            "  busy = 0.6667 > 0.5000",
+        ]
+        .join("\n");
+        assert_eq!(text(&h, &rows, &failures), expected);
+    }
 }

@@ -1,8 +1,11 @@
-//! Rendering tests: every view drawn into ratatui's `TestBackend` from a
-//! model built by replaying the anchor corpus as the WebSocket messages
-//! `serve` sends (`crate::messages`).
+//! Smoke tests over a real capture: every view drawn into ratatui's
+//! `TestBackend` from a model built by replaying the anchor corpus as the
+//! WebSocket messages `serve` sends (`crate::messages`), checked with
+//! `contains` on whole screens, plus the keys of [`App`]. The exact
+//! whole-buffer tests sit next to each widget, on the small fixed site of
+//! `fixture`.
 
-use super::state::{parse_value, State};
+use super::model::{parse_value, Replica};
 use super::view_model::{self, ConnView, UiState, View};
 use super::{widgets, Action, App};
 use ratatui::backend::TestBackend;
@@ -100,21 +103,21 @@ const LOCAL: f64 = 5000.0;
 
 /// The model after the first `seconds` of the corpus, all received at
 /// local time [`LOCAL`].
-fn corpus_state(seconds: f64) -> State {
-    let mut s = State::new();
+fn corpus_state(seconds: f64) -> Replica {
+    let mut s = Replica::new();
     for m in corpus_messages(seconds) {
         s.apply(parse_value(&m).expect("parses"), LOCAL);
     }
     s
 }
 
-fn render(state: &State, ui: &UiState, w: u16, h: u16) -> Vec<String> {
+fn render(replica: &Replica, ui: &UiState, w: u16, h: u16) -> Vec<String> {
     let conn = ConnView {
         url: "ws://test/ws".into(),
         connected: true,
         ..ConnView::default()
     };
-    let vm = view_model::frame(state, ui, &conn, LOCAL, false);
+    let vm = view_model::frame(replica, ui, &conn, LOCAL, false);
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| widgets::draw(f, &vm)).unwrap();
     let buf = t.backend().buffer().clone();
@@ -129,16 +132,16 @@ fn render(state: &State, ui: &UiState, w: u16, h: u16) -> Vec<String> {
         .collect()
 }
 
-fn screen(state: &State, view: View) -> String {
+fn screen(replica: &Replica, view: View) -> String {
     let ui = UiState {
         view,
         ..UiState::default()
     };
-    render(state, &ui, 140, 50).join("\n")
+    render(replica, &ui, 140, 50).join("\n")
 }
 
 /// Processes sending samples at the 45 s cut, per the corpus summary.
-fn live_pids(s: &State) -> Vec<u32> {
+fn live_pids(s: &Replica) -> Vec<u32> {
     let now = s.ref_now(LOCAL);
     s.processes
         .values()
@@ -230,7 +233,7 @@ fn processes_view() {
     let stopped: Vec<u32> = s
         .processes
         .values()
-        .filter(|p| matches!(p.life, super::state::Life::Stopped { .. }))
+        .filter(|p| matches!(p.life, super::model::Life::Stopped { .. }))
         .map(|p| p.pid)
         .collect();
     assert!(!stopped.is_empty());
@@ -307,7 +310,7 @@ fn latency_view_and_phase_keys() {
         "u".into(),
         false,
     );
-    app.state = s;
+    app.replica = s;
     let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
     assert_eq!(app.on_key(key(']'), LOCAL), Action::Redraw);
     assert_eq!(app.ui.phase_idx, 0);
@@ -318,14 +321,14 @@ fn latency_view_and_phase_keys() {
     }
     // Queue exists only for daemons: still samples in the window.
     app.on_key(key(']'), LOCAL);
-    let l = view_model::latency(&app.state, &app.ui, LOCAL);
+    let l = view_model::latency(&app.replica, &app.ui, LOCAL);
     assert_eq!(l.phase, "queue");
     assert!(l.requests > 0);
 }
 
 #[test]
 fn latency_view_empty() {
-    let s = State::new();
+    let s = Replica::new();
     let out = screen(&s, View::Latency);
     assert!(out.contains("(no samples in window)"), "{out}");
 }
@@ -352,11 +355,11 @@ fn slow_view_filter_and_search() {
         "u".into(),
         false,
     );
-    app.state = s;
+    app.replica = s;
     let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
     app.on_key(key('f'), LOCAL);
     app.on_key(key('f'), LOCAL);
-    let l = view_model::slow_list(&app.state, &app.ui, LOCAL);
+    let l = view_model::slow_list(&app.replica, &app.ui, LOCAL);
     assert_eq!(l.filter, "completed");
     assert!(!l.rows.is_empty());
     assert!(l
@@ -369,10 +372,10 @@ fn slow_view_filter_and_search() {
         app.on_key(key(c), LOCAL);
     }
     app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE), LOCAL);
-    let l = view_model::slow_list(&app.state, &app.ui, LOCAL);
+    let l = view_model::slow_list(&app.replica, &app.ui, LOCAL);
     assert!(!l.rows.is_empty());
     assert!(l.rows.iter().all(|r| r.url.starts_with("/embedded")));
-    let t = render(&app.state, &app.ui, 140, 50).join("\n");
+    let t = render(&app.replica, &app.ui, 140, 50).join("\n");
     assert!(t.contains("search: 'EMBEDDED'"), "{t}");
     app.on_key(key('r'), LOCAL);
     assert_eq!((app.ui.search.as_str(), app.ui.slow_filter), ("", 0));
@@ -397,13 +400,13 @@ fn pause_freezes_the_screen() {
     let (a, b) = msgs.split_at(msgs.len() / 2);
     let mut app = App::new(UiState::default(), "u".into(), false);
     for m in a {
-        app.state.apply(parse_value(m).unwrap(), LOCAL);
+        app.replica.apply(parse_value(m).unwrap(), LOCAL);
     }
     let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
     app.on_key(key(' '), LOCAL);
     let before = app.frame(LOCAL + 3.0);
     for m in b {
-        app.state.apply(parse_value(m).unwrap(), LOCAL + 1.0);
+        app.replica.apply(parse_value(m).unwrap(), LOCAL + 1.0);
     }
     let during = app.frame(LOCAL + 3.0);
     assert_eq!(before.header, during.header);
@@ -417,23 +420,23 @@ fn pause_freezes_the_screen() {
 fn datagram_strings_are_shown_escaped_never_raw() {
     let hostile_host = "\u{1b}]0;pwned\u{7}\u{1b}[2Jweb1";
     let hostile_group = "app\u{9b}31m\u{202e}x";
-    let mut s = State::new();
+    let mut s = Replica::new();
     let sample = json!({"type": "sample", "kind": "request_metrics", "pid": 4242,
         "seq": 2, "stamp": LOCAL, "fields": {"hostname": hostile_host,
         "process_group": hostile_group, "sample_period": 1.0,
         "request_threads_maximum": 5}});
     s.apply(parse_value(&sample).expect("parses"), LOCAL);
     let mut app = App::new(UiState::default(), "u".into(), false);
-    app.state = s;
+    app.replica = s;
     app.ui.view = View::Processes;
-    let out = render(&app.state, &app.ui, 140, 20).join("\n");
+    let out = render(&app.replica, &app.ui, 140, 20).join("\n");
     let row = out
         .lines()
         .find(|l| l.trim_start().starts_with("4242"))
         .unwrap_or_else(|| panic!("no row for 4242:\n{out}"));
     assert!(row.contains(" app\\x9b31m\\u{20"), "{row}");
     app.ui.view = View::Overview;
-    let out = render(&app.state, &app.ui, 140, 20).join("\n");
+    let out = render(&app.replica, &app.ui, 140, 20).join("\n");
     assert!(out.contains("\\x1b]0;pwned\\x07\\x1b[2Jweb1"), "{out}");
     assert!(
         !out.lines()
@@ -447,7 +450,7 @@ fn datagram_strings_are_shown_escaped_never_raw() {
 fn group_filter_cycles_through_embedded() {
     let s = corpus_state(45.0);
     let mut app = App::new(UiState::default(), "u".into(), false);
-    app.state = s;
+    app.replica = s;
     let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
     let mut seen = Vec::new();
     for _ in 0..4 {
@@ -465,7 +468,7 @@ fn group_filter_cycles_through_embedded() {
     );
     app.ui.group = Some(String::new());
     app.ui.view = View::Processes;
-    let out = render(&app.state, &app.ui, 140, 50).join("\n");
+    let out = render(&app.replica, &app.ui, 140, 50).join("\n");
     assert!(out.lines().next().unwrap().contains("· (embedded)"));
     assert!(!out.contains(" app ") && !out.contains(" aux "), "{out}");
 }
@@ -530,14 +533,14 @@ fn lists_scroll_and_clamp() {
         "u".into(),
         false,
     );
-    app.state = corpus_state(45.0);
-    let rows = view_model::slow_list(&app.state, &app.ui, LOCAL).rows;
+    app.replica = corpus_state(45.0);
+    let rows = view_model::slow_list(&app.replica, &app.ui, LOCAL).rows;
     assert!(rows.len() > 40);
     for _ in 0..3 {
         app.on_key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE), LOCAL);
     }
     assert_eq!(app.ui.scroll, 3);
-    let out = render(&app.state, &app.ui, 140, 50);
+    let out = render(&app.replica, &app.ui, 140, 50);
     assert!(out[8].contains("(from row 4)"), "{}", out[8]);
     assert!(out[10].contains(&rows[3].log_id), "{}", out[10]);
     for _ in 0..30 {

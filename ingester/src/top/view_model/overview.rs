@@ -1,0 +1,135 @@
+//! The overview view: one-second sparkline series over the window and the
+//! request-weighted mean time of each phase.
+
+use super::choices::UiState;
+use super::header::Header;
+use super::shown;
+use super::status::liveness;
+use crate::top::format::fmt_bytes;
+use crate::top::model::{Replica, PHASES};
+
+/// One sparkline series (oldest first, one point per second).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub label: &'static str,
+    pub points: Vec<f64>,
+    /// Bottom of the scale: 0 for rates; just under the smallest value for
+    /// levels such as memory, whose changes would otherwise not show.
+    pub floor: f64,
+    /// Latest value, formatted.
+    pub latest: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overview {
+    pub window: f64,
+    pub series: Vec<Series>,
+    /// `(phase, request-weighted mean of the latest ticks)`.
+    pub phase_means: Vec<(&'static str, Option<f64>)>,
+}
+
+/// The overview of the window, with the header's latest figures (computed
+/// once per frame by the caller).
+pub fn overview(replica: &Replica, ui: &UiState, local_now: f64, h: &Header) -> Overview {
+    let now = replica.ref_now(local_now);
+    let win = ui.window();
+    let n = win as usize;
+    let start = now - win;
+    let mut thr = vec![0.0; n];
+    let mut act = vec![0.0; n];
+    let mut max = vec![0.0; n];
+    let mut cpu = vec![0.0; n];
+    let mut rss = vec![0.0; n];
+    for p in shown(replica, ui) {
+        for t in p.ticks_within(now, win + p.sample_period) {
+            let period = if t.sample_period > 0.0 {
+                t.sample_period
+            } else {
+                p.sample_period
+            };
+            // The tick covers (stamp - period, stamp]: fill the seconds
+            // whose centre it covers.
+            // Centre c_b = start + b + 0.5 lies in (stamp - period, stamp].
+            let lo = (t.stamp - period - start - 0.5).floor() as i64 + 1;
+            let hi = (t.stamp - start - 0.5).floor() as i64;
+            for b in lo.max(0)..=hi.min(n as i64 - 1) {
+                let b = b as usize;
+                let c = start + b as f64 + 0.5;
+                if c > t.stamp - period && c <= t.stamp {
+                    thr[b] += t.request_throughput;
+                    act[b] += t.threads_active;
+                    max[b] += t.threads_maximum;
+                    cpu[b] += t.cpu;
+                    rss[b] += t.memory_rss;
+                }
+            }
+        }
+    }
+    let cap: Vec<f64> = act
+        .iter()
+        .zip(&max)
+        .map(|(a, m)| if *m > 0.0 { 100.0 * a / m } else { 0.0 })
+        .collect();
+    let rss_mb: Vec<f64> = rss.iter().map(|r| r / 1048576.0).collect();
+    let rss_floor = rss_mb
+        .iter()
+        .copied()
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let rss_floor = if rss_floor.is_finite() {
+        rss_floor * 0.9
+    } else {
+        0.0
+    };
+    let series = vec![
+        Series {
+            label: "throughput",
+            points: thr,
+            floor: 0.0,
+            latest: format!("{:.1} req/s", h.rps_now),
+        },
+        Series {
+            label: "capacity",
+            points: cap,
+            floor: 0.0,
+            latest: match h.busy_fraction() {
+                Some(f) => format!("{:.0}%", f * 100.0),
+                None => "-".into(),
+            },
+        },
+        Series {
+            label: "cpu",
+            points: cpu,
+            floor: 0.0,
+            latest: format!("{:.2} cores", h.cpu_total),
+        },
+        Series {
+            label: "rss",
+            points: rss_mb,
+            floor: rss_floor,
+            latest: fmt_bytes(h.rss_total),
+        },
+    ];
+    let mut phase_means = Vec::new();
+    for (i, name) in PHASES.iter().enumerate() {
+        let (mut num, mut den) = (0.0, 0.0);
+        for p in shown(replica, ui) {
+            if !liveness(p, now, local_now).counts() {
+                continue;
+            }
+            if let Some(t) = p.latest() {
+                if let Some(m) = t.means[i].filter(|m| *m > 0.0) {
+                    let w = t.request_count.max(1.0);
+                    num += m * w;
+                    den += w;
+                }
+            }
+        }
+        phase_means.push((*name, (den > 0.0).then(|| num / den)));
+    }
+    Overview {
+        window: win,
+        series,
+        phase_means,
+    }
+}
