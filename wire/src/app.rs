@@ -26,7 +26,7 @@
 //! | 404 | `app_metric_mins` | F64 array (d) | per distribution: smallest value |
 //! | 405 | `app_metric_maxes` | F64 array (d) | per distribution: largest value |
 //! | 406 | `app_metric_buckets` | I32 array | per distribution: `k`, then `k` pairs (bucket index, count mod 2^32) |
-//! | 407 | `app_metric_dropped_names` | U64 | names refused since start (table full) |
+//! | 407 | `app_metric_dropped_calls` | U64 | calls refused since start because the name table was full |
 //!
 //! `d` is the number of `d` entries in 401; 403–406 are present only when
 //! `d > 0`, in the order of those entries. Buckets are the 65 latency
@@ -220,8 +220,9 @@ pub struct AppMetricsHead<'a> {
     pub hostname: &'a [u8],
     /// 6 (cut to 63 bytes; omitted when empty).
     pub process_group: &'a [u8],
-    /// 407: names the process refused since it started.
-    pub dropped_names: u64,
+    /// 407: calls the process refused since it started because its name
+    /// table was full.
+    pub dropped_calls: u64,
 }
 
 fn nonzero_buckets(b: &[u32; BUCKETS]) -> usize {
@@ -364,7 +365,7 @@ pub fn encode(
             }
         }
     }
-    e.u64(id::APP_METRIC_DROPPED_NAMES, h.dropped_names)?;
+    e.u64(id::APP_METRIC_DROPPED_CALLS, h.dropped_calls)?;
     Ok(e.finish())
 }
 
@@ -425,7 +426,7 @@ pub struct AppMetrics {
     /// Field 6, empty when absent (embedded mode).
     pub process_group: String,
     /// Field 407.
-    pub dropped_names: u64,
+    pub dropped_calls: u64,
     /// The metrics, in wire order.
     pub metrics: Vec<Metric>,
 }
@@ -688,16 +689,16 @@ pub fn decode(s: &SampleRef<'_>) -> Result<AppMetrics, AppMetricsError> {
     Ok(AppMetrics {
         hostname: text(bytes_field(s, id::HOSTNAME)?),
         process_group: text(bytes_field(s, id::PROCESS_GROUP)?),
-        dropped_names: match s.get(id::APP_METRIC_DROPPED_NAMES) {
+        dropped_calls: match s.get(id::APP_METRIC_DROPPED_CALLS) {
             Some(ValueRef::U64(v)) => v,
             Some(_) => {
                 return Err(AppMetricsError::WrongType {
-                    field: id::APP_METRIC_DROPPED_NAMES,
+                    field: id::APP_METRIC_DROPPED_CALLS,
                 })
             }
             None => {
                 return Err(AppMetricsError::Missing {
-                    field: id::APP_METRIC_DROPPED_NAMES,
+                    field: id::APP_METRIC_DROPPED_CALLS,
                 })
             }
         },
@@ -810,7 +811,7 @@ mod tests {
         let h = AppMetricsHead {
             hostname: b"web1",
             process_group: b"app",
-            dropped_names: 3,
+            dropped_calls: 3,
         };
         let mut buf = [0u8; MAX_DATAGRAM];
         for k in [0, 1, 2, 3, 50] {

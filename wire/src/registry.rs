@@ -173,7 +173,7 @@ registry! {
     APP_METRIC_MINS = 404, "app_metric_mins", F64Array;
     APP_METRIC_MAXES = 405, "app_metric_maxes", F64Array;
     APP_METRIC_BUCKETS = 406, "app_metric_buckets", I32Array;
-    APP_METRIC_DROPPED_NAMES = 407, "app_metric_dropped_names", U64;
+    APP_METRIC_DROPPED_CALLS = 407, "app_metric_dropped_calls", U64;
 }
 
 /// The registered field with this id, if any.

@@ -13,7 +13,7 @@ use wire::histogram::{bucket_index, BUCKETS};
 use wire::{decode, decode_ref, id, Kind, Value, MAX_DATAGRAM};
 
 /// pid 4242, seq 77, stamp 1700000001.0, host `web1`, group `app`, two
-/// names dropped; `orders` counter 3, `queue.depth` gauge -2.5, `db.{0}`
+/// calls dropped; `orders` counter 3, `queue.depth` gauge -2.5, `db.{0}`
 /// distribution of 0.5 ms, 5 ms and 10 ms (buckets 0, 9 and 13).
 const V: &str = concat!(
     "57534749010a0000921000004d00000000004040fc54d941", // header
@@ -24,7 +24,7 @@ const V: &str = concat!(
     "9201060300000000000000084000000000000004c05839b4c876be8f3f", // 402 values
     "930106010000000000000008409401060100fca9f1d24d62403f95010601007b14ae47e17a843f", // 403-405
     "960105070003000000000000000100000009000000010000000d00000001000000", // 406 buckets
-    "9701010200000000000000",                           // 407 dropped names
+    "9701010200000000000000",                           // 407 dropped calls
 );
 
 fn sum_of(values: &[f64]) -> f64 {
@@ -55,7 +55,7 @@ fn worked_datagram() {
     let m = app::decode(&decode_ref(&b).unwrap()).unwrap();
     assert_eq!(m.hostname, "web1");
     assert_eq!(m.process_group, "app");
-    assert_eq!(m.dropped_names, 2);
+    assert_eq!(m.dropped_calls, 2);
     let names: Vec<&str> = m.metrics.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["orders", "queue.depth", "db.{0}"]);
     assert_eq!(m.metrics[0].value, MetricValue::Counter(3.0));
@@ -106,7 +106,7 @@ fn worked_datagram() {
     let head = AppMetricsHead {
         hostname: b"web1",
         process_group: b"app",
-        dropped_names: 2,
+        dropped_calls: 2,
     };
     let mut buf = [0u8; MAX_DATAGRAM];
     let n = wire::emit::app_metrics(&mut buf, 4242, 77, 1700000001.0, &head, &metrics).unwrap();
@@ -148,14 +148,14 @@ fn bucket_counts_travel_modulo_2_32() {
 #[test]
 fn empty_datagram_carries_the_dropped_count() {
     let head = AppMetricsHead {
-        dropped_names: 9,
+        dropped_calls: 9,
         ..Default::default()
     };
     let mut buf = [0u8; MAX_DATAGRAM];
     let n = app::encode(&mut buf, 1, 1, 0.0, &head, &[]).unwrap();
     assert_eq!(n, app::encoded_len(&head, &[]));
     let m = app::decode(&decode_ref(&buf[..n]).unwrap()).unwrap();
-    assert_eq!((m.metrics.len(), m.dropped_names), (0, 9));
+    assert_eq!((m.metrics.len(), m.dropped_calls), (0, 9));
     assert_eq!(MetricType::from_u8(b'x'), None);
 }
 
@@ -178,7 +178,7 @@ fn refusals() {
     let names = |s: &str| (id::APP_METRIC_NAMES, Value::Bytes(s.as_bytes().to_vec()));
     let types = |s: &str| (id::APP_METRIC_TYPES, Value::Bytes(s.as_bytes().to_vec()));
     let f64s = |fid, v: &[f64]| (fid, Value::F64Array(v.to_vec()));
-    let dropped = (id::APP_METRIC_DROPPED_NAMES, Value::U64(0));
+    let dropped = (id::APP_METRIC_DROPPED_CALLS, Value::U64(0));
     let counter = |n: &str, v: f64| {
         with(vec![
             names(n),
@@ -247,7 +247,7 @@ fn refusals() {
             f64s(id::APP_METRIC_VALUES, &[1.0])
         ])),
         Err(AppMetricsError::Missing {
-            field: id::APP_METRIC_DROPPED_NAMES
+            field: id::APP_METRIC_DROPPED_CALLS
         })
     );
     assert_eq!(
