@@ -75,12 +75,14 @@ def check_name(name):
 
 
 def _encoded(name):
-    b = _names.get(name) if isinstance(name, str) else None
-    if b is None:
+    """(bytes, length) of a valid name; ValueError for an invalid one."""
+    pair = _names.get(name) if isinstance(name, str) else None
+    if pair is None:
         b = check_name(name)
+        pair = (b, len(b))
         if len(_names) < _CACHE_MAX:
-            _names[name] = b
-    return b
+            _names[name] = pair
+    return pair
 
 
 def _disable():
@@ -110,10 +112,12 @@ def _failed(rc, what, name, value):
     raise ValueError("%s(%r): the module answered %d" % (what, name, rc))
 
 
-def _call(fn, what, name, value):
-    b = _encoded(name)
+def _slow(fn, what, name, value):
+    """A call whose name is not cached yet, or whose arguments need a
+    conversion ctypes refuses: checks, calls and explains."""
+    b, n = _encoded(name)
     try:
-        rc = fn(b, len(b), value)
+        rc = fn(b, n, value)
     except ctypes.ArgumentError:
         raise ValueError(
             "%s(%r, %r): the value must be a number" % (what, name, value)
@@ -122,12 +126,23 @@ def _call(fn, what, name, value):
         _failed(rc, what, name, value)
 
 
+# The three calls keep their fast path inline (one global, one dict
+# lookup, the foreign call): a Python call frame costs as much as the rest.
+_SLOW = (KeyError, TypeError, ctypes.ArgumentError)
+
+
 def incr(name, value=1):
     """Adds ``value`` (a finite number >= 0) to the counter ``name``."""
     fn = _incr
     if fn is None:
         return
-    _call(fn, "incr", name, value)
+    try:
+        b, n = _names[name]
+        rc = fn(b, n, value)
+    except _SLOW:
+        return _slow(fn, "incr", name, value)
+    if rc:
+        _failed(rc, "incr", name, value)
 
 
 def set(name, value):  # noqa: A001 (the statvent name)
@@ -135,7 +150,13 @@ def set(name, value):  # noqa: A001 (the statvent name)
     fn = _set
     if fn is None:
         return
-    _call(fn, "set", name, value)
+    try:
+        b, n = _names[name]
+        rc = fn(b, n, value)
+    except _SLOW:
+        return _slow(fn, "set", name, value)
+    if rc:
+        _failed(rc, "set", name, value)
 
 
 def record(name, value):
@@ -143,7 +164,13 @@ def record(name, value):
     fn = _record
     if fn is None:
         return
-    _call(fn, "record", name, value)
+    try:
+        b, n = _names[name]
+        rc = fn(b, n, value)
+    except _SLOW:
+        return _slow(fn, "record", name, value)
+    if rc:
+        _failed(rc, "record", name, value)
 
 
 def enabled():

@@ -130,7 +130,11 @@ class WithTheModule(unittest.TestCase):
     def test_a_value_that_is_not_a_number(self):
         with self.assertRaisesRegex(ValueError, "must be a number"):
             self.m.incr("n", "7")
-        self.assertEqual(self.calls(), [])
+        self.m.incr("n")  # now a known name: the fast path
+        for bad in ("7", None, [1]):
+            with self.assertRaisesRegex(ValueError, "must be a number"):
+                self.m.incr("n", bad)
+        self.assertEqual(self.calls(), [(INCR, b"n", 1, 1.0)])
 
     def test_return_codes(self):
         m = self.m
