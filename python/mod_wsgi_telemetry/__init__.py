@@ -47,10 +47,11 @@ _NAME = re.compile(r"(?:[A-Za-z0-9_.:/-]|\{0\})+\Z")
 _CACHE_MAX = 4096
 _names = {}
 
-_incr = None
-_set = None
-_record = None
+# The bound C functions, one cell per call (None: calls are no-ops).
+_cells = {"incr": [None], "set": [None], "record": [None]}
 _enabled = None
+# Stands for "no value given" in set() and record(), which need one.
+_MISSING = object()
 
 
 def check_name(name):
@@ -86,8 +87,8 @@ def _encoded(name):
 
 
 def _disable():
-    global _incr, _set, _record
-    _incr = _set = _record = None
+    for cell in _cells.values():
+        cell[0] = None
 
 
 def _failed(rc, what, name, value):
@@ -126,57 +127,49 @@ def _slow(fn, what, name, value):
         _failed(rc, what, name, value)
 
 
-# The three calls keep their fast path inline (one global, one dict
-# lookup, the foreign call): a Python call frame costs as much as the rest.
 _SLOW = (KeyError, TypeError, ctypes.ArgumentError)
 
 
-def incr(name, value=1):
-    """Adds ``value`` (a finite number >= 0) to the counter ``name``."""
-    fn = _incr
-    if fn is None:
-        return
-    try:
-        b, n = _names[name]
-        rc = fn(b, n, value)
-    except _SLOW:
-        return _slow(fn, "incr", name, value)
-    if rc:
-        _failed(rc, "incr", name, value)
+def _metric(what, default, doc):
+    """One of the three calls. Its fast path is inline (one cell, one dict
+    lookup, the foreign call): a Python call frame costs as much as the
+    rest."""
+    cell = _cells[what]
+
+    def call(name, value=default):
+        fn = cell[0]
+        if fn is None:
+            return
+        if value is _MISSING:
+            raise TypeError("%s() needs a value" % what)
+        try:
+            b, n = _names[name]
+            rc = fn(b, n, value)
+        except _SLOW:
+            return _slow(fn, what, name, value)
+        if rc:
+            _failed(rc, what, name, value)
+
+    call.__name__ = call.__qualname__ = what
+    call.__doc__ = doc
+    return call
 
 
-def set(name, value):  # noqa: A001 (the statvent name)
-    """Sets the gauge ``name`` to ``value`` (a finite number)."""
-    fn = _set
-    if fn is None:
-        return
-    try:
-        b, n = _names[name]
-        rc = fn(b, n, value)
-    except _SLOW:
-        return _slow(fn, "set", name, value)
-    if rc:
-        _failed(rc, "set", name, value)
-
-
-def record(name, value):
-    """Adds ``value`` (seconds, finite, >= 0) to the distribution ``name``."""
-    fn = _record
-    if fn is None:
-        return
-    try:
-        b, n = _names[name]
-        rc = fn(b, n, value)
-    except _SLOW:
-        return _slow(fn, "record", name, value)
-    if rc:
-        _failed(rc, "record", name, value)
+incr = _metric(
+    "incr", 1, "incr(name, value=1): adds ``value`` (a finite number >= 0) "
+    "to the counter ``name``.")
+set = _metric(  # noqa: A001 (the statvent name)
+    "set", _MISSING, "set(name, value): the gauge ``name`` is now "
+    "``value`` (a finite number).")
+record = _metric(
+    "record", _MISSING, "record(name, value): adds ``value`` (seconds, "
+    "finite, >= 0) to the distribution ``name``.")
 
 
 def enabled():
     """True when the calls reach the module (loaded, same ABI version,
     application metrics on)."""
-    if _incr is None or _enabled is None:
+    if _cells["incr"][0] is None or _enabled is None:
         return False
     if not _enabled():
         _disable()
@@ -208,7 +201,7 @@ def _loaded_module():
 
 
 def _bind():
-    global _incr, _set, _record, _enabled
+    global _enabled
     lib = _loaded_module()
     if lib is None:
         return
@@ -231,7 +224,8 @@ def _bind():
         return
     if not on():
         return
-    _incr, _set, _record = fns
+    for what, fn in zip(("incr", "set", "record"), fns):
+        _cells[what][0] = fn
     _enabled = on
 
 

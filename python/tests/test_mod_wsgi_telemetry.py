@@ -110,6 +110,9 @@ class WithTheModule(unittest.TestCase):
         m.record("payment.{0}", 0.042)
         m.incr("x" * 64, 2 ** 53)
         m.set("queue.depth", True)
+        with self.assertRaisesRegex(TypeError, r"set\(\) needs a value"):
+            m.set("queue.depth")
+        self.assertEqual((m.incr.__name__, m.record.__name__), ("incr", "record"))
         self.assertEqual(self.calls(), [
             (INCR, b"orders.placed", 13, 1.0),
             (INCR, b"bytes:in/total-2", 16, 4096.0),
