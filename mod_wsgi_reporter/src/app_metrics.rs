@@ -413,7 +413,9 @@ impl AppMetrics {
     /// One tick: collects (see [`collect`](Self::collect)), encodes as many
     /// `app_metrics` datagrams as the changes need and sends them; marks
     /// sent what was. With nothing changed and no new refused calls, sends
-    /// nothing. Returns the number of metrics sent. Reporter thread only.
+    /// nothing; `full` (every [`REFRESH_TICKS`]) sends every name, and the
+    /// refused-call count if it is not zero. Returns the number of metrics
+    /// sent. Reporter thread only.
     pub fn drain<S: FnMut() -> u32, F: FnMut(&[u8]) -> bool>(
         &self,
         full: bool,
@@ -424,7 +426,9 @@ impl AppMetrics {
         self.collect(full, scratch);
         let dropped = self.dropped_calls();
         let dropped_changed = dropped != self.sent_dropped.load(Relaxed);
-        if scratch.is_empty() && !dropped_changed && !full {
+        // Nothing changed; or a refresh with no name and nothing refused
+        // (an application that never calls sends nothing at all).
+        if scratch.is_empty() && !dropped_changed && (!full || dropped == 0) {
             return 0;
         }
         let head = AppMetricsHead {
@@ -552,6 +556,7 @@ mod tests {
     #[test]
     fn only_changes_are_sent_and_a_failed_send_is_retried() {
         let m = AppMetrics::new(8);
+        assert!(drain(&m, true).is_empty(), "no name, nothing refused");
         m.incr(b"a", 1.0);
         m.set(b"g", 1.0);
         m.record(b"d", 0.1);
@@ -601,6 +606,8 @@ mod tests {
         m.incr(b"n6", 1.0);
         let d = drain(&m, false);
         assert_eq!((d[0].metrics.len(), d[0].dropped_calls), (0, 3));
+        let d = drain(&m, true);
+        assert_eq!((d[0].metrics.len(), d[0].dropped_calls), (3, 3));
     }
 
     #[test]
