@@ -47,7 +47,11 @@ fn pip_installs_from_the_repository_path() {
     // from a copy so that the checkout stays as it is.
     let src = tempfile::tempdir().unwrap();
     let package = workspace().join("python");
-    for f in ["pyproject.toml", "README.md", "mod_wsgi_telemetry/__init__.py"] {
+    for f in [
+        "pyproject.toml",
+        "README.md",
+        "mod_wsgi_telemetry/__init__.py",
+    ] {
         let to = src.path().join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(package.join(f), &to).unwrap();
