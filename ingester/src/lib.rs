@@ -8,6 +8,7 @@
 //! the JSON API and the WebSocket. `top` is a WebSocket client; `dump`,
 //! `replay` and `simulate` are tools around the socket.
 
+pub mod app_metrics;
 pub mod cli;
 pub mod dump;
 pub mod http;

@@ -13,6 +13,7 @@
 //! (unless `WSGISlowRequests` asks for per-request CPU, see docs/module.md).
 
 pub mod accum;
+pub mod app_metrics;
 pub mod config;
 pub mod daemon;
 pub mod gc;

@@ -14,8 +14,8 @@ const CUT_MOD_WSGI_VERSION: usize = 31;
 const CUT_PYTHON_VERSION: usize = 63;
 const CUT_APACHE_VERSION: usize = 63;
 const CUT_MPM_NAME: usize = 31;
-const CUT_HOSTNAME: usize = 127;
-const CUT_PROCESS_GROUP: usize = 63;
+pub(crate) const CUT_HOSTNAME: usize = 127;
+pub(crate) const CUT_PROCESS_GROUP: usize = 63;
 const CUT_INTERPRETER_NAME: usize = 127;
 
 fn cut(s: &[u8], max: usize) -> &[u8] {
@@ -168,10 +168,18 @@ fn identity_strings(e: &mut Encoder<'_>, i: &Identity<'_>) -> Result<(), EncodeE
     e.bytes_if_nonempty(id::PROCESS_GROUP, cut(i.process_group, CUT_PROCESS_GROUP))
 }
 
-fn host_and_group(e: &mut Encoder<'_>, hostname: &[u8], group: &[u8]) -> Result<(), EncodeError> {
+pub(crate) fn host_and_group(
+    e: &mut Encoder<'_>,
+    hostname: &[u8],
+    group: &[u8],
+) -> Result<(), EncodeError> {
     e.bytes_if_nonempty(id::HOSTNAME, cut(hostname, CUT_HOSTNAME))?;
     e.bytes_if_nonempty(id::PROCESS_GROUP, cut(group, CUT_PROCESS_GROUP))
 }
+
+/// Encodes an APP_METRICS datagram (kind 10, this project's extension);
+/// see [`crate::app`].
+pub use crate::app::encode as app_metrics;
 
 /// Encodes a REQUEST datagram (kind 2) into `buf`; returns its length.
 pub fn request(

@@ -110,6 +110,20 @@ impl<'a> Encoder<'a> {
         Ok(o + head)
     }
 
+    /// Reserves a variable-length record of `count` elements and
+    /// `body_len` bytes and returns its body for the caller to fill (for
+    /// values assembled in place, such as the joined metric names).
+    pub(crate) fn reserve(
+        &mut self,
+        id: u16,
+        tag: Tag,
+        count: usize,
+        body_len: usize,
+    ) -> Result<&mut [u8], EncodeError> {
+        let o = self.record(id, tag, Some(count), body_len)?;
+        Ok(&mut self.buf[o..o + body_len])
+    }
+
     /// Tag 0x01.
     pub fn u64(&mut self, id: u16, v: u64) -> Result<(), EncodeError> {
         let o = self.record(id, Tag::U64, None, 8)?;

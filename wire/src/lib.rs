@@ -17,10 +17,17 @@
 //! project's reporter, counts the datagrams the process could not send since
 //! it started (socket absent, full or refusing). Older decoders show it as
 //! `id19` and otherwise ignore it.
+//!
+//! A second extension: kind 10, `app_metrics` (fields 400-407), carries the
+//! application's own counters, gauges and distributions; see [`app`] and
+//! docs/wire.md. mod_wsgi 6.x never sends it; the reference ingester files
+//! it with the periodic samples, which is why the module sends it only when
+//! asked to (docs/app-metrics.md).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod capture;
 mod decode;
 pub mod emit;
@@ -120,8 +127,13 @@ impl Kind {
     pub const GC_SNAPSHOT: Kind = Kind(8);
     /// One Python GC collection pass.
     pub const GC_EVENT: Kind = Kind(9);
+    /// The application's own metrics (`incr`/`set`/`record`), this
+    /// project's extension (see [`app`]); mod_wsgi 6.x never sends it.
+    pub const APP_METRICS: Kind = Kind(10);
 
-    /// The reference decoder's name for this kind (`kind<N>` when unknown).
+    /// The reference decoder's name for this kind (`kind<N>` when unknown);
+    /// kind 10 is this project's `app_metrics` (the reference calls it
+    /// `kind10`).
     pub fn name(self) -> std::borrow::Cow<'static, str> {
         use std::borrow::Cow::Borrowed;
         match self.0 {
@@ -134,13 +146,14 @@ impl Kind {
             7 => Borrowed("process_stopped"),
             8 => Borrowed("gc_snapshot"),
             9 => Borrowed("gc_event"),
+            10 => Borrowed("app_metrics"),
             n => std::borrow::Cow::Owned(format!("kind{n}")),
         }
     }
 
     /// The kind for a decoder name (`kind<N>` accepted).
     pub fn from_name(name: &str) -> Option<Kind> {
-        (1..=9u8)
+        (1..=10u8)
             .map(Kind)
             .find(|k| k.name() == name)
             .or_else(|| name.strip_prefix("kind")?.parse().ok().map(Kind))

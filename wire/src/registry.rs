@@ -166,6 +166,14 @@ registry! {
     GC_EVENT_GENERATION = 322, "gc_event_generation", U64;
     GC_EVENT_COLLECTED = 323, "gc_event_collected", U64;
     GC_EVENT_UNCOLLECTABLE = 324, "gc_event_uncollectable", U64;
+    APP_METRIC_NAMES = 400, "app_metric_names", Bytes;
+    APP_METRIC_TYPES = 401, "app_metric_types", Bytes;
+    APP_METRIC_VALUES = 402, "app_metric_values", F64Array;
+    APP_METRIC_COUNTS = 403, "app_metric_counts", F64Array;
+    APP_METRIC_MINS = 404, "app_metric_mins", F64Array;
+    APP_METRIC_MAXES = 405, "app_metric_maxes", F64Array;
+    APP_METRIC_BUCKETS = 406, "app_metric_buckets", I32Array;
+    APP_METRIC_DROPPED_CALLS = 407, "app_metric_dropped_calls", U64;
 }
 
 /// The registered field with this id, if any.

@@ -3,24 +3,12 @@
 //! a realistic REQUEST tick), given as hex with their SHA-256, decoded and
 //! re-encoded.
 
-use sha2::{Digest, Sha256};
+mod common;
+
+use common::{sha256_hex, unhex};
 use wire::emit::{self, Identity, Phase, RequestTick, Slots};
 use wire::histogram::{bucket_index, BUCKETS};
 use wire::{decode, id, DecodeError, Kind, Value};
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
 
 const V1: &str = "5753474901050000921000000100000000002040fc54d9410100040500362e302e350200040600332e31322e330300040d004170616368652f322e342e363204000405006576656e74050004040077656231060004030061707007000168100000000000000d00027b14ae47e17a743f";
 const V2: &str = "57534749010700009210000089030000000010c4ff54d941050004040077656231060004030061707082000410006d6178696d756d5f726571756573747383000200000000801fac40840001102700000000000086000100000000000000008700010100000000000000";

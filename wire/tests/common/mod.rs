@@ -21,6 +21,23 @@ impl Rng {
     }
 }
 
+/// Bytes from lowercase hex.
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// SHA-256 as lowercase hex.
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
 /// The mod_wsgi 6.1.1 capture (`tests/fixtures/corpus/`, or `TELEMETRY_CORPUS_DIR`).
 pub fn corpus_capture() -> Vec<u8> {
     let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")

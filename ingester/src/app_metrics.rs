@@ -1,0 +1,706 @@
+//! The application's own metrics (`app_metrics` datagrams, kind 10) summed
+//! across processes, per host and process group: the model behind
+//! `GET /api/stats`. Pure data: no HTTP, no sockets, no clock.
+//!
+//! Every datagram carries per-process totals (`wire::app`), so:
+//! * a **counter** is the sum over live processes of their latest totals,
+//!   plus the last totals of processes that went away (retired), so the
+//!   sum never goes down while processes come and go; a total that goes
+//!   down for the same pid (the pid was reused) retires the old one first;
+//! * a **gauge** is kept per process (its last level) and summed over live
+//!   processes; a process that goes away takes its level with it;
+//! * a **distribution** keeps per process its count, sum, min, max and 64-bit
+//!   bucket counts (the wire sends them modulo 2^32; the difference from
+//!   the previous datagram is taken modulo 2^32), and merges across
+//!   processes bucket by bucket, so percentiles across processes are
+//!   exact to the bucket (and clamped to the exact min and max).
+//!
+//! Bounded: at most [`Limits::series`] (host, group, name) series and
+//! [`Limits::processes`] processes; what does not fit is counted, not kept.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::{Map, Number, Value as J};
+use wire::app::{
+    derived_name, AppMetrics as Datagram, DistributionTotals, MetricType, MetricValue,
+};
+use wire::histogram::{quantile_seconds, BUCKETS};
+
+/// Bounds of the model.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// (host, group, name) series kept.
+    pub series: usize,
+    /// Processes with live values.
+    pub processes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            series: 10_000,
+            processes: 4_096,
+        }
+    }
+}
+
+/// What did not fit or did not agree, since the ingester started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Metric updates for a new series past [`Limits::series`].
+    pub series: u64,
+    /// Datagrams of a new process past [`Limits::processes`].
+    pub processes: u64,
+    /// Updates whose type disagrees with the series' (one process's
+    /// counter named like another's gauge in the same group).
+    pub type_conflicts: u64,
+    /// Calls the processes themselves refused (their tables were full):
+    /// the latest figure of each live process plus the last of each
+    /// retired one.
+    pub calls: u64,
+}
+
+/// A distribution's totals, with 64-bit bucket counts.
+#[derive(Clone, Debug, PartialEq)]
+struct Dist {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    buckets: [u64; BUCKETS],
+}
+
+impl Dist {
+    fn empty() -> Dist {
+        Dist {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            buckets: [0; BUCKETS],
+        }
+    }
+
+    fn merge(&mut self, o: &Dist) {
+        self.count += o.count;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
+            *a += b;
+        }
+    }
+}
+
+/// One process's latest value of one series.
+#[derive(Clone, Debug)]
+enum Live {
+    Counter(f64),
+    Gauge(f64),
+    /// The totals, and the bucket counts as last received (mod 2^32).
+    Dist(Box<(Dist, [u32; BUCKETS])>),
+}
+
+#[derive(Debug)]
+struct Series {
+    kind: MetricType,
+    live: HashMap<u32, Live>,
+    retired_counter: f64,
+    retired_dist: Dist,
+}
+
+impl Series {
+    fn new(kind: MetricType) -> Series {
+        Series {
+            kind,
+            live: HashMap::new(),
+            retired_counter: 0.0,
+            retired_dist: Dist::empty(),
+        }
+    }
+
+    fn retire(&mut self, pid: u32) {
+        match self.live.remove(&pid) {
+            Some(Live::Counter(v)) => self.retired_counter += v,
+            Some(Live::Dist(d)) => self.retired_dist.merge(&d.0),
+            Some(Live::Gauge(_)) | None => {}
+        }
+    }
+
+    fn update(&mut self, pid: u32, v: &MetricValue) {
+        match (v, self.live.get_mut(&pid)) {
+            (MetricValue::Counter(v), Some(Live::Counter(old))) if *v >= *old => *old = *v,
+            (MetricValue::Counter(v), _) => {
+                self.retire(pid);
+                self.live.insert(pid, Live::Counter(*v));
+            }
+            (MetricValue::Gauge(v), _) => {
+                self.live.insert(pid, Live::Gauge(*v));
+            }
+            (MetricValue::Distribution(d), Some(Live::Dist(old))) if d.count >= old.0.count => {
+                let (acc, wire) = &mut **old;
+                for ((a, w), n) in acc.buckets.iter_mut().zip(wire.iter_mut()).zip(&d.buckets) {
+                    *a += u64::from(n.wrapping_sub(*w));
+                    *w = *n;
+                }
+                acc.count = d.count;
+                acc.sum = d.sum;
+                acc.min = d.min;
+                acc.max = d.max;
+            }
+            (MetricValue::Distribution(d), _) => {
+                self.retire(pid);
+                self.live.insert(pid, Live::Dist(Box::new(first_dist(d))));
+            }
+        }
+    }
+}
+
+fn first_dist(d: &DistributionTotals) -> (Dist, [u32; BUCKETS]) {
+    (
+        Dist {
+            count: d.count,
+            sum: d.sum,
+            min: d.min,
+            max: d.max,
+            buckets: d.buckets.map(u64::from),
+        },
+        d.buckets,
+    )
+}
+
+/// (host, group, name).
+type Key = (String, String, String);
+
+#[derive(Debug)]
+struct Process {
+    host: String,
+    group: String,
+    keys: BTreeSet<Key>,
+    dropped_calls: u64,
+}
+
+/// Which processes a view covers (`None`: all).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Filter<'a> {
+    /// Only this host.
+    pub host: Option<&'a str>,
+    /// Only this process group (`""` for embedded mode).
+    pub group: Option<&'a str>,
+}
+
+impl Filter<'_> {
+    fn admits(&self, host: &str, group: &str) -> bool {
+        self.host.is_none_or(|h| h == host) && self.group.is_none_or(|g| g == group)
+    }
+}
+
+/// A merged distribution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Merged {
+    /// Values recorded.
+    pub count: u64,
+    /// Their sum, seconds.
+    pub sum: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// 50th, 90th, 95th and 99th percentiles, interpolated inside the
+    /// bucket and clamped to [min, max].
+    pub p50: f64,
+    /// See `p50`.
+    pub p90: f64,
+    /// See `p50`.
+    pub p95: f64,
+    /// See `p50`.
+    pub p99: f64,
+}
+
+/// One name's figure across the processes of a view.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Figure {
+    /// Sum of the totals (live and retired).
+    Counter(f64),
+    /// Sum of the live levels, and each live process's level by pid.
+    Gauge {
+        /// The sum.
+        sum: f64,
+        /// (pid, level), by pid.
+        per_process: Vec<(u32, f64)>,
+    },
+    /// The merged distribution.
+    Distribution(Merged),
+}
+
+/// The application metrics of every process heard from.
+#[derive(Debug, Default)]
+pub struct AppMetricsState {
+    limits: Limits,
+    series: BTreeMap<Key, Series>,
+    processes: HashMap<u32, Process>,
+    dropped: Dropped,
+    retired_dropped_calls: u64,
+}
+
+impl AppMetricsState {
+    /// An empty model with these bounds.
+    pub fn new(limits: Limits) -> AppMetricsState {
+        AppMetricsState {
+            limits,
+            ..AppMetricsState::default()
+        }
+    }
+
+    /// Takes in one decoded datagram of process `pid`.
+    pub fn ingest(&mut self, pid: u32, d: &Datagram) {
+        if let Some(p) = self.processes.get(&pid) {
+            if p.host != d.hostname || p.group != d.process_group {
+                self.process_gone(pid); // the pid now belongs to another process
+            }
+        }
+        if !self.processes.contains_key(&pid) {
+            if self.processes.len() >= self.limits.processes {
+                self.dropped.processes += 1;
+                return;
+            }
+            self.processes.insert(
+                pid,
+                Process {
+                    host: d.hostname.clone(),
+                    group: d.process_group.clone(),
+                    keys: BTreeSet::new(),
+                    dropped_calls: 0,
+                },
+            );
+        }
+        let Some(p) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        p.dropped_calls = d.dropped_calls;
+        for m in &d.metrics {
+            let key = (d.hostname.clone(), d.process_group.clone(), m.name.clone());
+            let kind = m.value.metric_type();
+            if !self.series.contains_key(&key) && self.series.len() >= self.limits.series {
+                self.dropped.series += 1;
+                continue;
+            }
+            let series = self
+                .series
+                .entry(key.clone())
+                .or_insert_with(|| Series::new(kind));
+            if series.kind != kind {
+                self.dropped.type_conflicts += 1;
+                continue;
+            }
+            series.update(pid, &m.value);
+            p.keys.insert(key);
+        }
+    }
+
+    /// Process `pid` stopped (or was expired): its counters and
+    /// distributions are retired into the sums, its gauges dropped.
+    pub fn process_gone(&mut self, pid: u32) {
+        let Some(p) = self.processes.remove(&pid) else {
+            return;
+        };
+        self.retired_dropped_calls += p.dropped_calls;
+        for key in &p.keys {
+            if let Some(s) = self.series.get_mut(key) {
+                s.retire(pid);
+            }
+        }
+    }
+
+    /// What did not fit or did not agree.
+    pub fn dropped(&self) -> Dropped {
+        Dropped {
+            calls: self.retired_dropped_calls
+                + self
+                    .processes
+                    .values()
+                    .map(|p| p.dropped_calls)
+                    .sum::<u64>(),
+            ..self.dropped
+        }
+    }
+
+    /// The (host, group) pairs that have series, sorted.
+    pub fn groups(&self) -> Vec<(String, String)> {
+        let mut g: Vec<_> = self
+            .series
+            .keys()
+            .map(|(h, g, _)| (h.clone(), g.clone()))
+            .collect();
+        g.dedup();
+        g
+    }
+
+    /// Every name in the view with its figure, sorted by name. A name
+    /// used with different types in different groups takes the type of
+    /// the first (host, group) in order; the others are left out.
+    pub fn figures(&self, f: &Filter<'_>) -> Vec<(String, Figure)> {
+        // name -> (type, counter sum, gauge levels, merged distribution)
+        type Acc = (MetricType, f64, Vec<(u32, f64)>, Dist);
+        let mut by_name: BTreeMap<&str, Acc> = BTreeMap::new();
+        for ((host, group, name), s) in &self.series {
+            if !f.admits(host, group) {
+                continue;
+            }
+            let acc = by_name
+                .entry(name.as_str())
+                .or_insert_with(|| (s.kind, 0.0, Vec::new(), Dist::empty()));
+            if acc.0 != s.kind {
+                continue;
+            }
+            acc.1 += s.retired_counter;
+            acc.3.merge(&s.retired_dist);
+            for (pid, v) in &s.live {
+                match v {
+                    Live::Counter(v) => acc.1 += v,
+                    Live::Gauge(v) => acc.2.push((*pid, *v)),
+                    Live::Dist(d) => acc.3.merge(&d.0),
+                }
+            }
+        }
+        by_name
+            .into_iter()
+            .filter_map(|(name, (kind, total, mut levels, dist))| {
+                let fig = match kind {
+                    MetricType::Counter => Figure::Counter(total),
+                    MetricType::Gauge => {
+                        levels.sort_by_key(|(pid, _)| *pid);
+                        Figure::Gauge {
+                            sum: levels.iter().map(|(_, v)| v).sum(),
+                            per_process: levels,
+                        }
+                    }
+                    MetricType::Distribution => Figure::Distribution(merged(&dist)?),
+                };
+                Some((name.to_string(), fig))
+            })
+            .collect()
+    }
+
+    /// The body of `GET /api/stats`: one flat JSON object, statvent's
+    /// shape: each counter's sum and each gauge's sum under the metric's
+    /// name, and for each distribution `count`, `sum`, `min`, `max`, `p50`,
+    /// `p90`, `p95`, `p99` under names derived from the metric's (the
+    /// `{0}` placeholder replaced, or `.p99` appended). Whole numbers are
+    /// written as integers.
+    pub fn stats_json(&self, f: &Filter<'_>) -> String {
+        let mut out = Map::new();
+        for (name, fig) in self.figures(f) {
+            match fig {
+                Figure::Counter(v) | Figure::Gauge { sum: v, .. } => {
+                    out.insert(name, number(v));
+                }
+                Figure::Distribution(m) => {
+                    for (stat, v) in [
+                        ("count", m.count as f64),
+                        ("sum", m.sum),
+                        ("min", m.min),
+                        ("max", m.max),
+                        ("p50", m.p50),
+                        ("p90", m.p90),
+                        ("p95", m.p95),
+                        ("p99", m.p99),
+                    ] {
+                        out.insert(derived_name(&name, stat), number(v));
+                    }
+                }
+            }
+        }
+        J::Object(out).to_string()
+    }
+}
+
+fn merged(d: &Dist) -> Option<Merged> {
+    if d.count == 0 {
+        return None;
+    }
+    let counts: Vec<i64> = d
+        .buckets
+        .iter()
+        .map(|&c| i64::try_from(c).unwrap_or(i64::MAX))
+        .collect();
+    let q = |q: f64| {
+        quantile_seconds(&counts, q)
+            .unwrap_or(d.min)
+            .clamp(d.min, d.max)
+    };
+    Some(Merged {
+        count: d.count,
+        sum: d.sum,
+        min: d.min,
+        max: d.max,
+        p50: q(0.50),
+        p90: q(0.90),
+        p95: q(0.95),
+        p99: q(0.99),
+    })
+}
+
+/// A whole number below 2^53 as a JSON integer, anything else as a float.
+fn number(v: f64) -> J {
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        J::Number(Number::from(v as i64))
+    } else {
+        Number::from_f64(v).map_or(J::Null, J::Number)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::app::{AppMetric, AppMetricsHead, AppValue, Distribution};
+    use wire::histogram::bucket_index;
+
+    /// Encodes and decodes, as the datagram would travel.
+    fn datagram(host: &str, group: &str, dropped: u64, m: &[AppMetric<'_>]) -> Datagram {
+        let mut buf = [0u8; wire::MAX_DATAGRAM];
+        let head = AppMetricsHead {
+            hostname: host.as_bytes(),
+            process_group: group.as_bytes(),
+            dropped_calls: dropped,
+        };
+        let n = wire::app::encode(&mut buf, 1, 1, 0.0, &head, m).unwrap();
+        wire::app::decode(&wire::decode_ref(&buf[..n]).unwrap()).unwrap()
+    }
+
+    fn counter<'a>(name: &'a str, v: f64) -> AppMetric<'a> {
+        AppMetric {
+            name: name.as_bytes(),
+            value: AppValue::Counter(v),
+        }
+    }
+
+    fn gauge<'a>(name: &'a str, v: f64) -> AppMetric<'a> {
+        AppMetric {
+            name: name.as_bytes(),
+            value: AppValue::Gauge(v),
+        }
+    }
+
+    /// A distribution of `values` (totals as the module keeps them).
+    struct Values {
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+        buckets: [u32; BUCKETS],
+    }
+
+    fn values(vs: &[f64]) -> Values {
+        let mut b = [0u32; BUCKETS];
+        for &v in vs {
+            b[bucket_index(v)] += 1;
+        }
+        Values {
+            count: vs.len() as u64,
+            sum: vs.iter().sum(),
+            min: vs.iter().copied().fold(f64::INFINITY, f64::min),
+            max: vs.iter().copied().fold(0.0, f64::max),
+            buckets: b,
+        }
+    }
+
+    fn dist<'a>(name: &'a str, v: &'a Values) -> AppMetric<'a> {
+        AppMetric {
+            name: name.as_bytes(),
+            value: AppValue::Distribution(Distribution {
+                count: v.count,
+                sum: v.sum,
+                min: v.min,
+                max: v.max,
+                buckets: &v.buckets,
+            }),
+        }
+    }
+
+    fn stats(s: &AppMetricsState, f: Filter<'_>) -> J {
+        serde_json::from_str(&s.stats_json(&f)).unwrap()
+    }
+
+    #[test]
+    fn counters_stay_monotonic_while_processes_come_and_go() {
+        let mut s = AppMetricsState::default();
+        s.ingest(1, &datagram("web1", "app", 0, &[counter("orders", 5.0)]));
+        s.ingest(2, &datagram("web1", "app", 0, &[counter("orders", 7.0)]));
+        assert_eq!(stats(&s, Filter::default())["orders"], 12);
+        // A lost datagram changes nothing: the next total is whole.
+        s.ingest(1, &datagram("web1", "app", 0, &[counter("orders", 9.0)]));
+        assert_eq!(stats(&s, Filter::default())["orders"], 16);
+        // Process 1 stops; its 9 stay in the sum.
+        s.process_gone(1);
+        assert_eq!(stats(&s, Filter::default())["orders"], 16);
+        // Its pid is reused by a new process that starts from 0.
+        s.ingest(1, &datagram("web1", "app", 0, &[counter("orders", 1.0)]));
+        assert_eq!(stats(&s, Filter::default())["orders"], 17);
+        // Reused without a stop seen: the total went down, the old is retired.
+        s.ingest(2, &datagram("web1", "app", 0, &[counter("orders", 2.0)]));
+        assert_eq!(stats(&s, Filter::default())["orders"], 19);
+        // Fractions are kept.
+        s.ingest(3, &datagram("web1", "app", 0, &[counter("orders", 0.5)]));
+        assert_eq!(stats(&s, Filter::default())["orders"], 19.5);
+    }
+
+    #[test]
+    fn gauges_per_process_and_summed() {
+        let mut s = AppMetricsState::default();
+        s.ingest(1, &datagram("web1", "app", 0, &[gauge("depth", 3.0)]));
+        s.ingest(2, &datagram("web1", "app", 0, &[gauge("depth", -1.5)]));
+        s.ingest(1, &datagram("web1", "app", 0, &[gauge("depth", 4.0)]));
+        let f = s.figures(&Filter::default());
+        assert_eq!(
+            f,
+            vec![(
+                "depth".to_string(),
+                Figure::Gauge {
+                    sum: 2.5,
+                    per_process: vec![(1, 4.0), (2, -1.5)]
+                }
+            )]
+        );
+        s.process_gone(2);
+        assert_eq!(stats(&s, Filter::default())["depth"], 4);
+    }
+
+    #[test]
+    fn distributions_merge_bucket_by_bucket() {
+        let mut s = AppMetricsState::default();
+        // Process 1: 90 fast values; process 2: 10 slow ones.
+        let fast: Vec<f64> = (0..90).map(|i| 0.010 + i as f64 * 1e-5).collect();
+        let slow: Vec<f64> = (0..10).map(|i| 0.500 + i as f64 * 0.001).collect();
+        let (a, b) = (values(&fast), values(&slow));
+        s.ingest(1, &datagram("web1", "app", 0, &[dist("db.{0}.s", &a)]));
+        s.ingest(2, &datagram("web1", "app", 0, &[dist("db.{0}.s", &b)]));
+        let st = stats(&s, Filter::default());
+        assert_eq!(st["db.count.s"], 100);
+        assert_eq!(st["db.min.s"], 0.010);
+        assert_eq!(st["db.max.s"], 0.509);
+        let (p50, p90, p99) = (
+            st["db.p50.s"].as_f64().unwrap(),
+            st["db.p90.s"].as_f64().unwrap(),
+            st["db.p99.s"].as_f64().unwrap(),
+        );
+        // p50 inside the fast values' bucket, p99 inside the slow ones'.
+        assert_eq!(bucket_index(p50), bucket_index(0.0105), "{p50}");
+        // The 90th value is the last fast one: at most the top of their
+        // bucket, [10, 12) ms, far below the slow ones.
+        assert!(p90 > 0.010 && p90 <= 0.012, "{p90}");
+        assert_eq!(bucket_index(p99), bucket_index(0.505), "{p99}");
+        let sum = st["db.sum.s"].as_f64().unwrap();
+        assert!((sum - (a.sum + b.sum)).abs() < 1e-12);
+        let keys: Vec<&String> = st.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "db.count.s",
+                "db.sum.s",
+                "db.min.s",
+                "db.max.s",
+                "db.p50.s",
+                "db.p90.s",
+                "db.p95.s",
+                "db.p99.s"
+            ]
+        );
+    }
+
+    #[test]
+    fn bucket_counts_wrap_modulo_2_32() {
+        let mut s = AppMetricsState::default();
+        let mut v = values(&[0.1]);
+        v.buckets[bucket_index(0.1)] = u32::MAX - 1;
+        v.count = u64::from(u32::MAX - 1);
+        s.ingest(1, &datagram("h", "g", 0, &[dist("d", &v)]));
+        // Three more values: the bucket count wraps to 1 on the wire.
+        v.buckets[bucket_index(0.1)] = 1;
+        v.count += 3;
+        s.ingest(1, &datagram("h", "g", 0, &[dist("d", &v)]));
+        let f = s.figures(&Filter::default());
+        let Figure::Distribution(m) = &f[0].1 else {
+            panic!()
+        };
+        assert_eq!(m.count, u64::from(u32::MAX) + 2);
+        let Some(Live::Dist(d)) = s.series.values().next().unwrap().live.get(&1) else {
+            panic!()
+        };
+        assert_eq!(
+            d.0.buckets[bucket_index(0.1)],
+            u64::from(u32::MAX) + 2,
+            "64-bit bucket total"
+        );
+    }
+
+    #[test]
+    fn views_per_host_and_group() {
+        let mut s = AppMetricsState::default();
+        s.ingest(1, &datagram("web1", "app", 0, &[counter("n", 1.0)]));
+        s.ingest(2, &datagram("web1", "", 0, &[counter("n", 2.0)]));
+        s.ingest(3, &datagram("web2", "app", 4, &[counter("n", 4.0)]));
+        let view = |host, group| stats(&s, Filter { host, group })["n"].clone();
+        assert_eq!(view(None, None), 7);
+        assert_eq!(view(Some("web1"), None), 3);
+        assert_eq!(view(None, Some("app")), 5);
+        assert_eq!(view(Some("web1"), Some("")), 2);
+        assert_eq!(
+            stats(
+                &s,
+                Filter {
+                    host: Some("web3"),
+                    group: None
+                }
+            ),
+            serde_json::json!({})
+        );
+        assert_eq!(
+            s.groups(),
+            [
+                ("web1".to_string(), "".to_string()),
+                ("web1".to_string(), "app".to_string()),
+                ("web2".to_string(), "app".to_string())
+            ]
+        );
+        assert_eq!(s.dropped().calls, 4);
+        s.process_gone(3);
+        assert_eq!(s.dropped().calls, 4, "retired, still counted");
+    }
+
+    #[test]
+    fn bounded_and_conflicts_counted() {
+        let mut s = AppMetricsState::new(Limits {
+            series: 2,
+            processes: 2,
+        });
+        s.ingest(
+            1,
+            &datagram(
+                "h",
+                "g",
+                0,
+                &[counter("a", 1.0), counter("b", 1.0), counter("c", 1.0)],
+            ),
+        );
+        s.ingest(2, &datagram("h", "g", 0, &[gauge("a", 1.0)]));
+        s.ingest(3, &datagram("h", "g", 0, &[counter("a", 1.0)]));
+        assert_eq!(
+            s.dropped(),
+            Dropped {
+                series: 1,
+                processes: 1,
+                type_conflicts: 1,
+                calls: 0
+            }
+        );
+        assert_eq!(
+            stats(&s, Filter::default()),
+            serde_json::json!({"a": 1, "b": 1})
+        );
+        // A pid that moves to another group is a new process.
+        s.ingest(1, &datagram("h", "other", 0, &[counter("a", 5.0)]));
+        assert_eq!(s.dropped().series, 2, "no room for (h, other, a)");
+        assert_eq!(stats(&s, Filter::default())["a"], 1, "pid 1's 1 retired");
+    }
+}
