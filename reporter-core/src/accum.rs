@@ -283,6 +283,7 @@ impl SlowText {
         &self.buf[o..o + self.len[i] as usize]
     }
     /// Copies at most the field's capacity.
+    #[inline]
     pub fn set(&mut self, i: usize, s: &[u8]) {
         let n = s.len().min(SLOW_CAPS[i]);
         let o = Self::offset(i);
@@ -321,6 +322,7 @@ impl Default for Detail {
 }
 
 impl Detail {
+    #[inline]
     fn copy_to(&self, t: &mut SlowText) {
         for (i, &(p, n)) in self.strings.iter().enumerate() {
             if p.is_null() || n == 0 {
