@@ -95,6 +95,8 @@ struct Search {
     found: Option<Object>,
 }
 
+/// # Safety
+/// Only for `dl_iterate_phdr`: a live `info`, and `data` pointing at our [`Search`].
 unsafe extern "C" fn each_object(
     info: *mut libc::dl_phdr_info,
     _size: usize,

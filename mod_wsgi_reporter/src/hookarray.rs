@@ -53,12 +53,18 @@ mod tests {
     use std::ffi::c_char;
     use std::ptr::null;
 
+    /// # Safety
+    /// Never called: the tests compare function addresses only.
     unsafe extern "C" fn f1(_r: *mut ap::request_rec) -> c_int {
         1
     }
+    /// # Safety
+    /// Never called: the tests compare function addresses only.
     unsafe extern "C" fn f2(_r: *mut ap::request_rec) -> c_int {
         2
     }
+    /// # Safety
+    /// Never called: the tests compare function addresses only.
     unsafe extern "C" fn f3(_r: *mut ap::request_rec) -> c_int {
         3
     }

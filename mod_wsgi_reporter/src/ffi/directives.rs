@@ -115,6 +115,8 @@ unsafe fn apply(
     })
 }
 
+/// # Safety
+/// Only for httpd, as a directive handler: its live `cmd_parms` and NULL or NUL-terminated words.
 unsafe extern "C" fn cmd_service(
     cmd: *mut ap::cmd_parms,
     _m: *mut c_void,
@@ -130,6 +132,8 @@ unsafe extern "C" fn cmd_service(
     }
 }
 
+/// # Safety
+/// Only for httpd, as a directive handler: its live `cmd_parms` and NULL or a NUL-terminated word.
 unsafe extern "C" fn cmd_slow(
     cmd: *mut ap::cmd_parms,
     _m: *mut c_void,
@@ -144,6 +148,8 @@ unsafe extern "C" fn cmd_slow(
     }
 }
 
+/// # Safety
+/// Only for httpd, as a `RAW_ARGS` directive handler: its live `cmd_parms` and argument string.
 unsafe extern "C" fn cmd_options(
     cmd: *mut ap::cmd_parms,
     _m: *mut c_void,

@@ -40,6 +40,8 @@ pub static mut wsgi_telemetry_module: ap::module = ap::module_struct {
     flags: 0,
 };
 
+/// # Safety
+/// Only for httpd, as the module record's `register_hooks`.
 unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
     guard((), || {
         // Only the address is taken (no reference to the mutable static).

@@ -8,12 +8,14 @@
 //! * `conf`: the directive values and the daemon groups of the
 //!   configuration (`Copy` values, re-derived on every (re)load);
 //! * `sym`: `dlsym` look-ups and function pointers made from them;
+//! * `request`: a checked `request_rec` handed around safely;
 //! * [`this_module`]: our module record, for per-request config vectors.
 //!
 //! Must never: import from another `ffi` module (they all import this).
 
 pub(super) mod conf;
 pub(super) mod log;
+pub(super) mod request;
 pub(super) mod sym;
 
 use std::ffi::c_int;

@@ -221,6 +221,8 @@ thread_local! {
     static GC_START: Cell<(f64, Option<std::time::Instant>)> = const { Cell::new((0.0, None)) };
 }
 
+/// # Safety
+/// Only for Python, as the builtin `EVENT_DEF` describes: the GIL held, live `args` and `kw`.
 unsafe extern "C" fn on_event(_self: PyObj, args: PyObj, kw: PyObj) -> PyObj {
     let Some(a) = api() else {
         return std::ptr::null_mut();
@@ -335,6 +337,8 @@ unsafe fn event(a: &Api, args: PyObj, kw: PyObj) {
     }
 }
 
+/// # Safety
+/// Only for Python, as the builtin `GC_DEF` describes: the GIL held, live `self_` and `args`.
 unsafe extern "C" fn on_gc(self_: PyObj, args: PyObj) -> PyObj {
     let Some(a) = api() else {
         return std::ptr::null_mut();

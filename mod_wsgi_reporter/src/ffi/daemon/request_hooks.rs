@@ -40,6 +40,7 @@ use reporter_core::sys;
 
 use super::state::{daemon, mod_wsgi_stopping, Daemon};
 use crate::ffi::base::guard;
+use crate::ffi::base::request::Request;
 use crate::ffi::base::sym::fnptr;
 use crate::ffi::request::filters::{track, tracked};
 use crate::ffi::request::state::{thread_slot, ReqState};
@@ -100,6 +101,8 @@ pub(super) unsafe fn install(inside: *const c_void) -> Result<usize, got::GotErr
     Ok(n)
 }
 
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the argument of `wsgi_publish_process_stopping`.
 unsafe extern "C" fn publish_process_stopping(reason: *mut c_char) {
     guard((), || {
         // SAFETY: NULL or mod_wsgi's NUL-terminated reason string.
@@ -112,6 +115,8 @@ unsafe extern "C" fn publish_process_stopping(reason: *mut c_char) {
     }
 }
 
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the arguments of `ap_add_input_filter`.
 unsafe extern "C" fn add_input_filter(
     name: *const c_char,
     ctx: *mut c_void,
@@ -122,27 +127,30 @@ unsafe extern "C" fn add_input_filter(
     let f = unsafe { ap::ap_add_input_filter(name, ctx, r, c) };
     guard((), || {
         // SAFETY: NULL or a NUL-terminated filter name.
-        if !r.is_null() && unsafe { m::cstr(name) } == b"HTTP_IN" {
-            if let Some(d) = daemon() {
-                // SAFETY: mod_wsgi's live request (r->pool and tables set up).
-                unsafe { begin(d, r) };
+        if unsafe { m::cstr(name) } == b"HTTP_IN" {
+            // SAFETY: NULL or mod_wsgi's live request (r->pool and tables
+            // set up), run by this thread.
+            if let (Some(d), Some(req)) = (daemon(), unsafe { Request::new(r) }) {
+                begin(d, req);
             }
         }
     });
     f
 }
 
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the argument of `ap_finalize_request_protocol`.
 unsafe extern "C" fn finalize_request_protocol(r: *mut ap::request_rec) {
     // Recorded first: the status is final and the application is done;
     // httpd's finalize then discards any body the application did not
     // read, which is not the application's input (our filters stop
     // counting once the request is recorded).
     guard((), || {
-        if r.is_null() {
+        // SAFETY: NULL or mod_wsgi's live request, run by this thread.
+        let Some(req) = (unsafe { Request::new(r) }) else {
             return;
-        }
-        // SAFETY: the live request; our slot is NULL or our ReqState.
-        let st = unsafe { tracked(r) };
+        };
+        let st = tracked(req);
         if !st.is_null() {
             // SAFETY: our ReqState in r->pool, used by this thread only.
             unsafe { &mut *st }.finish(sys::now_us());
@@ -240,16 +248,11 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
 }
 
 /// The application is about to run: claim this worker's slot.
-///
-/// # Safety
-/// `r` is mod_wsgi's live daemon-side request.
-unsafe fn begin(d: &'static Daemon, r: *mut ap::request_rec) {
-    // SAFETY: per the contract.
-    if !unsafe { tracked(r) }.is_null() {
+fn begin(d: &'static Daemon, req: Request<'_>) {
+    if !tracked(req).is_null() {
         return;
     }
-    // SAFETY: per the contract.
-    let e = unsafe { (*r).subprocess_env };
+    let (r, e) = (req.as_ptr(), req.rec().subprocess_env);
     let now = sys::now_us();
     let acc = &d.p.acc;
     let (slot, tid) = thread_slot(acc);
@@ -325,8 +328,8 @@ unsafe fn begin(d: &'static Daemon, r: *mut ap::request_rec) {
             finish,
         )
     };
-    // SAFETY: live request without state of ours (checked above).
-    if unsafe { track(r, st) }.is_null() {
+    // Without state of ours (checked above).
+    if track(req, st).is_null() {
         // Out of memory: the slot is freed as a 5xx request.
         d.req.ended(
             acc,

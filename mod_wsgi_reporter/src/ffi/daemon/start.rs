@@ -57,6 +57,9 @@ unsafe fn collect_groups(mut d: *const ap::ap_directive_t, out: &mut GroupTable)
 }
 
 /// httpd's `post_config` hook (Apache parent, before mod_wsgi's).
+///
+/// # Safety
+/// Only for httpd, as its `post_config` hook in the Apache parent.
 pub(in crate::ffi) unsafe extern "C" fn post_config(
     _p: *mut ap::apr_pool_t,
     _pl: *mut ap::apr_pool_t,

@@ -10,6 +10,7 @@ use reporter_core::accum::{text, Detail};
 use reporter_core::runtime::Process;
 use reporter_core::sys::{self, SocketSink};
 
+use crate::ffi::base::request::Request;
 use crate::ffi::request::state::{thread_slot, ReqState};
 
 /// (ptr, len) of a C string that lives in the request pool.
@@ -24,34 +25,25 @@ unsafe fn span(p: *const c_char) -> (*const u8, usize) {
 
 /// Claims this thread's slot for `r`: mod_wsgi is about to run it here.
 /// `record` records it at its end.
-///
-/// # Safety
-/// `r` is a live request.
-pub(in crate::ffi) unsafe fn begin(
+pub(in crate::ffi) fn begin(
     p: &'static Process<SocketSink>,
-    r: *mut ap::request_rec,
+    r: Request<'_>,
     record: fn(&mut ReqState, u64),
 ) -> ReqState {
     let mut st = std::mem::MaybeUninit::uninit();
-    // SAFETY: per the contract; `begin_into` initialises st.
-    unsafe {
-        begin_into(p, r, &mut st, record);
-        st.assume_init()
-    }
+    begin_into(p, r, &mut st, record);
+    // SAFETY: `begin_into` initialised st.
+    unsafe { st.assume_init() }
 }
 
 /// [`begin`], built in place (no copy of the state).
-///
-/// # Safety
-/// `r` is a live request.
-pub(in crate::ffi) unsafe fn begin_into(
+pub(in crate::ffi) fn begin_into(
     p: &'static Process<SocketSink>,
-    r: *mut ap::request_rec,
+    req: Request<'_>,
     out: &mut std::mem::MaybeUninit<ReqState>,
     record: fn(&mut ReqState, u64),
 ) {
-    // SAFETY: per the contract.
-    let rr = unsafe { &*r };
+    let (r, rr) = (req.as_ptr(), req.rec());
     let (slot, tid) = thread_slot(&p.acc);
     let now = sys::now_us();
     let request_start = rr.request_time.max(0) as u64;

@@ -13,11 +13,11 @@ use std::ptr::null_mut;
 use std::sync::atomic::{AtomicPtr, Ordering::*};
 
 use apache_headers as ap;
-use apache_headers::macros as m;
 
 use super::claim::{begin, record};
 use super::{mod_wsgi_calls, server_pid};
 use crate::ffi::base::conf::has_daemon_groups;
+use crate::ffi::base::request::Request;
 use crate::ffi::base::sym::fnptr;
 use crate::ffi::base::{guard, DECLINED};
 use crate::ffi::process::process;
@@ -55,6 +55,8 @@ pub(in crate::ffi) fn hook_end_request() {
     };
 }
 
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here (`wsgi_end_request`).
 unsafe extern "C" fn end_request() {
     guard((), || {
         let st = CURRENT.with(|c| c.replace(null_mut()));
@@ -73,52 +75,51 @@ unsafe extern "C" fn end_request() {
 
 /// httpd's `handler` hook, run before mod_wsgi's: claims the request if
 /// mod_wsgi will run it in this process.
+///
+/// # Safety
+/// Only for httpd, as its `handler` hook: a live request.
 pub(in crate::ffi) unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
+    // SAFETY: httpd passes a live request, run by this thread.
+    let Some(r) = (unsafe { Request::new(r) }) else {
+        return DECLINED;
+    };
     if mod_wsgi_calls::installed() {
         // Requests are claimed from mod_wsgi's own calls (and
         // `lifecycle::unused_hooks` normally takes this hook out of the
         // array altogether).
-        // SAFETY: httpd passes a live request.
-        unsafe { server_pid::note_if_wsgi(r) };
+        server_pid::note_if_wsgi(r);
         return DECLINED;
     }
     // No reporter in this child (not configured, or no Python here): only
     // a request for a daemon may need this child's pid.
     let Some(p) = process() else {
-        // SAFETY: httpd passes a live request.
-        unsafe { server_pid::note_if_wsgi(r) };
+        server_pid::note_if_wsgi(r);
         return DECLINED;
     };
     // Before anything else: whatever handler runs next in this thread
     // (mod_wsgi's included) never sees an earlier request's state.
     CURRENT.with(|c| c.set(null_mut()));
     guard(DECLINED, || {
-        // SAFETY: httpd passes a live request.
-        let rr = unsafe { &mut *r };
-        // SAFETY: NULL or NUL-terminated.
-        if !server_pid::is_wsgi_handler(unsafe { m::cstr(rr.handler) }) {
+        if !server_pid::is_wsgi_handler(r.handler()) {
             return DECLINED;
         }
-        // SAFETY: live request.
-        let known = unsafe { tracked(r) };
+        let known = tracked(r);
         if !known.is_null() {
             CURRENT.with(|c| c.set(known));
             return DECLINED;
         }
-        server_pid::note(rr);
+        server_pid::note(r);
         // A WSGIScriptAlias with `process-group=` tells mod_wsgi (through
         // r->notes, set at translate_name) to hand the request to a daemon
         // process, which reports it: nothing to claim here.
         // (Without a WSGIDaemonProcess no request can go to a daemon.)
-        if has_daemon_groups() && proxied_to_daemon(rr) {
+        if has_daemon_groups() && proxied_to_daemon(r) {
             return DECLINED;
         }
-        // SAFETY: live request of this handler.
-        let st = unsafe { begin(p, r, finish) };
+        let st = begin(p, r, finish);
         let claim = st.claim;
-        // SAFETY: live request of this handler, without state of ours
-        // (checked above).
-        let st = unsafe { track(r, st) };
+        // Without state of ours (checked above).
+        let st = track(r, st);
         if st.is_null() {
             p.acc.abandon(claim);
         }
@@ -129,14 +130,8 @@ pub(in crate::ffi) unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_in
 
 /// Whether mod_wsgi was told (by a `process-group=` script alias option)
 /// to run this request in a daemon process.
-fn proxied_to_daemon(r: &ap::request_rec) -> bool {
-    // SAFETY: the live notes table of a live request.
-    let g = unsafe {
-        m::cstr(ap::apr_table_get(
-            r.notes,
-            c"mod_wsgi.process_group".as_ptr(),
-        ))
-    };
+fn proxied_to_daemon(r: Request<'_>) -> bool {
+    let g = r.get(r.rec().notes, c"mod_wsgi.process_group");
     !g.is_empty() && g != b"%{GLOBAL}"
 }
 

@@ -38,6 +38,7 @@ use reporter_core::sys;
 use super::claim::{begin_into, record};
 use super::server_pid;
 use crate::ffi::base::guard;
+use crate::ffi::base::request::Request;
 use crate::ffi::base::sym::{fnptr, sym};
 use crate::ffi::process::process;
 use crate::ffi::request::state::{brigade_data, ReqState};
@@ -171,6 +172,9 @@ fn handler_hooks() -> impl Iterator<Item = *mut ap::ap_LINK_handler_t> {
 }
 
 /// mod_wsgi's handler, wrapped.
+///
+/// # Safety
+/// Only for httpd, as mod_wsgi's entry in the `handler` hook array: a live request.
 unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
     // One thread-local lookup: this thread's cell outlives the call.
     let cell: *const Cell<*mut Frame> = FRAME.with(|f| f as *const _);
@@ -185,8 +189,10 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
     };
     // SAFETY: as above.
     unsafe { (*cell).set(&mut frame) };
-    // SAFETY: httpd's live request.
-    unsafe { server_pid::note_if_wsgi(r) };
+    // SAFETY: httpd's live request, run by this thread.
+    if let Some(req) = unsafe { Request::new(r) } {
+        server_pid::note_if_wsgi(req);
+    }
     // SAFETY: mod_wsgi's `int wsgi_hook_handler(request_rec *)`, taken from
     // the hook array; called with httpd's own argument.
     let rv = unsafe { fnptr::<HandlerFn>(REAL_HANDLER.load(Relaxed))(r) };
@@ -216,6 +222,9 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
 }
 
 /// `wsgi_start_request(r)`: mod_wsgi runs `r` in this process, now.
+///
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the argument of `wsgi_start_request`.
 unsafe extern "C" fn start_request(r: *mut ap::request_rec) -> *mut c_void {
     // SAFETY: mod_wsgi's `WSGIThreadInfo *wsgi_start_request(request_rec *)`
     // (dlsym), called with mod_wsgi's own argument.
@@ -231,8 +240,11 @@ unsafe extern "C" fn start_request(r: *mut ap::request_rec) -> *mut c_void {
             return;
         }
         let Some(p) = process() else { return };
-        // SAFETY: the live request mod_wsgi is about to run.
-        unsafe { begin_into(p, r, &mut f.st, recorded_by_handler) };
+        // SAFETY: the live request mod_wsgi is about to run in this thread.
+        let Some(req) = (unsafe { Request::new(r) }) else {
+            return;
+        };
+        begin_into(p, req, &mut f.st, recorded_by_handler);
         f.claimed = true;
     });
     info
@@ -258,6 +270,9 @@ fn claimed() -> *mut ReqState {
 /// A response write of mod_wsgi (`ap_pass_brigade(r->output_filters, bb)`).
 /// Nothing here can panic (pointer reads and wrapping sums), so there is
 /// nothing to catch.
+///
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the arguments of `ap_pass_brigade`.
 unsafe extern "C" fn pass_brigade(
     next: *mut ap::ap_filter_t,
     bb: *mut ap::apr_bucket_brigade,
@@ -277,6 +292,9 @@ unsafe extern "C" fn pass_brigade(
 }
 
 /// A `wsgi.input` read of mod_wsgi.
+///
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the arguments of `ap_get_brigade`.
 unsafe extern "C" fn get_brigade(
     next: *mut ap::ap_filter_t,
     bb: *mut ap::apr_bucket_brigade,

@@ -8,10 +8,9 @@ use std::ffi::{c_char, CString};
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicPtr, Ordering::*};
 
-use apache_headers as ap;
-use apache_headers::macros as m;
-
 use crate::ffi::base::guard;
+use crate::ffi::base::request::Request;
+use apache_headers as ap;
 
 /// This child's pid as a C string, leaked for the life of the process
 /// (NULL: not wanted).
@@ -37,17 +36,11 @@ pub(in crate::ffi) fn is_wsgi_handler(h: &[u8]) -> bool {
 
 /// [`note`] for a mod_wsgi request, from a handler that has not looked at
 /// the request yet.
-///
-/// # Safety
-/// `r` is a live request.
-pub(in crate::ffi) unsafe fn note_if_wsgi(r: *mut ap::request_rec) {
+pub(in crate::ffi) fn note_if_wsgi(r: Request<'_>) {
     if enabled() {
         guard((), || {
-            // SAFETY: per the contract.
-            let rr = unsafe { &*r };
-            // SAFETY: NULL or NUL-terminated.
-            if is_wsgi_handler(unsafe { m::cstr(rr.handler) }) {
-                note(rr);
+            if is_wsgi_handler(r.handler()) {
+                note(r);
             }
         });
     }
@@ -55,7 +48,7 @@ pub(in crate::ffi) unsafe fn note_if_wsgi(r: *mut ap::request_rec) {
 
 /// For a request mod_wsgi may hand to a daemon process: the daemon's slow
 /// records name this child (`slow_server_pid`).
-pub(in crate::ffi) fn note(rr: &ap::request_rec) {
+pub(in crate::ffi) fn note(r: Request<'_>) {
     let pid_str = SERVER_PID_STR.load(Relaxed);
     if !pid_str.is_null() {
         // Appended, not set: httpd has no such key of its own to replace,
@@ -65,7 +58,7 @@ pub(in crate::ffi) fn note(rr: &ap::request_rec) {
         // leaked for the life of the process.
         unsafe {
             ap::apr_table_addn(
-                rr.subprocess_env,
+                r.rec().subprocess_env,
                 c"mod_wsgi_telemetry.server_pid".as_ptr(),
                 pid_str,
             )

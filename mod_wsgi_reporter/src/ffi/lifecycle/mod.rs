@@ -27,6 +27,9 @@ use crate::ffi::signals::install_signal_spies;
 use reporter_core::config::Config;
 
 /// httpd's `pre_config` hook.
+///
+/// # Safety
+/// Only for httpd, as its `pre_config` hook.
 pub(super) unsafe extern "C" fn pre_config(
     _p: *mut ap::apr_pool_t,
     _pl: *mut ap::apr_pool_t,
@@ -40,6 +43,9 @@ pub(super) unsafe extern "C" fn pre_config(
 }
 
 /// httpd's `check_config` hook.
+///
+/// # Safety
+/// Only for httpd, as its `check_config` hook.
 pub(super) unsafe extern "C" fn check_config(
     _p: *mut ap::apr_pool_t,
     _pl: *mut ap::apr_pool_t,
@@ -73,6 +79,9 @@ fn our_hooks() -> Ours {
 }
 
 /// httpd's `child_init` hook.
+///
+/// # Safety
+/// Only for httpd, as its `child_init` hook (in an MPM child).
 pub(super) unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
     guard((), || {
         mark_mpm_child();

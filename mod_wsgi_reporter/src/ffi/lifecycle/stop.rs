@@ -115,6 +115,9 @@ fn stop_reason(graceful: bool) -> u8 {
 }
 
 /// httpd's `child_stopping` hook: STOPPING with the reason.
+///
+/// # Safety
+/// Only for httpd, as its `child_stopping` hook.
 pub(in crate::ffi) unsafe extern "C" fn child_stopping(_p: *mut ap::apr_pool_t, graceful: c_int) {
     guard((), || {
         let Some(p) = process() else { return };
@@ -127,6 +130,9 @@ pub(in crate::ffi) unsafe extern "C" fn child_stopping(_p: *mut ap::apr_pool_t, 
 
 /// The child pool's cleanup (child exit): the final partial interval and
 /// STOPPED.
+///
+/// # Safety
+/// Only for APR, as the child pool's cleanup registered in `child_init`.
 pub(super) unsafe extern "C" fn child_exit(_data: *mut c_void) -> ap::apr_status_t {
     guard(0, || {
         let Some(p) = process() else { return 0 };
@@ -143,6 +149,9 @@ pub(super) unsafe extern "C" fn child_exit(_data: *mut c_void) -> ap::apr_status
 }
 
 /// httpd's `pre_connection` hook: counts the connection.
+///
+/// # Safety
+/// Only for httpd, as its `pre_connection` hook.
 pub(in crate::ffi) unsafe extern "C" fn pre_connection(
     _c: *mut ap::conn_rec,
     _csd: *mut c_void,

@@ -14,6 +14,7 @@ use apache_headers::macros as m;
 use reporter_core::sys;
 
 use super::state::{brigade_data, ReqState};
+use crate::ffi::base::request::Request;
 use crate::ffi::base::{guard, this_module};
 use crate::ffi::process::process;
 
@@ -44,13 +45,10 @@ pub(in crate::ffi) fn register() {
 
 /// Puts `st` in `r->pool` and `r->request_config`, ends it with the pool
 /// whatever happens, and adds our filters to the request. NULL when the
-/// pool is out of memory.
-///
-/// # Safety
-/// `r` is a live request that has no state of ours yet.
-pub(in crate::ffi) unsafe fn track(r: *mut ap::request_rec, st: ReqState) -> *mut ReqState {
-    // SAFETY: per the contract, r is live.
-    let rr = unsafe { &mut *r };
+/// pool is out of memory. Called once per request (a second call would
+/// claim it twice).
+pub(in crate::ffi) fn track(req: Request<'_>, st: ReqState) -> *mut ReqState {
+    let (r, rr) = (req.as_ptr(), req.rec());
     // SAFETY: a pool allocation sized for ReqState, fully initialised with
     // ptr::write before use.
     let p = unsafe { m::pcalloc(rr.pool, std::mem::size_of::<ReqState>()) } as *mut ReqState;
@@ -91,14 +89,14 @@ pub(in crate::ffi) unsafe fn track(r: *mut ap::request_rec, st: ReqState) -> *mu
 }
 
 /// Our state of `r` (NULL when we do not track it).
-///
-/// # Safety
-/// `r` is a live request.
-pub(in crate::ffi) unsafe fn tracked(r: *mut ap::request_rec) -> *mut ReqState {
-    // SAFETY: per the contract; our slot is NULL or our ReqState.
-    unsafe { m::get_module_config((*r).request_config, this_module()) as *mut ReqState }
+pub(in crate::ffi) fn tracked(r: Request<'_>) -> *mut ReqState {
+    // SAFETY: the live request's config vector; our slot is NULL or our
+    // ReqState.
+    unsafe { m::get_module_config(r.rec().request_config, this_module()) as *mut ReqState }
 }
 
+/// # Safety
+/// Only for APR, as the cleanup `track` registered: `data` is our `ReqState` in the pool being cleaned up.
 unsafe extern "C" fn request_cleanup(data: *mut c_void) -> ap::apr_status_t {
     guard(0, || {
         // SAFETY: data is the ReqState registered with this pool; the pool
@@ -113,15 +111,22 @@ unsafe extern "C" fn request_cleanup(data: *mut c_void) -> ap::apr_status_t {
 /// filter chain, so ours is added again to follow the response. Only in
 /// an MPM child with a reporter (a daemon process's error pages are left
 /// as they are).
+///
+/// # Safety
+/// Only for httpd, as its `insert_error_filter` hook: a live request.
 pub(in crate::ffi) unsafe extern "C" fn insert_error_filter(r: *mut ap::request_rec) {
     guard((), || {
         if process().is_none() {
             return;
         }
-        // SAFETY: httpd passes a live request; our slot is NULL or our
-        // ReqState in its pool.
+        // SAFETY: httpd passes a live request, run by this thread.
+        let Some(req) = (unsafe { Request::new(r) }) else {
+            return;
+        };
+        let st = tracked(req);
+        // SAFETY: NULL or our ReqState in the live request's pool; the
+        // request's own connection.
         unsafe {
-            let st = tracked(r);
             if !st.is_null() && !(*st).finished {
                 (*st).error_response = true;
                 ap::ap_add_output_filter_handle(
@@ -135,6 +140,8 @@ pub(in crate::ffi) unsafe extern "C" fn insert_error_filter(r: *mut ap::request_
     })
 }
 
+/// # Safety
+/// Only for httpd, as our output filter: a live filter (ctx NULL or our `ReqState`) and brigade.
 unsafe extern "C" fn out_filter(
     f: *mut ap::ap_filter_t,
     bb: *mut ap::apr_bucket_brigade,
@@ -168,6 +175,8 @@ unsafe extern "C" fn out_filter(
     rv
 }
 
+/// # Safety
+/// Only for httpd, as our input filter: a live filter (ctx NULL or our `ReqState`), brigade and read arguments.
 unsafe extern "C" fn in_filter(
     f: *mut ap::ap_filter_t,
     bb: *mut ap::apr_bucket_brigade,
