@@ -7,7 +7,8 @@
 //!
 //! Layers, lowest first; a module imports only from layers below it:
 //! 1. `base`: panic guard, error log, configuration access, `dlsym` and
-//!    function-pointer helpers, our module record's address;
+//!    function-pointer helpers, the `Request` wrapper, our module
+//!    record's address;
 //! 2. `process` (this process's reporter), `signals` (signal spies);
 //! 3. `request`: per-request state, its place in `r->pool`, our filters;
 //! 4. the two accounting paths: `embedded` (MPM children) and `daemon`
