@@ -10,7 +10,13 @@
 )]
 #![allow(clippy::all)]
 
-#[allow(unnecessary_transmutes, unsafe_op_in_unsafe_fn)]
+// bindgen's output: its accessors have no safety comments of ours.
+#[allow(
+    unnecessary_transmutes,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 mod raw {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }

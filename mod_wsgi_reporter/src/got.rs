@@ -3,8 +3,10 @@
 //! to that name (`JUMP_SLOT` for PLT calls, `GLOB_DAT` for calls made
 //! through the GOT directly) are pointed at a replacement.
 //!
-//! Used only in a mod_wsgi daemon process, after the fork (a private
-//! copy-on-write address space), on mod_wsgi.so (see daemon_hooks.rs).
+//! Used only after the fork (a private copy-on-write address space), on
+//! mod_wsgi.so: in an MPM child before its worker threads run
+//! (`ffi/embedded/`), and in a mod_wsgi daemon process before its worker
+//! threads start (`ffi/daemon/`).
 //! It must never write anything but the entries it found by name, and
 //! never leave writable a page the loader had made read-only (RELRO).
 //! All or nothing: if any of the names is missing, nothing is changed.
@@ -93,6 +95,8 @@ struct Search {
     found: Option<Object>,
 }
 
+/// # Safety
+/// Only for `dl_iterate_phdr`: a live `info`, and `data` pointing at our [`Search`].
 unsafe extern "C" fn each_object(
     info: *mut libc::dl_phdr_info,
     _size: usize,
@@ -229,7 +233,14 @@ impl Object {
 /// each `(name, replacement)` at the replacement. Returns how many entries
 /// were changed. The original targets are not returned: callers call the
 /// functions by their own (linked) names.
-pub fn redirect(
+///
+/// # Safety
+/// Every call the object makes to `name` afterwards lands in the
+/// replacement: each replacement must be the address of a function with
+/// the C signature of `name`'s, and no other thread may be running code of
+/// the object that reads those entries in a way a concurrent store can
+/// confuse (an aligned word store: readers see the old or the new target).
+pub unsafe fn redirect(
     inside: *const c_void,
     hooks: &[(&'static CStr, usize)],
 ) -> Result<usize, GotError> {
@@ -272,7 +283,10 @@ pub fn redirect(
 /// `name` (found with dlsym) to `hook`, and stores the function's address
 /// in `real` first so the hook can call it. On failure `real` is left NULL
 /// (the hook was never installed). Returns whether it was installed.
-pub fn redirect_export(
+///
+/// # Safety
+/// As [`redirect`]: `hook` has the C signature of `name`.
+pub unsafe fn redirect_export(
     name: &'static CStr,
     hook: usize,
     real: &std::sync::atomic::AtomicPtr<c_void>,
@@ -283,7 +297,8 @@ pub fn redirect_export(
         return false;
     }
     real.store(f, SeqCst);
-    if redirect(f, &[(name, hook)]).is_err() {
+    // SAFETY: the caller's contract.
+    if unsafe { redirect(f, &[(name, hook)]) }.is_err() {
         real.store(std::ptr::null_mut(), SeqCst);
         return false;
     }
@@ -316,14 +331,17 @@ mod tests {
         let _one = PATCHING.lock().unwrap_or_else(|e| e.into_inner());
         let real = parent();
         let here = parent as *const c_void;
-        let n =
-            redirect(here, &[(c"getppid", fake_getppid as *const () as usize)]).expect("redirect");
+        // SAFETY: fake_getppid has getppid's signature; the test binary's
+        // other threads do not call getppid (PATCHING).
+        let n = unsafe { redirect(here, &[(c"getppid", fake_getppid as *const () as usize)]) }
+            .expect("redirect");
         assert!(n >= 1);
         let faked = parent();
         // SAFETY: dlsym with a NUL-terminated name: libc's own getppid.
         let original = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"getppid".as_ptr()) } as usize;
         assert_ne!(original, 0);
-        let back = redirect(here, &[(c"getppid", original)]).expect("restore");
+        // SAFETY: libc's own getppid, back in its entry.
+        let back = unsafe { redirect(here, &[(c"getppid", original)]) }.expect("restore");
         assert_eq!(back, n);
         assert_eq!(faked, 4242);
         assert!(CALLS.load(SeqCst) >= 1);
@@ -334,22 +352,24 @@ mod tests {
     fn all_or_nothing_when_a_name_is_missing() {
         let _one = PATCHING.lock().unwrap_or_else(|e| e.into_inner());
         let here = parent as *const c_void;
-        let e = redirect(
-            here,
-            &[
-                (c"getppid", fake_getppid as *const () as usize),
-                (c"no_such_function_anywhere", 1),
-            ],
-        );
+        // SAFETY: nothing is written: one name is missing (all or none).
+        let e = unsafe {
+            redirect(
+                here,
+                &[
+                    (c"getppid", fake_getppid as *const () as usize),
+                    (c"no_such_function_anywhere", 1),
+                ],
+            )
+        };
         assert_eq!(e, Err(GotError::NotImported(c"no_such_function_anywhere")));
         assert_ne!(parent(), 4242);
     }
 
     #[test]
     fn an_address_outside_every_object_is_refused() {
-        assert_eq!(
-            redirect(std::ptr::dangling::<c_void>(), &[(c"getppid", 1)]),
-            Err(GotError::NoObject)
-        );
+        // SAFETY: nothing is written: no object contains the address.
+        let e = unsafe { redirect(std::ptr::dangling::<c_void>(), &[(c"getppid", 1)]) };
+        assert_eq!(e, Err(GotError::NoObject));
     }
 }

@@ -1,5 +1,6 @@
-//! Removing entries from one of httpd's hook arrays (used by ffi/hooks.rs
-//! in MPM children; kept apart so it is tested without httpd's symbols).
+//! Removing entries from one of httpd's hook arrays (used by
+//! `ffi/lifecycle/unused_hooks.rs` in MPM children; kept apart so it is
+//! tested without httpd's symbols).
 
 use std::ffi::c_int;
 
@@ -52,12 +53,18 @@ mod tests {
     use std::ffi::c_char;
     use std::ptr::null;
 
+    /// # Safety
+    /// Never called: the tests compare function addresses only.
     unsafe extern "C" fn f1(_r: *mut ap::request_rec) -> c_int {
         1
     }
+    /// # Safety
+    /// Never called: the tests compare function addresses only.
     unsafe extern "C" fn f2(_r: *mut ap::request_rec) -> c_int {
         2
     }
+    /// # Safety
+    /// Never called: the tests compare function addresses only.
     unsafe extern "C" fn f3(_r: *mut ap::request_rec) -> c_int {
         3
     }
@@ -118,9 +125,7 @@ mod tests {
         assert_eq!(unsafe { remove(&mut a, f1 as *const () as usize) }, 0);
         assert_eq!(a.nelts, 2);
         // SAFETY: NULL is allowed.
-        assert_eq!(
-            unsafe { remove(std::ptr::null_mut(), f1 as *const () as usize) },
-            0
-        );
+        let removed = unsafe { remove(std::ptr::null_mut(), f1 as *const () as usize) };
+        assert_eq!(removed, 0);
     }
 }

@@ -1,27 +1,30 @@
 //! `mod_wsgi_telemetry.so`: an Apache httpd 2.4 module that reports live
-//! telemetry for WSGI applications run by the OS-packaged mod_wsgi (4.9,
-//! embedded mode), in mod_wsgi 6.x's wire format.
+//! telemetry for WSGI applications run by the OS-packaged mod_wsgi (4.9;
+//! embedded mode and daemon processes), in mod_wsgi 6.x's wire format.
 //!
-//! Data flow: request hooks and filters (`ffi`) -> per-slot accumulators
-//! (`accum`) -> reporter thread (`runtime`, `reporter`) -> `wire` encoder ->
-//! non-blocking UNIX datagram socket (`sys`).
+//! Data flow: request hooks, filters and wrappers of mod_wsgi's calls
+//! (`ffi`) -> per-slot accumulators -> reporter thread -> `wire` encoder ->
+//! non-blocking UNIX datagram socket; everything after the hooks is the
+//! plain-Rust crate `reporter_core`, unit-tested without Apache.
 //!
-//! All `unsafe` Apache glue lives in `ffi` (`sys` and `got` hold the OS-level
-//! unsafe: syscalls, and redirecting mod_wsgi.so's calls in a daemon); everything else is plain Rust,
-//! unit-tested without Apache. The request path never allocates on the heap,
-//! never waits for the reporter and never makes a syscall of its own
-//! (unless `WSGISlowRequests` asks for per-request CPU, see docs/module.md).
+//! This crate holds only what touches the process's other objects, all of
+//! it `unsafe` at the edges, each block saying why it holds:
+//! * `ffi`: httpd, mod_wsgi and Python (see its layer map);
+//! * `got`: redirecting another object's calls through its global offset
+//!   table (used by `ffi` on mod_wsgi.so, after the fork);
+//! * `hookarray`: removing entries from httpd's hook arrays.
+//!
+//! `got` and `hookarray` are unit-tested here; `ffi` needs httpd's symbols,
+//! so it is built only into the module (tested by the real-httpd tests in
+//! `tests/`). The request path never allocates on the heap, never waits
+//! for the reporter and never makes a syscall of its own (unless
+//! `WSGISlowRequests` asks for per-request CPU, see docs/module.md).
 
-pub mod accum;
-pub mod app_metrics;
-pub mod config;
-pub mod daemon;
-pub mod gc;
-pub mod got;
-pub mod hookarray;
-pub mod reporter;
-pub mod runtime;
-pub mod sys;
+// Without `ffi` (unit tests) only their tests use them.
+#[cfg_attr(test, allow(dead_code))]
+mod got;
+#[cfg_attr(test, allow(dead_code))]
+mod hookarray;
 
 #[cfg(not(test))]
 mod ffi;

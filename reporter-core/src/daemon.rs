@@ -1,7 +1,7 @@
 //! Daemon mode, the plain-Rust part: the `WSGIDaemonProcess` settings we
 //! need (read from httpd's parsed configuration tree), the per-request
 //! events the attach code forwards from mod_wsgi's `subscribe_events`, and
-//! the shutdown reason. The Apache/Python glue is in `ffi::daemon`.
+//! the shutdown reason. The Apache/Python side is the module's `ffi/daemon/`.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering::*};
@@ -321,6 +321,7 @@ impl DaemonRequests {
         }
     }
 
+    #[inline]
     fn slot(&self, acc: &Accounting, thread_id: u32) -> usize {
         (thread_id.max(1) as usize - 1).min(acc.slot_count())
     }
@@ -331,6 +332,7 @@ impl DaemonRequests {
     }
 
     /// `request_started`: claims the worker's slot.
+    #[inline]
     pub fn started(&self, acc: &Accounting, s: &Started<'_>) {
         let i = self.slot(acc, s.thread_id);
         let slow = acc.slow_threshold_us > 0 && i < acc.slot_count();
@@ -364,6 +366,7 @@ impl DaemonRequests {
     }
 
     /// `request_finished`: records the request and frees the slot.
+    #[inline]
     pub fn ended(&self, acc: &Accounting, e: &Ended) {
         let i = self.slot(acc, e.thread_id);
         let r = &self.slots[i];
@@ -436,6 +439,7 @@ impl EnvKeys {
 /// pids); 0 if absent or malformed. (Per request: a digit loop, not
 /// `str::parse`, which with its UTF-8 check and trim costs several times
 /// as much.)
+#[inline]
 pub fn env_number(s: &[u8]) -> u64 {
     let s = s.trim_ascii();
     let s = s.strip_prefix(b"+").unwrap_or(s);
@@ -470,6 +474,7 @@ pub fn env_number(s: &[u8]) -> u64 {
 }
 
 /// Seconds since the epoch (as the Python events give them) to µs.
+#[inline]
 pub fn secs_to_us(s: f64) -> u64 {
     if s.is_finite() && s > 0.0 {
         (s * 1e6).round() as u64

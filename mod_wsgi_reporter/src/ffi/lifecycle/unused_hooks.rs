@@ -11,7 +11,8 @@
 //! * a child that runs no Python (`WSGIRestrictEmbedded On`): all three,
 //!   except the handler when there are daemon groups (it names this child
 //!   in the daemons' slow records);
-//! * direct mode: the handler (direct.rs wraps mod_wsgi's own entry) and
+//! * requests accounted from mod_wsgi's own calls: the handler
+//!   (`embedded::mod_wsgi_calls` wraps mod_wsgi's own entry) and
 //!   `insert_error_filter` (they serve the filters); `pre_connection` too
 //!   unless `MaxConnectionsPerChild` is set (its count only tells the
 //!   `maximum_requests` stop reason apart).
@@ -38,7 +39,7 @@ pub(super) struct Ours {
 /// Only in an MPM child's `child_init` (httpd's arrays, copied at the fork,
 /// no request running).
 pub(super) unsafe fn drop_unused(ours: &Ours, keep_handler: bool, keep_pre_connection: bool) {
-    // SAFETY (all three): httpd's live arrays of this process, no request
+    // SAFETY: (all three) httpd's live arrays of this process, no request
     // running (the caller's contract).
     unsafe {
         if !keep_handler {

@@ -40,6 +40,7 @@ pub const PHASES: usize = 7;
 /// No sample yet.
 pub const MIN_SENTINEL: u64 = u64::MAX;
 
+#[inline]
 fn add(a: &AtomicU64, v: u64) {
     // Single writer inside the slot's critical section: a plain
     // load + store is enough, no locked RMW needed.
@@ -74,6 +75,7 @@ impl PhaseAcc {
             buckets: std::array::from_fn(|_| AtomicU32::new(0)),
         }
     }
+    #[inline]
     fn record(&self, us: u64) {
         add(&self.sum_us, us);
         if us < self.min_us.load(Relaxed) {
@@ -200,6 +202,7 @@ pub struct Phases {
 /// Splits a request's instants into mod_wsgi 6.x's phases: server (arrival to
 /// queue, or to the application in embedded mode), queue, daemon,
 /// application. A `queue_start` of 0 means embedded mode. Each difference is clamped at 0.
+#[inline]
 pub fn phase_split(request: u64, queue: u64, daemon: u64, app: u64, end: u64) -> Phases {
     if queue == 0 {
         Phases {
@@ -218,6 +221,7 @@ pub fn phase_split(request: u64, queue: u64, daemon: u64, app: u64, end: u64) ->
 }
 
 /// Status class index 0..5 for 1xx..5xx; 0 counts as 5xx; others none.
+#[inline]
 pub fn status_class(status: i32) -> Option<usize> {
     match status {
         0 => Some(4),
@@ -279,6 +283,7 @@ impl SlowText {
         &self.buf[o..o + self.len[i] as usize]
     }
     /// Copies at most the field's capacity.
+    #[inline]
     pub fn set(&mut self, i: usize, s: &[u8]) {
         let n = s.len().min(SLOW_CAPS[i]);
         let o = Self::offset(i);
@@ -317,6 +322,7 @@ impl Default for Detail {
 }
 
 impl Detail {
+    #[inline]
     fn copy_to(&self, t: &mut SlowText) {
         for (i, &(p, n)) in self.strings.iter().enumerate() {
             if p.is_null() || n == 0 {
@@ -458,6 +464,7 @@ impl Slot {
         }
     }
 
+    #[inline]
     fn lock(&self) {
         while self
             .lock
@@ -468,11 +475,13 @@ impl Slot {
         }
     }
 
+    #[inline]
     fn unlock(&self) {
         self.lock.store(0, Release);
     }
 
     /// Whether a request is in flight on this slot.
+    #[inline]
     pub fn in_flight(&self) -> bool {
         self.claim_us.load(Relaxed) != 0
     }
@@ -534,6 +543,7 @@ impl Accounting {
         n.min(self.reported) as u32
     }
 
+    #[inline]
     fn is_overflow(&self, slot: u32) -> bool {
         slot as usize >= self.reported
     }
@@ -550,12 +560,14 @@ impl Accounting {
     }
 
     /// Count of slots with a request in flight.
+    #[inline]
     pub fn active(&self) -> u64 {
         self.slots.iter().filter(|s| s.in_flight()).count() as u64
     }
 
     /// Start of request execution on `slot`. `detail` only when slow
     /// requests are on (it is what active records will show).
+    #[inline]
     pub fn claim(
         &self,
         slot: u32,
@@ -597,6 +609,7 @@ impl Accounting {
 
     /// End of a request mod_wsgi ran in this process: record it and free
     /// the slot. Returns false if the claim was already released.
+    #[inline]
     pub fn finish(&self, c: Claim, f: &Finished) -> bool {
         let s = &self.slots[c.slot as usize];
         let overflow = self.is_overflow(c.slot);
@@ -682,6 +695,7 @@ impl Accounting {
     /// Where the request thread of `slot` publishes its I/O so far for
     /// active slow records: only with slow requests on, and not for the
     /// shared overflow slot (it makes no records).
+    #[inline]
     pub fn live_io(&self, slot: u32) -> Option<&LiveIo> {
         (self.slow_threshold_us > 0 && !self.is_overflow(slot))
             .then(|| &self.slots[slot as usize].live_io)
@@ -689,6 +703,7 @@ impl Accounting {
 
     /// Releases a claim without recording it (a request mod_wsgi handed to
     /// a daemon process: the daemon reports it).
+    #[inline]
     pub fn abandon(&self, c: Claim) {
         if self.is_overflow(c.slot) {
             return;
@@ -704,6 +719,7 @@ impl Accounting {
 
     /// Drops the ended request's strings (pointers into its pool). Only
     /// claims with slow requests on write them. Call with `s` locked.
+    #[inline]
     fn forget_detail(&self, s: &Slot) {
         if self.slow_threshold_us > 0 {
             // SAFETY: the caller holds the lock.

@@ -1,5 +1,5 @@
-//! Embedded-mode request accounting from mod_wsgi's own calls ("direct"
-//! mode, docs/module.md "Phase boundaries").
+//! Embedded-mode request accounting from mod_wsgi's own calls
+//! (docs/module.md "Phase boundaries").
 //!
 //! In an MPM child (after the fork: nothing else is touched) `install`:
 //! * wraps mod_wsgi's handler: its entry in httpd's handler hook array
@@ -17,8 +17,8 @@
 //! thread-local pointer to it: no pool allocation, cleanup or filter per
 //! request. What httpd does on its own (its error pages, discarding a body
 //! the application left unread) does not go through mod_wsgi's GOT and is
-//! not counted. If any part cannot be installed nothing is changed and the
-//! filters of glue.rs are used instead (also when the environment variable
+//! not counted. If any part cannot be installed nothing is changed and
+//! `filter_mode` is used instead (also when the environment variable
 //! `MOD_WSGI_TELEMETRY_FILTERS` is set).
 //!
 //! Must never: run in the Apache parent or a daemon process, or change
@@ -33,10 +33,16 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
 use apache_headers as ap;
 use apache_headers::macros as m;
 
-use super::glue::{begin_into, brigade_data, guard, note_daemon_pid, process, record, ReqState};
-use super::python::fnptr;
+use reporter_core::sys;
+
+use super::claim::{begin_into, record};
+use super::server_pid;
+use crate::ffi::base::guard;
+use crate::ffi::base::request::Request;
+use crate::ffi::base::sym::{fnptr, sym};
+use crate::ffi::process::process;
+use crate::ffi::request::state::{brigade_data, ReqState};
 use crate::got::{self, GotError};
-use crate::sys;
 
 type HandlerFn = unsafe extern "C" fn(*mut ap::request_rec) -> c_int;
 type StartFn = unsafe extern "C" fn(*mut ap::request_rec) -> *mut c_void;
@@ -67,14 +73,14 @@ thread_local! {
     static FRAME: Cell<*mut Frame> = const { Cell::new(null_mut()) };
 }
 
-/// Whether requests are accounted here (not by glue.rs's filters).
-pub(super) fn installed() -> bool {
+/// Whether requests are accounted here (not by `filter_mode`).
+pub(in crate::ffi) fn installed() -> bool {
     INSTALLED.load(Relaxed)
 }
 
-/// Why direct mode is not used.
+/// Why requests are not accounted from mod_wsgi's calls.
 #[derive(Debug)]
-pub(super) enum Unavailable {
+pub(in crate::ffi) enum Unavailable {
     /// `MOD_WSGI_TELEMETRY_FILTERS` is set.
     Disabled,
     /// No (or more than one) handler hook registered by mod_wsgi.c.
@@ -96,8 +102,12 @@ impl std::fmt::Display for Unavailable {
     }
 }
 
-/// Installs direct mode in an MPM child (before its worker threads run).
-pub(super) fn install() -> Result<(), Unavailable> {
+/// Installs this way of accounting in an MPM child.
+///
+/// # Safety
+/// Only in an MPM child's `child_init`: before its worker threads run, so
+/// no request goes through the hook array or the GOT entries meanwhile.
+pub(in crate::ffi) unsafe fn install() -> Result<(), Unavailable> {
     if std::env::var_os("MOD_WSGI_TELEMETRY_FILTERS").is_some() {
         return Err(Unavailable::Disabled);
     }
@@ -113,27 +123,32 @@ pub(super) fn install() -> Result<(), Unavailable> {
     // SAFETY: entry points into the live hook array.
     let real_handler = unsafe { (*entry).pFunc }.ok_or(Unavailable::NoHandler)? as *mut c_void;
     const START: &CStr = c"wsgi_start_request";
-    // SAFETY: dlsym with a NUL-terminated name.
-    let start = unsafe { libc::dlsym(libc::RTLD_DEFAULT, START.as_ptr()) };
+    let start = sym(START);
     if start.is_null() {
         return Err(Unavailable::NoStartRequest);
     }
     REAL_HANDLER.store(real_handler, SeqCst);
     REAL_START.store(start, SeqCst);
     // mod_wsgi.so's own GOT (the object holding its handler): all or none.
-    got::redirect(
-        real_handler,
-        &[
-            (START, start_request as *const () as usize),
-            (c"ap_pass_brigade", pass_brigade as *const () as usize),
-            (c"ap_get_brigade", get_brigade as *const () as usize),
-        ],
-    )
+    // SAFETY: in an MPM child before its worker threads run (the caller's
+    // contract); each wrapper has the C signature of the function it
+    // replaces and calls that function by its own linked name (or, for
+    // wsgi_start_request, through the dlsym address stored above).
+    unsafe {
+        got::redirect(
+            real_handler,
+            &[
+                (START, start_request as *const () as usize),
+                (c"ap_pass_brigade", pass_brigade as *const () as usize),
+                (c"ap_get_brigade", get_brigade as *const () as usize),
+            ],
+        )
+    }
     .map_err(Unavailable::Got)?;
     // SAFETY: a plain store of a function pointer of the same type into a
     // live entry, in this process only (the array was copied at the fork),
-    // while no request runs yet. (Our own handler entry, which only filter
-    // mode uses, is taken out by hooks.rs.)
+    // while no request runs yet. (Our own handler entry, which only
+    // filter_mode uses, is taken out by lifecycle::unused_hooks.)
     unsafe { (*entry).pFunc = Some(handler) };
     INSTALLED.store(true, SeqCst);
     Ok(())
@@ -157,6 +172,9 @@ fn handler_hooks() -> impl Iterator<Item = *mut ap::ap_LINK_handler_t> {
 }
 
 /// mod_wsgi's handler, wrapped.
+///
+/// # Safety
+/// Only for httpd, as mod_wsgi's entry in the `handler` hook array: a live request.
 unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
     // One thread-local lookup: this thread's cell outlives the call.
     let cell: *const Cell<*mut Frame> = FRAME.with(|f| f as *const _);
@@ -171,8 +189,10 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
     };
     // SAFETY: as above.
     unsafe { (*cell).set(&mut frame) };
-    // SAFETY: httpd's live request.
-    unsafe { note_daemon_pid(r) };
+    // SAFETY: httpd's live request, run by this thread.
+    if let Some(req) = unsafe { Request::new(r) } {
+        server_pid::note_if_wsgi(req);
+    }
     // SAFETY: mod_wsgi's `int wsgi_hook_handler(request_rec *)`, taken from
     // the hook array; called with httpd's own argument.
     let rv = unsafe { fnptr::<HandlerFn>(REAL_HANDLER.load(Relaxed))(r) };
@@ -187,10 +207,10 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
             // status is then r->status), or the error status httpd is
             // about to send (an exception before the response started:
             // 500; no callable in the script: 404).
-            // SAFETY: the live request of this call.
             let status = if rv >= 100 {
                 rv
             } else {
+                // SAFETY: the live request of this call.
                 unsafe { (*r).status }
             };
             if let Some(p) = process() {
@@ -202,6 +222,9 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
 }
 
 /// `wsgi_start_request(r)`: mod_wsgi runs `r` in this process, now.
+///
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the argument of `wsgi_start_request`.
 unsafe extern "C" fn start_request(r: *mut ap::request_rec) -> *mut c_void {
     // SAFETY: mod_wsgi's `WSGIThreadInfo *wsgi_start_request(request_rec *)`
     // (dlsym), called with mod_wsgi's own argument.
@@ -217,12 +240,20 @@ unsafe extern "C" fn start_request(r: *mut ap::request_rec) -> *mut c_void {
             return;
         }
         let Some(p) = process() else { return };
-        // SAFETY: the live request mod_wsgi is about to run.
-        unsafe { begin_into(p, r, &mut f.st) };
+        // SAFETY: the live request mod_wsgi is about to run in this thread.
+        let Some(req) = (unsafe { Request::new(r) }) else {
+            return;
+        };
+        begin_into(p, req, &mut f.st, recorded_by_handler);
         f.claimed = true;
     });
     info
 }
+
+/// The `record` of a frame's [`ReqState`]: never called, since no filter or
+/// pool cleanup ends such a request; [`handler`] records it when mod_wsgi's
+/// handler returns, with the status mod_wsgi returned.
+fn recorded_by_handler(_st: &mut ReqState, _now: u64) {}
 
 /// The request this thread's mod_wsgi handler call claimed (NULL: none).
 /// Valid until that call returns, which is after every call mod_wsgi
@@ -239,6 +270,9 @@ fn claimed() -> *mut ReqState {
 /// A response write of mod_wsgi (`ap_pass_brigade(r->output_filters, bb)`).
 /// Nothing here can panic (pointer reads and wrapping sums), so there is
 /// nothing to catch.
+///
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the arguments of `ap_pass_brigade`.
 unsafe extern "C" fn pass_brigade(
     next: *mut ap::ap_filter_t,
     bb: *mut ap::apr_bucket_brigade,
@@ -258,6 +292,9 @@ unsafe extern "C" fn pass_brigade(
 }
 
 /// A `wsgi.input` read of mod_wsgi.
+///
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the arguments of `ap_get_brigade`.
 unsafe extern "C" fn get_brigade(
     next: *mut ap::ap_filter_t,
     bb: *mut ap::apr_bucket_brigade,

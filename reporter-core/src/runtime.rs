@@ -1,8 +1,8 @@
 //! The reporter thread of one process: start, interruptible tick loop with
 //! a per-process phase offset, STOPPING, and a final flush of the partial
-//! interval followed by STOPPED. Pure Rust (std threads): the Apache glue
-//! only decides *when* to call these, so a daemon-mode reporter can reuse
-//! it unchanged.
+//! interval followed by STOPPED. Pure Rust (std threads): the module's FFI
+//! layer only decides *when* to call these, in an MPM child and in a
+//! mod_wsgi daemon process alike.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;

@@ -6,6 +6,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
 /// Wall clock, µs since the epoch.
+#[inline]
 pub fn now_us() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -22,6 +23,7 @@ thread_local! {
 
 /// Kernel thread id of the caller, cached per thread (one syscall per
 /// thread, not per request).
+#[inline]
 pub fn tid() -> i32 {
     TID.with(|t| {
         let v = t.get();
@@ -54,6 +56,7 @@ pub fn thread_cpu_seconds(tid: i32) -> Option<f64> {
 }
 
 /// (user, system) CPU µs of the calling thread (one syscall).
+#[inline]
 pub fn thread_cpu_us() -> Option<(u64, u64)> {
     // SAFETY: zeroed rusage is a valid out-buffer.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -62,6 +65,7 @@ pub fn thread_cpu_us() -> Option<(u64, u64)> {
     (rc == 0).then(|| (tv_us(ru.ru_utime), tv_us(ru.ru_stime)))
 }
 
+#[inline]
 fn tv_us(t: libc::timeval) -> u64 {
     t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64
 }

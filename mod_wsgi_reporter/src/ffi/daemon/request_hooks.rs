@@ -13,14 +13,14 @@
 //!
 //! In the daemon (after the fork, so nothing else is touched) the module
 //! points mod_wsgi.so's GOT entries for those two functions at the
-//! wrappers below (got.rs), which call httpd's functions and claim / record
+//! wrappers below (crate::got), which call httpd's functions and claim / record
 //! the request with the daemon's accumulators; our input and output
 //! filters on `r` count the application's I/O as in embedded mode. So every
 //! request of every interpreter is counted from the first one, for the cost
 //! of the embedded hooks, and mod_wsgi's Python event machinery (which
 //! costs more than our whole embedded path once anyone subscribes) is not
 //! needed. If the entries cannot be found, the attach code's event
-//! subscriber is used instead (python.rs).
+//! subscriber is used instead (`python_callbacks`).
 //!
 //! Must never: run in the Apache parent or an MPM child, or record a
 //! request twice.
@@ -32,13 +32,19 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
 use apache_headers as ap;
 use apache_headers::macros as m;
 
-use super::daemon::{daemon, Daemon};
-use super::glue::{guard, thread_slot, track, tracked, ReqState};
-use super::python::fnptr;
-use crate::accum::Claim;
-use crate::daemon::{env_number as num, Ended, EnvKeys, Started, SLOW_ENV_KEYS, STAMP_KEYS};
+use reporter_core::accum::Claim;
+use reporter_core::daemon::{
+    env_number as num, Ended, EnvKeys, Started, SLOW_ENV_KEYS, STAMP_KEYS,
+};
+use reporter_core::sys;
+
+use super::state::{daemon, mod_wsgi_stopping, Daemon};
+use crate::ffi::base::guard;
+use crate::ffi::base::request::Request;
+use crate::ffi::base::sym::fnptr;
+use crate::ffi::request::filters::{track, tracked};
+use crate::ffi::request::state::{thread_slot, ReqState};
 use crate::got;
-use crate::sys;
 
 static HOOKED: AtomicBool = AtomicBool::new(false);
 /// mod_wsgi's own `wsgi_publish_process_stopping` (NULL: not hooked).
@@ -55,38 +61,52 @@ pub(super) fn hooked() -> bool {
 }
 
 /// Redirects mod_wsgi.so's calls; `inside` is any address in mod_wsgi.so.
-pub(super) fn install(inside: *const c_void) -> Result<usize, got::GotError> {
-    let n = got::redirect(
-        inside,
-        &[
-            (
-                c"ap_add_input_filter",
-                add_input_filter as *const () as usize,
-            ),
-            (
-                c"ap_finalize_request_protocol",
-                finalize_request_protocol as *const () as usize,
-            ),
-        ],
-    )?;
+///
+/// # Safety
+/// Only in a daemon process, before mod_wsgi's request threads call these
+/// functions (see `crate::got::redirect`).
+pub(super) unsafe fn install(inside: *const c_void) -> Result<usize, got::GotError> {
+    // SAFETY: the caller's contract; each wrapper has the C signature of
+    // the httpd function it replaces and calls that function by name.
+    let n = unsafe {
+        got::redirect(
+            inside,
+            &[
+                (
+                    c"ap_add_input_filter",
+                    add_input_filter as *const () as usize,
+                ),
+                (
+                    c"ap_finalize_request_protocol",
+                    finalize_request_protocol as *const () as usize,
+                ),
+            ],
+        )
+    }?;
     HOOKED.store(true, Release);
     // Optional: mod_wsgi calls its own exported
     // `wsgi_publish_process_stopping(reason)` through its GOT when a
     // daemon's shutdown begins, with the reason it knows
     // (`inactivity_timeout`, `request_timeout`, ...): hooked, STOPPING goes
     // out at that moment with that reason.
-    got::redirect_export(
-        c"wsgi_publish_process_stopping",
-        publish_process_stopping as *const () as usize,
-        &REAL_PUBLISH,
-    );
+    // SAFETY: as above; `publish_process_stopping` has the signature of
+    // `void wsgi_publish_process_stopping(char *)` and calls the real one.
+    unsafe {
+        got::redirect_export(
+            c"wsgi_publish_process_stopping",
+            publish_process_stopping as *const () as usize,
+            &REAL_PUBLISH,
+        )
+    };
     Ok(n)
 }
 
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the argument of `wsgi_publish_process_stopping`.
 unsafe extern "C" fn publish_process_stopping(reason: *mut c_char) {
     guard((), || {
         // SAFETY: NULL or mod_wsgi's NUL-terminated reason string.
-        super::daemon::mod_wsgi_stopping(unsafe { m::cstr(reason) });
+        mod_wsgi_stopping(unsafe { m::cstr(reason) });
     });
     let real = REAL_PUBLISH.load(Acquire);
     if !real.is_null() {
@@ -95,6 +115,8 @@ unsafe extern "C" fn publish_process_stopping(reason: *mut c_char) {
     }
 }
 
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the arguments of `ap_add_input_filter`.
 unsafe extern "C" fn add_input_filter(
     name: *const c_char,
     ctx: *mut c_void,
@@ -105,30 +127,33 @@ unsafe extern "C" fn add_input_filter(
     let f = unsafe { ap::ap_add_input_filter(name, ctx, r, c) };
     guard((), || {
         // SAFETY: NULL or a NUL-terminated filter name.
-        if !r.is_null() && unsafe { m::cstr(name) } == b"HTTP_IN" {
-            if let Some(d) = daemon() {
-                // SAFETY: mod_wsgi's live request (r->pool and tables set up).
-                unsafe { begin(d, r) };
+        if unsafe { m::cstr(name) } == b"HTTP_IN" {
+            // SAFETY: NULL or mod_wsgi's live request (r->pool and tables
+            // set up), run by this thread.
+            if let (Some(d), Some(req)) = (daemon(), unsafe { Request::new(r) }) {
+                begin(d, req);
             }
         }
     });
     f
 }
 
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the argument of `ap_finalize_request_protocol`.
 unsafe extern "C" fn finalize_request_protocol(r: *mut ap::request_rec) {
     // Recorded first: the status is final and the application is done;
     // httpd's finalize then discards any body the application did not
     // read, which is not the application's input (our filters stop
     // counting once the request is recorded).
     guard((), || {
-        if r.is_null() {
+        // SAFETY: NULL or mod_wsgi's live request, run by this thread.
+        let Some(req) = (unsafe { Request::new(r) }) else {
             return;
-        }
-        // SAFETY: the live request; our slot is NULL or our ReqState.
-        let st = unsafe { tracked(r) };
+        };
+        let st = tracked(req);
         if !st.is_null() {
             // SAFETY: our ReqState in r->pool, used by this thread only.
-            super::glue::finish(unsafe { &mut *st }, sys::now_us());
+            unsafe { &mut *st }.finish(sys::now_us());
         }
     });
     // SAFETY: the caller's own argument, passed on unchanged.
@@ -184,9 +209,9 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
     let mut at = STAMP_AT.with(|c| c.get());
     let mut left = 0;
     for &i in wanted {
-        // SAFETY: an entry of the live table.
         match entries
             .get(at[i] as usize)
+            // SAFETY: an entry of the live table.
             .and_then(|e| unsafe { stamp_at(e, i) })
         {
             Some(v) => out[i] = v,
@@ -223,16 +248,11 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
 }
 
 /// The application is about to run: claim this worker's slot.
-///
-/// # Safety
-/// `r` is mod_wsgi's live daemon-side request.
-unsafe fn begin(d: &'static Daemon, r: *mut ap::request_rec) {
-    // SAFETY: per the contract.
-    if !unsafe { tracked(r) }.is_null() {
+fn begin(d: &'static Daemon, req: Request<'_>) {
+    if !tracked(req).is_null() {
         return;
     }
-    // SAFETY: per the contract.
-    let e = unsafe { (*r).subprocess_env };
+    let (r, e) = (req.as_ptr(), req.rec().subprocess_env);
     let now = sys::now_us();
     let acc = &d.p.acc;
     let (slot, tid) = thread_slot(acc);
@@ -305,10 +325,11 @@ unsafe fn begin(d: &'static Daemon, r: *mut ap::request_rec) {
                 generation: 0,
             },
             cpu0,
+            finish,
         )
     };
-    // SAFETY: live request without state of ours (checked above).
-    if unsafe { track(r, st) }.is_null() {
+    // Without state of ours (checked above).
+    if track(req, st).is_null() {
         // Out of memory: the slot is freed as a 5xx request.
         d.req.ended(
             acc,
@@ -321,13 +342,10 @@ unsafe fn begin(d: &'static Daemon, r: *mut ap::request_rec) {
     }
 }
 
-/// Records a tracked daemon request once (from the finalize wrapper, or
-/// from the pool cleanup if mod_wsgi never finalized it).
-pub(super) fn finish(st: &mut ReqState, end_us: u64) {
-    if st.finished {
-        return;
-    }
-    st.finished = true;
+/// Records a tracked daemon request; called once, through
+/// [`ReqState::finish`] (from the finalize wrapper, or from the pool
+/// cleanup if mod_wsgi never finalized it).
+fn finish(st: &mut ReqState, end_us: u64) {
     let Some(d) = daemon() else { return };
     // SAFETY: st.r is the live request that owns st.
     let r = unsafe { &*st.r };

@@ -2,24 +2,15 @@
 //! thread does for telemetry (slot claim, two clock reads, finish with all
 //! phase aggregates), alone and with 4 threads while a reporter drains
 //! every millisecond. Prints ns per request. Run:
-//!   cargo bench -p mod_wsgi_reporter --bench accounting
-
-// The included modules carry their unit tests (cfg(test) is on in benches).
-#![allow(unused_imports)]
-
-#[allow(dead_code)]
-#[path = "../src/accum.rs"]
-mod accum;
-#[allow(dead_code)]
-#[path = "../src/sys.rs"]
-mod sys;
+//!   cargo bench -p reporter-core --bench accounting
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use accum::{Accounting, Finished, Io, Snapshot};
+use reporter_core::accum::{Accounting, Finished, Io, Snapshot};
+use reporter_core::sys;
 
 fn one_request(acc: &Accounting, slot: u32, k: u64) {
     let start = sys::now_us();

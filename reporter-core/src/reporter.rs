@@ -1,8 +1,8 @@
 //! The reporter: turns drained accumulators into datagrams, in the
 //! reference's field order (via `wire::emit`), and counts what it could not
-//! send. Pure Rust: the sink, clock and process probes are injected, so the
-//! same reporter serves the embedded-mode thread here and a future
-//! daemon-mode reporter.
+//! send. Pure Rust: the sink, clock and process probes are injected; the
+//! same reporter serves an MPM child (embedded mode) and a mod_wsgi daemon
+//! process.
 
 use crate::accum::{self, Accounting, PhaseSum, SlowRecord, Snapshot};
 use crate::gc::GcRegistry;

@@ -3,14 +3,10 @@
 //! threads calling at once (all on the same few names, the worst case for
 //! the atomics) while a reporter drains every millisecond; with the sums
 //! checked at the end. Prints ns per call; asserts nothing about time. Run:
-//!   cargo bench -p mod_wsgi_reporter --bench app_metrics
+//!   cargo bench -p reporter-core --bench app_metrics
 //! (The C ABI call from Python through ctypes comes on top of this.)
 
-#[allow(dead_code)]
-#[path = "../src/app_metrics.rs"]
-mod app_metrics;
-
-use app_metrics::{AppMetrics, Emit, Status};
+use reporter_core::app_metrics::{AppMetrics, Emit, Status};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -14,10 +14,15 @@ use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_long, c_void, CStr};
 use std::sync::OnceLock;
 
-use super::daemon::{daemon, registry};
-use crate::accum::Io;
-use crate::daemon::{secs_to_us, Ended, Started, SLOW_ENV_KEYS};
-use crate::sys;
+use reporter_core::accum::Io;
+use reporter_core::daemon::{secs_to_us, Ended, Started, SLOW_ENV_KEYS};
+use reporter_core::sys;
+
+use super::request_hooks;
+use super::start::registry;
+use super::state::daemon;
+use crate::ffi::base::guard;
+use crate::ffi::base::sym::{fnptr, sym};
 
 type PyObj = *mut c_void;
 
@@ -67,22 +72,11 @@ unsafe impl Send for Api {}
 // SAFETY: as above.
 unsafe impl Sync for Api {}
 
-/// A function pointer from a `dlsym` address.
-///
-/// # Safety
-/// `p` is the address of a function whose C signature is `F`.
-pub(super) unsafe fn fnptr<F: Copy>(p: *mut c_void) -> F {
-    const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<*mut c_void>()) };
-    // SAFETY: same size; the caller vouches for the signature.
-    unsafe { std::mem::transmute_copy(&p) }
-}
-
 fn api() -> Option<&'static Api> {
     static API: OnceLock<Option<Api>> = OnceLock::new();
     API.get_or_init(|| {
         fn f(name: &CStr) -> Option<*mut c_void> {
-            // SAFETY: dlsym with a NUL-terminated name.
-            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+            let p = sym(name);
             (!p.is_null()).then_some(p)
         }
         // SAFETY: each symbol has the C signature of the field it fills
@@ -109,6 +103,9 @@ fn api() -> Option<&'static Api> {
 
 impl Api {
     /// A borrowed value from a dict by key (NULL if absent or not a dict).
+    ///
+    /// # Safety
+    /// The GIL is held; `d` is NULL or a live object.
     unsafe fn get(&self, d: PyObj, k: &CStr) -> PyObj {
         if d.is_null() {
             return std::ptr::null_mut();
@@ -120,6 +117,10 @@ impl Api {
         v
     }
 
+    /// Clears a pending Python exception, if any.
+    ///
+    /// # Safety
+    /// The GIL is held.
     unsafe fn clear(&self) {
         // SAFETY: GIL held.
         unsafe {
@@ -130,6 +131,9 @@ impl Api {
     }
 
     /// A float (or int) value, 0 when absent or not a number.
+    ///
+    /// # Safety
+    /// The GIL is held; `d` is NULL or a live object.
     unsafe fn f64(&self, d: PyObj, k: &CStr) -> f64 {
         // SAFETY: GIL held.
         unsafe { self.num(self.get(d, k)) }
@@ -137,6 +141,9 @@ impl Api {
 
     /// The value of a float (or int) object, 0 when NULL, not a number or
     /// not finite.
+    ///
+    /// # Safety
+    /// The GIL is held; `v` is NULL or a live object.
     unsafe fn num(&self, v: PyObj) -> f64 {
         // SAFETY: GIL held; v is NULL or a live object.
         unsafe {
@@ -154,6 +161,9 @@ impl Api {
     }
 
     /// An int value, `default` when absent or not an int.
+    ///
+    /// # Safety
+    /// The GIL is held; `d` is NULL or a live object.
     unsafe fn i64(&self, d: PyObj, k: &CStr, default: i64) -> i64 {
         // SAFETY: GIL held.
         unsafe {
@@ -172,6 +182,9 @@ impl Api {
 
     /// The UTF-8 bytes of a str (empty when absent or not a str); valid
     /// while the object lives (Python caches the encoding in it).
+    ///
+    /// # Safety
+    /// The GIL is held; `v` is NULL or a live object that outlives `'a`.
     unsafe fn str<'a>(&self, v: PyObj) -> &'a [u8] {
         if v.is_null() {
             return b"";
@@ -188,6 +201,10 @@ impl Api {
         }
     }
 
+    /// A new reference to `None`.
+    ///
+    /// # Safety
+    /// The GIL is held.
     unsafe fn none(&self) -> PyObj {
         // SAFETY: GIL held; None is a static object.
         unsafe { (self.inc_ref)(self.none) };
@@ -204,11 +221,13 @@ thread_local! {
     static GC_START: Cell<(f64, Option<std::time::Instant>)> = const { Cell::new((0.0, None)) };
 }
 
+/// # Safety
+/// Only for Python, as the builtin `EVENT_DEF` describes: the GIL held, live `args` and `kw`.
 unsafe extern "C" fn on_event(_self: PyObj, args: PyObj, kw: PyObj) -> PyObj {
     let Some(a) = api() else {
         return std::ptr::null_mut();
     };
-    super::glue::guard((), || {
+    guard((), || {
         // SAFETY: called by Python with the GIL held and live arguments.
         unsafe { event(a, args, kw) }
     });
@@ -216,9 +235,13 @@ unsafe extern "C" fn on_event(_self: PyObj, args: PyObj, kw: PyObj) -> PyObj {
     unsafe { a.none() }
 }
 
+/// One mod_wsgi event: `args` is `(name,)`, `kw` its keyword arguments.
+///
+/// # Safety
+/// The GIL is held; `args` is a live tuple and `kw` NULL or a live dict.
 unsafe fn event(a: &Api, args: PyObj, kw: PyObj) {
     let Some(d) = daemon() else { return };
-    if super::daemon_hooks::hooked() {
+    if request_hooks::hooked() {
         return; // counted by the request hooks; never twice
     }
     // SAFETY: GIL held, args is a tuple.
@@ -314,11 +337,13 @@ unsafe fn event(a: &Api, args: PyObj, kw: PyObj) {
     }
 }
 
+/// # Safety
+/// Only for Python, as the builtin `GC_DEF` describes: the GIL held, live `self_` and `args`.
 unsafe extern "C" fn on_gc(self_: PyObj, args: PyObj) -> PyObj {
     let Some(a) = api() else {
         return std::ptr::null_mut();
     };
-    super::glue::guard((), || {
+    guard((), || {
         // SAFETY: called by Python with the GIL held; self_ is the int we
         // bound (the interpreter's index).
         unsafe { gc(a, self_, args) }
@@ -327,6 +352,11 @@ unsafe extern "C" fn on_gc(self_: PyObj, args: PyObj) -> PyObj {
     unsafe { a.none() }
 }
 
+/// One `gc.callbacks` call: `args` is `(phase, info)`, `self_` the
+/// interpreter's index bound at creation.
+///
+/// # Safety
+/// The GIL is held; `self_` and `args` are live objects.
 unsafe fn gc(a: &Api, self_: PyObj, args: PyObj) {
     // SAFETY: GIL held; args is a tuple (phase, info).
     let (phase, info, index) = unsafe {
