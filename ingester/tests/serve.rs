@@ -479,14 +479,8 @@ fn repeated_decode_errors_are_summarised() {
     let n = 30_000;
     s.send_all((0..n).map(|_| [0u8]));
     s.wait_received(n);
-    let text = poll("the summary line", || {
-        let t = std::fs::read_to_string(&log).unwrap();
-        if t.contains("more in the last") {
-            Ok(t)
-        } else {
-            Err(t)
-        }
-    });
+    wait_for_log(&log, "more in the last");
+    let text = read_lossy(&log);
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("decode error"))
