@@ -12,14 +12,9 @@ use wire::{id, Kind, Sample, Value};
 /// The corpus's first slow-request record (the capture of
 /// `tests/fixtures/corpus/`, or `$TELEMETRY_CORPUS_DIR`).
 fn corpus_slow_record() -> Sample {
-    let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/corpus")
-        });
-    let bin = std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).expect("the corpus");
-    wire::capture::records(&bin)
-        .filter_map(|r| wire::decode(r.ok()?).ok())
+    testkit::corpus_records()
+        .iter()
+        .filter_map(|d| wire::decode(d).ok())
         .find(|s| s.header.kind == Kind::SLOW_REQUEST)
         .expect("a slow request in the corpus")
 }

@@ -156,7 +156,7 @@ fn valid_datagram(pid: u32, seq: u32) -> Vec<u8> {
 
 #[test]
 fn malformed_datagrams_are_counted_and_serve_keeps_running() {
-    let mut serve = Serve::start(&["--log-level", "error"]);
+    let mut serve = Serve::start(bin(), &["--log-level", "error"]);
     let good = valid_datagram(4242, 2);
     let mut bad_magic = good.clone();
     bad_magic[0] = b'X';
@@ -199,7 +199,7 @@ fn malformed_datagrams_are_counted_and_serve_keeps_running() {
 
 #[test]
 fn a_live_socket_is_not_stolen_by_a_second_serve_or_dump() {
-    let serve = Serve::start(&["--log-level", "error"]);
+    let serve = Serve::start(bin(), &["--log-level", "error"]);
     let spec = listen(&serve.sock);
     let port = free_port().to_string();
     for cmd in ["serve", "dump"] {

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 fn wait_for_socket(p: &Path, child: &mut Child) {
     let t0 = Instant::now();
@@ -111,10 +111,7 @@ fn replay_drop_field_processes_restamp_and_loop() {
     // 44 processes = every capture process twice, looped: 2.5 passes.
     let n = cap.len() * 2 * 5 / 2;
     let (path, _dir, h) = collect(n);
-    let before = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    let before = wall_now();
     let summary = run_replay(&[
         corpus_path().to_str().unwrap(),
         "--socket",
@@ -279,22 +276,16 @@ fn reference_dump(format: &str) -> String {
 }
 
 fn our_dump_file(format: &str) -> String {
-    let out = Command::new(bin())
-        .args([
+    run_ok(
+        Command::new(bin()).args([
             "dump",
             "--format",
             format,
             "--file",
             corpus_path().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        ]),
+        "dump --file",
+    )
 }
 
 #[test]

@@ -104,7 +104,10 @@ fn read_to_close(c: &mut TcpStream) -> Result<usize, String> {
 /// are served.
 #[test]
 fn readers_that_never_read_do_not_pin_threads_or_memory() {
-    let s = Serve::start(&["--write-timeout", "2", "--max-state-responses", "4"]);
+    let s = Serve::start(
+        bin(),
+        &["--write-timeout", "2", "--max-state-responses", "4"],
+    );
     s.send_all(corpus_records());
     let full = s.wait_received(11_888);
     assert!(full.to_string().len() > 1_000_000);
@@ -152,7 +155,7 @@ fn readers_that_never_read_do_not_pin_threads_or_memory() {
 /// is closed after `--idle-timeout`; both are counted.
 #[test]
 fn half_sent_heads_and_idle_keepalives_are_closed() {
-    let s = Serve::start(&["--header-timeout", "1", "--idle-timeout", "1"]);
+    let s = Serve::start(bin(), &["--header-timeout", "1", "--idle-timeout", "1"]);
     let mut half = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     half.write_all(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .unwrap();
@@ -208,7 +211,7 @@ fn stuck_ws_clients(port: u16, n: usize) -> Vec<TcpStream> {
 /// `--write-timeout` is disconnected and counted, and a new client gets in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_clients_that_never_read_are_disconnected() {
-    let s = Serve::start(&["--max-clients", "2", "--write-timeout", "1"]);
+    let s = Serve::start(bin(), &["--max-clients", "2", "--write-timeout", "1"]);
     let stuck = stuck_ws_clients(s.port, 2);
     let dgrams = corpus_records();
     let v = poll("both stuck clients to be dropped", || {
@@ -235,7 +238,7 @@ async fn websocket_clients_that_never_read_are_disconnected() {
 /// counted, while one that reads (and so answers pings) stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_websocket_clients_are_disconnected_on_a_quiet_server() {
-    let s = Serve::start(&["--max-clients", "2", "--idle-timeout", "1"]);
+    let s = Serve::start(bin(), &["--max-clients", "2", "--idle-timeout", "1"]);
     let (mut live, _) = tokio_tungstenite::connect_async(s.url()).await.unwrap();
     let reader = tokio::spawn(async move {
         let mut n = 0usize;
@@ -257,7 +260,7 @@ async fn silent_websocket_clients_are_disconnected_on_a_quiet_server() {
 /// counted; loopback names, IP literals and `--allowed-host` names pass.
 #[test]
 fn foreign_host_names_are_refused() {
-    let s = Serve::start(&["--allowed-host", "ops.example.com"]);
+    let s = Serve::start(bin(), &["--allowed-host", "ops.example.com"]);
     let p = s.port;
     let evil = format!("evil.example:{p}");
     let reqs = [
@@ -293,7 +296,7 @@ fn foreign_host_names_are_refused() {
 /// (counted) and refused as `--root-path` (exit 2, one line).
 #[test]
 fn prefixes_naming_another_origin_are_refused() {
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     for prefix in [
         "//evil.example",
         "/\\evil.example",

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{datagrams, Serve};
+use common::{bin, datagrams, Serve};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -56,7 +56,7 @@ fn promtool_check(text: &str) {
 
 /// Two processes of group `g1` (pids 5 and 9: 5 ticks × 80 requests each).
 fn fed(extra: &[&str]) -> Serve {
-    let s = Serve::start(extra);
+    let s = Serve::start(bin(), extra);
     let all: Vec<Vec<u8>> = [5, 9].into_iter().flat_map(datagrams).collect();
     s.send_all(&all);
     s.wait_received(all.len());

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{datagrams, tick, Serve};
+use common::{bin, datagrams, tick, Serve};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,7 @@ fn scrape_time_and_size() {
             } else {
                 &[]
             };
-            let s = Serve::start(extra);
+            let s = Serve::start(bin(), extra);
             let all: Vec<Vec<u8>> = (0..n).flat_map(|i| datagrams(100_000 + i)).collect();
             s.send_all(&all);
             s.wait_received(all.len());

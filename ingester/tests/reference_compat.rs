@@ -58,7 +58,7 @@ fn replay_corpus(serve: &Serve) -> (J, Duration) {
 fn serve_state_matches_reference_after_corpus_replay() {
     let _serial = serial();
     let reference: J = serde_json::from_str(&fixture("reference-state-anchor-6.1.1.json")).unwrap();
-    let serve = Serve::start(&[]);
+    let serve = Serve::start(bin(), &[]);
     let (ours, after) = replay_corpus(&serve);
 
     assert_eq!(ours["type"], "snapshot");
@@ -222,7 +222,7 @@ fn run_reference_top(url: &str) -> (i32, String, String) {
 fn reference_top_once_lists_the_replayed_processes() {
     let _serial = serial();
     let reference: J = serde_json::from_str(&fixture("reference-state-anchor-6.1.1.json")).unwrap();
-    let serve = Serve::start(&[]);
+    let serve = Serve::start(bin(), &[]);
     let _ = replay_corpus(&serve);
     let (code, out, err) = run_reference_top(&serve.url());
     assert_eq!(code, 0, "reference top exited {code}: {out}{err}");
@@ -266,7 +266,7 @@ fn reference_top_once_with_full_history_prints_what_it_prints_for_the_reference(
 /// so the reference top's figures are the same as with the full history.
 fn reference_top_once_matches(query: &str) {
     let _serial = serial();
-    let serve = Serve::start(&[]);
+    let serve = Serve::start(bin(), &[]);
     let _ = replay_corpus(&serve);
     let (code, out, err) = run_reference_top(&format!("{}{query}", serve.url()));
     assert_eq!(code, 0, "reference top exited {code}: {out}{err}");

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 #[test]
 fn corpus_replay_gives_reference_shaped_state() {
     let dgrams = corpus_records();
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     s.send_all(&dgrams);
     s.send_all([
         &b""[..],
@@ -97,7 +97,7 @@ fn padded_request(pid: u32, seq: u32, stamp: f64, total: usize) -> Vec<u8> {
 /// budget; then the oldest leave, and the snapshot says how many.
 #[test]
 fn oversized_datagrams_are_held_to_the_byte_budget() {
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     let n = 100u32;
     // 60,000 bytes of padding after the 35-byte sample, as before.
     let dgrams: Vec<Vec<u8>> = (1..=n)
@@ -127,7 +127,7 @@ fn oversized_datagrams_are_held_to_the_byte_budget() {
 /// shorter sample); one of exactly 65,536 bytes is taken.
 #[test]
 fn datagrams_larger_than_the_receive_buffer_are_refused() {
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     let exact = padded_request(5001, 1, 1000.0, wire::RECV_BUFFER);
     let mut over = padded_request(5002, 1, 1000.0, wire::RECV_BUFFER);
     // One more whole field after the first 65,536 bytes.
@@ -157,7 +157,7 @@ fn state_pids(v: &serde_json::Value) -> Vec<u64> {
 
 #[test]
 fn socket_file_mode_and_cleanup() {
-    let s = Serve::start(&["--socket-mode", "0640"]);
+    let s = Serve::start(bin(), &["--socket-mode", "0640"]);
     let mode = std::fs::metadata(&s.sock).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o640);
     let path = s.sock.clone();
@@ -169,7 +169,7 @@ fn socket_file_mode_and_cleanup() {
 
 #[test]
 fn root_path_and_forwarded_prefix_are_injected_escaped() {
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     let (_, _, body) =
         s.http("GET / HTTP/1.0\r\nHost: {HOST}\r\nX-Forwarded-Prefix: /tele</script><b>/\r\n\r\n");
     assert!(
@@ -178,7 +178,7 @@ fn root_path_and_forwarded_prefix_are_injected_escaped() {
     );
     assert!(!body.contains("</script><b>"));
     drop(s);
-    let s = Serve::start(&["--root-path", "telemetry/"]);
+    let s = Serve::start(bin(), &["--root-path", "telemetry/"]);
     let (_, _, body) =
         s.http("GET / HTTP/1.0\r\nHost: {HOST}\r\nX-Forwarded-Prefix: /other\r\n\r\n");
     assert!(
@@ -190,7 +190,7 @@ fn root_path_and_forwarded_prefix_are_injected_escaped() {
 
 #[test]
 fn cross_origin_requests_are_refused() {
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     let (st, _, _) = s.http("POST /api/slow/clear HTTP/1.0\r\nHost: {HOST}\r\nOrigin: http://evil.example\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(st, 403);
     let (st, _, body) = s.http("POST /api/slow/clear HTTP/1.0\r\nHost: {HOST}\r\nOrigin: http://{HOST}\r\nContent-Length: 0\r\n\r\n");
@@ -202,7 +202,7 @@ fn cross_origin_requests_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_snapshot_then_live_messages() {
     let dgrams = corpus_records();
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     let url = s.url();
     let (mut ws, _) = tokio_tungstenite::connect_async(url.clone().into_client_request().unwrap())
         .await
@@ -271,7 +271,7 @@ async fn websocket_snapshot_then_live_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_snapshot_respects_budget() {
-    let s = Serve::start(&["--snapshot-budget", "400000"]);
+    let s = Serve::start(bin(), &["--snapshot-budget", "400000"]);
     s.send_all(corpus_records());
     let full = s.wait_received(11_888).to_string();
     assert!(full.len() > 1_000_000, "full state is {} bytes", full.len());
@@ -366,12 +366,15 @@ fn rss(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_floods_are_bounded_in_memory_and_in_the_first_message() {
     let budget = 1_000_000;
-    let s = Serve::start(&[
-        "--max-processes",
-        "1000",
-        "--snapshot-budget",
-        &budget.to_string(),
-    ]);
+    let s = Serve::start(
+        bin(),
+        &[
+            "--max-processes",
+            "1000",
+            "--snapshot-budget",
+            &budget.to_string(),
+        ],
+    );
     let n = 20_000u32;
     for chunk in (1..=n).collect::<Vec<_>>().chunks(1000) {
         let dgrams: Vec<Vec<u8>> = chunk
@@ -444,7 +447,7 @@ async fn forged_floods_are_bounded_in_memory_and_in_the_first_message() {
 /// makes no process.
 #[test]
 fn forged_sequence_numbers_and_versions_are_counted_apart() {
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     s.send_all([
         header_only(wire::Kind::REQUEST, 700, 1, 1),
         header_only(wire::Kind::REQUEST, 700, 1 << 31, 1),
@@ -467,6 +470,7 @@ fn repeated_decode_errors_are_summarised() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.txt");
     let s = Serve::start_logging(
+        bin(),
         dir,
         free_port(),
         &[],
@@ -475,14 +479,8 @@ fn repeated_decode_errors_are_summarised() {
     let n = 30_000;
     s.send_all((0..n).map(|_| [0u8]));
     s.wait_received(n);
-    let text = poll("the summary line", || {
-        let t = std::fs::read_to_string(&log).unwrap();
-        if t.contains("more in the last") {
-            Ok(t)
-        } else {
-            Err(t)
-        }
-    });
+    wait_for_log(&log, "more in the last");
+    let text = read_lossy(&log);
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("decode error"))

@@ -15,10 +15,7 @@ const HOSTILE_GROUP: &str = "app\u{9b}31m\u{202e}x\ny";
 
 fn hostile_datagrams() -> Vec<Vec<u8>> {
     let text = |s: &str| wire::Value::Bytes(s.as_bytes().to_vec());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    let now = wall_now();
     let started = wire::Sample {
         header: wire::Header::new(wire::Kind::PROCESS_STARTED, 4242, 1, now),
         fields: vec![
@@ -44,7 +41,7 @@ fn hostile_datagrams() -> Vec<Vec<u8>> {
 
 /// A `serve` that has taken in [`hostile_datagrams`].
 fn hostile_serve() -> Serve {
-    let serve = Serve::start(&["--log-level", "error"]);
+    let serve = Serve::start(bin(), &["--log-level", "error"]);
     let datagrams = hostile_datagrams();
     serve.send_all(&datagrams);
     serve.wait_received(datagrams.len());

@@ -14,7 +14,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 fn fed_server() -> (Serve, Prefix) {
     let prefix = corpus_prefix(PREFIX_SECONDS);
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     replay(&s.sock, prefix.count, &["--restamp"]);
     s.wait_received(prefix.count);
     (s, prefix)
@@ -75,7 +75,7 @@ fn top_in_tmux(s: &Serve, shell: impl FnOnce(String) -> String) -> (Tmux, u32) {
 fn top_tui_views_show_pids_and_paths() {
     let prefix = corpus_prefix(PREFIX_SECONDS);
     assert!(prefix.live.len() >= 4, "{:?}", prefix.live);
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     let tmux = processes_view_in_tmux(&s, "echo TOP-EXIT=$?; sleep 60");
     // Connected before any data: the header and the live label show.
     tmux.wait_for("connection", LIMIT, |x| {
@@ -175,7 +175,7 @@ fn top_tui_shows_disconnect_and_reconnects() {
     tmux.wait_for("disconnected, with the url", LIMIT, |x| {
         x.contains("[disconnected]") && x.contains(&format!("url={url}"))
     });
-    let mut s = Serve::start_at(dir, port, &[]);
+    let mut s = Serve::start_at(bin(), dir, port, &[]);
     tmux.wait_for("connected", LIMIT, |x| {
         x.contains("[live]") && x.contains("connected to")
     });
@@ -339,7 +339,7 @@ fn top_once_fail_if_exits_1_with_the_failing_conditions() {
 
 #[test]
 fn top_once_against_serve_demo_shows_the_simulated_site() {
-    let s = Serve::start(&["--demo"]);
+    let s = Serve::start(bin(), &["--demo"]);
     // The demo simulator needs a tick or two before samples exist.
     let t0 = std::time::Instant::now();
     loop {
@@ -366,7 +366,7 @@ fn top_once_against_serve_demo_shows_the_simulated_site() {
 
 #[test]
 fn top_tui_restores_the_terminal_on_sigterm() {
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     // A shell stays in the pane, as a user's would: it reports top's exit
     // status and the terminal modes top left behind. (Not `exec top` with
     // remain-on-exit and `#{pane_dead_status}`: when the pane's last process
@@ -415,7 +415,7 @@ fn top_tui_pause_freezes_the_screen_while_data_keeps_arriving() {
     let late = corpus_prefix(PREFIX_SECONDS);
     let new_pids: Vec<u32> = late.pids.difference(&early.pids).copied().collect();
     assert!(!new_pids.is_empty());
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     let tmux = processes_view_in_tmux(&s, "sleep 60");
     tmux.wait_for("connection", LIMIT, |x| x.contains("[live]"));
     send_corpus_range(&s.sock, 0, early.count);
@@ -457,7 +457,7 @@ fn top_once_group_filter_includes_the_embedded_set() {
 fn top_exits_when_its_terminal_hangs_up() {
     // An SSH session that drops: the terminal goes away under a running
     // top, which must exit rather than spin on the dead terminal.
-    let s = Serve::start(&[]);
+    let s = Serve::start(bin(), &[]);
     let (tmux, pid) = top_in_tmux(&s, |exec_top| exec_top);
     tmux.hang_up();
     let t0 = std::time::Instant::now();

@@ -26,8 +26,8 @@ fn table(url: &str) -> Vec<String> {
 #[test]
 fn top_once_gives_the_same_process_table_against_the_reference_serve() {
     let prefix = corpus_prefix(45.0);
-    let ours = Server::ours(&[]);
-    let reference = Server::reference();
+    let ours = Serve::start(bin(), &[]);
+    let reference = Serve::reference();
     let drop8 = ["--restamp", "--drop-field", "8"];
     replay(&ours.sock, prefix.count, &drop8);
     replay(&reference.sock, prefix.count, &drop8);

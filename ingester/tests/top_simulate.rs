@@ -109,18 +109,13 @@ while off < len(data):
         print('error', e, file=sys.stderr)
 print(ok, bad, ','.join(sorted(kinds)))
 "#;
-    let out = Command::new(venv.join("bin/python"))
-        .arg("-c")
-        .arg(script)
-        .arg(cap.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let line = run_ok(
+        Command::new(venv.join("bin/python"))
+            .arg("-c")
+            .arg(script)
+            .arg(cap.path()),
+        "the reference decoder",
     );
-    let line = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         line.trim(),
         format!(

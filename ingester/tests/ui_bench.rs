@@ -19,7 +19,7 @@ mod ui_support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use ui_support::{Browser, Serve};
+use ui_support::{bin, replay_corpus_spawn, Browser, Serve};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -47,19 +47,22 @@ async fn reading(b: &Browser) -> Value {
 async fn ui_smoothness_with_200_processes() {
     let seconds = env_num("UI_BENCH_SECONDS", 600);
     let procs = env_num("UI_BENCH_PROCESSES", 616);
-    let serve = Serve::start(&[]);
+    let serve = Serve::start(bin(), &[]);
     // replay must outlast warm-up, the measured run and the per-tab runs
     let duration = (env_num("UI_BENCH_WARMUP", 75) + seconds + 4 * 35 + 60).to_string();
     let procs_s = procs.to_string();
-    let _replay = serve.replay_spawn(&[
-        "--realtime",
-        "--loop",
-        "--restamp",
-        "--processes",
-        &procs_s,
-        "--duration",
-        &duration,
-    ]);
+    let _replay = replay_corpus_spawn(
+        &serve.sock,
+        &[
+            "--realtime",
+            "--loop",
+            "--restamp",
+            "--processes",
+            &procs_s,
+            "--duration",
+            &duration,
+        ],
+    );
     let b = Browser::start(1600, 1000).await;
     b.client.goto(&serve.page_url()).await.expect("open page");
     b.wait_true(

@@ -9,7 +9,7 @@ mod ui_support;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use ui_support::{Browser, Serve};
+use ui_support::{bin, replay_corpus, Browser, Serve};
 
 /// What the page should consider live, computed independently from
 /// `/api/state` with the UI's documented rule: windows end at the newest
@@ -164,8 +164,11 @@ const BEFORE_SHUTDOWN: u64 = 11_787;
 /// ingester takes it, no loss, stamps shifted to now) and opens the page
 /// once it shows data.
 async fn setup() -> (Serve, Browser) {
-    let serve = Serve::start(&[]);
-    serve.replay(&["--restamp", "--count", &BEFORE_SHUTDOWN.to_string()]);
+    let serve = Serve::start(bin(), &[]);
+    replay_corpus(
+        &serve.sock,
+        &["--restamp", "--count", &BEFORE_SHUTDOWN.to_string()],
+    );
     let browser = Browser::start(1600, 1000).await;
     browser
         .client
@@ -682,8 +685,8 @@ async fn heatmap_run_without_record_shows_no_record() {
 /// total counts them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_processes_are_shown_as_stopped_and_not_counted() {
-    let serve = Serve::start(&[]);
-    serve.replay(&["--restamp"]);
+    let serve = Serve::start(bin(), &[]);
+    replay_corpus(&serve.sock, &["--restamp"]);
     let b = Browser::start(1600, 1000).await;
     b.client.goto(&serve.page_url()).await.expect("open page");
     b.wait_true(
@@ -776,17 +779,12 @@ fn js_unit_tests_pass_under_node() {
         .filter(|p| p.to_string_lossy().ends_with(".test.mjs"))
         .collect();
     assert!(!files.is_empty(), "no JS tests in {}", dir.display());
-    let out = std::process::Command::new(node)
-        .arg("--test")
-        .args(&files)
-        .env("TELEMETRY_CORPUS_DIR", ui_support::corpus_dir())
-        .output()
-        .expect("run node --test");
-    assert!(
-        out.status.success(),
-        "node --test failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    ui_support::run_ok(
+        std::process::Command::new(node)
+            .arg("--test")
+            .args(&files)
+            .env("TELEMETRY_CORPUS_DIR", ui_support::corpus_dir()),
+        "node --test",
     );
 }
 
@@ -801,8 +799,8 @@ fn which_node() -> Result<std::path::PathBuf, ()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tab_redraws_with_hundreds_of_processes() {
-    let serve = Serve::start(&[]);
-    serve.replay(&["--restamp", "--processes", "616"]);
+    let serve = Serve::start(bin(), &[]);
+    replay_corpus(&serve.sock, &["--restamp", "--processes", "616"]);
     let b = Browser::start(1600, 1000).await;
     b.client.goto(&serve.page_url()).await.expect("open page");
     b.wait_true(

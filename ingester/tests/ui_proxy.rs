@@ -19,7 +19,10 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use ui_support::{corpus_records, free_port, http, poll, wait_for_port, Browser, Guard, Serve};
+use ui_support::{
+    bin, corpus_records, free_port, http, poll, replay_corpus, wait_for_port, Browser, KillTree,
+    Serve,
+};
 
 const EXAMPLE: &str = include_str!("../../conf-examples/reverse-proxy.conf");
 /// serve's address as written in the example.
@@ -33,7 +36,7 @@ fn modules_dir() -> PathBuf {
 
 /// A running Apache; killed (with its children, by pid) on drop.
 struct Apache {
-    _guard: Guard,
+    _guard: KillTree,
     port: u16,
     root: tempfile::TempDir,
 }
@@ -91,7 +94,7 @@ impl Apache {
             .stdin(Stdio::null())
             .spawn()
             .expect("start apache2 (Debian package apache2)");
-        let guard = Guard(child, "apache2");
+        let guard = KillTree(child, "apache2");
         wait_for_port(port, "apache2");
         Apache {
             _guard: guard,
@@ -115,7 +118,7 @@ impl Apache {
 }
 
 async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &str) {
-    let serve = Serve::start(serve_args);
+    let serve = Serve::start(bin(), serve_args);
     let apache = Apache::start(serve.port, forwarded_prefix);
     let ap = apache.port;
 
@@ -142,7 +145,7 @@ async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &st
     );
 
     // Data that is already there (the snapshot), then the browser.
-    serve.replay(&["--restamp"]);
+    replay_corpus(&serve.sock, &["--restamp"]);
     let b = Browser::start(1400, 900).await;
     b.client.goto(&apache.url()).await.expect("open page");
     b.wait_true(
@@ -203,7 +206,7 @@ async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &st
         .await
         .as_u64()
         .unwrap();
-    serve.replay(&["--restamp"]);
+    replay_corpus(&serve.sock, &["--restamp"]);
     b.wait_true(
         &format!("return (window.__telemetryPerf.byType.sample || 0) > {before} && document.querySelectorAll('#proc-cards .pcard').length > 0;"),
         "live samples through the proxied WebSocket",

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use super::{last_lines, workspace};
+use testkit::{last_lines, workspace_root};
 
 /// A Debian release the container tests run, and the mod_wsgi series its
 /// `libapache2-mod-wsgi-py3` ships.
@@ -95,7 +95,7 @@ pub struct Images {
 }
 
 fn script(name: &str) -> PathBuf {
-    workspace().join("scripts/containers").join(name)
+    workspace_root().join("scripts/containers").join(name)
 }
 
 /// Output of a command that must succeed (its stderr goes to the test's).

@@ -9,6 +9,9 @@
 //! per test binary with `cargo build -p mod_wsgi_reporter` into
 //! `<target dir>/module-for-tests` (a separate target dir, so the nested
 //! cargo never waits for the outer `cargo test`'s lock).
+//!
+//! What is not about httpd (free ports, waits, our ingester and the
+//! reference's, logs) comes from the workspace's test kit, re-exported here.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -21,26 +24,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub use testkit;
+pub use testkit::{
+    drop_counter, free_port, http_get, last_lines, read_lossy, reference_exe, signal,
+    workspace_root, Serve, PATIENCE,
+};
 pub use wire;
 
 pub mod containers;
 use wire::{id, Kind, Sample};
 
-/// Upper bound for "wait until" loops: a hang guard, not a timing assertion.
-pub const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Workspace root.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Builds one artifact of this workspace with cargo into the separate
@@ -58,7 +55,7 @@ fn built_artifact(env_var: &str, cargo_args: &[&str], artifact: &str, what: &str
         .args(cargo_args)
         .arg("--target-dir")
         .arg(&dir)
-        .current_dir(workspace())
+        .current_dir(workspace_root())
         .status()
         .unwrap_or_else(|e| panic!("run cargo build for {what}: {e}"));
     assert!(st.success(), "building {what} failed");
@@ -174,15 +171,6 @@ def application(environ, start_response):
     start_response('200 OK', [('Content-Type', 'text/plain')])
     return [b'hello']
 "#;
-
-/// A free TCP port on 127.0.0.1 (best effort; start retries on a clash).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
 pub fn http_request(
@@ -431,11 +419,11 @@ impl Httpd {
                 assert!(
                     t0.elapsed() < PATIENCE,
                     "httpd did not start: {}",
-                    read(&root.path("error.log"))
+                    read_lossy(&root.path("error.log"))
                 );
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let log = read(&root.path("error.log"));
+            let log = read_lossy(&root.path("error.log"));
             if !log.contains("Address already in use") {
                 panic!("httpd exited at start:\n{log}");
             }
@@ -456,7 +444,7 @@ impl Httpd {
         };
         for t in tasks.flatten() {
             out.extend(
-                read(&t.path().join("children"))
+                read_lossy(&t.path().join("children"))
                     .split_whitespace()
                     .filter_map(|p| p.parse::<u32>().ok()),
             );
@@ -466,8 +454,7 @@ impl Httpd {
 
     /// Sends a signal to the parent (by its pid).
     pub fn signal(&self, sig: i32) {
-        // SAFETY: plain kill(2) on the pid we spawned.
-        unsafe { libc::kill(self.pid(), sig) };
+        signal(self.pid() as u32, sig);
     }
 
     /// Graceful restart (SIGUSR1).
@@ -484,8 +471,7 @@ impl Httpd {
             self.settle();
             let t0 = Instant::now();
             loop {
-                // SAFETY: kill(2) on our own child's pid.
-                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                signal(c.id(), libc::SIGTERM);
                 let tick = Instant::now();
                 while tick.elapsed() < Duration::from_secs(2) {
                     if let Ok(Some(_)) = c.try_wait() {
@@ -510,7 +496,7 @@ impl Httpd {
 
     /// The error log so far.
     pub fn error_log(&self) -> String {
-        read(&self.root.path("error.log"))
+        read_lossy(&self.root.path("error.log"))
     }
 
     /// One HTTP/1.0 request; returns (status, body).
@@ -673,16 +659,6 @@ fn core_backtraces(dir: &Path) -> Vec<String> {
         }
     }
     out
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// The last `n` lines of `text`.
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A received datagram.
@@ -907,11 +883,11 @@ pub fn thread_signal_masks(pid: u32, prefix: &str) -> Vec<(String, u64)> {
         return out;
     };
     for t in tasks.flatten() {
-        let comm = read(&t.path().join("comm")).trim().to_string();
+        let comm = read_lossy(&t.path().join("comm")).trim().to_string();
         if !comm.starts_with(prefix) {
             continue;
         }
-        let status = read(&t.path().join("status"));
+        let status = read_lossy(&t.path().join("status"));
         if let Some(hex) = status
             .lines()
             .find_map(|l| l.strip_prefix("SigBlk:"))
@@ -980,10 +956,10 @@ pub fn socket_queue_full(path: &Path) -> bool {
 pub fn reporter_reads(pid: u32) -> Option<u64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     tasks.flatten().find_map(|t| {
-        if read(&t.path().join("comm")).trim() != "wsgi-telemetry" {
+        if read_lossy(&t.path().join("comm")).trim() != "wsgi-telemetry" {
             return None;
         }
-        read(&t.path().join("io"))
+        read_lossy(&t.path().join("io"))
             .lines()
             .find_map(|l| l.strip_prefix("syscr:"))
             .and_then(|v| v.trim().parse().ok())
@@ -1075,176 +1051,6 @@ pub fn ingester_bin() -> PathBuf {
     .clone()
 }
 
-/// The reference ingester (mod_wsgi-telemetry 1.1.0 from PyPI), installed
-/// into a throwaway venv by `scripts/ref-venv.sh` when missing.
-pub fn reference_ingester_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(workspace().join("scripts/ref-venv.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/ref-venv.sh");
-        assert!(
-            out.status.success(),
-            "scripts/ref-venv.sh failed: it must install the reference ingester"
-        );
-        let venv = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        PathBuf::from(venv).join("bin/mod_wsgi-telemetry")
-    })
-    .clone()
-}
-
-/// A running ingester (`serve`), ours or the reference, stopped by pid.
-pub struct Ingester {
-    child: Option<Child>,
-    /// HTTP port of its UI/API.
-    pub http_port: u16,
-    /// Its stderr (a file beside the socket), shown when a wait times out.
-    log: PathBuf,
-}
-
-impl Ingester {
-    /// `<bin> serve --listen unix:<socket> --http-port <free> [extra...]`;
-    /// waits until `/api/state` answers.
-    pub fn serve(bin: &Path, socket: &Path, extra: &[&str]) -> Ingester {
-        let http_port = free_port();
-        let log = socket.with_extension("ingester.log");
-        let stderr = std::fs::File::create(&log).expect("ingester log file");
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("unix:{}", socket.display()))
-            .args([
-                "--http-host",
-                "127.0.0.1",
-                "--http-port",
-                &http_port.to_string(),
-            ])
-            .args(extra)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn ingester");
-        let ing = Ingester {
-            child: Some(child),
-            http_port,
-            log,
-        };
-        let t0 = Instant::now();
-        while ing.try_state().is_none() || !socket.exists() {
-            assert!(t0.elapsed() < PATIENCE, "ingester did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // www-data children must be able to send.
-        let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666));
-        ing
-    }
-
-    fn try_state(&self) -> Option<serde_json::Value> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        s.write_all(b"GET /api/state HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .ok()?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).ok()?;
-        let split = resp.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        serde_json::from_slice(&resp[split..]).ok()
-    }
-
-    /// `GET /api/state` as JSON.
-    pub fn state(&self) -> serde_json::Value {
-        self.try_state().expect("GET /api/state")
-    }
-
-    /// Polls `/api/state` until `cond` holds.
-    pub fn wait_for(
-        &self,
-        what: &str,
-        cond: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let t0 = Instant::now();
-        let mut last = None;
-        loop {
-            if let Some(s) = self.try_state() {
-                if cond(&s) {
-                    return s;
-                }
-                last = Some(s);
-            }
-            if t0.elapsed() >= PATIENCE {
-                panic!(
-                    "timed out waiting for: {what}; last /api/state: {}\n--- ingester stderr (last 40 lines):\n{}",
-                    last.as_ref().map_or("none".into(), state_summary),
-                    last_lines(&read(&self.log), 40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGSTOP / SIGCONT.
-    pub fn freeze(&self, on: bool) {
-        if let Some(c) = &self.child {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(
-                    c.id() as i32,
-                    if on { libc::SIGSTOP } else { libc::SIGCONT },
-                )
-            };
-        }
-    }
-}
-
-/// A sample's field 19 (`reporter_dropped_datagrams`; `id19` to an
-/// ingester that does not know the name) from its JSON `fields`.
-pub fn drop_counter(fields: &serde_json::Value) -> Option<u64> {
-    fields["reporter_dropped_datagrams"]
-        .as_u64()
-        .or_else(|| fields["id19"].as_u64())
-}
-
-/// Counters of an `/api/state` and, per process, its samples and the
-/// newest one's request count, drop counter (field 19) and seq (for a
-/// timed-out wait).
-fn state_summary(st: &serde_json::Value) -> String {
-    let mut out = format!(
-        "total_received {}, decode_errors {}, seq_gaps {}, receive_pauses {}",
-        st["total_received"], st["decode_errors"], st["seq_gaps"], st["receive_pauses"]
-    );
-    for p in st["processes"].as_array().into_iter().flatten() {
-        let samples = p["samples"].as_array().map_or(0, Vec::len);
-        let newest = p["samples"].as_array().and_then(|v| v.last());
-        let f = newest.map(|n| &n["fields"]);
-        out.push_str(&format!(
-            "\n  pid {}: {samples} samples, newest seq {} request_count {} dropped {}",
-            p["pid"],
-            newest.map_or(serde_json::Value::Null, |n| n["seq"].clone()),
-            f.map_or(serde_json::Value::Null, |f| f["request_count"].clone()),
-            f.and_then(drop_counter)
-                .map_or("none".into(), |d| d.to_string()),
-        ));
-    }
-    out
-}
-
-impl Drop for Ingester {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid (SIGCONT first in case
-            // it is stopped).
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGCONT);
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Sum of a numeric sample field over every process in an `/api/state`.
 pub fn state_sum(state: &serde_json::Value, field: &str) -> u64 {
     state["processes"]
@@ -1292,38 +1098,11 @@ pub fn state_stopped(state: &serde_json::Value) -> Vec<serde_json::Value> {
 pub fn mod_wsgi6() -> (PathBuf, PathBuf) {
     static SO: OnceLock<PathBuf> = OnceLock::new();
     let so = SO
-        .get_or_init(|| {
-            let out = Command::new("bash")
-                .arg(workspace().join("scripts/mod-wsgi-6-venv.sh"))
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("run scripts/mod-wsgi-6-venv.sh");
-            assert!(
-                out.status.success(),
-                "scripts/mod-wsgi-6-venv.sh must build mod_wsgi 6.1.1"
-            );
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        })
+        .get_or_init(|| testkit::script_path("scripts/mod-wsgi-6-venv.sh", "build mod_wsgi 6.1.1"))
         .clone();
     // <venv>/lib/pythonX.Y/site-packages/mod_wsgi/server/<so>
     let venv = so.ancestors().nth(6).unwrap().to_path_buf();
     (so, venv)
-}
-
-/// One HTTP/1.0 GET to `127.0.0.1:port` with `headers` (lines ending in
-/// `\r\n`, may be empty): (status, response headers, body), or `None`
-/// when nothing answers.
-pub fn http_get(port: u16, path: &str, headers: &str) -> Option<(u16, String, Vec<u8>)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n");
-    s.write_all(req.as_bytes()).ok()?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).ok()?;
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, head, resp[split + 4..].to_vec()))
 }
 
 /// Percent-encodes `s` for a query string.
@@ -1397,10 +1176,9 @@ impl Prometheus {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            signal(child.id(), libc::SIGTERM);
             let _ = child.wait();
-            let log = read(&dir.path().join("prometheus.log"));
+            let log = read_lossy(&dir.path().join("prometheus.log"));
             if !log.contains("address already in use") {
                 panic!("prometheus did not come up:\n{}", last_lines(&log, 40));
             }
@@ -1410,7 +1188,7 @@ impl Prometheus {
 
     /// Its log so far.
     pub fn log(&self) -> String {
-        read(&self.dir.path().join("prometheus.log"))
+        read_lossy(&self.dir.path().join("prometheus.log"))
     }
 
     /// An instant query through the HTTP API: the `data.result` array.
@@ -1450,8 +1228,7 @@ impl Prometheus {
 
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            signal(c.id(), libc::SIGTERM);
             let _ = c.wait();
         }
     }

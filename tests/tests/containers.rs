@@ -44,7 +44,7 @@ fn smoke(release: &str) {
     std::fs::copy(&so, file("mod_wsgi_telemetry.so")).expect("copy the module");
     std::fs::write(file("app.wsgi"), APP).unwrap();
     std::fs::write(file("mwt.conf"), CONF).unwrap();
-    let ingester = Ingester::serve(&ingester_bin(), &file("telemetry.sock"), &[]);
+    let ingester = Serve::at_socket(ingester_bin(), &file("telemetry.sock"), &[]);
 
     let port = free_port();
     let httpd = Container::run(
@@ -67,7 +67,7 @@ fn smoke(release: &str) {
     // meet docker's port proxy with nothing behind it yet.
     // An httpd that could not start (a module it cannot load) ends the
     // container: say so now rather than at the wait's hang guard.
-    ingester.wait_for("the children's process_started", |s| {
+    ingester.wait_state("the children's process_started", |s| {
         assert!(httpd.running(), "{release}: httpd's container exited");
         !s["processes"].as_array().is_none_or(Vec::is_empty)
     });
@@ -92,13 +92,13 @@ fn smoke(release: &str) {
             (200, b"hello".to_vec())
         );
     }
-    ingester.wait_for("every request counted", |s| {
+    ingester.wait_state("every request counted", |s| {
         state_sum(s, "request_count") >= REQUESTS
     });
     // A graceful stop flushes each child's final interval: nothing more may
     // arrive than was sent.
     httpd.stop(30);
-    let state = ingester.wait_for("every child's process_stopped", |s| {
+    let state = ingester.wait_state("every child's process_stopped", |s| {
         let started = s["processes"].as_array().map_or(0, Vec::len);
         started > 0 && state_stopped(s).len() >= started
     });

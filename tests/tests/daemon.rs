@@ -211,7 +211,7 @@ both_mpms!(
 fn restricted_embedded_children_do_not_report(mpm: Mpm) {
     let root = ServerRoot::new();
     let sock = root.path("run/telemetry.sock");
-    let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let ing = Serve::at_socket(ingester_bin(), &sock, &["--socket-mode", "0666"]);
     let mut opts = daemon_conf(mpm, &root, &sock, "");
     opts.directives.push_str("WSGIRestrictEmbedded On\n");
     let mut httpd = Httpd::start_in(root, &opts);
@@ -220,11 +220,11 @@ fn restricted_embedded_children_do_not_report(mpm: Mpm) {
         assert_eq!(httpd.get("/d/hello").0, 200);
     }
     assert_eq!(httpd.get("/d/sleep/700").0, 200);
-    ing.wait_for("every request reported", |st| {
+    ing.wait_state("every request reported", |st| {
         state_sum(st, "request_count") > N
     });
     httpd.stop();
-    let st = ing.wait_for("every reporting process STOPPED", |st| {
+    let st = ing.wait_state("every reporting process STOPPED", |st| {
         let stopped: Vec<u64> = state_stopped(st)
             .iter()
             .filter_map(|e| e["pid"].as_u64())
@@ -473,7 +473,7 @@ fn explicit_attach_with_two_interpreters() {
     let root = ServerRoot::new();
     let col = Collector::bind(&root.path("run/telemetry.sock"));
     let app = root.path("app.wsgi");
-    let attach = workspace().join("mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py");
+    let attach = workspace_root().join("mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py");
     let directives = format!(
         "WSGIDaemonProcess g processes=1 threads=4\n\
          WSGIImportScript {attach} process-group=g application-group=%{{GLOBAL}}\n\
@@ -527,7 +527,7 @@ fn maximum_requests_restarts_are_reported() {
     let root = ServerRoot::new();
     let col = Collector::bind(&root.path("run/telemetry.sock"));
     let app = root.path("app.wsgi");
-    let attach = workspace().join("mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py");
+    let attach = workspace_root().join("mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py");
     let directives = format!(
         "WSGIDaemonProcess g processes=1 threads=2 maximum-requests=20\n\
          WSGIImportScript {attach} process-group=g application-group=%{{GLOBAL}}\n\
@@ -663,12 +663,12 @@ fn graceful_restart_daemon_signal_and_stop_give_their_reasons() {
 fn reference_ingester_decodes_daemon_datagrams() {
     let root = ServerRoot::new();
     let sock = root.path("run/telemetry.sock");
-    let ing = Ingester::serve(&reference_ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let ing = Serve::at_socket(reference_exe(), &sock, &["--socket-mode", "0666"]);
     // One interpreter per process: the reference ingester cannot serve
     // GC data that carries interpreter_name (docs/compatibility.md C11).
     let opts = daemon_conf(Mpm::Event, &root, &sock, "");
     let mut httpd = Httpd::start_in(root, &opts);
-    ing.wait_for("two daemons with GC data in the reference", |st| {
+    ing.wait_state("two daemons with GC data in the reference", |st| {
         st["processes"]
             .as_array()
             .map(|ps| {
@@ -685,7 +685,7 @@ fn reference_ingester_decodes_daemon_datagrams() {
     }
     assert_eq!(httpd.get("/d/error").0, 500);
     httpd.stop();
-    let st = ing.wait_for("every daemon's STOPPED in the reference", |st| {
+    let st = ing.wait_state("every daemon's STOPPED in the reference", |st| {
         state_stopped(st)
             .iter()
             .filter(|e| e["process_group"] == "g")
@@ -712,7 +712,7 @@ fn reference_ingester_decodes_daemon_datagrams() {
 fn embedded_children_report_gc_with_the_attach_script() {
     let root = ServerRoot::new();
     let col = Collector::bind(&root.path("run/telemetry.sock"));
-    let attach = workspace().join("mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py");
+    let attach = workspace_root().join("mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py");
     let directives = format!(
         "WSGIImportScript {} process-group=%{{GLOBAL}} application-group=%{{GLOBAL}}\n",
         attach.display()

@@ -138,19 +138,19 @@ fn refuses_beside_builtin_reporter(mpm: Mpm) {
 /// The shipped configuration examples pass `apache2 -t` with our module.
 fn conf_examples_pass(mpm: Mpm) {
     let conf = std::fs::read_to_string(
-        workspace().join("conf-examples/debian/mods-available/wsgi_telemetry.conf"),
+        workspace_root().join("conf-examples/debian/mods-available/wsgi_telemetry.conf"),
     )
     .unwrap();
     let (ok, out) = config_test(&opts(mpm, &conf));
     assert!(ok, "{out}");
     // The daemon-mode lines on top of it.
     let daemon =
-        std::fs::read_to_string(workspace().join("conf-examples/httpd-daemon-snippet.conf"))
+        std::fs::read_to_string(workspace_root().join("conf-examples/httpd-daemon-snippet.conf"))
             .unwrap();
     let (ok, out) = config_test(&opts(mpm, &format!("{conf}\n{daemon}")));
     assert!(ok, "{out}");
     let load = std::fs::read_to_string(
-        workspace().join("conf-examples/debian/mods-available/wsgi_telemetry.load"),
+        workspace_root().join("conf-examples/debian/mods-available/wsgi_telemetry.load"),
     )
     .unwrap();
     assert!(load.contains(

@@ -52,17 +52,17 @@ fn stopped_pids_in(state: &Value) -> Vec<u64> {
 fn our_ingester_api_state(mpm: Mpm) {
     let root = ServerRoot::new();
     let sock = root.path("run/telemetry.sock");
-    let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let ing = Serve::at_socket(ingester_bin(), &sock, &["--socket-mode", "0666"]);
     let opts = Options::telemetry(mpm, &sock, 0.5, "WSGISlowRequests 0.25");
     let mut httpd = Httpd::start_in(root, &opts);
     let (n, s2, s4, s5, inb, outb) = mix(&httpd, || {
-        let st = ing.wait_for("active slow request in /api/state", |st| {
+        let st = ing.wait_state("active slow request in /api/state", |st| {
             slow_entries(st).iter().any(|e| e["state"] == 0)
         });
         assert_eq!(st["decode_errors"], 0);
     });
     httpd.stop();
-    let st = ing.wait_for("every child's STOPPED", |st| {
+    let st = ing.wait_state("every child's STOPPED", |st| {
         let stopped = stopped_pids_in(st);
         let pids: Vec<u64> = st["processes"]
             .as_array()
@@ -128,7 +128,7 @@ fn gaps_and_drop_counters(st: &Value) -> Vec<(u64, u64, Option<u64>)> {
 fn our_ingester_frozen_then_resumed(mpm: Mpm) {
     let root = ServerRoot::new();
     let sock = root.path("run/telemetry.sock");
-    let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let ing = Serve::at_socket(ingester_bin(), &sock, &["--socket-mode", "0666"]);
     const INTERVAL: f64 = 0.5;
     // Every child httpd may run is started now: none starts while the
     // ingester is frozen, whose first datagrams (STARTED, seq 1) would be
@@ -139,7 +139,7 @@ fn our_ingester_frozen_then_resumed(mpm: Mpm) {
     );
     let opts = Options::telemetry(mpm, &sock, INTERVAL, &extra);
     let mut httpd = Httpd::start_in(root, &opts);
-    let st = ing.wait_for("every child's first REQUEST", |st| {
+    let st = ing.wait_state("every child's first REQUEST", |st| {
         state_counts(st).len() == mpm.server_limit()
     });
     let pids: Vec<u32> = state_counts(&st).keys().map(|&p| p as u32).collect();
@@ -174,10 +174,7 @@ fn our_ingester_frozen_then_resumed(mpm: Mpm) {
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let n = client.join().unwrap();
         eprintln!("{n} requests served while the ingester was stopped");
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
+        testkit::wall_now()
     });
     ing.freeze(false);
     // Both sides count every datagram lost: the reporter in field 19 of its
@@ -186,7 +183,7 @@ fn our_ingester_frozen_then_resumed(mpm: Mpm) {
     // thaw (so every datagram refused precedes them) and agree (nothing
     // refused between them: the ingester had caught up).
     let newer = |s: &Value| s["stamp"].as_f64().unwrap_or(0.0) > stopped_at + INTERVAL;
-    let st = ing.wait_for("two REQUESTs of each process after the thaw", |st| {
+    let st = ing.wait_state("two REQUESTs of each process after the thaw", |st| {
         st["processes"].as_array().unwrap().iter().all(|p| {
             let r: Vec<&Value> = p["samples"]
                 .as_array()
@@ -222,7 +219,7 @@ fn our_ingester_frozen_then_resumed(mpm: Mpm) {
     let gaps = st["seq_gaps"].as_u64().unwrap();
     for i in 1..=10 {
         assert_eq!(httpd.get("/app/hello").0, 200);
-        ing.wait_for("datagrams flow again", |st| {
+        ing.wait_state("datagrams flow again", |st| {
             let counted = state_sum(st, "request_count");
             counted >= before + i || (counted > before && st["seq_gaps"].as_u64().unwrap() > gaps)
         });
@@ -233,12 +230,12 @@ fn our_ingester_frozen_then_resumed(mpm: Mpm) {
 fn reference_ingester_interop(mpm: Mpm) {
     let root = ServerRoot::new();
     let sock = root.path("run/telemetry.sock");
-    let ing = Ingester::serve(&reference_ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let ing = Serve::at_socket(reference_exe(), &sock, &["--socket-mode", "0666"]);
     let opts = Options::telemetry(mpm, &sock, 0.5, "WSGISlowRequests 0.25");
     let mut httpd = Httpd::start_in(root, &opts);
     let (n, s2, _, s5, _, outb) = mix(&httpd, || {});
     httpd.stop();
-    let st = ing.wait_for("every child's STOPPED in the reference", |st| {
+    let st = ing.wait_state("every child's STOPPED in the reference", |st| {
         let stopped = stopped_pids_in(st);
         let c = state_counts(st);
         !c.is_empty() && c.keys().all(|p| stopped.contains(p))
@@ -279,11 +276,7 @@ fn dump_shows_our_datagrams(mpm: Mpm) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn dump");
-    let t0 = std::time::Instant::now();
-    while !sock.exists() {
-        assert!(t0.elapsed() < PATIENCE, "dump did not bind");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    testkit::wait_for_path(&sock, "dump's socket");
     let _ = std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o666));
     let opts = Options::telemetry(mpm, &sock, 0.5, "");
     let httpd = Httpd::start_in(root, &opts);
@@ -313,7 +306,7 @@ fn lost_slow_records_are_counted_and_leave_seq_gaps(mpm: Mpm) {
     const EACH: usize = 300;
     let root = ServerRoot::new();
     let sock = root.path("run/telemetry.sock");
-    let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let ing = Serve::at_socket(ingester_bin(), &sock, &["--socket-mode", "0666"]);
     // Every request sleeps 2 ms: over the 1 ms threshold.
     let opts = Options::telemetry(mpm, &sock, 1.0, "WSGISlowRequests 0.001");
     let mut httpd = Httpd::start_in(root, &opts);
@@ -328,7 +321,7 @@ fn lost_slow_records_are_counted_and_leave_seq_gaps(mpm: Mpm) {
     });
     let n = (CLIENTS * EACH) as u64;
     httpd.stop();
-    let st = ing.wait_for("every child's STOPPED", |st| {
+    let st = ing.wait_state("every child's STOPPED", |st| {
         let stopped = stopped_pids_in(st);
         let c = state_counts(st);
         !c.is_empty() && c.keys().all(|p| stopped.contains(p))
@@ -403,7 +396,7 @@ fn active_slow_records_carry_io_so_far(mpm: Mpm) {
     const PATH: &str = "/write-then-sleep/5000/2500";
     let root = ServerRoot::new();
     let sock = root.path("run/telemetry.sock");
-    let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let ing = Serve::at_socket(ingester_bin(), &sock, &["--socket-mode", "0666"]);
     let opts = Options::telemetry(mpm, &sock, 0.5, "WSGISlowRequests 0.2");
     let mut httpd = Httpd::start_in(root, &opts);
     let entry = |st: &Value, state: u64| -> Option<Value> {
@@ -416,7 +409,7 @@ fn active_slow_records_carry_io_so_far(mpm: Mpm) {
     };
     std::thread::scope(|sc| {
         let h = sc.spawn(|| httpd.get(&format!("/app{PATH}")));
-        let st = ing.wait_for("an active slow record", |st| entry(st, 0).is_some());
+        let st = ing.wait_state("an active slow record", |st| entry(st, 0).is_some());
         let active = entry(&st, 0).unwrap();
         assert_eq!(active["output_bytes"], 5000, "{active}");
         assert!(active["output_writes"].as_u64().unwrap() >= 1, "{active}");
@@ -424,7 +417,7 @@ fn active_slow_records_carry_io_so_far(mpm: Mpm) {
         let (status, body) = h.join().unwrap();
         assert_eq!((status, body.len()), (200, 5000));
     });
-    let st = ing.wait_for("the completed record", |st| entry(st, 1).is_some());
+    let st = ing.wait_state("the completed record", |st| entry(st, 1).is_some());
     assert_eq!(entry(&st, 1).unwrap()["output_bytes"], 5000);
     httpd.stop();
 }

@@ -31,7 +31,7 @@ fn g(metric: &str, more: &str) -> String {
 }
 
 /// The longest `request_time_max` of group `g` in `/api/state`.
-fn longest_request(ing: &Ingester) -> f64 {
+fn longest_request(ing: &Serve) -> f64 {
     let st = ing.state();
     st["processes"]
         .as_array()
@@ -47,8 +47,8 @@ fn longest_request(ing: &Ingester) -> f64 {
 fn prometheus_scrapes_serve_during_a_request_mix() {
     let root = ServerRoot::new();
     let sock = root.path("run/telemetry.sock");
-    let ing = Ingester::serve(&ingester_bin(), &sock, &["--socket-mode", "0666"]);
-    let prom = Prometheus::start(&[ing.http_port]);
+    let ing = Serve::at_socket(ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let prom = Prometheus::start(&[ing.port]);
     let opts = daemon_conf(&root, &sock);
     let mut httpd = Httpd::start_in(root, &opts);
 
@@ -136,7 +136,7 @@ fn prometheus_scrapes_serve_during_a_request_mix() {
     // OpenMetrics when asked for it (`promtool check metrics` on both
     // label layouts: ingester/tests/metrics.rs).
     let accept = "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n";
-    let (_, head, om) = http_get(ing.http_port, "/metrics", accept).unwrap();
+    let (_, head, om) = http_get(ing.port, "/metrics", accept).unwrap();
     assert!(
         head.to_ascii_lowercase()
             .contains("content-type: application/openmetrics-text; version=1.0.0"),
@@ -194,17 +194,12 @@ fn prometheus_scrapes_serve_during_a_request_mix() {
 /// `promtool` in `conf-examples/prometheus/`: `check config`, `check rules`
 /// and the rules' unit tests (`test rules`) pass.
 fn promtool_in_examples(args: &[&str]) {
-    let dir = workspace().join("conf-examples/prometheus");
-    let out = Command::new("/usr/bin/promtool")
-        .args(args)
-        .current_dir(&dir)
-        .output()
-        .expect("run /usr/bin/promtool (Debian package prometheus)");
-    assert!(
-        out.status.success(),
-        "promtool {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let dir = workspace_root().join("conf-examples/prometheus");
+    testkit::run_ok(
+        Command::new("/usr/bin/promtool")
+            .args(args)
+            .current_dir(&dir),
+        &format!("/usr/bin/promtool (Debian package prometheus) {args:?}"),
     );
 }
 
@@ -219,11 +214,12 @@ fn prometheus_examples_pass_promtool() {
 /// taken from the exact exposition the ingester's unit test checks).
 #[test]
 fn example_rules_use_exposed_metrics() {
-    let rules =
-        std::fs::read_to_string(workspace().join("conf-examples/prometheus/mod_wsgi-rules.yml"))
-            .unwrap();
+    let rules = std::fs::read_to_string(
+        workspace_root().join("conf-examples/prometheus/mod_wsgi-rules.yml"),
+    )
+    .unwrap();
     let exposed = std::fs::read_to_string(
-        workspace().join("ingester/tests/fixtures/metrics/fixed-state.prom.txt"),
+        workspace_root().join("ingester/tests/fixtures/metrics/fixed-state.prom.txt"),
     )
     .unwrap();
     let names: std::collections::BTreeSet<&str> = rules

@@ -7,7 +7,7 @@
 //! The needles are assembled at run time so that this file does not match
 //! itself.
 
-use integration_tests::workspace;
+use integration_tests::workspace_root;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -112,7 +112,7 @@ fn text_files(root: &Path) -> Vec<(PathBuf, String)> {
 #[test]
 fn citations_stay_inside_the_repository() {
     let mut bad = Vec::new();
-    for (rel, text) in text_files(&workspace()) {
+    for (rel, text) in text_files(&workspace_root()) {
         for (n, line) in text.lines().enumerate() {
             if let Some(what) = outside_citation(line) {
                 bad.push(format!(
@@ -155,7 +155,7 @@ fn ids_in(line: &str) -> Vec<String> {
 /// they name must be a row of docs/compatibility.md.
 #[test]
 fn cited_compatibility_ids_exist() {
-    let root = workspace();
+    let root = workspace_root();
     let doc = std::fs::read_to_string(root.join("docs/compatibility.md")).unwrap();
     let defined: Vec<String> = doc
         .lines()

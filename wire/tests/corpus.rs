@@ -3,15 +3,7 @@
 //! contents, wire order), and re-encodes to the original bytes.
 
 use serde_json::Value as J;
-use std::path::PathBuf;
-use wire::{capture, decode, field_name, Value};
-
-fn corpus_dir() -> PathBuf {
-    match std::env::var_os("TELEMETRY_CORPUS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/corpus"),
-    }
-}
+use wire::{decode, field_name, Value};
 
 fn check_value(ctx: &str, ours: &Value, theirs: &J) {
     match (ours, theirs) {
@@ -42,21 +34,11 @@ fn check_value(ctx: &str, ours: &Value, theirs: &J) {
 
 #[test]
 fn anchor_capture_matches_reference_decoder() {
-    let dir = corpus_dir();
-    let bin = std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).unwrap_or_else(|e| {
-        panic!(
-            "corpus not found in {} ({e}); set TELEMETRY_CORPUS_DIR",
-            dir.display()
-        )
-    });
-    let json: J =
-        serde_json::from_slice(&std::fs::read(dir.join("anchor-6.1.1-mixed.json")).unwrap())
-            .unwrap();
-    let expected = json.as_array().unwrap();
-    let datagrams: Vec<&[u8]> = capture::records(&bin).map(|r| r.unwrap()).collect();
+    let expected = testkit::reference_decoding();
+    let datagrams = testkit::corpus_records();
     assert_eq!(datagrams.len(), 11_888);
     assert_eq!(expected.len(), datagrams.len());
-    for (i, (d, e)) in datagrams.iter().zip(expected).enumerate() {
+    for (i, (d, e)) in datagrams.iter().zip(&expected).enumerate() {
         let s = decode(d).unwrap_or_else(|err| panic!("datagram {i}: {err}"));
         assert_eq!(e["size"].as_u64(), Some(d.len() as u64));
         assert_eq!(e["version"].as_u64(), Some(s.header.version as u64));
@@ -76,15 +58,14 @@ fn anchor_capture_matches_reference_decoder() {
             assert_eq!(&*field_name(*id), name, "datagram {i}: wire order");
             check_value(&format!("datagram {i} field {name}"), v, jv);
         }
-        assert_eq!(&s.encode().unwrap()[..], *d, "datagram {i}: re-encode");
+        assert_eq!(&s.encode().unwrap(), d, "datagram {i}: re-encode");
     }
 }
 
 #[test]
 fn every_prefix_of_real_datagrams_is_handled() {
     // Truncation anywhere never panics; only the full datagram decodes.
-    let bin = std::fs::read(corpus_dir().join("anchor-6.1.1-mixed.bin")).unwrap();
-    for d in capture::records(&bin).map(|r| r.unwrap()).step_by(97) {
+    for d in testkit::corpus_records().iter().step_by(97) {
         for cut in 0..d.len() {
             let _ = decode(&d[..cut]);
         }

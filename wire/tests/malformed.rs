@@ -9,14 +9,13 @@ mod common;
 use common::Rng;
 
 fn corpus_datagrams() -> Vec<Vec<u8>> {
-    let bin = common::corpus_capture();
     // One of each kind, plus every 97th datagram: variety without 12k copies.
     let mut seen_kinds = std::collections::HashSet::new();
-    capture::records(&bin)
-        .map(|r| r.expect("capture is well-formed"))
+    testkit::corpus_records()
+        .into_iter()
         .enumerate()
         .filter(|(i, d)| seen_kinds.insert(d[5]) || i % 97 == 0)
-        .map(|(_, d)| d.to_vec())
+        .map(|(_, d)| d)
         .collect()
 }
 

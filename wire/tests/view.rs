@@ -3,17 +3,11 @@
 //! whole corpus, the same errors on truncated, mutated, duplicated and
 //! random inputs. Deterministic pseudo-random inputs, so a failure repeats.
 
-use wire::{capture, decode, decode_ref, Header, Kind, Sample, Value, HEADER_LEN};
+use testkit::corpus_records as corpus;
+use wire::{decode, decode_ref, Header, Kind, Sample, Value, HEADER_LEN};
 
 mod common;
 use common::Rng;
-
-fn corpus() -> Vec<Vec<u8>> {
-    let bin = common::corpus_capture();
-    capture::records(&bin)
-        .map(|r| r.expect("capture is well-formed").to_vec())
-        .collect()
-}
 
 /// Bit-exact comparison (NaN payloads and -0.0 included).
 fn bits(s: &Sample) -> Vec<(u16, Vec<u64>, Vec<u8>)> {

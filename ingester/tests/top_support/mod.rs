@@ -1,7 +1,7 @@
 //! Helpers of the `top_*` integration tests: corpus facts, `top` itself and
-//! a tmux pseudo-terminal, on top of the shared harness ([`common`]: `serve`
-//! ours and the reference's, `replay`). Every process started here is stopped
-//! by pid (or its tmux server) on drop.
+//! a tmux pseudo-terminal, on top of the crate's harness ([`common`], with
+//! the test kit: `serve` ours and the reference's, `replay`). Every process
+//! started here is stopped by pid (or its tmux server) on drop.
 
 #![allow(dead_code)]
 
@@ -14,21 +14,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// The name the `top_*` tests know the shared harness's `serve` by.
-pub type Server = Serve;
-
-impl Serve {
-    /// Our `serve` (see [`Serve::start`]).
-    pub fn ours(extra: &[&str]) -> Serve {
-        Serve::start(extra)
-    }
-
-    /// Our `serve` in `dir` and on `port` (see [`Serve::start_at`]).
-    pub fn ours_at(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Serve {
-        Serve::start_at(dir, port, extra)
-    }
-}
 
 /// Facts about the first `seconds` of the corpus.
 pub struct Prefix {
@@ -48,7 +33,6 @@ pub struct Prefix {
 }
 
 pub fn corpus_prefix(seconds: f64) -> Prefix {
-    let buf = std::fs::read(corpus_path()).expect("corpus");
     let mut p = Prefix {
         count: 0,
         pids: BTreeSet::new(),
@@ -62,8 +46,8 @@ pub fn corpus_prefix(seconds: f64) -> Prefix {
     let mut last_tick = std::collections::HashMap::new();
     let mut stopped = BTreeSet::new();
     let mut end = 0.0;
-    for r in wire::capture::records(&buf) {
-        let s = wire::decode(r.unwrap()).unwrap();
+    for r in corpus_records() {
+        let s = wire::decode(&r).unwrap();
         let t0 = *first.get_or_insert(s.header.stamp);
         if s.header.stamp > t0 + seconds {
             break;
@@ -113,15 +97,10 @@ pub fn corpus_prefix(seconds: f64) -> Prefix {
 /// Replays the first `count` corpus datagrams to `sock` (losslessly) and
 /// waits for replay to finish.
 pub fn replay(sock: &Path, count: usize, extra: &[&str]) {
-    let mut args = vec![
-        corpus_path().to_str().unwrap().to_string(),
-        "--socket".to_string(),
-        listen(sock),
-        "--count".to_string(),
-        count.to_string(),
-    ];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    run_replay(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let count = count.to_string();
+    let mut args = vec!["--count", &count];
+    args.extend_from_slice(extra);
+    replay_corpus(sock, &args);
 }
 
 /// Runs `top` with arguments and returns its output.
@@ -232,18 +211,6 @@ impl Tmux {
             .args(["-L", &self.socket, "kill-server"])
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-/// Whether a process is gone (or a zombie waiting to be reaped).
-pub fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rsplit(')')
-            .next()
-            .map(|rest| rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
     }
 }
 

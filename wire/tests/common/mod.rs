@@ -1,7 +1,5 @@
-//! Helpers shared by the integration tests.
+//! The wire tests' own helper (the corpus and the rest come from `testkit`).
 #![allow(dead_code)]
-
-use std::path::PathBuf;
 
 /// xorshift64*: small, deterministic, no dependency.
 pub struct Rng(pub u64);
@@ -36,19 +34,4 @@ pub fn sha256_hex(b: &[u8]) -> String {
         .iter()
         .map(|x| format!("{x:02x}"))
         .collect()
-}
-
-/// The mod_wsgi 6.1.1 capture (`tests/fixtures/corpus/`, or `TELEMETRY_CORPUS_DIR`).
-pub fn corpus_capture() -> Vec<u8> {
-    let dir = std::env::var_os("TELEMETRY_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/corpus")
-        });
-    std::fs::read(dir.join("anchor-6.1.1-mixed.bin")).unwrap_or_else(|e| {
-        panic!(
-            "corpus not found in {} ({e}); set TELEMETRY_CORPUS_DIR",
-            dir.display()
-        )
-    })
 }
