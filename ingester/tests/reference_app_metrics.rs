@@ -103,7 +103,8 @@ fn reference_view(mix: Mix) -> (J, String, BTreeMap<u32, usize>) {
     let (cap, inserted) = capture(mix);
     let n = wire::capture::records(&cap).count();
     let serve = Serve::reference();
-    let path = serve.dir.path().join("mixed.bin");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.bin");
     std::fs::write(&path, &cap).unwrap();
     run_replay(&[
         path.to_str().unwrap(),

@@ -6,7 +6,7 @@
 //! the system's Python (the one the OS-packaged mod_wsgi embeds), whose
 //! setuptools and wheel the virtualenv borrows (`--system-site-packages`).
 
-use integration_tests::workspace;
+use integration_tests::workspace_root as workspace;
 use std::path::Path;
 use std::process::Command;
 
