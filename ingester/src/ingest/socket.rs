@@ -86,6 +86,9 @@ pub(crate) fn resolve_group(group: &str) -> Result<u32, SocketError> {
         return gid.map_err(|_| SocketError::UnknownGroup(group.to_string()));
     }
     let name = CString::new(group).map_err(|_| SocketError::UnknownGroup(group.to_string()))?;
+    // SAFETY: `libc::group` is a plain C struct of integers and pointers,
+    // for which all zero bytes is a valid value (null pointers); getgrnam_r
+    // fills it before anything reads it.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut result: *mut libc::group = std::ptr::null_mut();
