@@ -529,7 +529,7 @@ impl State {
             let keep = now.saturating_duration_since(p.last_seen) <= stale_after;
             if !keep {
                 dropped.push(*pid);
-                totals::retire(groups, p);
+                process::retire(groups, p);
             }
             keep
         });

@@ -384,3 +384,13 @@ fn folded_mul(x: u64, k: u64) -> u64 {
     let m = u128::from(x) * u128::from(k);
     (m as u64) ^ ((m >> 64) as u64)
 }
+
+/// Folds a dropped process's totals into its group.
+pub(super) fn retire(groups: &mut IndexMap<totals::GroupKey, totals::GroupTotals>, p: &Process) {
+    let key = (p.hostname.clone(), p.process_group.clone());
+    groups
+        .entry(key)
+        .or_default()
+        .retired
+        .add(&p.metrics.totals());
+}

@@ -15,7 +15,7 @@ use super::View;
 use indexmap::IndexMap;
 use std::sync::Arc;
 use wire::histogram::BUCKETS;
-use wire::{id, Sample, SampleRef, Value, ValueRef};
+use wire::id;
 
 /// The phases exported as histograms: name, histogram field, mean field.
 /// `request` is the whole request (server + queue + daemon + application).
@@ -235,52 +235,6 @@ pub(crate) struct GroupTotals {
 
 /// A group's key: (`hostname`, `process_group`).
 pub(crate) type GroupKey = (String, String);
-
-/// Reads I32 arrays from a decoded datagram (GC and REQUEST views).
-pub(crate) trait Arrays {
-    /// Calls `f(index, value)` for each element of I32 array `fid`.
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32));
-}
-
-fn each_i32_ref(v: Option<ValueRef<'_>>, f: &mut dyn FnMut(usize, i32)) {
-    if let Some(ValueRef::I32Array(b)) = v {
-        for (i, c) in b.chunks_exact(4).enumerate() {
-            f(i, i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-        }
-    }
-}
-
-impl Arrays for Sample {
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
-        if let Some(Value::I32Array(v)) = self.get(fid) {
-            for (i, c) in v.iter().enumerate() {
-                f(i, *c);
-            }
-        }
-    }
-}
-
-impl Arrays for SampleRef<'_> {
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
-        each_i32_ref(self.get(fid), f);
-    }
-}
-
-impl Arrays for super::Indexed<'_> {
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
-        each_i32_ref(self.get(fid), f);
-    }
-}
-
-/// Folds a dropped process's totals into its group.
-pub(super) fn retire(groups: &mut IndexMap<GroupKey, GroupTotals>, p: &super::Process) {
-    let key = (p.hostname.clone(), p.process_group.clone());
-    groups
-        .entry(key)
-        .or_default()
-        .retired
-        .add(&p.metrics.totals());
-}
 
 impl super::State {
     /// The group a lifecycle event belongs to: its own identity fields,
