@@ -3,7 +3,7 @@
 //!
 //! `GET /` (UI with the base-path script injected), `GET /static/<file>`,
 //! `GET /api/state`, `POST /api/slow/clear`, `GET /ws`, and `GET /metrics`
-//! ([`crate::metrics`]). Differences from the
+//! ([`crate::api::metrics`]). Differences from the
 //! reference: cross-origin WebSocket upgrades and cross-origin POSTs are
 //! refused (403); the base path is escaped so it cannot leave the script
 //! element; the subscriber limit answers 503 before upgrading instead of
@@ -16,12 +16,12 @@
 //! connections and times out clients that do not send or do not read.
 //! What is refused is counted ([`counters`]) and shown in `/api/state`.
 
-pub mod counters;
-pub mod guard;
-pub mod server;
+pub(crate) mod counters;
+pub(crate) mod guard;
+pub(crate) mod server;
 
-use crate::messages;
-use crate::recv::Shared;
+use crate::ingest::json;
+use crate::ingest::receive::Shared;
 use counters::HttpCounters;
 use futures_util::{SinkExt, StreamExt};
 use guard::AllowedHosts;
@@ -42,29 +42,29 @@ use warp::{Filter, Rejection, Reply};
 
 /// HTTP-side configuration.
 #[derive(Clone, Debug)]
-pub struct HttpConfig {
+pub(crate) struct HttpConfig {
     /// `--root-path`, normalised; empty means "use X-Forwarded-Prefix".
-    pub root_path: String,
+    pub(crate) root_path: String,
     /// Most concurrent WebSocket clients.
-    pub max_clients: usize,
+    pub(crate) max_clients: usize,
     /// Byte budget of a WebSocket client's first snapshot (`None` = whole).
-    pub snapshot_budget: Option<usize>,
+    pub(crate) snapshot_budget: Option<usize>,
     /// `--metrics-per-process`: `/metrics` series labelled by `pid` too.
-    pub metrics_per_process: bool,
+    pub(crate) metrics_per_process: bool,
     /// Most snapshots (`/api/state` bodies, WebSocket first snapshots)
     /// being produced and sent at once.
-    pub max_state_responses: usize,
+    pub(crate) max_state_responses: usize,
     /// `Host` names requests may carry.
-    pub allowed_hosts: AllowedHosts,
+    pub(crate) allowed_hosts: AllowedHosts,
     /// A WebSocket client that sends nothing, not even the answer to a
     /// ping, for this long is disconnected (pings go out at least twice
     /// as often).
-    pub ws_idle_timeout: Duration,
+    pub(crate) ws_idle_timeout: Duration,
 }
 
 /// Normalises a base path as the reference does: trim, `""`/`"/"` → `""`,
 /// leading `/` added, trailing `/` removed.
-pub fn normalize_base(v: &str) -> String {
+pub(crate) fn normalize_base(v: &str) -> String {
     let v = v.trim();
     if v.is_empty() || v == "/" {
         return String::new();
@@ -82,7 +82,7 @@ pub fn normalize_base(v: &str) -> String {
 
 /// JSON string literal safe inside `<script>`: `<`, `>`, `&` and the JS line
 /// separators are escaped.
-pub fn script_json_string(s: &str) -> String {
+pub(crate) fn script_json_string(s: &str) -> String {
     serde_json::to_string(s)
         .unwrap_or_else(|_| "\"\"".into())
         .replace('<', "\\u003c")
@@ -94,7 +94,7 @@ pub fn script_json_string(s: &str) -> String {
 
 /// The index page with `window.TELEMETRY_BASE` / `TELEMETRY_VERSION`
 /// injected before the first `</head>`.
-pub fn render_index(html: &str, base: &str) -> String {
+pub(crate) fn render_index(html: &str, base: &str) -> String {
     let script = format!(
         "<script>window.TELEMETRY_BASE = {};window.TELEMETRY_VERSION = {};</script>\n",
         script_json_string(base),
@@ -109,7 +109,11 @@ pub fn render_index(html: &str, base: &str) -> String {
 /// True when a request's `Origin` (if any) names the same host as the request
 /// (`Host`, or `X-Forwarded-Host` behind a proxy). Non-browser clients send
 /// no Origin and are allowed.
-pub fn same_origin(origin: Option<&str>, host: Option<&str>, fwd_host: Option<&str>) -> bool {
+pub(crate) fn same_origin(
+    origin: Option<&str>,
+    host: Option<&str>,
+    fwd_host: Option<&str>,
+) -> bool {
     let Some(origin) = origin else { return true };
     let Some(rest) = origin.split("://").nth(1) else {
         return false;
@@ -155,9 +159,9 @@ fn json_response(body: String) -> warp::reply::Response {
 fn capture(
     shared: &Shared,
     counters: &HttpCounters,
-    st: &crate::state::State,
-) -> messages::SnapshotRefs {
-    let mut r = messages::capture(st);
+    st: &crate::ingest::state::State,
+) -> json::SnapshotRefs {
+    let mut r = json::capture(st);
     r.extra.push((
         "receive_pauses",
         shared.receive_pauses.load(Ordering::Relaxed),
@@ -192,7 +196,7 @@ fn snapshot_response(
     let refs = capture(shared, counters, &shared.lock());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
     tokio::task::spawn_blocking(move || {
-        messages::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
+        json::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
             tx.blocking_send(bytes::Bytes::from(piece)).is_ok()
         });
     });
@@ -218,7 +222,7 @@ fn snapshot_response(
 }
 
 /// `GET /metrics`: numbers copied under the state lock, text written after
-/// it is released (see [`crate::metrics`]).
+/// it is released (see [`crate::api::metrics`]).
 fn metrics_response(
     shared: &Shared,
     per_process: bool,
@@ -226,17 +230,18 @@ fn metrics_response(
     accept: Option<&str>,
 ) -> warp::reply::Response {
     let started = Instant::now();
-    let own = crate::metrics::IngesterCounters {
+    let own = crate::api::metrics::IngesterCounters {
         receive_pauses: shared.receive_pauses.load(Ordering::Relaxed),
         websocket_clients: clients.load(Ordering::Relaxed) as u64,
     };
-    let capture = crate::metrics::capture(&shared.lock(), per_process, own, started);
-    let openmetrics = crate::metrics::wants_openmetrics(accept);
-    let body = crate::metrics::render(capture, openmetrics, || started.elapsed().as_secs_f64());
+    let capture = crate::api::metrics::capture(&shared.lock(), per_process, own, started);
+    let openmetrics = crate::api::metrics::wants_openmetrics(accept);
+    let body =
+        crate::api::metrics::render(capture, openmetrics, || started.elapsed().as_secs_f64());
     let ctype = if openmetrics {
-        crate::metrics::OPENMETRICS
+        crate::api::metrics::OPENMETRICS
     } else {
-        crate::metrics::PROMETHEUS_TEXT
+        crate::api::metrics::PROMETHEUS_TEXT
     };
     Response::builder()
         .header(header::CONTENT_TYPE, ctype)
@@ -246,7 +251,7 @@ fn metrics_response(
 }
 
 /// All routes.
-pub fn routes(
+pub(crate) fn routes(
     shared: Arc<Shared>,
     cfg: HttpConfig,
     counters: Arc<HttpCounters>,
@@ -293,7 +298,7 @@ pub fn routes(
             Response::builder()
                 .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
                 .header(header::CACHE_CONTROL, "no-store")
-                .body(render_index(crate::ui_assets::INDEX_HTML, &base).into())
+                .body(render_index(crate::api::ui_assets::INDEX_HTML, &base).into())
                 .unwrap_or_default()
         });
     let statics = warp::path("static")
@@ -303,11 +308,11 @@ pub fn routes(
             let path = tail.as_str();
             let found = if path == "index.html" {
                 Some((
-                    crate::ui_assets::INDEX_HTML.as_bytes(),
+                    crate::api::ui_assets::INDEX_HTML.as_bytes(),
                     "text/html; charset=utf-8",
                 ))
             } else {
-                crate::ui_assets::asset(path)
+                crate::api::ui_assets::asset(path)
             };
             match found {
                 Some((bytes, ctype)) => Response::builder()
@@ -362,7 +367,7 @@ pub fn routes(
                 }
                 let mut st = shared.lock();
                 let kept = st.clear_slow(Instant::now());
-                shared.publish(messages::slow_clear_json(&kept));
+                shared.publish(json::slow_clear_json(&kept));
                 drop(st);
                 json_response("{\"ok\": true}".into())
             },
@@ -499,12 +504,12 @@ fn frame_header(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
 /// the whole message is never held in memory.
 async fn send_snapshot<IO: AsyncWrite + Unpin>(
     io: &mut IO,
-    refs: messages::SnapshotRefs,
+    refs: json::SnapshotRefs,
     budget: Option<usize>,
 ) -> std::io::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     tokio::task::spawn_blocking(move || {
-        messages::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
+        json::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
             tx.blocking_send(piece).is_ok()
         });
     });

@@ -15,11 +15,11 @@ use super::View;
 use indexmap::IndexMap;
 use std::sync::Arc;
 use wire::histogram::BUCKETS;
-use wire::{id, Sample, SampleRef, Value, ValueRef};
+use wire::id;
 
 /// The phases exported as histograms: name, histogram field, mean field.
 /// `request` is the whole request (server + queue + daemon + application).
-pub const PHASES: [(&str, u16, u16); 5] = [
+pub(crate) const PHASES: [(&str, u16, u16); 5] = [
     ("server", id::SERVER_TIME_BUCKETS, id::SERVER_TIME),
     ("queue", id::QUEUE_TIME_BUCKETS, id::QUEUE_TIME),
     ("daemon", id::DAEMON_TIME_BUCKETS, id::DAEMON_TIME),
@@ -32,15 +32,15 @@ pub const PHASES: [(&str, u16, u16); 5] = [
 ];
 
 /// Python GC generations.
-pub const GENERATIONS: usize = 3;
+pub(crate) const GENERATIONS: usize = 3;
 
 /// One phase's cumulative histogram.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PhaseTotals {
+pub(crate) struct PhaseTotals {
     /// Requests per wire bucket (not cumulative across buckets).
-    pub buckets: [u64; BUCKETS],
+    pub(crate) buckets: [u64; BUCKETS],
     /// Sum of durations, seconds (interval mean × interval count).
-    pub sum: f64,
+    pub(crate) sum: f64,
 }
 
 impl Default for PhaseTotals {
@@ -54,39 +54,39 @@ impl Default for PhaseTotals {
 
 impl PhaseTotals {
     /// Requests recorded.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.buckets.iter().sum()
     }
 }
 
 /// Counters that only go up (per process, per group, or summed).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Requests by status class, 1xx..5xx (fields 120-124).
-    pub requests_by_class: [u64; 5],
+    pub(crate) requests_by_class: [u64; 5],
     /// Request-body bytes read (field 100).
-    pub request_bytes: u64,
+    pub(crate) request_bytes: u64,
     /// Response-body bytes written (field 102).
-    pub response_bytes: u64,
+    pub(crate) response_bytes: u64,
     /// [`PHASES`], in order.
-    pub phases: [PhaseTotals; 5],
+    pub(crate) phases: [PhaseTotals; 5],
     /// Process user CPU seconds.
-    pub cpu_user_seconds: f64,
+    pub(crate) cpu_user_seconds: f64,
     /// Process system CPU seconds.
-    pub cpu_system_seconds: f64,
+    pub(crate) cpu_system_seconds: f64,
     /// Busy thread-seconds (capacity utilisation × period × threads).
-    pub busy_thread_seconds: f64,
+    pub(crate) busy_thread_seconds: f64,
     /// Completed slow-request records.
-    pub slow_completed: u64,
+    pub(crate) slow_completed: u64,
     /// GC collections per generation.
-    pub gc_collections: [u64; GENERATIONS],
+    pub(crate) gc_collections: [u64; GENERATIONS],
     /// GC pause seconds per generation (from GC events).
-    pub gc_pause_seconds: [f64; GENERATIONS],
+    pub(crate) gc_pause_seconds: [f64; GENERATIONS],
 }
 
 impl Totals {
     /// Adds `o` into `self`.
-    pub fn add(&mut self, o: &Totals) {
+    pub(crate) fn add(&mut self, o: &Totals) {
         for (a, b) in self.requests_by_class.iter_mut().zip(&o.requests_by_class) {
             *a += b;
         }
@@ -111,25 +111,25 @@ impl Totals {
 
 /// A process's totals and its latest gauges.
 #[derive(Clone, Debug, Default)]
-pub struct ProcessTotals {
+pub(crate) struct ProcessTotals {
     /// Counters; `gc_collections` holds only what earlier reporters of
     /// this pid counted (see [`ProcessTotals::totals`]).
     counters: Totals,
     /// Latest cumulative GC collections per interpreter.
     gc_latest: Vec<(Arc<str>, [u64; GENERATIONS])>,
     /// Configured request threads (field 50, latest tick).
-    pub threads_configured: u64,
+    pub(crate) threads_configured: u64,
     /// Busy threads over the latest tick (utilisation × threads).
-    pub threads_busy: f64,
+    pub(crate) threads_busy: f64,
     /// Resident memory, bytes (latest tick).
-    pub rss_bytes: u64,
+    pub(crate) rss_bytes: u64,
     /// A PROCESS_STOPPED came after the last PROCESS_STARTED.
-    pub stopped: bool,
+    pub(crate) stopped: bool,
 }
 
 impl ProcessTotals {
     /// The counters, GC collections included.
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         let mut t = self.counters.clone();
         for (_, c) in &self.gc_latest {
             for (t, c) in t.gc_collections.iter_mut().zip(c) {
@@ -224,63 +224,17 @@ impl ProcessTotals {
 /// What a group (`hostname`, `process_group`) keeps beyond its live
 /// processes.
 #[derive(Clone, Debug, Default)]
-pub struct GroupTotals {
+pub(crate) struct GroupTotals {
     /// Totals of the group's processes already dropped.
-    pub retired: Totals,
+    pub(crate) retired: Totals,
     /// PROCESS_STARTED datagrams.
-    pub starts: u64,
+    pub(crate) starts: u64,
     /// PROCESS_STOPPED datagrams by shutdown reason.
-    pub stops: IndexMap<String, u64>,
+    pub(crate) stops: IndexMap<String, u64>,
 }
 
 /// A group's key: (`hostname`, `process_group`).
-pub type GroupKey = (String, String);
-
-/// Reads I32 arrays from a decoded datagram (GC and REQUEST views).
-pub trait Arrays {
-    /// Calls `f(index, value)` for each element of I32 array `fid`.
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32));
-}
-
-fn each_i32_ref(v: Option<ValueRef<'_>>, f: &mut dyn FnMut(usize, i32)) {
-    if let Some(ValueRef::I32Array(b)) = v {
-        for (i, c) in b.chunks_exact(4).enumerate() {
-            f(i, i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-        }
-    }
-}
-
-impl Arrays for Sample {
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
-        if let Some(Value::I32Array(v)) = self.get(fid) {
-            for (i, c) in v.iter().enumerate() {
-                f(i, *c);
-            }
-        }
-    }
-}
-
-impl Arrays for SampleRef<'_> {
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
-        each_i32_ref(self.get(fid), f);
-    }
-}
-
-impl Arrays for super::Indexed<'_> {
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
-        each_i32_ref(self.get(fid), f);
-    }
-}
-
-/// Folds a dropped process's totals into its group.
-pub(super) fn retire(groups: &mut IndexMap<GroupKey, GroupTotals>, p: &super::Process) {
-    let key = (p.hostname.clone(), p.process_group.clone());
-    groups
-        .entry(key)
-        .or_default()
-        .retired
-        .add(&p.metrics.totals());
-}
+pub(crate) type GroupKey = (String, String);
 
 impl super::State {
     /// The group a lifecycle event belongs to: its own identity fields,
