@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod dump;
+pub mod history;
 pub mod http;
 pub mod messages;
 pub mod metrics;
