@@ -14,6 +14,7 @@
 //! point of each tier, open seconds": a query at a tier reads that tier's
 //! closed points and every open point below it.
 
+pub mod json;
 pub mod point;
 pub mod store;
 
