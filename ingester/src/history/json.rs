@@ -44,7 +44,7 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<Query, String> {
     let mut q = Query::default();
     let secs = |k: &str, v: &str| -> Result<u64, String> {
         match v.parse::<f64>() {
-            Ok(x) if x.is_finite() && x >= 0.0 && x < 1e12 => Ok(x as u64),
+            Ok(x) if (0.0..1e12).contains(&x) => Ok(x as u64),
             _ => Err(format!("{k}={v:?}: expected Unix seconds")),
         }
     };
@@ -56,7 +56,7 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<Query, String> {
             "to" => q.to = Some(secs(k, v)?),
             "step" => {
                 q.step = Some(match v.parse::<u64>() {
-                    Ok(s) if s >= 1 && s <= 7 * 86400 => s,
+                    Ok(s) if (1..=7 * 86400).contains(&s) => s,
                     _ => return Err(format!("step={v:?}: expected whole seconds, 1 to 604800")),
                 })
             }
