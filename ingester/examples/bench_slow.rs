@@ -5,7 +5,7 @@
 //!
 //!     cargo run --release -p mod_wsgi-telemetry --example bench_slow -- [COMPLETED]
 
-use mod_wsgi_telemetry::state::{Limits, State};
+use mwt_ingester::ingest::state::{Limits, State};
 use std::time::Instant;
 use wire::{id, Kind, Sample, Value};
 

@@ -1,28 +1,27 @@
 //! The `mod_wsgi-telemetry` ingester and its tools.
 //!
-//! Data flow: [`socket`] binds the datagram socket, [`recv`] drains it on a
-//! dedicated thread and decodes with the `wire` crate, [`state`] keeps the
-//! bounded per-process model (it knows nothing of HTTP or terminals),
-//! [`messages`] turns state changes into the JSON messages of the API
-//! (serialised once, shared by every subscriber), and [`http`] serves the UI,
-//! the JSON API and the WebSocket. `top` is a WebSocket client; `dump`,
-//! `replay` and `simulate` are tools around the socket.
+//! Data flow, one module per stage:
+//! - [`ingest`]: [`ingest::socket`] binds the datagram socket,
+//!   [`ingest::receive`] drains it on a dedicated thread and decodes with the
+//!   `wire` crate, [`ingest::state`] keeps the bounded per-process model (it
+//!   knows nothing of HTTP or terminals), and [`ingest::json`] turns state
+//!   changes into the JSON messages of the API (serialised once, shared by
+//!   every subscriber);
+//! - [`api`]: the HTTP listener, the UI's files, the JSON API, the WebSocket
+//!   and the `/metrics` exposition, all read from the shared state;
+//! - [`cmd`]: the command line and one module per subcommand (`serve` wires
+//!   `ingest` to `api`; `dump`, `replay` and `simulate` are tools around the
+//!   socket);
+//! - [`top`]: the terminal monitor, a WebSocket client of `serve`.
+//!
+//! [`printable`] makes datagram-supplied strings safe for the terminal
+//! (`dump`'s text and `top`).
 
-pub mod cli;
-pub mod dump;
-pub mod history;
-pub mod http;
-pub mod messages;
-pub mod metrics;
-pub mod printable;
-pub mod recv;
-pub mod replay;
-pub mod serve;
-pub mod simulate;
-pub mod socket;
-pub mod state;
-pub mod top;
-pub mod ui_assets;
+pub mod api;
+pub mod cmd;
+pub mod ingest;
+pub(crate) mod printable;
+pub(crate) mod top;
 
 /// The anchor capture (`tests/fixtures/corpus/`), for unit tests;
 /// `$TELEMETRY_CORPUS_DIR` points elsewhere.

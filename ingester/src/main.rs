@@ -1,5 +1,5 @@
-//! `mod_wsgi-telemetry`: see the crate documentation of `mod_wsgi_telemetry`.
+//! `mod_wsgi-telemetry`: see the crate documentation of `mwt_ingester`.
 
 fn main() {
-    std::process::exit(mod_wsgi_telemetry::cli::main());
+    std::process::exit(mwt_ingester::cmd::main());
 }

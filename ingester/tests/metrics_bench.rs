@@ -135,13 +135,13 @@ fn scrape_time_and_size() {
 /// the part that does not ([`render`]), in process, on the same state as
 /// above.
 ///
-/// [`capture`]: mod_wsgi_telemetry::metrics::capture
-/// [`render`]: mod_wsgi_telemetry::metrics::render
+/// [`capture`]: mwt_ingester::api::metrics::capture
+/// [`render`]: mwt_ingester::api::metrics::render
 #[test]
 #[ignore = "benchmark: prints figures"]
 fn lock_hold_of_a_scrape() {
-    use mod_wsgi_telemetry::metrics::{capture, render, IngesterCounters};
-    use mod_wsgi_telemetry::state::{Limits, State};
+    use mwt_ingester::api::metrics::{capture, render, IngesterCounters};
+    use mwt_ingester::ingest::state::{Limits, State};
     println!(
         "{:>6} {:>12} {:>14} {:>14}",
         "procs", "per-process", "capture_ms", "render_ms"

@@ -75,7 +75,7 @@ fn serve_state_matches_reference_after_corpus_replay() {
             .collect::<Vec<_>>()
     };
     assert_eq!(pids(op), pids(rp), "process list");
-    let gc_event_cap = mod_wsgi_telemetry::state::Limits::default().gc_events_per_process as u64;
+    let gc_event_cap = mwt_ingester::ingest::state::Limits::default().gc_events_per_process as u64;
     let mut multi_interpreter = 0;
     for (r, o) in rp.iter().zip(op) {
         let pid = &r["pid"];

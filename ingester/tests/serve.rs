@@ -307,7 +307,7 @@ async fn websocket_snapshot_respects_budget() {
 /// and says nothing when it is not (whichever this machine has).
 #[test]
 fn low_kernel_datagram_queue_is_reported_at_start() {
-    let qlen = mod_wsgi_telemetry::socket::kernel_dgram_qlen().expect("readable on Linux");
+    let qlen = mwt_ingester::ingest::socket::kernel_dgram_qlen().expect("readable on Linux");
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("q.sock");
     let log = dir.path().join("stderr.txt");
@@ -328,7 +328,7 @@ fn low_kernel_datagram_queue_is_reported_at_start() {
     wait_exit(&mut child, "serve");
     let err = std::fs::read_to_string(&log).unwrap();
     let warned = err.contains(&format!("net.unix.max_dgram_qlen is {qlen}:"));
-    if qlen < mod_wsgi_telemetry::socket::LOW_DGRAM_QLEN {
+    if qlen < mwt_ingester::ingest::socket::LOW_DGRAM_QLEN {
         assert!(warned, "no warning for a queue of {qlen}:\n{err}");
         assert!(
             err.contains("sysctl -w net.unix.max_dgram_qlen=512"),

@@ -526,10 +526,6 @@ pub struct Overview {
     pub phase_means: Vec<(&'static str, Option<f64>)>,
 }
 
-pub fn overview(state: &State, ui: &UiState, local_now: f64) -> Overview {
-    overview_with(state, ui, local_now, &header(state, ui, local_now))
-}
-
 fn overview_with(state: &State, ui: &UiState, local_now: f64, h: &Header) -> Overview {
     let now = state.ref_now(local_now);
     let win = ui.window();

@@ -232,6 +232,9 @@ impl<'a> Reader<'a> {
 
 /// Unpacks a stored sample. Only ever given what [`pack`] produced or a
 /// datagram [`kept_as_is`] (the same layout), so the layout is trusted.
+/// The JSON writer reads the packed form directly; this is the tests'
+/// reference.
+#[cfg(test)]
 pub fn unpack(p: &Packed) -> Sample {
     let le_i32 = |c: &[u8]| i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
     let le_f64 = |c: &[u8]| {

@@ -115,14 +115,14 @@ pub fn parse_drop_field(s: &str) -> Result<DropField, String> {
 /// Parses `--socket`: `unix:<path>` or a bare path; other schemes refused.
 pub fn parse_target(s: &str) -> Result<PathBuf, String> {
     if s.starts_with("unix:") {
-        return crate::cli::parse_unix_spec(s);
+        return crate::cmd::args::parse_unix_spec(s);
     }
     if let Some((scheme, _)) = s.split_once(':') {
         if !scheme.is_empty()
             && !scheme.contains('/')
             && scheme.bytes().all(|b| b.is_ascii_alphanumeric())
         {
-            return crate::cli::parse_unix_spec(s);
+            return crate::cmd::args::parse_unix_spec(s);
         }
     }
     if s.is_empty() {

@@ -3,7 +3,7 @@
 //!
 //! `GET /` (UI with the base-path script injected), `GET /static/<file>`,
 //! `GET /api/state`, `POST /api/slow/clear`, `GET /ws`, and `GET /metrics`
-//! ([`crate::metrics`]). Differences from the
+//! ([`crate::api::metrics`]). Differences from the
 //! reference: cross-origin WebSocket upgrades and cross-origin POSTs are
 //! refused (403); the base path is escaped so it cannot leave the script
 //! element; the subscriber limit answers 503 before upgrading instead of
@@ -20,8 +20,8 @@ pub mod counters;
 pub mod guard;
 pub mod server;
 
-use crate::messages;
-use crate::recv::Shared;
+use crate::ingest::json;
+use crate::ingest::receive::Shared;
 use counters::HttpCounters;
 use futures_util::{SinkExt, StreamExt};
 use guard::AllowedHosts;
@@ -155,9 +155,9 @@ fn json_response(body: String) -> warp::reply::Response {
 fn capture(
     shared: &Shared,
     counters: &HttpCounters,
-    st: &crate::state::State,
-) -> messages::SnapshotRefs {
-    let mut r = messages::capture(st);
+    st: &crate::ingest::state::State,
+) -> json::SnapshotRefs {
+    let mut r = json::capture(st);
     r.extra.push((
         "receive_pauses",
         shared.receive_pauses.load(Ordering::Relaxed),
@@ -192,7 +192,7 @@ fn snapshot_response(
     let refs = capture(shared, counters, &shared.lock());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
     tokio::task::spawn_blocking(move || {
-        messages::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
+        json::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
             tx.blocking_send(bytes::Bytes::from(piece)).is_ok()
         });
     });
@@ -218,7 +218,7 @@ fn snapshot_response(
 }
 
 /// `GET /metrics`: numbers copied under the state lock, text written after
-/// it is released (see [`crate::metrics`]).
+/// it is released (see [`crate::api::metrics`]).
 fn metrics_response(
     shared: &Shared,
     per_process: bool,
@@ -226,17 +226,18 @@ fn metrics_response(
     accept: Option<&str>,
 ) -> warp::reply::Response {
     let started = Instant::now();
-    let own = crate::metrics::IngesterCounters {
+    let own = crate::api::metrics::IngesterCounters {
         receive_pauses: shared.receive_pauses.load(Ordering::Relaxed),
         websocket_clients: clients.load(Ordering::Relaxed) as u64,
     };
-    let capture = crate::metrics::capture(&shared.lock(), per_process, own, started);
-    let openmetrics = crate::metrics::wants_openmetrics(accept);
-    let body = crate::metrics::render(capture, openmetrics, || started.elapsed().as_secs_f64());
+    let capture = crate::api::metrics::capture(&shared.lock(), per_process, own, started);
+    let openmetrics = crate::api::metrics::wants_openmetrics(accept);
+    let body =
+        crate::api::metrics::render(capture, openmetrics, || started.elapsed().as_secs_f64());
     let ctype = if openmetrics {
-        crate::metrics::OPENMETRICS
+        crate::api::metrics::OPENMETRICS
     } else {
-        crate::metrics::PROMETHEUS_TEXT
+        crate::api::metrics::PROMETHEUS_TEXT
     };
     Response::builder()
         .header(header::CONTENT_TYPE, ctype)
@@ -293,7 +294,7 @@ pub fn routes(
             Response::builder()
                 .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
                 .header(header::CACHE_CONTROL, "no-store")
-                .body(render_index(crate::ui_assets::INDEX_HTML, &base).into())
+                .body(render_index(crate::api::ui_assets::INDEX_HTML, &base).into())
                 .unwrap_or_default()
         });
     let statics = warp::path("static")
@@ -303,11 +304,11 @@ pub fn routes(
             let path = tail.as_str();
             let found = if path == "index.html" {
                 Some((
-                    crate::ui_assets::INDEX_HTML.as_bytes(),
+                    crate::api::ui_assets::INDEX_HTML.as_bytes(),
                     "text/html; charset=utf-8",
                 ))
             } else {
-                crate::ui_assets::asset(path)
+                crate::api::ui_assets::asset(path)
             };
             match found {
                 Some((bytes, ctype)) => Response::builder()
@@ -362,7 +363,7 @@ pub fn routes(
                 }
                 let mut st = shared.lock();
                 let kept = st.clear_slow(Instant::now());
-                shared.publish(messages::slow_clear_json(&kept));
+                shared.publish(json::slow_clear_json(&kept));
                 drop(st);
                 json_response("{\"ok\": true}".into())
             },
@@ -499,12 +500,12 @@ fn frame_header(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
 /// the whole message is never held in memory.
 async fn send_snapshot<IO: AsyncWrite + Unpin>(
     io: &mut IO,
-    refs: messages::SnapshotRefs,
+    refs: json::SnapshotRefs,
     budget: Option<usize>,
 ) -> std::io::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     tokio::task::spawn_blocking(move || {
-        messages::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
+        json::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
             tx.blocking_send(piece).is_ok()
         });
     });

@@ -13,7 +13,7 @@
 //! Series are labelled by `host` and `process_group` (`""` for embedded
 //! mode), and by `pid` only with `--metrics-per-process`. A group's
 //! counters are its live processes' totals plus those of its processes
-//! already dropped (see [`crate::state::totals`]), so they never go down
+//! already dropped (see [`crate::ingest::state::totals`]), so they never go down
 //! while processes come and go; they reset only when the ingester restarts.
 //! With `--metrics-per-process` a dropped process's series simply end
 //! (`sum(rate(...))` stays right; a raw `sum()` of counters does not).
@@ -25,8 +25,8 @@
 //! The state lock is held only while the numbers are copied (and summed
 //! per group) into a [`Capture`]; the text is written after it is released.
 
-use crate::state::totals::{GroupKey, Totals, GENERATIONS, PHASES};
-use crate::state::State;
+use crate::ingest::state::totals::{GroupKey, Totals, GENERATIONS, PHASES};
+use crate::ingest::state::State;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -97,7 +97,7 @@ pub struct Capture {
 /// A process counts as live (for the gauges) until it sends
 /// PROCESS_STOPPED or is not heard from for three sample periods (at
 /// least 5 s); its counters stay in its group either way.
-fn live(p: &crate::state::Process, now: Instant) -> bool {
+fn live(p: &crate::ingest::state::Process, now: Instant) -> bool {
     let quiet = Duration::from_secs_f64((3.0 * p.sample_period).max(5.0));
     !p.metrics.stopped && now.saturating_duration_since(p.last_seen) <= quiet
 }
@@ -515,7 +515,7 @@ pub fn render(c: Capture, openmetrics: bool, elapsed: impl FnOnce() -> f64) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Limits;
+    use crate::ingest::state::Limits;
     use wire::{id, Header, Kind, Sample, Value};
 
     fn datagram(kind: Kind, pid: u32, seq: u32, fields: Vec<(u16, Value)>) -> Sample {

@@ -7,13 +7,13 @@
 //! the pure JS modules) and `static/README.md` are deliberately not embedded.
 
 /// The page served at `GET /` (before the base-path injection).
-pub const INDEX_HTML: &str = include_str!("../static/index.html");
+pub const INDEX_HTML: &str = include_str!("../../static/index.html");
 
 macro_rules! assets {
     ($($path:literal => $ctype:literal),* $(,)?) => {
         /// Embedded files: (path relative to `static/`, bytes, content type).
         pub static ASSETS: &[(&str, &[u8], &str)] = &[
-            $(($path, include_bytes!(concat!("../static/", $path)), $ctype)),*
+            $(($path, include_bytes!(concat!("../../static/", $path)), $ctype)),*
         ];
     };
 }

@@ -5,9 +5,9 @@
 //! without a receiver). SIGINT/SIGTERM close WebSocket clients with 1001,
 //! stop the receive threads and remove the socket file.
 
-use crate::http::{self, HttpConfig};
-use crate::recv::{self, Shared};
-use crate::state::{Limits, State};
+use crate::api::http::{self, HttpConfig};
+use crate::ingest::receive::{self, Shared};
+use crate::ingest::state::{Limits, State};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -18,13 +18,13 @@ use std::time::Duration;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Datagram socket to bind (`unix:<path>` only).
-    #[arg(long, default_value = "unix:/tmp/mod_wsgi-telemetry.sock", value_parser = crate::cli::parse_unix_spec)]
+    #[arg(long, default_value = "unix:/tmp/mod_wsgi-telemetry.sock", value_parser = crate::cmd::args::parse_unix_spec)]
     pub listen: PathBuf,
     /// Octal permission bits (0 to 0777) applied to the socket after bind.
-    #[arg(long, default_value = "0660", value_parser = crate::cli::parse_socket_mode)]
+    #[arg(long, default_value = "0660", value_parser = crate::cmd::args::parse_socket_mode)]
     pub socket_mode: u32,
     /// Group name or numeric GID to chown the socket to.
-    #[arg(long, value_parser = crate::cli::parse_socket_group)]
+    #[arg(long, value_parser = crate::cmd::args::parse_socket_group)]
     pub socket_group: Option<String>,
     /// HTTP bind address (keep it on loopback unless a proxy with
     /// authentication is in front).
@@ -107,7 +107,7 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_root_path(s: &str) -> Result<String, String> {
-    match crate::http::guard::prefix_problem(s) {
+    match crate::api::http::guard::prefix_problem(s) {
         Some(why) => Err(format!("root-path '{}' {why}", s.escape_debug())),
         None => Ok(s.to_string()),
     }
@@ -132,7 +132,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let bound = crate::socket::bind(&args.listen, args.socket_mode, args.socket_group.as_deref())?;
+    let bound =
+        crate::ingest::socket::bind(&args.listen, args.socket_mode, args.socket_group.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -152,9 +153,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
             ..Limits::default()
         };
         let shared = Shared::new(State::new(limits), 1024);
-        let threads = recv::start(bound.socket.try_clone()?, shared.clone())?;
+        let threads = receive::start(bound.socket.try_clone()?, shared.clone())?;
         tracing::info!("listening on unix:{}", args.listen.display());
-        if let Some(advice) = crate::socket::kernel_dgram_qlen().and_then(crate::socket::dgram_qlen_advice) {
+        if let Some(advice) = crate::ingest::socket::kernel_dgram_qlen().and_then(crate::ingest::socket::dgram_qlen_advice) {
             tracing::warn!("{advice}");
         }
         let mut allowed = args.allowed_hosts.clone();
@@ -189,7 +190,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         }
         let logger = tokio::spawn(counters.clone().log_every(Duration::from_secs(10)));
         if args.demo {
-            crate::simulate::spawn_demo(args.listen.clone());
+            super::simulate::spawn_demo(args.listen.clone());
             tracing::info!("demo: a built-in simulator is feeding this ingester (no Apache needed)");
         }
         let signal = async move {

@@ -19,8 +19,8 @@
 //! batch comes), so no per-datagram work depends on the number of
 //! processes.
 
-use crate::messages;
-use crate::state::State;
+use crate::ingest::json;
+use crate::ingest::state::State;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -109,7 +109,7 @@ impl Shared {
         let publish = self.tx.receiver_count() > 0;
         for d in datagrams {
             if publish {
-                if let Some(js) = messages::update_json(&st.ingest(d, now)) {
+                if let Some(js) = json::update_json(&st.ingest(d, now)) {
                     self.publish(js);
                 }
             } else {
@@ -157,11 +157,6 @@ impl Batch {
     /// Datagrams held.
     pub fn len(&self) -> usize {
         self.ends.len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
     }
 
     /// Bytes of all datagrams.
@@ -460,7 +455,7 @@ pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Limits;
+    use crate::ingest::state::Limits;
     use std::path::Path;
 
     /// How long a condition gets to come true (the machine may be loaded).
@@ -536,7 +531,7 @@ mod tests {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "recv::tests::a_panicking_pipeline_thread_ends_the_process",
+                "ingest::receive::tests::a_panicking_pipeline_thread_ends_the_process",
                 "--nocapture",
             ])
             .env(CHILD, "1")

@@ -7,7 +7,7 @@
 //! `+00:00`, except that control and bidi characters in BYTES values are
 //! written as visible escapes ([`crate::printable`]) instead of reaching the
 //! terminal. The JSON format keeps the exact strings. It never removes a
-//! socket another process is receiving on (see [`crate::socket::bind`]).
+//! socket another process is receiving on (see [`crate::ingest::socket::bind`]).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -31,14 +31,14 @@ pub struct DumpArgs {
         long,
         value_name = "SPEC",
         default_value = "unix:/tmp/mod_wsgi-telemetry.sock",
-        value_parser = crate::cli::parse_unix_spec
+        value_parser = crate::cmd::args::parse_unix_spec
     )]
     pub listen: PathBuf,
     /// Octal permission bits (0 to 0777) applied to the socket after bind.
-    #[arg(long, value_name = "MODE", default_value = "0660", value_parser = crate::cli::parse_socket_mode)]
+    #[arg(long, value_name = "MODE", default_value = "0660", value_parser = crate::cmd::args::parse_socket_mode)]
     pub socket_mode: u32,
     /// Group name or numeric GID to chown the socket to.
-    #[arg(long, value_name = "GROUP", value_parser = crate::cli::parse_socket_group)]
+    #[arg(long, value_name = "GROUP", value_parser = crate::cmd::args::parse_socket_group)]
     pub socket_group: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -153,7 +153,8 @@ pub fn run(args: DumpArgs) -> anyhow::Result<i32> {
     }
 
     install_signal_handlers();
-    let bound = crate::socket::bind(&args.listen, args.socket_mode, args.socket_group.as_deref())?;
+    let bound =
+        crate::ingest::socket::bind(&args.listen, args.socket_mode, args.socket_group.as_deref())?;
     // A timeout as well as EINTR, so a signal that lands between the flag
     // check and recv() is still seen promptly.
     bound

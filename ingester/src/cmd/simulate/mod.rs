@@ -1,0 +1,141 @@
+//! `mod_wsgi-telemetry simulate`: synthetic telemetry for demos and UI work,
+//! no Apache needed. Sends real wire-format datagrams (through the `wire`
+//! encoders, following the 6.x emission rules) to a UNIX datagram socket.
+//!
+//! The model is a small Apache + mod_wsgi site:
+//! * daemon group `app` (8 threads per process), the busy web application;
+//! * daemon group `reports` (4 threads), slow report rendering and exports;
+//! * embedded Apache children (25 threads, no process group) serving static
+//!   and light dynamic pages, each with a sub-interpreter next to the main
+//!   one (so their GC datagrams carry `interpreter_name`).
+//!
+//! Load follows a slow wave per group with noise and an occasional burst
+//! (with a 5xx incident); queue time grows with utilisation; slow requests
+//! occupy worker slots, are reported active on every tick past the
+//! threshold and completed at the end; processes restart for the reasons
+//! mod_wsgi gives (maximum requests, restart interval, signals, request
+//! timeout cutting requests off), with STARTED / STOPPING / STOPPED; GC
+//! snapshots and events follow the allocation rate. Nothing here blocks on
+//! anything but the socket send.
+//!
+//! [`model`] is the site and its tick, [`request`] a process's requests
+//! and slow requests, [`gc`] its GC datagrams, [`lifecycle`] its starts and
+//! restarts, [`send`] the socket and the clock.
+
+mod gc;
+mod lifecycle;
+mod model;
+mod request;
+mod send;
+
+use model::Simulator;
+use send::{on_signal, wall_now, Sender, STOP};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Options of `simulate`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// Datagram socket of the ingester: `unix:<path>`.
+    #[arg(long, value_name = "SPEC", value_parser = crate::cmd::args::parse_unix_spec)]
+    pub target: PathBuf,
+    /// Simulated processes (split over the `app` and `reports` daemon
+    /// groups and embedded Apache children).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub processes: u32,
+    /// Tick length in seconds (the reporter interval).
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Stop after this many seconds (0 = run until interrupted).
+    #[arg(long, default_value_t = 0.0)]
+    pub duration: f64,
+    /// Random seed (a fixed seed gives the same stream shape).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Do not send GC datagrams.
+    #[arg(long)]
+    pub no_gc: bool,
+    /// Load multiplier (1 = a few hundred requests per second in total).
+    #[arg(long, default_value_t = 1.0)]
+    pub load: f64,
+    /// Probability per process and tick of an unplanned restart.
+    #[arg(long, default_value_t = 0.0015)]
+    pub restart_probability: f64,
+    /// First pid to use.
+    #[arg(long, default_value_t = 100000)]
+    pub first_pid: u32,
+}
+
+/// Runs `simulate`; returns the exit status.
+pub fn run(args: SimulateArgs) -> anyhow::Result<i32> {
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe; installing it has no other effect.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let mut sim = Simulator::new(&args);
+    let mut tx = Sender::new(&args.target, false)?;
+    let start = Instant::now();
+    let interval = Duration::from_secs_f64(sim.interval);
+    let mut next = Instant::now();
+    while !STOP.load(Ordering::SeqCst) {
+        if args.duration > 0.0 && start.elapsed().as_secs_f64() >= args.duration {
+            break;
+        }
+        for d in sim.tick(wall_now()) {
+            tx.send(&d);
+        }
+        next += interval;
+        while Instant::now() < next && !STOP.load(Ordering::SeqCst) {
+            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(100)));
+        }
+    }
+    println!("sent {} datagrams ({} failed)", tx.sent, tx.failed);
+    Ok(0)
+}
+
+/// Starts a simulator on a background thread, feeding `socket_path`
+/// forever (for `serve --demo`): six processes over both daemon groups and
+/// embedded children, 1 s ticks. Send failures are silent (the socket may
+/// not be bound yet).
+pub fn spawn_demo(socket_path: PathBuf) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("demo-simulator".into())
+        .spawn(move || {
+            let args = SimulateArgs {
+                target: socket_path.clone(),
+                processes: 6,
+                interval: 1.0,
+                duration: 0.0,
+                seed: None,
+                no_gc: false,
+                load: 1.0,
+                restart_probability: 0.0015,
+                first_pid: 100000,
+            };
+            let mut sim = Simulator::new(&args);
+            let Ok(mut tx) = Sender::new(&socket_path, true) else {
+                return;
+            };
+            let interval = Duration::from_secs_f64(sim.interval);
+            let mut next = Instant::now();
+            loop {
+                for d in sim.tick(wall_now()) {
+                    tx.send(&d);
+                }
+                next += interval;
+                let now = Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                } else {
+                    next = now;
+                }
+            }
+        })
+        .expect("spawn demo simulator thread")
+}
+
+#[cfg(test)]
+mod tests;

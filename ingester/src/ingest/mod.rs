@@ -1,0 +1,14 @@
+//! From the socket to the model and the messages, in the order a datagram
+//! travels: [`socket`] binds the datagram socket; [`receive`] drains it on
+//! its own thread, decodes each datagram with the `wire` crate and applies
+//! it to [`state`] (the bounded per-process model: pure data, no I/O); when
+//! WebSocket clients listen, [`json`] serialises each change once into the
+//! message every subscriber receives, and captures snapshots for new
+//! clients. Nothing here knows of HTTP or terminals (that is `api` and
+//! `top`).
+
+pub(crate) mod json;
+pub(crate) mod receive;
+pub mod history;
+pub mod socket;
+pub mod state;

@@ -1,0 +1,338 @@
+//! Unit tests of the model as a whole (ingest, bounds, eviction, sequence
+//! accounting); the parts have their own next to them.
+
+use super::*;
+use packed::pack_ref;
+use wire::{Header, Value};
+
+/// The index answers as `SampleRef` does and packs the same bytes, for
+/// every corpus datagram, one with duplicated ids and one too long to
+/// index.
+#[test]
+fn indexed_view_reads_as_the_sample_ref() {
+    let mut datagrams = corpus();
+    let header = Header::new(Kind::REQUEST, 1, 2, 3.5);
+    let dup = Sample {
+        header,
+        fields: vec![
+            (7, Value::U64(1)),
+            (9, Value::Bytes(b"a".to_vec())),
+            (7, Value::F64(2.5)),
+            (600, Value::I64(-3)),
+            (600, Value::U64(4)),
+        ],
+    };
+    let long = Sample {
+        header,
+        fields: (0..Indexed::CAP as u16 + 6)
+            .map(|i| (i, Value::U64(i as u64)))
+            .collect(),
+    };
+    datagrams.push(dup.encode().unwrap());
+    datagrams.push(long.encode().unwrap());
+    for d in &datagrams {
+        let r = wire::decode_ref(d).unwrap();
+        let ix = Indexed::new(r);
+        for fid in (0..700).chain(r.fields().map(|(i, _)| i)) {
+            assert_eq!(ix.get(fid), r.get(fid), "field {fid}");
+        }
+        assert_eq!(View::pack(&ix), pack_ref(&r));
+    }
+    let r = wire::decode_ref(datagrams.last().unwrap()).unwrap();
+    assert!(Indexed::new(r).n.is_none());
+    let r = wire::decode_ref(&datagrams[datagrams.len() - 2]).unwrap();
+    assert!(r.has_duplicates() && Indexed::new(r).n == Some(3));
+}
+
+fn corpus() -> Vec<Vec<u8>> {
+    let bin = crate::test_corpus();
+    wire::capture::records(&bin)
+        .map(|r| r.unwrap().to_vec())
+        .collect()
+}
+
+/// A datagram of `kind` from pid 7, padded with an unknown field to
+/// about `size` bytes (kept, as every unknown field is).
+fn padded(kind: Kind, seq: u32, stamp: f64, interp: &str, size: usize) -> Vec<u8> {
+    let mut fields = vec![(id::REQUEST_COUNT, Value::U64(u64::from(seq)))];
+    if !interp.is_empty() {
+        fields.push((id::INTERPRETER_NAME, Value::Bytes(interp.into())));
+    }
+    let mut d = Sample {
+        header: Header::new(kind, 7, seq, stamp),
+        fields,
+    }
+    .encode()
+    .unwrap();
+    // Beyond what the encoder writes (8 KB): a bytes record appended by
+    // hand (id, tag 0x04, u16 length, body; the header counts nothing).
+    d.extend_from_slice(&999u16.to_le_bytes());
+    d.push(0x04);
+    d.extend_from_slice(&(size as u16).to_le_bytes());
+    d.resize(d.len() + size, b'x');
+    d
+}
+
+/// Datagrams far larger than any reporter sends, of every stored kind,
+/// interleaved: the history never exceeds the byte budget, the running
+/// count always equals a recount, the newest record of the kind that
+/// arrived is always kept, and ordinary records (a small GC event)
+/// still get in.
+#[test]
+fn history_is_held_to_the_byte_budget() {
+    let budget = 300_000;
+    let mut st = State::new(Limits {
+        bytes_per_process: budget,
+        ..Limits::default()
+    });
+    let t = Instant::now();
+    let mut seq = 0;
+    let mut send = |st: &mut State, kind, stamp, interp: &str, size| {
+        seq += 1;
+        st.ingest_quiet(&padded(kind, seq, stamp, interp, size), t);
+        let p = &st.processes[&7];
+        assert_eq!(p.history_bytes(), p.history_bytes_recounted());
+        assert!(p.history_bytes() <= budget, "{} bytes", p.history_bytes());
+        seq
+    };
+    for round in 0..400u32 {
+        let stamp = 1000.0 + f64::from(round);
+        let size = 20_000 + (round as usize % 7) * 5_000;
+        let s = send(&mut st, Kind::REQUEST, stamp, "", size);
+        let newest = st.processes[&7].samples.back().map(packed::unpack);
+        assert_eq!(newest.unwrap().header.seq, s);
+        let interp = ["", "a", "b"][round as usize % 3];
+        send(&mut st, Kind::GC_SNAPSHOT, stamp, interp, 9_000);
+        let size = if round % 2 == 0 { 60_000 } else { 40 };
+        let s = send(&mut st, Kind::GC_EVENT, stamp, "", size);
+        let newest = st.processes[&7].gc_events.back();
+        assert_eq!(
+            newest.map(|g| packed::unpack(&g.packed).header.seq),
+            Some(s)
+        );
+    }
+    let p = &st.processes[&7];
+    assert!(p.evicted_for_bytes > 0);
+    assert!(!p.samples.is_empty() && !p.gc_events.is_empty());
+    assert_eq!(p.gc_snapshots.len(), 3);
+    assert_eq!(
+        st.heap_bytes(),
+        std::mem::size_of::<Process>() + p.history_bytes()
+    );
+}
+
+/// Real traffic is held by the count limits alone, far inside the
+/// byte budget, with the running count equal to a recount.
+#[test]
+fn ordinary_traffic_stays_far_inside_the_byte_budget() {
+    let mut st = State::new(Limits::default());
+    let t = Instant::now();
+    for d in corpus() {
+        st.ingest_quiet(&d, t);
+    }
+    assert!(st.processes.len() > 1);
+    for p in st.processes.values() {
+        assert_eq!(p.evicted_for_bytes, 0, "pid {}", p.pid);
+        assert_eq!(p.history_bytes(), p.history_bytes_recounted());
+        assert!(
+            p.history_bytes() < Limits::default().bytes_per_process / 4,
+            "pid {}: {} bytes",
+            p.pid,
+            p.history_bytes()
+        );
+    }
+}
+
+/// A slow-request record of `pid`, worker slot `thread`, `state` (0
+/// active, 1 completed).
+fn slow_datagram(pid: u32, seq: u32, thread: u64, state: u64) -> Vec<u8> {
+    Sample {
+        header: Header::new(Kind::SLOW_REQUEST, pid, seq, 1000.0),
+        fields: vec![
+            (id::SLOW_RECORD_STATE, Value::U64(state)),
+            (id::SLOW_START_STAMP, Value::F64(999.0)),
+            (id::SLOW_THREAD_ID, Value::U64(thread)),
+        ],
+    }
+    .encode()
+    .unwrap()
+}
+
+/// 50,000 slow records with the table full (10,000): 10,000 active
+/// entries held ahead of the completed ones, then 40,000 completed
+/// records, each evicting the oldest completed entry. Finding it must
+/// not walk the active entries: with a scan per record (and a shifting
+/// removal) this took 18 s in a debug build; it takes well
+/// under a second now (on a loaded 2-core machine). The
+/// deadline is generous: it catches O(n) per record, not a slow machine.
+#[test]
+fn slow_eviction_does_not_walk_the_held_records() {
+    let mut st = State::new(Limits::default());
+    let cap = st.limits.slow_entries as u32;
+    let t = Instant::now();
+    for i in 0..cap {
+        // 100 pids, 100 active records each
+        st.ingest_quiet(&slow_datagram(10_000 + i % 100, i + 1, u64::from(i), 0), t);
+    }
+    assert_eq!(st.slow.len(), cap as usize);
+    let started = Instant::now();
+    for i in 0..40_000u32 {
+        let pid = 20_000 + i % 100;
+        st.ingest_quiet(&slow_datagram(pid, i + 1, u64::from(i), 1), t);
+    }
+    let took = started.elapsed();
+    println!("40,000 evicting slow records: {took:?}");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert_eq!(st.slow.len(), cap as usize);
+    assert_eq!(st.slow_evicted, 40_000);
+    // The active entries were all kept.
+    assert_eq!(
+        st.slow.values().filter(|e| e.state == 0).count(),
+        cap as usize
+    );
+}
+
+/// A forged seq far ahead (2^31 after 1) or far behind is taken as a
+/// reset, counted apart, and adds nothing to the gaps; ordinary gaps,
+/// late datagrams and a restart at 1 count as before.
+#[test]
+fn implausible_sequence_jumps_are_not_counted_as_losses() {
+    let mut st = State::new(Limits::default());
+    let t = Instant::now();
+    let send = |st: &mut State, seq: u32| {
+        let d = Header::new(Kind::PROCESS, 9, seq, 1.0).to_bytes();
+        st.ingest_quiet(&d, t);
+    };
+    send(&mut st, 1);
+    send(&mut st, 1 << 31);
+    assert_eq!((st.seq_gaps, st.seq_resets), (0, 1));
+    send(&mut st, (1 << 31) + 3); // two lost: a real gap
+    assert_eq!((st.seq_gaps, st.seq_resets), (2, 1));
+    send(&mut st, (1 << 31) + 2); // late
+    send(&mut st, 5); // far behind, not 1
+    assert_eq!((st.seq_gaps, st.seq_resets), (2, 2));
+    send(&mut st, 5 + (1 << 20)); // 2^20 ahead: still plausible
+    let gaps = 2 + (1 << 20) - 1;
+    assert_eq!((st.seq_gaps, st.seq_resets), (gaps, 2));
+    send(&mut st, 1); // a new reporter with this pid
+    send(&mut st, 2);
+    assert_eq!((st.seq_gaps, st.seq_resets), (gaps, 2));
+    assert_eq!(st.processes[&9].seq_resets, 2);
+    assert_eq!(st.processes[&9].drops, gaps);
+}
+
+/// A datagram whose version byte is not 1 is a decode error of its own
+/// reason and changes nothing else.
+#[test]
+fn unknown_wire_versions_are_refused() {
+    let mut st = State::new(Limits::default());
+    let t = Instant::now();
+    let mut d = Sample {
+        header: Header::new(Kind::REQUEST, 11, 1, 1.0),
+        fields: vec![(id::REQUEST_COUNT, Value::U64(1))],
+    }
+    .encode()
+    .unwrap();
+    d[4] = 2;
+    st.ingest_quiet(&d, t);
+    assert_eq!((st.decode_errors, st.unsupported_version), (1, 1));
+    assert!(st.processes.is_empty());
+    assert!(st
+        .last_decode_error
+        .as_deref()
+        .unwrap()
+        .contains("unsupported wire version 2"));
+    d[4] = 1;
+    st.ingest_quiet(&d, t);
+    assert_eq!((st.decode_errors, st.unsupported_version), (1, 1));
+    assert_eq!(st.processes.len(), 1);
+}
+
+/// Past the process bound, datagrams of new pids are refused and
+/// counted; tracked processes keep taking samples; a place frees when
+/// one goes stale.
+#[test]
+fn processes_are_bounded() {
+    let mut st = State::new(Limits {
+        max_processes: 3,
+        stale_after: Duration::from_secs(10),
+        ..Limits::default()
+    });
+    let t = Instant::now();
+    let req = |pid: u32, seq: u32| Header::new(Kind::REQUEST, pid, seq, 1.0).to_bytes();
+    for pid in 1..=5 {
+        st.ingest_quiet(&req(pid, 1), t);
+    }
+    st.ingest_quiet(&slow_datagram(6, 1, 1, 0), t);
+    st.ingest_quiet(&padded(Kind::GC_EVENT, 1, 1.0, "", 10), t); // pid 7
+    assert_eq!(st.processes.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(st.processes_refused, 3);
+    st.ingest_quiet(&req(2, 2), t);
+    assert_eq!(st.processes[&2].samples.len(), 2);
+    // pid 1 goes stale, pid 2 and 3 stay: pid 4 gets the place.
+    let later = t + Duration::from_secs(11);
+    st.ingest_quiet(&req(2, 3), later);
+    st.ingest_quiet(&req(3, 2), later);
+    st.expire(later);
+    st.ingest_quiet(&req(4, 2), later);
+    assert_eq!(st.processes.keys().copied().collect::<Vec<_>>(), [2, 3, 4]);
+    assert_eq!(st.processes_refused, 3);
+}
+
+/// Slow records are bounded per process and in all, and forged text
+/// longer than a reporter sends is cut as the reporter cuts it.
+#[test]
+fn slow_records_are_bounded_per_process_and_cut() {
+    let mut st = State::new(Limits {
+        slow_entries: 50,
+        slow_entries_per_process: 10,
+        ..Limits::default()
+    });
+    let t = Instant::now();
+    for i in 0..30u32 {
+        st.ingest_quiet(&slow_datagram(1, i + 1, u64::from(i), 0), t);
+    }
+    assert_eq!(st.slow.len_of(1), 10);
+    assert_eq!(st.slow_evicted_per_process, 20);
+    for pid in 2..=10u32 {
+        for i in 0..10u32 {
+            st.ingest_quiet(&slow_datagram(pid, i + 1, u64::from(i), 1), t);
+        }
+    }
+    assert_eq!(st.slow.len(), 50);
+    assert_eq!(st.slow_evicted, 50);
+    // The newest of pid 1 (active) were kept over completed ones.
+    assert_eq!(st.slow.len_of(1), 10);
+    let long = Sample {
+        header: Header::new(Kind::SLOW_REQUEST, 1, 99, 1.0),
+        fields: vec![
+            (id::SLOW_THREAD_ID, Value::U64(77)),
+            (id::SLOW_USER_AGENT, Value::Bytes(vec![b'u'; 3000])),
+            (id::SLOW_METHOD, Value::Bytes(b"GET".to_vec())),
+        ],
+    }
+    .encode()
+    .unwrap();
+    st.ingest_quiet(&long, t);
+    let e = st.slow.values().find(|e| e.thread_id == 77).unwrap();
+    assert_eq!(e.user_agent.len(), 511);
+    assert!(e.user_agent.ends_with("u..."));
+    assert_eq!(e.method, "GET");
+}
+
+/// Pids that share their low bits still land in different buckets
+/// (the table indexes with the low bits of the hash).
+#[test]
+fn pid_hash_spreads_low_bits() {
+    use std::hash::BuildHasher;
+    for shift in [0, 8, 12, 16, 20] {
+        let buckets: std::collections::HashSet<u64> = (0..1024u32)
+            .map(|i| PidHash.hash_one(i << shift) & 1023)
+            .collect();
+        assert!(
+            buckets.len() > 512,
+            "pids spaced 2^{shift}: {} buckets",
+            buckets.len()
+        );
+    }
+}
