@@ -9,6 +9,7 @@
 
 pub(crate) mod json;
 pub(crate) mod receive;
+pub mod counters;
 pub mod history;
 pub mod socket;
 pub mod state;

@@ -3,7 +3,7 @@
 
 use super::point::{quantile, Gauge, Point, GAUGES};
 use super::{History, SeriesKey};
-use crate::ingest::state::totals::PHASES;
+use crate::ingest::counters::PHASES;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! merges exactly (counters and histogram buckets add, gauges keep
 //! min / sum / count / max), and its compact byte encoding.
 
-use crate::ingest::state::totals::{PhaseTotals, Totals, GENERATIONS, PHASES};
+use crate::ingest::counters::{PhaseTotals, Totals, GENERATIONS, PHASES};
 use wire::histogram::BUCKETS;
 
 /// A gauge over a period: the per-second values it saw.
