@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 /// newline too: they would forge columns and lines), DEL, C1 controls
 /// (`U+009B` is a one-character CSI), the line and paragraph separators and
 /// the bidirectional formatting characters.
-pub fn is_unsafe(c: char) -> bool {
+pub(crate) fn is_unsafe(c: char) -> bool {
     matches!(c,
         '\u{0}'..='\u{1f}'
         | '\u{7f}'..='\u{9f}'
@@ -29,7 +29,7 @@ pub fn is_unsafe(c: char) -> bool {
 /// `s` with every [`is_unsafe`] character written as a visible escape:
 /// `\xNN` up to `U+00FF`, `\u{NNNN}` above. Borrows when nothing needs
 /// escaping (the usual case).
-pub fn printable(s: &str) -> Cow<'_, str> {
+pub(crate) fn printable(s: &str) -> Cow<'_, str> {
     if !s.chars().any(is_unsafe) {
         return Cow::Borrowed(s);
     }

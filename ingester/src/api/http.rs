@@ -16,9 +16,9 @@
 //! connections and times out clients that do not send or do not read.
 //! What is refused is counted ([`counters`]) and shown in `/api/state`.
 
-pub mod counters;
-pub mod guard;
-pub mod server;
+pub(crate) mod counters;
+pub(crate) mod guard;
+pub(crate) mod server;
 
 use crate::ingest::json;
 use crate::ingest::receive::Shared;
@@ -42,29 +42,29 @@ use warp::{Filter, Rejection, Reply};
 
 /// HTTP-side configuration.
 #[derive(Clone, Debug)]
-pub struct HttpConfig {
+pub(crate) struct HttpConfig {
     /// `--root-path`, normalised; empty means "use X-Forwarded-Prefix".
-    pub root_path: String,
+    pub(crate) root_path: String,
     /// Most concurrent WebSocket clients.
-    pub max_clients: usize,
+    pub(crate) max_clients: usize,
     /// Byte budget of a WebSocket client's first snapshot (`None` = whole).
-    pub snapshot_budget: Option<usize>,
+    pub(crate) snapshot_budget: Option<usize>,
     /// `--metrics-per-process`: `/metrics` series labelled by `pid` too.
-    pub metrics_per_process: bool,
+    pub(crate) metrics_per_process: bool,
     /// Most snapshots (`/api/state` bodies, WebSocket first snapshots)
     /// being produced and sent at once.
-    pub max_state_responses: usize,
+    pub(crate) max_state_responses: usize,
     /// `Host` names requests may carry.
-    pub allowed_hosts: AllowedHosts,
+    pub(crate) allowed_hosts: AllowedHosts,
     /// A WebSocket client that sends nothing, not even the answer to a
     /// ping, for this long is disconnected (pings go out at least twice
     /// as often).
-    pub ws_idle_timeout: Duration,
+    pub(crate) ws_idle_timeout: Duration,
 }
 
 /// Normalises a base path as the reference does: trim, `""`/`"/"` → `""`,
 /// leading `/` added, trailing `/` removed.
-pub fn normalize_base(v: &str) -> String {
+pub(crate) fn normalize_base(v: &str) -> String {
     let v = v.trim();
     if v.is_empty() || v == "/" {
         return String::new();
@@ -82,7 +82,7 @@ pub fn normalize_base(v: &str) -> String {
 
 /// JSON string literal safe inside `<script>`: `<`, `>`, `&` and the JS line
 /// separators are escaped.
-pub fn script_json_string(s: &str) -> String {
+pub(crate) fn script_json_string(s: &str) -> String {
     serde_json::to_string(s)
         .unwrap_or_else(|_| "\"\"".into())
         .replace('<', "\\u003c")
@@ -94,7 +94,7 @@ pub fn script_json_string(s: &str) -> String {
 
 /// The index page with `window.TELEMETRY_BASE` / `TELEMETRY_VERSION`
 /// injected before the first `</head>`.
-pub fn render_index(html: &str, base: &str) -> String {
+pub(crate) fn render_index(html: &str, base: &str) -> String {
     let script = format!(
         "<script>window.TELEMETRY_BASE = {};window.TELEMETRY_VERSION = {};</script>\n",
         script_json_string(base),
@@ -109,7 +109,11 @@ pub fn render_index(html: &str, base: &str) -> String {
 /// True when a request's `Origin` (if any) names the same host as the request
 /// (`Host`, or `X-Forwarded-Host` behind a proxy). Non-browser clients send
 /// no Origin and are allowed.
-pub fn same_origin(origin: Option<&str>, host: Option<&str>, fwd_host: Option<&str>) -> bool {
+pub(crate) fn same_origin(
+    origin: Option<&str>,
+    host: Option<&str>,
+    fwd_host: Option<&str>,
+) -> bool {
     let Some(origin) = origin else { return true };
     let Some(rest) = origin.split("://").nth(1) else {
         return false;
@@ -247,7 +251,7 @@ fn metrics_response(
 }
 
 /// All routes.
-pub fn routes(
+pub(crate) fn routes(
     shared: Arc<Shared>,
     cfg: HttpConfig,
     counters: Arc<HttpCounters>,

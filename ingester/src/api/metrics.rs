@@ -36,12 +36,12 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 /// Content type of the OpenMetrics text format.
-pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Content type of the Prometheus text format 0.0.4.
-pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub(crate) const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// True when an `Accept` header asks for OpenMetrics text.
-pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+pub(crate) fn wants_openmetrics(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {
         a.split(',').any(|r| {
             let media = r.split(';').next().unwrap_or("").trim();
@@ -54,9 +54,9 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IngesterCounters {
     /// Times the receive thread paused for a slow ingest thread.
-    pub receive_pauses: u64,
+    pub(crate) receive_pauses: u64,
     /// WebSocket clients connected.
-    pub websocket_clients: u64,
+    pub(crate) websocket_clients: u64,
 }
 
 /// Labels of one series.

@@ -7,12 +7,12 @@
 //! the pure JS modules) and `static/README.md` are deliberately not embedded.
 
 /// The page served at `GET /` (before the base-path injection).
-pub const INDEX_HTML: &str = include_str!("../../static/index.html");
+pub(crate) const INDEX_HTML: &str = include_str!("../../static/index.html");
 
 macro_rules! assets {
     ($($path:literal => $ctype:literal),* $(,)?) => {
         /// Embedded files: (path relative to `static/`, bytes, content type).
-        pub static ASSETS: &[(&str, &[u8], &str)] = &[
+        pub(crate) static ASSETS: &[(&str, &[u8], &str)] = &[
             $(($path, include_bytes!(concat!("../../static/", $path)), $ctype)),*
         ];
     };
@@ -46,7 +46,7 @@ assets! {
 /// A static file by its path relative to `static/` (e.g. `app.js`,
 /// `js/charts.js`): bytes and content type. Paths with `..`, a leading `/`
 /// or anything not listed give `None`.
-pub fn asset(path: &str) -> Option<(&'static [u8], &'static str)> {
+pub(crate) fn asset(path: &str) -> Option<(&'static [u8], &'static str)> {
     ASSETS
         .iter()
         .find(|(p, _, _)| *p == path)

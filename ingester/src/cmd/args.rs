@@ -5,7 +5,7 @@
 /// `--socket-mode` parser: octal as `0660`, `660` or `0o660`, permission
 /// bits only (at most 0777: setuid, setgid and sticky mean nothing on a
 /// socket).
-pub fn parse_socket_mode(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_socket_mode(s: &str) -> Result<u32, String> {
     let t = s.trim();
     let digits = t
         .strip_prefix("0o")
@@ -22,7 +22,7 @@ pub fn parse_socket_mode(s: &str) -> Result<u32, String> {
 /// `--socket-group` parser: a group name, or a numeric GID below
 /// 4294967295 (that one is `(gid_t)-1`, which chown(2) takes as "leave the
 /// group unchanged"). Names are looked up when the socket is bound.
-pub fn parse_socket_group(s: &str) -> Result<String, String> {
+pub(crate) fn parse_socket_group(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err("socket-group must be a group name or a numeric GID, got ''".into());
     }
@@ -33,7 +33,7 @@ pub fn parse_socket_group(s: &str) -> Result<String, String> {
 }
 
 /// `--listen` / `--target` parser: only `unix:<path>`.
-pub fn parse_unix_spec(s: &str) -> Result<std::path::PathBuf, String> {
+pub(crate) fn parse_unix_spec(s: &str) -> Result<std::path::PathBuf, String> {
     match s.strip_prefix("unix:") {
         Some(p) if !p.is_empty() => Ok(std::path::PathBuf::from(p)),
         _ => Err(format!(

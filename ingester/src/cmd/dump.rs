@@ -25,7 +25,7 @@ Unlike the reference `dump`, this never steals the socket path from a running \
 use another --listen path and point the reporter there). Ctrl-C exits quietly \
 with status 0 and removes the socket file. The text format writes control and \
 bidi characters of strings as escapes (\\x1b, \\u{202e}); --json keeps them.")]
-pub struct DumpArgs {
+pub(crate) struct DumpArgs {
     /// Datagram socket to bind (`unix:<path>` only).
     #[arg(
         long,
@@ -33,31 +33,31 @@ pub struct DumpArgs {
         default_value = "unix:/tmp/mod_wsgi-telemetry.sock",
         value_parser = crate::cmd::args::parse_unix_spec
     )]
-    pub listen: PathBuf,
+    pub(crate) listen: PathBuf,
     /// Octal permission bits (0 to 0777) applied to the socket after bind.
     #[arg(long, value_name = "MODE", default_value = "0660", value_parser = crate::cmd::args::parse_socket_mode)]
-    pub socket_mode: u32,
+    pub(crate) socket_mode: u32,
     /// Group name or numeric GID to chown the socket to.
     #[arg(long, value_name = "GROUP", value_parser = crate::cmd::args::parse_socket_group)]
-    pub socket_group: Option<String>,
+    pub(crate) socket_group: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    pub(crate) format: Format,
     /// Shorthand for `--format json`: one JSON object per line.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Stop after N successfully decoded datagrams (0 = forever).
     #[arg(long, value_name = "N", default_value_t = 0)]
-    pub count: u64,
+    pub(crate) count: u64,
     /// Decode a capture file (`u32 LE length` + datagram records) instead of
     /// listening on a socket.
     #[arg(long, value_name = "CAPTURE", conflicts_with_all = ["listen", "socket_mode", "socket_group"])]
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
 }
 
 /// Output format of `dump`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// The reference's human-readable block per datagram.
     Text,
     /// One JSON object per line: `{"kind","pid","seq","stamp","fields"}`.
@@ -86,7 +86,7 @@ fn install_signal_handlers() {
 }
 
 /// Runs `dump`; returns the exit status.
-pub fn run(args: DumpArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: DumpArgs) -> anyhow::Result<i32> {
     let format = if args.json { Format::Json } else { args.format };
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -189,7 +189,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<i32> {
 
 /// The reference's text block for one sample (without the trailing newline):
 /// a blank line, the header line, then one `name = value` line per field.
-pub fn format_text(s: &Sample) -> String {
+pub(crate) fn format_text(s: &Sample) -> String {
     let h = &s.header;
     let mut t = String::with_capacity(64 + 48 * s.fields.len());
     let _ = write!(
@@ -251,7 +251,7 @@ fn text_value(t: &mut String, v: &Value) {
 /// One sample as a single-line JSON object `{"kind","pid","seq","stamp",
 /// "fields"}`; BYTES become text (invalid UTF-8 replaced), arrays stay
 /// arrays, non-finite floats become `null`.
-pub fn format_json(s: &Sample) -> String {
+pub(crate) fn format_json(s: &Sample) -> String {
     let mut fields = serde_json::Map::with_capacity(s.fields.len());
     for (id, v) in &s.fields {
         fields.insert(wire::field_name(*id).into_owned(), json_value(v));
@@ -285,7 +285,7 @@ fn json_value(v: &Value) -> serde_json::Value {
 /// Python's `repr(float)`: the shortest digits that round-trip, fixed
 /// notation for decimal exponents -4..16 (whole values keep `.0`), otherwise
 /// scientific with a signed, at least two-digit exponent (`1e-05`, `1e+16`).
-pub fn py_float_repr(x: f64) -> String {
+pub(crate) fn py_float_repr(x: f64) -> String {
     if x.is_nan() {
         return "nan".into();
     }
@@ -352,7 +352,7 @@ fn exp_digits(sci: &str) -> usize {
 /// "milliseconds")`: microseconds rounded half-even, then truncated to
 /// milliseconds. Stamps outside years 1..=9999 (where Python raises) print as
 /// the raw number.
-pub fn iso_utc_ms(stamp: f64) -> String {
+pub(crate) fn iso_utc_ms(stamp: f64) -> String {
     // Python: modf, microseconds rounded half-even, carried into seconds.
     if !stamp.is_finite() || !(-62_135_596_800.0..253_402_300_800.0).contains(&stamp) {
         return py_float_repr(stamp);

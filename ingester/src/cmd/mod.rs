@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
     version,
     args_conflicts_with_subcommands = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -92,7 +92,7 @@ pub fn main() -> i32 {
 /// once: a typed error whose message already quotes its source (as
 /// `SocketError::Os` does, so that it reads well on its own) would
 /// otherwise print the OS error twice.
-pub fn one_line_report(e: &anyhow::Error) -> String {
+pub(crate) fn one_line_report(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

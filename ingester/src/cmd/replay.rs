@@ -30,13 +30,13 @@ With --processes N, capture process i (in order of first appearance) is \
 played as the synthetic processes i, i+P, i+2P, … below N (P = processes \
 in the capture): copy 0 keeps the original pid, copy c gets pid + c*4194304. \
 If N < P, only the first N capture processes are played.")]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// Capture file: `u32 LE length` + datagram, repeated.
     #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// Datagram socket to send to: `unix:<path>` or a bare path.
     #[arg(long, value_name = "SPEC", value_parser = parse_target)]
-    pub socket: PathBuf,
+    pub(crate) socket: PathBuf,
     /// Datagrams per second (0 = as fast as the receiver takes them, without loss).
     #[arg(
         long,
@@ -44,42 +44,42 @@ pub struct ReplayArgs {
         default_value_t = 0.0,
         conflicts_with = "realtime"
     )]
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// Pace by the header stamps (as the datagrams were originally sent).
     #[arg(long)]
-    pub realtime: bool,
+    pub(crate) realtime: bool,
     /// Speed factor for --realtime (2 = twice as fast).
     #[arg(long, value_name = "F", default_value_t = 1.0, requires = "realtime")]
-    pub speed: f64,
+    pub(crate) speed: f64,
     /// Rewrite pids so the capture stands for N processes.
     #[arg(long, value_name = "N")]
-    pub processes: Option<u32>,
+    pub(crate) processes: Option<u32>,
     /// Shift header stamps and stamp fields (slow_start_stamp,
     /// gc_event_start_stamp) so the capture starts now.
     #[arg(long)]
-    pub restamp: bool,
+    pub(crate) restamp: bool,
     /// Start again at the end of the capture (until --count, --duration or Ctrl-C).
     #[arg(long = "loop")]
-    pub loop_: bool,
+    pub(crate) loop_: bool,
     /// Stop after this many seconds (0 = no limit).
     #[arg(long, value_name = "S", default_value_t = 0.0)]
-    pub duration: f64,
+    pub(crate) duration: f64,
     /// Remove a field (id or name), optionally only from one kind (name or
     /// number), e.g. `8` or `interpreter_name:gc_event`. Repeatable.
     #[arg(long, value_name = "ID[:KIND]", value_parser = parse_drop_field)]
-    pub drop_field: Vec<DropField>,
+    pub(crate) drop_field: Vec<DropField>,
     /// Stop after sending N datagrams (0 = no limit).
     #[arg(long, value_name = "N", default_value_t = 0)]
-    pub count: u64,
+    pub(crate) count: u64,
 }
 
 /// One `--drop-field`: a field id, optionally restricted to one kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DropField {
+pub(crate) struct DropField {
     /// Field id.
-    pub field: u16,
+    pub(crate) field: u16,
     /// Only datagrams of this kind (all kinds when `None`).
-    pub kind: Option<Kind>,
+    pub(crate) kind: Option<Kind>,
 }
 
 impl DropField {
@@ -89,7 +89,7 @@ impl DropField {
 }
 
 /// Parses `ID[:KIND]`: a field id or wire name, then a kind name or number.
-pub fn parse_drop_field(s: &str) -> Result<DropField, String> {
+pub(crate) fn parse_drop_field(s: &str) -> Result<DropField, String> {
     let (f, k) = match s.split_once(':') {
         Some((f, k)) => (f, Some(k)),
         None => (s, None),
@@ -113,7 +113,7 @@ pub fn parse_drop_field(s: &str) -> Result<DropField, String> {
 }
 
 /// Parses `--socket`: `unix:<path>` or a bare path; other schemes refused.
-pub fn parse_target(s: &str) -> Result<PathBuf, String> {
+pub(crate) fn parse_target(s: &str) -> Result<PathBuf, String> {
     if s.starts_with("unix:") {
         return crate::cmd::args::parse_unix_spec(s);
     }
@@ -133,13 +133,13 @@ pub fn parse_target(s: &str) -> Result<PathBuf, String> {
 
 /// Pid offset between copies of one capture process: Linux's PID_MAX_LIMIT,
 /// so a copy never collides with a real pid or another copy.
-pub const PID_STRIDE: u32 = 1 << 22;
+pub(crate) const PID_STRIDE: u32 = 1 << 22;
 
 /// The synthetic pids for each capture process (`originals` in order of
 /// first appearance) when the capture must stand for `n` processes: process
 /// `i` is played as `i, i+P, i+2P, … < n`; copy `c` has pid `orig + c *
 /// PID_STRIDE` (copy 0 keeps the original pid).
-pub fn pid_plan(originals: &[u32], n: u32) -> Result<Vec<Vec<u32>>, String> {
+pub(crate) fn pid_plan(originals: &[u32], n: u32) -> Result<Vec<Vec<u32>>, String> {
     let p = originals.len() as u64;
     let mut plan = Vec::with_capacity(originals.len());
     for (i, &orig) in originals.iter().enumerate() {
@@ -171,7 +171,7 @@ pub fn pid_plan(originals: &[u32], n: u32) -> Result<Vec<Vec<u32>>, String> {
 
 /// The seq of a datagram in loop pass `pass`: shifted by whole runs of that
 /// pid's highest capture seq, so each pid's seq keeps increasing by one.
-pub fn looped_seq(seq: u32, pass: u64, max_seq: u32) -> u32 {
+pub(crate) fn looped_seq(seq: u32, pass: u64, max_seq: u32) -> u32 {
     seq.wrapping_add((pass as u32).wrapping_mul(max_seq))
 }
 
@@ -179,7 +179,12 @@ pub fn looped_seq(seq: u32, pass: u64, max_seq: u32) -> u32 {
 /// stamp` at the start of the pass when restamping (else `None`); `prev` the
 /// shift of the previous pass; `span` the capture's stamp span plus a gap. A
 /// pass never starts before the previous one ended in stamp time.
-pub fn pass_offset(pass: u64, restamp_base: Option<f64>, prev: Option<f64>, span: f64) -> f64 {
+pub(crate) fn pass_offset(
+    pass: u64,
+    restamp_base: Option<f64>,
+    prev: Option<f64>,
+    span: f64,
+) -> f64 {
     let follow = prev.map(|p| p + span);
     match (restamp_base, follow) {
         (Some(now), Some(f)) => now.max(f),
@@ -191,7 +196,7 @@ pub fn pass_offset(pass: u64, restamp_base: Option<f64>, prev: Option<f64>, span
 
 /// Byte offsets of the values of F64 records with one of `ids` in a
 /// well-formed datagram (the walk stops at anything malformed).
-pub fn f64_value_offsets(d: &[u8], ids: &[u16]) -> Vec<usize> {
+pub(crate) fn f64_value_offsets(d: &[u8], ids: &[u16]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut off = HEADER_LEN;
     while off + 3 <= d.len() {
@@ -228,7 +233,7 @@ pub fn f64_value_offsets(d: &[u8], ids: &[u16]) -> Vec<usize> {
 /// Removes the fields `drops` name for this datagram's kind and re-encodes
 /// it; `None` when nothing is to be removed (or it does not decode), so the
 /// original bytes stay as they are.
-pub fn drop_fields(d: &[u8], drops: &[DropField]) -> Option<Vec<u8>> {
+pub(crate) fn drop_fields(d: &[u8], drops: &[DropField]) -> Option<Vec<u8>> {
     if drops.is_empty() {
         return None;
     }
@@ -244,14 +249,14 @@ pub fn drop_fields(d: &[u8], drops: &[DropField]) -> Option<Vec<u8>> {
 }
 
 /// Overwrites pid, seq and stamp in a datagram's header.
-pub fn patch_header(d: &mut [u8], pid: u32, seq: u32, stamp: f64) {
+pub(crate) fn patch_header(d: &mut [u8], pid: u32, seq: u32, stamp: f64) {
     d[8..12].copy_from_slice(&pid.to_le_bytes());
     d[12..16].copy_from_slice(&seq.to_le_bytes());
     d[16..24].copy_from_slice(&stamp.to_bits().to_le_bytes());
 }
 
 /// Adds `delta` to the F64 value at `off`.
-pub fn shift_f64_at(d: &mut [u8], off: usize, delta: f64) {
+pub(crate) fn shift_f64_at(d: &mut [u8], off: usize, delta: f64) {
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[off..off + 8]);
     let v = f64::from_bits(u64::from_le_bytes(b)) + delta;
@@ -360,7 +365,7 @@ fn sleep_until(deadline: Instant) {
 }
 
 /// Runs `replay`; returns the exit status.
-pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     if !(args.rate >= 0.0 && args.rate.is_finite()) {
         bail!("--rate must be a number >= 0, got {}", args.rate);
     }

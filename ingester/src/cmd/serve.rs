@@ -16,87 +16,87 @@ use std::time::Duration;
 
 /// Options of `serve` (also accepted with no subcommand).
 #[derive(clap::Args, Debug, Clone)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Datagram socket to bind (`unix:<path>` only).
     #[arg(long, default_value = "unix:/tmp/mod_wsgi-telemetry.sock", value_parser = crate::cmd::args::parse_unix_spec)]
-    pub listen: PathBuf,
+    pub(crate) listen: PathBuf,
     /// Octal permission bits (0 to 0777) applied to the socket after bind.
     #[arg(long, default_value = "0660", value_parser = crate::cmd::args::parse_socket_mode)]
-    pub socket_mode: u32,
+    pub(crate) socket_mode: u32,
     /// Group name or numeric GID to chown the socket to.
     #[arg(long, value_parser = crate::cmd::args::parse_socket_group)]
-    pub socket_group: Option<String>,
+    pub(crate) socket_group: Option<String>,
     /// HTTP bind address (keep it on loopback unless a proxy with
     /// authentication is in front).
     #[arg(long, default_value = "127.0.0.1")]
-    pub http_host: std::net::IpAddr,
+    pub(crate) http_host: std::net::IpAddr,
     /// HTTP port.
     #[arg(long, default_value_t = 8888)]
-    pub http_port: u16,
+    pub(crate) http_port: u16,
     /// URL prefix when a reverse proxy strips a mount point.
     #[arg(long, default_value = "", value_parser = parse_root_path)]
-    pub root_path: String,
+    pub(crate) root_path: String,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "INFO", value_parser = parse_level)]
-    pub log_level: tracing::Level,
+    pub(crate) log_level: tracing::Level,
     /// Most concurrent WebSocket clients.
     #[arg(long, default_value_t = 64)]
-    pub max_clients: usize,
+    pub(crate) max_clients: usize,
     /// Byte budget of a WebSocket client's first snapshot; older history is
     /// left out beyond it (0 = no limit). Clients may ask for
     /// `/ws?history=full`.
     #[arg(long, default_value_t = 3_500_000)]
-    pub snapshot_budget: usize,
+    pub(crate) snapshot_budget: usize,
     /// Most processes tracked at once: datagrams that would add another
     /// are refused (counted as `processes_refused` in /api/state, logged
     /// once per interval); tracked processes keep working, and a place
     /// frees when a process goes stale.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_processes: u32,
+    pub(crate) max_processes: u32,
     /// Most slow-request records kept in all; past it the oldest completed
     /// one (else the oldest) is dropped and counted (`slow_evicted`).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_slow: u32,
+    pub(crate) max_slow: u32,
     /// Most slow-request records kept per process (as --max-slow, counted
     /// as `slow_evicted_per_process`).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_slow_per_process: u32,
+    pub(crate) max_slow_per_process: u32,
     /// Label `/metrics` series by `pid` as well as `host` and
     /// `process_group` (one series set per process: mind the cardinality).
     #[arg(long)]
-    pub metrics_per_process: bool,
+    pub(crate) metrics_per_process: bool,
     /// Most snapshots produced and sent at once (`/api/state` bodies and
     /// WebSocket first snapshots); further `/api/state` requests get 503
     /// (counted as `http_state_refused`), WebSocket clients wait their turn.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=4096))]
-    pub max_state_responses: u64,
+    pub(crate) max_state_responses: u64,
     /// Most open HTTP connections, WebSocket ones included; more are
     /// answered 503 and closed (`http_connections_refused`). Lowered at
     /// start to fit the open-files limit.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: u64,
+    pub(crate) max_connections: u64,
     /// Seconds a client has to send a request head, from connecting or from
     /// its first byte (`http_read_timeouts`).
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// Seconds a kept-alive connection may wait for its next request, and a
     /// WebSocket client may stay silent (pings are answered automatically
     /// by browsers and `top`).
     #[arg(long, default_value = "60", value_parser = parse_seconds)]
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Seconds a write (a response, a WebSocket message) may make no
     /// progress before the connection is closed: a client that stops reading
     /// is dropped (`http_write_timeouts`, `ws_clients_dropped_slow`).
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
-    pub write_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     /// Another name the `Host` header may carry (repeatable), e.g. a reverse
     /// proxy's public name when it preserves Host. Always allowed: IP
     /// addresses, localhost. Others get 421 (`http_host_refused`).
     #[arg(long = "allowed-host", value_name = "NAME")]
-    pub allowed_hosts: Vec<String>,
+    pub(crate) allowed_hosts: Vec<String>,
     /// Also run a built-in simulator feeding this ingester (demo mode).
     #[arg(long)]
-    pub demo: bool,
+    pub(crate) demo: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -125,7 +125,7 @@ fn parse_level(s: &str) -> Result<tracing::Level, String> {
 }
 
 /// Runs `serve`; returns the exit status.
-pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
     let _ = tracing_subscriber::fmt()
         .with_max_level(args.log_level)
         .with_target(false)

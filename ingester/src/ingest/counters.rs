@@ -9,7 +9,7 @@ use wire::id;
 
 /// The phases exported as histograms: name, histogram field, mean field.
 /// `request` is the whole request (server + queue + daemon + application).
-pub const PHASES: [(&str, u16, u16); 5] = [
+pub(crate) const PHASES: [(&str, u16, u16); 5] = [
     ("server", id::SERVER_TIME_BUCKETS, id::SERVER_TIME),
     ("queue", id::QUEUE_TIME_BUCKETS, id::QUEUE_TIME),
     ("daemon", id::DAEMON_TIME_BUCKETS, id::DAEMON_TIME),
@@ -22,15 +22,15 @@ pub const PHASES: [(&str, u16, u16); 5] = [
 ];
 
 /// Python GC generations.
-pub const GENERATIONS: usize = 3;
+pub(crate) const GENERATIONS: usize = 3;
 
 /// One phase's cumulative histogram.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PhaseTotals {
+pub(crate) struct PhaseTotals {
     /// Requests per wire bucket (not cumulative across buckets).
-    pub buckets: [u64; BUCKETS],
+    pub(crate) buckets: [u64; BUCKETS],
     /// Sum of durations, seconds (interval mean × interval count).
-    pub sum: f64,
+    pub(crate) sum: f64,
 }
 
 impl Default for PhaseTotals {
@@ -44,39 +44,39 @@ impl Default for PhaseTotals {
 
 impl PhaseTotals {
     /// Requests recorded.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.buckets.iter().sum()
     }
 }
 
 /// Counters that only go up (per process, per group, or summed).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Requests by status class, 1xx..5xx (fields 120-124).
-    pub requests_by_class: [u64; 5],
+    pub(crate) requests_by_class: [u64; 5],
     /// Request-body bytes read (field 100).
-    pub request_bytes: u64,
+    pub(crate) request_bytes: u64,
     /// Response-body bytes written (field 102).
-    pub response_bytes: u64,
+    pub(crate) response_bytes: u64,
     /// [`PHASES`], in order.
-    pub phases: [PhaseTotals; 5],
+    pub(crate) phases: [PhaseTotals; 5],
     /// Process user CPU seconds.
-    pub cpu_user_seconds: f64,
+    pub(crate) cpu_user_seconds: f64,
     /// Process system CPU seconds.
-    pub cpu_system_seconds: f64,
+    pub(crate) cpu_system_seconds: f64,
     /// Busy thread-seconds (capacity utilisation × period × threads).
-    pub busy_thread_seconds: f64,
+    pub(crate) busy_thread_seconds: f64,
     /// Completed slow-request records.
-    pub slow_completed: u64,
+    pub(crate) slow_completed: u64,
     /// GC collections per generation.
-    pub gc_collections: [u64; GENERATIONS],
+    pub(crate) gc_collections: [u64; GENERATIONS],
     /// GC pause seconds per generation (from GC events).
-    pub gc_pause_seconds: [f64; GENERATIONS],
+    pub(crate) gc_pause_seconds: [f64; GENERATIONS],
 }
 
 impl Totals {
     /// Adds `o` into `self`.
-    pub fn add(&mut self, o: &Totals) {
+    pub(crate) fn add(&mut self, o: &Totals) {
         for (a, b) in self.requests_by_class.iter_mut().zip(&o.requests_by_class) {
             *a += b;
         }

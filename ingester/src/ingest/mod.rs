@@ -9,7 +9,7 @@
 
 pub(crate) mod json;
 pub(crate) mod receive;
-pub mod counters;
-pub mod history;
+pub(crate) mod counters;
+pub(crate) mod history;
 pub mod socket;
 pub mod state;

@@ -30,26 +30,26 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 /// A published message (serialised once, shared by every subscriber).
-pub type Msg = Arc<str>;
+pub(crate) type Msg = Arc<str>;
 
 /// Datagrams held between the two threads at most, in bytes. Beyond it the
 /// receive thread pauses until the ingest thread catches up, leaving
 /// datagrams in the kernel queue: blocking senders (`replay`) then wait, and
 /// non-blocking ones (reporters) count their own drops, which also show up
 /// here as sequence gaps. Nothing accepted is ever thrown away.
-pub const MAX_QUEUED_BYTES: usize = 64 << 20;
+pub(crate) const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// State and publication channel shared by the ingest thread and the HTTP
 /// layer.
-pub struct Shared {
+pub(crate) struct Shared {
     /// The model.
-    pub state: Mutex<State>,
+    pub(crate) state: Mutex<State>,
     /// Published messages; subscribe while holding the state lock to get
     /// exactly the messages after a snapshot.
-    pub tx: broadcast::Sender<Msg>,
+    pub(crate) tx: broadcast::Sender<Msg>,
     /// Times the receive thread paused because the ingest thread was more
     /// than [`MAX_QUEUED_BYTES`] behind.
-    pub receive_pauses: AtomicU64,
+    pub(crate) receive_pauses: AtomicU64,
     /// Datagrams the receive thread applied itself (inline).
     applied_inline: AtomicU64,
     /// Batches the receive thread handed over to the ingest thread.
@@ -60,14 +60,14 @@ pub struct Shared {
     /// leaves at 0.
     pending_batches: AtomicUsize,
     /// Set to stop both threads.
-    pub stop: AtomicBool,
+    pub(crate) stop: AtomicBool,
     /// Messages subscribers missed because they were too slow.
-    pub lagged: AtomicU64,
+    pub(crate) lagged: AtomicU64,
 }
 
 impl Shared {
     /// New shared state with a broadcast channel of `capacity` messages.
-    pub fn new(state: State, capacity: usize) -> Arc<Shared> {
+    pub(crate) fn new(state: State, capacity: usize) -> Arc<Shared> {
         let (tx, _) = broadcast::channel(capacity);
         Arc::new(Shared {
             state: Mutex::new(state),
@@ -84,12 +84,12 @@ impl Shared {
 
     /// Locks the state (a poisoned lock is still usable: the model is
     /// consistent between datagrams).
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Publishes a message to current subscribers (no-op without any).
-    pub fn publish(&self, msg: String) {
+    pub(crate) fn publish(&self, msg: String) {
         let _ = self.tx.send(Arc::from(msg));
     }
 
@@ -120,20 +120,20 @@ impl Shared {
     }
 
     /// Applies a batch of datagrams.
-    pub fn ingest_batch(&self, batch: &Batch) {
+    pub(crate) fn ingest_batch(&self, batch: &Batch) {
         self.apply(&mut self.lock(), batch.iter());
     }
 }
 
 /// Handles of the two threads.
-pub struct Threads {
+pub(crate) struct Threads {
     recv: std::thread::JoinHandle<()>,
     ingest: std::thread::JoinHandle<()>,
 }
 
 impl Threads {
     /// Waits for both threads after [`Shared::stop`] was set.
-    pub fn join(self) {
+    pub(crate) fn join(self) {
         let _ = self.recv.join();
         let _ = self.ingest.join();
     }
@@ -142,30 +142,30 @@ impl Threads {
 /// Datagrams handed from the receive thread to the ingest thread, stored
 /// back to back (one allocation per batch, not per datagram).
 #[derive(Default)]
-pub struct Batch {
+pub(crate) struct Batch {
     bytes: Vec<u8>,
     ends: Vec<usize>,
 }
 
 impl Batch {
     /// Appends one datagram.
-    pub fn push(&mut self, d: &[u8]) {
+    pub(crate) fn push(&mut self, d: &[u8]) {
         self.bytes.extend_from_slice(d);
         self.ends.push(self.bytes.len());
     }
 
     /// Datagrams held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ends.len()
     }
 
     /// Bytes of all datagrams.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes.len()
     }
 
     /// The datagrams in arrival order.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
         let mut start = 0;
         self.ends.iter().map(move |&end| {
             let d = &self.bytes[start..end];
@@ -306,7 +306,7 @@ impl MultiRecv {
 
 /// Exit status of `serve` when its receive or ingest thread panicked
 /// (`EX_SOFTWARE`).
-pub const EXIT_THREAD_PANICKED: i32 = 70;
+pub(crate) const EXIT_THREAD_PANICKED: i32 = 70;
 
 /// Ends the process when the thread it lives in unwinds from a panic. A
 /// dead receive or ingest thread would leave `serve` answering HTTP with a
@@ -328,7 +328,7 @@ impl Drop for ExitIfPanicking {
 }
 
 /// Starts the receive and ingest threads on a bound socket.
-pub fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threads> {
+pub(crate) fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Result<Threads> {
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
     let (tx, rx) = mpsc::channel::<Batch>();
     // Applied batches go back to the receive thread for reuse, so batch

@@ -14,14 +14,14 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
 /// Longest path that fits `sockaddr_un.sun_path` with its terminating NUL.
-pub const MAX_PATH_BYTES: usize = 107;
+pub(crate) const MAX_PATH_BYTES: usize = 107;
 /// Receive buffer requested for the socket (the kernel may clamp it).
-pub const RCVBUF_BYTES: libc::c_int = 4 * 1024 * 1024;
+pub(crate) const RCVBUF_BYTES: libc::c_int = 4 * 1024 * 1024;
 
 /// Why the socket could not be set up. Each message names the path and what
 /// to do about it.
 #[derive(Debug, thiserror::Error)]
-pub enum SocketError {
+pub(crate) enum SocketError {
     /// The path does not fit `sun_path`.
     #[error("socket path '{0}' is {1} bytes long; the limit is {MAX_PATH_BYTES} bytes: choose a shorter path")]
     PathTooLong(PathBuf, usize),
@@ -48,18 +48,11 @@ pub enum SocketError {
 
 /// A bound socket; removes its file on drop if the file is still this socket.
 #[derive(Debug)]
-pub struct BoundSocket {
+pub(crate) struct BoundSocket {
     /// The socket.
-    pub socket: UnixDatagram,
+    pub(crate) socket: UnixDatagram,
     path: PathBuf,
     dev_ino: (u64, u64),
-}
-
-impl BoundSocket {
-    /// The path the socket is bound to.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl Drop for BoundSocket {
@@ -75,7 +68,7 @@ impl Drop for BoundSocket {
 /// `--socket-group` as a number: `None` when it is a name (not all digits),
 /// else the GID, or why it is not one. 4294967295 is refused: it is
 /// `(gid_t)-1`, which chown(2) takes as "leave the group unchanged".
-pub fn numeric_gid(group: &str) -> Option<Result<u32, String>> {
+pub(crate) fn numeric_gid(group: &str) -> Option<Result<u32, String>> {
     if group.is_empty() || !group.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -88,11 +81,14 @@ pub fn numeric_gid(group: &str) -> Option<Result<u32, String>> {
 }
 
 /// Resolves `--socket-group`: an all-digit GID or a group name.
-pub fn resolve_group(group: &str) -> Result<u32, SocketError> {
+pub(crate) fn resolve_group(group: &str) -> Result<u32, SocketError> {
     if let Some(gid) = numeric_gid(group) {
         return gid.map_err(|_| SocketError::UnknownGroup(group.to_string()));
     }
     let name = CString::new(group).map_err(|_| SocketError::UnknownGroup(group.to_string()))?;
+    // SAFETY: `libc::group` is a plain C struct of integers and pointers,
+    // for which all zero bytes is a valid value (null pointers); getgrnam_r
+    // fills it before anything reads it.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut result: *mut libc::group = std::ptr::null_mut();
@@ -123,7 +119,11 @@ fn os<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Socke
 
 /// Binds a datagram socket at `path` with the reference's semantics (see the
 /// module docs for where we differ). The socket is left blocking.
-pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<BoundSocket, SocketError> {
+pub(crate) fn bind(
+    path: &Path,
+    mode: u32,
+    group: Option<&str>,
+) -> Result<BoundSocket, SocketError> {
     let len = path.as_os_str().len();
     if len > MAX_PATH_BYTES {
         return Err(SocketError::PathTooLong(path.to_path_buf(), len));
@@ -197,7 +197,7 @@ pub fn kernel_dgram_qlen() -> Option<u32> {
 
 /// What to tell the operator about a `net.unix.max_dgram_qlen` of `qlen`:
 /// nothing when it is at least [`LOW_DGRAM_QLEN`].
-pub fn dgram_qlen_advice(qlen: u32) -> Option<String> {
+pub(crate) fn dgram_qlen_advice(qlen: u32) -> Option<String> {
     (qlen < LOW_DGRAM_QLEN).then(|| {
         format!(
             "net.unix.max_dgram_qlen is {qlen}: the kernel queues at most {} datagrams for \

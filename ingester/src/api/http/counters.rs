@@ -8,27 +8,27 @@ use std::time::Duration;
 
 /// Counts of refused requests and dropped connections since start.
 #[derive(Debug, Default)]
-pub struct HttpCounters {
+pub(crate) struct HttpCounters {
     /// `/api/state` answered 503: `--max-state-responses` bodies in flight.
-    pub state_refused: AtomicU64,
+    pub(crate) state_refused: AtomicU64,
     /// Connections answered 503 and closed: `--max-connections` open.
-    pub connections_refused: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
     /// Connections closed for `--header-timeout` or `--idle-timeout`.
-    pub read_timeouts: AtomicU64,
+    pub(crate) read_timeouts: AtomicU64,
     /// Responses or WebSocket messages whose writing stalled for
     /// `--write-timeout` (the connection was closed).
-    pub write_timeouts: AtomicU64,
+    pub(crate) write_timeouts: AtomicU64,
     /// WebSocket clients disconnected because they stopped reading.
-    pub ws_clients_dropped: AtomicU64,
+    pub(crate) ws_clients_dropped: AtomicU64,
     /// Requests refused because their `Host` is not allowed.
-    pub host_refused: AtomicU64,
+    pub(crate) host_refused: AtomicU64,
     /// `X-Forwarded-Prefix` values ignored as unsafe.
-    pub prefix_refused: AtomicU64,
+    pub(crate) prefix_refused: AtomicU64,
 }
 
 impl HttpCounters {
     /// (key in `/api/state`, value) pairs.
-    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
+    pub(crate) fn snapshot(&self) -> [(&'static str, u64); 7] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("http_state_refused", g(&self.state_refused)),
@@ -43,7 +43,7 @@ impl HttpCounters {
 
     /// Logs, once per `every`, what changed since the last line (nothing
     /// when nothing did). Runs until the task is dropped.
-    pub async fn log_every(self: std::sync::Arc<Self>, every: Duration) {
+    pub(crate) async fn log_every(self: std::sync::Arc<Self>, every: Duration) {
         let mut last = self.snapshot();
         let mut tick = tokio::time::interval(every);
         tick.tick().await;

@@ -15,13 +15,13 @@ use std::net::IpAddr;
 /// origin. Other names must be listed (`--allowed-host`, e.g. a reverse
 /// proxy's public name when it preserves `Host`).
 #[derive(Clone, Debug, Default)]
-pub struct AllowedHosts {
+pub(crate) struct AllowedHosts {
     names: Vec<String>,
 }
 
 impl AllowedHosts {
     /// The defaults plus `extra` names (case-insensitive, port ignored).
-    pub fn new<S: AsRef<str>>(extra: impl IntoIterator<Item = S>) -> AllowedHosts {
+    pub(crate) fn new<S: AsRef<str>>(extra: impl IntoIterator<Item = S>) -> AllowedHosts {
         AllowedHosts {
             names: extra
                 .into_iter()
@@ -33,7 +33,7 @@ impl AllowedHosts {
 
     /// True when a request with this `Host` header may be served. A request
     /// without one (HTTP/1.0 tools) is not a browser's and is allowed.
-    pub fn allows(&self, host: Option<&str>) -> bool {
+    pub(crate) fn allows(&self, host: Option<&str>) -> bool {
         let Some(host) = host else { return true };
         let name = host_name(host).to_ascii_lowercase();
         if name.is_empty() {
@@ -71,7 +71,7 @@ fn host_name(host: &str) -> &str {
 }
 
 /// Why a URL prefix cannot be used as the page's base path.
-pub fn prefix_problem(raw: &str) -> Option<&'static str> {
+pub(crate) fn prefix_problem(raw: &str) -> Option<&'static str> {
     if raw.contains('\\') {
         Some("contains a backslash")
     } else if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {

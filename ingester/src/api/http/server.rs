@@ -29,15 +29,15 @@ use warp::hyper::body::{Body, Frame, SizeHint};
 
 /// Connection limits and timeouts.
 #[derive(Clone, Copy, Debug)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Most open HTTP connections (WebSocket ones included).
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// See the module documentation.
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// See the module documentation.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// See the module documentation.
-    pub write_timeout: Duration,
+    pub(crate) write_timeout: Duration,
 }
 
 /// Descriptors kept free for the datagram socket, the listener, log files
@@ -47,7 +47,7 @@ const RESERVED_FDS: u64 = 32;
 /// Raises the soft descriptor limit to the hard one and returns
 /// `max_connections` lowered, if needed, to fit below it (with the
 /// lowered value's reason, to log).
-pub fn fit_connections(max_connections: usize) -> (usize, Option<String>) {
+pub(crate) fn fit_connections(max_connections: usize) -> (usize, Option<String>) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -344,7 +344,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// Serves `filter` on `listener` until `stop` turns true, then lets the
 /// requests in flight finish (kept-alive connections are closed).
-pub async fn serve<F>(
+pub(crate) async fn serve<F>(
     listener: TcpListener,
     filter: F,
     limits: ConnLimits,

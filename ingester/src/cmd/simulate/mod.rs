@@ -36,39 +36,39 @@ use std::time::{Duration, Instant};
 
 /// Options of `simulate`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// Datagram socket of the ingester: `unix:<path>`.
     #[arg(long, value_name = "SPEC", value_parser = crate::cmd::args::parse_unix_spec)]
-    pub target: PathBuf,
+    pub(crate) target: PathBuf,
     /// Simulated processes (split over the `app` and `reports` daemon
     /// groups and embedded Apache children).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=200))]
-    pub processes: u32,
+    pub(crate) processes: u32,
     /// Tick length in seconds (the reporter interval).
     #[arg(long, default_value_t = 1.0)]
-    pub interval: f64,
+    pub(crate) interval: f64,
     /// Stop after this many seconds (0 = run until interrupted).
     #[arg(long, default_value_t = 0.0)]
-    pub duration: f64,
+    pub(crate) duration: f64,
     /// Random seed (a fixed seed gives the same stream shape).
     #[arg(long)]
-    pub seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
     /// Do not send GC datagrams.
     #[arg(long)]
-    pub no_gc: bool,
+    pub(crate) no_gc: bool,
     /// Load multiplier (1 = a few hundred requests per second in total).
     #[arg(long, default_value_t = 1.0)]
-    pub load: f64,
+    pub(crate) load: f64,
     /// Probability per process and tick of an unplanned restart.
     #[arg(long, default_value_t = 0.0015)]
-    pub restart_probability: f64,
+    pub(crate) restart_probability: f64,
     /// First pid to use.
     #[arg(long, default_value_t = 100000)]
-    pub first_pid: u32,
+    pub(crate) first_pid: u32,
 }
 
 /// Runs `simulate`; returns the exit status.
-pub fn run(args: SimulateArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<i32> {
     // SAFETY: the handler only stores to an atomic, which is
     // async-signal-safe; installing it has no other effect.
     unsafe {
@@ -100,7 +100,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<i32> {
 /// forever (for `serve --demo`): six processes over both daemon groups and
 /// embedded children, 1 s ticks. Send failures are silent (the socket may
 /// not be bound yet).
-pub fn spawn_demo(socket_path: PathBuf) -> std::thread::JoinHandle<()> {
+pub(crate) fn spawn_demo(socket_path: PathBuf) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("demo-simulator".into())
         .spawn(move || {

@@ -177,7 +177,7 @@ pub(super) fn poisson(rng: &mut StdRng, mean: f64) -> u64 {
 
 impl Simulator {
     /// A site of `processes` processes.
-    pub fn new(args: &SimulateArgs) -> Simulator {
+    pub(crate) fn new(args: &SimulateArgs) -> Simulator {
         let rng = match args.seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),

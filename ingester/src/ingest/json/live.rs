@@ -25,7 +25,7 @@ impl Serialize for V<'_> {
 }
 
 /// A sample's fields as a JSON object in wire order.
-pub struct Fields<'a>(pub &'a [(u16, Value)]);
+pub(crate) struct Fields<'a>(pub &'a [(u16, Value)]);
 
 impl Serialize for Fields<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -38,7 +38,7 @@ impl Serialize for Fields<'_> {
 }
 
 /// `{"type":"sample", kind, pid, seq, stamp, fields}`.
-pub struct SampleMsg<'a>(pub &'a Sample);
+pub(crate) struct SampleMsg<'a>(pub &'a Sample);
 
 impl Serialize for SampleMsg<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -142,7 +142,7 @@ pub(super) fn to_string<T: Serialize + ?Sized>(v: &T) -> String {
 }
 
 /// The broadcast message for one update (`None` when nothing to publish).
-pub fn update_json(u: &Update) -> Option<String> {
+pub(crate) fn update_json(u: &Update) -> Option<String> {
     Some(match u {
         Update::Nothing => return None,
         Update::Sample(s) => to_string(&SampleMsg(s)),
@@ -187,7 +187,7 @@ impl Serialize for GcMsg<'_> {
 }
 
 /// `{"type":"slow_clear","kept":[{key, entry}, ...]}`.
-pub fn slow_clear_json(kept: &[(SlowKey, Arc<SlowEntry>)]) -> String {
+pub(crate) fn slow_clear_json(kept: &[(SlowKey, Arc<SlowEntry>)]) -> String {
     let kept: Vec<_> = kept.iter().map(|(k, e)| KeyEntry(k, e)).collect();
     to_string(&serde_json::json!({"type": "slow_clear", "kept": kept}))
 }

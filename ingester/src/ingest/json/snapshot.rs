@@ -9,7 +9,7 @@ use crate::ingest::state::{GcRecord, LifecycleEvent, SlowEntry, SlowKey, State};
 use std::sync::Arc;
 
 /// One process as captured for a snapshot.
-pub struct ProcessRefs {
+pub(crate) struct ProcessRefs {
     pub(super) pid: u32,
     pub(super) identity: [String; 6],
     pub(super) process_parent_pid: u64,
@@ -23,7 +23,7 @@ pub struct ProcessRefs {
 
 /// Everything a snapshot needs, captured cheaply (reference counts, no
 /// serialisation) while the state lock is held.
-pub struct SnapshotRefs {
+pub(crate) struct SnapshotRefs {
     pub(super) processes: Vec<ProcessRefs>,
     pub(super) slow: Vec<(SlowKey, Arc<SlowEntry>)>,
     pub(super) lifecycle: Vec<LifecycleEvent>,
@@ -31,11 +31,11 @@ pub struct SnapshotRefs {
     pub(super) decode_errors: u64,
     pub(super) seq_gaps: u64,
     /// Extra ingester counters to publish (name, value).
-    pub extra: Vec<(&'static str, u64)>,
+    pub(crate) extra: Vec<(&'static str, u64)>,
 }
 
 /// Captures the state for a snapshot.
-pub fn capture(state: &State) -> SnapshotRefs {
+pub(crate) fn capture(state: &State) -> SnapshotRefs {
     SnapshotRefs {
         processes: state
             .processes
@@ -299,7 +299,7 @@ fn push_tail(o: &mut Vec<u8>, r: &SnapshotRefs, truncated: bool, (procs, slow): 
 /// `"history_truncated": true` says when anything was left out;
 /// `"processes_omitted"` and `"slow_requests_omitted"` count the processes
 /// and slow requests not listed.
-pub fn write_snapshot(
+pub(crate) fn write_snapshot(
     r: &SnapshotRefs,
     budget: Option<usize>,
     chunk: usize,

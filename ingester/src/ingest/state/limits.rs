@@ -7,34 +7,34 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Periodic samples kept per process (reference: 600).
-    pub samples_per_process: usize,
+    pub(crate) samples_per_process: usize,
     /// GC snapshots kept per interpreter (reference: 600).
-    pub gc_snapshots_per_interpreter: usize,
+    pub(crate) gc_snapshots_per_interpreter: usize,
     /// Interpreters tracked per process (reference: unbounded).
-    pub interpreters_per_process: usize,
+    pub(crate) interpreters_per_process: usize,
     /// GC events kept by age, seconds of event stamps (reference: 300).
-    pub gc_event_seconds: f64,
+    pub(crate) gc_event_seconds: f64,
     /// GC events kept per process by count (reference: unbounded).
     pub gc_events_per_process: usize,
     /// Lifecycle events kept (reference: 500).
-    pub lifecycle_events: usize,
+    pub(crate) lifecycle_events: usize,
     /// Slow-request entries kept (reference: unbounded).
     pub slow_entries: usize,
     /// Slow-request entries kept per process (reference: unbounded).
-    pub slow_entries_per_process: usize,
+    pub(crate) slow_entries_per_process: usize,
     /// Processes tracked at once (reference: unbounded). A datagram that
     /// would add one more is refused and counted; the processes already
     /// tracked keep working, and a place frees when one goes stale.
-    pub max_processes: usize,
+    pub(crate) max_processes: usize,
     /// A process not heard from for this long is dropped (reference: 300 s).
-    pub stale_after: Duration,
+    pub(crate) stale_after: Duration,
     /// Bytes of history (samples, GC snapshots, GC events) kept per process
     /// at most (reference: unbounded). The count limits keep ordinary
     /// traffic well below it; it bounds datagrams of unusual size. When a
     /// record takes a process over, the oldest records of the same kind
     /// leave first (the newest always stays), then those of whichever other
     /// kind has the most.
-    pub bytes_per_process: usize,
+    pub(crate) bytes_per_process: usize,
 }
 
 impl Default for Limits {

@@ -44,7 +44,7 @@ use wire::{id, Kind, Sample, SampleRef};
 /// What one datagram changed, for the message layer to publish. `S` is
 /// the decoded datagram (`()` inside the model, which never keeps it).
 #[derive(Debug)]
-pub enum Update<S = Sample> {
+pub(crate) enum Update<S = Sample> {
     /// A periodic sample (REQUEST or any other kind routed there).
     Sample(S),
     /// A lifecycle event.
@@ -75,35 +75,35 @@ pub struct State {
     /// Bounds.
     pub limits: Limits,
     /// Processes in order of first appearance.
-    pub processes: IndexMap<u32, Process, PidHash>,
+    pub(crate) processes: IndexMap<u32, Process, PidHash>,
     /// Slow entries in order of first appearance of their key.
     pub slow: SlowTable,
     /// Lifecycle ring, oldest first.
-    pub lifecycle: VecDeque<LifecycleEvent>,
+    pub(crate) lifecycle: VecDeque<LifecycleEvent>,
     /// Every datagram received, including undecodable ones.
-    pub total_received: u64,
+    pub(crate) total_received: u64,
     /// Datagrams that failed to decode.
-    pub decode_errors: u64,
+    pub(crate) decode_errors: u64,
     /// Sum of per-process sequence gaps (datagrams lost in transit).
-    pub seq_gaps: u64,
+    pub(crate) seq_gaps: u64,
     /// Slow entries evicted by the count bound.
     pub slow_evicted: u64,
     /// Slow entries evicted by the per-process count bound.
-    pub slow_evicted_per_process: u64,
+    pub(crate) slow_evicted_per_process: u64,
     /// Datagrams refused because they would have added a process past
     /// [`Limits::max_processes`].
-    pub processes_refused: u64,
+    pub(crate) processes_refused: u64,
     /// Datagrams with a wire version other than [`wire::VERSION`] (also
     /// counted in `decode_errors`).
-    pub unsupported_version: u64,
+    pub(crate) unsupported_version: u64,
     /// Implausible sequence jumps, all processes (see [`SeqJump`]).
-    pub seq_resets: u64,
+    pub(crate) seq_resets: u64,
     /// Repeated warnings, summarised once per interval.
-    pub warnings: Warnings,
+    pub(crate) warnings: Warnings,
     /// Last decode error, for diagnostics.
-    pub last_decode_error: Option<String>,
+    pub(crate) last_decode_error: Option<String>,
     /// Per-group totals for `/metrics` beyond the live processes.
-    pub groups: IndexMap<totals::GroupKey, totals::GroupTotals>,
+    pub(crate) groups: IndexMap<totals::GroupKey, totals::GroupTotals>,
     /// Samples just evicted from a ring, dropped a few evictions later.
     graveyard: Graveyard,
 }
@@ -151,7 +151,7 @@ impl State {
     }
 
     /// Decodes and applies one datagram.
-    pub fn ingest(&mut self, datagram: &[u8], now: Instant) -> Update {
+    pub(crate) fn ingest(&mut self, datagram: &[u8], now: Instant) -> Update {
         match self.ingest_in_place(datagram, now) {
             (u, Some(r)) => u.with(|| r.to_sample()),
             (u, None) => u.with(|| unreachable!("no sample without a decode")),
@@ -261,8 +261,9 @@ impl State {
             .or_insert_with(|| Process::new(pid, now))
     }
 
+    #[cfg(test)]
     /// Applies one decoded datagram.
-    pub fn apply(&mut self, s: Sample, now: Instant) -> Update {
+    pub(crate) fn apply(&mut self, s: Sample, now: Instant) -> Update {
         self.apply_view(&s, now).with(|| s)
     }
 
@@ -520,7 +521,7 @@ impl State {
 
     /// Timer-driven expiry: stale processes, then slow entries past their
     /// TTL or whose process is gone. Returns the pids dropped.
-    pub fn expire(&mut self, now: Instant) -> Vec<u32> {
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<u32> {
         let stale_after = self.limits.stale_after;
         let mut dropped = Vec::new();
         let groups = &mut self.groups;
@@ -528,7 +529,7 @@ impl State {
             let keep = now.saturating_duration_since(p.last_seen) <= stale_after;
             if !keep {
                 dropped.push(*pid);
-                totals::retire(groups, p);
+                process::retire(groups, p);
             }
             keep
         });
@@ -555,7 +556,7 @@ impl State {
     }
 
     /// `POST /api/slow/clear`: keeps only live active entries; returns them.
-    pub fn clear_slow(&mut self, now: Instant) -> Vec<(SlowKey, Arc<SlowEntry>)> {
+    pub(crate) fn clear_slow(&mut self, now: Instant) -> Vec<(SlowKey, Arc<SlowEntry>)> {
         let processes = &self.processes;
         self.slow.retain(|_, e| {
             e.state != 1
@@ -570,12 +571,13 @@ impl State {
 
     /// Records the live processes dropped early to keep
     /// [`Limits::bytes_per_process`] (0 for ordinary traffic).
-    pub fn evicted_for_bytes(&self) -> u64 {
+    pub(crate) fn evicted_for_bytes(&self) -> u64 {
         self.processes.values().map(|p| p.evicted_for_bytes).sum()
     }
 
+    #[cfg(test)]
     /// Approximate heap bytes of all history.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.processes
             .values()
             .map(Process::heap_bytes)

@@ -18,11 +18,11 @@ const SPARSE_F64: u8 = 0x86;
 /// A stored sample in the packed form: one allocation, shared (a snapshot
 /// takes a reference, not a copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packed(Arc<[u8]>);
+pub(crate) struct Packed(Arc<[u8]>);
 
 impl Packed {
     /// Bytes held (for memory accounting).
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.0.len()
     }
 
@@ -32,7 +32,7 @@ impl Packed {
     /// dropped: dropping it at once stalls on a cache miss (the atomic
     /// decrement of a line nobody touched since the sample arrived).
     #[inline]
-    pub fn prefetch(&self) {
+    pub(crate) fn prefetch(&self) {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -175,7 +175,7 @@ fn array<const W: usize>(
 }
 
 /// Packs a decoded sample.
-pub fn pack(s: &Sample) -> Packed {
+pub(crate) fn pack(s: &Sample) -> Packed {
     pack_fields(
         &s.header,
         s.fields.iter().map(|(id, v)| (*id, Val::from(v))),
@@ -184,7 +184,7 @@ pub fn pack(s: &Sample) -> Packed {
 
 /// Packs a sample read in place ([`wire::decode_ref`]): no intermediate
 /// copy of its fields, dense arrays copied as their wire bytes.
-pub fn pack_ref(s: &SampleRef<'_>) -> Packed {
+pub(crate) fn pack_ref(s: &SampleRef<'_>) -> Packed {
     if kept_as_is(s) {
         return Packed(Arc::from(s.bytes()));
     }
@@ -193,13 +193,13 @@ pub fn pack_ref(s: &SampleRef<'_>) -> Packed {
 
 /// True when the datagram's own bytes are its packed form: no array to
 /// rewrite and no repeated id to resolve.
-pub fn kept_as_is(s: &SampleRef<'_>) -> bool {
+pub(crate) fn kept_as_is(s: &SampleRef<'_>) -> bool {
     !s.has_arrays() && !s.has_duplicates()
 }
 
 /// As [`pack_ref`], from fields already listed in wire order (duplicates
 /// resolved as [`SampleRef::fields`] does).
-pub fn pack_listed(header: &Header, ids: &[u16], vals: &[ValueRef<'_>]) -> Packed {
+pub(crate) fn pack_listed(header: &Header, ids: &[u16], vals: &[ValueRef<'_>]) -> Packed {
     pack_fields(
         header,
         ids.iter().zip(vals).map(|(&id, &v)| (id, Val::from(v))),
@@ -235,7 +235,7 @@ impl<'a> Reader<'a> {
 /// The JSON writer reads the packed form directly; this is the tests'
 /// reference.
 #[cfg(test)]
-pub fn unpack(p: &Packed) -> Sample {
+pub(crate) fn unpack(p: &Packed) -> Sample {
     let le_i32 = |c: &[u8]| i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
     let le_f64 = |c: &[u8]| {
         let mut a = [0u8; 8];
@@ -283,7 +283,7 @@ pub fn unpack(p: &Packed) -> Sample {
 /// One stored value, borrowed from the packed bytes (for writers that
 /// serialise straight from the stored form without unpacking).
 #[derive(Debug, Clone, Copy)]
-pub enum PackedValue<'a> {
+pub(crate) enum PackedValue<'a> {
     /// U64 scalar.
     U64(u64),
     /// F64 scalar.
@@ -316,12 +316,12 @@ pub enum PackedValue<'a> {
 
 impl Packed {
     /// The header of the stored sample.
-    pub fn header(&self) -> Header {
+    pub(crate) fn header(&self) -> Header {
         wire::decode_header(&self.0).expect("packed samples start with a valid header")
     }
 
     /// The stored fields in wire order, borrowed.
-    pub fn fields(&self) -> Fields<'_> {
+    pub(crate) fn fields(&self) -> Fields<'_> {
         Fields {
             r: Reader {
                 b: &self.0,
@@ -332,7 +332,7 @@ impl Packed {
 }
 
 /// Iterator over a packed sample's fields (see [`Packed::fields`]).
-pub struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     r: Reader<'a>,
 }
 

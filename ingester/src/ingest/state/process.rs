@@ -16,64 +16,64 @@ use wire::id;
 
 /// A stored GC snapshot or event (cloned by reference counts).
 #[derive(Clone, Debug)]
-pub struct GcRecord {
+pub(crate) struct GcRecord {
     /// Interpreter key (`""` for the main/sole interpreter).
-    pub interpreter: Arc<str>,
+    pub(crate) interpreter: Arc<str>,
     /// The datagram, packed.
-    pub packed: Packed,
+    pub(crate) packed: Packed,
     /// Header stamp.
-    pub stamp: f64,
+    pub(crate) stamp: f64,
 }
 
 /// One process (keyed by header pid).
 #[derive(Debug)]
-pub struct Process {
+pub(crate) struct Process {
     /// Header pid.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// Latched identity.
-    pub hostname: String,
+    pub(crate) hostname: String,
     /// Latched `process_group` (`""` = embedded).
-    pub process_group: String,
+    pub(crate) process_group: String,
     /// Latched version strings and MPM.
-    pub mod_wsgi_version: String,
+    pub(crate) mod_wsgi_version: String,
     /// Latched.
-    pub python_version: String,
+    pub(crate) python_version: String,
     /// Latched.
-    pub apache_version: String,
+    pub(crate) apache_version: String,
     /// Latched.
-    pub mpm_name: String,
+    pub(crate) mpm_name: String,
     /// Latched when > 0.
-    pub process_parent_pid: u64,
+    pub(crate) process_parent_pid: u64,
     /// Latched when > 0; scales slow TTLs.
-    pub sample_period: f64,
+    pub(crate) sample_period: f64,
     /// Periodic samples, oldest first.
-    pub samples: VecDeque<Packed>,
+    pub(crate) samples: VecDeque<Packed>,
     /// Seq of the last periodic sample (as the reference).
-    pub last_seq: u32,
+    pub(crate) last_seq: u32,
     /// Datagrams lost, from sequence gaps across all kinds.
-    pub drops: u64,
+    pub(crate) drops: u64,
     /// Highest seq seen in any kind.
     last_any_seq: Option<u32>,
     /// Implausible sequence jumps (see [`SeqJump`]): counted here, not as
     /// drops.
-    pub seq_resets: u64,
+    pub(crate) seq_resets: u64,
     /// Datagrams received from this pid.
-    pub datagrams: u64,
+    pub(crate) datagrams: u64,
     /// Arrival of the last periodic, STARTED or GC datagram.
-    pub last_seen: Instant,
+    pub(crate) last_seen: Instant,
     /// GC snapshots per interpreter, in order of first appearance.
-    pub gc_snapshots: IndexMap<Arc<str>, VecDeque<GcRecord>>,
+    pub(crate) gc_snapshots: IndexMap<Arc<str>, VecDeque<GcRecord>>,
     /// GC events, oldest first.
-    pub gc_events: VecDeque<GcRecord>,
+    pub(crate) gc_events: VecDeque<GcRecord>,
     /// GC datagrams discarded by the interpreter bound.
-    pub gc_dropped_interpreters: u64,
+    pub(crate) gc_dropped_interpreters: u64,
     /// Bytes of `samples`, `gc_snapshots` and `gc_events` (each record's
     /// [`sample_cost`] / [`gc_cost`]), kept as records come and go.
     history_bytes: usize,
     /// Records dropped early to keep [`Limits::bytes_per_process`].
-    pub evicted_for_bytes: u64,
+    pub(crate) evicted_for_bytes: u64,
     /// Cumulative totals for `/metrics`.
-    pub metrics: totals::ProcessTotals,
+    pub(crate) metrics: totals::ProcessTotals,
 }
 
 /// Bytes a stored sample counts: its allocation (the datagram's bytes and
@@ -125,8 +125,9 @@ impl Process {
         }
     }
 
+    #[cfg(test)]
     /// Bytes of history held now (see [`Limits::bytes_per_process`]).
-    pub fn history_bytes(&self) -> usize {
+    pub(crate) fn history_bytes(&self) -> usize {
         self.history_bytes
     }
 
@@ -258,8 +259,9 @@ impl Process {
         }
     }
 
+    #[cfg(test)]
     /// Approximate heap bytes held by this process's history.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         std::mem::size_of::<Process>() + self.history_bytes
     }
 
@@ -350,7 +352,7 @@ impl Graveyard {
 /// share a probe chain (the pid is the sender's word: it need not be a
 /// real one).
 #[derive(Clone, Copy, Default)]
-pub struct PidHash;
+pub(crate) struct PidHash;
 
 impl std::hash::BuildHasher for PidHash {
     type Hasher = PidHasher;
@@ -361,7 +363,7 @@ impl std::hash::BuildHasher for PidHash {
 
 /// See [`PidHash`].
 #[derive(Default)]
-pub struct PidHasher(u64);
+pub(crate) struct PidHasher(u64);
 
 impl std::hash::Hasher for PidHasher {
     fn finish(&self) -> u64 {
@@ -381,4 +383,14 @@ impl std::hash::Hasher for PidHasher {
 fn folded_mul(x: u64, k: u64) -> u64 {
     let m = u128::from(x) * u128::from(k);
     (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// Folds a dropped process's totals into its group.
+pub(super) fn retire(groups: &mut IndexMap<totals::GroupKey, totals::GroupTotals>, p: &Process) {
+    let key = (p.hostname.clone(), p.process_group.clone());
+    groups
+        .entry(key)
+        .or_default()
+        .retired
+        .add(&p.metrics.totals());
 }

@@ -32,36 +32,36 @@ pub(super) fn cut_slow(t: String, cap: wire::SlowStringCap) -> String {
 
 /// Lifecycle event (`process_started` / `process_stopping` / `process_stopped`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct LifecycleEvent {
+pub(crate) struct LifecycleEvent {
     /// Kind name.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// Header pid.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// Header stamp.
-    pub stamp: f64,
+    pub(crate) stamp: f64,
     /// Field 5.
-    pub hostname: String,
+    pub(crate) hostname: String,
     /// Field 6.
-    pub process_group: String,
+    pub(crate) process_group: String,
     /// Field 7.
-    pub process_parent_pid: u64,
+    pub(crate) process_parent_pid: u64,
     /// Field 130.
-    pub shutdown_reason: String,
+    pub(crate) shutdown_reason: String,
     /// Field 131.
-    pub process_uptime: f64,
+    pub(crate) process_uptime: f64,
     /// Field 132.
-    pub lifetime_request_count: u64,
+    pub(crate) lifetime_request_count: u64,
     /// Field 133.
-    pub active_requests_at_decision: u64,
+    pub(crate) active_requests_at_decision: u64,
     /// Field 134.
-    pub active_requests_at_exit: u64,
+    pub(crate) active_requests_at_exit: u64,
     /// Field 135.
-    pub graceful_drain: u64,
+    pub(crate) graceful_drain: u64,
 }
 
 /// Correlation key of a slow-request record.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum SlowKey {
+pub(crate) enum SlowKey {
     /// `(pid, log_id)` when the record carries a log id.
     LogId(u32, String),
     /// `(pid, thread_id, start_stamp bits)` otherwise.
@@ -70,71 +70,71 @@ pub enum SlowKey {
 
 /// One slow-request entry (keys as the reference's `SlowEntry.to_dict`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SlowEntry {
+pub(crate) struct SlowEntry {
     /// Header pid.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// 203.
-    pub thread_id: u64,
+    pub(crate) thread_id: u64,
     /// 205.
-    pub server_pid: u64,
+    pub(crate) server_pid: u64,
     /// Text fields 204, 210–217.
-    pub log_id: String,
+    pub(crate) log_id: String,
     /// 210.
-    pub method: String,
+    pub(crate) method: String,
     /// 211.
-    pub scheme: String,
+    pub(crate) scheme: String,
     /// 212.
-    pub hostname: String,
+    pub(crate) hostname: String,
     /// 213.
-    pub script_name: String,
+    pub(crate) script_name: String,
     /// 214.
-    pub path_info: String,
+    pub(crate) path_info: String,
     /// 216.
-    pub peer_ip: String,
+    pub(crate) peer_ip: String,
     /// 215.
-    pub protocol: String,
+    pub(crate) protocol: String,
     /// 217.
-    pub user_agent: String,
+    pub(crate) user_agent: String,
     /// 201.
-    pub start_stamp: f64,
+    pub(crate) start_stamp: f64,
     /// 202.
-    pub duration: f64,
+    pub(crate) duration: f64,
     /// 200.
-    pub state: u64,
+    pub(crate) state: u64,
     /// 230.
-    pub input_bytes: u64,
+    pub(crate) input_bytes: u64,
     /// 231.
-    pub input_reads: u64,
+    pub(crate) input_reads: u64,
     /// 232.
-    pub output_bytes: u64,
+    pub(crate) output_bytes: u64,
     /// 233.
-    pub output_writes: u64,
+    pub(crate) output_writes: u64,
     /// 250.
-    pub cpu_user_time: f64,
+    pub(crate) cpu_user_time: f64,
     /// 251.
-    pub cpu_system_time: f64,
+    pub(crate) cpu_system_time: f64,
     /// 220.
-    pub server_time: f64,
+    pub(crate) server_time: f64,
     /// 221.
-    pub queue_time: f64,
+    pub(crate) queue_time: f64,
     /// 222.
-    pub daemon_time: f64,
+    pub(crate) daemon_time: f64,
     /// 223.
-    pub application_time: f64,
+    pub(crate) application_time: f64,
     /// 224.
-    pub gil_wait_time: f64,
+    pub(crate) gil_wait_time: f64,
     /// 225.
-    pub gil_wait_count: u64,
+    pub(crate) gil_wait_count: u64,
     /// 234.
-    pub input_read_time: f64,
+    pub(crate) input_read_time: f64,
     /// 235.
-    pub output_write_time: f64,
+    pub(crate) output_write_time: f64,
     /// 260.
-    pub active_at_start: u64,
+    pub(crate) active_at_start: u64,
     /// 261.
-    pub active_at_completion: u64,
+    pub(crate) active_at_completion: u64,
     /// 240.
-    pub status: u64,
+    pub(crate) status: u64,
     /// Arrival time (not serialised).
-    pub last_seen: Instant,
+    pub(crate) last_seen: Instant,
 }

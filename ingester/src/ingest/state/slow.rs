@@ -56,17 +56,17 @@ impl SlowTable {
     }
 
     /// Entries held for `pid`.
-    pub fn len_of(&self, pid: u32) -> usize {
+    pub(crate) fn len_of(&self, pid: u32) -> usize {
         self.by_pid.get(&pid).map_or(0, |i| i.all.len())
     }
 
     /// The entry of `key`.
-    pub fn get(&self, key: &SlowKey) -> Option<&Arc<SlowEntry>> {
+    pub(crate) fn get(&self, key: &SlowKey) -> Option<&Arc<SlowEntry>> {
         self.map.get(key).map(|s| &s.entry)
     }
 
     /// Entries in order of first appearance of their key.
-    pub fn iter(&self) -> impl Iterator<Item = (&SlowKey, &Arc<SlowEntry>)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&SlowKey, &Arc<SlowEntry>)> + '_ {
         self.order.values().filter_map(|k| {
             let s = self.map.get(k)?;
             Some((k, &s.entry))
@@ -74,13 +74,13 @@ impl SlowTable {
     }
 
     /// Entries, as [`SlowTable::iter`].
-    pub fn values(&self) -> impl Iterator<Item = &Arc<SlowEntry>> + '_ {
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Arc<SlowEntry>> + '_ {
         self.iter().map(|(_, e)| e)
     }
 
     /// Inserts or replaces the entry of `key` (a replaced entry keeps its
     /// place in the order).
-    pub fn insert(&mut self, key: SlowKey, entry: Arc<SlowEntry>) {
+    pub(crate) fn insert(&mut self, key: SlowKey, entry: Arc<SlowEntry>) {
         let done = entry.state == 1;
         let pid = pid_of(&key);
         if let Some(slot) = self.map.get_mut(&key) {
@@ -112,7 +112,7 @@ impl SlowTable {
     }
 
     /// Removes the entry of `key`.
-    pub fn remove(&mut self, key: &SlowKey) -> Option<Arc<SlowEntry>> {
+    pub(crate) fn remove(&mut self, key: &SlowKey) -> Option<Arc<SlowEntry>> {
         let slot = self.map.remove(key)?;
         self.order.remove(&slot.ord);
         self.completed.remove(&slot.ord);
@@ -128,7 +128,7 @@ impl SlowTable {
     }
 
     /// Removes the oldest completed entry, else the oldest entry.
-    pub fn evict_oldest(&mut self) -> bool {
+    pub(crate) fn evict_oldest(&mut self) -> bool {
         let ord = match self.completed.first() {
             Some(&o) => o,
             None => match self.order.first_key_value() {
@@ -140,7 +140,7 @@ impl SlowTable {
     }
 
     /// Removes `pid`'s oldest completed entry, else its oldest entry.
-    pub fn evict_oldest_of(&mut self, pid: u32) -> bool {
+    pub(crate) fn evict_oldest_of(&mut self, pid: u32) -> bool {
         let Some(ix) = self.by_pid.get(&pid) else {
             return false;
         };
@@ -160,7 +160,7 @@ impl SlowTable {
 
     /// Keeps the entries for which `keep` holds (O(n log n): timer-driven
     /// expiry and the clear command only).
-    pub fn retain(&mut self, mut keep: impl FnMut(&SlowKey, &SlowEntry) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&SlowKey, &SlowEntry) -> bool) {
         let gone: Vec<SlowKey> = self
             .iter()
             .filter(|(k, e)| !keep(k, e))

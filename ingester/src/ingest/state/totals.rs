@@ -14,31 +14,31 @@
 use super::View;
 use indexmap::IndexMap;
 use std::sync::Arc;
-use wire::{id, Sample, SampleRef, Value, ValueRef};
+use wire::id;
 
 pub(crate) use crate::ingest::counters::{Totals, GENERATIONS, PHASES};
 
 /// A process's totals and its latest gauges.
 #[derive(Clone, Debug, Default)]
-pub struct ProcessTotals {
+pub(crate) struct ProcessTotals {
     /// Counters; `gc_collections` holds only what earlier reporters of
     /// this pid counted (see [`ProcessTotals::totals`]).
     counters: Totals,
     /// Latest cumulative GC collections per interpreter.
     gc_latest: Vec<(Arc<str>, [u64; GENERATIONS])>,
     /// Configured request threads (field 50, latest tick).
-    pub threads_configured: u64,
+    pub(crate) threads_configured: u64,
     /// Busy threads over the latest tick (utilisation × threads).
-    pub threads_busy: f64,
+    pub(crate) threads_busy: f64,
     /// Resident memory, bytes (latest tick).
-    pub rss_bytes: u64,
+    pub(crate) rss_bytes: u64,
     /// A PROCESS_STOPPED came after the last PROCESS_STARTED.
-    pub stopped: bool,
+    pub(crate) stopped: bool,
 }
 
 impl ProcessTotals {
     /// The counters, GC collections included.
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         let mut t = self.counters.clone();
         for (_, c) in &self.gc_latest {
             for (t, c) in t.gc_collections.iter_mut().zip(c) {
@@ -133,63 +133,17 @@ impl ProcessTotals {
 /// What a group (`hostname`, `process_group`) keeps beyond its live
 /// processes.
 #[derive(Clone, Debug, Default)]
-pub struct GroupTotals {
+pub(crate) struct GroupTotals {
     /// Totals of the group's processes already dropped.
-    pub retired: Totals,
+    pub(crate) retired: Totals,
     /// PROCESS_STARTED datagrams.
-    pub starts: u64,
+    pub(crate) starts: u64,
     /// PROCESS_STOPPED datagrams by shutdown reason.
-    pub stops: IndexMap<String, u64>,
+    pub(crate) stops: IndexMap<String, u64>,
 }
 
 /// A group's key: (`hostname`, `process_group`).
-pub type GroupKey = (String, String);
-
-/// Reads I32 arrays from a decoded datagram (GC and REQUEST views).
-pub trait Arrays {
-    /// Calls `f(index, value)` for each element of I32 array `fid`.
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32));
-}
-
-fn each_i32_ref(v: Option<ValueRef<'_>>, f: &mut dyn FnMut(usize, i32)) {
-    if let Some(ValueRef::I32Array(b)) = v {
-        for (i, c) in b.chunks_exact(4).enumerate() {
-            f(i, i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-        }
-    }
-}
-
-impl Arrays for Sample {
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
-        if let Some(Value::I32Array(v)) = self.get(fid) {
-            for (i, c) in v.iter().enumerate() {
-                f(i, *c);
-            }
-        }
-    }
-}
-
-impl Arrays for SampleRef<'_> {
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
-        each_i32_ref(self.get(fid), f);
-    }
-}
-
-impl Arrays for super::Indexed<'_> {
-    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
-        each_i32_ref(self.get(fid), f);
-    }
-}
-
-/// Folds a dropped process's totals into its group.
-pub(super) fn retire(groups: &mut IndexMap<GroupKey, GroupTotals>, p: &super::Process) {
-    let key = (p.hostname.clone(), p.process_group.clone());
-    groups
-        .entry(key)
-        .or_default()
-        .retired
-        .add(&p.metrics.totals());
-}
+pub(crate) type GroupKey = (String, String);
 
 impl super::State {
     /// The group a lifecycle event belongs to: its own identity fields,

@@ -4,13 +4,12 @@
 //! model uses.
 
 use super::packed::{kept_as_is, pack, pack_listed, pack_ref, Packed};
-use super::totals;
 use std::borrow::Cow;
 use wire::{Header, Sample, SampleRef, Value, ValueRef};
 
 /// What the model reads from a decoded datagram, owned ([`Sample`]) or
 /// read in place ([`SampleRef`]).
-pub(super) trait View: totals::Arrays {
+pub(super) trait View: Arrays {
     fn header(&self) -> Header;
     /// Field `fid` when it is a scalar (U64, F64 or I64).
     fn scalar(&self, fid: u16) -> Option<Value>;
@@ -152,4 +151,40 @@ pub(super) fn num_u64(s: &impl View, fid: u16) -> u64 {
 
 pub(super) fn num_f64(s: &impl View, fid: u16) -> f64 {
     s.f64(fid).unwrap_or(0.0)
+}
+
+/// Reads I32 arrays from a decoded datagram (GC and REQUEST views).
+pub(super) trait Arrays {
+    /// Calls `f(index, value)` for each element of I32 array `fid`.
+    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32));
+}
+
+fn each_i32_ref(v: Option<ValueRef<'_>>, f: &mut dyn FnMut(usize, i32)) {
+    if let Some(ValueRef::I32Array(b)) = v {
+        for (i, c) in b.chunks_exact(4).enumerate() {
+            f(i, i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        }
+    }
+}
+
+impl Arrays for Sample {
+    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
+        if let Some(Value::I32Array(v)) = self.get(fid) {
+            for (i, c) in v.iter().enumerate() {
+                f(i, *c);
+            }
+        }
+    }
+}
+
+impl Arrays for SampleRef<'_> {
+    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
+        each_i32_ref(self.get(fid), f);
+    }
+}
+
+impl Arrays for Indexed<'_> {
+    fn each_i32(&self, fid: u16, f: &mut dyn FnMut(usize, i32)) {
+        each_i32_ref(self.get(fid), f);
+    }
 }

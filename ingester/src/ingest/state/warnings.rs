@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 /// Per-kind counts of the current interval.
 #[derive(Debug)]
-pub struct Warnings {
+pub(crate) struct Warnings {
     /// Length of an interval.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     started: Option<Instant>,
     /// (kind, warnings of the interval, last detail), in order of first
     /// appearance; a handful of kinds, so a list.
@@ -29,7 +29,7 @@ impl Default for Warnings {
 
 impl Warnings {
     /// One warning of `kind` (a fixed phrase) with its `detail`.
-    pub fn note(&mut self, now: Instant, kind: &'static str, detail: &str) {
+    pub(crate) fn note(&mut self, now: Instant, kind: &'static str, detail: &str) {
         self.started.get_or_insert(now);
         match self.kinds.iter_mut().find(|(k, _, _)| *k == kind) {
             Some((_, n, last)) => {
@@ -47,7 +47,7 @@ impl Warnings {
 
     /// Ends the interval once it has run its length: one summary line per
     /// kind that had more than its first warning.
-    pub fn flush(&mut self, now: Instant) {
+    pub(crate) fn flush(&mut self, now: Instant) {
         let Some(started) = self.started else {
             return;
         };
