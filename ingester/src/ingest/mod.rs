@@ -7,9 +7,9 @@
 //! clients. Nothing here knows of HTTP or terminals (that is `api` and
 //! `top`).
 
-pub(crate) mod json;
-pub(crate) mod receive;
 pub(crate) mod counters;
 pub(crate) mod history;
+pub(crate) mod json;
+pub(crate) mod receive;
 pub mod socket;
 pub mod state;

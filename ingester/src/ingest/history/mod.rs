@@ -17,6 +17,7 @@
 pub mod json;
 pub mod point;
 pub mod store;
+pub(crate) mod writer;
 
 use point::{Point, Tick};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -69,18 +70,6 @@ struct Series {
     open: Vec<Option<(u64, Point)>>,
     /// Per tier: closed points, oldest first.
     rings: Vec<VecDeque<Closed>>,
-}
-
-/// A point closed at `tier`, for the store.
-pub struct ClosedPoint<'a> {
-    /// Tier index.
-    pub tier: usize,
-    /// Series.
-    pub key: &'a SeriesKey,
-    /// Start of the period, Unix seconds.
-    pub start: u64,
-    /// [`Point::encode`]d.
-    pub bytes: &'a [u8],
 }
 
 /// Tiered history of every series.
@@ -366,6 +355,16 @@ impl History {
                 rings + open + k.host.len() + k.group.as_ref().map_or(0, |g| g.len()) + 64
             })
             .sum()
+    }
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("tiers", &self.tiers)
+            .field("series", &self.series.len())
+            .field("newest", &self.newest)
+            .finish_non_exhaustive()
     }
 }
 

@@ -108,6 +108,8 @@ pub struct Store {
     pub failing: Option<String>,
     /// Bytes appended since start.
     pub written_bytes: u64,
+    /// `write_errors` at the previous flush.
+    errors_at_flush: u64,
     buf: Vec<u8>,
 }
 
@@ -185,6 +187,7 @@ impl Store {
                 write_errors: 0,
                 failing: None,
                 written_bytes: 0,
+                errors_at_flush: 0,
                 buf: Vec::new(),
             },
             points,
@@ -239,9 +242,9 @@ impl Store {
 
     /// Pushes buffered records to the kernel (a SIGKILL loses nothing
     /// flushed); `sync` also asks the disk (fdatasync). Deletes segments
-    /// past their retention. Returns false when something failed.
+    /// past their retention. Returns false when a write or this flush
+    /// failed since the last call.
     pub fn flush(&mut self, now: u64, sync: bool) -> bool {
-        let mut ok = true;
         for d in self
             .tiers
             .iter_mut()
@@ -256,7 +259,6 @@ impl Store {
                     }
                 });
                 if let Err(e) = r {
-                    ok = false;
                     self.write_errors += 1;
                     self.failing = Some(e.to_string());
                     // Reopen on the next append.
@@ -265,8 +267,9 @@ impl Store {
             }
             let _ = d.expire(now, &mut Recovered::default());
         }
-        if ok && self.failing.is_some() && self.write_errors > 0 {
-            // Still failing until an append and a flush both succeed.
+        let ok = self.write_errors == self.errors_at_flush;
+        self.errors_at_flush = self.write_errors;
+        if ok {
             self.failing = None;
         }
         ok

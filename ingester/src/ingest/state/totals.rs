@@ -17,6 +17,7 @@ use std::sync::Arc;
 use wire::id;
 
 pub(crate) use crate::ingest::counters::{Totals, GENERATIONS, PHASES};
+use crate::ingest::history::point::Tick;
 
 /// A process's totals and its latest gauges.
 #[derive(Clone, Debug, Default)]
@@ -48,14 +49,14 @@ impl ProcessTotals {
         t
     }
 
-    /// Adds one REQUEST interval.
-    pub(super) fn add_tick(&mut self, s: &impl View) {
-        let t = &mut self.counters;
+    /// Adds one REQUEST interval and returns it, for the history.
+    pub(super) fn add_tick(&mut self, s: &impl View) -> Tick {
+        let mut t = Totals::default();
         for (k, c) in t.requests_by_class.iter_mut().enumerate() {
-            *c += s.u64(id::STATUS_1XX_TOTAL + k as u16).unwrap_or(0);
+            *c = s.u64(id::STATUS_1XX_TOTAL + k as u16).unwrap_or(0);
         }
-        t.request_bytes += s.u64(id::INPUT_BYTES_TOTAL).unwrap_or(0);
-        t.response_bytes += s.u64(id::OUTPUT_BYTES_TOTAL).unwrap_or(0);
+        t.request_bytes = s.u64(id::INPUT_BYTES_TOTAL).unwrap_or(0);
+        t.response_bytes = s.u64(id::OUTPUT_BYTES_TOTAL).unwrap_or(0);
         for (p, (_, buckets, mean)) in t.phases.iter_mut().zip(PHASES) {
             let mut n = 0u64;
             s.each_i32(buckets, &mut |i, c| {
@@ -66,7 +67,7 @@ impl ProcessTotals {
             });
             let m = s.f64(mean).unwrap_or(0.0);
             if n > 0 && m.is_finite() && m > 0.0 {
-                p.sum += m * n as f64;
+                p.sum = m * n as f64;
             }
         }
         let period = s
@@ -74,14 +75,21 @@ impl ProcessTotals {
             .filter(|p| p.is_finite() && *p > 0.0);
         let period = period.unwrap_or(0.0);
         let pos = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0);
-        t.cpu_user_seconds += pos(s.f64(id::CPU_USER_UTILIZATION)) * period;
-        t.cpu_system_seconds += pos(s.f64(id::CPU_SYSTEM_UTILIZATION)) * period;
+        t.cpu_user_seconds = pos(s.f64(id::CPU_USER_UTILIZATION)) * period;
+        t.cpu_system_seconds = pos(s.f64(id::CPU_SYSTEM_UTILIZATION)) * period;
         let threads = s.u64(id::REQUEST_THREADS_MAXIMUM).unwrap_or(0);
         let utilization = pos(s.f64(id::CAPACITY_UTILIZATION));
-        t.busy_thread_seconds += utilization * period * threads as f64;
+        t.busy_thread_seconds = utilization * period * threads as f64;
+        self.counters.add(&t);
         self.threads_configured = threads;
         self.threads_busy = utilization * threads as f64;
         self.rss_bytes = s.u64(id::MEMORY_RSS).unwrap_or(0);
+        Tick {
+            totals: t,
+            rss_bytes: self.rss_bytes as f64,
+            busy_threads: self.threads_busy,
+            threads: threads as f64,
+        }
     }
 
     /// Takes a GC snapshot (cumulative per interpreter; at most
