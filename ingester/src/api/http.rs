@@ -458,8 +458,11 @@ pub(crate) fn routes(
                     .unwrap_or_default()
             },
         );
+    let history = crate::api::history::routes(shared.clone());
     bad_host
         .or(index)
+        .unify()
+        .or(history)
         .unify()
         .or(statics)
         .unify()

@@ -3,6 +3,7 @@
 //! API and the WebSocket), [`ui_assets`] (the browser UI's files, embedded)
 //! and [`metrics`] (the `/metrics` exposition for Prometheus).
 
+pub(crate) mod history;
 pub(crate) mod http;
 pub mod metrics;
 pub(crate) mod ui_assets;

@@ -6,6 +6,8 @@
 //! stop the receive threads and remove the socket file.
 
 use crate::api::http::{self, HttpConfig};
+use crate::ingest::history::store::OpenError;
+use crate::ingest::history::{writer, History};
 use crate::ingest::receive::{self, Shared};
 use crate::ingest::state::{Limits, State};
 use anyhow::Context;
@@ -97,6 +99,18 @@ pub(crate) struct ServeArgs {
     /// Also run a built-in simulator feeding this ingester (demo mode).
     #[arg(long)]
     pub(crate) demo: bool,
+    /// Keep the history, lifecycle events and completed slow requests in
+    /// this directory across restarts (docs/history.md). Without it they
+    /// are kept in memory only.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// History tiers, STEP:RETENTION each, finest first.
+    #[arg(long, default_value = "1s:10m,10s:6h,1m:7d", value_parser = crate::ingest::history::parse_tiers)]
+    pub(crate) history_tiers: Vec<crate::ingest::history::Tier>,
+    /// Most history series (process groups and hosts); ticks of further
+    /// ones are counted in `history_ticks_refused`.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) history_max_series: u32,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -152,8 +166,29 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
             slow_entries_per_process: args.max_slow_per_process as usize,
             ..Limits::default()
         };
-        let shared = Shared::new(State::new(limits), 1024);
+        let mut state = State::new(limits);
+        state.history = History::new(&args.history_tiers, args.history_max_series as usize)
+            .map_err(|e| anyhow::anyhow!("--history-tiers: {e}"))?;
+        let store = match &args.state_dir {
+            None => None,
+            Some(dir) => match writer::open(dir, &args.history_tiers, &mut state) {
+                Ok(store) => Some(store),
+                // A directory that is not ours to use: the operator decides.
+                Err(e @ (OpenError::Newer { .. } | OpenError::Foreign { .. } | OpenError::Locked { .. })) => {
+                    return Err(anyhow::anyhow!("--state-dir {e}"));
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "--state-dir {e}: the history is kept in memory only (restart with a writable directory to keep it)"
+                    );
+                    state.history_write_errors += 1;
+                    None
+                }
+            },
+        };
+        let shared = Shared::new(state, 1024);
         let threads = receive::start(bound.socket.try_clone()?, shared.clone())?;
+        let history_writer = writer::spawn(shared.clone(), store)?;
         tracing::info!("listening on unix:{}", args.listen.display());
         if let Some(advice) = crate::ingest::socket::kernel_dgram_qlen().and_then(crate::ingest::socket::dgram_qlen_advice) {
             tracing::warn!("{advice}");
@@ -213,7 +248,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
         http::server::serve(listener, routes, limits, counters, stop_rx).await;
         logger.abort();
         shared.stop.store(true, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || threads.join()).await.ok();
+        tokio::task::spawn_blocking(move || {
+            threads.join();
+            let _ = history_writer.join();
+        })
+        .await
+        .ok();
         drop(bound);
         Ok(0)
     })

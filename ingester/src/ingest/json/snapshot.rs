@@ -77,6 +77,8 @@ pub(crate) fn capture(state: &State) -> SnapshotRefs {
             ("slow_evicted_per_process", state.slow_evicted_per_process),
             ("unsupported_version", state.unsupported_version),
             ("seq_resets", state.seq_resets),
+            ("history_write_errors", state.history_write_errors),
+            ("history_ticks_refused", state.history.refused_ticks),
         ],
     }
 }

@@ -19,6 +19,7 @@
 
 mod limits;
 pub(crate) mod packed;
+mod persisted;
 mod process;
 mod records;
 mod slow;
@@ -31,7 +32,9 @@ pub(crate) use process::{GcRecord, Process};
 pub(crate) use records::{LifecycleEvent, SlowEntry, SlowKey};
 pub use slow::SlowTable;
 
+use crate::ingest::history::{History, DEFAULT_TIERS};
 use indexmap::IndexMap;
+use persisted::DEFAULT_HISTORY_SERIES;
 use process::{Graveyard, PidHash, Ring};
 use records::cut_slow;
 use std::collections::VecDeque;
@@ -106,6 +109,14 @@ pub struct State {
     pub(crate) groups: IndexMap<totals::GroupKey, totals::GroupTotals>,
     /// Samples just evicted from a ring, dropped a few evictions later.
     graveyard: Graveyard,
+    /// Tiered history per group and per host (fed by REQUEST ticks).
+    pub(crate) history: History,
+    /// Keep lifecycle and completed slow-request datagrams for the store.
+    keep_events: bool,
+    /// Kept datagrams: (kind, stamp, bytes), taken by the history writer.
+    kept_events: Vec<(u8, u64, Vec<u8>)>,
+    /// Failed writes to the state directory (set by the history writer).
+    pub(crate) history_write_errors: u64,
 }
 
 impl Update<()> {
@@ -147,6 +158,11 @@ impl State {
             last_decode_error: None,
             groups: IndexMap::new(),
             graveyard: Graveyard::default(),
+            history: History::new(&DEFAULT_TIERS, DEFAULT_HISTORY_SERIES)
+                .expect("the default tiers are valid"),
+            keep_events: false,
+            kept_events: Vec::new(),
+            history_write_errors: 0,
         }
     }
 
@@ -197,7 +213,13 @@ impl State {
             Ok(r) if matches!(r.header.kind, Kind::GC_SNAPSHOT | Kind::GC_EVENT) => {
                 (self.apply_view(&r, now), Some(r))
             }
-            Ok(r) => (self.apply_view(&Indexed::new(r), now), Some(r)),
+            Ok(r) => {
+                let u = self.apply_view(&Indexed::new(r), now);
+                if self.keep_events {
+                    self.keep_event(&r, datagram);
+                }
+                (u, Some(r))
+            }
             Err(e) => {
                 self.decode_errors += 1;
                 let e = format!("{e} (len={})", datagram.len());
@@ -306,7 +328,9 @@ impl State {
         }
         p.push_sample(s.pack());
         if header.kind == Kind::REQUEST {
-            p.metrics.add_tick(s);
+            let tick = p.metrics.add_tick(s);
+            self.history
+                .record(&p.hostname, &p.process_group, header.stamp, &tick);
         }
         p.trim_to(
             self.limits.bytes_per_process,
@@ -320,24 +344,7 @@ impl State {
 
     fn apply_lifecycle(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
-        let ev = LifecycleEvent {
-            kind: match header.kind {
-                Kind::PROCESS_STARTED => "process_started",
-                Kind::PROCESS_STOPPING => "process_stopping",
-                _ => "process_stopped",
-            },
-            pid: header.pid,
-            stamp: header.stamp,
-            hostname: text(s, id::HOSTNAME),
-            process_group: text(s, id::PROCESS_GROUP),
-            process_parent_pid: num_u64(s, id::PROCESS_PARENT_PID),
-            shutdown_reason: text(s, id::SHUTDOWN_REASON),
-            process_uptime: num_f64(s, id::PROCESS_UPTIME),
-            lifetime_request_count: num_u64(s, id::LIFETIME_REQUEST_COUNT),
-            active_requests_at_decision: num_u64(s, id::ACTIVE_REQUESTS_AT_DECISION),
-            active_requests_at_exit: num_u64(s, id::ACTIVE_REQUESTS_AT_EXIT),
-            graceful_drain: num_u64(s, id::GRACEFUL_DRAIN),
-        };
+        let ev = lifecycle_event(s);
         if self.lifecycle.len() >= self.limits.lifecycle_events {
             self.lifecycle.pop_front();
         }
@@ -423,51 +430,8 @@ impl State {
     fn apply_slow(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
         let pid = header.pid;
-        use wire::SlowStringCap as C;
-        let t = |fid, cap| cut_slow(text(s, fid), cap);
-        let log_id = t(id::SLOW_LOG_ID, C::LogId);
-        let thread_id = num_u64(s, id::SLOW_THREAD_ID);
-        let start_stamp = num_f64(s, id::SLOW_START_STAMP);
-        let key = if log_id.is_empty() {
-            SlowKey::Slot(pid, thread_id, start_stamp.to_bits())
-        } else {
-            SlowKey::LogId(pid, log_id.clone())
-        };
-        let entry = Arc::new(SlowEntry {
-            pid,
-            thread_id,
-            server_pid: num_u64(s, id::SLOW_SERVER_PID),
-            log_id,
-            method: t(id::SLOW_METHOD, C::Short),
-            scheme: t(id::SLOW_SCHEME, C::Short),
-            hostname: t(id::SLOW_HOSTNAME, C::Name),
-            script_name: t(id::SLOW_SCRIPT_NAME, C::Name),
-            path_info: t(id::SLOW_PATH_INFO, C::Long),
-            peer_ip: t(id::SLOW_PEER_IP, C::PeerIp),
-            protocol: t(id::SLOW_PROTOCOL, C::Short),
-            user_agent: t(id::SLOW_USER_AGENT, C::Long),
-            start_stamp,
-            duration: num_f64(s, id::SLOW_DURATION),
-            state: num_u64(s, id::SLOW_RECORD_STATE),
-            input_bytes: num_u64(s, id::SLOW_INPUT_BYTES),
-            input_reads: num_u64(s, id::SLOW_INPUT_READS),
-            output_bytes: num_u64(s, id::SLOW_OUTPUT_BYTES),
-            output_writes: num_u64(s, id::SLOW_OUTPUT_WRITES),
-            cpu_user_time: num_f64(s, id::SLOW_CPU_USER_TIME),
-            cpu_system_time: num_f64(s, id::SLOW_CPU_SYSTEM_TIME),
-            server_time: num_f64(s, id::SLOW_SERVER_TIME),
-            queue_time: num_f64(s, id::SLOW_QUEUE_TIME),
-            daemon_time: num_f64(s, id::SLOW_DAEMON_TIME),
-            application_time: num_f64(s, id::SLOW_APPLICATION_TIME),
-            gil_wait_time: num_f64(s, id::SLOW_GIL_WAIT_TIME),
-            gil_wait_count: num_u64(s, id::SLOW_GIL_WAIT_COUNT),
-            input_read_time: num_f64(s, id::SLOW_INPUT_READ_TIME),
-            output_write_time: num_f64(s, id::SLOW_OUTPUT_WRITE_TIME),
-            active_at_start: num_u64(s, id::SLOW_ACTIVE_AT_START),
-            active_at_completion: num_u64(s, id::SLOW_ACTIVE_AT_COMPLETION),
-            status: num_u64(s, id::SLOW_STATUS),
-            last_seen: now,
-        });
+        let (key, entry) = slow_entry(s, now);
+        let entry = Arc::new(entry);
         if entry.state == 1 && self.slow.get(&key).is_none_or(|w| w.state != 1) {
             self.count_slow_completed(pid);
         }
@@ -588,3 +552,77 @@ impl State {
 
 #[cfg(test)]
 mod tests;
+
+/// A lifecycle datagram as the model keeps it.
+fn lifecycle_event(s: &impl View) -> LifecycleEvent {
+    let header = s.header();
+    LifecycleEvent {
+        kind: match header.kind {
+            Kind::PROCESS_STARTED => "process_started",
+            Kind::PROCESS_STOPPING => "process_stopping",
+            _ => "process_stopped",
+        },
+        pid: header.pid,
+        stamp: header.stamp,
+        hostname: text(s, id::HOSTNAME),
+        process_group: text(s, id::PROCESS_GROUP),
+        process_parent_pid: num_u64(s, id::PROCESS_PARENT_PID),
+        shutdown_reason: text(s, id::SHUTDOWN_REASON),
+        process_uptime: num_f64(s, id::PROCESS_UPTIME),
+        lifetime_request_count: num_u64(s, id::LIFETIME_REQUEST_COUNT),
+        active_requests_at_decision: num_u64(s, id::ACTIVE_REQUESTS_AT_DECISION),
+        active_requests_at_exit: num_u64(s, id::ACTIVE_REQUESTS_AT_EXIT),
+        graceful_drain: num_u64(s, id::GRACEFUL_DRAIN),
+    }
+}
+
+/// A slow-request datagram as the model keeps it, with its key.
+fn slow_entry(s: &impl View, now: Instant) -> (SlowKey, SlowEntry) {
+    let pid = s.header().pid;
+    use wire::SlowStringCap as C;
+    let t = |fid, cap| cut_slow(text(s, fid), cap);
+    let log_id = t(id::SLOW_LOG_ID, C::LogId);
+    let thread_id = num_u64(s, id::SLOW_THREAD_ID);
+    let start_stamp = num_f64(s, id::SLOW_START_STAMP);
+    let key = if log_id.is_empty() {
+        SlowKey::Slot(pid, thread_id, start_stamp.to_bits())
+    } else {
+        SlowKey::LogId(pid, log_id.clone())
+    };
+    let entry = SlowEntry {
+        pid,
+        thread_id,
+        server_pid: num_u64(s, id::SLOW_SERVER_PID),
+        log_id,
+        method: t(id::SLOW_METHOD, C::Short),
+        scheme: t(id::SLOW_SCHEME, C::Short),
+        hostname: t(id::SLOW_HOSTNAME, C::Name),
+        script_name: t(id::SLOW_SCRIPT_NAME, C::Name),
+        path_info: t(id::SLOW_PATH_INFO, C::Long),
+        peer_ip: t(id::SLOW_PEER_IP, C::PeerIp),
+        protocol: t(id::SLOW_PROTOCOL, C::Short),
+        user_agent: t(id::SLOW_USER_AGENT, C::Long),
+        start_stamp,
+        duration: num_f64(s, id::SLOW_DURATION),
+        state: num_u64(s, id::SLOW_RECORD_STATE),
+        input_bytes: num_u64(s, id::SLOW_INPUT_BYTES),
+        input_reads: num_u64(s, id::SLOW_INPUT_READS),
+        output_bytes: num_u64(s, id::SLOW_OUTPUT_BYTES),
+        output_writes: num_u64(s, id::SLOW_OUTPUT_WRITES),
+        cpu_user_time: num_f64(s, id::SLOW_CPU_USER_TIME),
+        cpu_system_time: num_f64(s, id::SLOW_CPU_SYSTEM_TIME),
+        server_time: num_f64(s, id::SLOW_SERVER_TIME),
+        queue_time: num_f64(s, id::SLOW_QUEUE_TIME),
+        daemon_time: num_f64(s, id::SLOW_DAEMON_TIME),
+        application_time: num_f64(s, id::SLOW_APPLICATION_TIME),
+        gil_wait_time: num_f64(s, id::SLOW_GIL_WAIT_TIME),
+        gil_wait_count: num_u64(s, id::SLOW_GIL_WAIT_COUNT),
+        input_read_time: num_f64(s, id::SLOW_INPUT_READ_TIME),
+        output_write_time: num_f64(s, id::SLOW_OUTPUT_WRITE_TIME),
+        active_at_start: num_u64(s, id::SLOW_ACTIVE_AT_START),
+        active_at_completion: num_u64(s, id::SLOW_ACTIVE_AT_COMPLETION),
+        status: num_u64(s, id::SLOW_STATUS),
+        last_seen: now,
+    };
+    (key, entry)
+}

@@ -1,0 +1,54 @@
+//! `GET /api/history` (points of a range, summed over the series that
+//! match) and `GET /api/history/series` (the series held); docs/history.md
+//! has both formats. The answer is built under the state lock from the
+//! tiers, a few thousand points at most.
+
+use crate::ingest::history::json;
+use crate::ingest::receive::Shared;
+use std::sync::Arc;
+use warp::http::{header, Response, StatusCode};
+use warp::Filter;
+
+fn reply(status: StatusCode, body: String) -> warp::reply::Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body.into())
+        .unwrap_or_default()
+}
+
+/// Both routes.
+pub(crate) fn routes(
+    shared: Arc<Shared>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    let with_shared = warp::any().map(move || shared.clone());
+    let points = warp::path!("api" / "history")
+        .and(warp::get())
+        .and(warp::query::<Vec<(String, String)>>())
+        .and(with_shared.clone())
+        .map(
+            |q: Vec<(String, String)>, shared: Arc<Shared>| match json::parse_query(&q) {
+                Ok(q) => {
+                    let body = json::answer(&shared.lock().history, &q).to_string();
+                    reply(StatusCode::OK, body)
+                }
+                Err(e) => reply(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": e }).to_string(),
+                ),
+            },
+        );
+    let series = warp::path!("api" / "history" / "series")
+        .and(warp::get())
+        .and(with_shared)
+        .map(|shared: Arc<Shared>| {
+            let body = json::series_list(&shared.lock().history).to_string();
+            reply(StatusCode::OK, body)
+        });
+    points.or(series).unify()
+}

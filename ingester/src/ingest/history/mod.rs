@@ -1,0 +1,611 @@
+//! History beyond the live window: per group and per host, tiers of points
+//! at 1 s, 10 s and 1 min (defaults kept 10 min, 6 h and 7 days), each
+//! coarser point merged from finer ones without loss of meaning (see
+//! [`point`]). Pure data, like the state model: the caller feeds ticks and
+//! asks for ranges; [`store`] keeps the tiers on disk.
+//!
+//! Time is the datagrams' own stamps (so a replayed or simulated week fills
+//! the tiers as a real one would). A second stays open for
+//! [`History::grace`] seconds after the newest stamp seen, for processes
+//! whose tick arrives a little later than their group's; a tick for a
+//! second already closed joins the oldest open second instead, so counts are
+//! never lost, only placed up to the grace later. Each datum lives in
+//! exactly one place of the chain "closed points of the coarsest tier, open
+//! point of each tier, open seconds": a query at a tier reads that tier's
+//! closed points and every open point below it.
+
+pub mod json;
+pub mod point;
+pub mod store;
+pub(crate) mod writer;
+
+use point::{Point, Tick};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// One tier: points of `step` seconds kept for `retention` seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tier {
+    /// Seconds per point.
+    pub step: u64,
+    /// Seconds of points kept (counted back from the newest stamp).
+    pub retention: u64,
+}
+
+/// 1 s for 10 min, 10 s for 6 h, 1 min for 7 days.
+pub const DEFAULT_TIERS: [Tier; 3] = [
+    Tier {
+        step: 1,
+        retention: 600,
+    },
+    Tier {
+        step: 10,
+        retention: 6 * 3600,
+    },
+    Tier {
+        step: 60,
+        retention: 7 * 86400,
+    },
+];
+
+/// A series: a process group (`group: Some`) or a whole host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    /// Hostname as the datagrams carry it.
+    pub host: Arc<str>,
+    /// Process group; `None` for the host's sum over its groups.
+    pub group: Option<Arc<str>>,
+}
+
+/// A closed point as kept in memory: its encoding.
+type Closed = (u64, Box<[u8]>);
+
+#[derive(Default)]
+struct Series {
+    /// Seconds not yet closed, by start.
+    seconds: BTreeMap<u64, Point>,
+    /// Every second before this one is closed.
+    closed_until: u64,
+    /// Per tier from 1: the open point (start, point).
+    open: Vec<Option<(u64, Point)>>,
+    /// Per tier: closed points, oldest first.
+    rings: Vec<VecDeque<Closed>>,
+}
+
+/// Tiered history of every series.
+pub struct History {
+    tiers: Vec<Tier>,
+    grace: u64,
+    max_series: usize,
+    series: HashMap<SeriesKey, Series>,
+    /// Newest stamp seen (whole seconds).
+    newest: u64,
+    /// Ticks refused because `max_series` series exist.
+    pub refused_ticks: u64,
+    /// Closed points waiting for the store ([`History::take_closed`]).
+    pending: Vec<(usize, SeriesKey, u64, Box<[u8]>)>,
+    /// Keep closed points for the store.
+    persist: bool,
+}
+
+impl History {
+    /// An empty history. `tiers` must be non-empty, steps increasing, each
+    /// a multiple of the one before, and each tier's retention at least the
+    /// next tier's step.
+    pub fn new(tiers: &[Tier], max_series: usize) -> Result<History, String> {
+        check_tiers(tiers)?;
+        Ok(History {
+            tiers: tiers.to_vec(),
+            grace: 3,
+            max_series,
+            series: HashMap::new(),
+            newest: 0,
+            refused_ticks: 0,
+            pending: Vec::new(),
+            persist: false,
+        })
+    }
+
+    /// Queue closed points for [`History::take_closed`].
+    pub fn set_persist(&mut self, on: bool) {
+        self.persist = on;
+    }
+
+    /// Seconds a second stays open after the newest stamp.
+    pub fn grace(&self) -> u64 {
+        self.grace
+    }
+
+    /// The tiers.
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
+    /// Newest stamp seen, Unix seconds.
+    pub fn newest(&self) -> u64 {
+        self.newest
+    }
+
+    /// Series held.
+    pub fn series(&self) -> impl Iterator<Item = &SeriesKey> {
+        self.series.keys()
+    }
+
+    /// Adds one process's tick (stamped `stamp`, Unix seconds) to its
+    /// group's and its host's series.
+    pub fn record(&mut self, host: &str, group: &str, stamp: f64, tick: &Tick) {
+        if !(stamp.is_finite() && stamp >= 0.0) {
+            return;
+        }
+        let t = stamp as u64;
+        self.newest = self.newest.max(t);
+        let host: Arc<str> = Arc::from(host);
+        for key in [
+            SeriesKey {
+                host: host.clone(),
+                group: Some(Arc::from(group)),
+            },
+            SeriesKey { host, group: None },
+        ] {
+            if !self.series.contains_key(&key) && self.series.len() >= self.max_series {
+                self.refused_ticks += 1;
+                continue;
+            }
+            let tiers = self.tiers.len();
+            let s = self.series.entry(key.clone()).or_insert_with(|| Series {
+                open: vec![None; tiers],
+                rings: vec![VecDeque::new(); tiers],
+                ..Series::default()
+            });
+            let t = t.max(s.closed_until);
+            s.seconds.entry(t).or_default().add_tick(tick);
+            self.advance_one(&key);
+        }
+    }
+
+    /// Closes, in every series, the seconds older than the newest stamp
+    /// minus the grace (call about once a second).
+    pub fn advance(&mut self) {
+        let keys: Vec<SeriesKey> = self.series.keys().cloned().collect();
+        for k in keys {
+            self.advance_one(&k);
+        }
+    }
+
+    fn advance_one(&mut self, key: &SeriesKey) {
+        let Some(mut s) = self.series.remove(key) else {
+            return;
+        };
+        let limit = self.newest.saturating_sub(self.grace);
+        while let Some(e) = s.seconds.first_entry() {
+            if *e.key() >= limit {
+                break;
+            }
+            let (start, mut p) = e.remove_entry();
+            p.seal();
+            s.closed_until = start + 1;
+            self.close(&mut s, key, 0, start, p, true);
+        }
+        self.series.insert(key.clone(), s);
+    }
+
+    /// Puts a closed point of `tier` in its ring and folds it into the
+    /// next tier's open point (closing that one first when it belongs to
+    /// an earlier period).
+    /// `persist`: queue this point for the store (not when it came from
+    /// there); points closed by the cascade always are.
+    fn close(
+        &mut self,
+        s: &mut Series,
+        key: &SeriesKey,
+        tier: usize,
+        start: u64,
+        p: Point,
+        persist: bool,
+    ) {
+        let mut bytes = Vec::with_capacity(64);
+        p.encode(&mut bytes);
+        let bytes = bytes.into_boxed_slice();
+        if persist && self.persist {
+            self.pending.push((tier, key.clone(), start, bytes.clone()));
+        }
+        self.push_closed(s, tier, start, bytes);
+        let up = tier + 1;
+        if up == self.tiers.len() {
+            return;
+        }
+        let period = start - start % self.tiers[up].step;
+        if let Some((open, _)) = &s.open[up] {
+            if *open != period {
+                let (ostart, op) = s.open[up].take().expect("checked above");
+                self.close(s, key, up, ostart, op, true);
+            }
+        }
+        match &mut s.open[up] {
+            Some((_, op)) => op.merge(&p),
+            slot @ None => *slot = Some((period, p)),
+        }
+    }
+
+    fn push_closed(&self, s: &mut Series, tier: usize, start: u64, bytes: Box<[u8]>) {
+        let ring = &mut s.rings[tier];
+        // Points arrive in order, except when a store is loaded.
+        let at = ring.partition_point(|(t, _)| *t < start);
+        if ring.get(at).is_some_and(|(t, _)| *t == start) {
+            ring[at].1 = bytes;
+        } else {
+            ring.insert(at, (start, bytes));
+        }
+        let oldest = self.newest.saturating_sub(self.tiers[tier].retention);
+        while ring.front().is_some_and(|(t, _)| *t < oldest) {
+            ring.pop_front();
+        }
+    }
+
+    /// Closed points since the last call, for the store.
+    pub fn take_closed(&mut self) -> Vec<(usize, SeriesKey, u64, Box<[u8]>)> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Loads a point closed at `tier` by an earlier run (oldest first within
+    /// a tier, coarsest tier first): it goes into its ring, and into the
+    /// next tier's open point only when that tier has nothing closed for its
+    /// period (so a restart rebuilds the open periods from finer points).
+    pub fn load(&mut self, tier: usize, key: SeriesKey, start: u64, p: Point) {
+        if tier >= self.tiers.len() {
+            return;
+        }
+        self.newest = self.newest.max(start + self.tiers[tier].step - 1);
+        if !self.series.contains_key(&key) && self.series.len() >= self.max_series {
+            return;
+        }
+        let tiers = self.tiers.len();
+        let mut s = self.series.remove(&key).unwrap_or_else(|| Series {
+            open: vec![None; tiers],
+            rings: vec![VecDeque::new(); tiers],
+            ..Series::default()
+        });
+        if tier == 0 {
+            s.closed_until = s.closed_until.max(start + 1);
+        }
+        let up = tier + 1;
+        let covered = up < tiers && {
+            let step = self.tiers[up].step;
+            let period = start - start % step;
+            s.rings[up].back().is_some_and(|(t, _)| *t >= period)
+        };
+        if up < tiers && !covered {
+            self.close(&mut s, &key, tier, start, p, false);
+        } else {
+            let mut b = Vec::new();
+            p.encode(&mut b);
+            self.push_closed(&mut s, tier, start, b.into_boxed_slice());
+        }
+        self.series.insert(key, s);
+    }
+
+    /// Points of `key` in `[from, to)` (Unix seconds), `step` seconds each
+    /// (rounded up to a multiple of the tier read), oldest first, from the
+    /// finest tier that still holds `from`. Returns the step used.
+    pub fn query(
+        &self,
+        key: &SeriesKey,
+        from: u64,
+        to: u64,
+        step: u64,
+    ) -> (u64, Vec<(u64, Point)>) {
+        let tier = self
+            .tiers
+            .iter()
+            .position(|t| self.newest.saturating_sub(t.retention) <= from && t.step <= step.max(1))
+            .unwrap_or_else(|| {
+                self.tiers
+                    .iter()
+                    .position(|t| self.newest.saturating_sub(t.retention) <= from)
+                    .unwrap_or(self.tiers.len() - 1)
+            });
+        let base = self.tiers[tier].step;
+        let step = step.max(base).div_ceil(base) * base;
+        let mut out: BTreeMap<u64, Point> = BTreeMap::new();
+        let Some(s) = self.series.get(key) else {
+            return (step, Vec::new());
+        };
+        let mut add = |start: u64, p: &Point| {
+            if start >= from && start < to {
+                out.entry(start - start % step).or_default().merge(p);
+            }
+        };
+        let lo = s.rings[tier].partition_point(|(t, _)| *t < from);
+        for (start, b) in s.rings[tier].range(lo..) {
+            if *start >= to {
+                break;
+            }
+            if let Some(p) = Point::decode(b) {
+                add(*start, &p);
+            }
+        }
+        for below in (1..=tier).rev() {
+            if let Some((start, p)) = &s.open[below] {
+                add(*start, p);
+            }
+        }
+        for (start, p) in &s.seconds {
+            let mut p = p.clone();
+            p.seal();
+            add(*start, &p);
+        }
+        (step, out.into_iter().collect())
+    }
+
+    /// Bytes held (closed points and their bookkeeping; open points are a
+    /// few per series).
+    pub fn heap_bytes(&self) -> usize {
+        self.series
+            .iter()
+            .map(|(k, s)| {
+                let rings: usize = s
+                    .rings
+                    .iter()
+                    .map(|r| {
+                        r.capacity() * std::mem::size_of::<Closed>()
+                            + r.iter().map(|(_, b)| b.len()).sum::<usize>()
+                    })
+                    .sum();
+                let open = (s.seconds.len() + s.open.len()) * std::mem::size_of::<Point>();
+                rings + open + k.host.len() + k.group.as_ref().map_or(0, |g| g.len()) + 64
+            })
+            .sum()
+    }
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("tiers", &self.tiers)
+            .field("series", &self.series.len())
+            .field("newest", &self.newest)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_tiers(tiers: &[Tier]) -> Result<(), String> {
+    if tiers.is_empty() {
+        return Err("at least one tier is needed".into());
+    }
+    for (i, t) in tiers.iter().enumerate() {
+        if t.step == 0 || t.retention < t.step {
+            return Err(format!(
+                "tier {}: step must be > 0 and retention >= step",
+                i + 1
+            ));
+        }
+        if let Some(n) = tiers.get(i + 1) {
+            if n.step <= t.step || n.step % t.step != 0 {
+                return Err(format!(
+                    "tier {}: step {} s must be a larger multiple of {} s",
+                    i + 2,
+                    n.step,
+                    t.step
+                ));
+            }
+            if t.retention < n.step {
+                return Err(format!(
+                    "tier {}: retention {} s is shorter than the next tier's step {} s",
+                    i + 1,
+                    t.retention,
+                    n.step
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `STEP:RETENTION[,STEP:RETENTION…]` with `s`, `m`, `h`, `d` units,
+/// e.g. `1s:10m,10s:6h,1m:7d`.
+pub fn parse_tiers(s: &str) -> Result<Vec<Tier>, String> {
+    let tiers = s
+        .split(',')
+        .map(|t| {
+            let (step, ret) = t
+                .split_once(':')
+                .ok_or_else(|| format!("{t:?}: expected STEP:RETENTION, e.g. 10s:6h"))?;
+            Ok(Tier {
+                step: parse_duration(step)?,
+                retention: parse_duration(ret)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    check_tiers(&tiers)?;
+    Ok(tiers)
+}
+
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit (s, m, h, d)"))?;
+    let mult = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?}: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::point::tests::tick;
+    use super::*;
+
+    fn key(g: Option<&str>) -> SeriesKey {
+        SeriesKey {
+            host: Arc::from("h"),
+            group: g.map(Arc::from),
+        }
+    }
+
+    /// `secs` seconds from `t0`, two processes of group "g" each second
+    /// (one late by half a second), latency varying with time.
+    fn feed(h: &mut History, t0: u64, secs: u64) -> Point {
+        let mut all = Point::default();
+        for i in 0..secs {
+            for (pid, off) in [(0u64, 0.2), (1, 1.5)] {
+                let ms = 1.0 + ((i * 7 + pid * 3) % 500) as f64;
+                let t = tick(1 + (i % 5), ms, 1e6 * (1 + pid) as f64);
+                let mut p = Point::default();
+                p.add_tick(&t);
+                all.totals.add(&p.totals);
+                h.record("h", "g", (t0 + i) as f64 + off, &t);
+            }
+            h.advance();
+        }
+        all
+    }
+
+    /// Counters equal, float sums equal but for rounding.
+    fn same(a: &Point, b: &Point) -> bool {
+        let (x, y) = (&a.totals, &b.totals);
+        let close = |p: f64, q: f64| (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0);
+        x.requests_by_class == y.requests_by_class
+            && x.request_bytes == y.request_bytes
+            && x.phases
+                .iter()
+                .zip(&y.phases)
+                .all(|(p, q)| p.buckets == q.buckets && close(p.sum, q.sum))
+            && close(x.cpu_user_seconds, y.cpu_user_seconds)
+            && close(x.busy_thread_seconds, y.busy_thread_seconds)
+    }
+
+    fn sum(points: &[(u64, Point)]) -> Point {
+        let mut s = Point::default();
+        for (_, p) in points {
+            s.totals.add(&p.totals);
+        }
+        s
+    }
+
+    #[test]
+    fn every_tier_holds_everything_exactly() {
+        let mut h = History::new(&DEFAULT_TIERS, 100).unwrap();
+        let t0 = 1_700_000_000 - 1_700_000_000 % 3600;
+        let all = feed(&mut h, t0, 3 * 3600);
+        let end = h.newest() + 1;
+        for (from, step, want_step) in [
+            (end - 600, 1, 1),
+            (t0, 10, 10),
+            (t0, 60, 60),
+            (t0, 3600, 3600),
+        ] {
+            let from = from.max(t0);
+            let (got_step, pts) = h.query(&key(Some("g")), from, end, step);
+            assert_eq!(got_step, want_step);
+            if from == t0 {
+                assert!(same(&sum(&pts), &all), "step {step}");
+            }
+            assert!(pts.windows(2).all(|w| w[0].0 + got_step <= w[1].0));
+        }
+        // The host series is the sum of its (one) group.
+        let (_, g) = h.query(&key(Some("g")), t0, end, 3600);
+        let (_, host) = h.query(&key(None), t0, end, 3600);
+        assert!(same(&sum(&g), &sum(&host)));
+        // 1 s points of the last 10 minutes, gauges are per-second sums.
+        let (_, fine) = h.query(&key(Some("g")), end - 300, end, 1);
+        let p = &fine[fine.len() / 2].1;
+        assert_eq!(p.gauges[1].sum, 2.0, "two processes each second");
+        assert_eq!(p.gauges[0].sum, 3e6);
+        // An hour's p99 is the p99 of the raw seconds merged, not an
+        // average of per-minute p99s.
+        let (_, hours) = h.query(&key(Some("g")), t0, end, 3600);
+        let (_, secs_10) = h.query(&key(Some("g")), t0, t0 + 3600, 10);
+        let merged = sum(&secs_10);
+        assert!(same(&hours[0].1, &merged));
+    }
+
+    #[test]
+    fn retention_bounds_each_tier() {
+        let tiers = [
+            Tier {
+                step: 1,
+                retention: 60,
+            },
+            Tier {
+                step: 10,
+                retention: 600,
+            },
+        ];
+        let mut h = History::new(&tiers, 10).unwrap();
+        feed(&mut h, 1000, 3000);
+        let s = &h.series[&key(Some("g"))];
+        assert!(s.rings[0].len() <= 61, "{}", s.rings[0].len());
+        assert!(s.rings[1].len() <= 61, "{}", s.rings[1].len());
+        let (step, old) = h.query(&key(Some("g")), 1000, 2000, 1);
+        assert_eq!(step, 10, "past the fine tier, the coarse one answers");
+        assert!(old.is_empty(), "past every tier's retention: nothing");
+    }
+
+    #[test]
+    fn late_ticks_join_the_oldest_open_second() {
+        let mut h = History::new(&DEFAULT_TIERS, 10).unwrap();
+        h.record("h", "g", 100.0, &tick(1, 1.0, 0.0));
+        h.record("h", "g", 110.0, &tick(1, 1.0, 0.0));
+        h.advance();
+        // 100 is closed now; a tick stamped 99 still counts.
+        h.record("h", "g", 99.0, &tick(4, 1.0, 0.0));
+        let (_, pts) = h.query(&key(Some("g")), 0, 200, 1);
+        assert_eq!(pts.iter().map(|(_, p)| p.requests()).sum::<u64>(), 6);
+        assert!(pts.iter().all(|(t, _)| *t >= 100));
+    }
+
+    #[test]
+    fn series_are_bounded() {
+        let mut h = History::new(&DEFAULT_TIERS, 3).unwrap();
+        for g in ["a", "b", "c", "d"] {
+            h.record("h", g, 10.0, &tick(1, 1.0, 0.0));
+        }
+        assert_eq!(h.series.len(), 3);
+        assert_eq!(h.refused_ticks, 2);
+    }
+
+    #[test]
+    fn reload_rebuilds_open_periods_from_finer_points() {
+        let mut a = History::new(&DEFAULT_TIERS, 10).unwrap();
+        a.set_persist(true);
+        let t0 = 6000;
+        feed(&mut a, t0, 1000);
+        let closed = a.take_closed();
+        let mut b = History::new(&DEFAULT_TIERS, 10).unwrap();
+        let mut sorted = closed.clone();
+        sorted.sort_by_key(|(tier, _, start, _)| (std::cmp::Reverse(*tier), *start));
+        for (tier, k, start, bytes) in sorted {
+            b.load(tier, k, start, Point::decode(&bytes).unwrap());
+        }
+        let end = a.newest() - a.grace();
+        for step in [1, 10, 60] {
+            let (_, pa) = a.query(&key(Some("g")), t0, end, step);
+            let (_, pb) = b.query(&key(Some("g")), t0, end, step);
+            assert!(same(&sum(&pa), &sum(&pb)), "step {step}");
+            assert_eq!(pa.len(), pb.len(), "step {step}");
+        }
+    }
+
+    #[test]
+    fn tiers_parse_and_are_checked() {
+        assert_eq!(parse_tiers("1s:10m,10s:6h,1m:7d").unwrap(), DEFAULT_TIERS);
+        assert!(parse_tiers("1s:10m,15s:6h").is_ok());
+        for bad in [
+            "",
+            "1s",
+            "10s:6h,1s:7d",
+            "1s:10m,15s:6h,20s:7d",
+            "1x:10m",
+            "1s:5s,10s:1h",
+        ] {
+            assert!(parse_tiers(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,659 @@
+//! The history on disk (`serve --state-dir DIR`): checksummed append-only
+//! segments, one directory per tier plus one for events.
+//!
+//! ```text
+//! DIR/FORMAT             "mod_wsgi-telemetry state 1\n"
+//! DIR/LOCK               held (flock) by the one serve using DIR
+//! DIR/t0/<start>.seg     points closed at tier 0, a segment per span
+//! DIR/t1/…, DIR/t2/…
+//! DIR/events/<start>.seg lifecycle events and completed slow requests
+//! ```
+//!
+//! A record is `len: u32 LE | crc32(payload): u32 LE | payload`. Writes only
+//! append; a segment is deleted whole once everything in it is older than
+//! its tier's retention, which bounds the disk use. A crash (even SIGKILL
+//! mid-write) can only leave a torn record at the end of the newest
+//! segment of a directory: opening checks every record and cuts the file
+//! before the first bad one. Why not SQLite or redb is in docs/history.md.
+
+use super::point::{put_varint, Reader};
+use super::{SeriesKey, Tier};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_PREFIX: &str = "mod_wsgi-telemetry state ";
+/// Largest record accepted when reading (a point is a few hundred bytes,
+/// an event a few KB).
+const MAX_RECORD: usize = 1 << 20;
+
+/// Why a state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Written by a newer build.
+    #[error("{dir}: written by a newer mod_wsgi-telemetry (state format {found}; this build reads format {FORMAT_VERSION} and older): run the newer build, or point --state-dir elsewhere")]
+    Newer {
+        /// Directory.
+        dir: String,
+        /// Version found.
+        found: u32,
+    },
+    /// `FORMAT` unreadable as ours.
+    #[error("{dir}/FORMAT: not a mod_wsgi-telemetry state directory ({what}); point --state-dir at an empty or earlier directory")]
+    Foreign {
+        /// Directory.
+        dir: String,
+        /// What was wrong.
+        what: String,
+    },
+    /// Another process holds the lock.
+    #[error("{dir}: in use by another mod_wsgi-telemetry serve (LOCK is held)")]
+    Locked {
+        /// Directory.
+        dir: String,
+    },
+    /// I/O.
+    #[error("{dir}: {err}")]
+    Io {
+        /// Directory.
+        dir: String,
+        /// Error.
+        err: io::Error,
+    },
+}
+
+/// What opening found, for the log and the counters.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Recovered {
+    /// Records read back.
+    pub records: u64,
+    /// Bytes cut from torn segment ends.
+    pub torn_bytes: u64,
+    /// Records skipped for a bad checksum or length inside a segment.
+    pub bad_records: u64,
+    /// Segments deleted as past their retention.
+    pub expired_segments: u64,
+}
+
+/// A loaded point: (tier, series, start, encoded point).
+pub type LoadedPoint = (usize, SeriesKey, u64, Vec<u8>);
+
+struct Writer {
+    start: u64,
+    file: BufWriter<File>,
+}
+
+/// One directory of segments (a tier, or the events).
+struct Dir {
+    path: PathBuf,
+    /// Seconds per segment.
+    span: u64,
+    /// Seconds kept.
+    retention: u64,
+    writer: Option<Writer>,
+}
+
+/// An open state directory.
+pub struct Store {
+    root: PathBuf,
+    _lock: File,
+    tiers: Vec<Dir>,
+    events: Dir,
+    /// Write failures since start (disk full, read-only, removed...).
+    pub write_errors: u64,
+    /// The latest write failure, until a write succeeds again.
+    pub failing: Option<String>,
+    /// Bytes appended since start.
+    pub written_bytes: u64,
+    /// `write_errors` at the previous flush.
+    errors_at_flush: u64,
+    buf: Vec<u8>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `root` for `tiers`, keeping events for
+    /// `event_retention` seconds; returns the store, everything it holds
+    /// (points coarsest tier first, oldest first; events oldest first) and
+    /// what recovery did.
+    #[allow(clippy::type_complexity)]
+    pub fn open(
+        root: &Path,
+        tiers: &[Tier],
+        event_retention: u64,
+        now: u64,
+    ) -> Result<(Store, Vec<LoadedPoint>, Vec<(u8, Vec<u8>)>, Recovered), OpenError> {
+        let dir = root.display().to_string();
+        let io = |err| OpenError::Io {
+            dir: dir.clone(),
+            err,
+        };
+        fs::create_dir_all(root).map_err(io)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join("LOCK"))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Locked { dir }),
+            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        check_format(root, &dir)?;
+        let span = |t: &Tier| (t.step * 600).max(600);
+        let mut tier_dirs: Vec<Dir> = tiers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Dir {
+                path: root.join(format!("t{i}")),
+                span: span(t),
+                retention: t.retention,
+                writer: None,
+            })
+            .collect();
+        let mut events = Dir {
+            path: root.join("events"),
+            span: 86400,
+            retention: event_retention,
+            writer: None,
+        };
+        let mut rec = Recovered::default();
+        let mut points = Vec::new();
+        for (i, d) in tier_dirs.iter_mut().enumerate().rev() {
+            for payload in d.load(now, &mut rec).map_err(io)? {
+                match decode_point(&payload) {
+                    Some((key, start, bytes)) => points.push((i, key, start, bytes)),
+                    None => rec.bad_records += 1,
+                }
+            }
+        }
+        let mut evs = Vec::new();
+        for payload in events.load(now, &mut rec).map_err(io)? {
+            match payload.split_first() {
+                Some((kind, body)) => evs.push((*kind, body.to_vec())),
+                None => rec.bad_records += 1,
+            }
+        }
+        rec.records = (points.len() + evs.len()) as u64;
+        Ok((
+            Store {
+                root: root.to_path_buf(),
+                _lock: lock,
+                tiers: tier_dirs,
+                events,
+                write_errors: 0,
+                failing: None,
+                written_bytes: 0,
+                errors_at_flush: 0,
+                buf: Vec::new(),
+            },
+            points,
+            evs,
+            rec,
+        ))
+    }
+
+    /// Appends a point closed at `tier`.
+    pub fn append_point(&mut self, tier: usize, key: &SeriesKey, start: u64, point: &[u8]) {
+        self.buf.clear();
+        put_varint(&mut self.buf, start);
+        put_str(&mut self.buf, &key.host);
+        match &key.group {
+            None => self.buf.push(0),
+            Some(g) => {
+                self.buf.push(1);
+                put_str(&mut self.buf, g);
+            }
+        }
+        self.buf.extend_from_slice(point);
+        let buf = std::mem::take(&mut self.buf);
+        if let Some(d) = self.tiers.get_mut(tier) {
+            let r = d.append(start, &buf);
+            self.note(r, buf.len());
+        }
+        self.buf = buf;
+    }
+
+    /// Appends an event of `kind` (the caller's code) stamped `stamp`.
+    pub fn append_event(&mut self, kind: u8, stamp: u64, body: &[u8]) {
+        self.buf.clear();
+        self.buf.push(kind);
+        self.buf.extend_from_slice(body);
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.events.append(stamp, &buf);
+        self.note(r, buf.len());
+        self.buf = buf;
+    }
+
+    fn note(&mut self, r: io::Result<()>, len: usize) {
+        match r {
+            Ok(()) => {
+                self.written_bytes += len as u64 + 8;
+            }
+            Err(e) => {
+                self.write_errors += 1;
+                self.failing = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Pushes buffered records to the kernel (a SIGKILL loses nothing
+    /// flushed); `sync` also asks the disk (fdatasync). Deletes segments
+    /// past their retention. Returns false when a write or this flush
+    /// failed since the last call.
+    pub fn flush(&mut self, now: u64, sync: bool) -> bool {
+        for d in self
+            .tiers
+            .iter_mut()
+            .chain(std::iter::once(&mut self.events))
+        {
+            if let Some(w) = &mut d.writer {
+                let r = w.file.flush().and_then(|_| {
+                    if sync {
+                        w.file.get_ref().sync_data()
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = r {
+                    self.write_errors += 1;
+                    self.failing = Some(e.to_string());
+                    // Reopen on the next append.
+                    d.writer = None;
+                }
+            }
+            let _ = d.expire(now, &mut Recovered::default());
+        }
+        let ok = self.write_errors == self.errors_at_flush;
+        self.errors_at_flush = self.write_errors;
+        if ok {
+            self.failing = None;
+        }
+        ok
+    }
+
+    /// Bytes of every segment now in the directory.
+    pub fn disk_bytes(&self) -> u64 {
+        let mut n = 0;
+        for d in self.tiers.iter().chain(std::iter::once(&self.events)) {
+            if let Ok(rd) = fs::read_dir(&d.path) {
+                n += rd
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum::<u64>();
+            }
+        }
+        n
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Dir {
+    fn segment(&self, start: u64) -> PathBuf {
+        self.path.join(format!("{start:012}.seg"))
+    }
+
+    fn segments(&self) -> io::Result<Vec<(u64, PathBuf)>> {
+        let mut v = Vec::new();
+        for e in fs::read_dir(&self.path)? {
+            let e = e?;
+            let name = e.file_name();
+            let Some(start) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".seg"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            v.push((start, e.path()));
+        }
+        v.sort();
+        Ok(v)
+    }
+
+    fn expire(&mut self, now: u64, rec: &mut Recovered) -> io::Result<()> {
+        let oldest = now.saturating_sub(self.retention);
+        for (start, path) in self.segments()? {
+            if start + self.span <= oldest && self.writer.as_ref().is_none_or(|w| w.start != start)
+            {
+                fs::remove_file(path)?;
+                rec.expired_segments += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every good record's payload, oldest segment first; cuts a torn tail
+    /// of the newest segment.
+    fn load(&mut self, now: u64, rec: &mut Recovered) -> io::Result<Vec<Vec<u8>>> {
+        fs::create_dir_all(&self.path)?;
+        self.expire(now, rec)?;
+        let segs = self.segments()?;
+        let mut out = Vec::new();
+        for (i, (_, path)) in segs.iter().enumerate() {
+            let mut bytes = Vec::new();
+            File::open(path)?.read_to_end(&mut bytes)?;
+            let mut at = 0;
+            while at < bytes.len() {
+                match record_at(&bytes, at) {
+                    Some((payload, next)) => {
+                        out.push(payload.to_vec());
+                        at = next;
+                    }
+                    None => break,
+                }
+            }
+            if at < bytes.len() {
+                let cut = (bytes.len() - at) as u64;
+                if i + 1 == segs.len() {
+                    // The torn end of the last write: cut it so appends
+                    // continue on a record boundary.
+                    OpenOptions::new()
+                        .write(true)
+                        .open(path)?
+                        .set_len(at as u64)?;
+                    rec.torn_bytes += cut;
+                } else {
+                    rec.bad_records += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn append(&mut self, stamp: u64, payload: &[u8]) -> io::Result<()> {
+        let start = stamp - stamp % self.span;
+        if self.writer.as_ref().is_none_or(|w| w.start != start) {
+            if let Some(mut w) = self.writer.take() {
+                w.file.flush()?;
+            }
+            fs::create_dir_all(&self.path)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.segment(start))?;
+            self.writer = Some(Writer {
+                start,
+                file: BufWriter::with_capacity(64 * 1024, f),
+            });
+        }
+        let w = self.writer.as_mut().expect("opened above");
+        let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("record too large"))?;
+        let mut head = [0u8; 8];
+        head[..4].copy_from_slice(&len.to_le_bytes());
+        head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        let r = w
+            .file
+            .write_all(&head)
+            .and_then(|_| w.file.write_all(payload));
+        if r.is_err() {
+            // The buffer may hold half a record: start over with a new
+            // writer (the file's torn end is cut on the next open).
+            self.writer = None;
+        }
+        r
+    }
+}
+
+/// The record at `at`: its payload and where the next one starts.
+fn record_at(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let head = b.get(at..at + 8)?;
+    let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(head[4..].try_into().ok()?);
+    if len > MAX_RECORD {
+        return None;
+    }
+    let payload = b.get(at + 8..at + 8 + len)?;
+    (crc32fast::hash(payload) == crc).then_some((payload, at + 8 + len))
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn decode_point(b: &[u8]) -> Option<(SeriesKey, u64, Vec<u8>)> {
+    let mut r = Reader { b, at: 0 };
+    let start = r.varint()?;
+    let text = |r: &mut Reader| -> Option<Arc<str>> {
+        let n = usize::try_from(r.varint()?).ok()?;
+        Some(Arc::from(std::str::from_utf8(r.bytes(n)?).ok()?))
+    };
+    let host = text(&mut r)?;
+    let group = match r.byte()? {
+        0 => None,
+        1 => Some(text(&mut r)?),
+        _ => return None,
+    };
+    Some((SeriesKey { host, group }, start, b[r.at..].to_vec()))
+}
+
+fn check_format(root: &Path, dir: &str) -> Result<(), OpenError> {
+    let path = root.join("FORMAT");
+    let foreign = |what: String| OpenError::Foreign {
+        dir: dir.to_string(),
+        what,
+    };
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            let v = s.trim_end().strip_prefix(FORMAT_PREFIX).ok_or_else(|| {
+                foreign(format!(
+                    "starts {:?}",
+                    s.chars().take(40).collect::<String>()
+                ))
+            })?;
+            let found: u32 = v.parse().map_err(|_| foreign(format!("version {v:?}")))?;
+            if found > FORMAT_VERSION {
+                return Err(OpenError::Newer {
+                    dir: dir.to_string(),
+                    found,
+                });
+            }
+            // Older formats would be migrated here; 1 is the first.
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let tmp = root.join("FORMAT.tmp");
+            let io = |err| OpenError::Io {
+                dir: dir.to_string(),
+                err,
+            };
+            fs::write(&tmp, format!("{FORMAT_PREFIX}{FORMAT_VERSION}\n")).map_err(io)?;
+            fs::rename(&tmp, &path).map_err(io)?;
+            Ok(())
+        }
+        Err(err) => Err(OpenError::Io {
+            dir: dir.to_string(),
+            err,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::point::{tests::tick, Point};
+    use super::super::{History, DEFAULT_TIERS};
+    use super::*;
+
+    fn key(g: &str) -> SeriesKey {
+        SeriesKey {
+            host: Arc::from("host"),
+            group: Some(Arc::from(g)),
+        }
+    }
+
+    fn point(n: u64) -> Vec<u8> {
+        let mut p = Point::default();
+        p.add_tick(&tick(n, 5.0, 1e6));
+        p.seal();
+        let mut b = Vec::new();
+        p.encode(&mut b);
+        b
+    }
+
+    #[test]
+    fn points_and_events_survive_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let now = 1_000_000;
+        {
+            let (mut s, pts, evs, _) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+            assert!(pts.is_empty() && evs.is_empty());
+            for i in 0..100 {
+                s.append_point(0, &key("g"), now - 100 + i, &point(i));
+            }
+            s.append_point(2, &key("g"), now - 3600, &point(7));
+            s.append_event(3, now, b"{\"kind\":\"x\"}");
+            assert!(s.flush(now, true));
+            assert!(s.disk_bytes() > 0);
+        }
+        let (_, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+        assert_eq!(rec.records, 102);
+        assert_eq!(pts[0].0, 2, "coarsest tier first");
+        assert_eq!(pts[1..].len(), 100);
+        assert!(pts[1..].windows(2).all(|w| w[0].2 < w[1].2));
+        assert_eq!(pts[5].3, point(4));
+        assert_eq!(evs, vec![(3, b"{\"kind\":\"x\"}".to_vec())]);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_appends_continue() {
+        let d = tempfile::tempdir().unwrap();
+        let now = 2_000_000;
+        {
+            let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+            for i in 0..10 {
+                s.append_point(0, &key("g"), now + i, &point(1));
+            }
+            s.flush(now, false);
+        }
+        let seg = fs::read_dir(d.path().join("t0"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let full = fs::metadata(&seg).unwrap().len();
+        // A write cut in the middle of the last record.
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(full - 3)
+            .unwrap();
+        {
+            let (mut s, pts, _, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+            assert_eq!(pts.len(), 9);
+            assert!(rec.torn_bytes > 0);
+            s.append_point(0, &key("g"), now + 10, &point(2));
+            s.flush(now, false);
+        }
+        let (_, pts, _, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+        assert_eq!(pts.len(), 10);
+        assert_eq!(rec.torn_bytes, 0);
+        // Garbage in place of a checksum is not read as data either.
+        let mut b = fs::read(&seg).unwrap();
+        let n = b.len();
+        b[n - 1] ^= 0xff;
+        fs::write(&seg, b).unwrap();
+        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+        assert_eq!(pts.len(), 9);
+    }
+
+    #[test]
+    fn expired_segments_are_deleted() {
+        let d = tempfile::tempdir().unwrap();
+        let t0 = 10_000_000;
+        {
+            let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 3600, t0).unwrap();
+            for i in 0..3 {
+                s.append_point(0, &key("g"), t0 + i * 600, &point(1));
+            }
+            s.append_event(1, t0, b"e");
+            s.flush(t0 + 1200, false);
+        }
+        let (_, pts, evs, rec) =
+            Store::open(d.path(), &DEFAULT_TIERS, 3600, t0 + 1300 + 86400).unwrap();
+        assert!(pts.is_empty());
+        assert!(evs.is_empty());
+        // The first tier-0 segment went at the flush already (600 s kept).
+        assert_eq!(rec.expired_segments, 3);
+    }
+
+    #[test]
+    fn newer_foreign_and_locked_directories_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let held = Store::open(d.path(), &DEFAULT_TIERS, 60, 0).unwrap();
+        let e = Store::open(d.path(), &DEFAULT_TIERS, 60, 0).err().unwrap();
+        assert!(matches!(e, OpenError::Locked { .. }), "{e}");
+        drop(held);
+        fs::write(d.path().join("FORMAT"), "mod_wsgi-telemetry state 2\n").unwrap();
+        let e = Store::open(d.path(), &DEFAULT_TIERS, 60, 0).err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("newer mod_wsgi-telemetry (state format 2"),
+            "{e}"
+        );
+        fs::write(d.path().join("FORMAT"), "something else\n").unwrap();
+        let e = Store::open(d.path(), &DEFAULT_TIERS, 60, 0).err().unwrap();
+        assert!(matches!(e, OpenError::Foreign { .. }), "{e}");
+    }
+
+    #[test]
+    fn unwritable_directory_counts_errors_and_keeps_going() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 60, 0).unwrap();
+        // The tier directory replaced by a file: every create fails.
+        fs::remove_dir_all(d.path().join("t0")).unwrap();
+        fs::write(d.path().join("t0"), b"x").unwrap();
+        s.append_point(0, &key("g"), 5, &point(1));
+        assert_eq!(s.write_errors, 1);
+        assert!(s.failing.is_some());
+    }
+
+    #[test]
+    fn a_history_reloaded_from_disk_answers_the_same() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = History::new(&DEFAULT_TIERS, 10).unwrap();
+        a.set_persist(true);
+        let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, 0).unwrap();
+        let t0 = 50_000u64;
+        for i in 0..2000 {
+            a.record(
+                "host",
+                "g",
+                (t0 + i) as f64 + 0.5,
+                &tick(1 + i % 3, 1.0 + (i % 90) as f64, 1e6),
+            );
+            a.advance();
+            for (tier, k, start, b) in a.take_closed() {
+                s.append_point(tier, &k, start, &b);
+            }
+        }
+        s.flush(a.newest(), true);
+        drop(s);
+        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, a.newest()).unwrap();
+        let mut b = History::new(&DEFAULT_TIERS, 10).unwrap();
+        for (tier, k, start, bytes) in pts {
+            b.load(tier, k, start, Point::decode(&bytes).unwrap());
+        }
+        let end = a.newest() - a.grace();
+        for step in [1, 10, 60, 600] {
+            let (_, pa) = a.query(&key("g"), t0, end, step);
+            let (_, pb) = b.query(&key("g"), t0, end, step);
+            let reqs = |v: &[(u64, Point)]| {
+                v.iter()
+                    .map(|(t, p)| (*t, p.requests()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(reqs(&pa), reqs(&pb), "step {step}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! `serve`'s side of the history: opening the state directory at start
+//! (points back into the tiers, events back into the model) and the writer
+//! thread that, once a second, closes finished seconds and appends what
+//! closed to the store, off the receive path and outside the state lock.
+
+use super::point::Point;
+use super::store::{OpenError, Store};
+use super::Tier;
+use crate::ingest::receive::Shared;
+use crate::ingest::state::State;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Lifecycle events and completed slow requests are kept as long as the
+/// coarsest tier.
+fn event_retention(tiers: &[Tier]) -> u64 {
+    tiers.last().map_or(7 * 86400, |t| t.retention)
+}
+
+fn wall_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Opens `dir` and loads what it holds into `state` (whose history must
+/// have been made with `tiers`).
+pub(crate) fn open(dir: &Path, tiers: &[Tier], state: &mut State) -> Result<Store, OpenError> {
+    let started = Instant::now();
+    let (store, points, events, rec) =
+        Store::open(dir, tiers, event_retention(tiers), wall_secs())?;
+    let (mut loaded, mut bad) = (0u64, rec.bad_records);
+    for (tier, key, start, bytes) in points {
+        match Point::decode(&bytes) {
+            Some(p) => {
+                state.history.load(tier, key, start, p);
+                loaded += 1;
+            }
+            None => bad += 1,
+        }
+    }
+    let now = Instant::now();
+    let mut restored = 0u64;
+    for (kind, bytes) in &events {
+        if state.restore_event(*kind, bytes, now) {
+            restored += 1;
+        } else {
+            bad += 1;
+        }
+    }
+    state.history.set_persist(true);
+    state.keep_events();
+    tracing::info!(
+        "state directory {}: {loaded} history points and {restored} events loaded in {:.0} ms{}{}",
+        dir.display(),
+        started.elapsed().as_secs_f64() * 1e3,
+        if rec.torn_bytes > 0 {
+            format!(", {} bytes of a torn last write cut", rec.torn_bytes)
+        } else {
+            String::new()
+        },
+        if bad > 0 {
+            format!(", {bad} unreadable records skipped")
+        } else {
+            String::new()
+        },
+    );
+    Ok(store)
+}
+
+/// Starts the writer thread: every second it closes the seconds past the
+/// grace and, with a store, appends what closed (pushed to the kernel each
+/// second, to the disk every fifth). Stops when `shared.stop` is set, after
+/// a last flush.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    mut store: Option<Store>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("history".into())
+        .spawn(move || {
+            let mut round = 0u64;
+            let mut failing = false;
+            loop {
+                let stopping = shared.stop.load(Ordering::Relaxed);
+                let (closed, events) = {
+                    let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                    st.history.advance();
+                    (st.history.take_closed(), st.take_kept_events())
+                };
+                if let Some(s) = &mut store {
+                    for (tier, key, start, bytes) in &closed {
+                        s.append_point(*tier, key, *start, bytes);
+                    }
+                    for (kind, stamp, bytes) in &events {
+                        s.append_event(*kind, *stamp, bytes);
+                    }
+                    round += 1;
+                    let ok = s.flush(wall_secs(), stopping || round % 5 == 0);
+                    if !ok && !failing {
+                        tracing::error!(
+                            "state directory {}: cannot write ({}); history and events are kept in memory only until writing works again (counted as history_write_errors)",
+                            s.root().display(),
+                            s.failing.as_deref().unwrap_or("flush failed")
+                        );
+                    } else if ok && failing {
+                        tracing::info!("state directory {}: writing works again", s.root().display());
+                    }
+                    failing = !ok;
+                    let errors = s.write_errors;
+                    shared.state.lock().unwrap_or_else(|e| e.into_inner()).history_write_errors = errors;
+                }
+                if stopping {
+                    return;
+                }
+                // Sleep a second in small steps, so a stop is seen soon.
+                for _ in 0..10 {
+                    if shared.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+}
