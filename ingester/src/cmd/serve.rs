@@ -106,7 +106,7 @@ pub(crate) struct ServeArgs {
     pub(crate) state_dir: Option<PathBuf>,
     /// History tiers, STEP:RETENTION each, finest first.
     #[arg(long, default_value = "1s:10m,10s:6h,1m:7d", value_parser = crate::ingest::history::parse_tiers)]
-    pub(crate) history_tiers: Vec<crate::ingest::history::Tier>,
+    pub(crate) history_tiers: crate::ingest::history::TierList,
     /// Most history series (process groups and hosts); ticks of further
     /// ones are counted in `history_ticks_refused`.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -167,11 +167,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
             ..Limits::default()
         };
         let mut state = State::new(limits);
-        state.history = History::new(&args.history_tiers, args.history_max_series as usize)
+        state.history = History::new(&args.history_tiers.0, args.history_max_series as usize)
             .map_err(|e| anyhow::anyhow!("--history-tiers: {e}"))?;
         let store = match &args.state_dir {
             None => None,
-            Some(dir) => match writer::open(dir, &args.history_tiers, &mut state) {
+            Some(dir) => match writer::open(dir, &args.history_tiers.0, &mut state) {
                 Ok(store) => Some(store),
                 // A directory that is not ours to use: the operator decides.
                 Err(e @ (OpenError::Newer { .. } | OpenError::Foreign { .. } | OpenError::Locked { .. })) => {

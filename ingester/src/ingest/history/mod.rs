@@ -401,9 +401,13 @@ fn check_tiers(tiers: &[Tier]) -> Result<(), String> {
     Ok(())
 }
 
+/// The tiers as one option value (`--history-tiers`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TierList(pub Vec<Tier>);
+
 /// Parses `STEP:RETENTION[,STEP:RETENTION…]` with `s`, `m`, `h`, `d` units,
 /// e.g. `1s:10m,10s:6h,1m:7d`.
-pub fn parse_tiers(s: &str) -> Result<Vec<Tier>, String> {
+pub fn parse_tiers(s: &str) -> Result<TierList, String> {
     let tiers = s
         .split(',')
         .map(|t| {
@@ -417,7 +421,7 @@ pub fn parse_tiers(s: &str) -> Result<Vec<Tier>, String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     check_tiers(&tiers)?;
-    Ok(tiers)
+    Ok(TierList(tiers))
 }
 
 fn parse_duration(s: &str) -> Result<u64, String> {
@@ -595,7 +599,7 @@ mod tests {
 
     #[test]
     fn tiers_parse_and_are_checked() {
-        assert_eq!(parse_tiers("1s:10m,10s:6h,1m:7d").unwrap(), DEFAULT_TIERS);
+        assert_eq!(parse_tiers("1s:10m,10s:6h,1m:7d").unwrap().0, DEFAULT_TIERS);
         assert!(parse_tiers("1s:10m,15s:6h").is_ok());
         for bad in [
             "",
