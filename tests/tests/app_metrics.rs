@@ -22,7 +22,7 @@ use integration_tests::*;
 /// `/many/N`, `/accessors`. Its interpreter's name (the application
 /// group) tags the names it uses.
 const METRICS_APP: &str = r#"
-import json, os, sys, threading
+import json, os, sys, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'pylib'))
 import mod_wsgi_telemetry as mwt
 
@@ -59,6 +59,9 @@ def application(environ, start_response):
         work(tag, calls)  # the request's own thread too
         for t in ts:
             t.join()
+        # Long enough that the concurrent requests outnumber one
+        # process's threads: several processes serve them.
+        time.sleep(0.5)
         body = str(os.getpid())
     elif parts[0] == 'many':
         for i in range(int(parts[1])):
@@ -184,7 +187,9 @@ const CALLS: usize = 200;
 const REQUESTS: usize = 8;
 const CLIENTS: usize = 4;
 
-/// Runs the bursts on both aliases at once; returns the pids that served.
+/// Runs the bursts on both aliases at once (8 requests at a time, each
+/// holding its thread 0.5 s: more than one process's 4 threads, so the
+/// totals are summed over several processes); returns the pids that served.
 fn run_bursts(httpd: &Httpd) -> Vec<u32> {
     let path_of = |alias: &str| format!("/{alias}/burst/{THREADS}/{CALLS}");
     let pids = std::sync::Mutex::new(Vec::new());
@@ -206,6 +211,7 @@ fn run_bursts(httpd: &Httpd) -> Vec<u32> {
     let mut p = pids.into_inner().unwrap();
     p.sort();
     p.dedup();
+    assert!(p.len() >= 2, "one process served every burst: {p:?}");
     p
 }
 
@@ -260,14 +266,14 @@ fn check_totals(col: &Collector, group: &str, of: impl Fn(u32) -> bool) {
     assert_eq!(col.decode_errors(), 0);
 }
 
-/// httpd (event MPM, ticks every 0.5 s) serving the application with
+/// httpd (ticks every 0.5 s) serving the application with
 /// `directives(root)`, and the collector of its datagrams.
-fn serve(directives: impl FnOnce(&ServerRoot) -> String) -> (Httpd, Collector) {
+fn serve(mpm: Mpm, directives: impl FnOnce(&ServerRoot) -> String) -> (Httpd, Collector) {
     let root = root_with_app();
     let sock = root.path("run/t.sock");
     let col = Collector::bind(&sock);
     let directives = directives(&root);
-    let opts = Options::telemetry(Mpm::Event, &sock, 0.5, &directives);
+    let opts = Options::telemetry(mpm, &sock, 0.5, &directives);
     (Httpd::start_in(root, &opts), col)
 }
 
@@ -280,10 +286,10 @@ fn assert_enabled(httpd: &Httpd, aliases: &[&str], want: &[u8]) {
     }
 }
 
-#[test]
-fn embedded_threads_and_two_interpreters_sum_exactly() {
-    let (httpd, col) =
-        serve(|root| format!("WSGITelemetryOptions +AppMetrics\n{}", aliases(root, None)));
+fn embedded_threads_and_two_interpreters_sum_exactly(mpm: Mpm) {
+    let (httpd, col) = serve(mpm, |root| {
+        format!("WSGITelemetryOptions +AppMetrics\n{}", aliases(root, None))
+    });
     assert_enabled(&httpd, &["one", "two"], b"1");
     let pids = run_bursts(&httpd);
     eprintln!("embedded: served by {pids:?}");
@@ -304,9 +310,11 @@ fn embedded_threads_and_two_interpreters_sum_exactly() {
     }
 }
 
+both_mpms!(embedded_threads_and_two_interpreters_sum_exactly);
+
 #[test]
 fn daemon_threads_and_two_interpreters_sum_exactly_and_extra_names_are_dropped() {
-    let (httpd, col) = serve(|root| {
+    let (httpd, col) = serve(Mpm::Event, |root| {
         format!(
             "WSGITelemetryOptions +AppMetrics\n\
              WSGIDaemonProcess g processes=2 threads=4\n\
@@ -349,7 +357,7 @@ fn daemon_threads_and_two_interpreters_sum_exactly_and_extra_names_are_dropped()
 
 #[test]
 fn off_by_default() {
-    let (httpd, col) = serve(daemon_and_embedded);
+    let (httpd, col) = serve(Mpm::Event, daemon_and_embedded);
     assert_enabled(&httpd, &["one", "d"], b"0");
     for alias in ["one", "d"] {
         // The calls are no-ops, never errors.
