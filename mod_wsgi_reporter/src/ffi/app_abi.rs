@@ -80,7 +80,7 @@ unsafe fn call(
 /// The ABI version (1): the package binds only to the version it speaks.
 #[no_mangle]
 pub extern "C" fn mwt_app_abi_version() -> c_int {
-    ABI_VERSION
+    guard(ABI_VERSION, || ABI_VERSION)
 }
 
 /// 1 when application metrics are on in this process (`+AppMetrics`, and
