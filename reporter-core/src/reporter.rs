@@ -771,10 +771,9 @@ pub(crate) mod tests {
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
     }
 
-    #[test]
-    fn drops_are_counted_and_reported() {
-        let acc = Accounting::new(1, 0, 1.0);
-        let mut rep = Reporter::new(
+    /// A reporter whose sink refuses every datagram (until told otherwise).
+    fn refusing_reporter() -> Reporter<VecSink> {
+        Reporter::new(
             VecSink {
                 refuse: true,
                 ..Default::default()
@@ -785,7 +784,13 @@ pub(crate) mod tests {
             1,
             0,
             (0.0, 0.0),
-        );
+        )
+    }
+
+    #[test]
+    fn drops_are_counted_and_reported() {
+        let acc = Accounting::new(1, 0, 1.0);
+        let mut rep = refusing_reporter();
         rep.started();
         rep.tick(&acc, 1_000_000, &ProcessStats::default(), &|_| None);
         assert_eq!(rep.dropped(), 2);
@@ -793,6 +798,33 @@ pub(crate) mod tests {
         rep.tick(&acc, 2_000_000, &ProcessStats::default(), &|_| None);
         let t = wire::decode(&rep.sink().out[0]).unwrap();
         assert_eq!(t.u64(wire::id::REPORTER_DROPPED_DATAGRAMS), Some(2));
+    }
+
+    #[test]
+    fn an_app_metrics_datagram_not_sent_is_a_drop_and_goes_again() {
+        let acc = Accounting::new(1, 0, 1.0);
+        let app = AppMetrics::new(4);
+        let mut rep = refusing_reporter();
+        app.incr(b"orders", 1.0);
+        rep.app_tick(&app, 1_000_000);
+        assert_eq!((rep.dropped(), rep.sent()), (1, 0));
+        rep.sink.refuse = false;
+        rep.app_tick(&app, 2_000_000);
+        rep.tick(&acc, 2_000_000, &ProcessStats::default(), &|_| None);
+        let out: Vec<_> = rep
+            .sink()
+            .out
+            .iter()
+            .map(|d| wire::decode(d).unwrap())
+            .collect();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].header.kind, wire::Kind::APP_METRICS);
+        assert_eq!(out[0].header.seq, 2, "the lost one took seq 1");
+        assert_eq!(
+            out[1].u64(wire::id::REPORTER_DROPPED_DATAGRAMS),
+            Some(1),
+            "field 19 counts it"
+        );
     }
 
     #[test]
