@@ -19,6 +19,10 @@
 #      constant data and one handler hook that declines (N560 maps about
 #      as much as ours): with INSTR, what the size of a loaded module alone
 #      shifts
+#   L  B + WSGITelemetryOptions +AppMetrics, an app that imports the
+#      python/ package of application metrics and calls nothing
+#   K  L with an app that also calls incr() 10 times per request (10
+#      names): K - L is what 10 calls cost on the request path
 # Rounds are interleaved, in alternating order (A B C D, D C B A, ...), so
 # drift and order effects hit all alike; medians are reported with the
 # ratios B/A, D/C, F/E and G/E, and httpd's CPU time per request (less sensitive to
@@ -71,6 +75,24 @@ def application(environ, start_response):
     start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))])
     return [body]
 PY
+# The same app with the application-metrics package (a copy, readable by
+# www-data): importing it only (L), or also counting 10 names per request (K).
+mkdir -p "$WORK/pylib/mod_wsgi_telemetry"
+cp python/mod_wsgi_telemetry/__init__.py "$WORK/pylib/mod_wsgi_telemetry/"
+for calls in 0 10; do
+    cat > "$WORK/hello-app$calls.wsgi" <<PY
+import sys
+sys.path.insert(0, '$WORK/pylib')
+import mod_wsgi_telemetry as mwt
+NAMES = ['hello.%d' % i for i in range($calls)]
+def application(environ, start_response):
+    for n in NAMES:
+        mwt.incr(n)
+    body = b'Hello World!'
+    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))])
+    return [body]
+PY
+done
 cat > "$WORK/noop_subscriber.py" <<'PY'
 import mod_wsgi
 def _noop(name, **kwargs):
@@ -129,7 +151,7 @@ C
     echo "$d/.libs/mod_inert.so"
 }
 conf() { # $1 variant
-    local wsgi=/usr/lib/apache2/modules/mod_wsgi.so extra="" mount="WSGIScriptAlias / $WORK/hello.wsgi"
+    local wsgi=/usr/lib/apache2/modules/mod_wsgi.so extra="" mount="WSGIScriptAlias / $WORK/hello.wsgi" calls=0
     # Under callgrind as root there is no `User` (below), so httpd's
     # default is uid/gid -1 and mod_wsgi's daemons fail to switch to it
     # ("Unable to set group id to gid=4294967295"): name the user there.
@@ -148,6 +170,11 @@ WSGIImportScript $ATTACH process-group=bench application-group=%{GLOBAL}" ;;
         B) extra="LoadModule wsgi_telemetry_module $OURS
 WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
         I) extra="LoadModule wsgi_telemetry_module $OURS" ;;
+        K | L) [ "$1" = K ] && calls=10 || calls=0
+            mount="WSGIScriptAlias / $WORK/hello-app$calls.wsgi"
+            extra="LoadModule wsgi_telemetry_module $OURS
+WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK
+WSGITelemetryOptions +AppMetrics" ;;
         J) extra="LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so" ;;
         N*) extra="LoadModule inert_module $(inert_module "${1#N}")" ;;
         C) wsgi=$MW6; extra="WSGIPythonHome $MW6_VENV" ;;
@@ -311,7 +338,7 @@ if [ -n "${INSTR:-}" ]; then
         IR[$v]=$(( (b - a) / (N2 - N1) ))
         printf '%-48s %16d\n' "$v" "${IR[$v]}"
     done
-    pairs=("A B" "C D" "E F" "E G" "E H" "A I" "I B" "A J")
+    pairs=("A B" "C D" "E F" "E G" "E H" "A I" "I B" "A J" "B L" "L K")
     for v in ${VARIANTS:-A B C D}; do case $v in N*) pairs+=("A $v") ;; esac; done
     for pair in "${pairs[@]}"; do
         set -- $pair
@@ -350,6 +377,8 @@ for v in $VARIANTS; do
         H) name="H 4.9 daemon mode + no-op event subscriber" ;;
         I) name="I A + our module loaded, not configured" ;;
         J) name="J A + mod_headers loaded, unused" ;;
+        K) name="K L + 10 incr() per request" ;;
+        L) name="L B + AppMetrics, app imports the package" ;;
         N*) name="$v A + inert module of ${v#N} KB" ;;
     esac
     printf '%-48s %12.1f %10.3f %14.1f\n' "$name" "$(median "${RPS[$v]}")" "$(median "${P99[$v]}")" "$(median "${CPU[$v]}")"
@@ -376,7 +405,7 @@ ratio E F
 ratio E G
 ratio E H
 ratio H G
-for pair in "A B" "C D" "E F" "E G" "E H"; do
+for pair in "A B" "C D" "E F" "E G" "E H" "B L" "L K"; do
     paired $pair
 done
 [ "$VARIANTS" = "A B C D" ] || exit 0

@@ -178,8 +178,10 @@ def enabled():
 
 
 def _loaded_module():
-    """The process's own symbols if they include the module's ABI; else the
-    module's file if it is mapped into the process; else None."""
+    """The process's own symbols if they include the module's ABI (Apache
+    loads modules RTLD_GLOBAL); else the module's file, if it is mapped
+    into the process (``mod_wsgi_telemetry.so`` as installed, or cargo's
+    ``libmod_wsgi_telemetry.so``); else None."""
     # PyDLL, not CDLL: the calls are a few atomic operations, so they keep
     # the GIL rather than release and take it back around each one.
     try:
@@ -188,15 +190,19 @@ def _loaded_module():
         return lib
     except (OSError, AttributeError):
         pass
+    mode = getattr(os, "RTLD_NOLOAD", 0) | os.RTLD_NOW
     try:
         with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.rstrip("\n").split(None, 5)[-1]
-                if path.endswith("/mod_wsgi_telemetry.so"):
-                    mode = getattr(os, "RTLD_NOLOAD", 0) | os.RTLD_NOW
-                    return ctypes.PyDLL(path, mode=mode)
-    except (OSError, IndexError):
-        pass
+            paths = {line.rstrip("\n").split(None, 5)[-1] for line in maps}
+    except OSError:
+        return None
+    for path in sorted(p for p in paths if p.endswith("mod_wsgi_telemetry.so")):
+        try:
+            lib = ctypes.PyDLL(path, mode=mode)
+            lib.mwt_app_abi_version
+            return lib
+        except (OSError, AttributeError):
+            continue
     return None
 
 

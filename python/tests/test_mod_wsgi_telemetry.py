@@ -71,6 +71,40 @@ class WithoutTheModule(unittest.TestCase):
         self.assertTrue(out.stdout.endswith("ok\n"), out.stdout)
 
 
+class LoadedLocally(unittest.TestCase):
+    """The module loaded RTLD_LOCAL (not in the global scope): the package
+    finds it mapped in the process, by either file name (the installed
+    ``mod_wsgi_telemetry.so``, cargo's ``libmod_wsgi_telemetry.so``)."""
+
+    def test_the_mapped_module_is_found(self):
+        with tempfile.TemporaryDirectory() as d:
+            fake = build_fake(d)
+            for name in ("mod_wsgi_telemetry.so", "libmod_wsgi_telemetry.so"):
+                path = os.path.join(d, name)
+                os.link(fake, path)
+                script = (
+                    "import ctypes, sys\n"
+                    "lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_LOCAL)\n"
+                    "try:\n"
+                    "    ctypes.PyDLL(None).mwt_app_abi_version\n"
+                    "    sys.exit('the stand-in is in the global scope')\n"
+                    "except AttributeError:\n"
+                    "    pass\n"
+                    "import mod_wsgi_telemetry as m\n"
+                    "assert m.enabled(), 'not found'\n"
+                    "m.incr('orders', 2)\n"
+                    "assert ctypes.c_int.in_dll(lib, 'fake_calls').value == 1\n"
+                    "print('ok')\n"
+                )
+                out = subprocess.run(
+                    [sys.executable, "-c", script, path],
+                    cwd=PACKAGE_ROOT, capture_output=True, text=True,
+                )
+                self.assertEqual(out.returncode, 0, name + ": " + out.stderr)
+                self.assertEqual(out.stdout, "ok\n", name)
+                os.unlink(path)
+
+
 class WithTheModule(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

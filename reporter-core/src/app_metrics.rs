@@ -19,7 +19,8 @@
 //!   the way is made good by the next one.
 //!
 //! This file is plain Rust: no FFI, no Apache. The exported C functions
-//! (round two) only turn their arguments into slices and call [`AppMetrics`].
+//! (`mod_wsgi_reporter`'s `ffi/app_abi.rs`) only turn their arguments
+//! into slices and call [`AppMetrics`].
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 

@@ -17,8 +17,16 @@ pub const MAX_INTERVAL_S: f64 = 3600.0;
 pub const MAX_SLOW_THRESHOLD_S: f64 = 86400.0;
 /// `WSGITelemetryOptions` flag `CaptureUserAgent`.
 pub const CAPTURE_USER_AGENT: u32 = 0x01;
-/// `WSGITelemetryOptions All`.
-pub const ALL_OPTIONS: u32 = 0x01;
+/// `WSGITelemetryOptions` flag `AppMetrics`: the application's own metrics
+/// (docs/app-metrics.md). Off by default, and not part of `All`: the
+/// reference ingester misreads their datagrams, so an administrator turns
+/// them on by name once the socket's reader is this project's `serve`.
+pub const APP_METRICS: u32 = 0x02;
+/// `WSGITelemetryOptions All`: every flag the reference has (not
+/// `AppMetrics`, see there).
+pub const ALL_OPTIONS: u32 = CAPTURE_USER_AGENT;
+/// The flags `WSGITelemetryOptions` knows, for its error message.
+const KNOWN_FLAGS: &str = "CaptureUserAgent, AppMetrics; or None, All";
 
 /// Process-global reporter configuration. `Copy` and heap-free, so it can
 /// live in a plain static of the parent without any destructor.
@@ -57,6 +65,11 @@ impl Config {
     /// Whether `+CaptureUserAgent` is on.
     pub fn capture_user_agent(&self) -> bool {
         self.options & CAPTURE_USER_AGENT != 0
+    }
+
+    /// Whether `+AppMetrics` is on.
+    pub fn app_metrics(&self) -> bool {
+        self.options & APP_METRICS != 0
     }
 }
 
@@ -190,8 +203,12 @@ pub fn telemetry_options<S: AsRef<str>>(cfg: &mut Config, words: &[S]) -> Result
         }
         let flag = if name.eq_ignore_ascii_case("CaptureUserAgent") {
             CAPTURE_USER_AGENT
+        } else if name.eq_ignore_ascii_case("AppMetrics") {
+            APP_METRICS
         } else {
-            return Err(format!("WSGITelemetryOptions: unknown flag '{name}'"));
+            return Err(format!(
+                "WSGITelemetryOptions: unknown flag '{name}' (the flags are {KNOWN_FLAGS})"
+            ));
         };
         match prefix {
             Some(b'-') => incremental &= !flag,
@@ -300,7 +317,7 @@ mod tests {
             .contains("'All' may not"));
         assert_eq!(
             telemetry_options(&mut c, &["Bogus"]).unwrap_err(),
-            "WSGITelemetryOptions: unknown flag 'Bogus'"
+            "WSGITelemetryOptions: unknown flag 'Bogus' (the flags are CaptureUserAgent, AppMetrics; or None, All)"
         );
         telemetry_options(&mut c, &["None", "captureuseragent"]).unwrap();
         assert!(c.capture_user_agent());
@@ -312,5 +329,17 @@ mod tests {
         assert!(!c.capture_user_agent());
         telemetry_options(&mut c, &["All"]).unwrap();
         assert!(c.capture_user_agent());
+        assert!(!c.app_metrics(), "off by default, and not in All");
+        telemetry_options(&mut c, &["+AppMetrics"]).unwrap();
+        assert!(c.app_metrics() && c.capture_user_agent());
+        telemetry_options(&mut c, &["-appmetrics"]).unwrap();
+        assert!(!c.app_metrics() && c.capture_user_agent());
+        telemetry_options(&mut c, &["AppMetrics"]).unwrap();
+        assert!(c.app_metrics() && !c.capture_user_agent());
+        telemetry_options(&mut c, &["None"]).unwrap();
+        assert!(!c.app_metrics());
+        assert!(telemetry_options(&mut c, &["+AppMetric"])
+            .unwrap_err()
+            .contains("unknown flag 'AppMetric' (the flags are"));
     }
 }

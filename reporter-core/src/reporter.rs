@@ -5,6 +5,7 @@
 //! process.
 
 use crate::accum::{self, Accounting, PhaseSum, SlowRecord, Snapshot};
+use crate::app_metrics::{self, AppMetrics, Emit, Reading};
 use crate::gc::GcRegistry;
 use crate::sys::{ProcessStats, Sink};
 use wire::emit::{self, Identity, Lifecycle, Phase, RequestTick, Slots};
@@ -116,6 +117,8 @@ pub struct Reporter<S: Sink> {
     slow_lost_total: u64,
     slow_lost_last_tick: u64,
     gc_scratch: Vec<crate::gc::Drained>,
+    app_scratch: Vec<Reading>,
+    app_ticks: u64,
     buf: Box<[u8; MAX_DATAGRAM]>,
     started: bool,
     stopped: bool,
@@ -152,6 +155,8 @@ impl<S: Sink> Reporter<S> {
             slow_lost_total: 0,
             slow_lost_last_tick: 0,
             gc_scratch: Vec::new(),
+            app_scratch: Vec::new(),
+            app_ticks: 0,
             buf: Box::new([0; MAX_DATAGRAM]),
             started: false,
             stopped: false,
@@ -423,6 +428,48 @@ impl<S: Sink> Reporter<S> {
         let seq = self.next_seq();
         let res = emit::slow_request(&mut self.buf[..], self.pid, seq, stamp_us as f64 / 1e6, &w);
         self.emit(res);
+    }
+
+    /// The application's own metrics (kind 10): what changed since the
+    /// last tick, every name once in [`app_metrics::REFRESH_TICKS`] ticks.
+    /// Called just before [`Reporter::tick`], so that the REQUEST datagram
+    /// stays the newest of the tick (the reference ingester shows a
+    /// process's figures from its newest sample of the periodic kinds).
+    /// A datagram that cannot be sent counts in field 19 like any other,
+    /// and its names go out again next tick.
+    pub fn app_tick(&mut self, app: &AppMetrics, now_us: u64) {
+        let full = self.app_ticks.is_multiple_of(app_metrics::REFRESH_TICKS);
+        self.app_ticks += 1;
+        let (seq, sink, sent, dropped) = (
+            &mut self.seq,
+            &mut self.sink,
+            &mut self.sent,
+            &mut self.dropped,
+        );
+        app.drain(
+            full,
+            &mut self.app_scratch,
+            &mut self.buf,
+            Emit {
+                pid: self.pid,
+                seq: || {
+                    *seq = seq.wrapping_add(1);
+                    *seq
+                },
+                stamp: now_us as f64 / 1e6,
+                hostname: &self.identity.hostname,
+                process_group: &self.identity.process_group,
+                send: |d: &[u8]| {
+                    let ok = sink.send(d);
+                    if ok {
+                        *sent += 1;
+                    } else {
+                        *dropped += 1;
+                    }
+                    ok
+                },
+            },
+        );
     }
 
     /// GC_SNAPSHOT per attached interpreter, each followed by its GC_EVENTs
@@ -724,10 +771,9 @@ pub(crate) mod tests {
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
     }
 
-    #[test]
-    fn drops_are_counted_and_reported() {
-        let acc = Accounting::new(1, 0, 1.0);
-        let mut rep = Reporter::new(
+    /// A reporter whose sink refuses every datagram (until told otherwise).
+    fn refusing_reporter() -> Reporter<VecSink> {
+        Reporter::new(
             VecSink {
                 refuse: true,
                 ..Default::default()
@@ -738,7 +784,13 @@ pub(crate) mod tests {
             1,
             0,
             (0.0, 0.0),
-        );
+        )
+    }
+
+    #[test]
+    fn drops_are_counted_and_reported() {
+        let acc = Accounting::new(1, 0, 1.0);
+        let mut rep = refusing_reporter();
         rep.started();
         rep.tick(&acc, 1_000_000, &ProcessStats::default(), &|_| None);
         assert_eq!(rep.dropped(), 2);
@@ -746,6 +798,33 @@ pub(crate) mod tests {
         rep.tick(&acc, 2_000_000, &ProcessStats::default(), &|_| None);
         let t = wire::decode(&rep.sink().out[0]).unwrap();
         assert_eq!(t.u64(wire::id::REPORTER_DROPPED_DATAGRAMS), Some(2));
+    }
+
+    #[test]
+    fn an_app_metrics_datagram_not_sent_is_a_drop_and_goes_again() {
+        let acc = Accounting::new(1, 0, 1.0);
+        let app = AppMetrics::new(4);
+        let mut rep = refusing_reporter();
+        app.incr(b"orders", 1.0);
+        rep.app_tick(&app, 1_000_000);
+        assert_eq!((rep.dropped(), rep.sent()), (1, 0));
+        rep.sink.refuse = false;
+        rep.app_tick(&app, 2_000_000);
+        rep.tick(&acc, 2_000_000, &ProcessStats::default(), &|_| None);
+        let out: Vec<_> = rep
+            .sink()
+            .out
+            .iter()
+            .map(|d| wire::decode(d).unwrap())
+            .collect();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].header.kind, wire::Kind::APP_METRICS);
+        assert_eq!(out[0].header.seq, 2, "the lost one took seq 1");
+        assert_eq!(
+            out[1].u64(wire::id::REPORTER_DROPPED_DATAGRAMS),
+            Some(1),
+            "field 19 counts it"
+        );
     }
 
     #[test]

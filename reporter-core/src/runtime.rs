@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::accum::Accounting;
+use crate::app_metrics::AppMetrics;
 use crate::gc::GcRegistry;
 use crate::reporter::Reporter;
 use crate::sys::{self, ProcessStats, Sink};
@@ -47,6 +48,8 @@ pub struct Process<S: Sink> {
     pub acc: Accounting,
     /// Python GC data pushed by the attach code.
     pub gc: GcRegistry,
+    /// The application's own metrics (`+AppMetrics`), drained each tick.
+    app: Option<Arc<AppMetrics>>,
     reporter: Mutex<Reporter<S>>,
     stop: Mutex<bool>,
     wake: Condvar,
@@ -58,16 +61,20 @@ pub struct Process<S: Sink> {
 
 impl<S: Sink + 'static> Process<S> {
     /// Seeds everything now; nothing is sent until [`Process::start`].
+    /// `app`: the table of the application's own metrics, sent each tick
+    /// (None: `-AppMetrics`).
     pub fn new(
         acc: Accounting,
         reporter: Reporter<S>,
         interval_s: f64,
         first_delay_s: f64,
         probes: Probes,
+        app: Option<Arc<AppMetrics>>,
     ) -> Arc<Self> {
         Arc::new(Process {
             acc,
             gc: GcRegistry::default(),
+            app,
             reporter: Mutex::new(reporter),
             stop: Mutex::new(false),
             wake: Condvar::new(),
@@ -131,6 +138,9 @@ impl<S: Sink + 'static> Process<S> {
         let now = (self.probes.now_us)();
         let tc = self.probes.thread_cpu;
         let mut r = self.reporter();
+        if let Some(app) = &self.app {
+            r.app_tick(app, now);
+        }
         r.tick(&self.acc, now, &ps, &tc);
         r.gc_tick(&self.gc, now);
         let lost = r.slow_records_lost_last_tick();
@@ -215,7 +225,7 @@ mod tests {
             sys::now_us(),
             (0.0, 0.0),
         );
-        let p = Process::new(acc, rep, 60.0, 30.0, Probes::SYSTEM);
+        let p = Process::new(acc, rep, 60.0, 30.0, Probes::SYSTEM, None);
         p.start().unwrap();
         for _ in 0..3 {
             let c = p.acc.claim(0, 0, 1, sys::now_us(), None);
@@ -242,6 +252,64 @@ mod tests {
     }
 
     #[test]
+    fn app_metrics_go_out_just_before_each_request_tick() {
+        let acc = Accounting::new(1, 0, 60.0);
+        let ident = OwnedIdentity {
+            hostname: b"web1".to_vec(),
+            process_group: b"g".to_vec(),
+            ..OwnedIdentity::default()
+        };
+        let rep = Reporter::new(
+            VecSink::default(),
+            settings(0),
+            ident,
+            7,
+            1,
+            sys::now_us(),
+            (0.0, 0.0),
+        );
+        let app = Arc::new(AppMetrics::new(4));
+        let p = Process::new(acc, rep, 60.0, 30.0, Probes::SYSTEM, Some(app.clone()));
+        p.start().unwrap();
+        app.incr(b"orders", 2.0);
+        p.tick();
+        p.tick(); // nothing changed: no kind 10
+        app.incr(b"orders", 1.0);
+        p.shutdown(b"");
+        let (kinds, seqs, apps): (Vec<u8>, Vec<u32>, Vec<_>) = p.with_reporter(|r| {
+            let mut k = Vec::new();
+            let mut q = Vec::new();
+            let mut a = Vec::new();
+            for d in &r.sink().out {
+                let s = wire::decode_ref(d).unwrap();
+                k.push(s.header.kind.0);
+                q.push(s.header.seq);
+                if s.header.kind == wire::Kind::APP_METRICS {
+                    a.push(wire::app::decode(&s).unwrap());
+                }
+            }
+            (k, q, a)
+        });
+        assert_eq!(kinds, vec![5, 10, 2, 2, 10, 2, 7]);
+        assert_eq!(seqs, (1..=7).collect::<Vec<u32>>(), "one sequence");
+        let totals: Vec<_> = apps
+            .iter()
+            .map(|a| {
+                (
+                    a.hostname.as_str(),
+                    a.process_group.as_str(),
+                    a.metrics[0].value.clone(),
+                )
+            })
+            .collect();
+        use wire::app::MetricValue::Counter;
+        assert_eq!(
+            totals,
+            vec![("web1", "g", Counter(2.0)), ("web1", "g", Counter(3.0))]
+        );
+    }
+
+    #[test]
     fn thread_ticks_on_its_own() {
         let acc = Accounting::new(1, 0, 0.05);
         let rep = Reporter::new(
@@ -253,7 +321,7 @@ mod tests {
             sys::now_us(),
             (0.0, 0.0),
         );
-        let p = Process::new(acc, rep, 0.05, 0.01, Probes::SYSTEM);
+        let p = Process::new(acc, rep, 0.05, 0.01, Probes::SYSTEM, None);
         p.start().unwrap();
         // Wait for at least two ticks without assuming how long they take.
         while kinds(&p).iter().filter(|k| k.0 == 2).count() < 2 {

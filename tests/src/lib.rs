@@ -673,6 +673,7 @@ pub struct Collector {
     /// Socket path.
     pub path: PathBuf,
     samples: Arc<Mutex<Vec<Sample>>>,
+    apps: Arc<Mutex<Vec<(u32, wire::app::AppMetrics)>>>,
     decode_errors: Arc<Mutex<u64>>,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
@@ -688,11 +689,13 @@ impl Collector {
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let samples = Arc::new(Mutex::new(Vec::new()));
+        let apps = Arc::new(Mutex::new(Vec::new()));
         let decode_errors = Arc::new(Mutex::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
-        let (s2, e2, st2, p2) = (
+        let (s2, a2, e2, st2, p2) = (
             samples.clone(),
+            apps.clone(),
             decode_errors.clone(),
             stop.clone(),
             paused.clone(),
@@ -706,7 +709,19 @@ impl Collector {
                 }
                 if let Ok(n) = sock.recv(&mut buf) {
                     match wire::decode(&buf[..n]) {
-                        Ok(s) => s2.lock().unwrap().push(s),
+                        Ok(s) => {
+                            if s.header.kind == Kind::APP_METRICS {
+                                // Also read as application metrics.
+                                let app = wire::decode_ref(&buf[..n])
+                                    .ok()
+                                    .and_then(|r| wire::app::decode(&r).ok());
+                                match app {
+                                    Some(a) => a2.lock().unwrap().push((s.header.pid, a)),
+                                    None => *e2.lock().unwrap() += 1,
+                                }
+                            }
+                            s2.lock().unwrap().push(s)
+                        }
                         Err(_) => *e2.lock().unwrap() += 1,
                     }
                 }
@@ -715,6 +730,7 @@ impl Collector {
         Collector {
             path: path.to_path_buf(),
             samples,
+            apps,
             decode_errors,
             stop,
             paused,
@@ -732,7 +748,14 @@ impl Collector {
         self.samples.lock().unwrap().clone()
     }
 
-    /// Undecodable datagrams.
+    /// The `app_metrics` datagrams (kind 10) received so far, read with
+    /// `wire::app::decode`, with the sender's pid, in arrival order.
+    pub fn app_metrics(&self) -> Vec<(u32, wire::app::AppMetrics)> {
+        self.apps.lock().unwrap().clone()
+    }
+
+    /// Undecodable datagrams (kind 10 ones included: `wire::app::decode`
+    /// must read them too).
     pub fn decode_errors(&self) -> u64 {
         *self.decode_errors.lock().unwrap()
     }

@@ -56,6 +56,10 @@ fn directive_errors_and_valid_forms(mpm: Mpm) {
         ("WSGITelemetryOptions +None", "WSGITelemetryOptions: 'None' may not have a +/- prefix"),
         ("WSGITelemetryOptions -All", "WSGITelemetryOptions: 'All' may not have a +/- prefix"),
         ("WSGITelemetryOptions CaptureCookies", "WSGITelemetryOptions: unknown flag 'CaptureCookies'"),
+        (
+            "WSGITelemetryOptions +AppMetric",
+            "WSGITelemetryOptions: unknown flag 'AppMetric' (the flags are CaptureUserAgent, AppMetrics; or None, All)",
+        ),
         // Server config only: httpd's own context error.
         (
             "<VirtualHost 127.0.0.1:*>\nWSGITelemetryService unix:/tmp/x.sock\n</VirtualHost>",
@@ -87,6 +91,9 @@ fn directive_errors_and_valid_forms(mpm: Mpm) {
         "WSGITelemetryOptions -CaptureUserAgent",
         "WSGITelemetryOptions None CaptureUserAgent",
         "WSGITelemetryOptions captureuseragent",
+        "WSGITelemetryOptions +AppMetrics",
+        "WSGITelemetryOptions -AppMetrics",
+        "WSGITelemetryOptions CaptureUserAgent AppMetrics",
         "WSGITelemetryService unix:/tmp/x.sock interval=1\nWSGISlowRequests 2\nWSGITelemetryOptions +CaptureUserAgent",
     ];
     for conf in valid {

@@ -49,7 +49,7 @@ pub(super) static COMMANDS: Commands = Commands([
         cmd_data: null_mut(),
         req_override: ap::RSRC_CONF as c_int,
         args_how: ap::cmd_how_RAW_ARGS,
-        errmsg: c"[+|-]CaptureUserAgent ... | None | All".as_ptr(),
+        errmsg: c"[+|-]CaptureUserAgent [+|-]AppMetrics ... | None | All".as_ptr(),
     },
     ap::command_rec {
         name: null(),

@@ -13,9 +13,11 @@
 //! 3. `request`: per-request state, its place in `r->pool`, our filters;
 //! 4. the two accounting paths: `embedded` (MPM children) and `daemon`
 //!    (mod_wsgi daemon processes);
-//! 5. `lifecycle` (server phases, child start and end) and `directives`;
+//! 5. `lifecycle` (server phases, child start and end), `directives`, and
+//!    `app_abi` (the C functions the application's metrics package calls);
 //! 6. `module`: the module record and hook registration.
 
+mod app_abi;
 mod base;
 mod daemon;
 mod directives;

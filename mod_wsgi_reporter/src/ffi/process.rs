@@ -7,11 +7,12 @@
 use std::ffi::c_char;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use apache_headers as ap;
 use apache_headers::macros as m;
 use reporter_core::accum::Accounting;
+use reporter_core::app_metrics::{AppMetrics, DEFAULT_MAX_NAMES};
 use reporter_core::config::Config;
 use reporter_core::reporter::{self, OwnedIdentity, Reporter, Settings};
 use reporter_core::runtime::{Probes, Process};
@@ -33,6 +34,16 @@ pub(super) fn process() -> Option<&'static Process<SocketSink>> {
     // SAFETY: NULL or set once from Arc::into_raw in `set_process` and
     // never freed.
     unsafe { p.as_ref() }
+}
+
+/// This process's table of the application's own metrics, allocated on
+/// first use: by the reporter's creation, or by the application's first
+/// call if that comes first (mod_wsgi may import the application in its
+/// own `child_init`, before ours). Only ever used in a child of the Apache
+/// parent; a static, so it is never dropped.
+pub(super) fn app_table() -> &'static Arc<AppMetrics> {
+    static TABLE: OnceLock<Arc<AppMetrics>> = OnceLock::new();
+    TABLE.get_or_init(|| Arc::new(AppMetrics::new(DEFAULT_MAX_NAMES)))
 }
 
 /// Publishes the started reporter of this MPM child.
@@ -118,5 +129,6 @@ pub(super) fn new_process(
             warn: log_warning,
             ..Probes::SYSTEM
         },
+        cfg.app_metrics().then(|| app_table().clone()),
     )
 }

@@ -228,6 +228,18 @@ extern "C" fn at_exit() {
     })
 }
 
+/// Whether this process reports, or will once our `child_init` has run: a
+/// daemon process with a reporter, or any other child of the Apache
+/// parent (an MPM child: mod_wsgi may run the application's imports in
+/// its own `child_init`, before ours). Never the Apache parent.
+pub(in crate::ffi) fn reporting_child() -> bool {
+    if in_daemon() {
+        return ensure_daemon().is_some();
+    }
+    // SAFETY: no preconditions.
+    process().is_some() || unsafe { libc::getppid() } == PARENT_PID.load(Relaxed)
+}
+
 /// The GC registry of this process's reporter (a daemon's, started on
 /// first use, or an MPM child's), and whether it is a daemon's.
 pub(super) fn registry() -> Option<(&'static GcRegistry, bool)> {
