@@ -2,12 +2,14 @@
 # Builds the container images the integration tests run httpd in, without a
 # registry: a Debian root filesystem made by `debootstrap --variant=minbase`,
 # imported with `docker import` as mwt-base:<release>-<hash>, then
-# containers/<release>/Dockerfile built on it twice:
+# containers/Dockerfile (one for every release: --build-arg RELEASE, BASE)
+# built on it twice:
 #
 #   mwt-httpd:<release>-<hash>    apache2 + libapache2-mod-wsgi-py3 + python3
 #   mwt-builder:<release>-<hash>  the above + apache2-dev, libclang-dev, gcc,
-#                                 pkg-config (compiles the module against this
-#                                 release's httpd/APR headers and glibc)
+#                                 pkg-config (compiles the module and builds the
+#                                 packages against this release's httpd/APR
+#                                 headers and glibc)
 #
 # <hash> covers every input (the build function's text, the release, the
 # mirror, the base image, the Dockerfile), so an image is reused while its
@@ -16,7 +18,10 @@
 #
 # Usage: build-images.sh [release...]      (default: bullseye bookworm trixie)
 # Prints one line per release on stdout, for scripts and tests to read:
-#   <release> mwt-httpd:<release>-<hash> mwt-builder:<release>-<hash>
+#   <release> mwt-httpd:<release>-<hash> mwt-builder:<release>-<hash> <base>
+# <base> is the bare release (mwt-base:<release>-<hash>, or debian:<release>
+# with MWT_BASE=registry): the container tests install the ingester's
+# package into it.
 # Progress and timings go to stderr.
 #
 # Environment:
@@ -29,6 +34,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 mirror="${MWT_MIRROR:-http://deb.debian.org/debian}"
+dockerfile="$root/containers/Dockerfile"
 releases=("$@")
 [ ${#releases[@]} -eq 0 ] && releases=(bullseye bookworm trixie)
 
@@ -74,18 +80,20 @@ build_target() { # release base stage tag hash
     local rel="$1" base="$2" stage="$3" tag="$4" hash="$5" start=$SECONDS
     log "$rel: docker build --target $stage -> $tag"
     DOCKER_BUILDKIT=0 "${nice_cmd[@]}" docker build -q \
+        --build-arg "RELEASE=$rel" \
         --build-arg "BASE=$base" \
         --target "$stage" \
         --label "org.mod-wsgi-telemetry.role=$stage" \
         --label "org.mod-wsgi-telemetry.release=$rel" \
         --label "org.mod-wsgi-telemetry.inputs=$hash" \
-        -t "$tag" "$root/containers/$rel" >/dev/null
+        -t "$tag" "$root/containers" >/dev/null
     log "$rel: $stage image built in $((SECONDS - start)) s"
 }
 
 for rel in "${releases[@]}"; do
-    dockerfile="$root/containers/$rel/Dockerfile"
-    [ -f "$dockerfile" ] || die "$rel: no $dockerfile"
+    case "$rel" in
+        *[!a-z]* | "") die "'$rel' is not a Debian code name (e.g. bookworm)" ;;
+    esac
     # Two tests (or a test and a person) building the same release at once
     # would debootstrap twice and race on the tags.
     exec {lock}>"/tmp/mwt-build-images-$rel.lock"
@@ -107,7 +115,7 @@ for rel in "${releases[@]}"; do
         fi
     fi
 
-    hash="$( { echo "$base"; declare -f build_target; cat "$dockerfile"; } | short_hash)"
+    hash="$( { echo "$rel $base"; declare -f build_target; cat "$dockerfile"; } | short_hash)"
     httpd="mwt-httpd:$rel-$hash"
     builder="mwt-builder:$rel-$hash"
     for pair in "httpd $httpd" "builder $builder"; do
@@ -121,5 +129,5 @@ for rel in "${releases[@]}"; do
     log "$rel: ready in $((SECONDS - total)) s"
     flock -u "$lock"
     exec {lock}>&-
-    echo "$rel $httpd $builder"
+    echo "$rel $httpd $builder $base"
 done
