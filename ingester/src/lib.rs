@@ -4,10 +4,12 @@
 //! dedicated thread and decodes with the `wire` crate, [`state`] keeps the
 //! bounded per-process model (it knows nothing of HTTP or terminals),
 //! [`messages`] turns state changes into the JSON messages of the API
-//! (serialised once, shared by every subscriber), and [`http`] serves the UI,
+//! (serialised once, shared by every subscriber), [`batch`] gathers them
+//! into one frame per interval for the UI, and [`http`] serves the UI,
 //! the JSON API and the WebSocket. `top` is a WebSocket client; `dump`,
 //! `replay` and `simulate` are tools around the socket.
 
+pub mod batch;
 pub mod cli;
 pub mod dump;
 pub mod http;
