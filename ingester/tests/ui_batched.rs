@@ -195,7 +195,7 @@ async fn a_batched_page_shows_what_a_per_datagram_page_shows() {
     }
     println!("{events} GC timeline events compared; {thinned} processes thinned");
     assert!(events > 100, "{events} GC events compared");
-    assert!(a["slow"].as_array().unwrap().len() > 0);
+    assert!(!a["slow"].as_array().unwrap().is_empty());
     let (sa, sb) = (per_datagram.js(SHOWN).await, batched.js(SHOWN).await);
     if thinned == 0 {
         assert_eq!(sa, sb);

@@ -239,7 +239,7 @@ async fn run(batches: Arc<Batches>, stream: Arc<Stream>) {
         loop {
             let next = lock(&stream.frames).queue.pop_front();
             let Some(frame) = next else { break };
-            let _ = stream.tx.send(Arc::from(frame.to_json(interval_ms)));
+            let _ = stream.tx.send(Arc::from(frame.into_json(interval_ms)));
         }
         if batches.retire_if_unused(&stream) {
             break;
@@ -444,7 +444,7 @@ impl Pending {
     }
 
     /// The frame's JSON text.
-    fn to_json(mut self, interval_ms: u64) -> String {
+    fn into_json(mut self, interval_ms: u64) -> String {
         let mut o = String::with_capacity(
             256 + self.samples.len() + self.gc_snapshots.len() + self.lifecycle.len(),
         );

@@ -29,6 +29,11 @@ fn the_longest_pauses_are_kept_in_arrival_order() {
     assert_eq!(p.cut, Some(13.0));
 }
 
+/// (pid, interpreter, second) of a GC aggregate.
+type AggKey = (u64, String, i64);
+/// Collections per generation, time, longest pause, collected, pauses.
+type Agg = (Vec<u64>, f64, f64, u64, Vec<u64>);
+
 /// The corpus through one state, told to a per-datagram listener and to a
 /// batched stream: every message of the first is in the frames (samples,
 /// GC snapshots and lifecycle verbatim and in order; GC events as
@@ -124,8 +129,7 @@ async fn frames_carry_what_the_per_datagram_stream_carries() {
     assert_eq!(in_frames("lifecycle"), life);
     // GC aggregates add up to the events, per (pid, interpreter, second).
     assert!(gc_events.len() > 100, "{} GC events", gc_events.len());
-    let mut want: IndexMap<(u64, String, i64), (Vec<u64>, f64, f64, u64, Vec<u64>)> =
-        IndexMap::new();
+    let mut want: IndexMap<AggKey, Agg> = IndexMap::new();
     for (pid, interp, s) in &gc_events {
         let start = s.f64(id::GC_EVENT_START_STAMP).unwrap();
         let dur = s.f64(id::GC_EVENT_DURATION).unwrap();
@@ -139,8 +143,7 @@ async fn frames_carry_what_the_per_datagram_stream_carries() {
         e.3 += s.u64(id::GC_EVENT_COLLECTED).unwrap();
         e.4[wire::histogram::bucket_index(dur * 64.0)] += 1;
     }
-    let mut got: IndexMap<(u64, String, i64), (Vec<u64>, f64, f64, u64, Vec<u64>)> =
-        IndexMap::new();
+    let mut got: IndexMap<AggKey, Agg> = IndexMap::new();
     for a in in_frames("gc") {
         let key = (
             a["pid"].as_u64().unwrap(),
