@@ -475,6 +475,24 @@ async fn run_size(n: u64) {
         .await,
         open_ui("reference", &theirs.page_url(), false).await,
     ];
+    // Every page connected and past its first snapshot (a 1,000-process
+    // snapshot on a loaded machine takes a while), then 20 s to settle.
+    for ui in &uis {
+        let ready = if ui.ours {
+            "return !!(window.__telemetry && window.__telemetry.conn.state === 'open' && window.__telemetry.store.snapshotCount > 0);"
+        } else {
+            "return document.readyState === 'complete';"
+        };
+        let t0 = Instant::now();
+        while ui.browser.client.execute(ready, vec![]).await.ok() != Some(Value::Bool(true)) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(300),
+                "{} never got ready",
+                ui.name
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
     tokio::time::sleep(Duration::from_secs(20)).await;
     let mut heap0 = Vec::new();
     for ui in &uis {
