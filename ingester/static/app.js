@@ -2,7 +2,11 @@
 // and batches redraws on requestAnimationFrame.
 //
 // Update path: WebSocket message → JSON.parse → Store.apply (incremental,
-// bounded) → mark dirty. Redraw path: at most one redraw per animation frame
+// bounded) → mark dirty. The page asks for the batched stream (one frame
+// per BATCH_MS carrying what changed, applied in one pass); `?stream=datagram`
+// in the page's URL asks for the per-datagram stream instead (one message
+// per datagram, as the reference's clients get), `?batch=MS` for another
+// interval. Redraw path: at most one redraw per animation frame
 // and, for data-driven redraws, at most one every DATA_REDRAW_MS; only the
 // active tab and the sidebar are drawn, and each view skips what has not
 // changed since its last draw. Both paths are timed with performance.now()
@@ -25,6 +29,7 @@ import { fmtCount } from './js/format.js';
 import { setResizeHook } from './js/charts.js';
 
 const DATA_REDRAW_MS = 500;
+const BATCH_MS = 500;
 const FRAME_BUDGET_MS = 5;
 const SIDEBAR_DATA_MS = 1000;
 export const WINDOW_S = 60;
@@ -71,7 +76,10 @@ class App {
 
   wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return `${proto}//${location.host}${this.base}/ws`;
+    const q = new URLSearchParams(location.search);
+    const ms = Number(q.get('batch'));
+    const batch = q.get('stream') === 'datagram' ? '' : `?batch=${Number.isInteger(ms) && ms >= 100 && ms <= 5000 ? ms : BATCH_MS}`;
+    return `${proto}//${location.host}${this.base}/ws${batch}`;
   }
 
   groupOk(g) {
@@ -87,13 +95,24 @@ class App {
       this.perf.badMessages++;
       return;
     }
+    this.perf.bytes += data.length;
     const changed = this.store.apply(msg);
     if (msg.type === 'sample') {
       const p = this.store.procs.get(msg.pid);
       if (p) this.stats(p);
+    } else if (msg.type === 'batch' && changed) {
+      // Statistics once per process per frame, not per sample.
+      for (const pid of this.store.batchPids) {
+        const p = this.store.procs.get(pid);
+        if (p) this.stats(p);
+      }
     }
     this.perf.recordUpdate(performance.now() - t0, msg.type);
     if (msg.type === 'slow_clear') this.views.slow.onClear();
+    else if (msg.type === 'batch' && changed && msg.slow_clear) {
+      this.perf.byType.slow_clear = (this.perf.byType.slow_clear || 0) + 1;
+      this.views.slow.onClear();
+    }
     if (msg.type === 'snapshot') {
       this.statsCache.clear();
       this.forceNext = true;

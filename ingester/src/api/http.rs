@@ -9,7 +9,9 @@
 //! element; the subscriber limit answers 503 before upgrading instead of
 //! leaking the connection; the WebSocket's first snapshot is kept within a
 //! byte budget (clients such as the reference `top` refuse messages over
-//! 4 MiB) unless the client asks for `?history=full`.
+//! 4 MiB) unless the client asks for `?history=full`. Our UI asks for
+//! `?batch=MS`: one frame per interval instead of one message per datagram
+//! ([`crate::batch`]); every other client gets the reference's stream.
 //!
 //! Every request must name an allowed `Host` ([`guard`]); snapshots being
 //! produced are limited in number; the listener ([`server`]) bounds
@@ -368,6 +370,7 @@ pub(crate) fn routes(
                 let mut st = shared.lock();
                 let kept = st.clear_slow(Instant::now());
                 shared.publish(json::slow_clear_json(&kept));
+                shared.batches.slow_clear(&kept);
                 drop(st);
                 json_response("{\"ok\": true}".into())
             },
@@ -423,6 +426,19 @@ pub(crate) fn routes(
                         .body("cannot upgrade this connection\n".into())
                         .unwrap_or_default();
                 };
+                // `?batch=MS`: the UI's batched stream (crate::batch).
+                let batch = match q.get("batch").map(|v| crate::ingest::batch::parse_interval(v)) {
+                    None => None,
+                    Some(Ok(iv)) => Some(iv),
+                    Some(Err(why)) => {
+                        return Response::builder()
+                            .status(StatusCode::BAD_REQUEST)
+                            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                            .header(header::CONNECTION, "close")
+                            .body(format!("{why}\n").into())
+                            .unwrap_or_default()
+                    }
+                };
                 let budget = match q.get("history").map(String::as_str) {
                     Some("full") => None,
                     _ => cfg3.snapshot_budget,
@@ -440,7 +456,7 @@ pub(crate) fn routes(
                     match upgrade.await {
                         Ok(up) => {
                             let io = hyper_util::rt::TokioIo::new(up);
-                            client(io, ctx, budget, shutdown).await;
+                            client(io, ctx, budget, batch, shutdown).await;
                         }
                         Err(e) => tracing::debug!("ws upgrade error: {e}"),
                     }
@@ -559,6 +575,7 @@ async fn client<IO>(
     mut io: IO,
     ctx: ClientCtx,
     budget: Option<usize>,
+    batch: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     IO: tokio::io::AsyncRead + AsyncWrite + Unpin,
@@ -569,10 +586,19 @@ async fn client<IO>(
         return;
     };
     // Subscribe and capture under the same lock: the client then sees
-    // exactly the messages that follow its snapshot.
+    // exactly the messages that follow its snapshot (a batched client:
+    // the frames from `batch_seq` on).
     let (mut sub, refs) = {
         let st = shared.lock();
-        (shared.tx.subscribe(), capture(shared, &ctx.counters, &st))
+        match batch {
+            None => (shared.tx.subscribe(), capture(shared, &ctx.counters, &st)),
+            Some(interval) => {
+                let (sub, first) = shared.batches.subscribe(interval);
+                let mut refs = capture(shared, &ctx.counters, &st);
+                refs.extra.push(("batch_seq", first));
+                (sub, refs)
+            }
+        }
     };
     let sent = send_snapshot(&mut io, refs, budget).await;
     drop(permit);
@@ -599,6 +625,13 @@ async fn client<IO>(
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     shared.lagged.fetch_add(n, Ordering::Relaxed);
+                    if batch.is_some() {
+                        // A missed frame cannot be made up: the client
+                        // reconnects and starts again from a snapshot.
+                        let close = CloseFrame { code: CloseCode::Again, reason: "fell behind the batched stream".into() };
+                        let _ = tx.send(Message::Close(Some(close))).await;
+                        break;
+                    }
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },

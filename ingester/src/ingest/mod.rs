@@ -10,6 +10,7 @@
 // Not fed yet: kind-10 routing and `/api/stats` come with the rest of issue 20.
 #[allow(dead_code)]
 pub(crate) mod app_metrics;
+pub(crate) mod batch;
 pub(crate) mod counters;
 pub(crate) mod history;
 pub(crate) mod json;

@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     /// Messages subscribers missed because they were too slow.
     pub(crate) lagged: AtomicU64,
+    /// The batched streams of the UI (fed by [`Shared::apply`] too).
+    pub(crate) batches: Arc<crate::ingest::batch::Batches>,
 }
 
 impl Shared {
@@ -79,6 +81,7 @@ impl Shared {
             pending_batches: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             lagged: AtomicU64::new(0),
+            batches: Arc::default(),
         })
     }
 
@@ -102,15 +105,30 @@ impl Shared {
         }
     }
 
+    /// True while any WebSocket client (per-datagram or batched) listens.
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0 || self.batches.active()
+    }
+
     /// Applies datagrams, in order, to the locked state and publishes what
     /// they changed: the one apply of both receive paths.
     fn apply<'a>(&self, st: &mut State, datagrams: impl IntoIterator<Item = &'a [u8]>) {
         let now = Instant::now();
         let publish = self.tx.receiver_count() > 0;
+        let batching = self.batches.active();
         for d in datagrams {
-            if publish {
-                if let Some(js) = json::update_json(&st.ingest(d, now)) {
-                    self.publish(js);
+            if publish || batching {
+                let u = st.ingest(d, now);
+                let js = if publish {
+                    json::update_json(&u).map(Arc::<str>::from)
+                } else {
+                    None
+                };
+                if batching {
+                    self.batches.feed(st, &u, js.as_deref());
+                }
+                if let Some(js) = js {
+                    let _ = self.tx.send(js);
                 }
             } else {
                 // Nobody to tell: read in place, no owned sample.
@@ -381,7 +399,7 @@ pub(crate) fn start(socket: UnixDatagram, shared: Arc<Shared>) -> std::io::Resul
                 // messages are serialised per datagram (many µs), and that
                 // work stays on the ingest thread so this one keeps the
                 // 10-deep kernel queue drained.
-                if sh.pending_batches.load(Ordering::Acquire) == 0 && sh.tx.receiver_count() == 0 {
+                if sh.pending_batches.load(Ordering::Acquire) == 0 && !sh.has_subscribers() {
                     if let Some(mut st) = sh.try_lock() {
                         sh.apply(&mut st, mr.received());
                         drop(st);

@@ -47,6 +47,7 @@ export class Perf {
     this.updates = 0;
     this.redraws = 0;
     this.badMessages = 0;
+    this.bytes = 0; // message text received (UTF-16 code units)
     this.lastRedrawTab = '';
     this.lastVisible = 0;
     this.byType = {};
@@ -87,6 +88,7 @@ export class Perf {
     return {
       updates: this.updates,
       redraws: this.redraws,
+      bytes: this.bytes,
       updateP50: this.update.quantile(0.5),
       updateP95: this.update.quantile(0.95),
       updateMax: this.update.quantile(1),

@@ -204,6 +204,9 @@ function newGcSeries(sid, interp) {
     latest: -1, // physical slot of the newest snapshot in the store's ring
     latestT: null,
     snaps: 0, // snapshots received
+    // Raw events of this series are complete only after this start time
+    // (the batched stream leaves some out when a frame has many).
+    rawFrom: -Infinity,
     sec: new Float64Array(GC_SEC_SLOTS * GC_SEC_STRIDE).fill(NaN),
     histSec: new Float64Array(GC_HIST_SLOTS).fill(NaN),
     hist: new Uint32Array(GC_HIST_SLOTS * NBUCKETS),
@@ -242,8 +245,9 @@ export function gcHistBins(gs, from, to) {
 export function gcWindow(p, gs, from, to, live) {
   const out = { n: 0, gen: [0, 0, 0], dur: 0, max: 0, counts: new Float64Array(NBUCKETS), exact: true };
   const evs = p.gcEvents;
-  // The ring holds every event newer than its oldest kept one (all, if never overwritten).
-  const rawFrom = evs.n <= evs.cap ? -Infinity : evs.length ? evs.t[evs.slot(0)] : Infinity;
+  // The ring holds every event newer than its oldest kept one (all, if
+  // never overwritten), and after the series' newest left-out event.
+  const rawFrom = Math.max(gs.rawFrom, evs.n <= evs.cap ? -Infinity : evs.length ? evs.t[evs.slot(0)] : Infinity);
   const W = GC_SUM_BIN_S;
   for (const o of gcSecBins(gs, from - W, to)) {
     const b = gs.sec[o];
@@ -347,6 +351,10 @@ export class Store {
     this.seqGapsServer = 0;
     this.historyTruncated = false;
     this.extra = {};
+    // Batched stream: frames before batchFrom are in the snapshot already.
+    this.batched = false;
+    this.batchFrom = 0;
+    this.batchPids = new Set(); // pids with samples in the last frame
     this.lifecycle = new Ring();
     this.life = new Map(); // pid → lifecycle record
     this.slow = new Map(); // key string → {key, entry, seen}
@@ -366,6 +374,8 @@ export class Store {
   }
 
   get seqGaps() {
+    // Batched: the server's total (it sees every sequence number).
+    if (this.batched) return this.seqGapsServer;
     let client = 0;
     for (const p of this.procs.values()) client += p.dropsClient;
     return this.seqGapsServer + client;
@@ -465,6 +475,8 @@ export class Store {
         this.rev.slow++;
         this.rev.slowClear++;
         return true;
+      case 'batch':
+        return this.applyBatch(msg);
       case 'stats':
         if (Number.isFinite(msg.total_received)) {
           this.datagramsAtSnapshot = msg.total_received;
@@ -515,7 +527,108 @@ export class Store {
     }
     for (const ev of m.lifecycle_events || []) this.addLifecycle(ev, false);
     for (const { key, entry } of m.slow_requests || []) this.upsertSlow(key, entry, null, false);
+    if (Number.isFinite(m.batch_seq)) {
+      this.batched = true;
+      this.batchFrom = m.batch_seq;
+      if (Number.isFinite(m.seq_gaps)) this.seqGapsServer = m.seq_gaps;
+    }
     this.housekeep();
+  }
+
+  /**
+   * Applies one frame of the batched stream (`/ws?batch=MS`) in one pass:
+   * the per-datagram messages it carries (lifecycle, samples, GC
+   * snapshots) through the same paths as live messages, GC events as
+   * per-second aggregates into the series' 10 s bins and pause histograms,
+   * the timeline's events into the rings, then slow-request changes and
+   * the server's counters. Frames older than the snapshot are skipped.
+   */
+  applyBatch(m) {
+    if (!(m.seq >= this.batchFrom)) return false;
+    this.batched = true;
+    const pids = this.batchPids;
+    pids.clear();
+    if (m.slow_clear) this.apply(m.slow_clear);
+    for (const l of m.lifecycle || []) this.addLifecycle(l.event, 'batch');
+    for (const s of m.samples || []) {
+      this.addSample(s, 'batch');
+      pids.add(s.pid);
+    }
+    for (const g of m.gc_snapshots || []) this.addGcSnapshot(g.pid, g.interpreter ?? '', g.stamp, g.fields || {}, 'batch');
+    for (const a of m.gc || []) this.addGcAggregate(a);
+    // Timeline events: a process's ring is kept in start order across its
+    // interpreters (the frame lists them series by series).
+    const byPid = new Map();
+    for (const e of m.gc_events || []) {
+      const p = this.proc(e.pid);
+      const gs = this.gcSeries(p, e.interpreter ?? '');
+      if (e.omitted > 0 && Number.isFinite(e.cut) && e.cut > gs.rawFrom) gs.rawFrom = e.cut;
+      let l = byPid.get(p);
+      if (!l) byPid.set(p, (l = []));
+      const t = e.t || [];
+      for (let i = 0; i < t.length; i++) l.push([t[i], e.d[i] || 0, e.g[i] || 0, gs.sid]);
+    }
+    for (const [p, l] of byPid) {
+      if (l.length > 1) l.sort((a, b) => a[0] - b[0]);
+      for (const [t, d, g, sid] of l) p.gcEvents.push(t, d, g, sid);
+      p.gcRev++;
+    }
+    for (const s of m.slow_requests || []) this.upsertSlow(s.key, s.entry, s.stamp, 'batch');
+    if (Number.isFinite(m.total_received)) {
+      this.datagramsAtSnapshot = m.total_received;
+      this.messagesSince = 0;
+    }
+    if (Number.isFinite(m.decode_errors)) this.decodeErrors = m.decode_errors;
+    if (Number.isFinite(m.seq_gaps)) this.seqGapsServer = m.seq_gaps;
+    if (m.datagrams > 0) this.lastArrival = performance.now();
+    if ((m.gc && m.gc.length) || byPid.size) this.rev.gc++;
+    this.maybeHousekeep();
+    return true;
+  }
+
+  /** GC events of one (pid, interpreter, start second) from a batched frame. */
+  addGcAggregate(a) {
+    const p = this.proc(a.pid);
+    const gs = this.gcSeries(p, a.interpreter ?? '');
+    const n = a.n || [0, 0, 0];
+    const o = this.gcSumBin(gs, a.sec);
+    if (o >= 0) {
+      const b = gs.sec;
+      b[o + 1] += a.time || 0;
+      for (let g = 0; g < 3; g++) b[o + 2 + g] += n[g] || 0;
+      if (a.max > b[o + 5]) b[o + 5] = a.max;
+    }
+    const h = this.gcHistBin(gs, a.sec);
+    const pauses = a.pauses || [];
+    if (h >= 0) for (let i = 0; i + 1 < pauses.length; i += 2) if (pauses[i] >= 0 && pauses[i] < NBUCKETS) gs.hist[h + pauses[i]] += pauses[i + 1];
+    p.gcRev++;
+  }
+
+  /**
+   * Offset in gs.sec of the 10 s bin holding start time `start` (a slot
+   * holding an older bin is reused), or -1 when the slot holds a newer bin
+   * (the event is out of the ring's reach).
+   */
+  gcSumBin(gs, start) {
+    const sec = Math.floor(start / GC_SUM_BIN_S) * GC_SUM_BIN_S;
+    const o = ((Math.floor(sec / GC_SUM_BIN_S) % GC_SEC_SLOTS) + GC_SEC_SLOTS) % GC_SEC_SLOTS * GC_SEC_STRIDE;
+    const b = gs.sec;
+    if (!(b[o] >= sec)) {
+      b[o] = sec;
+      b.fill(0, o + 1, o + GC_SEC_STRIDE);
+    }
+    return b[o] === sec ? o : -1;
+  }
+
+  /** Offset in gs.hist of the pause histogram holding start time `start`, or -1 (as gcSumBin). */
+  gcHistBin(gs, start) {
+    const s60 = Math.floor(start / GC_HIST_BIN_S) * GC_HIST_BIN_S;
+    const k = ((Math.floor(s60 / GC_HIST_BIN_S) % GC_HIST_SLOTS) + GC_HIST_SLOTS) % GC_HIST_SLOTS;
+    if (!(gs.histSec[k] >= s60)) {
+      gs.histSec[k] = s60;
+      gs.hist.fill(0, k * NBUCKETS, (k + 1) * NBUCKETS);
+    }
+    return gs.histSec[k] === s60 ? k * NBUCKETS : -1;
   }
 
   addSample(m, live) {
@@ -526,7 +639,7 @@ export class Store {
     const p = this.proc(m.pid);
     const f = m.fields || {};
     this.latchIdentity(p, f);
-    if (live) {
+    if (live === true) {
       if (p.lastSeq != null && m.seq > p.lastSeq + 1 + p.otherSince) {
         p.dropsClient += m.seq - p.lastSeq - 1 - p.otherSince;
       }
@@ -535,7 +648,9 @@ export class Store {
       p.datagrams++;
       this.lastArrival = performance.now();
     } else {
+      // Snapshot, or a batched frame (the server counts the gaps).
       p.lastSeq = m.seq;
+      if (live) p.datagrams++;
     }
     const d = deriveSample(m);
     this.advance(d.t);
@@ -764,25 +879,15 @@ export class Store {
     p.gcEvents.push(ev.start, ev.dur, ev.gen, gs.sid);
     // 10 s sums: slot by bin start; a slot holding an older bin is reused,
     // an event older than the slot's bin (out of the ring's reach) is dropped.
-    const sec = Math.floor(ev.start / GC_SUM_BIN_S) * GC_SUM_BIN_S;
-    const o = ((Math.floor(sec / GC_SUM_BIN_S) % GC_SEC_SLOTS) + GC_SEC_SLOTS) % GC_SEC_SLOTS * GC_SEC_STRIDE;
-    const b = gs.sec;
-    if (!(b[o] >= sec)) {
-      b[o] = sec;
-      b.fill(0, o + 1, o + GC_SEC_STRIDE);
-    }
-    if (b[o] === sec) {
+    const o = this.gcSumBin(gs, ev.start);
+    if (o >= 0) {
+      const b = gs.sec;
       b[o + 1] += ev.dur;
       b[o + 2 + (ev.gen === 2 ? 2 : ev.gen === 1 ? 1 : 0)]++;
       if (ev.dur > b[o + 5]) b[o + 5] = ev.dur;
     }
-    const s60 = Math.floor(ev.start / GC_HIST_BIN_S) * GC_HIST_BIN_S;
-    const k = ((Math.floor(s60 / GC_HIST_BIN_S) % GC_HIST_SLOTS) + GC_HIST_SLOTS) % GC_HIST_SLOTS;
-    if (!(gs.histSec[k] >= s60)) {
-      gs.histSec[k] = s60;
-      gs.hist.fill(0, k * NBUCKETS, (k + 1) * NBUCKETS);
-    }
-    if (gs.histSec[k] === s60) gs.hist[k * NBUCKETS + bucketIndex(ev.dur * 1000 * GC_PAUSE_SCALE)]++;
+    const h = this.gcHistBin(gs, ev.start);
+    if (h >= 0) gs.hist[h + bucketIndex(ev.dur * 1000 * GC_PAUSE_SCALE)]++;
     p.gcRev++;
     this.rev.gc++;
   }

@@ -307,3 +307,160 @@ test('GC window: exactly the events that started in the last minute; percentiles
   const w5 = gcWindow(p, gs, now - 155, now, true);
   assert.equal(w5.n, 155);
 });
+
+/**
+ * The corpus's messages as frames of the batched stream (the shape
+ * ingester/src/batch/mod.rs writes): a frame every `every` messages;
+ * per-datagram messages verbatim, GC events as per-second aggregates,
+ * each series' events for the timeline (`keep` at most, the longest, the
+ * rest counted in `omitted` with `cut` their newest start), the newest
+ * entry of each slow key.
+ */
+function framesOf(messages, every, keep = Infinity) {
+  const frames = [];
+  let f = null;
+  let seq = 0;
+  let total = 0;
+  const flush = () => {
+    if (!f) return;
+    f.gc = [...f.aggs.values()];
+    f.gc_events = [...f.picks.values()].map((s) => {
+      const order = s.ev.map((e, i) => i).sort((a, b) => s.ev[b][1] - s.ev[a][1] || a - b);
+      const kept = new Set(order.slice(0, keep));
+      const out = { pid: s.pid, interpreter: s.interpreter, t: [], d: [], g: [], omitted: 0 };
+      s.ev.forEach((e, i) => {
+        if (kept.has(i)) {
+          out.t.push(e[0]);
+          out.d.push(e[1]);
+          out.g.push(e[2]);
+        } else {
+          out.omitted++;
+          out.cut = Math.max(out.cut ?? -Infinity, e[0]);
+        }
+      });
+      return out;
+    });
+    f.slow_requests = [...f.slow.values()];
+    delete f.aggs;
+    delete f.picks;
+    delete f.slow;
+    frames.push(f);
+    f = null;
+  };
+  messages.forEach((m, i) => {
+    if (!f) f = { type: 'batch', seq: ++seq, datagrams: 0, lifecycle: [], samples: [], gc_snapshots: [], aggs: new Map(), picks: new Map(), slow: new Map() };
+    f.datagrams++;
+    f.total_received = ++total;
+    f.decode_errors = 0;
+    f.seq_gaps = 0;
+    if (m.type === 'sample') f.samples.push(m);
+    else if (m.type === 'lifecycle') f.lifecycle.push(m);
+    else if (m.type === 'gc_snapshot') f.gc_snapshots.push(m);
+    else if (m.type === 'slow_request') {
+      const k = JSON.stringify(m.key);
+      f.slow.delete(k);
+      f.slow.set(k, { key: m.key, entry: m.entry, stamp: m.stamp });
+    } else if (m.type === 'gc_event') {
+      const x = m.fields;
+      const start = typeof x.gc_event_start_stamp === 'number' ? x.gc_event_start_stamp : m.stamp;
+      const dur = x.gc_event_duration || 0;
+      const gen = x.gc_event_generation === 2 ? 2 : x.gc_event_generation === 1 ? 1 : 0;
+      const sec = Math.floor(start);
+      const ak = `${m.pid}|${m.interpreter}|${sec}`;
+      let a = f.aggs.get(ak);
+      if (!a) f.aggs.set(ak, (a = { pid: m.pid, interpreter: m.interpreter, sec, n: [0, 0, 0], time: 0, max: 0, h: new Map() }));
+      a.n[gen]++;
+      a.time += dur;
+      a.max = Math.max(a.max, dur);
+      const b = bucketIndex(dur * 1000 * 64);
+      a.h.set(b, (a.h.get(b) || 0) + 1);
+      a.pauses = [...a.h].flat();
+      const sk = `${m.pid}|${m.interpreter}`;
+      let s = f.picks.get(sk);
+      if (!s) f.picks.set(sk, (s = { pid: m.pid, interpreter: m.interpreter, ev: [] }));
+      s.ev.push([start, dur, gen]);
+    }
+    if ((i + 1) % every === 0) flush();
+  });
+  flush();
+  for (const fr of frames) for (const a of fr.gc) delete a.h;
+  return frames;
+}
+
+/** What the views read of a store (GC per series, samples, lifecycle, slow, counters). */
+async function digest(st) {
+  const { gcWindow } = await import('../js/store.js');
+  const r = (x) => Math.round(x * 1e9) / 1e9;
+  const procs = [...st.procs.values()].sort((a, b) => a.pid - b.pid).map((p) => ({
+    pid: p.pid,
+    samples: p.samples.length,
+    lastT: p.lastT,
+    stoppedAt: p.stoppedAt,
+    gc: [...p.gc.entries()].sort().map(([n, gs]) => {
+      const w = gcWindow(p, gs, st.now - 60, st.now, true);
+      const w5 = gcWindow(p, gs, st.now - 300, st.now, true);
+      return [n, gs.snaps, w.n, w.gen, r(w.dur), w.max, [...w.counts].join(' '), w5.n, r(w5.dur), w.exact];
+    }),
+  }));
+  return { procs, now: st.now, datagrams: st.datagrams, lifecycle: st.lifecycle.length, life: [...st.life.values()], slow: [...st.slow.keys()].sort() };
+}
+
+test('batched frames give the model per-datagram messages give', async () => {
+  const messages = corpus.map((r) => toMessage(r)).filter(Boolean);
+  const per = new Store();
+  for (const m of messages) per.apply(m);
+  for (const every of [1, 37, 500]) {
+    const st = new Store();
+    st.apply({ type: 'snapshot', processes: [], total_received: 0, batch_seq: 1 });
+    for (const f of framesOf(messages, every)) assert.ok(st.apply(f));
+    assert.ok(st.batched);
+    assert.deepEqual(await digest(st), await digest(per), `a frame every ${every} messages`);
+    // every event reached the timeline
+    for (const [pid, p] of per.procs) assert.equal(st.procs.get(pid).gcEvents.n, p.gcEvents.n, `pid ${pid} events`);
+  }
+});
+
+test('a frame from before the snapshot is skipped', () => {
+  const messages = corpus.map((r) => toMessage(r)).filter(Boolean).slice(0, 200);
+  const st = new Store();
+  st.apply({ type: 'snapshot', processes: [], total_received: 0, batch_seq: 3 });
+  const frames = framesOf(messages, 50);
+  assert.equal(st.apply(frames[0]), false);
+  assert.equal(st.apply(frames[1]), false);
+  assert.equal(st.datagrams, 0);
+  assert.ok(st.apply(frames[2]));
+  assert.equal(st.datagrams, 150);
+});
+
+test('a thinned timeline keeps the window counts whole (bins), exact only after the cut', async () => {
+  const { gcWindow } = await import('../js/store.js');
+  // One series, an event every 0.1 s for 200 s, frames of 5 s keeping 4 events.
+  const msgs = [];
+  for (let i = 0; i < 2000; i++) {
+    const t = 1000 + i / 10;
+    msgs.push({ type: 'gc_event', pid: 7, interpreter: '', stamp: t, fields: { gc_event_start_stamp: t, gc_event_duration: 0.001 + (i % 7) * 0.0001, gc_event_generation: i % 50 === 0 ? 2 : 0 } });
+  }
+  msgs.push({ type: 'sample', kind: 'request_metrics', pid: 7, seq: 1, stamp: 1199.95, fields: { sample_period: 1 } });
+  const per = new Store();
+  for (const m of msgs) per.apply(m);
+  const st = new Store();
+  st.apply({ type: 'snapshot', processes: [], total_received: 0, batch_seq: 1 });
+  for (const f of framesOf(msgs, 50, 4)) st.apply(f);
+  const [p, q] = [per.procs.get(7), st.procs.get(7)];
+  const [gp, gq] = [p.gc.get(''), q.gc.get('')];
+  assert.ok(gq.rawFrom > 1190, `cut ${gq.rawFrom}`);
+  // Windows made of whole 10 s bins count the same.
+  const whole = (pp, g) => gcWindow(pp, g, 1100, 1200, true);
+  assert.equal(whole(q, gq).n, whole(p, gp).n);
+  assert.equal(whole(q, gq).n, 1000);
+  assert.deepEqual(whole(q, gq).counts, whole(p, gp).counts);
+  // A window cutting a bin (inside the per-datagram ring's 24 s): exact
+  // per datagram, pro rata when thinned.
+  const wp = gcWindow(p, gp, per.now - 20, per.now, true);
+  const wq = gcWindow(q, gq, st.now - 20, st.now, true);
+  assert.ok(wp.exact);
+  assert.ok(!wq.exact);
+  assert.ok(Math.abs(wq.n - wp.n) <= 10, `${wq.n} vs ${wp.n}`);
+  // The timeline got the longest 4 of every 50.
+  assert.equal(q.gcEvents.n, 40 * 4);
+});
