@@ -728,6 +728,37 @@ mod tests {
         feed(&mut st, datagram(Kind::SLOW_REQUEST, 10, 6, slow(0, 1)), t1);
         feed(&mut st, datagram(Kind::SLOW_REQUEST, 10, 7, slow(1, 2)), t1);
         feed(&mut st, datagram(Kind::SLOW_REQUEST, 10, 8, slow(1, 2)), t1);
+        // Application metrics: pid 20 counted 4 orders before it went;
+        // pid 10 counts 3 more, holds a queue of 2 and timed three calls.
+        use crate::ingest::app_metrics::test_datagram;
+        use wire::app::{AppMetric, AppValue, Distribution};
+        let counter = |v| AppMetric {
+            name: b"orders",
+            value: AppValue::Counter(v),
+        };
+        st.ingest_quiet(&test_datagram(20, 4, "web1", "app", &[counter(4.0)]), t0);
+        let mut b = [0u32; wire::histogram::BUCKETS];
+        b[0] = 1;
+        b[9] = 1;
+        b[13] = 1;
+        let app = [
+            counter(3.0),
+            AppMetric {
+                name: b"queue.depth",
+                value: AppValue::Gauge(2.0),
+            },
+            AppMetric {
+                name: b"db.{0}",
+                value: AppValue::Distribution(Distribution {
+                    count: 3,
+                    sum: 0.0155,
+                    min: 0.0005,
+                    max: 0.01,
+                    buckets: &b,
+                }),
+            },
+        ];
+        st.ingest_quiet(&test_datagram(10, 9, "web1", "", &app), t1);
         // Drops pid 20 (stale), keeps pid 10.
         assert_eq!(st.expire(t1), vec![20]);
         (st, t1)
