@@ -123,6 +123,14 @@ impl Series {
         }
     }
 
+    /// The live values in pid order, so that sums of floats do not depend
+    /// on the map's order.
+    fn live_by_pid(&self) -> Vec<(&u32, &Live)> {
+        let mut v: Vec<_> = self.live.iter().collect();
+        v.sort_unstable_by_key(|(pid, _)| **pid);
+        v
+    }
+
     fn retire(&mut self, pid: u32) {
         match self.live.remove(&pid) {
             Some(Live::Counter(v)) => self.retired_counter += v,
@@ -428,7 +436,7 @@ impl AppMetricsState {
             }
             acc.1 += s.retired_counter;
             acc.3.merge(&s.retired_dist);
-            for (pid, v) in &s.live {
+            for (pid, v) in s.live_by_pid() {
                 match v {
                     Live::Counter(v) => acc.1 += v,
                     Live::Gauge(v) => acc.2.push((*pid, *v)),
@@ -466,9 +474,9 @@ impl AppMetricsState {
                 let value = match s.kind {
                     MetricType::Counter => SeriesValue::Counter(
                         s.retired_counter
-                            + s.live
-                                .values()
-                                .map(|v| match v {
+                            + s.live_by_pid()
+                                .into_iter()
+                                .map(|(_, v)| match v {
                                     Live::Counter(v) => *v,
                                     _ => 0.0,
                                 })
@@ -493,7 +501,7 @@ impl AppMetricsState {
                     }
                     MetricType::Distribution => {
                         let mut d = s.retired_dist.clone();
-                        for v in s.live.values() {
+                        for (_, v) in s.live_by_pid() {
                             if let Live::Dist(l) = v {
                                 d.merge(&l.0);
                             }
