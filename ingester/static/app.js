@@ -22,6 +22,7 @@ import { Capacity } from './js/views/capacity.js';
 import { Processes } from './js/views/processes.js';
 import { GcView } from './js/views/gc.js';
 import { SlowView } from './js/views/slow.js';
+import { CustomView } from './js/views/custom.js';
 import { Help } from './js/views/help.js';
 import { Modal } from './js/views/modal.js';
 import { $, setText, setOptions } from './js/dom.js';
@@ -59,6 +60,7 @@ class App {
       processes: new Processes(this),
       gc: new GcView(this),
       slow: new SlowView(this),
+      custom: new CustomView(this),
     };
     this.sidebar = new Sidebar(this);
     this.help = new Help(this);

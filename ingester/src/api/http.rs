@@ -475,10 +475,13 @@ pub(crate) fn routes(
             },
         );
     let history = crate::api::history::routes(shared.clone());
+    let stats = crate::api::stats::routes(shared.clone());
     bad_host
         .or(index)
         .unify()
         .or(history)
+        .unify()
+        .or(stats)
         .unify()
         .or(statics)
         .unify()

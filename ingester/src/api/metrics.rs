@@ -22,9 +22,21 @@
 //! 65.536 s, four per octave) and `+Inf`, so Prometheus sees exactly what
 //! the reporters measured.
 //!
+//! The applications' own metrics (kind 10, docs/app-metrics.md) are three
+//! families labelled by `host`, `process_group` and `name` (their names
+//! allow `.`, `:`, `/`, `-`, which Prometheus metric names do not, so the
+//! name is a label value): counters summed and monotonic, gauges summed
+//! over live processes, and distributions as **histograms** on the same
+//! wire buckets. Histograms, not summaries, because the buckets are what
+//! the processes sent: Prometheus can sum them across hosts and groups and
+//! take `histogram_quantile` over any window and any selection, exact to
+//! the bucket, where a summary's precomputed quantiles can be neither
+//! summed nor re-windowed.
+//!
 //! The state lock is held only while the numbers are copied (and summed
 //! per group) into a [`Capture`]; the text is written after it is released.
 
+use crate::ingest::app_metrics::{Dropped, SeriesFigure, SeriesValue};
 use crate::ingest::state::totals::{GroupKey, Totals, GENERATIONS, PHASES};
 use crate::ingest::state::State;
 use prometheus_client::collector::Collector;
@@ -92,6 +104,9 @@ pub struct Capture {
     decode_errors: u64,
     seq_gaps: u64,
     own: IngesterCounters,
+    app: Vec<SeriesFigure>,
+    app_dropped: Dropped,
+    app_decode_errors: u64,
 }
 
 /// A process counts as live (for the gauges) until it sends
@@ -110,6 +125,9 @@ pub fn capture(st: &State, per_process: bool, own: IngesterCounters, now: Instan
         decode_errors: st.decode_errors,
         seq_gaps: st.seq_gaps,
         own,
+        app: st.app.series_figures(),
+        app_dropped: st.app.dropped(),
+        app_decode_errors: st.app_decode_errors,
         ..Capture::default()
     };
     let group_of = |host: &str, group: &str| (host.to_string(), group.to_string());
@@ -381,6 +399,7 @@ impl Collector for Capture {
             }),
             counter_f64,
         )?;
+        self.encode_app(&mut enc)?;
         let g = &self.groups;
         family(
             &mut enc,
@@ -467,6 +486,91 @@ impl Collector for Capture {
             Gauge,
             one(self.own.websocket_clients),
             gauge_u64,
+        )
+    }
+}
+
+impl Capture {
+    /// The applications' own metrics (see the module's docs).
+    fn encode_app(&self, enc: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        let labels = |f: &SeriesFigure| {
+            vec![
+                ("host", f.host.clone()),
+                ("process_group", f.group.clone()),
+                ("name", f.name.clone()),
+            ]
+        };
+        let rows = |want: fn(&SeriesValue) -> Option<f64>| {
+            self.app
+                .iter()
+                .filter_map(move |f| Some((labels(f), want(&f.value)?)))
+        };
+        family(
+            enc,
+            "mod_wsgi_app_counter",
+            "The applications' counters (mod_wsgi_telemetry.incr), summed over their processes, including those gone.",
+            None,
+            MetricType::Counter,
+            rows(|v| match v {
+                SeriesValue::Counter(x) => Some(*x),
+                _ => None,
+            }),
+            counter_f64,
+        )?;
+        family(
+            enc,
+            "mod_wsgi_app_gauge",
+            "The applications' gauges (mod_wsgi_telemetry.set), summed over their live processes.",
+            None,
+            MetricType::Gauge,
+            rows(|v| match v {
+                SeriesValue::Gauge(x) => Some(*x),
+                _ => None,
+            }),
+            gauge_f64,
+        )?;
+        family(
+            enc,
+            "mod_wsgi_app_distribution",
+            "The applications' recorded durations (mod_wsgi_telemetry.record), merged over their processes, including those gone.",
+            Some(Unit::Seconds),
+            MetricType::Histogram,
+            self.app.iter().filter_map(|f| match &f.value {
+                SeriesValue::Distribution {
+                    count,
+                    sum,
+                    buckets: b,
+                } => Some((labels(f), (*sum, *count, &**b))),
+                _ => None,
+            }),
+            |me, (sum, count, b)| {
+                me.encode_histogram::<NoLabelSet>(*sum, *count, &buckets(&b[..]), None)
+            },
+        )?;
+        let d = &self.app_dropped;
+        family(
+            enc,
+            "mod_wsgi_app_metrics_dropped",
+            "Application-metric updates not kept: new series past the ingester's bound (series), datagrams of processes past its bound (processes), names used as another type in the group (type_conflicts), and calls the processes refused with a full name table (calls).",
+            None,
+            MetricType::Counter,
+            [
+                ("series", d.series),
+                ("processes", d.processes),
+                ("type_conflicts", d.type_conflicts),
+                ("calls", d.calls),
+            ]
+            .map(|(what, n)| (vec![("reason", what.to_string())], n)),
+            counter_u64,
+        )?;
+        family(
+            enc,
+            "mod_wsgi_app_metrics_decode_errors",
+            "app_metrics datagrams (kind 10) whose columns did not agree, skipped (also in mod_wsgi_telemetry_decode_errors).",
+            None,
+            MetricType::Counter,
+            [(Labels::new(), self.app_decode_errors)],
+            counter_u64,
         )
     }
 }
@@ -624,6 +728,37 @@ mod tests {
         feed(&mut st, datagram(Kind::SLOW_REQUEST, 10, 6, slow(0, 1)), t1);
         feed(&mut st, datagram(Kind::SLOW_REQUEST, 10, 7, slow(1, 2)), t1);
         feed(&mut st, datagram(Kind::SLOW_REQUEST, 10, 8, slow(1, 2)), t1);
+        // Application metrics: pid 20 counted 4 orders before it went;
+        // pid 10 counts 3 more, holds a queue of 2 and timed three calls.
+        use crate::ingest::app_metrics::test_datagram;
+        use wire::app::{AppMetric, AppValue, Distribution};
+        let counter = |v| AppMetric {
+            name: b"orders",
+            value: AppValue::Counter(v),
+        };
+        st.ingest_quiet(&test_datagram(20, 4, "web1", "app", &[counter(4.0)]), t0);
+        let mut b = [0u32; wire::histogram::BUCKETS];
+        b[0] = 1;
+        b[9] = 1;
+        b[13] = 1;
+        let app = [
+            counter(3.0),
+            AppMetric {
+                name: b"queue.depth",
+                value: AppValue::Gauge(2.0),
+            },
+            AppMetric {
+                name: b"db.{0}",
+                value: AppValue::Distribution(Distribution {
+                    count: 3,
+                    sum: 0.0155,
+                    min: 0.0005,
+                    max: 0.01,
+                    buckets: &b,
+                }),
+            },
+        ];
+        st.ingest_quiet(&test_datagram(10, 9, "web1", "", &app), t1);
         // Drops pid 20 (stale), keeps pid 10.
         assert_eq!(st.expire(t1), vec![20]);
         (st, t1)

@@ -1,9 +1,11 @@
 //! What `serve` offers over HTTP, all read from the shared model of
 //! `ingest`: [`http`] (the listener with its limits, the routes, the JSON
 //! API and the WebSocket), [`ui_assets`] (the browser UI's files, embedded)
-//! and [`metrics`] (the `/metrics` exposition for Prometheus).
+//! [`metrics`] (the `/metrics` exposition for Prometheus) and [`stats`]
+//! (the applications' own metrics as JSON).
 
 pub(crate) mod history;
 pub(crate) mod http;
 pub mod metrics;
+pub(crate) mod stats;
 pub(crate) mod ui_assets;

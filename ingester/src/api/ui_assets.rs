@@ -33,6 +33,7 @@ assets! {
     "js/stats.js" => "text/javascript; charset=utf-8",
     "js/store.js" => "text/javascript; charset=utf-8",
     "js/views/capacity.js" => "text/javascript; charset=utf-8",
+    "js/views/custom.js" => "text/javascript; charset=utf-8",
     "js/views/gc.js" => "text/javascript; charset=utf-8",
     "js/views/help.js" => "text/javascript; charset=utf-8",
     "js/views/modal.js" => "text/javascript; charset=utf-8",

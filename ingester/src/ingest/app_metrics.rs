@@ -17,8 +17,12 @@
 //!
 //! Bounded: at most [`Limits::series`] (host, group, name) series and
 //! [`Limits::processes`] processes; what does not fit is counted, not kept.
+//!
+//! The model reads no clock: the caller passes the arrival instant of each
+//! datagram and asks it to expire processes (see [`AppMetricsState::expire`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Number, Value as J};
 use wire::app::{
@@ -119,6 +123,14 @@ impl Series {
         }
     }
 
+    /// The live values in pid order, so that sums of floats do not depend
+    /// on the map's order.
+    fn live_by_pid(&self) -> Vec<(&u32, &Live)> {
+        let mut v: Vec<_> = self.live.iter().collect();
+        v.sort_unstable_by_key(|(pid, _)| **pid);
+        v
+    }
+
     fn retire(&mut self, pid: u32) {
         match self.live.remove(&pid) {
             Some(Live::Counter(v)) => self.retired_counter += v,
@@ -178,6 +190,8 @@ struct Process {
     group: String,
     keys: BTreeSet<Key>,
     dropped_calls: u64,
+    /// When its latest datagram arrived.
+    last_seen: Instant,
 }
 
 /// Which processes a view covers (`None`: all).
@@ -233,6 +247,38 @@ pub enum Figure {
     Distribution(Merged),
 }
 
+/// One (host, group, name) series summed over its processes (live and
+/// retired): what `/metrics` shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesFigure {
+    /// Host.
+    pub host: String,
+    /// Process group (`""` for embedded mode).
+    pub group: String,
+    /// Metric name.
+    pub name: String,
+    /// The figure.
+    pub value: SeriesValue,
+}
+
+/// The figure of a [`SeriesFigure`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum SeriesValue {
+    /// Sum of the totals (live and retired).
+    Counter(f64),
+    /// Sum of the live levels.
+    Gauge(f64),
+    /// Values recorded, their sum, and the values per wire bucket.
+    Distribution {
+        /// Values recorded.
+        count: u64,
+        /// Their sum, seconds.
+        sum: f64,
+        /// Per bucket of `wire::histogram` (not cumulative).
+        buckets: Box<[u64; BUCKETS]>,
+    },
+}
+
 /// The application metrics of every process heard from.
 #[derive(Debug, Default)]
 pub struct AppMetricsState {
@@ -252,8 +298,14 @@ impl AppMetricsState {
         }
     }
 
-    /// Takes in one decoded datagram of process `pid`.
+    /// Takes in one decoded datagram of process `pid` (now).
+    #[cfg(test)]
     pub fn ingest(&mut self, pid: u32, d: &Datagram) {
+        self.ingest_at(pid, d, Instant::now());
+    }
+
+    /// Takes in one decoded datagram of process `pid`, arrived at `now`.
+    pub fn ingest_at(&mut self, pid: u32, d: &Datagram, now: Instant) {
         if let Some(p) = self.processes.get(&pid) {
             if p.host != d.hostname || p.group != d.process_group {
                 self.process_gone(pid); // the pid now belongs to another process
@@ -271,6 +323,7 @@ impl AppMetricsState {
                     group: d.process_group.clone(),
                     keys: BTreeSet::new(),
                     dropped_calls: 0,
+                    last_seen: now,
                 },
             );
         }
@@ -278,6 +331,7 @@ impl AppMetricsState {
             return;
         };
         p.dropped_calls = d.dropped_calls;
+        p.last_seen = now;
         for m in &d.metrics {
             let key = (d.hostname.clone(), d.process_group.clone(), m.name.clone());
             let kind = m.value.metric_type();
@@ -310,6 +364,33 @@ impl AppMetricsState {
                 s.retire(pid);
             }
         }
+    }
+
+    /// Retires (as [`AppMetricsState::process_gone`]) every process not
+    /// heard from for `stale_after` that `alive` does not vouch for, and
+    /// returns their pids. A process sends kind 10 only when a figure
+    /// changed (and every name once a minute), so silence alone does not
+    /// mean it is gone: `alive` says whether its server ticks still come.
+    /// Retiring a live process would count its totals twice when it sends
+    /// them again.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        stale_after: Duration,
+        alive: impl Fn(u32) -> bool,
+    ) -> Vec<u32> {
+        let gone: Vec<u32> = self
+            .processes
+            .iter()
+            .filter(|(pid, p)| {
+                now.saturating_duration_since(p.last_seen) > stale_after && !alive(**pid)
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        for &pid in &gone {
+            self.process_gone(pid);
+        }
+        gone
     }
 
     /// What did not fit or did not agree.
@@ -355,7 +436,7 @@ impl AppMetricsState {
             }
             acc.1 += s.retired_counter;
             acc.3.merge(&s.retired_dist);
-            for (pid, v) in &s.live {
+            for (pid, v) in s.live_by_pid() {
                 match v {
                     Live::Counter(v) => acc.1 += v,
                     Live::Gauge(v) => acc.2.push((*pid, *v)),
@@ -368,6 +449,8 @@ impl AppMetricsState {
             .filter_map(|(name, (kind, total, mut levels, dist))| {
                 let fig = match kind {
                     MetricType::Counter => Figure::Counter(total),
+                    // A gauge no live process holds is left out.
+                    MetricType::Gauge if levels.is_empty() => return None,
                     MetricType::Gauge => {
                         levels.sort_by_key(|(pid, _)| *pid);
                         Figure::Gauge {
@@ -378,6 +461,67 @@ impl AppMetricsState {
                     MetricType::Distribution => Figure::Distribution(merged(&dist)?),
                 };
                 Some((name.to_string(), fig))
+            })
+            .collect()
+    }
+
+    /// Every (host, group, name) series, sorted; a distribution nothing
+    /// was recorded in yet and a gauge no live process holds are left out.
+    pub fn series_figures(&self) -> Vec<SeriesFigure> {
+        self.series
+            .iter()
+            .filter_map(|((host, group, name), s)| {
+                let value = match s.kind {
+                    MetricType::Counter => SeriesValue::Counter(
+                        s.retired_counter
+                            + s.live_by_pid()
+                                .into_iter()
+                                .map(|(_, v)| match v {
+                                    Live::Counter(v) => *v,
+                                    _ => 0.0,
+                                })
+                                .sum::<f64>(),
+                    ),
+                    MetricType::Gauge => {
+                        // Summed in pid order, so the figure does not depend
+                        // on the map's order.
+                        let mut levels: Vec<(u32, f64)> = s
+                            .live
+                            .iter()
+                            .filter_map(|(pid, v)| match v {
+                                Live::Gauge(v) => Some((*pid, *v)),
+                                _ => None,
+                            })
+                            .collect();
+                        if levels.is_empty() {
+                            return None;
+                        }
+                        levels.sort_by_key(|(pid, _)| *pid);
+                        SeriesValue::Gauge(levels.iter().map(|(_, v)| v).sum())
+                    }
+                    MetricType::Distribution => {
+                        let mut d = s.retired_dist.clone();
+                        for (_, v) in s.live_by_pid() {
+                            if let Live::Dist(l) = v {
+                                d.merge(&l.0);
+                            }
+                        }
+                        if d.count == 0 {
+                            return None;
+                        }
+                        SeriesValue::Distribution {
+                            count: d.count,
+                            sum: d.sum,
+                            buckets: Box::new(d.buckets),
+                        }
+                    }
+                };
+                Some(SeriesFigure {
+                    host: host.clone(),
+                    group: group.clone(),
+                    name: name.clone(),
+                    value,
+                })
             })
             .collect()
     }
@@ -415,6 +559,50 @@ impl AppMetricsState {
     }
 }
 
+impl AppMetricsState {
+    /// The body of `GET /api/stats/detail` (the UI's and `top`'s view):
+    /// the (host, group) pairs, each name with its type and figures, and
+    /// what was dropped; see docs/app-metrics.md.
+    pub fn detail_json(&self, f: &Filter<'_>) -> String {
+        let groups: Vec<J> = self
+            .groups()
+            .into_iter()
+            .map(|(h, g)| serde_json::json!({"host": h, "process_group": g}))
+            .collect();
+        let metrics: Vec<J> = self
+            .figures(f)
+            .into_iter()
+            .map(|(name, fig)| match fig {
+                Figure::Counter(v) => {
+                    serde_json::json!({"name": name, "type": "counter", "value": number(v)})
+                }
+                Figure::Gauge { sum, per_process } => serde_json::json!({
+                    "name": name, "type": "gauge", "value": number(sum),
+                    "processes": per_process.len(),
+                }),
+                Figure::Distribution(m) => serde_json::json!({
+                    "name": name, "type": "distribution",
+                    "count": m.count, "sum": number(m.sum),
+                    "min": number(m.min), "max": number(m.max),
+                    "p50": number(m.p50), "p90": number(m.p90),
+                    "p95": number(m.p95), "p99": number(m.p99),
+                }),
+            })
+            .collect();
+        let d = self.dropped();
+        serde_json::json!({
+            "groups": groups,
+            "metrics": metrics,
+            "processes": self.processes.len(),
+            "dropped": {
+                "series": d.series, "processes": d.processes,
+                "type_conflicts": d.type_conflicts, "calls": d.calls,
+            },
+        })
+        .to_string()
+    }
+}
+
 fn merged(d: &Dist) -> Option<Merged> {
     if d.count == 0 {
         return None;
@@ -448,6 +636,25 @@ fn number(v: f64) -> J {
     } else {
         Number::from_f64(v).map_or(J::Null, J::Number)
     }
+}
+
+/// An `app_metrics` datagram's bytes, for the tests of the model's users.
+#[cfg(test)]
+pub(crate) fn test_datagram(
+    pid: u32,
+    seq: u32,
+    host: &str,
+    group: &str,
+    metrics: &[wire::app::AppMetric<'_>],
+) -> Vec<u8> {
+    let mut buf = [0u8; wire::MAX_DATAGRAM];
+    let head = wire::app::AppMetricsHead {
+        hostname: host.as_bytes(),
+        process_group: group.as_bytes(),
+        dropped_calls: 0,
+    };
+    let n = wire::app::encode(&mut buf, pid, seq, 1000.0, &head, metrics).expect("fits");
+    buf[..n].to_vec()
 }
 
 #[cfg(test)]

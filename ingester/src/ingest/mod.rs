@@ -7,8 +7,6 @@
 //! clients. Nothing here knows of HTTP or terminals (that is `api` and
 //! `top`).
 
-// Not fed yet: kind-10 routing and `/api/stats` come with the rest of issue 20.
-#[allow(dead_code)]
 pub(crate) mod app_metrics;
 pub(crate) mod batch;
 pub(crate) mod counters;

@@ -32,6 +32,7 @@ pub(crate) use process::{GcRecord, Process};
 pub(crate) use records::{LifecycleEvent, SlowEntry, SlowKey};
 pub use slow::SlowTable;
 
+use crate::ingest::app_metrics::AppMetricsState;
 use crate::ingest::history::{History, DEFAULT_TIERS};
 use indexmap::IndexMap;
 use persisted::DEFAULT_HISTORY_SERIES;
@@ -117,6 +118,11 @@ pub struct State {
     kept_events: Vec<(u8, u64, Vec<u8>)>,
     /// Failed writes to the state directory (set by the history writer).
     pub(crate) history_write_errors: u64,
+    /// The applications' own metrics (kind 10), summed per host and group.
+    pub(crate) app: AppMetricsState,
+    /// Kind-10 datagrams whose columns did not agree (also counted in
+    /// `decode_errors`).
+    pub(crate) app_decode_errors: u64,
 }
 
 impl Update<()> {
@@ -163,6 +169,8 @@ impl State {
             keep_events: false,
             kept_events: Vec::new(),
             history_write_errors: 0,
+            app: AppMetricsState::new(crate::ingest::app_metrics::Limits::default()),
+            app_decode_errors: 0,
         }
     }
 
@@ -213,6 +221,9 @@ impl State {
             Ok(r) if matches!(r.header.kind, Kind::GC_SNAPSHOT | Kind::GC_EVENT) => {
                 (self.apply_view(&r, now), Some(r))
             }
+            // Never a sample: it carries no server figure (the reference
+            // files it with the samples, and its "now" reads zero).
+            Ok(r) if r.header.kind == Kind::APP_METRICS => (self.apply_app(&r, now), None),
             Ok(r) => {
                 let u = self.apply_view(&Indexed::new(r), now);
                 if self.keep_events {
@@ -286,7 +297,32 @@ impl State {
     #[cfg(test)]
     /// Applies one decoded datagram.
     pub(crate) fn apply(&mut self, s: Sample, now: Instant) -> Update {
+        if s.header.kind == Kind::APP_METRICS {
+            // Read from its bytes, as the socket's datagrams are.
+            let bytes = s.encode().expect("encodable");
+            return self.ingest(&bytes, now);
+        }
         self.apply_view(&s, now).with(|| s)
+    }
+
+    /// An `app_metrics` datagram (kind 10): into the application-metrics
+    /// model, keyed by its pid's host and group. Its sequence number is
+    /// counted like any other kind's (one counter per process); a datagram
+    /// whose columns disagree is counted and skipped. Publishes nothing.
+    fn apply_app(&mut self, r: &SampleRef<'_>, now: Instant) -> Update<()> {
+        let h = r.header;
+        match wire::app::decode(r) {
+            Ok(d) => self.app.ingest_at(h.pid, &d, now),
+            Err(e) => {
+                self.decode_errors += 1;
+                self.app_decode_errors += 1;
+                let e = format!("app_metrics from pid {}: {e}", h.pid);
+                self.warnings.note(now, "decode error", &e);
+                self.last_decode_error = Some(e);
+            }
+        }
+        self.note_seq(h.pid, h.seq, now);
+        Update::Nothing
     }
 
     fn apply_view(&mut self, s: &impl View, now: Instant) -> Update<()> {
@@ -350,6 +386,10 @@ impl State {
         }
         self.lifecycle.push_back(ev.clone());
         self.count_lifecycle(&ev);
+        if header.kind == Kind::PROCESS_STARTED {
+            // A new process: whatever this pid sent before was another's.
+            self.app.process_gone(header.pid);
+        }
         if header.kind == Kind::PROCESS_STARTED && self.admits(header.pid, now) {
             let p = Self::process_entry(&mut self.processes, header.pid, now);
             p.last_seen = now;
@@ -505,6 +545,9 @@ impl State {
                 &dropped[..8]
             ),
         }
+        let processes = &self.processes;
+        self.app
+            .expire(now, stale_after, |pid| processes.contains_key(&pid));
         if !self.slow.is_empty() {
             let gone: std::collections::HashSet<u32> = dropped.iter().copied().collect();
             let processes = &self.processes;

@@ -336,3 +336,82 @@ fn pid_hash_spreads_low_bits() {
         );
     }
 }
+
+/// Kind 10 feeds the application-metrics model, counts its sequence
+/// number like every kind, and is never a sample nor a message.
+#[test]
+fn app_metrics_are_routed_apart_from_samples() {
+    use crate::ingest::app_metrics::{test_datagram, Filter};
+    use wire::app::{AppMetric, AppValue};
+    let counter = |v| AppMetric {
+        name: b"orders",
+        value: AppValue::Counter(v),
+    };
+    let t0 = Instant::now();
+    let mut st = State::new(Limits::default());
+    let tick = |seq| Sample {
+        header: Header::new(Kind::REQUEST, 7, seq, 1000.0),
+        fields: vec![(id::HOSTNAME, Value::Bytes(b"web1".to_vec()))],
+    };
+    st.ingest_quiet(&tick(1).encode().unwrap(), t0);
+    let u = st.ingest(&test_datagram(7, 2, "web1", "", &[counter(3.0)]), t0);
+    assert!(matches!(u, Update::Nothing));
+    st.ingest_quiet(&tick(3).encode().unwrap(), t0);
+    st.ingest_quiet(&test_datagram(7, 4, "web1", "", &[counter(5.0)]), t0);
+    // Seq 5 lost: one gap, not three.
+    st.ingest_quiet(&test_datagram(7, 6, "web1", "", &[counter(6.0)]), t0);
+    assert_eq!(st.seq_gaps, 1);
+    assert_eq!(st.processes[&7].samples.len(), 2);
+    assert_eq!(st.app.stats_json(&Filter::default()), r#"{"orders":6}"#);
+    // Columns that disagree: counted, skipped, seq still counted.
+    let mut bad = test_datagram(7, 7, "web1", "", &[counter(7.0)]);
+    let types = bad
+        .windows(4)
+        .position(|w| w == [0x91, 0x01, 0x04, 0x01])
+        .unwrap();
+    bad[types + 5] = b'x';
+    st.ingest_quiet(&bad, t0);
+    assert_eq!(
+        (st.decode_errors, st.app_decode_errors, st.seq_gaps),
+        (1, 1, 1)
+    );
+    assert_eq!(st.app.stats_json(&Filter::default()), r#"{"orders":6}"#);
+    // The process goes quiet and is expired: its total stays in the sum.
+    let later = t0 + st.limits.stale_after + Duration::from_secs(1);
+    assert_eq!(st.expire(later), vec![7]);
+    // A new process (its STARTED first) on the reused pid starts from 0.
+    let started = Sample {
+        header: Header::new(Kind::PROCESS_STARTED, 7, 1, 2000.0),
+        fields: vec![(id::HOSTNAME, Value::Bytes(b"web1".to_vec()))],
+    };
+    st.ingest_quiet(&started.encode().unwrap(), later);
+    st.ingest_quiet(&test_datagram(7, 2, "web1", "", &[counter(1.0)]), later);
+    assert_eq!(st.app.stats_json(&Filter::default()), r#"{"orders":7}"#);
+}
+
+/// A process that still ticks keeps its application metrics live however
+/// long it sends no kind 10 (it sends only what changed).
+#[test]
+fn quiet_app_metrics_of_a_ticking_process_stay_live() {
+    use crate::ingest::app_metrics::{test_datagram, Filter};
+    use wire::app::{AppMetric, AppValue};
+    let gauge = AppMetric {
+        name: b"depth",
+        value: AppValue::Gauge(4.0),
+    };
+    let t0 = Instant::now();
+    let mut st = State::new(Limits::default());
+    st.ingest_quiet(&test_datagram(9, 1, "h", "g", &[gauge]), t0);
+    let later = t0 + st.limits.stale_after + Duration::from_secs(1);
+    let tick = Sample {
+        header: Header::new(Kind::REQUEST, 9, 2, 1000.0),
+        fields: vec![(id::HOSTNAME, Value::Bytes(b"h".to_vec()))],
+    };
+    st.ingest_quiet(&tick.encode().unwrap(), later);
+    assert!(st.expire(later).is_empty());
+    assert_eq!(st.app.stats_json(&Filter::default()), r#"{"depth":4}"#);
+    // Gone for good: its gauge leaves the sum.
+    let much_later = later + st.limits.stale_after + Duration::from_secs(1);
+    assert_eq!(st.expire(much_later), vec![9]);
+    assert_eq!(st.app.stats_json(&Filter::default()), "{}");
+}
