@@ -242,11 +242,21 @@ fn watch() {
                 };
         }
         let now = Instant::now();
-        if now >= next_attach && now < attach_deadline && !d.p.gc.has(b"") && python_ready() {
+        let attaching = now < attach_deadline && !d.p.gc.has(b"");
+        if attaching && now >= next_attach && python_ready() {
             auto_attach();
             next_attach = now + Duration::from_millis(250);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Once the daemon is set up (spies settled, main interpreter
+        // attached or given up on) and mod_wsgi names its shutdown through
+        // the hooked publish call (which sends STOPPING itself), the flag
+        // above is only a fallback: poll it once a second. Every 20 ms,
+        // each wake-up preempts a worker on a busy core (about 100
+        // wake-ups a second for two daemons, for nothing).
+        let settled = !attaching
+            && d.started.elapsed() >= Duration::from_secs(5)
+            && super::daemon_hooks::publish_hooked();
+        std::thread::sleep(Duration::from_millis(if settled { 1000 } else { 20 }));
     }
 }
 
@@ -421,30 +431,62 @@ type IntFn = unsafe extern "C" fn() -> c_int;
 type ModuleDictFn = unsafe extern "C" fn() -> *mut c_void;
 type DictGetFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 
+/// libpython's functions the watcher calls (0: absent), looked up once per
+/// process: libpython is loaded with mod_wsgi.so, before any daemon
+/// exists. (Looked up at each attach attempt, every 250 ms until the
+/// daemon's first request, they cost eight `dlsym` calls, one of them
+/// failing and formatting an error message: `Py_IsFinalizing` is new in
+/// Python 3.13.)
+struct PyApi {
+    is_initialized: usize,
+    is_finalizing: usize,
+    gil_ensure: usize,
+    gil_release: usize,
+    run_string: usize,
+    module_dict: usize,
+    dict_get: usize,
+}
+
+fn py_api() -> &'static PyApi {
+    static API: std::sync::OnceLock<PyApi> = std::sync::OnceLock::new();
+    API.get_or_init(|| {
+        let s = |name: &CStr| sym(name) as usize;
+        PyApi {
+            is_initialized: s(c"Py_IsInitialized"),
+            is_finalizing: match s(c"Py_IsFinalizing") {
+                0 => s(c"_Py_IsFinalizing"),
+                f => f,
+            },
+            gil_ensure: s(c"PyGILState_Ensure"),
+            gil_release: s(c"PyGILState_Release"),
+            run_string: s(c"PyRun_SimpleString"),
+            module_dict: s(c"PyImport_GetModuleDict"),
+            dict_get: s(c"PyDict_GetItemString"),
+        }
+    })
+}
+
 fn python_ready() -> bool {
     if read_int_global(&SYM_PYTHON_INITIALIZED) == 0 {
         return false;
     }
-    let init = sym(c"Py_IsInitialized");
-    if init.is_null() {
+    let init = py_api().is_initialized;
+    if init == 0 {
         return false;
     }
     // SAFETY: Py_IsInitialized takes no arguments and needs no GIL.
-    if unsafe { fnptr::<IntFn>(init)() } == 0 {
+    if unsafe { fnptr::<IntFn>(init as *mut c_void)() } == 0 {
         return false;
     }
     !python_finalizing()
 }
 
 fn python_finalizing() -> bool {
-    for name in [c"Py_IsFinalizing", c"_Py_IsFinalizing"] {
-        let f = sym(name);
-        if !f.is_null() {
-            // SAFETY: both forms take no arguments and need no GIL.
-            return unsafe { fnptr::<IntFn>(f)() } != 0;
-        }
+    match py_api().is_finalizing {
+        0 => false,
+        // SAFETY: both forms take no arguments and need no GIL.
+        f => (unsafe { fnptr::<IntFn>(f as *mut c_void)() }) != 0,
     }
-    false
 }
 
 /// The Python that attaches the main interpreter: the embedded attach
@@ -477,12 +519,13 @@ fn auto_attach_code() -> Option<&'static CString> {
 /// sets up the interpreter, would each compile the whole attach code for
 /// nothing, about 10 million instructions apiece).
 fn auto_attach() {
+    let a = py_api();
     let (e, r, run, modules, get) = (
-        sym(c"PyGILState_Ensure"),
-        sym(c"PyGILState_Release"),
-        sym(c"PyRun_SimpleString"),
-        sym(c"PyImport_GetModuleDict"),
-        sym(c"PyDict_GetItemString"),
+        a.gil_ensure as *mut c_void,
+        a.gil_release as *mut c_void,
+        a.run_string as *mut c_void,
+        a.module_dict as *mut c_void,
+        a.dict_get as *mut c_void,
     );
     if e.is_null() || r.is_null() || run.is_null() || modules.is_null() || get.is_null() {
         return;
