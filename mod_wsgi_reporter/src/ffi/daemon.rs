@@ -433,10 +433,10 @@ type DictGetFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void
 
 /// libpython's functions the watcher calls (0: absent), looked up once per
 /// process: libpython is loaded with mod_wsgi.so, before any daemon
-/// exists. (Looked up at each attach attempt, every 250 ms until the
-/// daemon's first request, they cost eight `dlsym` calls, one of them
-/// failing and formatting an error message: `Py_IsFinalizing` is new in
-/// Python 3.13.)
+/// exists. (Looked up at each attach attempt, every 250 ms until mod_wsgi
+/// has put its module in the main interpreter, they cost eight `dlsym`
+/// calls, one of them failing and formatting an error message:
+/// `Py_IsFinalizing` is new in Python 3.13.)
 struct PyApi {
     is_initialized: usize,
     is_finalizing: usize,
