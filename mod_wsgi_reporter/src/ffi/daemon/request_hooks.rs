@@ -176,20 +176,28 @@ thread_local! {
     static STAMP_AT: Cell<[u32; 5]> = const { Cell::new([u32::MAX; 5]) };
 }
 
-/// Whether table entry `e` is `STAMP_KEYS[i]`; its value if so.
+/// Whether table entry `e` is `STAMP_KEYS[i]`; its value if so. `exact`:
+/// only with mod_wsgi's own spelling (one `strcmp`, no `strlen` and case
+/// folding: the check of the place the key was last found); else ignoring
+/// case, as `apr_table_get` does.
 ///
 /// # Safety
 /// `e` is an entry of a live table.
-unsafe fn stamp_at<'a>(e: &ap::apr_table_entry_t, i: usize) -> Option<&'a [u8]> {
+unsafe fn stamp_at<'a>(e: &ap::apr_table_entry_t, i: usize, exact: bool) -> Option<&'a [u8]> {
     if e.key.is_null() || e.val.is_null() {
         return None;
     }
-    // SAFETY: NUL-terminated key and value of the live table.
-    unsafe {
-        STAMP_KEYS[i]
-            .eq_ignore_ascii_case(m::cstr(e.key))
-            .then(|| m::cstr(e.val))
-    }
+    let want = STAMP_KEYS[i];
+    let found = if exact {
+        // SAFETY: two NUL-terminated strings.
+        unsafe { libc::strcmp(e.key, want.as_ptr()) == 0 }
+    } else {
+        // SAFETY: NUL-terminated key of the live table.
+        want.to_bytes()
+            .eq_ignore_ascii_case(unsafe { m::cstr(e.key) })
+    };
+    // SAFETY: NUL-terminated value of the live table.
+    found.then(|| unsafe { m::cstr(e.val) })
 }
 
 /// The values of `wanted` (indexes into `STAMP_KEYS`) in `env`, "" if
@@ -212,7 +220,7 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
         match entries
             .get(at[i] as usize)
             // SAFETY: an entry of the live table.
-            .and_then(|e| unsafe { stamp_at(e, i) })
+            .and_then(|e| unsafe { stamp_at(e, i, true) })
         {
             Some(v) => out[i] = v,
             None => left += 1,
@@ -232,7 +240,7 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
         for &i in wanted {
             if out[i].is_empty() {
                 // SAFETY: an entry of the live table.
-                if let Some(v) = unsafe { stamp_at(e, i) } {
+                if let Some(v) = unsafe { stamp_at(e, i, false) } {
                     out[i] = v;
                     at[i] = n as u32;
                     left -= 1;

@@ -148,6 +148,15 @@ unsafe extern "C" fn out_filter(
 ) -> ap::apr_status_t {
     // SAFETY: httpd passes a live filter whose ctx is our ReqState.
     let (st, next) = unsafe { ((*f).ctx as *mut ReqState, (*f).next) };
+    // A recorded request has nothing left to count: pass it on without
+    // the brigade walk and the two clock reads (a daemon's end of output
+    // always comes this way: httpd's finalize, after the finalize hook
+    // recorded the request).
+    // SAFETY: NULL or our ReqState in r->pool, used by this thread only.
+    if unsafe { st.as_ref() }.is_none_or(|s| s.finished) {
+        // SAFETY: passing the brigade on, as every filter does.
+        return unsafe { ap::ap_pass_brigade(next, bb) };
+    }
     // SAFETY: the live brigade handed to this filter.
     let (bytes, eos) = guard((0u64, false), || unsafe { brigade_data(bb) });
     let t0 = sys::now_us();
