@@ -274,7 +274,7 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
     let mut out: [&[u8]; 5] = [b""; 5];
     // SAFETY: per the contract.
     let entries = unsafe { m::table_entries(env) };
-    let mut at = STAMP_AT.with(|c| c.get());
+    let at = STAMP_AT.with(|c| c.get());
     let mut left = 0;
     for &i in wanted {
         match entries
@@ -286,9 +286,29 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
             None => left += 1,
         }
     }
-    if left == 0 {
-        return out;
+    if left > 0 {
+        // SAFETY: per the contract.
+        unsafe { stamps_by_pass(entries, wanted, &mut out, left) };
     }
+    out
+}
+
+/// The table pass of [`stamps`] for the `left` keys of `wanted` not found
+/// where this thread last found them (a thread's first request, or a
+/// request of another kind): out of line, so that the usual path stays
+/// small.
+///
+/// # Safety
+/// As for [`stamps`]: `entries` are a live table's.
+#[cold]
+#[inline(never)]
+unsafe fn stamps_by_pass(
+    entries: &[ap::apr_table_entry_t],
+    wanted: &[usize],
+    out: &mut [&[u8]; 5],
+    mut left: usize,
+) {
+    let mut at = STAMP_AT.with(|c| c.get());
     for (n, e) in entries.iter().enumerate().rev() {
         if e.key.is_null() {
             continue;
@@ -312,7 +332,6 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
         }
     }
     STAMP_AT.with(|c| c.set(at));
-    out
 }
 
 /// The application is about to run: claim this worker's slot.
@@ -398,16 +417,23 @@ fn begin(d: &'static Daemon, req: Request<'_>) {
     };
     // Without state of ours (checked above).
     if track(req, st, !PASS_HOOKED.load(Relaxed)).is_null() {
-        // Out of memory: the slot is freed as a 5xx request.
-        d.req.ended(
-            acc,
-            &Ended {
-                thread_id: slot + 1,
-                finish_us: now,
-                ..Ended::default()
-            },
-        );
+        untracked(d, slot, now);
     }
+}
+
+/// The request's state could not be kept (the pool is out of memory): its
+/// slot is freed as a 5xx request.
+#[cold]
+#[inline(never)]
+fn untracked(d: &Daemon, slot: u32, now: u64) {
+    d.req.ended(
+        &d.p.acc,
+        &Ended {
+            thread_id: slot + 1,
+            finish_us: now,
+            ..Ended::default()
+        },
+    );
 }
 
 /// Records a tracked daemon request; called once, through
