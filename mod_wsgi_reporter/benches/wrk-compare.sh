@@ -34,6 +34,11 @@
 # SEED=N sets PYTHONHASHSEED, 0 by default: other seeds lay Python's heap
 # out differently, which shows how much of a difference between variants
 # is layout rather than work).
+# CACHESIM=1 (with INSTR): callgrind's simulated L1 and last-level cache
+# misses per request too. KCOUNT=N: instead of timing, system calls and
+# context switches per request of the MPM children and the daemons over
+# `ab -n N` (see kcount_run). MODULE_SO=PATH: that build of the module
+# instead of this tree's (before/after comparisons).
 # PAD=KB: every variant also loads the inert module of KB kilobytes (as
 # N<KB>, loaded before mod_wsgi): the same layout shift for all of them.
 # With INSTR, running the comparison over several PAD values (0 140 280
@@ -60,8 +65,14 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --quiet --release -p mod_wsgi_reporter
-OURS=$CARGO_TARGET_DIR/release/libmod_wsgi_telemetry.so
+# MODULE_SO=PATH: measure that build of the module (a copy of an older
+# one, say) instead of building this tree's.
+if [ -n "${MODULE_SO:-}" ]; then
+    OURS=$(realpath "$MODULE_SO")
+else
+    cargo build --quiet --release -p mod_wsgi_reporter
+    OURS=$CARGO_TARGET_DIR/release/libmod_wsgi_telemetry.so
+fi
 ATTACH=$PWD/mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py
 MW6=$(bash scripts/mod-wsgi-6-venv.sh)
 MW6_VENV=$(cd "$(dirname "$MW6")/../../../../.." && pwd)
@@ -132,6 +143,11 @@ trap 'exit 130' INT TERM
 # interval, so a shorter one would land in some runs and not others).
 TICK=1
 [ -n "${INSTR:-}" ] && TICK=600
+# CACHESIM=1 (with INSTR): callgrind also simulates the caches and prints
+# the L1 and last-level misses per request (a deterministic stand-in for
+# cache behaviour where the CPU has no counters, as in a VM).
+CACHE_SIM=no
+[ "${CACHESIM:-0}" = 1 ] && CACHE_SIM=yes
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 inert_module() { # $1 kilobytes -> path of the built module
     local d="$WORK/inert-$1"
@@ -274,7 +290,7 @@ run() { # $1 variant -> "rps p99ms cpu_us_per_request"
 instr_run() { # $1 variant $2 requests -> total instructions
     conf "$1"
     rm -f "$WORK"/run/cg.out.*
-    PYTHONHASHSEED=${SEED:-0} setsid valgrind --tool=callgrind --cache-sim=no --branch-sim=no --trace-children=yes \
+    PYTHONHASHSEED=${SEED:-0} setsid valgrind --tool=callgrind --cache-sim="$CACHE_SIM" --branch-sim=no --trace-children=yes \
         --callgrind-out-file="$WORK/run/cg.out.%p" \
         /usr/sbin/apache2 -X -f "$WORK/httpd-$1.conf" >/dev/null 2>&1 &
     HTTPD=$!
@@ -326,17 +342,123 @@ PY
         mkdir -p "$CG_KEEP/$1-$2"; rm -f "$CG_KEEP/$1-$2"/cg.out.*; cp "$WORK"/run/cg.out.* "$CG_KEEP/$1-$2/"
     fi
     # every process's totals (the Apache process and any daemon)
-    cat "$WORK"/run/cg.out.* | awk '/^summary:/ {s += $2} END {printf "%d\n", s}'
+    # (with CACHESIM=1 also the simulated misses: Ir I1mr D1mr D1mw ILmr DLmr DLmw)
+    cat "$WORK"/run/cg.out.* | awk '
+        /^events:/ {for (i = 2; i <= NF; i++) col[$i] = i}
+        /^summary:/ {for (i = 2; i <= NF; i++) s[i] += $i}
+        END {n = split("Ir I1mr D1mr D1mw ILmr DLmr DLmw", ev, " ")
+             for (k = 1; k <= n; k++) if (ev[k] in col) printf "%s%d", (k > 1 ? " " : ""), s[col[ev[k]]]
+             printf "\n"}'
 }
+# KCOUNT=N: what the kernel is asked to do per request, counts that
+# hardly depend on other load on the machine (callgrind sees none of
+# it): each variant runs as in a measured run (not under callgrind), is
+# warmed up (2,000 requests, then 2 s for the daemons' attach) and then
+# serves `ab -k -c CONNECTIONS -n N` while `perf stat` counts the system
+# calls (all, and each of the kinds in KSYSCALLS), context switches,
+# page faults and CPU migrations of every thread of its processes, and
+# /proc/<pid>/task/<tid>/status gives the voluntary and involuntary
+# context switches. Printed per request for the MPM children (they proxy
+# to the daemons; told apart by their ThreadsPerChild threads) and the
+# daemons (the parent does nothing per request). What threads do on
+# timers shows per request as (calls per second) / (requests per
+# second): divide by the rate `ab` reached to compare across runs.
+KSYSCALLS=${KSYSCALLS:-read write readv writev sendto recvfrom sendmsg recvmsg poll ppoll select pselect6 epoll_wait epoll_pwait epoll_ctl futex accept4 connect socket close shutdown setsockopt getsockopt getsockname getpeername fcntl ioctl mmap munmap mprotect brk madvise nanosleep clock_nanosleep clock_gettime gettid getpid getrusage times sched_yield rt_sigprocmask rt_sigaction openat newfstatat lseek getrandom}
+ctxt_of() { # tids... -> "voluntary nonvoluntary", summed
+    local t
+    for t in "$@"; do cat /proc/*/task/"$t"/status 2>/dev/null || true; done |
+        awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary_ctxt/ {n += $2} END {print v + 0, n + 0}'
+}
+kcount_run() { # $1 variant $2 output file: lines "class counter per_request"
+    conf "$1"
+    setsid "${SERVER_CPU[@]}" /usr/sbin/apache2 -f "$WORK/httpd-$1.conf" -DFOREGROUND &
+    HTTPD=$!
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
+    "${LOAD_CPU[@]}" ab -q -k -c "$CONNECTIONS" -n 2000 "http://127.0.0.1:$PORT/" >/dev/null 2>&1
+    sleep 2
+    local p children="" daemons="" ev="raw_syscalls:sys_enter,context-switches,cpu-migrations,page-faults,task-clock" k
+    for k in $KSYSCALLS; do ev+=",syscalls:sys_enter_$k"; done
+    for p in $(ps -s "$HTTPD" -o pid=); do
+        [ "$p" = "$HTTPD" ] && continue
+        if [ "$(ls "/proc/$p/task" | wc -l)" -ge 25 ]; then children+="$p "; else daemons+="$p "; fi
+    done
+    local ct dt c0 d0 c1 d1 pc pd
+    ct=$(for p in $children; do ls "/proc/$p/task"; done)
+    dt=$(for p in $daemons; do ls "/proc/$p/task"; done)
+    c0=$(ctxt_of $ct); d0=$(ctxt_of $dt)
+    perf stat -x, -o "$WORK/child.stat" -e "$ev" -p "$(echo $children | tr ' ' ,)" &
+    pc=$!
+    perf stat -x, -o "$WORK/daemon.stat" -e "$ev" -p "$(echo $daemons | tr ' ' ,)" &
+    pd=$!
+    sleep 1
+    "${LOAD_CPU[@]}" ab -q -k -c "$CONNECTIONS" -n "$KCOUNT" "http://127.0.0.1:$PORT/" >/dev/null 2>&1
+    kill -INT "$pc" "$pd"; wait "$pc" "$pd" 2>/dev/null || true
+    c1=$(ctxt_of $ct); d1=$(ctxt_of $dt)
+    kill "$HTTPD"; wait "$HTTPD" 2>/dev/null || true; HTTPD=""
+    python3 - "$KCOUNT" "$WORK/child.stat" "$WORK/daemon.stat" "$c0" "$c1" "$d0" "$d1" > "$2" <<'PY'
+import sys
+n = int(sys.argv[1])
+for cls, path, a, b in (("child", sys.argv[2], sys.argv[4], sys.argv[5]),
+                        ("daemon", sys.argv[3], sys.argv[6], sys.argv[7])):
+    (v0, i0), (v1, i1) = (map(int, x.split()) for x in (a, b))
+    print(cls, "ctxsw-voluntary", (v1 - v0) / n)
+    print(cls, "ctxsw-involuntary", (i1 - i0) / n)
+    for line in open(path):
+        f = line.strip().split(",")
+        if len(f) < 3 or line.startswith("#"):
+            continue
+        try:
+            v = float(f[0])
+        except ValueError:
+            continue
+        name = f[2].replace("syscalls:sys_enter_", "").replace("raw_syscalls:sys_enter", "syscalls")
+        if name == "task-clock":
+            name = "task-clock-us"
+            v *= 1000  # msec -> us
+        print(cls, name, v / n)
+PY
+}
+if [ -n "${KCOUNT:-}" ]; then
+    # (a variant may be named more than once: "E F E F" shows the spread)
+    declare -A KC
+    names=()
+    i=0
+    for v in ${VARIANTS:-E F}; do
+        i=$((i + 1))
+        kcount_run "$v" "$WORK/kc-$i.txt"
+        while read -r class k x; do
+            KC[$i/$class/$k]=$x
+            names+=("$class/$k")
+        done < "$WORK/kc-$i.txt"
+    done
+    echo "ab -k -c$CONNECTIONS -n$KCOUNT, per request (perf stat; task-clock depends on load, the rest hardly)"
+    set -- ${VARIANTS:-E F}
+    printf '%-30s' "process/counter"; for v in "$@"; do printf ' %8s' "$v"; done; echo
+    for k in $(printf '%s\n' "${names[@]}" | sort -u); do
+        show=0
+        for i in $(seq $#); do
+            [ "$(printf '%.3f' "${KC[$i/$k]:-0}")" != 0.000 ] && show=1
+        done
+        [ $show = 1 ] || continue
+        printf '%-30s' "$k"; for i in $(seq $#); do printf ' %8.3f' "${KC[$i/$k]:-0}"; done; echo
+    done
+    exit 0
+fi
 if [ -n "${INSTR:-}" ]; then
     N1=${INSTR%,*}; N2=${INSTR#*,}
     echo "PYTHONHASHSEED=${SEED:-0} PAD=${PAD:-0} KB"
     printf '%-48s %16s\n' variant "instructions/request"
     declare -A IR
     for v in ${VARIANTS:-A B C D}; do
-        a=$(instr_run "$v" "$N1"); b=$(instr_run "$v" "$N2")
-        IR[$v]=$(( (b - a) / (N2 - N1) ))
+        read -ra a < <(instr_run "$v" "$N1"); read -ra b < <(instr_run "$v" "$N2")
+        IR[$v]=$(( (b[0] - a[0]) / (N2 - N1) ))
         printf '%-48s %16d\n' "$v" "${IR[$v]}"
+        if [ "$CACHE_SIM" = yes ]; then
+            # misses of callgrind's simulated caches (one per process,
+            # sized from CPUID), per request
+            python3 -c "import sys; n=int(sys.argv[1]); a=list(map(int,sys.argv[2].split())); b=list(map(int,sys.argv[3].split())); d=[(y-x)/n for x,y in zip(a,b)]; print(f'  simulated misses/request: L1 instr {d[1]:.1f}, L1 data read {d[2]:.1f}, write {d[3]:.1f}; last level instr {d[4]:.1f}, data {d[5]+d[6]:.1f}')" \
+                "$((N2 - N1))" "${a[*]}" "${b[*]}"
+        fi
     done
     pairs=("A B" "C D" "E F" "E G" "E H" "A I" "I B" "A J" "B L" "L K")
     for v in ${VARIANTS:-A B C D}; do case $v in N*) pairs+=("A $v") ;; esac; done

@@ -412,12 +412,12 @@ pub const SLOW_ENV_KEYS: [&std::ffi::CStr; 9] = [
 /// [`EnvKeys`] order: mod_wsgi's µs stamps and the Apache child's pid
 /// (sent only with slow records on). All start with `m`, which lets one
 /// pass over the table skip most entries at their first byte.
-pub const STAMP_KEYS: [&[u8]; 5] = [
-    b"mod_wsgi.request_start",
-    b"mod_wsgi.queue_start",
-    b"mod_wsgi.daemon_start",
-    b"mod_wsgi.script_start",
-    b"mod_wsgi_telemetry.server_pid",
+pub const STAMP_KEYS: [&std::ffi::CStr; 5] = [
+    c"mod_wsgi.request_start",
+    c"mod_wsgi.queue_start",
+    c"mod_wsgi.daemon_start",
+    c"mod_wsgi.script_start",
+    c"mod_wsgi_telemetry.server_pid",
 ];
 
 /// Indexes into [`STAMP_KEYS`].
@@ -537,7 +537,7 @@ mod tests {
     #[test]
     fn stamp_keys_all_start_with_m() {
         // The table pass skips every other entry at its first byte.
-        assert!(STAMP_KEYS.iter().all(|k| k[0] == b'm'));
+        assert!(STAMP_KEYS.iter().all(|k| k.to_bytes()[0] == b'm'));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! for GC telemetry (and for request events when the request hooks are
 //! unavailable) through the functions of `attach_api`.
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
 use super::state::{python_initialized, shutdown_begun};
 use crate::ffi::base::sym::{fnptr, sym};
@@ -19,31 +19,63 @@ type IntFn = unsafe extern "C" fn() -> c_int;
 type ModuleDictFn = unsafe extern "C" fn() -> *mut c_void;
 type DictGetFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 
+/// libpython's functions the watcher calls (0: absent), looked up once per
+/// process: libpython is loaded with mod_wsgi.so, before any daemon
+/// exists. (Looked up at each attach attempt, every 250 ms until mod_wsgi
+/// has put its module in the main interpreter, they cost eight `dlsym`
+/// calls, one of them failing and formatting an error message:
+/// `Py_IsFinalizing` is new in Python 3.13.)
+struct PyApi {
+    is_initialized: usize,
+    is_finalizing: usize,
+    gil_ensure: usize,
+    gil_release: usize,
+    run_string: usize,
+    module_dict: usize,
+    dict_get: usize,
+}
+
+fn py_api() -> &'static PyApi {
+    static API: std::sync::OnceLock<PyApi> = std::sync::OnceLock::new();
+    API.get_or_init(|| {
+        let s = |name: &CStr| sym(name) as usize;
+        PyApi {
+            is_initialized: s(c"Py_IsInitialized"),
+            is_finalizing: match s(c"Py_IsFinalizing") {
+                0 => s(c"_Py_IsFinalizing"),
+                f => f,
+            },
+            gil_ensure: s(c"PyGILState_Ensure"),
+            gil_release: s(c"PyGILState_Release"),
+            run_string: s(c"PyRun_SimpleString"),
+            module_dict: s(c"PyImport_GetModuleDict"),
+            dict_get: s(c"PyDict_GetItemString"),
+        }
+    })
+}
+
 /// Whether Python is initialised (by mod_wsgi) and not finalising.
 pub(super) fn python_ready() -> bool {
     if !python_initialized() {
         return false;
     }
-    let init = sym(c"Py_IsInitialized");
-    if init.is_null() {
+    let init = py_api().is_initialized;
+    if init == 0 {
         return false;
     }
     // SAFETY: Py_IsInitialized takes no arguments and needs no GIL.
-    if unsafe { fnptr::<IntFn>(init)() } == 0 {
+    if unsafe { fnptr::<IntFn>(init as *mut c_void)() } == 0 {
         return false;
     }
     !python_finalizing()
 }
 
 fn python_finalizing() -> bool {
-    for name in [c"Py_IsFinalizing", c"_Py_IsFinalizing"] {
-        let f = sym(name);
-        if !f.is_null() {
-            // SAFETY: both forms take no arguments and need no GIL.
-            return unsafe { fnptr::<IntFn>(f)() } != 0;
-        }
+    match py_api().is_finalizing {
+        0 => false,
+        // SAFETY: both forms take no arguments and need no GIL.
+        f => (unsafe { fnptr::<IntFn>(f as *mut c_void)() }) != 0,
     }
-    false
 }
 
 /// The Python that attaches the main interpreter: the embedded attach
@@ -76,12 +108,13 @@ fn auto_attach_code() -> Option<&'static CString> {
 /// sets up the interpreter, would each compile the whole attach code for
 /// nothing, about 10 million instructions apiece).
 pub(super) fn auto_attach() {
+    let a = py_api();
     let (e, r, run, modules, get) = (
-        sym(c"PyGILState_Ensure"),
-        sym(c"PyGILState_Release"),
-        sym(c"PyRun_SimpleString"),
-        sym(c"PyImport_GetModuleDict"),
-        sym(c"PyDict_GetItemString"),
+        a.gil_ensure as *mut c_void,
+        a.gil_release as *mut c_void,
+        a.run_string as *mut c_void,
+        a.module_dict as *mut c_void,
+        a.dict_get as *mut c_void,
     );
     if e.is_null() || r.is_null() || run.is_null() || modules.is_null() || get.is_null() {
         return;

@@ -14,8 +14,10 @@
 //! In the daemon (after the fork, so nothing else is touched) the module
 //! points mod_wsgi.so's GOT entries for those two functions at the
 //! wrappers below (crate::got), which call httpd's functions and claim / record
-//! the request with the daemon's accumulators; our input and output
-//! filters on `r` count the application's I/O as in embedded mode. So every
+//! the request with the daemon's accumulators. The application's response
+//! writes are counted as in embedded mode, through mod_wsgi.so's GOT entry
+//! for `ap_pass_brigade` (our output filter on `r` when that entry cannot
+//! be redirected), its `wsgi.input` reads by our input filter. So every
 //! request of every interpreter is counted from the first one, for the cost
 //! of the embedded hooks, and mod_wsgi's Python event machinery (which
 //! costs more than our whole embedded path once anyone subscribes) is not
@@ -43,10 +45,12 @@ use crate::ffi::base::guard;
 use crate::ffi::base::request::Request;
 use crate::ffi::base::sym::fnptr;
 use crate::ffi::request::filters::{track, tracked};
-use crate::ffi::request::state::{thread_slot, ReqState};
+use crate::ffi::request::state::{brigade_data, thread_slot, ReqState};
 use crate::got;
 
 static HOOKED: AtomicBool = AtomicBool::new(false);
+/// mod_wsgi.so's `ap_pass_brigade` calls come to [`pass_brigade`].
+static PASS_HOOKED: AtomicBool = AtomicBool::new(false);
 /// mod_wsgi's own `wsgi_publish_process_stopping` (NULL: not hooked).
 static REAL_PUBLISH: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -84,6 +88,22 @@ pub(super) unsafe fn install(inside: *const c_void) -> Result<usize, got::GotErr
         )
     }?;
     HOOKED.store(true, Release);
+    // Optional: the response writes of the application (mod_wsgi's
+    // `ap_pass_brigade(r->output_filters, bb)`), counted in the call
+    // instead of by an output filter on each request (which costs a filter
+    // record per request and a pass through it for httpd's own writes).
+    // SAFETY: as above; `pass_brigade` has the signature of
+    // `ap_pass_brigade` and calls it by name.
+    if unsafe {
+        got::redirect(
+            inside,
+            &[(c"ap_pass_brigade", pass_brigade as *const () as usize)],
+        )
+    }
+    .is_ok()
+    {
+        PASS_HOOKED.store(true, Release);
+    }
     // Optional: mod_wsgi calls its own exported
     // `wsgi_publish_process_stopping(reason)` through its GOT when a
     // daemon's shutdown begins, with the reason it knows
@@ -160,6 +180,46 @@ unsafe extern "C" fn finalize_request_protocol(r: *mut ap::request_rec) {
     unsafe { ap::ap_finalize_request_protocol(r) };
 }
 
+/// A response write of mod_wsgi in a daemon (`ap_pass_brigade(r->output_filters,
+/// bb)`): counted for the request it writes, if we track it and have not
+/// recorded it yet. Nothing here can panic (pointer reads and wrapping
+/// sums), so there is nothing to catch.
+///
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the arguments of `ap_pass_brigade`.
+unsafe extern "C" fn pass_brigade(
+    next: *mut ap::ap_filter_t,
+    bb: *mut ap::apr_bucket_brigade,
+) -> ap::apr_status_t {
+    // SAFETY: NULL or a live filter of a live request (or connection:
+    // then `r` is NULL); our ReqState is used by this thread only.
+    let st = unsafe { writing(next).as_mut() }.filter(|st| !st.finished);
+    let Some(st) = st else {
+        // SAFETY: the caller's own arguments, passed on unchanged.
+        return unsafe { ap::ap_pass_brigade(next, bb) };
+    };
+    // SAFETY: mod_wsgi's live brigade.
+    let (bytes, _) = unsafe { brigade_data(bb) };
+    let t0 = sys::now_us();
+    // SAFETY: the caller's own arguments, passed on unchanged.
+    let rv = unsafe { ap::ap_pass_brigade(next, bb) };
+    st.wrote(bytes, sys::now_us().saturating_sub(t0));
+    rv
+}
+
+/// Our state of the request whose output chain starts at `next` (NULL:
+/// none, or not ours).
+///
+/// # Safety
+/// `next` is NULL or a live filter.
+unsafe fn writing(next: *mut ap::ap_filter_t) -> *mut ReqState {
+    // SAFETY: per the contract; a filter's `r` is NULL or its live request.
+    match unsafe { next.as_ref().and_then(|f| Request::new(f.r)) } {
+        Some(req) => tracked(req),
+        None => std::ptr::null_mut(),
+    }
+}
+
 /// A string of `r->subprocess_env` ("" if absent).
 ///
 /// # Safety
@@ -176,20 +236,28 @@ thread_local! {
     static STAMP_AT: Cell<[u32; 5]> = const { Cell::new([u32::MAX; 5]) };
 }
 
-/// Whether table entry `e` is `STAMP_KEYS[i]`; its value if so.
+/// Whether table entry `e` is `STAMP_KEYS[i]`; its value if so. `exact`:
+/// only with mod_wsgi's own spelling (one `strcmp`, no `strlen` and case
+/// folding: the check of the place the key was last found); else ignoring
+/// case, as `apr_table_get` does.
 ///
 /// # Safety
 /// `e` is an entry of a live table.
-unsafe fn stamp_at<'a>(e: &ap::apr_table_entry_t, i: usize) -> Option<&'a [u8]> {
+unsafe fn stamp_at<'a>(e: &ap::apr_table_entry_t, i: usize, exact: bool) -> Option<&'a [u8]> {
     if e.key.is_null() || e.val.is_null() {
         return None;
     }
-    // SAFETY: NUL-terminated key and value of the live table.
-    unsafe {
-        STAMP_KEYS[i]
-            .eq_ignore_ascii_case(m::cstr(e.key))
-            .then(|| m::cstr(e.val))
-    }
+    let want = STAMP_KEYS[i];
+    let found = if exact {
+        // SAFETY: two NUL-terminated strings.
+        unsafe { libc::strcmp(e.key, want.as_ptr()) == 0 }
+    } else {
+        // SAFETY: NUL-terminated key of the live table.
+        want.to_bytes()
+            .eq_ignore_ascii_case(unsafe { m::cstr(e.key) })
+    };
+    // SAFETY: NUL-terminated value of the live table.
+    found.then(|| unsafe { m::cstr(e.val) })
 }
 
 /// The values of `wanted` (indexes into `STAMP_KEYS`) in `env`, "" if
@@ -206,21 +274,41 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
     let mut out: [&[u8]; 5] = [b""; 5];
     // SAFETY: per the contract.
     let entries = unsafe { m::table_entries(env) };
-    let mut at = STAMP_AT.with(|c| c.get());
+    let at = STAMP_AT.with(|c| c.get());
     let mut left = 0;
     for &i in wanted {
         match entries
             .get(at[i] as usize)
             // SAFETY: an entry of the live table.
-            .and_then(|e| unsafe { stamp_at(e, i) })
+            .and_then(|e| unsafe { stamp_at(e, i, true) })
         {
             Some(v) => out[i] = v,
             None => left += 1,
         }
     }
-    if left == 0 {
-        return out;
+    if left > 0 {
+        // SAFETY: per the contract.
+        unsafe { stamps_by_pass(entries, wanted, &mut out, left) };
     }
+    out
+}
+
+/// The table pass of [`stamps`] for the `left` keys of `wanted` not found
+/// where this thread last found them (a thread's first request, or a
+/// request of another kind): out of line, so that the usual path stays
+/// small.
+///
+/// # Safety
+/// As for [`stamps`]: `entries` are a live table's.
+#[cold]
+#[inline(never)]
+unsafe fn stamps_by_pass(
+    entries: &[ap::apr_table_entry_t],
+    wanted: &[usize],
+    out: &mut [&[u8]; 5],
+    mut left: usize,
+) {
+    let mut at = STAMP_AT.with(|c| c.get());
     for (n, e) in entries.iter().enumerate().rev() {
         if e.key.is_null() {
             continue;
@@ -232,7 +320,7 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
         for &i in wanted {
             if out[i].is_empty() {
                 // SAFETY: an entry of the live table.
-                if let Some(v) = unsafe { stamp_at(e, i) } {
+                if let Some(v) = unsafe { stamp_at(e, i, false) } {
                     out[i] = v;
                     at[i] = n as u32;
                     left -= 1;
@@ -244,7 +332,6 @@ unsafe fn stamps<'a>(env: *const ap::apr_table_t, wanted: &[usize]) -> [&'a [u8]
         }
     }
     STAMP_AT.with(|c| c.set(at));
-    out
 }
 
 /// The application is about to run: claim this worker's slot.
@@ -329,17 +416,24 @@ fn begin(d: &'static Daemon, req: Request<'_>) {
         )
     };
     // Without state of ours (checked above).
-    if track(req, st).is_null() {
-        // Out of memory: the slot is freed as a 5xx request.
-        d.req.ended(
-            acc,
-            &Ended {
-                thread_id: slot + 1,
-                finish_us: now,
-                ..Ended::default()
-            },
-        );
+    if track(req, st, !PASS_HOOKED.load(Relaxed)).is_null() {
+        untracked(d, slot, now);
     }
+}
+
+/// The request's state could not be kept (the pool is out of memory): its
+/// slot is freed as a 5xx request.
+#[cold]
+#[inline(never)]
+fn untracked(d: &Daemon, slot: u32, now: u64) {
+    d.req.ended(
+        &d.p.acc,
+        &Ended {
+            thread_id: slot + 1,
+            finish_us: now,
+            ..Ended::default()
+        },
+    );
 }
 
 /// Records a tracked daemon request; called once, through

@@ -152,11 +152,21 @@ fn watch() {
                 };
         }
         let now = Instant::now();
-        if now >= next_attach && now < attach_deadline && !d.p.gc.has(b"") && python_ready() {
+        let attaching = now < attach_deadline && !d.p.gc.has(b"");
+        if attaching && now >= next_attach && python_ready() {
             auto_attach();
             next_attach = now + Duration::from_millis(250);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Once the daemon is set up (spies settled, main interpreter
+        // attached or given up on) and mod_wsgi names its shutdown through
+        // the hooked publish call (which sends STOPPING itself), the flag
+        // above is only a fallback: poll it once a second. Every 20 ms,
+        // each wake-up preempts a worker on a busy core (about 100
+        // wake-ups a second for two daemons, for nothing).
+        let settled = !attaching
+            && d.started.elapsed() >= Duration::from_secs(5)
+            && request_hooks::publish_hooked();
+        std::thread::sleep(Duration::from_millis(if settled { 1000 } else { 20 }));
     }
 }
 

@@ -44,10 +44,11 @@ pub(in crate::ffi) fn register() {
 }
 
 /// Puts `st` in `r->pool` and `r->request_config`, ends it with the pool
-/// whatever happens, and adds our filters to the request. NULL when the
-/// pool is out of memory. Called once per request (a second call would
-/// claim it twice).
-pub(in crate::ffi) fn track(req: Request<'_>, st: ReqState) -> *mut ReqState {
+/// whatever happens, and adds our filters to the request (the output
+/// filter only with `out_filter`: false when the caller counts the
+/// response writes itself). NULL when the pool is out of memory. Called
+/// once per request (a second call would claim it twice).
+pub(in crate::ffi) fn track(req: Request<'_>, st: ReqState, out_filter: bool) -> *mut ReqState {
     let (r, rr) = (req.as_ptr(), req.rec());
     // SAFETY: a pool allocation sized for ReqState, fully initialised with
     // ptr::write before use.
@@ -67,12 +68,14 @@ pub(in crate::ffi) fn track(req: Request<'_>, st: ReqState) -> *mut ReqState {
             Some(request_cleanup),
             Some(ap::apr_pool_cleanup_null),
         );
-        ap::ap_add_output_filter_handle(
-            OUT_FILTER.load(Relaxed),
-            p as *mut c_void,
-            r,
-            rr.connection,
-        );
+        if out_filter {
+            ap::ap_add_output_filter_handle(
+                OUT_FILTER.load(Relaxed),
+                p as *mut c_void,
+                r,
+                rr.connection,
+            );
+        }
         // Only requests with a body can be read by the application.
         let cl = m::cstr(ap::apr_table_get(rr.headers_in, c"Content-Length".as_ptr()));
         let te = ap::apr_table_get(rr.headers_in, c"Transfer-Encoding".as_ptr());
@@ -148,6 +151,15 @@ unsafe extern "C" fn out_filter(
 ) -> ap::apr_status_t {
     // SAFETY: httpd passes a live filter whose ctx is our ReqState.
     let (st, next) = unsafe { ((*f).ctx as *mut ReqState, (*f).next) };
+    // A recorded request has nothing left to count: pass it on without
+    // the brigade walk and the two clock reads (a daemon's end of output
+    // always comes this way: httpd's finalize, after the finalize hook
+    // recorded the request).
+    // SAFETY: NULL or our ReqState in r->pool, used by this thread only.
+    if unsafe { st.as_ref() }.is_none_or(|s| s.finished) {
+        // SAFETY: passing the brigade on, as every filter does.
+        return unsafe { ap::ap_pass_brigade(next, bb) };
+    }
     // SAFETY: the live brigade handed to this filter.
     let (bytes, eos) = guard((0u64, false), || unsafe { brigade_data(bb) });
     let t0 = sys::now_us();
