@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     /// Messages subscribers missed because they were too slow.
     pub(crate) lagged: AtomicU64,
+    /// `slow_clear` messages published, changed under the state lock: a
+    /// subscriber that lagged across one re-syncs its slow list.
+    pub(crate) slow_clears: AtomicU64,
 }
 
 impl Shared {
@@ -79,6 +82,7 @@ impl Shared {
             pending_batches: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             lagged: AtomicU64::new(0),
+            slow_clears: AtomicU64::new(0),
         })
     }
 

@@ -214,8 +214,10 @@ impl State {
                 (self.apply_view(&r, now), Some(r))
             }
             Ok(r) => {
+                let refused = self.processes_refused;
                 let u = self.apply_view(&Indexed::new(r), now);
-                if self.keep_events {
+                // What the process bound refused is not kept either.
+                if self.keep_events && self.processes_refused == refused {
                     self.keep_event(&r, datagram);
                 }
                 (u, Some(r))
@@ -344,13 +346,18 @@ impl State {
 
     fn apply_lifecycle(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
+        // A pid refused by the process bound gets no events either: they
+        // would fill the ring and the per-group counts as forged pids do.
+        if !self.admits(header.pid, now) {
+            return Update::Nothing;
+        }
         let ev = lifecycle_event(s);
         if self.lifecycle.len() >= self.limits.lifecycle_events {
             self.lifecycle.pop_front();
         }
         self.lifecycle.push_back(ev.clone());
         self.count_lifecycle(&ev);
-        if header.kind == Kind::PROCESS_STARTED && self.admits(header.pid, now) {
+        if header.kind == Kind::PROCESS_STARTED {
             let p = Self::process_entry(&mut self.processes, header.pid, now);
             p.last_seen = now;
             p.latch_identity(s, true);
@@ -527,6 +534,11 @@ impl State {
                 && processes.contains_key(&e.pid)
                 && now.saturating_duration_since(e.last_seen) <= Self::slow_ttl(processes, e)
         });
+        self.slow_records()
+    }
+
+    /// Every slow record held, oldest first.
+    pub(crate) fn slow_records(&self) -> Vec<(SlowKey, Arc<SlowEntry>)> {
         self.slow
             .iter()
             .map(|(k, e)| (k.clone(), e.clone()))

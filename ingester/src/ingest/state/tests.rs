@@ -279,6 +279,37 @@ fn processes_are_bounded() {
     assert_eq!(st.processes_refused, 3);
 }
 
+/// Lifecycle events of a pid the process bound refuses are counted as
+/// refused and neither stored, counted per group nor kept for the state
+/// directory; a tracked pid's events still are.
+#[test]
+fn lifecycle_events_of_refused_pids_are_not_stored() {
+    let mut st = State::new(Limits {
+        max_processes: 2,
+        ..Limits::default()
+    });
+    st.keep_events();
+    let t = Instant::now();
+    let event = |kind: Kind, pid: u32, seq: u32| Header::new(kind, pid, seq, 1.0).to_bytes();
+    st.ingest_quiet(&event(Kind::PROCESS_STARTED, 1, 1), t);
+    st.ingest_quiet(&event(Kind::PROCESS_STARTED, 2, 1), t);
+    assert_eq!((st.lifecycle.len(), st.processes_refused), (2, 0));
+    let kept = st.take_kept_events().len();
+    for pid in 100..110 {
+        st.ingest_quiet(&event(Kind::PROCESS_STARTED, pid, 1), t);
+        st.ingest_quiet(&event(Kind::PROCESS_STOPPING, pid, 2), t);
+        st.ingest_quiet(&event(Kind::PROCESS_STOPPED, pid, 3), t);
+    }
+    assert_eq!(st.processes_refused, 30);
+    assert_eq!(st.lifecycle.len(), 2, "refused events stored");
+    assert!(st.take_kept_events().is_empty(), "refused events kept");
+    let starts: u64 = st.groups.values().map(|g| g.starts).sum();
+    assert_eq!(starts, 2);
+    st.ingest_quiet(&event(Kind::PROCESS_STOPPED, 2, 2), t);
+    assert_eq!((st.lifecycle.len(), st.processes_refused), (3, 30));
+    assert_eq!(kept, 2);
+}
+
 /// Slow records are bounded per process and in all, and forged text
 /// longer than a reporter sends is cut as the reporter cuts it.
 #[test]
