@@ -257,12 +257,45 @@ async fn silent_websocket_clients_are_disconnected_on_a_quiet_server() {
 
 /// A DNS-rebinding page reaches the server under the attacker's name: its
 /// `Host` (with a matching Origin) is refused with 421 on every route and
-/// counted; loopback names, IP literals and `--allowed-host` names pass.
+/// counted, and so is a non-loopback IP literal (a page served from the
+/// attacker's own address); loopback names and addresses and
+/// `--allowed-host` names and addresses pass.
 #[test]
 fn foreign_host_names_are_refused() {
-    let s = Serve::start(bin(), &["--allowed-host", "ops.example.com"]);
+    let s = Serve::start(
+        bin(),
+        &[
+            "--allowed-host",
+            "ops.example.com",
+            "--allowed-host",
+            "192.0.2.7",
+        ],
+    );
     let p = s.port;
-    let evil = format!("evil.example:{p}");
+    for evil in [
+        format!("evil.example:{p}"),
+        format!("10.1.2.3:{p}"),
+        format!("[fd00::6]:{p}"),
+    ] {
+        refused_on_every_route(&s, &evil);
+    }
+    for host in [
+        format!("localhost:{p}"),
+        format!("127.0.0.1:{p}"),
+        format!("127.0.0.2:{p}"),
+        format!("[::1]:{p}"),
+        format!("ops.example.com:{p}"),
+        format!("192.0.2.7:{p}"),
+    ] {
+        let (st, _, _) = s.http(&format!(
+            "POST /api/slow/clear HTTP/1.0\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert_eq!(st, 200, "{host}");
+    }
+    assert_eq!(s.state()["http_host_refused"], 12);
+}
+
+fn refused_on_every_route(s: &Serve, evil: &str) {
     let reqs = [
         format!("GET /api/state HTTP/1.0\r\nHost: {evil}\r\n\r\n"),
         format!("GET / HTTP/1.0\r\nHost: {evil}\r\n\r\n"),
@@ -277,18 +310,6 @@ fn foreign_host_names_are_refused() {
             format!("Host '{evil}' is not served here (allow it with serve --allowed-host NAME)\n")
         );
     }
-    for host in [
-        format!("localhost:{p}"),
-        format!("127.0.0.1:{p}"),
-        format!("[::1]:{p}"),
-        format!("ops.example.com:{p}"),
-    ] {
-        let (st, _, _) = s.http(&format!(
-            "POST /api/slow/clear HTTP/1.0\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Length: 0\r\n\r\n"
-        ));
-        assert_eq!(st, 200, "{host}");
-    }
-    assert_eq!(s.state()["http_host_refused"], 4);
 }
 
 /// A prefix that would make the page load its script from another origin
@@ -346,4 +367,77 @@ fn non_loopback_http_host_is_warned_about() {
             .count();
         assert_eq!(lines, usize::from(warned), "{host}: {err}");
     }
+}
+
+/// A WebSocket client that falls more than the server's ring of messages
+/// behind loses messages (counted in `ws_messages_dropped`); when one of
+/// them was a `slow_clear`, the client would show cleared records until it
+/// reconnects. After the lag the server re-sends the slow list as a
+/// `slow_clear`, so the client's list is the server's again.
+#[test]
+fn a_lagging_client_does_not_miss_a_slow_clear() {
+    use tokio_tungstenite::tungstenite;
+    let s = Serve::start(bin(), &["--write-timeout", "300"]);
+    let completed = wire::Sample {
+        header: wire::Header::new(wire::Kind::SLOW_REQUEST, 1, 1, 1000.0),
+        fields: vec![
+            (wire::id::SLOW_THREAD_ID, wire::Value::U64(7)),
+            (wire::id::SLOW_RECORD_STATE, wire::Value::U64(1)),
+        ],
+    }
+    .encode()
+    .unwrap();
+    s.send_all([&completed]);
+    s.wait_received(1);
+    let stream = tight_connect(s.port);
+    let (mut ws, _) = tungstenite::client(s.url(), stream).unwrap();
+    let first = ws.read().unwrap().into_text().unwrap();
+    let snap: J = serde_json::from_str(&first).unwrap();
+    assert_eq!(snap["slow_requests"].as_array().unwrap().len(), 1);
+    // The client stops reading: more than the ring (1,024) before the
+    // clear and after it, so the clear itself falls out of the ring.
+    let ticks = |from: u32| {
+        (from..from + 3000)
+            .map(|seq| tick(2, seq))
+            .collect::<Vec<_>>()
+    };
+    s.send_all(ticks(1));
+    s.wait_received(3001);
+    let clear = "POST /api/slow/clear HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(s.http(clear).0, 200);
+    s.send_all(ticks(3001));
+    s.wait_received(6001);
+    assert_eq!(s.state()["slow_requests"].as_array().unwrap().len(), 0);
+    // Read everything there is; the slow list as a client builds it.
+    ws.get_mut()
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let mut slow = std::collections::BTreeSet::new();
+    slow.insert(snap["slow_requests"][0]["key"].to_string());
+    let mut clears = 0;
+    while let Ok(m) = ws.read() {
+        let Ok(text) = m.into_text() else { continue };
+        let v: J = serde_json::from_str(&text).unwrap();
+        match v["type"].as_str() {
+            Some("slow_request") => {
+                slow.insert(v["key"].to_string());
+            }
+            Some("slow_clear") => {
+                clears += 1;
+                slow = v["kept"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k["key"].to_string())
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        s.state()["ws_messages_dropped"].as_u64().unwrap() > 1024,
+        "the client did not lag"
+    );
+    assert!(clears >= 1, "no slow_clear reached the client");
+    assert!(slow.is_empty(), "the client still lists {slow:?}");
 }

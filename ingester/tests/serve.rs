@@ -299,6 +299,29 @@ async fn websocket_snapshot_respects_budget() {
         .map(|p| p["samples"].as_array().unwrap().len())
         .sum();
     assert_eq!(samples, 386);
+    // `/api/state` naming no budget is held to the same budget; `?budget=N`,
+    // `?budget=0` and `?history=full` choose.
+    let (st, plain) = s.get("/api/state");
+    assert_eq!(st, 200);
+    assert!(
+        plain.len() < 500_000,
+        "plain /api/state is {} bytes",
+        plain.len()
+    );
+    let v: serde_json::Value = serde_json::from_str(&plain).unwrap();
+    assert_eq!(v["history_truncated"], true);
+    let (_, small) = s.get("/api/state?budget=200000");
+    assert!(
+        small.len() < 250_000,
+        "?budget=200000 gave {} bytes",
+        small.len()
+    );
+    for whole in ["/api/state?budget=0", "/api/state?history=full"] {
+        let (_, body) = s.get(whole);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["history_truncated"], false, "{whole}");
+        assert!(body.len() > 1_000_000, "{whole} is {} bytes", body.len());
+    }
 }
 
 /// At start `serve` warns when the kernel's per-socket datagram queue

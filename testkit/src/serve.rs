@@ -13,6 +13,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::{free_port, http, last_lines, poll, read_lossy, signal, wait_exit, wait_until};
 
+/// `/api/state` without the default snapshot budget.
+const WHOLE_STATE: &str = "/api/state?budget=0";
+
 /// A running `serve`; killed by pid and reaped on drop.
 pub struct Serve {
     /// The process.
@@ -187,19 +190,20 @@ impl Serve {
         (st, body)
     }
 
-    /// `/api/state`, or `None` while it cannot be had (not listening, not
-    /// 200, not JSON).
+    /// The whole `/api/state` (`?budget=0`: tests count everything, however
+    /// large the state; the reference ignores the parameter), or `None`
+    /// while it cannot be had (not listening, not 200, not JSON).
     pub fn try_state(&self) -> Option<J> {
-        let (status, _, body) = crate::http_get(self.port, "/api/state", "")?;
+        let (status, _, body) = crate::http_get(self.port, WHOLE_STATE, "")?;
         if status != 200 {
             return None;
         }
         serde_json::from_slice(&body).ok()
     }
 
-    /// `/api/state` (must be 200 and JSON).
+    /// The whole `/api/state` (must be 200 and JSON).
     pub fn state(&self) -> J {
-        self.api_state("")
+        self.api_state("?budget=0")
     }
 
     /// `/api/state` with a query string (e.g. `?budget=…`; must be 200 and

@@ -1285,7 +1285,7 @@ Thread 2 (Thread 0x7fc3e778e780 (LWP 22578)):
         // The same fault reached from anywhere else is not the race.
         let ours = RACE.replace(
             "#3  0x00007fc3e774b06c in ?? () from /usr/lib/apache2/modules/mod_mpm_event.so",
-            "#3  0x00007fc3e7539f03 in mod_wsgi_telemetry::glue::child_exit () at src/ffi/glue.rs:659",
+            "#3  0x00007fc3e7539f03 in mod_wsgi_telemetry::ffi::lifecycle::stop::child_exit () at src/ffi/lifecycle/stop.rs:136",
         );
         assert!(!is_event_close_race(&ours));
         let elsewhere = RACE.replace(" apr_os_sock_get ", " apr_socket_close ");

@@ -1,10 +1,11 @@
-//! Which of our hooks an MPM child keeps in httpd's hook arrays (hooks.rs
-//! of the module), as the child itself reports them: mod_info's
-//! `/server-info?hooks` page is generated from the arrays of the process
-//! that serves it. Not configured: none of our per-request or
-//! per-connection hooks; direct mode: only `pre_connection`, and only with
-//! `MaxConnectionsPerChild`; filter mode: all of them. mod_wsgi's own
-//! handler entry stays in every case, and the application is served.
+//! Which of our hooks an MPM child keeps in httpd's hook arrays
+//! (`mod_wsgi_reporter/src/ffi/lifecycle/unused_hooks.rs`), as the child
+//! itself reports them: mod_info's `/server-info?hooks` page is generated
+//! from the arrays of the process that serves it. Not configured: none of
+//! our per-request or per-connection hooks; direct mode: only
+//! `pre_connection`, and only with `MaxConnectionsPerChild`; filter mode:
+//! all of them. mod_wsgi's own handler entry stays in every case, and the
+//! application is served.
 
 use integration_tests::*;
 

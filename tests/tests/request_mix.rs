@@ -18,7 +18,8 @@ fn request_mix(mpm: Mpm) {
     request_mix_accounted(mpm, false)
 }
 
-/// The same mix with the fallback (glue.rs's filters) forced.
+/// The same mix with the fallback (the input/output filters of
+/// `mod_wsgi_reporter/src/ffi/request/filters.rs`) forced.
 fn request_mix_with_filters(mpm: Mpm) {
     request_mix_accounted(mpm, true)
 }

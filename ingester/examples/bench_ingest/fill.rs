@@ -123,7 +123,7 @@ pub(crate) fn fill_inner(
             tx.send(&buf, false)?;
             f.datagrams += 1;
             // Ours stops reading once its in-process queue holds 64 MB
-            // (recv.rs MAX_QUEUED_BYTES), so a blocking sender waits and
+            // (`ingest/receive.rs` MAX_QUEUED_BYTES), so a blocking sender waits and
             // nothing is lost; the window only keeps the queue short, as
             // in the runs before that back-pressure existed (the figures
             // stay comparable).

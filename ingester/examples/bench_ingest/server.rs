@@ -59,9 +59,11 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        // SAFETY: only an async-signal-safe syscall runs in the child.
+        // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: SERVER_CPU is below CPU_SETSIZE, `set` a valid local.
         unsafe { libc::CPU_SET(SERVER_CPU, &mut set) };
+        // SAFETY: only async-signal-safe syscalls run in the child.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {

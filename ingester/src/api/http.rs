@@ -23,7 +23,7 @@ pub(crate) mod guard;
 pub(crate) mod server;
 
 use crate::ingest::json;
-use crate::ingest::receive::Shared;
+use crate::ingest::receive::{Msg, Shared};
 use counters::HttpCounters;
 use futures_util::{SinkExt, StreamExt};
 use guard::AllowedHosts;
@@ -49,7 +49,8 @@ pub(crate) struct HttpConfig {
     pub(crate) root_path: String,
     /// Most concurrent WebSocket clients.
     pub(crate) max_clients: usize,
-    /// Byte budget of a WebSocket client's first snapshot (`None` = whole).
+    /// Byte budget of a WebSocket client's first snapshot and of an
+    /// `/api/state` body that names none (`None` = whole).
     pub(crate) snapshot_budget: Option<usize>,
     /// `--metrics-per-process`: `/metrics` series labelled by `pid` too.
     pub(crate) metrics_per_process: bool,
@@ -133,6 +134,22 @@ fn forbidden(msg: &str) -> warp::reply::Response {
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(format!("{msg}\n").into())
         .unwrap_or_default()
+}
+
+/// The byte budget of an `/api/state` body: `?budget=N` bytes, everything
+/// for `?budget=0` or `?history=full` (as `/ws?history=full`), else the
+/// configured `--snapshot-budget`, so a plain request cannot make the
+/// server assemble an unbounded body. A `budget` that is not a number is
+/// ignored.
+fn state_budget(q: &HashMap<String, String>, default: Option<usize>) -> Option<usize> {
+    if q.get("history").is_some_and(|h| h == "full") {
+        return None;
+    }
+    match q.get("budget").and_then(|b| b.parse::<usize>().ok()) {
+        Some(0) => None,
+        Some(b) => Some(b),
+        None => default,
+    }
 }
 
 /// 421 with one line naming the refused `Host` and the way to allow it.
@@ -327,6 +344,7 @@ pub(crate) fn routes(
                     .unwrap_or_default(),
             }
         });
+    let default_budget = cfg.snapshot_budget;
     let state = warp::path!("api" / "state")
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
@@ -335,10 +353,7 @@ pub(crate) fn routes(
             let counters = counters.clone();
             let snapshots = snapshots.clone();
             move |q: HashMap<String, String>, shared: Arc<Shared>| {
-                let budget = q
-                    .get("budget")
-                    .and_then(|b| b.parse::<usize>().ok())
-                    .filter(|&b| b > 0);
+                let budget = state_budget(&q, default_budget);
                 match snapshots.clone().try_acquire_owned() {
                     Ok(permit) => snapshot_response(&shared, &counters, budget, permit),
                     Err(_) => {
@@ -369,6 +384,7 @@ pub(crate) fn routes(
                 }
                 let mut st = shared.lock();
                 let kept = st.clear_slow(Instant::now());
+                shared.slow_clears.fetch_add(1, Ordering::Relaxed);
                 shared.publish(json::slow_clear_json(&kept));
                 shared.batches.slow_clear(&kept);
                 drop(st);
@@ -591,15 +607,20 @@ async fn client<IO>(
     // Subscribe and capture under the same lock: the client then sees
     // exactly the messages that follow its snapshot (a batched client:
     // the frames from `batch_seq` on).
-    let (mut sub, refs) = {
+    let (mut sub, refs, mut clears_seen) = {
         let st = shared.lock();
+        let clears = shared.slow_clears.load(Ordering::Relaxed);
         match batch {
-            None => (shared.tx.subscribe(), capture(shared, &ctx.counters, &st)),
+            None => (
+                shared.tx.subscribe(),
+                capture(shared, &ctx.counters, &st),
+                clears,
+            ),
             Some(interval) => {
                 let (sub, first) = shared.batches.subscribe(interval);
                 let mut refs = capture(shared, &ctx.counters, &st);
                 refs.extra.push(("batch_seq", first));
-                (sub, refs)
+                (sub, refs, clears)
             }
         }
     };
@@ -635,6 +656,14 @@ async fn client<IO>(
                         let _ = tx.send(Message::Close(Some(close))).await;
                         break;
                     }
+                    if shared.slow_clears.load(Ordering::Relaxed) != clears_seen {
+                        let (resync, clears) = resync_slow(shared, &mut sub);
+                        clears_seen = clears;
+                        if let Err(e) = tx.send(Message::text(resync)).await {
+                            ctx.gone(&e, timed_out(&e));
+                            break;
+                        }
+                    }
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
@@ -665,6 +694,19 @@ async fn client<IO>(
         }
     }
     let _ = tx.close().await;
+}
+
+/// After a lag that may have cost a client a `slow_clear`: the server's
+/// slow list as a `slow_clear` (a client replaces its list with `kept`), and
+/// a new subscription taken under the same lock, so what follows it is
+/// exactly what changed since. The messages still queued for the old one
+/// are older than the list and count as dropped.
+fn resync_slow(shared: &Shared, sub: &mut broadcast::Receiver<Msg>) -> (String, u64) {
+    let st = shared.lock();
+    shared.lagged.fetch_add(sub.len() as u64, Ordering::Relaxed);
+    *sub = shared.tx.subscribe();
+    let clears = shared.slow_clears.load(Ordering::Relaxed);
+    (json::slow_clear_json(&st.slow_records()), clears)
 }
 
 fn timed_out(e: &tokio_tungstenite::tungstenite::Error) -> bool {

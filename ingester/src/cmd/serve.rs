@@ -44,9 +44,10 @@ pub(crate) struct ServeArgs {
     /// Most concurrent WebSocket clients.
     #[arg(long, default_value_t = 64)]
     pub(crate) max_clients: usize,
-    /// Byte budget of a WebSocket client's first snapshot; older history is
-    /// left out beyond it (0 = no limit). Clients may ask for
-    /// `/ws?history=full`.
+    /// Byte budget of a WebSocket client's first snapshot and of
+    /// `/api/state`; older history is left out beyond it (0 = no limit).
+    /// Clients may ask for `/ws?history=full`, `/api/state?budget=0` or
+    /// `/api/state?budget=N`.
     #[arg(long, default_value_t = 3_500_000)]
     pub(crate) snapshot_budget: usize,
     /// Most processes tracked at once: datagrams that would add another
@@ -91,9 +92,11 @@ pub(crate) struct ServeArgs {
     /// is dropped (`http_write_timeouts`, `ws_clients_dropped_slow`).
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     pub(crate) write_timeout: Duration,
-    /// Another name the `Host` header may carry (repeatable), e.g. a reverse
-    /// proxy's public name when it preserves Host. Always allowed: IP
-    /// addresses, localhost. Others get 421 (`http_host_refused`).
+    /// Another name or address the `Host` header may carry (repeatable): a
+    /// reverse proxy's public name when it preserves Host, or the address
+    /// browsers use when --http-host is 0.0.0.0. Always allowed: localhost,
+    /// loopback addresses and the --http-host address. Others get 421
+    /// (`http_host_refused`).
     #[arg(long = "allowed-host", value_name = "NAME")]
     pub(crate) allowed_hosts: Vec<String>,
     /// Also run a built-in simulator feeding this ingester (demo mode).
@@ -194,7 +197,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
             tracing::warn!("{advice}");
         }
         let mut allowed = args.allowed_hosts.clone();
-        allowed.push(args.http_host.to_string());
+        // 0.0.0.0 / :: is no address a browser should name in `Host`.
+        if !args.http_host.is_unspecified() {
+            allowed.push(args.http_host.to_string());
+        }
         let cfg = HttpConfig {
             root_path: http::normalize_base(&args.root_path),
             max_clients: args.max_clients,

@@ -65,6 +65,9 @@ pub(crate) struct Shared {
     pub(crate) lagged: AtomicU64,
     /// The batched streams of the UI (fed by [`Shared::apply`] too).
     pub(crate) batches: Arc<crate::ingest::batch::Batches>,
+    /// `slow_clear` messages published, changed under the state lock: a
+    /// subscriber that lagged across one re-syncs its slow list.
+    pub(crate) slow_clears: AtomicU64,
 }
 
 impl Shared {
@@ -82,6 +85,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             lagged: AtomicU64::new(0),
             batches: Arc::default(),
+            slow_clears: AtomicU64::new(0),
         })
     }
 

@@ -1,6 +1,6 @@
 //! Smoke tests over a real capture: every view drawn into ratatui's
 //! `TestBackend` from a model built by replaying the anchor corpus as the
-//! WebSocket messages `serve` sends (`crate::messages`), checked with
+//! WebSocket messages `serve` sends (`crate::ingest::json`), checked with
 //! `contains` on whole screens, plus the keys of [`App`]. The exact
 //! whole-buffer tests sit next to each widget, on the small fixed site of
 //! `fixture`.

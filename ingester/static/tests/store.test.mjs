@@ -20,7 +20,7 @@ function loadCorpus() {
 
 const SLOW = ['pid', 'thread_id', 'server_pid', 'log_id', 'method', 'scheme', 'hostname', 'script_name', 'path_info', 'peer_ip', 'protocol', 'user_agent', 'start_stamp', 'duration', 'state', 'input_bytes', 'input_reads', 'output_bytes', 'output_writes', 'cpu_user_time', 'cpu_system_time', 'server_time', 'queue_time', 'daemon_time', 'application_time', 'gil_wait_time', 'gil_wait_count', 'input_read_time', 'output_write_time', 'active_at_start', 'active_at_completion', 'status'];
 
-/** A decoded corpus record as the ingester's WebSocket message (ingester/src/messages.rs). */
+/** A decoded corpus record as the ingester's WebSocket message (ingester/src/ingest/json/live.rs). */
 function toMessage(r, shift = 0) {
   const f = r.fields;
   const stamp = r.stamp + shift;

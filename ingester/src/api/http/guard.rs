@@ -8,12 +8,14 @@ use std::net::IpAddr;
 
 /// Host names a request's `Host` header may carry.
 ///
-/// Always allowed: `localhost` (and `*.localhost`) and any IP literal. A
-/// DNS-rebinding page reaches the server under the attacker's *name*, and
-/// the browser puts that name in `Host`; an IP literal in `Host` means the
-/// page itself was loaded from that address, so it is this server's own
-/// origin. Other names must be listed (`--allowed-host`, e.g. a reverse
-/// proxy's public name when it preserves `Host`).
+/// Always allowed: `localhost` (and `*.localhost`) and loopback IP literals
+/// (`127.0.0.0/8`, `::1`). A DNS-rebinding page reaches the server under
+/// the attacker's *name*, and the browser puts that name in `Host`; an
+/// attacker's page can also be served from an address of its own, so other
+/// IP literals are no safer than names. Everything else must be configured:
+/// the `--http-host` value and each `--allowed-host` (a reverse proxy's
+/// public name when it preserves `Host`, or the address an operator types
+/// when serving on `0.0.0.0`).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct AllowedHosts {
     names: Vec<String>,
@@ -25,8 +27,7 @@ impl AllowedHosts {
         AllowedHosts {
             names: extra
                 .into_iter()
-                .map(|n| host_name(n.as_ref()).to_ascii_lowercase())
-                .filter(|n| !n.is_empty())
+                .filter_map(|n| canonical(host_name(n.as_ref()).trim()))
                 .collect(),
         }
     }
@@ -35,21 +36,40 @@ impl AllowedHosts {
     /// without one (HTTP/1.0 tools) is not a browser's and is allowed.
     pub(crate) fn allows(&self, host: Option<&str>) -> bool {
         let Some(host) = host else { return true };
-        let name = host_name(host).to_ascii_lowercase();
-        if name.is_empty() {
+        let Some(name) = canonical(host_name(host)) else {
             return false;
-        }
-        let bare = match name.strip_prefix('[') {
-            Some(v6) => match v6.strip_suffix(']') {
-                Some(b) => b,
-                None => return false,
-            },
-            None => &name,
         };
         name == "localhost"
             || name.ends_with(".localhost")
-            || bare.parse::<IpAddr>().is_ok()
+            || name
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || is_mapped_loopback(ip))
             || self.names.contains(&name)
+    }
+}
+
+/// A host name or IP literal in one comparable form: lower case, IPv6
+/// without brackets and in its shortest spelling (`[0:0::1]` -> `::1`).
+/// None for an empty or malformed (`[::1`) value.
+fn canonical(name: &str) -> Option<String> {
+    let bare = match name.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']')?,
+        None => name,
+    };
+    if bare.is_empty() {
+        return None;
+    }
+    Some(match bare.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => bare.to_ascii_lowercase(),
+    })
+}
+
+/// `::ffff:127.x.y.z`, the IPv4 loopback seen through an IPv6 socket.
+fn is_mapped_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V4(_) => false,
     }
 }
 
@@ -91,7 +111,7 @@ mod tests {
 
     #[test]
     fn hosts() {
-        let a = AllowedHosts::new(["Ops.Example.com:443"]);
+        let a = AllowedHosts::new(["Ops.Example.com:443", "192.0.2.7", "fd00::5"]);
         for ok in [
             "localhost",
             "localhost:8888",
@@ -101,7 +121,10 @@ mod tests {
             "127.3.4.5",
             "[::1]:8888",
             "[::1]",
-            "10.1.2.3:8888",
+            "[0:0::1]:8888",
+            "[::ffff:127.0.0.1]:8888",
+            "192.0.2.7:8888",
+            "[FD00:0::5]:8888",
             "ops.example.com",
             "ops.example.com:8443",
         ] {
@@ -116,6 +139,11 @@ mod tests {
             "",
             "[::1",
             "ops.example.com.evil",
+            "10.1.2.3:8888",
+            "192.0.2.8",
+            "[fd00::6]:8888",
+            "[::ffff:10.0.0.1]",
+            "0.0.0.0:8888",
         ] {
             assert!(!a.allows(Some(bad)), "{bad}");
         }

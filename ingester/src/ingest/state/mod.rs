@@ -225,8 +225,10 @@ impl State {
             // files it with the samples, and its "now" reads zero).
             Ok(r) if r.header.kind == Kind::APP_METRICS => (self.apply_app(&r, now), None),
             Ok(r) => {
+                let refused = self.processes_refused;
                 let u = self.apply_view(&Indexed::new(r), now);
-                if self.keep_events {
+                // What the process bound refused is not kept either.
+                if self.keep_events && self.processes_refused == refused {
                     self.keep_event(&r, datagram);
                 }
                 (u, Some(r))
@@ -380,6 +382,11 @@ impl State {
 
     fn apply_lifecycle(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
+        // A pid refused by the process bound gets no events either: they
+        // would fill the ring and the per-group counts as forged pids do.
+        if !self.admits(header.pid, now) {
+            return Update::Nothing;
+        }
         let ev = lifecycle_event(s);
         if self.lifecycle.len() >= self.limits.lifecycle_events {
             self.lifecycle.pop_front();
@@ -389,8 +396,6 @@ impl State {
         if header.kind == Kind::PROCESS_STARTED {
             // A new process: whatever this pid sent before was another's.
             self.app.process_gone(header.pid);
-        }
-        if header.kind == Kind::PROCESS_STARTED && self.admits(header.pid, now) {
             let p = Self::process_entry(&mut self.processes, header.pid, now);
             p.last_seen = now;
             p.latch_identity(s, true);
@@ -570,6 +575,11 @@ impl State {
                 && processes.contains_key(&e.pid)
                 && now.saturating_duration_since(e.last_seen) <= Self::slow_ttl(processes, e)
         });
+        self.slow_records()
+    }
+
+    /// Every slow record held, oldest first.
+    pub(crate) fn slow_records(&self) -> Vec<(SlowKey, Arc<SlowEntry>)> {
         self.slow
             .iter()
             .map(|(k, e)| (k.clone(), e.clone()))

@@ -36,6 +36,10 @@ pub struct SlowTable {
     completed: BTreeSet<u64>,
     by_pid: HashMap<u32, PidIndex>,
     next: u64,
+    /// Entries visited by walks over the table ([`SlowTable::iter`]): what
+    /// the tests count to show that an operation does not walk it.
+    #[cfg(test)]
+    pub(super) walked: std::cell::Cell<u64>,
 }
 
 fn pid_of(k: &SlowKey) -> u32 {
@@ -68,6 +72,8 @@ impl SlowTable {
     /// Entries in order of first appearance of their key.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&SlowKey, &Arc<SlowEntry>)> + '_ {
         self.order.values().filter_map(|k| {
+            #[cfg(test)]
+            self.walked.set(self.walked.get() + 1);
             let s = self.map.get(k)?;
             Some((k, &s.entry))
         })

@@ -1,8 +1,8 @@
 //! The monitor's data model: the [`Replica`], `top`'s reduced copy of what
 //! `serve` holds, rebuilt from each WebSocket snapshot and updated by the live
-//! messages (`crate::messages`). Pure data; it knows nothing of terminals,
+//! messages (`crate::ingest::json`). Pure data; it knows nothing of terminals,
 //! and never computes display statistics (that is [`super::view_model`]).
-//! Its types are named apart from the ingest state's (`crate::state`):
+//! Its types are named apart from the ingest state's (`crate::ingest::state`):
 //! [`ProcessHistory`], [`SlowRecord`], [`LifeEvent`].
 //!
 //! Times: `stamp` values are the reporters' wall clocks; `local` values are
