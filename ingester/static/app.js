@@ -20,6 +20,7 @@ import { GcView } from './js/views/gc.js';
 import { SlowView } from './js/views/slow.js';
 import { Help } from './js/views/help.js';
 import { Modal } from './js/views/modal.js';
+import { HistoryView } from './js/views/history.js';
 import { $, setText, setOptions } from './js/dom.js';
 import { fmtCount } from './js/format.js';
 import { setResizeHook } from './js/charts.js';
@@ -57,6 +58,7 @@ class App {
     };
     this.sidebar = new Sidebar(this);
     this.help = new Help(this);
+    this.history = new HistoryView(this);
     this.bindControls();
     setText($('#version'), window.TELEMETRY_VERSION ? 'v' + window.TELEMETRY_VERSION : '');
     this.conn = new Connection(this.wsUrl(), {
