@@ -485,6 +485,7 @@ fn help_overlay_and_disconnected_footer() {
         connected: false,
         error: Some("Connection refused".into()),
         retry_in: Some(2.0),
+        ..ConnView::default()
     };
     let vm = view_model::frame(&s, &ui, &conn, LOCAL, true);
     let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
