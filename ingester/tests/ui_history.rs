@@ -164,6 +164,14 @@ async fn ranges_draw_the_stored_history() {
     assert_eq!(shown[0], 0);
     assert_eq!(shown[1], false);
     assert_ne!(shown[2], "none");
+    // The selector belongs to Overview and Capacity only.
+    b.js("document.querySelector('.tab-btn[data-tab=processes]').click(); return true;")
+        .await;
+    b.wait_true(
+        "return getComputedStyle(document.getElementById('range-ctl')).display === 'none';",
+        "range selector hidden on the Processes tab",
+    )
+    .await;
     let errors = b.errors().await;
     assert!(errors.is_empty(), "page errors: {errors:?}");
     b.close().await;
