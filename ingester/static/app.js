@@ -25,6 +25,7 @@ import { SlowView } from './js/views/slow.js';
 import { CustomView } from './js/views/custom.js';
 import { Help } from './js/views/help.js';
 import { Modal } from './js/views/modal.js';
+import { HistoryView } from './js/views/history.js';
 import { $, setText, setOptions } from './js/dom.js';
 import { fmtCount } from './js/format.js';
 import { setResizeHook } from './js/charts.js';
@@ -64,6 +65,7 @@ class App {
     };
     this.sidebar = new Sidebar(this);
     this.help = new Help(this);
+    this.history = new HistoryView(this);
     this.bindControls();
     setText($('#version'), window.TELEMETRY_VERSION ? 'v' + window.TELEMETRY_VERSION : '');
     this.conn = new Connection(this.wsUrl(), {

@@ -36,6 +36,7 @@ assets! {
     "js/views/custom.js" => "text/javascript; charset=utf-8",
     "js/views/gc.js" => "text/javascript; charset=utf-8",
     "js/views/help.js" => "text/javascript; charset=utf-8",
+    "js/views/history.js" => "text/javascript; charset=utf-8",
     "js/views/modal.js" => "text/javascript; charset=utf-8",
     "js/views/overview.js" => "text/javascript; charset=utf-8",
     "js/views/processes.js" => "text/javascript; charset=utf-8",

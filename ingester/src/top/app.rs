@@ -4,6 +4,8 @@
 //! nothing; [`App::frame`] hands the view-model to the widgets.
 
 use super::client;
+use super::history::RANGES;
+use super::history::{HistoryKey, HistoryState};
 use super::model::{self, Replica, PHASES};
 use super::view_model::{
     self, ConnView, UiState, View, PROC_SORTS, REFRESH, SLOW_FILTERS, SLOW_SORTS, WINDOWS,
@@ -78,6 +80,22 @@ impl App {
             }
             client::Event::Quit => return Action::Quit,
         }
+        Action::Redraw
+    }
+
+    /// The history the overview needs now (`None`: the live window).
+    pub fn history_key(&self) -> Option<HistoryKey> {
+        let range = self.ui.range().filter(|_| self.ui.view == View::Overview)?;
+        Some((range, self.ui.group.clone()))
+    }
+
+    /// An answer of the history fetcher; one for another range or group
+    /// than the one shown now is dropped.
+    pub fn on_history(&mut self, key: HistoryKey, state: HistoryState) -> Action {
+        if self.history_key().as_ref() != Some(&key) || self.conn.history == state {
+            return Action::None;
+        }
+        self.conn.history = state;
         Action::Redraw
     }
 
@@ -177,6 +195,15 @@ impl App {
                     View::Workers => {}
                 }
             }
+            KeyCode::Char('t') => {
+                ui.range_idx = (ui.range_idx + 1) % RANGES.len();
+                ui.view = View::Overview;
+                self.conn.history = if ui.range().is_some() {
+                    HistoryState::Loading
+                } else {
+                    HistoryState::Idle
+                };
+            }
             KeyCode::Char('[') if view == View::Latency => {
                 ui.phase_idx = (ui.phase_idx + PHASES.len() - 1) % PHASES.len()
             }
@@ -196,6 +223,9 @@ impl App {
                         .position(|x| x == g)
                         .and_then(|i| groups.get(i + 1).cloned()),
                 };
+                if ui.range().is_some() {
+                    self.conn.history = HistoryState::Loading;
+                }
             }
             KeyCode::Char('r') if view == View::Slow => {
                 ui.search.clear();

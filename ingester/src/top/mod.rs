@@ -13,6 +13,7 @@ mod app;
 mod client;
 mod format;
 mod health;
+mod history;
 mod model;
 mod once;
 mod view_model;
@@ -246,6 +247,7 @@ fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
         anyhow::bail!("top needs a terminal (use --once for scripts)");
     }
     let client = client::spawn(args.ws_url(), true)?;
+    let fetcher = history::Fetcher::spawn(args.url.clone());
     let mut app = App::new(initial_ui(args), args.url.clone(), !args.no_color);
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let _guard = TerminalGuard;
@@ -257,6 +259,12 @@ fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
                 Action::Quit => break 'main,
                 Action::Redraw => dirty = true,
                 Action::None => {}
+            }
+        }
+        fetcher.want(app.history_key());
+        while let Ok((key, state)) = fetcher.answers.try_recv() {
+            if app.on_history(key, state) == Action::Redraw {
+                dirty = true;
             }
         }
         if event::poll(Duration::from_millis(50))? {
@@ -283,6 +291,7 @@ fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
         }
     }
     drop(client);
+    drop(fetcher);
     Ok(0)
 }
 

@@ -485,6 +485,7 @@ fn help_overlay_and_disconnected_footer() {
         connected: false,
         error: Some("Connection refused".into()),
         retry_in: Some(2.0),
+        ..ConnView::default()
     };
     let vm = view_model::frame(&s, &ui, &conn, LOCAL, true);
     let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
@@ -575,4 +576,43 @@ fn dump_screens() {
     for v in View::ALL {
         println!("{}\n{}", "=".repeat(140), screen(&s, v));
     }
+}
+
+#[test]
+fn range_key_cycles_and_stale_history_answers_are_dropped() {
+    use super::history::{HistoryAnswer, HistoryState};
+    let mut app = App::new(
+        UiState {
+            view: View::Processes,
+            ..UiState::default()
+        },
+        "u".into(),
+        false,
+    );
+    let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+    assert_eq!(app.history_key(), None, "live: nothing to fetch");
+    assert_eq!(app.on_key(key('t'), LOCAL), Action::Redraw);
+    assert_eq!(app.ui.view, View::Overview, "t shows the overview");
+    assert_eq!(app.history_key(), Some(("1h", None)));
+    assert_eq!(app.conn.history, HistoryState::Loading);
+    let answer = |step| {
+        HistoryState::Ready(HistoryAnswer {
+            from: 0.0,
+            to: 3600.0,
+            step,
+            points: Vec::new(),
+        })
+    };
+    // an answer for the range before is not shown
+    assert_eq!(app.on_history(("7d", None), answer(60.0)), Action::None);
+    assert_eq!(app.conn.history, HistoryState::Loading);
+    assert_eq!(app.on_history(("1h", None), answer(20.0)), Action::Redraw);
+    assert_eq!(app.conn.history, answer(20.0));
+    for r in ["6h", "24h", "7d"] {
+        app.on_key(key('t'), LOCAL);
+        assert_eq!(app.history_key(), Some((r, None)));
+    }
+    app.on_key(key('t'), LOCAL);
+    assert_eq!(app.history_key(), None, "back to live");
+    assert_eq!(app.conn.history, HistoryState::Idle);
 }

@@ -132,6 +132,8 @@ export function staticLayer(owner, key, w, h, paint) {
   return l.canvas;
 }
 
+const LIVE_LABELS = ['-60s', 'now'];
+
 /**
  * A time-series chart over [from, to] with one line per series.
  * series: [{color, t: number[], v: number[]}]; markers: [{t, color, info}].
@@ -143,8 +145,11 @@ export class LineChart {
     this.geom = null;
   }
 
-  /** `ymax`: the scale (else 1.1 × the largest value). */
-  draw({ series, from, to, markers = [], ymax: scale = null }) {
+  /**
+   * `ymax`: the scale (else 1.1 × the largest value); `labels`: the time
+   * axis's left and right ends (the live window's by default).
+   */
+  draw({ series, from, to, markers = [], ymax: scale = null, labels = LIVE_LABELS }) {
     const { ctx, w, h } = fitCanvas(this.canvas);
     const pad = { l: 40, r: 6, t: 10, b: 14 };
     const pw = Math.max(1, w - pad.l - pad.r);
@@ -159,16 +164,16 @@ export class LineChart {
     const span = Math.max(1e-9, to - from);
     const X = (t) => pad.l + ((t - from) / span) * pw;
     this.geom = { pad, pw, ph, w, h };
-    this.drawFrame(ctx, pad, pw, ph, ymax);
+    this.drawFrame(ctx, pad, pw, ph, ymax, labels);
     this.drawLines(ctx, series, len, pad, pw, ph, ymax, from, span);
     this.drawMarkers(ctx, markers, pad, ph, X, from, to);
   }
 
-  drawFrame(ctx, pad, pw, ph, ymax) {
+  drawFrame(ctx, pad, pw, ph, ymax, labels) {
     // The frame and the fixed labels only change with the canvas size: they
     // are painted once into a layer and copied; only the scale is text.
     const { w, h } = this.geom;
-    const layer = staticLayer(this, `${w}|${h}`, w, h, (g) => {
+    const layer = staticLayer(this, `${w}|${h}|${labels[0]}|${labels[1]}`, w, h, (g) => {
       g.strokeStyle = GRID;
       g.lineWidth = 1;
       g.beginPath();
@@ -185,9 +190,9 @@ export class LineChart {
       g.fillText('0', pad.l - 4, pad.t + ph + 2);
       g.textAlign = 'left';
       g.textBaseline = 'top';
-      g.fillText('-60s', pad.l + 2, pad.t + ph + 2);
+      g.fillText(labels[0], pad.l + 2, pad.t + ph + 2);
       g.textAlign = 'right';
-      g.fillText('now', pad.l + pw, pad.t + ph + 2);
+      g.fillText(labels[1], pad.l + pw, pad.t + ph + 2);
     });
     ctx.drawImage(layer, 0, 0, w, h);
     ctx.fillStyle = AXIS_TEXT;

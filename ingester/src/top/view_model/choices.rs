@@ -2,6 +2,7 @@
 //! state the footer reports: the inputs of the view-model besides the
 //! [`Replica`](crate::top::model::Replica).
 
+use crate::top::history::{HistoryState, RANGES};
 use crate::top::model::{ProcessHistory, REQUEST_PHASE};
 /// Windows offered by `<` / `>` (seconds).
 pub const WINDOWS: [f64; 3] = [10.0, 60.0, 600.0];
@@ -65,6 +66,8 @@ pub struct UiState {
     /// ProcessHistory group filter; `Some("")` is the embedded (no group) set.
     pub group: Option<String>,
     pub refresh_idx: usize,
+    /// Time range of the overview (index into [`RANGES`]; 0 = live window).
+    pub range_idx: usize,
     pub help: bool,
     pub paused: bool,
     /// First row shown in the processes and slow lists.
@@ -84,6 +87,7 @@ impl Default for UiState {
             search_edit: None,
             group: None,
             refresh_idx: 1,
+            range_idx: 0,
             help: false,
             paused: false,
             scroll: 0,
@@ -94,6 +98,10 @@ impl Default for UiState {
 impl UiState {
     pub fn window(&self) -> f64 {
         WINDOWS[self.window_idx % WINDOWS.len()]
+    }
+    /// The overview's range: `None` for the live window.
+    pub fn range(&self) -> Option<&'static str> {
+        Some(RANGES[self.range_idx % RANGES.len()]).filter(|r| *r != "live")
     }
     pub fn refresh(&self) -> f64 {
         REFRESH[self.refresh_idx % REFRESH.len()]
@@ -115,4 +123,6 @@ pub struct ConnView {
     pub error: Option<String>,
     /// Seconds until the next connection attempt, when waiting.
     pub retry_in: Option<f64>,
+    /// What `/api/history` answered for the overview's range.
+    pub history: HistoryState,
 }

@@ -29,7 +29,7 @@ pub use choices::{
 };
 pub use header::{header, Header};
 pub use latency::{latency, Latency};
-pub use overview::{overview, Overview, Series};
+pub use overview::{overview, ranged_overview, Overview, Series};
 pub use processes::{process_rows, ProcRow};
 pub use slow::{slow_list, SlowList};
 pub use status::{liveness, SlowState};
@@ -127,7 +127,10 @@ pub fn frame(
 ) -> Frame {
     let header = header(replica, ui, local_now);
     let body = match ui.view {
-        View::Overview => Body::Overview(overview(replica, ui, local_now, &header)),
+        View::Overview => Body::Overview(match ui.range() {
+            Some(range) => ranged_overview(range, &conn.history),
+            None => overview(replica, ui, local_now, &header),
+        }),
         View::Processes => Body::Processes {
             sort: PROC_SORTS[ui.proc_sort % PROC_SORTS.len()],
             rows: process_rows(replica, ui, local_now),

@@ -5,7 +5,8 @@ use super::choices::UiState;
 use super::header::Header;
 use super::shown;
 use super::status::liveness;
-use crate::top::format::fmt_bytes;
+use crate::top::format::{fmt_bytes, fmt_seconds, fmt_window};
+use crate::top::history::{HistoryPoint, HistoryState};
 use crate::top::model::{Replica, PHASES};
 
 /// One sparkline series (oldest first, one point per second).
@@ -16,12 +17,16 @@ pub struct Series {
     /// Bottom of the scale: 0 for rates; just under the smallest value for
     /// levels such as memory, whose changes would otherwise not show.
     pub floor: f64,
-    /// Latest value, formatted.
+    /// Latest value, formatted with its caption ("now 8.0 req/s").
     pub latest: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Overview {
+    /// What the series cover, e.g. "last 10s (use < > to change window)".
+    pub title: String,
+    /// Why the ranged series are missing ("loading", "history not available: …").
+    pub note: Option<String>,
     pub window: f64,
     pub series: Vec<Series>,
     /// `(phase, request-weighted mean of the latest ticks)`.
@@ -86,28 +91,28 @@ pub fn overview(replica: &Replica, ui: &UiState, local_now: f64, h: &Header) -> 
             label: "throughput",
             points: thr,
             floor: 0.0,
-            latest: format!("{:.1} req/s", h.rps_now),
+            latest: format!("now {:.1} req/s", h.rps_now),
         },
         Series {
             label: "capacity",
             points: cap,
             floor: 0.0,
             latest: match h.busy_fraction() {
-                Some(f) => format!("{:.0}%", f * 100.0),
-                None => "-".into(),
+                Some(f) => format!("now {:.0}%", f * 100.0),
+                None => "now -".into(),
             },
         },
         Series {
             label: "cpu",
             points: cpu,
             floor: 0.0,
-            latest: format!("{:.2} cores", h.cpu_total),
+            latest: format!("now {:.2} cores", h.cpu_total),
         },
         Series {
             label: "rss",
             points: rss_mb,
             floor: rss_floor,
-            latest: fmt_bytes(h.rss_total),
+            latest: format!("now {}", fmt_bytes(h.rss_total)),
         },
     ];
     let mut phase_means = Vec::new();
@@ -128,8 +133,75 @@ pub fn overview(replica: &Replica, ui: &UiState, local_now: f64, h: &Header) -> 
         phase_means.push((*name, (den > 0.0).then(|| num / den)));
     }
     Overview {
+        title: format!("last {} (use < > to change window)", fmt_window(win)),
+        note: None,
         window: win,
         series,
         phase_means,
+    }
+}
+
+/// The overview of a range read from the history: one point per step of
+/// the answer (a step without a point is blank), the newest and largest
+/// value of each series.
+pub fn ranged_overview(range: &str, state: &HistoryState) -> Overview {
+    let title = format!("last {range} from the history (t: live/1h/6h/24h/7d)");
+    let empty = |note: String| Overview {
+        title: title.clone(),
+        note: Some(note),
+        window: 0.0,
+        series: Vec::new(),
+        phase_means: Vec::new(),
+    };
+    let a = match state {
+        HistoryState::Ready(a) => a,
+        HistoryState::Unavailable(why) => return empty(format!("history not available: {why}")),
+        HistoryState::Loading | HistoryState::Idle => return empty("loading…".into()),
+    };
+    if a.points.is_empty() {
+        return empty("no history in this range".into());
+    }
+    let n = ((a.to - a.from) / a.step).ceil().max(1.0) as usize;
+    let slot = |t: f64| (((t - a.from) / a.step).floor().max(0.0) as usize).min(n - 1);
+    let series_of = |label: &'static str,
+                     value: &dyn Fn(&HistoryPoint) -> Option<f64>,
+                     fmt: &dyn Fn(f64) -> String| {
+        let mut points = vec![0.0; n];
+        let mut newest = None;
+        let mut max = f64::NEG_INFINITY;
+        for p in &a.points {
+            if let Some(v) = value(p) {
+                points[slot(p.t)] = v;
+                newest = Some(v);
+                max = max.max(v);
+            }
+        }
+        Series {
+            label,
+            points,
+            floor: 0.0,
+            latest: match newest {
+                Some(v) => format!("newest {}  max {}", fmt(v), fmt(max)),
+                None => "no data".into(),
+            },
+        }
+    };
+    let series = vec![
+        series_of("throughput", &|p| Some(p.rate), &|v| {
+            format!("{v:.1} req/s")
+        }),
+        series_of("p95 time", &|p| p.p95, &|v| fmt_seconds(Some(v))),
+        series_of("capacity", &|p| p.capacity.map(|c| c * 100.0), &|v| {
+            format!("{v:.0}%")
+        }),
+        series_of("cpu", &|p| Some(p.cpu), &|v| format!("{v:.2} cores")),
+        series_of("rss mean", &|p| Some(p.rss_mean), &fmt_bytes),
+    ];
+    Overview {
+        title: format!("{title}, one point per {}", fmt_window(a.step)),
+        note: None,
+        window: a.to - a.from,
+        series,
+        phase_means: Vec::new(),
     }
 }

@@ -16,6 +16,7 @@ pub const HELP: &[&str] = &[
     "o 1  p 2  w 3  l 4  s 5   switch view",
     "< , / > .     window (overview, latency) or sort key (processes, slow)",
     "[ / ]         latency phase",
+    "t             overview range: live, 1h, 6h, 24h, 7d (from the history)",
     "f             slow: state filter; elsewhere: process group filter",
     "r             slow: clear search and filter",
     "/             slow: search URLs (Enter apply, Esc cancel)",
@@ -60,7 +61,7 @@ mod tests {
     fn help_box_is_centred() {
         let t = draw_widget(
             84,
-            15,
+            16,
             HelpOverlay {
                 palette: Palette(false),
             },
@@ -75,6 +76,7 @@ mod tests {
             "     │o 1  p 2  w 3  l 4  s 5   switch view                                   │     ",
             "     │< , / > .     window (overview, latency) or sort key (processes, slow)  │     ",
             "     │[ / ]         latency phase                                             │     ",
+            "     │t             overview range: live, 1h, 6h, 24h, 7d (from the history)  │     ",
             "     │f             slow: state filter; elsewhere: process group filter       │     ",
             "     │r             slow: clear search and filter                             │     ",
             "     │/             slow: search URLs (Enter apply, Esc cancel)               │     ",

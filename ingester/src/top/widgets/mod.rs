@@ -162,7 +162,7 @@ mod tests {
             help: true,
             ..UiState::default()
         };
-        draw_frame(90, 16, &site_frame(&ui)).backend().assert_buffer_lines([
+        draw_frame(90, 17, &site_frame(&ui)).backend().assert_buffer_lines([
             "mod_wsgi-telemetry top  web1 · (embedded),app       tick=1.00s  refresh=1s  win=1m  [live]",
             "Throughp┌ keys ──────────────────────────────────────────────────────────────────┐        ",
             "Capacity│q, Esc        quit                                                      │        ",
@@ -172,11 +172,12 @@ mod tests {
             "Slow: 1 │o 1  p 2  w 3  l 4  s 5   switch view                                   │        ",
             " 1 overv│< , / > .     window (overview, latency) or sort key (processes, slow)  │        ",
             "Slow req│[ / ]         latency phase                                             │er, / se",
-            "STATE   │f             slow: state filter; elsewhere: process group filter       │        ",
-            "ACTIVE  │r             slow: clear search and filter                             │        ",
-            "done    │/             slow: search URLs (Enter apply, Esc cancel)               │        ",
-            "        │↑ ↓ PgUp PgDn Home   scroll the processes and slow lists                │        ",
-            "top row:└────────────────────────────────────────────────────────────────────────┘        ",
+            "STATE   │t             overview range: live, 1h, 6h, 24h, 7d (from the history)  │        ",
+            "ACTIVE  │f             slow: state filter; elsewhere: process group filter       │        ",
+            "done    │r             slow: clear search and filter                             │        ",
+            "        │/             slow: search URLs (Enter apply, Esc cancel)               │        ",
+            "top row:│↑ ↓ PgUp PgDn Home   scroll the processes and slow lists                │        ",
+            "        └────────────────────────────────────────────────────────────────────────┘        ",
             "                                                                                          ",
             "connected to ws://test/ws  pids=3  slow=2  rcvd=28  last_msg=0.0s ago                     ",
         ]);

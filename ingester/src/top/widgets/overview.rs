@@ -2,7 +2,7 @@
 //! phase mean times.
 
 use super::palette::Palette;
-use crate::top::format::{fmt_seconds, fmt_window};
+use crate::top::format::fmt_seconds;
 use crate::top::view_model::{Overview, Series};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -63,15 +63,12 @@ pub fn sparkline(points: &[f64], floor: f64) -> String {
 fn overview_lines(o: &Overview, width: u16, pal: &Palette) -> Vec<Line<'static>> {
     let w = (width as usize).saturating_sub(18).max(20);
     let mut lines = vec![
-        Line::from(Span::styled(
-            format!(
-                "Overview: last {} (use < > to change window)",
-                fmt_window(o.window)
-            ),
-            pal.bold(),
-        )),
+        Line::from(Span::styled(format!("Overview: {}", o.title), pal.bold())),
         Line::from(""),
     ];
+    if let Some(note) = &o.note {
+        lines.push(Line::from(Span::styled(note.clone(), pal.dim())));
+    }
     for Series {
         label,
         points,
@@ -84,9 +81,12 @@ fn overview_lines(o: &Overview, width: u16, pal: &Palette) -> Vec<Line<'static>>
             Span::styled(sparkline(&fit_series(points, w), *floor), pal.bar()),
         ]));
         lines.push(Line::from(Span::styled(
-            format!("{:<11}now {latest}", ""),
+            format!("{:<11}{latest}", ""),
             pal.dim(),
         )));
+    }
+    if o.phase_means.is_empty() {
+        return lines;
     }
     lines.push(Line::from(""));
     lines.push(Line::from("Phase mean times (current tick):"));
@@ -131,6 +131,67 @@ mod tests {
             "                                                                            ",
             "Phase mean times (current tick):                                            ",
             "  server=1.2ms  queue=-  daemon=-  application=308.8ms  request=337.5ms     ",
+            "                                                                            ",
+        ]);
+    }
+
+    #[test]
+    fn ranged_overview_from_a_history_answer() {
+        use crate::top::history::{HistoryAnswer, HistoryPoint, HistoryState};
+        use crate::top::view_model::ranged_overview;
+        // Six 10-minute steps of an hour; the third has no point (blank).
+        let point = |i: u32, rate: f64| HistoryPoint {
+            t: 1000.0 + 600.0 * f64::from(i),
+            rate,
+            capacity: Some(rate / 100.0),
+            cpu: rate / 50.0,
+            rss_mean: 100.0 * 1048576.0 + rate * 1048576.0,
+            p95: (rate > 10.0).then_some(rate / 1000.0),
+        };
+        let answer = HistoryAnswer {
+            from: 1000.0,
+            to: 4600.0,
+            step: 600.0,
+            points: vec![
+                point(0, 10.0),
+                point(1, 20.0),
+                point(3, 40.0),
+                point(4, 80.0),
+                point(5, 40.0),
+            ],
+        };
+        let o = ranged_overview("1h", &HistoryState::Ready(answer));
+        let pane = OverviewPane {
+            overview: &o,
+            palette: Palette(false),
+        };
+        draw_widget(76, 13, pane).backend().assert_buffer_lines([
+            "Overview: last 1h from the history (t: live/1h/6h/24h/7d), one point per 10m",
+            "                                                                            ",
+            "throughput                                                     ▁▂ ▄█▄       ",
+            "           newest 40.0 req/s  max 80.0 req/s                                ",
+            "p95 time                                                        ▂ ▄█▄       ",
+            "           newest 40.0ms  max 80.0ms                                        ",
+            "capacity                                                       ▁▂ ▄█▄       ",
+            "           newest 40%  max 80%                                              ",
+            "cpu                                                            ▁▂ ▄█▄       ",
+            "           newest 0.80 cores  max 1.60 cores                                ",
+            "rss mean                                                       ▅▅ ▆█▆       ",
+            "           newest 140.0MB  max 180.0MB                                      ",
+            "                                                                            ",
+        ]);
+        let o = ranged_overview(
+            "24h",
+            &HistoryState::Unavailable("the server has no /api/history".into()),
+        );
+        let pane = OverviewPane {
+            overview: &o,
+            palette: Palette(false),
+        };
+        draw_widget(76, 4, pane).backend().assert_buffer_lines([
+            "Overview: last 24h from the history (t: live/1h/6h/24h/7d)                  ",
+            "                                                                            ",
+            "history not available: the server has no /api/history                       ",
             "                                                                            ",
         ]);
     }
