@@ -19,6 +19,7 @@
 
 pub mod accum;
 pub mod app_metrics;
+pub mod capabilities;
 pub mod config;
 pub mod daemon;
 pub mod gc;

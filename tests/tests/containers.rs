@@ -256,7 +256,9 @@ impl Stack {
                 "-v",
                 &format!(
                     "{}:/usr/local/sbin/run-unit:ro",
-                    workspace_root().join("scripts/containers/run-unit.sh").display()
+                    workspace_root()
+                        .join("scripts/containers/run-unit.sh")
+                        .display()
                 ),
             ],
             &p.base_image,

@@ -12,7 +12,7 @@ use super::daemon::start::post_config;
 use super::directives::{Commands, COMMANDS};
 use super::embedded::filter_mode::handler;
 use super::lifecycle::stop::{child_stopping, pre_connection};
-use super::lifecycle::{check_config, child_init, pre_config};
+use super::lifecycle::{check_config, child_init, post_config_last, pre_config};
 use super::request::filters::{self, insert_error_filter};
 
 /// A NULL-terminated list of C strings for hook ordering.
@@ -67,6 +67,14 @@ unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
                 null(),
                 BEFORE_MOD_WSGI.0.as_ptr(),
                 ap::APR_HOOK_REALLY_FIRST,
+            );
+            // After mod_wsgi's, which adds its version to the description.
+            static AFTER_MOD_WSGI: PtrList = PtrList([c"mod_wsgi.c".as_ptr(), null()]);
+            ap::ap_hook_post_config(
+                Some(post_config_last),
+                AFTER_MOD_WSGI.0.as_ptr(),
+                null(),
+                ap::APR_HOOK_REALLY_LAST as c_int,
             );
             ap::ap_hook_child_stopping(
                 Some(child_stopping),

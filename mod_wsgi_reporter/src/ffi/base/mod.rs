@@ -7,12 +7,15 @@
 //!   the panic hook that logs a panic there in one line;
 //! * `conf`: the directive values and the daemon groups of the
 //!   configuration (`Copy` values, re-derived on every (re)load);
+//! * `capabilities`: the loaded mod_wsgi's version and what the module
+//!   uses beside it;
 //! * `sym`: `dlsym` look-ups and function pointers made from them;
 //! * `request`: a checked `request_rec` handed around safely;
 //! * [`this_module`]: our module record, for per-request config vectors.
 //!
 //! Must never: import from another `ffi` module (they all import this).
 
+pub(super) mod capabilities;
 pub(super) mod conf;
 pub(super) mod log;
 pub(super) mod request;

@@ -20,6 +20,7 @@ use super::state::{
     daemon, daemon_process_symbol, find_mod_wsgi_globals, group_name, in_daemon, reason_published,
     send_stopped, send_stopping, set_daemon, shutdown_begun, Daemon,
 };
+use crate::ffi::base::capabilities::capabilities;
 use crate::ffi::base::conf::{config, daemon_group, set_daemon_groups};
 use crate::ffi::base::guard;
 use crate::ffi::base::log::log;
@@ -180,7 +181,9 @@ fn ensure_daemon() -> Option<&'static Daemon> {
         return Some(d);
     }
     let cfg = config();
-    if !cfg.enabled || !in_daemon() {
+    // Daemon reporters rest on mod_wsgi's internals (its globals, its GOT):
+    // only beside a tested version (the parent's start-up line says so).
+    if !cfg.enabled || !capabilities().0.daemon_accounting.on() || !in_daemon() {
         return None;
     }
     let name = group_name();

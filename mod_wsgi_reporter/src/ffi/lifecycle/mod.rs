@@ -1,7 +1,9 @@
 //! The life of the configuration and of an MPM child: `pre_config` (start
 //! from defaults), `check_config` (refuse to run beside a mod_wsgi that
-//! has its own reporter), `child_init` (start this child's reporter and
-//! choose how its requests are accounted), and the child's end (`stop`).
+//! has its own reporter), `post_config` after mod_wsgi's (say once per
+//! start which capabilities the loaded mod_wsgi's version allows),
+//! `child_init` (start this child's reporter and choose how its requests
+//! are accounted), and the child's end (`stop`).
 //!
 //! Must never: start a thread or keep destructor-bearing state in the
 //! Apache parent.
@@ -16,6 +18,7 @@ use apache_headers as ap;
 
 use self::stop::{child_exit, max_connections_per_child, pre_connection};
 use self::unused_hooks::{drop_unused, Ours};
+use crate::ffi::base::capabilities::capabilities;
 use crate::ffi::base::conf::{config, has_daemon_groups, update_config};
 use crate::ffi::base::log::{install_panic_hook, log, set_main_server};
 use crate::ffi::base::sym::{read_int, sym};
@@ -24,6 +27,7 @@ use crate::ffi::embedded::{filter_mode, mod_wsgi_calls, server_pid};
 use crate::ffi::process::{identity, mark_mpm_child, new_process, set_process};
 use crate::ffi::request::filters::insert_error_filter;
 use crate::ffi::signals::install_signal_spies;
+use reporter_core::capabilities::Verdict;
 use reporter_core::config::Config;
 
 /// httpd's `pre_config` hook.
@@ -69,6 +73,37 @@ pub(super) unsafe extern "C" fn check_config(
     })
 }
 
+/// httpd's `post_config` hook, after mod_wsgi's (which adds its version
+/// to the server description): logs, in the Apache parent, one `notice`
+/// line with the mod_wsgi version and what works with it, and for a
+/// version outside the tested ones one `warn` line saying what was turned
+/// off. Once per start and per restart: httpd's first configuration pass
+/// at start-up (the one `apache2 -t` also makes; mod_wsgi adds no version
+/// then) is skipped.
+///
+/// # Safety
+/// Only for httpd, as its `post_config` hook in the Apache parent.
+pub(super) unsafe extern "C" fn post_config_last(
+    _p: *mut ap::apr_pool_t,
+    _pl: *mut ap::apr_pool_t,
+    _pt: *mut ap::apr_pool_t,
+    s: *mut ap::server_rec,
+) -> c_int {
+    guard(OK, || {
+        // SAFETY: no preconditions.
+        let state = unsafe { ap::ap_state_query(ap::AP_SQ_MAIN_STATE as c_int) };
+        if !config().enabled || state != ap::AP_SQ_MS_CREATE_CONFIG as c_int {
+            return OK;
+        }
+        let (caps, version) = capabilities();
+        log(ap::APLOG_NOTICE, s, &caps.notice_line(&version));
+        if let Some(w) = caps.warning_line(&version) {
+            log(ap::APLOG_WARNING, s, &w);
+        }
+        OK
+    })
+}
+
 /// Our per-request and per-connection hook functions (`unused_hooks`).
 fn our_hooks() -> Ours {
     Ours {
@@ -99,7 +134,8 @@ pub(super) unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::s
         if has_daemon_groups() && cfg.slow_threshold_us > 0 {
             server_pid::enable();
         }
-        if !embedded_python_possible() {
+        let (caps, version) = capabilities();
+        if caps.read_python_required && !embedded_python_possible() {
             // All WSGI applications run in daemon processes, which report
             // them (with the phases this child stamps into the request):
             // a reporter here would only add an idle process that never
@@ -138,8 +174,15 @@ pub(super) unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::s
             return;
         }
         set_process(proc_);
-        // SAFETY: child_init, before any request or worker thread.
-        match unsafe { mod_wsgi_calls::install() } {
+        let direct = if caps.verdict == Verdict::Tested {
+            // (`install` finds and names any other reason itself.)
+            // SAFETY: child_init, before any request or worker thread.
+            unsafe { mod_wsgi_calls::install() }.map_err(|e| e.to_string())
+        } else {
+            // Said once by the parent (`post_config_last`), not per child.
+            Err(String::new())
+        };
+        match direct {
             Ok(()) => {
                 // The connection count only serves MaxConnectionsPerChild.
                 let keep_pre_connection = max_connections_per_child() > 0;
@@ -152,11 +195,22 @@ pub(super) unsafe extern "C" fn child_init(p: *mut ap::apr_pool_t, s: *mut ap::s
                 )
             }
             Err(e) => {
-                log(
-                    ap::APLOG_NOTICE,
-                    s,
-                    &format!("Requests are accounted with filters ({e})."),
-                );
+                if e.is_empty() {
+                    log(
+                        ap::APLOG_INFO,
+                        s,
+                        &format!(
+                            "Requests are accounted with filters (mod_wsgi {} is not a tested version).",
+                            String::from_utf8_lossy(&version)
+                        ),
+                    );
+                } else {
+                    log(
+                        ap::APLOG_NOTICE,
+                        s,
+                        &format!("Requests are accounted with filters ({e})."),
+                    );
+                }
                 filter_mode::hook_end_request();
             }
         }
