@@ -101,14 +101,17 @@ async fn a_batched_page_shows_what_a_per_datagram_page_shows() {
     // (~37 s), stamps shifted to now: live messages, not a snapshot. (A
     // 250 ms frame then holds a few dozen GC events per series, within the
     // timeline's budget.)
-    replay_corpus(&serve.sock, &[
-        "--realtime",
-        "--speed",
-        "2",
-        "--restamp",
-        "--count",
-        "11787",
-    ]);
+    replay_corpus(
+        &serve.sock,
+        &[
+            "--realtime",
+            "--speed",
+            "2",
+            "--restamp",
+            "--count",
+            "11787",
+        ],
+    );
     let total = serve.total_received();
     assert_eq!(total, 11_787);
     for b in [&per_datagram, &batched] {

@@ -417,17 +417,20 @@ async fn run_size(n: u64) {
     let theirs = Serve::reference();
     let args = |s: &Serve| -> KillTree {
         let p = pids_n.to_string();
-        replay_corpus_spawn(&s.sock, &[
-            "--realtime",
-            "--loop",
-            "--restamp",
-            "--processes",
-            &p,
-            "--drop-field",
-            "8",
-            "--duration",
-            "100000",
-        ])
+        replay_corpus_spawn(
+            &s.sock,
+            &[
+                "--realtime",
+                "--loop",
+                "--restamp",
+                "--processes",
+                &p,
+                "--drop-field",
+                "8",
+                "--duration",
+                "100000",
+            ],
+        )
     };
     let _feed_ours = args(&ours);
     let _feed_theirs = args(&theirs);
@@ -552,15 +555,18 @@ async fn heap_run(n: u64, minutes: u64) {
     let batch_ms = env_num("UI_COST_BATCH_MS", 500);
     let ours = Serve::start(bin(), &["--max-processes", "20000"]);
     let p = ((n as f64 * 3.08).round() as u64).to_string();
-    let _feed = replay_corpus_spawn(&ours.sock, &[
-        "--realtime",
-        "--loop",
-        "--restamp",
-        "--processes",
-        &p,
-        "--duration",
-        "100000",
-    ]);
+    let _feed = replay_corpus_spawn(
+        &ours.sock,
+        &[
+            "--realtime",
+            "--loop",
+            "--restamp",
+            "--processes",
+            &p,
+            "--duration",
+            "100000",
+        ],
+    );
     let ui = open_ui(
         "ours batched",
         &format!("{}?batch={batch_ms}", ours.page_url()),

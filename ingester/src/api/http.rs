@@ -443,7 +443,10 @@ pub(crate) fn routes(
                         .unwrap_or_default();
                 };
                 // `?batch=MS`: the UI's batched stream (crate::batch).
-                let batch = match q.get("batch").map(|v| crate::ingest::batch::parse_interval(v)) {
+                let batch = match q
+                    .get("batch")
+                    .map(|v| crate::ingest::batch::parse_interval(v))
+                {
                     None => None,
                     Some(Ok(iv)) => Some(iv),
                     Some(Err(why)) => {
