@@ -88,7 +88,11 @@ pub(crate) fn spawn(
                 let stopping = shared.stop.load(Ordering::Relaxed);
                 let (closed, events) = {
                     let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                    st.history.advance();
+                    if stopping {
+                        st.history.close_all();
+                    } else {
+                        st.history.advance();
+                    }
                     (st.history.take_closed(), st.take_kept_events())
                 };
                 if let Some(s) = &mut store {
