@@ -103,7 +103,7 @@ pub(crate) fn spawn(
                         s.append_event(*kind, *stamp, bytes);
                     }
                     round += 1;
-                    let ok = s.flush(wall_secs(), stopping || round % 5 == 0);
+                    let ok = s.flush(wall_secs(), stopping || round.is_multiple_of(5));
                     if !ok && !failing {
                         tracing::error!(
                             "state directory {}: cannot write ({}); history and events are kept in memory only until writing works again (counted as history_write_errors)",
