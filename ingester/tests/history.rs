@@ -155,12 +155,12 @@ fn a_simulated_week_fills_every_tier_and_survives_a_restart() {
     }
     let st = b.state();
     assert_eq!(st["lifecycle_events"].as_array().unwrap().len(), lifecycle);
-    // Completed slow requests come back (those still running when serve
-    // stopped are the live model's, not the store's).
+    // Completed slow requests come back (the store holds every one of the
+    // week; they are restored while the table has room, --max-slow 10000).
     let slow_after = st["slow_requests"].as_array().unwrap().len();
     assert!(
-        slow_after > 0 && slow_after <= slow,
-        "{slow_after} of {slow}"
+        slow_after > 0 && slow_after <= 10_000,
+        "{slow_after} (before: {slow})"
     );
     assert_eq!(st["history_write_errors"], 0);
 
