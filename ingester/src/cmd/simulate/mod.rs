@@ -47,9 +47,20 @@ pub(crate) struct SimulateArgs {
     /// Tick length in seconds (the reporter interval).
     #[arg(long, default_value_t = 1.0)]
     pub(crate) interval: f64,
-    /// Stop after this many seconds (0 = run until interrupted).
+    /// Stop after this many seconds of simulated time (0 = run until
+    /// interrupted).
     #[arg(long, default_value_t = 0.0)]
     pub(crate) duration: f64,
+    /// Stamp of the first tick: Unix seconds, or a time ago such as `-7d`,
+    /// `-6h`, `-90m` (default: now). With `--speed 0 --duration 604800`,
+    /// `--start -7d` sends a week ending about now, as fast as the
+    /// ingester takes it (fills every history tier).
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true, value_parser = parse_start)]
+    pub(crate) start: Option<Start>,
+    /// Simulated seconds per wall-clock second (0 = as fast as the
+    /// ingester takes the datagrams, without loss).
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = parse_speed)]
+    pub(crate) speed: f64,
     /// Random seed (a fixed seed gives the same stream shape).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -67,6 +78,47 @@ pub(crate) struct SimulateArgs {
     pub(crate) first_pid: u32,
 }
 
+/// `--start`: a Unix time, or seconds before now.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Start {
+    /// Unix seconds.
+    At(f64),
+    /// Seconds before the command starts.
+    Ago(u64),
+}
+
+impl Start {
+    fn resolve(self, now: f64) -> f64 {
+        match self {
+            Start::At(t) => t,
+            Start::Ago(s) => now - s as f64,
+        }
+    }
+}
+
+fn parse_start(s: &str) -> Result<Start, String> {
+    if let Some(ago) = s.strip_prefix('-') {
+        return crate::ingest::history::parse_duration(ago)
+            .map(Start::Ago)
+            .map_err(|e| format!("{e} (e.g. -7d, -6h, -90m)"));
+    }
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && (0.0..1e11).contains(&t) => Ok(Start::At(t)),
+        _ => Err(format!(
+            "{s:?}: expected Unix seconds or a time ago such as -7d"
+        )),
+    }
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?}: expected a factor >= 0 (0 = as fast as possible)"
+        )),
+    }
+}
+
 /// Runs `simulate`; returns the exit status.
 pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<i32> {
     // SAFETY: the handler only stores to an atomic, which is
@@ -77,19 +129,25 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<i32> {
     }
     let mut sim = Simulator::new(&args);
     let mut tx = Sender::new(&args.target, false)?;
-    let start = Instant::now();
-    let interval = Duration::from_secs_f64(sim.interval);
-    let mut next = Instant::now();
+    // Simulated time: tick k is stamped t0 + k intervals and sent when
+    // k intervals / speed of wall time have passed (at once for speed 0).
+    let t0 = args.start.map_or_else(wall_now, |s| s.resolve(wall_now()));
+    let wall0 = Instant::now();
+    let mut k = 0u64;
     while !STOP.load(Ordering::SeqCst) {
-        if args.duration > 0.0 && start.elapsed().as_secs_f64() >= args.duration {
+        let simulated = k as f64 * sim.interval;
+        if args.duration > 0.0 && simulated >= args.duration {
             break;
         }
-        for d in sim.tick(wall_now()) {
+        for d in sim.tick(t0 + simulated) {
             tx.send(&d);
         }
-        next += interval;
-        while Instant::now() < next && !STOP.load(Ordering::SeqCst) {
-            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(100)));
+        k += 1;
+        if args.speed > 0.0 {
+            let next = wall0 + Duration::from_secs_f64(k as f64 * sim.interval / args.speed);
+            while Instant::now() < next && !STOP.load(Ordering::SeqCst) {
+                std::thread::sleep((next - Instant::now()).min(Duration::from_millis(100)));
+            }
         }
     }
     println!("sent {} datagrams ({} failed)", tx.sent, tx.failed);
@@ -109,6 +167,8 @@ pub(crate) fn spawn_demo(socket_path: PathBuf) -> std::thread::JoinHandle<()> {
                 processes: 6,
                 interval: 1.0,
                 duration: 0.0,
+                start: None,
+                speed: 1.0,
                 seed: None,
                 no_gc: false,
                 load: 1.0,

@@ -11,6 +11,8 @@ fn args(n: u32) -> SimulateArgs {
         processes: n,
         interval: 1.0,
         duration: 0.0,
+        start: None,
+        speed: 1.0,
         seed: Some(7),
         no_gc: false,
         load: 0.2,

@@ -172,11 +172,24 @@ impl History {
         }
     }
 
+    /// Closes every open second, grace or not (at shutdown, so a restart
+    /// finds the last seconds on disk; a late tick after the restart joins
+    /// the next second).
+    pub fn close_all(&mut self) {
+        let keys: Vec<SeriesKey> = self.series.keys().cloned().collect();
+        for k in keys {
+            self.advance_until(&k, u64::MAX);
+        }
+    }
+
     fn advance_one(&mut self, key: &SeriesKey) {
+        self.advance_until(key, self.newest.saturating_sub(self.grace));
+    }
+
+    fn advance_until(&mut self, key: &SeriesKey, limit: u64) {
         let Some(mut s) = self.series.remove(key) else {
             return;
         };
-        let limit = self.newest.saturating_sub(self.grace);
         while let Some(e) = s.seconds.first_entry() {
             if *e.key() >= limit {
                 break;
@@ -424,7 +437,8 @@ pub fn parse_tiers(s: &str) -> Result<TierList, String> {
     Ok(TierList(tiers))
 }
 
-fn parse_duration(s: &str) -> Result<u64, String> {
+/// A duration with a unit (`s`, `m`, `h`, `d`; seconds when none), e.g. `6h`.
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num

@@ -15,11 +15,18 @@
 //! mid-write) can only leave a torn record at the end of the newest
 //! segment of a directory: opening checks every record and cuts the file
 //! before the first bad one. Why not SQLite or redb is in docs/history.md.
+//!
+//! The events hold request URLs and peer addresses of slow requests: every
+//! directory the store makes is 0700 and every file 0600, and no file or
+//! directory of ours is reached through a symlink planted in its place
+//! (`O_NOFOLLOW`, and our directories checked with `lstat`). The root may
+//! itself be a symlink (systemd's `StateDirectory=` makes some).
 
 use super::point::{put_varint, Reader};
 use super::{SeriesKey, Tier};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -130,11 +137,12 @@ impl Store {
             dir: dir.clone(),
             err,
         };
-        fs::create_dir_all(root).map_err(io)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(io)?;
+        let lock = private(OpenOptions::new().create(true).truncate(false).write(true))
             .open(root.join("LOCK"))
             .map_err(io)?;
         match lock.try_lock() {
@@ -305,6 +313,10 @@ impl Dir {
         let mut v = Vec::new();
         for e in fs::read_dir(&self.path)? {
             let e = e?;
+            // Only regular files are segments: a symlink is never followed.
+            if !e.file_type()?.is_file() {
+                continue;
+            }
             let name = e.file_name();
             let Some(start) = name
                 .to_str()
@@ -334,13 +346,15 @@ impl Dir {
     /// Every good record's payload, oldest segment first; cuts a torn tail
     /// of the newest segment.
     fn load(&mut self, now: u64, rec: &mut Recovered) -> io::Result<Vec<Vec<u8>>> {
-        fs::create_dir_all(&self.path)?;
+        make_dir(&self.path)?;
         self.expire(now, rec)?;
         let segs = self.segments()?;
         let mut out = Vec::new();
         for (i, (_, path)) in segs.iter().enumerate() {
             let mut bytes = Vec::new();
-            File::open(path)?.read_to_end(&mut bytes)?;
+            private(OpenOptions::new().read(true))
+                .open(path)?
+                .read_to_end(&mut bytes)?;
             let mut at = 0;
             while at < bytes.len() {
                 match record_at(&bytes, at) {
@@ -356,8 +370,7 @@ impl Dir {
                 if i + 1 == segs.len() {
                     // The torn end of the last write: cut it so appends
                     // continue on a record boundary.
-                    OpenOptions::new()
-                        .write(true)
+                    private(OpenOptions::new().write(true))
                         .open(path)?
                         .set_len(at as u64)?;
                     rec.torn_bytes += cut;
@@ -375,11 +388,9 @@ impl Dir {
             if let Some(mut w) = self.writer.take() {
                 w.file.flush()?;
             }
-            fs::create_dir_all(&self.path)?;
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.segment(start))?;
+            make_dir(&self.path)?;
+            let f =
+                private(OpenOptions::new().create(true).append(true)).open(self.segment(start))?;
             self.writer = Some(Writer {
                 start,
                 file: BufWriter::with_capacity(64 * 1024, f),
@@ -400,6 +411,30 @@ impl Dir {
             self.writer = None;
         }
         r
+    }
+}
+
+/// Files of the store: created 0600, never opened through a symlink.
+fn private(o: &mut OpenOptions) -> &mut OpenOptions {
+    o.mode(0o600).custom_flags(libc::O_NOFOLLOW)
+}
+
+/// Makes one of the store's directories (0700) if missing; refuses a
+/// symlink or a file in its place.
+fn make_dir(path: &Path) -> io::Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if fs::symlink_metadata(path)?.file_type().is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "{}: not a directory (a symlink or a file is in its place; remove it)",
+                    path.display()
+                )))
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -442,7 +477,13 @@ fn check_format(root: &Path, dir: &str) -> Result<(), OpenError> {
         dir: dir.to_string(),
         what,
     };
-    match fs::read_to_string(&path) {
+    let read = private(OpenOptions::new().read(true))
+        .open(&path)
+        .and_then(|mut f| {
+            let mut s = String::new();
+            f.read_to_string(&mut s).map(|_| s)
+        });
+    match read {
         Ok(s) => {
             let v = s.trim_end().strip_prefix(FORMAT_PREFIX).ok_or_else(|| {
                 foreign(format!(
@@ -466,7 +507,13 @@ fn check_format(root: &Path, dir: &str) -> Result<(), OpenError> {
                 dir: dir.to_string(),
                 err,
             };
-            fs::write(&tmp, format!("{FORMAT_PREFIX}{FORMAT_VERSION}\n")).map_err(io)?;
+            let _ = fs::remove_file(&tmp);
+            private(OpenOptions::new().write(true).create_new(true))
+                .open(&tmp)
+                .and_then(|mut f| {
+                    f.write_all(format!("{FORMAT_PREFIX}{FORMAT_VERSION}\n").as_bytes())
+                })
+                .map_err(io)?;
             fs::rename(&tmp, &path).map_err(io)?;
             Ok(())
         }
@@ -616,6 +663,76 @@ mod tests {
         s.append_point(0, &key("g"), 5, &point(1));
         assert_eq!(s.write_errors, 1);
         assert!(s.failing.is_some());
+    }
+
+    #[test]
+    fn directories_are_0700_files_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("state/nested");
+        let (mut s, ..) = Store::open(&root, &DEFAULT_TIERS, 86400, 100).unwrap();
+        s.append_point(0, &key("g"), 100, &point(1));
+        s.append_event(2, 100, b"slow");
+        assert!(s.flush(100, true));
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+        let mut seen = 0;
+        for dir in [d.path().join("state"), root.clone()] {
+            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        }
+        for e in walk(&root) {
+            let want = if e.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode(&e), want, "{}", e.display());
+            seen += 1;
+        }
+        // LOCK, FORMAT, t0 t1 t2 events, a segment in t0 and in events.
+        assert_eq!(seen, 8);
+    }
+
+    fn walk(p: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(p).unwrap() {
+            let e = e.unwrap().path();
+            if e.is_dir() {
+                out.extend(walk(&e));
+            }
+            out.push(e);
+        }
+        out
+    }
+
+    #[test]
+    fn planted_symlinks_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs::write(&victim, b"not ours").unwrap();
+        let root = d.path().join("state");
+        drop(Store::open(&root, &DEFAULT_TIERS, 86400, 100).unwrap());
+        // A segment that is a symlink: skipped when loading, never
+        // written through (the append to its name fails and is counted).
+        let seg = root.join("t0").join(format!("{:012}.seg", 0));
+        std::os::unix::fs::symlink(&victim, &seg).unwrap();
+        let (mut s, pts, ..) = Store::open(&root, &DEFAULT_TIERS, 86400, 100).unwrap();
+        assert!(pts.is_empty());
+        s.append_point(0, &key("g"), 100, &point(1));
+        s.flush(100, false);
+        assert_eq!(s.write_errors, 1, "{:?}", s.failing);
+        drop(s);
+        assert_eq!(fs::read(&victim).unwrap(), b"not ours");
+        // A tier directory that is a symlink: refused, not followed.
+        fs::remove_file(&seg).unwrap();
+        fs::remove_dir_all(root.join("t1")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("t1")).unwrap();
+        let e = Store::open(&root, &DEFAULT_TIERS, 86400, 100)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        fs::remove_file(root.join("t1")).unwrap();
+        // FORMAT as a symlink: refused, not read through.
+        fs::remove_file(root.join("FORMAT")).unwrap();
+        std::os::unix::fs::symlink(&victim, root.join("FORMAT")).unwrap();
+        assert!(Store::open(&root, &DEFAULT_TIERS, 86400, 100).is_err());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -88,7 +88,11 @@ pub(crate) fn spawn(
                 let stopping = shared.stop.load(Ordering::Relaxed);
                 let (closed, events) = {
                     let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                    st.history.advance();
+                    if stopping {
+                        st.history.close_all();
+                    } else {
+                        st.history.advance();
+                    }
                     (st.history.take_closed(), st.take_kept_events())
                 };
                 if let Some(s) = &mut store {
@@ -99,7 +103,7 @@ pub(crate) fn spawn(
                         s.append_event(*kind, *stamp, bytes);
                     }
                     round += 1;
-                    let ok = s.flush(wall_secs(), stopping || round % 5 == 0);
+                    let ok = s.flush(wall_secs(), stopping || round.is_multiple_of(5));
                     if !ok && !failing {
                         tracing::error!(
                             "state directory {}: cannot write ({}); history and events are kept in memory only until writing works again (counted as history_write_errors)",

@@ -1,0 +1,318 @@
+//! The history end to end, with the real `serve` and a real state
+//! directory: a simulated week (compressed time) fills every tier and comes
+//! back whole after SIGTERM and a restart; merged views agree with the raw
+//! seconds through `/api/history`; SIGKILL during writes, again and again,
+//! never costs more than the last few seconds; directories that cannot be
+//! used are refused or fall back to memory, each with one clear line.
+
+mod common;
+
+use common::*;
+use serde_json::Value as J;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// `serve --state-dir dir` at `--log-level info`, its log in `log`.
+fn serve_on(dir: &Path, log: &Path, extra: &[&str]) -> Serve {
+    let stderr = std::fs::File::create(log).unwrap();
+    let mut args = vec!["--state-dir", dir.to_str().unwrap(), "--log-level", "info"];
+    args.extend_from_slice(extra);
+    Serve::start_logging(
+        bin(),
+        tempfile::tempdir().unwrap(),
+        free_port(),
+        &args,
+        Stdio::from(stderr),
+    )
+}
+
+fn history(s: &Serve, query: &str) -> J {
+    let (status, body) = s.get(&format!("/api/history?{query}"));
+    assert_eq!(status, 200, "/api/history?{query}: {body:.300}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn points(v: &J) -> &Vec<J> {
+    v["points"].as_array().expect("points")
+}
+
+fn requests(v: &J) -> u64 {
+    points(v)
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .sum()
+}
+
+/// The same JSON, floats equal to 1e-9 relative (sums of the same floats
+/// may be added in another order after a reload).
+fn same(a: &J, b: &J) -> bool {
+    match (a, b) {
+        (J::Number(x), J::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
+        }
+        (J::Array(x), J::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (J::Object(x), J::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// A week of the simulated site (`simulate --start -7d --speed 0`, 1 min
+/// ticks, the last 10 minutes 1 s ticks) into a serve with a state directory; SIGTERM; a new serve on the
+/// same directory answers every range the same, and has the lifecycle
+/// events and completed slow requests back.
+#[test]
+fn a_simulated_week_fills_every_tier_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("serve.log");
+    let mut a = serve_on(&state, &log, &[]);
+    // A light site: 7 days less 10 minutes of 1 min ticks, then the last
+    // 10 minutes at 1 s (the simulator's cost grows with simulated
+    // requests, so the load is low).
+    let mut sent = 0u64;
+    for (start, duration, interval, pid, load) in [
+        ("-7d", "604200", "60", "100000", "0.01"),
+        ("-10m", "600", "1", "200000", "0.05"),
+    ] {
+        let out = run_ok(
+            Command::new(bin()).args([
+                "simulate",
+                "--target",
+                &listen(&a.sock),
+                "--start",
+                start,
+                "--speed",
+                "0",
+                "--duration",
+                duration,
+                "--interval",
+                interval,
+                "--first-pid",
+                pid,
+                "--processes",
+                "3",
+                "--seed",
+                "21",
+                "--no-gc",
+                "--load",
+                load,
+            ]),
+            "simulate",
+        );
+        sent += out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("simulate said {out:?}"));
+    }
+    a.wait_received(sent as usize);
+    // Every tier holds points: the finest over the last ten minutes, the
+    // coarsest back to the first day.
+    let newest = history(&a, "group=app&range=10m")["newest"]
+        .as_u64()
+        .unwrap();
+    let ranges = [
+        ("10m", 600u64),
+        ("1h", 3600),
+        ("24h", 86400),
+        ("7d", 7 * 86400),
+    ];
+    let mut before = Vec::new();
+    for (name, secs) in ranges {
+        let q = format!("group=app&from={}&to={}", newest - secs, newest + 1);
+        let v = history(&a, &q);
+        let pts = points(&v);
+        assert!(pts.len() > 9, "{name}: {} points", pts.len());
+        let first = pts[0]["t"].as_u64().unwrap();
+        assert!(
+            first < newest - secs * 9 / 10,
+            "{name}: first point {first}, newest {newest}"
+        );
+        before.push((name, q, v));
+    }
+    let st = a.state();
+    let lifecycle = st["lifecycle_events"].as_array().unwrap().len();
+    let slow = st["slow_requests"].as_array().unwrap().len();
+    assert!(
+        lifecycle > 0 && slow > 0,
+        "{lifecycle} events, {slow} slow requests"
+    );
+    assert!(a.terminate().success());
+
+    let b = serve_on(&state, &dir.path().join("restarted.log"), &[]);
+    for (name, q, v) in &before {
+        let w = history(&b, q);
+        assert_eq!(requests(v), requests(&w), "{name}");
+        assert!(
+            same(&v["points"], &w["points"]),
+            "{name}: {q}\nbefore {v:.2000}\nafter {w:.2000}"
+        );
+    }
+    let st = b.state();
+    assert_eq!(st["lifecycle_events"].as_array().unwrap().len(), lifecycle);
+    // Completed slow requests come back (the store holds every one of the
+    // week; they are restored while the table has room, --max-slow 10000).
+    let slow_after = st["slow_requests"].as_array().unwrap().len();
+    assert!(
+        slow_after > 0 && slow_after <= 10_000,
+        "{slow_after} (before: {slow})"
+    );
+    assert_eq!(st["history_write_errors"], 0);
+
+    // Merged views agree with the raw seconds they came from: per minute
+    // of the last ten, the raw tier (1 s), the 1 h view (10 s points) and
+    // the 24 h view (1 min points) give the same requests, status classes,
+    // latency counts and percentiles, to the bucket.
+    let m0 = (newest - 540) - (newest - 540) % 60;
+    let window = format!("from={m0}&to={}&step=60", m0 + 480);
+    let raw = history(&b, &format!("group=app&{window}"));
+    let hour = history(&b, &format!("group=app&range=1h&step=60"));
+    let day = history(&b, &format!("group=app&range=24h&step=60"));
+    assert_eq!(points(&raw).len(), 8);
+    for p in points(&raw) {
+        let t = &p["t"];
+        for (name, view) in [("1h", &hour), ("24h", &day)] {
+            let q = points(view)
+                .iter()
+                .find(|q| &q["t"] == t)
+                .unwrap_or_else(|| panic!("{name}: no point at {t}"));
+            for k in [
+                "requests",
+                "status",
+                "request_bytes",
+                "response_bytes",
+                "slow_completed",
+            ] {
+                assert_eq!(p[k], q[k], "{name} at {t}: {k}");
+            }
+            assert!(
+                same(&p["latency"], &q["latency"]),
+                "{name} at {t}: {} vs {}",
+                p["latency"],
+                q["latency"]
+            );
+        }
+    }
+    assert!(requests(&raw) > 0);
+}
+
+/// A REQUEST tick of `pid` (group `g<pid % 4>`, 80 requests) stamped `t`.
+fn tick_at(pid: u32, seq: u32, t: f64) -> Vec<u8> {
+    let mut s = wire::decode(&tick(pid, seq)).unwrap();
+    s.header.stamp = t;
+    s.encode().unwrap()
+}
+
+/// SIGKILL during writes, twenty times in a row: every restart opens the
+/// directory, keeps everything but the last few seconds of what was sent,
+/// and reports nothing worse than a torn last write.
+#[test]
+fn sigkill_during_writes_loses_at_most_the_last_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let t0 = (wall_now() as u64 - 500) as f64;
+    let per_second = 80u64;
+    // Ticks come ten times faster than real time (stamps 1 s apart, sent
+    // 100 ms apart): a round is 30 stamped seconds in 3 s.
+    let round_secs = 30u32;
+    let mut kept = 0u64;
+    let mut seq = 0u32;
+    // Ticks of the last round sent at least 2 s before the kill (the
+    // writer pushes to the kernel every second).
+    let mut old_enough = 0u64;
+    for round in 0..20u32 {
+        let log = dir.path().join(format!("serve{round}.log"));
+        let mut s = serve_on(&state, &log, &[]);
+        let text = read_lossy(&log);
+        for bad in ["unreadable", "ERROR", "cannot write"] {
+            assert!(!text.contains(bad), "round {round}: {text}");
+        }
+        let q = format!(
+            "group=g1&from={}&to={}&step=60",
+            t0 as u64,
+            t0 as u64 + 1000
+        );
+        let now = requests(&history(&s, &q));
+        if round > 0 {
+            let sent_last = u64::from(round_secs) * per_second;
+            // Of those old enough, the last 3 stamped seconds may still
+            // have been open (the grace for late processes).
+            let must_keep = old_enough.saturating_sub(4) * per_second;
+            assert!(
+                now <= kept + sent_last,
+                "round {round}: {now} > {kept} + {sent_last}"
+            );
+            assert!(
+                now >= kept + must_keep,
+                "round {round}: {now} kept, {kept} before; {must_keep} of {sent_last} sent since were due on disk"
+            );
+        }
+        kept = now;
+        let first = round * round_secs;
+        let mut sent_at = Vec::new();
+        for k in first..first + round_secs {
+            seq += 1;
+            s.send_all([tick_at(1, seq, t0 + f64::from(k) + 0.5)]);
+            sent_at.push(std::time::Instant::now());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // Kill at a different moment of the writer's second each round.
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(round % 7) * 230));
+        let killed = std::time::Instant::now();
+        s.stop();
+        old_enough = sent_at
+            .iter()
+            .filter(|t| killed.duration_since(**t).as_secs_f64() >= 2.0)
+            .count() as u64;
+    }
+}
+
+/// Directories that cannot be used: newer format and a second serve are
+/// refused (exit 1, one line); a path that cannot be made keeps serving
+/// from memory, says so once and counts it.
+#[test]
+fn unusable_directories_are_refused_or_fall_back_to_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("first.log");
+    let first = serve_on(&state, &log, &[]);
+    let refused = |what: &str| {
+        let out = Command::new(bin())
+            .args(["serve", "--listen", &listen(&dir.path().join("x.sock"))])
+            .args(["--http-port", &free_port().to_string()])
+            .args(["--state-dir", state.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+        err
+    };
+    let e = refused("a second serve");
+    assert!(e.contains("in use by another"), "{e}");
+    drop(first);
+    std::fs::write(state.join("FORMAT"), "mod_wsgi-telemetry state 9\n").unwrap();
+    let e = refused("a newer format");
+    assert!(e.contains("state format 9"), "{e}");
+
+    // A regular file where the directory should be: memory only.
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let log = dir.path().join("memory.log");
+    let s = serve_on(&file.join("state"), &log, &[]);
+    s.send_all((0..5).map(|k| tick_at(2, k + 1, wall_now() - 10.0 + f64::from(k))));
+    let st = s.wait_received(5);
+    assert!(
+        st["history_write_errors"].as_u64().unwrap() > 0,
+        "{}",
+        state_summary(&st)
+    );
+    let text = read_lossy(&log);
+    assert_eq!(text.matches("kept in memory only").count(), 1, "{text}");
+}
