@@ -112,13 +112,9 @@ impl History {
     }
 
     /// Seconds a second stays open after the newest stamp.
+    #[cfg(test)]
     pub fn grace(&self) -> u64 {
         self.grace
-    }
-
-    /// The tiers.
-    pub fn tiers(&self) -> &[Tier] {
-        &self.tiers
     }
 
     /// Newest stamp seen, Unix seconds.
@@ -352,6 +348,7 @@ impl History {
 
     /// Bytes held (closed points and their bookkeeping; open points are a
     /// few per series).
+    #[cfg(test)]
     pub fn heap_bytes(&self) -> usize {
         self.series
             .iter()
@@ -609,6 +606,39 @@ mod tests {
             assert!(same(&sum(&pa), &sum(&pb)), "step {step}");
             assert_eq!(pa.len(), pb.len(), "step {step}");
         }
+    }
+
+    /// The bound docs/history.md states: 50 groups on one host, every tier
+    /// full (7 days), points with a typical spread of latencies.
+    #[test]
+    fn fifty_groups_for_a_week_stay_within_the_stated_memory() {
+        let mut h = History::new(&DEFAULT_TIERS, 100).unwrap();
+        let mut p = Point::default();
+        for (i, ms) in [0.4, 0.9, 2.0, 4.5, 9.0, 30.0, 120.0, 900.0]
+            .iter()
+            .enumerate()
+        {
+            p.add_tick(&tick(1 + i as u64, *ms, 3e8));
+        }
+        p.seal();
+        let newest = 10_000_000u64;
+        for g in 0..50 {
+            let key = SeriesKey {
+                host: Arc::from("web-1"),
+                group: Some(Arc::from(format!("group-{g}"))),
+            };
+            for (tier, t) in DEFAULT_TIERS.iter().enumerate().rev() {
+                let n = t.retention / t.step;
+                for i in 0..n {
+                    let start = newest - t.retention + i * t.step;
+                    h.load(tier, key.clone(), start - start % t.step, p.clone());
+                }
+            }
+        }
+        let bytes = h.heap_bytes();
+        let per_group = bytes / 50;
+        eprintln!("50 groups x 7 days: {bytes} bytes ({per_group} per group)");
+        assert!(bytes < 160 << 20, "{bytes} bytes");
     }
 
     #[test]

@@ -54,8 +54,9 @@ pub(crate) fn open(dir: &Path, tiers: &[Tier], state: &mut State) -> Result<Stor
     state.history.set_persist(true);
     state.keep_events();
     tracing::info!(
-        "state directory {}: {loaded} history points and {restored} events loaded in {:.0} ms{}{}",
+        "state directory {} ({:.1} MB): {loaded} history points and {restored} events loaded in {:.0} ms{}{}",
         dir.display(),
+        store.disk_bytes() as f64 / 1e6,
         started.elapsed().as_secs_f64() * 1e3,
         if rec.torn_bytes > 0 {
             format!(", {} bytes of a torn last write cut", rec.torn_bytes)
