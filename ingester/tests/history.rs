@@ -171,8 +171,8 @@ fn a_simulated_week_fills_every_tier_and_survives_a_restart() {
     let m0 = (newest - 540) - (newest - 540) % 60;
     let window = format!("from={m0}&to={}&step=60", m0 + 480);
     let raw = history(&b, &format!("group=app&{window}"));
-    let hour = history(&b, &format!("group=app&range=1h&step=60"));
-    let day = history(&b, &format!("group=app&range=24h&step=60"));
+    let hour = history(&b, "group=app&range=1h&step=60");
+    let day = history(&b, "group=app&range=24h&step=60");
     assert_eq!(points(&raw).len(), 8);
     for p in points(&raw) {
         let t = &p["t"];
