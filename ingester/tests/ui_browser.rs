@@ -9,7 +9,7 @@ mod ui_support;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use ui_support::{bin, replay_corpus, Browser, Serve};
+use ui_support::{bin, replay_corpus, select, tab, Browser, Serve};
 
 /// What the page should consider live, computed independently from
 /// `/api/state` with the UI's documented rule: windows end at the newest
@@ -192,33 +192,6 @@ const STOPPED_CARD_PIDS: &str =
     "return [...document.querySelectorAll('#proc-cards .pcard.stopped')].map(e => e.dataset.pid);";
 const CAPACITY_PIDS: &str =
     "return [...document.querySelectorAll('#cap-cards .ccard')].map(e => e.dataset.pid);";
-
-async fn select(b: &Browser, id: &str, value: &str) {
-    let ok = b
-        .js(&format!(
-            "const s = document.getElementById({id:?}); if (![...s.options].some(o => o.value === {value:?})) return false; s.value = {value:?}; s.dispatchEvent(new Event('change')); return true;"
-        ))
-        .await;
-    assert_eq!(
-        ok,
-        Value::Bool(true),
-        "select #{id} has no option {value:?}"
-    );
-}
-
-async fn tab(b: &Browser, name: &str) {
-    b.js(&format!(
-        "document.querySelector('.tab-btn[data-tab={name}]').click(); return true;"
-    ))
-    .await;
-    b.wait_true(
-        &format!("return document.getElementById('tab-{name}').classList.contains('active') && window.__telemetryPerf.lastRedrawTab === '{name}' && !(window.__telemetry.views['{name}'].pending && window.__telemetry.views['{name}'].pending());"),
-        &format!("tab {name} drawn"),
-    )
-    .await;
-    // one more frame so that the canvas content is on screen
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-}
 
 fn text_of(v: Value) -> String {
     v.as_str().unwrap_or_default().to_string()

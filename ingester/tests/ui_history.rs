@@ -10,25 +10,12 @@
 mod ui_support;
 
 use serde_json::Value;
-use ui_support::{bin, replay_corpus, Browser, Serve};
+use ui_support::{bin, replay_corpus, select, Browser, Serve};
 
 /// Datagrams replayed: several passes of the corpus, about 20 minutes of
 /// stamps, so the 1 h range has tens of 12 s points and the 24 h range a
 /// few 5 min points.
 const DATAGRAMS: usize = 300_000;
-
-async fn select(b: &Browser, id: &str, value: &str) {
-    let ok = b
-        .js(&format!(
-            "const s = document.getElementById({id:?}); if (![...s.options].some(o => o.value === {value:?})) return false; s.value = {value:?}; s.dispatchEvent(new Event('change')); return true;"
-        ))
-        .await;
-    assert_eq!(
-        ok,
-        Value::Bool(true),
-        "select #{id} has no option {value:?}"
-    );
-}
 
 fn history(serve: &Serve, query: &str) -> Value {
     let (status, body) = serve.get(&format!("/api/history?{query}"));

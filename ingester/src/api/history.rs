@@ -3,20 +3,12 @@
 //! has both formats. The answer is built under the state lock from the
 //! tiers, a few thousand points at most.
 
+use crate::api::http::json_reply;
 use crate::ingest::history::json;
 use crate::ingest::receive::Shared;
 use std::sync::Arc;
-use warp::http::{header, Response, StatusCode};
+use warp::http::StatusCode;
 use warp::Filter;
-
-fn reply(status: StatusCode, body: String) -> warp::reply::Response {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(body.into())
-        .unwrap_or_default()
-}
 
 /// Both routes.
 pub(crate) fn routes(
@@ -35,9 +27,9 @@ pub(crate) fn routes(
             |q: Vec<(String, String)>, shared: Arc<Shared>| match json::parse_query(&q) {
                 Ok(q) => {
                     let body = json::answer(&shared.lock().history, &q).to_string();
-                    reply(StatusCode::OK, body)
+                    json_reply(StatusCode::OK, body)
                 }
-                Err(e) => reply(
+                Err(e) => json_reply(
                     StatusCode::BAD_REQUEST,
                     serde_json::json!({ "error": e }).to_string(),
                 ),
@@ -48,7 +40,7 @@ pub(crate) fn routes(
         .and(with_shared)
         .map(|shared: Arc<Shared>| {
             let body = json::series_list(&shared.lock().history).to_string();
-            reply(StatusCode::OK, body)
+            json_reply(StatusCode::OK, body)
         });
     points.or(series).unify()
 }

@@ -166,7 +166,13 @@ fn misdirected(host: &str) -> warp::reply::Response {
 }
 
 fn json_response(body: String) -> warp::reply::Response {
+    json_reply(StatusCode::OK, body)
+}
+
+/// A JSON body with `status`, never cached (the API's answers are live).
+pub(crate) fn json_reply(status: StatusCode, body: String) -> warp::reply::Response {
     Response::builder()
+        .status(status)
         .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-store")
         .body(body.into())

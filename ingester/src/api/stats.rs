@@ -5,21 +5,13 @@
 //! both formats. Built under the state lock from the model, which holds at
 //! most 10 000 series, so the body is bounded.
 
+use crate::api::http::json_reply;
 use crate::ingest::app_metrics::Filter as View;
 use crate::ingest::receive::Shared;
 use std::collections::HashMap;
 use std::sync::Arc;
-use warp::http::{header, Response, StatusCode};
+use warp::http::StatusCode;
 use warp::Filter;
-
-fn reply(status: StatusCode, body: String) -> warp::reply::Response {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(body.into())
-        .unwrap_or_default()
-}
 
 /// The view a query asks for, or what is wrong with it.
 fn view(q: &HashMap<String, String>) -> Result<View<'_>, String> {
@@ -51,9 +43,9 @@ pub(crate) fn routes(
                     st.app.stats_json(&v)
                 };
                 drop(st);
-                reply(StatusCode::OK, body)
+                json_reply(StatusCode::OK, body)
             }
-            Err(e) => reply(
+            Err(e) => json_reply(
                 StatusCode::BAD_REQUEST,
                 serde_json::json!({ "error": e }).to_string(),
             ),

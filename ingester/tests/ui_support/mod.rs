@@ -119,3 +119,32 @@ impl Browser {
         let _ = self.client.close().await;
     }
 }
+
+/// Picks `value` in the `<select id=id>` (as a user would: change event).
+pub async fn select(b: &Browser, id: &str, value: &str) {
+    let ok = b
+        .js(&format!(
+            "const s = document.getElementById({id:?}); if (![...s.options].some(o => o.value === {value:?})) return false; s.value = {value:?}; s.dispatchEvent(new Event('change')); return true;"
+        ))
+        .await;
+    assert_eq!(
+        ok,
+        serde_json::Value::Bool(true),
+        "select #{id} has no option {value:?}"
+    );
+}
+
+/// Clicks tab `name` and waits until it is drawn.
+pub async fn tab(b: &Browser, name: &str) {
+    b.js(&format!(
+        "document.querySelector('.tab-btn[data-tab={name}]').click(); return true;"
+    ))
+    .await;
+    b.wait_true(
+        &format!("return document.getElementById('tab-{name}').classList.contains('active') && window.__telemetryPerf.lastRedrawTab === '{name}' && !(window.__telemetry.views['{name}'].pending && window.__telemetry.views['{name}'].pending());"),
+        &format!("tab {name} drawn"),
+    )
+    .await;
+    // one more frame so that the canvas content is on screen
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+}
