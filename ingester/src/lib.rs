@@ -18,6 +18,7 @@
 //! (`dump`'s text and `top`).
 
 pub mod api;
+pub(crate) mod clock;
 pub mod cmd;
 pub mod ingest;
 pub(crate) mod printable;

@@ -12,7 +12,6 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wire::{Sample, Value};
@@ -62,27 +61,6 @@ pub(crate) enum Format {
     Text,
     /// One JSON object per line: `{"kind","pid","seq","stamp","fields"}`.
     Json,
-}
-
-/// Set by SIGINT/SIGTERM; the receive loop polls it.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `sa` is fully initialised (zeroed, then handler and empty
-        // mask set); the handler only stores to an atomic, which is
-        // async-signal-safe. No SA_RESTART, so a blocked recv returns EINTR.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
 }
 
 /// Runs `dump`; returns the exit status.
@@ -152,7 +130,7 @@ pub(crate) fn run(args: DumpArgs) -> anyhow::Result<i32> {
         };
     }
 
-    install_signal_handlers();
+    crate::clock::stop_on_signals();
     let bound =
         crate::ingest::socket::bind(&args.listen, args.socket_mode, args.socket_group.as_deref())?;
     // A timeout as well as EINTR, so a signal that lands between the flag
@@ -162,7 +140,7 @@ pub(crate) fn run(args: DumpArgs) -> anyhow::Result<i32> {
         .set_read_timeout(Some(Duration::from_millis(250)))?;
     let mut buf = vec![0u8; wire::RECV_CAPACITY];
     let result = (|| -> io::Result<()> {
-        while !STOP.load(Ordering::SeqCst) {
+        while !crate::clock::stopping() {
             match bound.socket.recv(&mut buf) {
                 Ok(n) => {
                     if !emit(&buf[..n], &mut out)? {

@@ -14,8 +14,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use wire::{Kind, Tag, HEADER_LEN};
@@ -277,32 +276,6 @@ struct Template {
 /// Field ids holding epoch stamps that `--restamp` and loops shift.
 const STAMP_FIELDS: [u16; 2] = [wire::id::SLOW_START_STAMP, wire::id::GC_EVENT_START_STAMP];
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `sa` is fully initialised; the handler only stores to an
-        // atomic (async-signal-safe). No SA_RESTART: a blocked send returns
-        // EINTR so the loop can stop and print its summary.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 #[derive(Default)]
 struct Tally {
     sent: u64,
@@ -323,7 +296,7 @@ fn send_one(sock: &UnixDatagram, d: &[u8], t: &mut Tally) -> Result<bool, io::Er
                 return Ok(true);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                if STOP.load(Ordering::SeqCst) {
+                if crate::clock::stopping() {
                     return Ok(false);
                 }
             }
@@ -332,7 +305,7 @@ fn send_one(sock: &UnixDatagram, d: &[u8], t: &mut Tally) -> Result<bool, io::Er
                     || e.raw_os_error() == Some(libc::ENOBUFS) =>
             {
                 t.retries += 1;
-                if STOP.load(Ordering::SeqCst) {
+                if crate::clock::stopping() {
                     return Ok(false);
                 }
                 std::thread::sleep(backoff);
@@ -450,7 +423,7 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             args.socket.display()
         )
     })?;
-    install_signal_handlers();
+    crate::clock::stop_on_signals();
 
     let mut tally = Tally::default();
     let start = Instant::now();
@@ -461,7 +434,7 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     let mut fatal: Option<io::Error> = None;
     let mut realtime_base: Option<(Instant, f64)> = None;
     'outer: loop {
-        let restamp_base = args.restamp.then(|| unix_now() - first_stamp);
+        let restamp_base = args.restamp.then(|| crate::clock::wall_now() - first_stamp);
         let offset = if pass == 0 && !args.restamp {
             0.0
         } else {
@@ -474,7 +447,7 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<i32> {
                 None => &[0],
             };
             for &pid in pids {
-                if STOP.load(Ordering::SeqCst)
+                if crate::clock::stopping()
                     || (args.count > 0 && tally.sent + tally.errors >= args.count)
                     || deadline.is_some_and(|d| Instant::now() >= d)
                 {
@@ -544,7 +517,7 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         rate,
         tally.errors,
         tally.retries,
-        if STOP.load(Ordering::SeqCst) { " (interrupted)" } else { "" }
+        if crate::clock::stopping() { " (interrupted)" } else { "" }
     );
     if let Some(e) = fatal {
         bail!("the receiver at '{}' went away: {e}", args.socket.display());

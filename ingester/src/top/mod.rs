@@ -26,7 +26,7 @@ use anyhow::Context;
 use app::{Action, App};
 use model::Replica;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use view_model::{UiState, View, REFRESH};
 
 const DEFAULT_URL: &str = "ws://127.0.0.1:8888/ws";
@@ -107,14 +107,6 @@ fn long_help() -> String {
     s
 }
 
-/// Local wall clock in seconds.
-pub fn wall_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 fn initial_ui(args: &TopArgs) -> UiState {
     let mut ui = UiState {
         view: View::from_name(&args.view).unwrap_or(View::Overview),
@@ -183,7 +175,7 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
         }
         match client.events.recv_timeout(until - now) {
             Ok(client::Event::Message(m)) => {
-                replica.apply(*m, wall_now());
+                replica.apply(*m, crate::clock::wall_now());
                 if !received {
                     received = true;
                     // Catch the live updates already in flight.
@@ -199,7 +191,7 @@ fn run_once(args: &TopArgs) -> anyhow::Result<i32> {
         }
     }
     drop(client);
-    let local_now = wall_now();
+    let local_now = crate::clock::wall_now();
     let h = view_model::header(&replica, &ui, local_now);
     let rows = view_model::process_rows(&replica, &ui, local_now);
     let failures = if received {
@@ -255,7 +247,7 @@ fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
     let mut dirty = true;
     'main: loop {
         while let Ok(ev) = client.events.try_recv() {
-            match app.on_event(ev, wall_now()) {
+            match app.on_event(ev, crate::clock::wall_now()) {
                 Action::Quit => break 'main,
                 Action::Redraw => dirty = true,
                 Action::None => {}
@@ -270,7 +262,7 @@ fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
         if event::poll(Duration::from_millis(50))? {
             match event::read()? {
                 TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
-                    match app.on_key(k, wall_now()) {
+                    match app.on_key(k, crate::clock::wall_now()) {
                         Action::Quit => break 'main,
                         Action::Redraw => dirty = true,
                         Action::None => {}
@@ -284,7 +276,7 @@ fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
             .map(|t| t.elapsed().as_secs_f64() >= app.ui.refresh())
             .unwrap_or(true);
         if dirty || due {
-            let vm = app.frame(wall_now());
+            let vm = app.frame(crate::clock::wall_now());
             terminal.draw(|f| widgets::draw(f, &vm))?;
             last_draw = Some(Instant::now());
             dirty = false;

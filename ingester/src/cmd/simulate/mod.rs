@@ -28,10 +28,10 @@ mod model;
 mod request;
 mod send;
 
+use crate::clock::{stopping, wall_now};
 use model::Simulator;
-use send::{on_signal, wall_now, Sender, STOP};
+use send::Sender;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Options of `simulate`.
@@ -121,12 +121,7 @@ fn parse_speed(s: &str) -> Result<f64, String> {
 
 /// Runs `simulate`; returns the exit status.
 pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<i32> {
-    // SAFETY: the handler only stores to an atomic, which is
-    // async-signal-safe; installing it has no other effect.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    crate::clock::stop_on_signals();
     let mut sim = Simulator::new(&args);
     let mut tx = Sender::new(&args.target, false)?;
     // Simulated time: tick k is stamped t0 + k intervals and sent when
@@ -134,7 +129,7 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<i32> {
     let t0 = args.start.map_or_else(wall_now, |s| s.resolve(wall_now()));
     let wall0 = Instant::now();
     let mut k = 0u64;
-    while !STOP.load(Ordering::SeqCst) {
+    while !stopping() {
         let simulated = k as f64 * sim.interval;
         if args.duration > 0.0 && simulated >= args.duration {
             break;
@@ -145,7 +140,7 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<i32> {
         k += 1;
         if args.speed > 0.0 {
             let next = wall0 + Duration::from_secs_f64(k as f64 * sim.interval / args.speed);
-            while Instant::now() < next && !STOP.load(Ordering::SeqCst) {
+            while Instant::now() < next && !stopping() {
                 std::thread::sleep((next - Instant::now()).min(Duration::from_millis(100)));
             }
         }

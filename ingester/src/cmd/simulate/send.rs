@@ -1,24 +1,10 @@
 //! Sending: datagrams to the target socket (blocking with a limit), the
-//! clock ticks are stamped with, and the stop flag SIGINT/SIGTERM set.
+//! stop flag and the clock come from `crate::clock`.
 
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-pub(super) static STOP: AtomicBool = AtomicBool::new(false);
-
-pub(super) extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-pub(super) fn wall_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use std::time::Duration;
 
 /// Sends datagrams, counting failures; reports the first failure of a run
 /// of failures (the ingester may simply not be up yet).

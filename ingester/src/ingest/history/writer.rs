@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Lifecycle events and completed slow requests are kept as long as the
 /// coarsest tier.
@@ -20,18 +20,16 @@ fn event_retention(tiers: &[Tier]) -> u64 {
     tiers.last().map_or(7 * 86400, |t| t.retention)
 }
 
-fn wall_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Opens `dir` and loads what it holds into `state` (whose history must
 /// have been made with `tiers`).
 pub(crate) fn open(dir: &Path, tiers: &[Tier], state: &mut State) -> Result<Store, OpenError> {
     let started = Instant::now();
-    let (store, points, events, rec) =
-        Store::open(dir, tiers, event_retention(tiers), wall_secs())?;
+    let (store, points, events, rec) = Store::open(
+        dir,
+        tiers,
+        event_retention(tiers),
+        crate::clock::wall_secs(),
+    )?;
     let (mut loaded, mut bad) = (0u64, rec.bad_records);
     for (tier, key, start, bytes) in points {
         match Point::decode(&bytes) {
@@ -104,7 +102,7 @@ pub(crate) fn spawn(
                         s.append_event(*kind, *stamp, bytes);
                     }
                     round += 1;
-                    let ok = s.flush(wall_secs(), stopping || round.is_multiple_of(5));
+                    let ok = s.flush(crate::clock::wall_secs(), stopping || round.is_multiple_of(5));
                     if !ok && !failing {
                         tracing::error!(
                             "state directory {}: cannot write ({}); history and events are kept in memory only until writing works again (counted as history_write_errors)",
