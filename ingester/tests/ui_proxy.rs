@@ -171,7 +171,9 @@ async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &st
     assert_eq!(page["base"], "/telemetry", "{page}");
     assert_eq!(
         page["ws"],
-        Value::String(format!("ws://127.0.0.1:{ap}/telemetry/ws")),
+        // The page asks for the batched stream (`?batch=500`); the query
+        // must pass the proxy too.
+        Value::String(format!("ws://127.0.0.1:{ap}/telemetry/ws?batch=500")),
         "{page}"
     );
     assert_eq!(page["topbar"], "flex", "stylesheet applied: {page}");
@@ -200,15 +202,13 @@ async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &st
         "every asset under the prefix: {scripts:?}"
     );
 
-    // Live data on the proxied WebSocket: datagram messages after the snapshot.
-    let before = b
-        .js("return window.__telemetryPerf.byType.sample || 0;")
-        .await
-        .as_u64()
-        .unwrap();
+    // Live data on the proxied WebSocket after the snapshot: batched frames
+    // (the page's default), or sample messages on the per-datagram stream.
+    let live = "((window.__telemetryPerf.byType.sample || 0) + (window.__telemetryPerf.byType.batch || 0))";
+    let before = b.js(&format!("return {live};")).await.as_u64().unwrap();
     replay_corpus(&serve.sock, &["--restamp"]);
     b.wait_true(
-        &format!("return (window.__telemetryPerf.byType.sample || 0) > {before} && document.querySelectorAll('#proc-cards .pcard').length > 0;"),
+        &format!("return {live} > {before} && document.querySelectorAll('#proc-cards .pcard').length > 0;"),
         "live samples through the proxied WebSocket",
     )
     .await;
@@ -249,6 +249,13 @@ async fn ui_through_proxy(serve_args: &[&str], forwarded_prefix: bool, shot: &st
         "POST /api/slow/clear via the proxy\n{}",
         apache.logs()
     );
+    // One clear at a time: the batched stream carries the clears of one
+    // frame (500 ms) as one.
+    b.wait_true(
+        "return (window.__telemetryPerf.byType.slow_clear || 0) >= 1;",
+        "the first slow_clear arrived on the proxied WebSocket",
+    )
+    .await;
     b.js("document.querySelector('.tab-btn[data-tab=slow]').click(); document.getElementById('slow-clear').click(); return true;")
         .await;
     b.wait_true(
