@@ -264,7 +264,10 @@ impl History {
         if tier >= self.tiers.len() {
             return;
         }
-        self.newest = self.newest.max(start + self.tiers[tier].step - 1);
+        // The start, not the end, of the period: a coarse point's end lies
+        // up to a step past the newest stamp it holds, and a `newest` moved
+        // past it would make queries skip the finer tiers after a restart.
+        self.newest = self.newest.max(start);
         if !self.series.contains_key(&key) && self.series.len() >= self.max_series {
             return;
         }
@@ -599,6 +602,9 @@ mod tests {
         for (tier, k, start, bytes) in sorted {
             b.load(tier, k, start, Point::decode(&bytes).unwrap());
         }
+        // A reload never puts `newest` past what was seen (a coarse
+        // point's end would: queries would then skip the finer tiers).
+        assert!(b.newest() <= a.newest(), "{} > {}", b.newest(), a.newest());
         let end = a.newest() - a.grace();
         for step in [1, 10, 60] {
             let (_, pa) = a.query(&key(Some("g")), t0, end, step);
