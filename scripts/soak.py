@@ -31,6 +31,7 @@ BIN = os.environ["SOAK_BIN"]
 LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "soak.lua")
 KEEP = bool(os.environ.get("SOAK_KEEP"))
 
+CALIBRATE_SECS = 5
 GRACEFUL_EVERY = float(os.environ.get("SOAK_GRACEFUL_EVERY", "20"))
 # A control run: the same httpd and load without our module.
 WITHOUT_MODULE = bool(os.environ.get("SOAK_WITHOUT_MODULE"))
@@ -241,6 +242,31 @@ def capacity(url):
     return float(m.group(1))
 
 
+def calibrate(url, plan, rate):
+    """Per-connection delays (ms) that pace the plan at `rate` in all.
+
+    A connection's cycle is its request's service time plus the delay, and
+    the service time depends on the load, so the plan runs together for
+    CALIBRATE_SECS with a first guess (1 ms of service), each path's service
+    time is read off its achieved rate, and the delay is set again from it:
+    twice, since the service time moves with the delay."""
+    service = [1.0] * len(plan)
+    delays = []
+    for round_ in range(2):
+        delays = [max(1, round(conns * 1000 / (rate * share) - svc))
+                  for (_, _, conns, share), svc in zip(plan, service)]
+        runs = [wrk(url, path, status, conns, d, CALIBRATE_SECS)
+                for (path, status, conns, _), d in zip(plan, delays)]
+        results = [wrk_result(p) for p in runs]
+        got = sum(r["requests"] for r in results) / CALIBRATE_SECS
+        log(f"pacing, round {round_ + 1}: delays {delays} ms -> {got:.0f} req/s (target {rate:.0f})")
+        for i, ((_, _, conns, _), r) in enumerate(zip(plan, results)):
+            achieved = max(r["requests"], 1) / CALIBRATE_SECS
+            service[i] = max(0.0, conns * 1000 / achieved - delays[i])
+    return [max(1, round(conns * 1000 / (rate * share) - svc))
+            for (_, _, conns, share), svc in zip(plan, service)]
+
+
 class Malformed:
     """Undecodable datagrams from a socket of its own: 1 % of what the live
     ingester has received; only those the kernel accepted are counted."""
@@ -329,10 +355,9 @@ def run(root, url, httpd, ings, lifetimes, sock, failures):
         ("/app/error", 500, 1, 0.01),
     ]
     log(f"capacity {cap:.0f} req/s (/app/hello, 8 connections); load at half: {rate:.0f} req/s for {secs} s")
+    delays = calibrate(url, plan, rate)
     loads = []
-    for path, status, conns, share in plan:
-        # Each connection: one request (about 1 ms here), then the delay.
-        delay = max(1, round(conns * 1000 / (rate * share) - 1))
+    for (path, status, conns, _), delay in zip(plan, delays):
         loads.append(wrk(url, path, status, conns, delay, secs))
     # Slow requests in the daemon: about one a second (slow records).
     loads.append(wrk(url, "/daemon/sleep/300", 200, 1, 700, secs))
