@@ -11,13 +11,6 @@ use top_support::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn top_in_tmux(s: &Serve, extra: &str) -> Tmux {
-    let cmd = format!("{} top --url {}{extra}", bin(), s.url());
-    let tmux = Tmux::start(&["sh", "-c", &cmd], 120, 30);
-    tmux.wait_for("top running", LIMIT, |x| x.contains("[live]"));
-    tmux
-}
-
 /// The row of `name` on the screen, its columns split on blanks.
 fn row(screen: &str, name: &str) -> Vec<String> {
     screen
@@ -41,7 +34,7 @@ fn custom_view_sums_and_filters() {
     ];
     s.send_all(&all);
     s.wait_received(all.len());
-    let tmux = top_in_tmux(&s, " --view custom");
+    let tmux = top_tui(&s, "--view custom");
     let screen = tmux.wait_for("both groups' metrics", LIMIT, |x| {
         row(x, "orders").get(2).map(String::as_str) == Some("11")
     });
@@ -82,7 +75,7 @@ fn custom_view_sums_and_filters() {
 #[test]
 fn custom_view_against_the_reference_serve_says_not_available() {
     let reference = Serve::reference();
-    let tmux = top_in_tmux(&reference, "");
+    let tmux = top_tui(&reference, "");
     tmux.keys("6");
     tmux.wait_for("not available", LIMIT, |x| {
         x.contains("application metrics not available: the server has no /api/stats/detail")
