@@ -765,3 +765,58 @@ fn end_to_end_through_serve_and_prometheus() {
     assert_eq!(ing.get("/api/stats?x=1").0, 400);
     drop(httpd);
 }
+
+/// A graceful restart replaces both daemon processes: in `serve`, their
+/// counters stay in the sums (never go down) and their gauges leave at
+/// once (their PROCESS_STOPPED); the new processes' figures add to them.
+#[test]
+fn graceful_restart_keeps_counters_and_drops_the_old_gauges() {
+    let root = root_with_app();
+    let sock = root.path("run/telemetry.sock");
+    let ing = Serve::at_socket(ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let directives = format!(
+        "WSGITelemetryOptions +AppMetrics\n\
+         WSGIDaemonProcess g processes=2 threads=4\n\
+         WSGIScriptAlias /ga {app} process-group=g application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /gb {app} process-group=g application-group=%{{GLOBAL}}\n",
+        app = root.path("metrics.wsgi").display(),
+    );
+    let opts = Options::telemetry(Mpm::Event, &sock, 0.5, &directives);
+    let httpd = Httpd::start_in(root, &opts);
+    let per_round = (2 * REQUESTS * (THREADS + 1) * CALLS) as f64;
+    let pid_sum = |served: &[(&str, u32)]| {
+        let mut p: Vec<u32> = served.iter().map(|(_, p)| *p).collect();
+        p.sort();
+        p.dedup();
+        p.iter().map(|&p| f64::from(p)).sum::<f64>()
+    };
+    let wait = |what: &str, hits: f64, pid: Option<f64>| {
+        poll(what, || {
+            let got = api_stats(&ing, "?group=g");
+            let now = (got.get("hits").copied(), got.get("pid").copied());
+            if now == (Some(hits), pid) {
+                Ok(got)
+            } else {
+                Err(format!("hits, pid = {now:?}, want {hits}, {pid:?}"))
+            }
+        })
+    };
+    let old = bursts_on(&httpd, ["ga", "gb"]);
+    let got = wait("the first round", per_round, Some(pid_sum(&old)));
+    assert_eq!(got["lat.count"], per_round);
+
+    httpd.graceful();
+    // The old processes stopped: no live process holds the gauge, the
+    // counter and the distribution keep what they counted.
+    let got = wait("the old daemons' stop", per_round, None);
+    assert_eq!(got["lat.count"], per_round);
+
+    let new = bursts_on(&httpd, ["ga", "gb"]);
+    assert!(
+        new.iter().all(|(_, p)| old.iter().all(|(_, q)| p != q)),
+        "{old:?} {new:?}"
+    );
+    let got = wait("the second round", 2.0 * per_round, Some(pid_sum(&new)));
+    assert_eq!(got["lat.count"], 2.0 * per_round);
+    assert_eq!(got["bytes"], 6.0 * per_round);
+}
