@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{app_datagram as app, app_totals as totals, bin, started, tick, Serve};
+use common::{app_datagram as app, app_totals as totals, bin, started, stopped, tick, Serve};
 use serde_json::Value as J;
 use wire::histogram::quantile_seconds;
 
@@ -74,6 +74,48 @@ fn fed() -> Serve {
     s.send_all(&all);
     s.wait_received(all.len());
     s
+}
+
+/// A process that says it stopped takes its gauge levels out of the sums
+/// at once, its counters and distributions stay (before: its levels stayed
+/// until the ingester expired it, five minutes later, so a graceful
+/// restart counted every gauge twice meanwhile).
+#[test]
+fn a_stopped_process_leaves_the_gauges_and_stays_in_the_totals() {
+    let s = Serve::start(bin(), &[]);
+    // Both in group g1 (pid % 4).
+    let all = [
+        started(101, 1),
+        app(101, 2, 4.0, 1.0, &[0.01]),
+        tick(101, 3),
+        started(105, 1),
+        app(105, 2, 5.0, 4.0, &[0.02, 0.03]),
+        tick(105, 3),
+        stopped(105, 4),
+    ];
+    s.send_all(&all);
+    s.wait_received(all.len());
+    let st = stats(&s, "");
+    assert_eq!(st["queue.depth"], 1, "{st}");
+    assert_eq!(st["orders"], 9, "{st}");
+    assert_eq!(st["latency.count"], 3, "{st}");
+    let (_, detail) = s.get("/api/stats/detail");
+    let detail: J = serde_json::from_str(&detail).unwrap();
+    assert_eq!(detail["processes"], 1, "{detail}");
+    // Its pid taken by a new process: the old totals stay counted once.
+    let again = [
+        started(105, 1),
+        app(105, 2, 2.0, 3.0, &[0.04]),
+        tick(105, 3),
+    ];
+    s.send_all(&again);
+    s.wait_received(all.len() + again.len());
+    let st = stats(&s, "");
+    assert_eq!(
+        (&st["orders"], &st["queue.depth"], &st["latency.count"]),
+        (&J::from(11), &J::from(4), &J::from(4)),
+        "{st}"
+    );
 }
 
 #[test]

@@ -10,13 +10,6 @@ use top_support::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn top_in_tmux(s: &Serve) -> Tmux {
-    let cmd = format!("{} top --url {}", bin(), s.url());
-    let tmux = Tmux::start(&["sh", "-c", &cmd], 120, 40);
-    tmux.wait_for("top running", LIMIT, |x| x.contains("[live]"));
-    tmux
-}
-
 fn step_of(s: &Serve, range: &str) -> u64 {
     let (status, body) = s.get(&format!("/api/history?range={range}"));
     assert_eq!(status, 200, "{body}");
@@ -42,7 +35,7 @@ fn range_key_shows_the_stored_history() {
     let count = 300_000;
     replay_corpus(&s.sock, &["--loop", "--count", &count.to_string()]);
     s.wait_received(count);
-    let tmux = top_in_tmux(&s);
+    let tmux = top_tui(&s, "");
     tmux.keys("t");
     let hour = step_of(&s, "1h");
     let screen = tmux.wait_for("1h range", LIMIT, |x| {
@@ -82,7 +75,7 @@ fn range_key_shows_the_stored_history() {
 #[test]
 fn range_key_against_the_reference_serve_says_not_available() {
     let reference = Serve::reference();
-    let tmux = top_in_tmux(&reference);
+    let tmux = top_tui(&reference, "");
     tmux.keys("t");
     tmux.wait_for("not available", LIMIT, |x| {
         x.contains("history not available: the server has no /api/history")

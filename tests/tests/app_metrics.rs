@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use integration_tests::testkit::poll;
 use integration_tests::wire::app::{AppMetrics, MetricValue};
-use integration_tests::wire::histogram::{bucket_index, BUCKETS};
+use integration_tests::wire::histogram::{bucket_index, quantile_seconds, BUCKETS};
 use integration_tests::wire::{id, Kind};
 use integration_tests::*;
 
@@ -62,6 +62,7 @@ def application(environ, start_response):
         # Long enough that the concurrent requests outnumber one
         # process's threads: several processes serve them.
         time.sleep(0.5)
+        mwt.set('pid', os.getpid())
         body = str(os.getpid())
     elif parts[0] == 'many':
         for i in range(int(parts[1])):
@@ -191,28 +192,43 @@ const CLIENTS: usize = 4;
 /// holding its thread 0.5 s: more than one process's 4 threads, so the
 /// totals are summed over several processes); returns the pids that served.
 fn run_bursts(httpd: &Httpd) -> Vec<u32> {
+    let mut p: Vec<u32> = bursts_on(httpd, ["one", "two"])
+        .into_iter()
+        .map(|(_, pid)| pid)
+        .collect();
+    p.sort();
+    p.dedup();
+    p
+}
+
+/// [`run_bursts`] on two other aliases: each (alias, pid that served it),
+/// sorted, once.
+fn bursts_on<'a>(httpd: &Httpd, aliases: [&'a str; 2]) -> Vec<(&'a str, u32)> {
     let path_of = |alias: &str| format!("/{alias}/burst/{THREADS}/{CALLS}");
-    let pids = std::sync::Mutex::new(Vec::new());
+    let served = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for alias in ["one", "two"] {
+        for alias in aliases {
             for _ in 0..CLIENTS {
-                let (pids, path) = (&pids, path_of(alias));
+                let (served, path) = (&served, path_of(alias));
                 s.spawn(move || {
                     for _ in 0..REQUESTS / CLIENTS {
                         let (st, body) = httpd.get(&path);
                         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
                         let pid = String::from_utf8_lossy(&body).parse::<u32>().unwrap();
-                        pids.lock().unwrap().push(pid);
+                        served.lock().unwrap().push((alias, pid));
                     }
                 });
             }
         }
     });
-    let mut p = pids.into_inner().unwrap();
-    p.sort();
-    p.dedup();
-    assert!(p.len() >= 2, "one process served every burst: {p:?}");
-    p
+    let mut v = served.into_inner().unwrap();
+    v.sort();
+    v.dedup();
+    let mut pids: Vec<u32> = v.iter().map(|(_, p)| *p).collect();
+    pids.sort();
+    pids.dedup();
+    assert!(pids.len() >= 2, "one process served every burst: {v:?}");
+    v
 }
 
 /// Checks that the newest totals of the processes `of` keeps add up to
@@ -464,4 +480,343 @@ fn mod_wsgi_accessors_keep_answering() {
     assert_eq!(shape(&e_ours), shape(&e_alone));
     assert!(e_ours["process_metrics"].is_object());
     assert!(e_ours["server_metrics"].is_object(), "{e_ours}");
+}
+
+/// The values one `/burst` request's threads record, each `REQUESTS *
+/// (THREADS + 1)` times per alias.
+fn burst_values() -> Vec<f64> {
+    (0..CALLS).map(|i| ((i % 64) + 1) as f64 / 1024.0).collect()
+}
+
+/// What `/api/stats` must say about the bursts on two aliases (`one`,
+/// `two`) served by `served` (alias, pid): every figure exact.
+fn expected_stats(served: &[(&str, u32)]) -> BTreeMap<String, f64> {
+    let per_alias = (REQUESTS * (THREADS + 1) * CALLS) as f64;
+    let repeat = (2 * REQUESTS * (THREADS + 1)) as u64;
+    let mut m = BTreeMap::new();
+    m.insert("hits".to_string(), 2.0 * per_alias);
+    m.insert("bytes".to_string(), 6.0 * per_alias);
+    for tag in ["one", "two"] {
+        m.insert(format!("hits.{tag}"), per_alias);
+        let procs = served.iter().filter(|(a, _)| a.ends_with(tag)).count();
+        m.insert(format!("level.{tag}"), 5.0 * procs as f64);
+    }
+    let mut pids: Vec<u32> = served.iter().map(|(_, p)| *p).collect();
+    pids.sort();
+    pids.dedup();
+    m.insert("pid".into(), pids.iter().map(|&p| f64::from(p)).sum());
+    // The distribution, from the values themselves.
+    let values = burst_values();
+    let mut counts = vec![0i64; BUCKETS];
+    for &v in &values {
+        counts[bucket_index(v)] += repeat as i64;
+    }
+    let (min, max) = (1.0 / 1024.0, 64.0 / 1024.0);
+    m.insert("lat.count".into(), (values.len() as u64 * repeat) as f64);
+    // Multiples of 1/1024 far below 2^43: the sums are exact.
+    m.insert("lat.sum".into(), values.iter().sum::<f64>() * repeat as f64);
+    m.insert("lat.min".into(), min);
+    m.insert("lat.max".into(), max);
+    for (stat, q) in [("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)] {
+        let p = quantile_seconds(&counts, q).unwrap().clamp(min, max);
+        // Exact to the bucket: the value of that rank among every value
+        // recorded lies in the same bucket.
+        let mut all: Vec<f64> = values.clone();
+        all.sort_by(f64::total_cmp);
+        let rank = ((q * all.len() as f64).ceil() as usize).clamp(1, all.len());
+        assert_eq!(
+            bucket_index(p),
+            bucket_index(all[rank - 1]),
+            "{stat} {p} vs the value of rank {rank}"
+        );
+        m.insert(format!("lat.{stat}"), p);
+    }
+    m
+}
+
+/// `/api/stats` (with `query`) of the ingester, as a map.
+fn api_stats(ing: &Serve, query: &str) -> BTreeMap<String, f64> {
+    let (st, body) = ing.get(&format!("/api/stats{query}"));
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+        .collect()
+}
+
+/// Equal names, and values equal to 1e-12 (the JSON's decimal round trip).
+fn assert_stats_eq(got: &BTreeMap<String, f64>, want: &BTreeMap<String, f64>, what: &str) {
+    let names = |m: &BTreeMap<String, f64>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(got), names(want), "{what}");
+    for (k, w) in want {
+        let g = got[k];
+        assert!(
+            (g - w).abs() <= 1e-12 * w.abs().max(1.0),
+            "{what}: {k} = {g}, want {w}"
+        );
+    }
+}
+
+/// End to end: httpd (embedded children and two daemon processes, two
+/// interpreters in each mode) → our module → a real `serve` → `/api/stats`,
+/// `/api/stats/detail`, `/metrics` and a real Prometheus scraping it. Every
+/// figure exact: counters summed over processes and threads, gauges one
+/// level per process and summed, the distribution's percentiles those of
+/// the values recorded (exact to the bucket), the calls of a process past
+/// its 256 names counted as dropped.
+#[test]
+fn end_to_end_through_serve_and_prometheus() {
+    let root = root_with_app();
+    let sock = root.path("run/telemetry.sock");
+    let ing = Serve::at_socket(ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let prom = Prometheus::start(&[ing.port]);
+    let app = root.path("metrics.wsgi");
+    let directives = format!(
+        "WSGITelemetryOptions +AppMetrics\n\
+         WSGIDaemonProcess g processes=2 threads=4\n\
+         WSGIDaemonProcess few processes=1 threads=2\n\
+         WSGIScriptAlias /gone {app} process-group=g application-group=one\n\
+         WSGIScriptAlias /gtwo {app} process-group=g application-group=two\n\
+         WSGIScriptAlias /few {app} process-group=few application-group=%{{GLOBAL}}\n{aliases}",
+        app = app.display(),
+        aliases = aliases(&root, None),
+    );
+    let opts = Options::telemetry(Mpm::Event, &sock, 0.5, &directives);
+    let httpd = Httpd::start_in(root, &opts);
+
+    // One after the other: a daemon request holds an Apache worker too.
+    let embedded = bursts_on(&httpd, ["one", "two"]);
+    let daemon = bursts_on(&httpd, ["gone", "gtwo"]);
+    eprintln!("embedded: {embedded:?}\ndaemon: {daemon:?}");
+    let (st, body) = httpd.get("/few/many/300");
+    assert_eq!(st, 200);
+    let few: u32 = String::from_utf8_lossy(&body).parse().unwrap();
+
+    let want_e = expected_stats(&embedded);
+    let want_g = expected_stats(&daemon);
+    let want_few: BTreeMap<String, f64> = (0..256).map(|i| (format!("many.{i}"), 1.0)).collect();
+    // Both modes: counters and gauges add, the distribution's buckets add.
+    let both: Vec<(&str, u32)> = embedded.iter().chain(&daemon).copied().collect();
+    let mut want_all = expected_stats(&both);
+    for k in [
+        "hits",
+        "bytes",
+        "hits.one",
+        "hits.two",
+        "lat.count",
+        "lat.sum",
+    ] {
+        want_all.insert(k.into(), 2.0 * want_e[k]);
+    }
+    want_all.extend(want_few.clone());
+
+    // Wait for the last tick of every process to arrive.
+    poll("serve's sums to reach what the application sent", || {
+        let got = api_stats(&ing, "");
+        if got.get("lat.count") == want_all.get("lat.count")
+            && got.get("hits") == want_all.get("hits")
+            && got.get("pid") == want_all.get("pid")
+            && got.keys().filter(|k| k.starts_with("many.")).count() == 256
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "hits {:?} lat.count {:?} pid {:?}, want {} {} {}",
+                got.get("hits"),
+                got.get("lat.count"),
+                got.get("pid"),
+                want_all["hits"],
+                want_all["lat.count"],
+                want_all["pid"]
+            ))
+        }
+    });
+    assert_stats_eq(&api_stats(&ing, ""), &want_all, "all");
+    assert_stats_eq(&api_stats(&ing, "?group="), &want_e, "embedded");
+    assert_stats_eq(&api_stats(&ing, "?group=g"), &want_g, "daemon group g");
+    assert_stats_eq(&api_stats(&ing, "?group=few"), &want_few, "group few");
+
+    // The detail: the groups, how many processes hold each gauge, and the
+    // 44 calls past the 256 names of `few`'s process.
+    let (st, detail) = ing.get("/api/stats/detail");
+    assert_eq!(st, 200, "{detail}");
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    let groups: Vec<(String, String)> = detail["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let s = |k: &str| g[k].as_str().unwrap().to_string();
+            (s("host"), s("process_group"))
+        })
+        .collect();
+    let host = groups[0].0.clone();
+    let group_names: Vec<&str> = groups.iter().map(|(_, g)| g.as_str()).collect();
+    assert_eq!(group_names, ["", "few", "g"], "{groups:?}");
+    assert!(groups.iter().all(|(h, _)| *h == host), "{groups:?}");
+    let metric = |name: &str| {
+        detail["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {detail}"))
+            .clone()
+    };
+    let distinct = |v: &[(&str, u32)]| {
+        let mut p: Vec<u32> = v.iter().map(|(_, p)| *p).collect();
+        p.sort();
+        p.dedup();
+        p.len()
+    };
+    assert_eq!(
+        metric("pid")["processes"],
+        distinct(&embedded) + distinct(&daemon)
+    );
+    assert_eq!(metric("pid")["type"], "gauge");
+    assert_eq!(metric("hits")["type"], "counter");
+    assert_eq!(metric("lat.{0}")["type"], "distribution");
+    assert_eq!(metric("lat.{0}")["count"], want_all["lat.count"] as u64);
+    assert!(!both.iter().any(|(_, p)| *p == few));
+    assert_eq!(
+        detail["dropped"],
+        serde_json::json!({"series": 0, "processes": 0, "type_conflicts": 0, "calls": 44})
+    );
+
+    // /metrics: the same sums per (host, group), as exact text.
+    let (st, metrics) = ing.get("/metrics");
+    assert_eq!(st, 200);
+    let line = |family: &str, group: &str, name: &str| {
+        let head =
+            format!("{family}{{host=\"{host}\",process_group=\"{group}\",name=\"{name}\"}} ");
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&head))
+            .unwrap_or_else(|| panic!("no {head} in\n{metrics}"))
+            .to_string()
+    };
+    for (group, want) in [("", &want_e), ("g", &want_g)] {
+        let head = |family: &str, name: &str| {
+            format!("{family}{{host=\"{host}\",process_group=\"{group}\",name=\"{name}\"}}")
+        };
+        assert_eq!(
+            line("mod_wsgi_app_counter_total", group, "hits"),
+            format!(
+                "{} {:?}",
+                head("mod_wsgi_app_counter_total", "hits"),
+                want["hits"]
+            )
+        );
+        assert_eq!(
+            line("mod_wsgi_app_gauge", group, "pid"),
+            format!("{} {:?}", head("mod_wsgi_app_gauge", "pid"), want["pid"])
+        );
+        assert_eq!(
+            line("mod_wsgi_app_distribution_seconds_count", group, "lat.{0}"),
+            format!(
+                "{} {}",
+                head("mod_wsgi_app_distribution_seconds_count", "lat.{0}"),
+                want["lat.count"]
+            )
+        );
+        assert_eq!(
+            line("mod_wsgi_app_distribution_seconds_sum", group, "lat.{0}"),
+            format!(
+                "{} {:?}",
+                head("mod_wsgi_app_distribution_seconds_sum", "lat.{0}"),
+                want["lat.sum"]
+            )
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "mod_wsgi_app_metrics_dropped_total{reason=\"calls\"} 44"),
+        "{metrics}"
+    );
+
+    // Prometheus scraping serve: the sums across groups, and the median
+    // from the merged buckets in the bucket of the values' median.
+    prom.wait_for(
+        "the hits of both modes",
+        "sum(mod_wsgi_app_counter_total{name=\"hits\"})",
+        |v| v == want_all["hits"],
+    );
+    prom.wait_for(
+        "each process's pid, summed",
+        "sum(mod_wsgi_app_gauge{name=\"pid\"})",
+        |v| v == want_all["pid"],
+    );
+    let p50 = prom
+        .scalar(
+            "histogram_quantile(0.5, sum by (le) \
+             (mod_wsgi_app_distribution_seconds_bucket{name=\"lat.{0}\"}))",
+        )
+        .unwrap();
+    assert_eq!(
+        bucket_index(p50),
+        bucket_index(want_all["lat.p50"]),
+        "Prometheus's p50 {p50}, ours {}",
+        want_all["lat.p50"]
+    );
+    assert_eq!(prom.scalar("min(up{job=\"mod_wsgi\"})"), Some(1.0));
+    assert_eq!(ing.get("/api/stats?x=1").0, 400);
+    drop(httpd);
+}
+
+/// A graceful restart replaces both daemon processes: in `serve`, their
+/// counters stay in the sums (never go down) and their gauges leave at
+/// once (their PROCESS_STOPPED); the new processes' figures add to them.
+#[test]
+fn graceful_restart_keeps_counters_and_drops_the_old_gauges() {
+    let root = root_with_app();
+    let sock = root.path("run/telemetry.sock");
+    let ing = Serve::at_socket(ingester_bin(), &sock, &["--socket-mode", "0666"]);
+    let directives = format!(
+        "WSGITelemetryOptions +AppMetrics\n\
+         WSGIDaemonProcess g processes=2 threads=4\n\
+         WSGIScriptAlias /ga {app} process-group=g application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /gb {app} process-group=g application-group=%{{GLOBAL}}\n",
+        app = root.path("metrics.wsgi").display(),
+    );
+    let opts = Options::telemetry(Mpm::Event, &sock, 0.5, &directives);
+    let httpd = Httpd::start_in(root, &opts);
+    let per_round = (2 * REQUESTS * (THREADS + 1) * CALLS) as f64;
+    let pid_sum = |served: &[(&str, u32)]| {
+        let mut p: Vec<u32> = served.iter().map(|(_, p)| *p).collect();
+        p.sort();
+        p.dedup();
+        p.iter().map(|&p| f64::from(p)).sum::<f64>()
+    };
+    let wait = |what: &str, hits: f64, pid: Option<f64>| {
+        poll(what, || {
+            let got = api_stats(&ing, "?group=g");
+            let now = (got.get("hits").copied(), got.get("pid").copied());
+            if now == (Some(hits), pid) {
+                Ok(got)
+            } else {
+                Err(format!("hits, pid = {now:?}, want {hits}, {pid:?}"))
+            }
+        })
+    };
+    let old = bursts_on(&httpd, ["ga", "gb"]);
+    let got = wait("the first round", per_round, Some(pid_sum(&old)));
+    assert_eq!(got["lat.count"], per_round);
+
+    httpd.graceful();
+    // The old processes stopped: no live process holds the gauge, the
+    // counter and the distribution keep what they counted.
+    let got = wait("the old daemons' stop", per_round, None);
+    assert_eq!(got["lat.count"], per_round);
+
+    let new = bursts_on(&httpd, ["ga", "gb"]);
+    assert!(
+        new.iter().all(|(_, p)| old.iter().all(|(_, q)| p != q)),
+        "{old:?} {new:?}"
+    );
+    let got = wait("the second round", 2.0 * per_round, Some(pid_sum(&new)));
+    assert_eq!(got["lat.count"], 2.0 * per_round);
+    assert_eq!(got["bytes"], 6.0 * per_round);
 }

@@ -6,7 +6,7 @@
 use super::client;
 use super::history::RANGES;
 use super::history::{HistoryKey, HistoryState};
-use super::model::{self, Replica, PHASES};
+use super::model::{self, Replica, StatsAnswer, StatsKey, PHASES};
 use super::view_model::{
     self, ConnView, UiState, View, PROC_SORTS, REFRESH, SLOW_FILTERS, SLOW_SORTS, WINDOWS,
 };
@@ -99,6 +99,47 @@ impl App {
         Action::Redraw
     }
 
+    /// The application metrics the custom view needs now (`None`: another
+    /// view, nothing to poll): those of the group filter.
+    pub fn stats_key(&self) -> Option<StatsKey> {
+        (self.ui.view == View::Custom).then(|| self.ui.group.clone())
+    }
+
+    /// A poll of `/api/stats/detail`, received at `local_now`. One for a
+    /// filter no longer shown is dropped.
+    pub fn on_stats(
+        &mut self,
+        key: StatsKey,
+        answer: Result<StatsAnswer, String>,
+        local_now: f64,
+    ) -> Action {
+        if self.stats_key().as_ref() != Some(&key) {
+            return Action::None;
+        }
+        self.conn.stats.take(key, answer, local_now);
+        Action::Redraw
+    }
+
+    /// The groups `f` cycles through in the current view: those with
+    /// application metrics in the custom view, elsewhere those of the
+    /// processes counted.
+    fn filter_groups(&self, local_now: f64) -> Vec<String> {
+        if self.ui.view == View::Custom {
+            let mut g: Vec<String> = self
+                .conn
+                .stats
+                .answer
+                .iter()
+                .flat_map(|a| a.groups.iter().map(|(_, g)| g.clone()))
+                .collect();
+            g.sort();
+            g.dedup();
+            return g;
+        }
+        let st = self.frozen.as_ref().map(|f| &f.0).unwrap_or(&self.replica);
+        view_model::groups(st, local_now)
+    }
+
     /// Handles one key press.
     pub fn on_key(&mut self, k: KeyEvent, local_now: f64) -> Action {
         let ui = &mut self.ui;
@@ -148,6 +189,7 @@ impl App {
             let rows = match self.ui.view {
                 View::Processes => view_model::process_rows(st, &self.ui, t).len(),
                 View::Slow => view_model::slow_list(st, &self.ui, t).rows.len(),
+                View::Custom => view_model::custom(&self.conn.stats, &self.ui).rows.len(),
                 _ => 0,
             };
             self.ui.scroll = self.ui.scroll.min(rows.saturating_sub(1));
@@ -156,6 +198,10 @@ impl App {
     }
 
     fn on_plain_key(&mut self, k: KeyEvent, local_now: f64) -> Action {
+        let groups = match k.code {
+            KeyCode::Char('f') => self.filter_groups(local_now),
+            _ => Vec::new(),
+        };
         let ui = &mut self.ui;
         let view = ui.view;
         match k.code {
@@ -183,6 +229,7 @@ impl App {
             KeyCode::Char('w') | KeyCode::Char('3') => ui.view = View::Workers,
             KeyCode::Char('l') | KeyCode::Char('4') => ui.view = View::Latency,
             KeyCode::Char('s') | KeyCode::Char('5') => ui.view = View::Slow,
+            KeyCode::Char('c') | KeyCode::Char('6') => ui.view = View::Custom,
             KeyCode::Char(c @ ('<' | ',' | '>' | '.')) => {
                 let fwd = c == '>' || c == '.';
                 let step = |i: usize, n: usize| if fwd { (i + 1) % n } else { (i + n - 1) % n };
@@ -192,7 +239,7 @@ impl App {
                     }
                     View::Processes => ui.proc_sort = step(ui.proc_sort, PROC_SORTS.len()),
                     View::Slow => ui.slow_sort = step(ui.slow_sort, SLOW_SORTS.len()),
-                    View::Workers => {}
+                    View::Workers | View::Custom => {}
                 }
             }
             KeyCode::Char('t') => {
@@ -214,8 +261,6 @@ impl App {
                 ui.slow_filter = (ui.slow_filter + 1) % SLOW_FILTERS.len()
             }
             KeyCode::Char('f') => {
-                let st = self.frozen.as_ref().map(|f| &f.0).unwrap_or(&self.replica);
-                let groups = view_model::groups(st, local_now);
                 ui.group = match &ui.group {
                     None => groups.first().cloned(),
                     Some(g) => groups

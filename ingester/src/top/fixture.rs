@@ -2,7 +2,7 @@
 //! view-model and the widgets. Every figure is chosen here, so the expected
 //! screens can be checked by hand against it.
 
-use super::model::{parse_value, Message, Replica};
+use super::model::{parse_stats, parse_value, AppStats, Message, Replica};
 use super::view_model::{self, ConnView, Frame, UiState};
 use ratatui::backend::TestBackend;
 use ratatui::widgets::Widget;
@@ -142,6 +142,34 @@ pub fn small_site() -> Replica {
             "input_bytes": 2048, "input_reads": 2, "output_bytes": 512, "output_writes": 1}),
     ));
     r
+}
+
+/// The application metrics of every group after three polls, at local
+/// times 0, 2 and 4 s: counter `orders.placed` 1200, 1210, 1240; the
+/// distribution `payment.{0}` (p95 100, 110, 120 ms; last 310 values,
+/// p50 31 ms, p99 610 ms); gauge `queue.depth` 15, 16, 17 over 2 processes;
+/// 3 processes; the last answer counts 44 dropped calls.
+pub fn app_stats() -> AppStats {
+    let mut s = AppStats::default();
+    for (i, (orders, p95, depth)) in [(1200, 0.1, 15), (1210, 0.11, 16), (1240, 0.12, 17)]
+        .into_iter()
+        .enumerate()
+    {
+        let body = json!({
+            "groups": [{"host": "web1", "process_group": "app"},
+                       {"host": "web1", "process_group": ""}],
+            "metrics": [
+                {"name": "orders.placed", "type": "counter", "value": orders},
+                {"name": "payment.{0}", "type": "distribution", "count": 310,
+                 "sum": 12.9, "min": 0.004, "max": 1.92, "p50": 0.031,
+                 "p90": 0.088, "p95": p95, "p99": 0.61},
+                {"name": "queue.depth", "type": "gauge", "value": depth, "processes": 2}],
+            "processes": 3,
+            "dropped": {"series": 0, "processes": 0, "type_conflicts": 0,
+                        "calls": if i == 2 { 44 } else { 0 }}});
+        s.take(None, parse_stats(&body.to_string()), 2.0 * i as f64);
+    }
+    s
 }
 
 /// A 65-bucket histogram with these `(index, count)` set.

@@ -11,6 +11,28 @@ pub fn fmt_seconds(s: Option<f64>) -> String {
     }
 }
 
+/// A metric's value: whole numbers as integers (below 10^15), others with
+/// four significant digits (one decimal from 100 up), trailing zeros cut.
+pub fn fmt_number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        return format!("{}", v as i64);
+    }
+    let decimals = if v.abs() >= 100.0 {
+        1
+    } else {
+        (3 - v.abs().log10().floor() as i64).clamp(0, 9) as usize
+    };
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// `NB`, then `N.NKB` … `N.NPB` (base 1024).
 pub fn fmt_bytes(n: f64) -> String {
     if n < 1024.0 {
@@ -63,5 +85,12 @@ mod tests {
         assert_eq!(fmt_window(10.0), "10s");
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
+        assert_eq!(fmt_number(1234.0), "1234");
+        assert_eq!(fmt_number(-3.0), "-3");
+        assert_eq!(fmt_number(12.9), "12.9");
+        assert_eq!(fmt_number(0.004), "0.004");
+        assert_eq!(fmt_number(2.0 / 3.0), "0.6667");
+        assert_eq!(fmt_number(1234.56), "1234.6");
+        assert_eq!(fmt_number(1e20), "100000000000000000000");
     }
 }

@@ -1,25 +1,19 @@
 //! `top`'s time ranges beyond the live window: the overview's series read
-//! from `serve`'s `GET /api/history` (plain HTTP/1.0 to the WebSocket's host
-//! and port, under the same path prefix) by a background thread, again once
-//! per step of the answer. A server without the endpoint (the reference's
-//! `serve` answers 404) or a `wss://` URL gives "history not available";
-//! the live view is unaffected. It never touches the terminal.
+//! from `serve`'s `GET /api/history` (see [`super::http`]) by a background
+//! thread, again once per step of the answer. A server without the
+//! endpoint (the reference's `serve` answers 404) or a `wss://` URL gives
+//! "history not available"; the live view is unaffected. It never touches
+//! the terminal.
 
+use super::http::{encode, get_json, Poller};
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Ranges offered by `t`; index 0 is the live window.
 pub const RANGES: [&str; 5] = ["live", "1h", "6h", "24h", "7d"];
 /// An answer is asked for again after its step, but not more often than this.
 const MIN_REFRESH: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(10);
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Answers are a few hundred points; refuse anything absurd.
-const MAX_BODY: u64 = 64 << 20;
 
 /// What is asked: (range, group filter as `top` holds it).
 pub type HistoryKey = (&'static str, Option<String>);
@@ -89,155 +83,53 @@ pub fn parse_answer(body: &str) -> Result<HistoryAnswer, String> {
     })
 }
 
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// `(host:port, path)` of the history request for a WebSocket URL such as
-/// `ws://host:8888/ws` or `ws://host/telemetry/ws?history=full`.
-pub fn history_target(ws_url: &str, key: &HistoryKey) -> Result<(String, String), String> {
-    let rest = match ws_url.strip_prefix("ws://") {
-        Some(r) => r,
-        None if ws_url.starts_with("wss://") => return Err("not over wss://".into()),
-        None => return Err(format!("unexpected URL {ws_url}")),
-    };
-    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let host = if host.contains(':') && !host.ends_with(']') {
-        host.to_string()
-    } else {
-        format!("{host}:80")
-    };
-    let prefix = path.strip_suffix("/ws").unwrap_or("").trim_end_matches('/');
-    let mut path = format!("{prefix}/api/history?range={}", key.0);
+/// The path and query of the history request for `key`.
+fn history_path(key: &HistoryKey) -> String {
+    let mut path = format!("/api/history?range={}", key.0);
     if let Some(g) = &key.1 {
         path.push_str("&group=");
         path.push_str(&encode(g));
     }
-    Ok((host, path))
-}
-
-/// One HTTP/1.0 GET: (status, body).
-fn get(host: &str, path: &str) -> Result<(u16, String), String> {
-    let addr = host
-        .to_socket_addrs()
-        .map_err(|e| format!("{host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host}: no address"))?;
-    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.take(MAX_BODY)
-        .read_to_end(&mut raw)
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("truncated HTTP answer")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("bad HTTP status line")?;
-    Ok((status, body.to_string()))
+    path
 }
 
 /// Asks for `key` once: the state to show.
 pub fn fetch(ws_url: &str, key: &HistoryKey) -> HistoryState {
-    let answer = history_target(ws_url, key).and_then(|(host, path)| match get(&host, &path)? {
-        (200, body) => parse_answer(&body),
-        (404, _) => Err("the server has no /api/history".into()),
-        (st, body) => Err(format!("HTTP {st}: {}", body.trim())),
-    });
-    match answer {
+    match get_json(
+        ws_url,
+        &history_path(key),
+        "the server has no /api/history",
+        parse_answer,
+    ) {
         Ok(a) => HistoryState::Ready(a),
         Err(e) => HistoryState::Unavailable(e),
     }
 }
 
-/// The background fetcher: [`Fetcher::want`] says what to show; answers
-/// arrive on `answers` with the key they are for.
-pub struct Fetcher {
-    pub answers: mpsc::Receiver<(HistoryKey, HistoryState)>,
-    want: Arc<Mutex<Option<HistoryKey>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// The background fetcher of the overview's range.
+pub type Fetcher = Poller<HistoryKey, HistoryState>;
 
-impl Drop for Fetcher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Fetcher {
-    pub fn spawn(ws_url: String) -> Fetcher {
-        let (tx, rx) = mpsc::channel();
-        let want: Arc<Mutex<Option<HistoryKey>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (want2, stop2) = (want.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut last: Option<HistoryKey> = None;
-            let mut due = Instant::now();
-            while !stop2.load(Ordering::SeqCst) {
-                let key = want2.lock().map(|w| w.clone()).unwrap_or(None);
-                let wanted = key.is_some();
-                if let Some(key) = key.filter(|k| last.as_ref() != Some(k) || Instant::now() >= due)
-                {
-                    let state = fetch(&ws_url, &key);
-                    due = Instant::now()
-                        + match &state {
-                            HistoryState::Ready(a) => {
-                                MIN_REFRESH.max(Duration::from_secs_f64(a.step))
-                            }
-                            _ => RETRY,
-                        };
-                    last = Some(key.clone());
-                    if tx.send((key, state)).is_err() {
-                        return;
-                    }
-                } else if !wanted {
-                    last = None;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        Fetcher {
-            answers: rx,
-            want,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// What to fetch now (`None`: the live window, nothing).
-    pub fn want(&self, key: Option<HistoryKey>) {
-        if let Ok(mut w) = self.want.lock() {
-            *w = key;
-        }
-    }
+/// Starts the fetcher: an answer is asked for again after its step (at
+/// least [`MIN_REFRESH`]), a refusal after [`RETRY`].
+pub fn spawn_fetcher(ws_url: String) -> Fetcher {
+    Poller::spawn(move |key| {
+        let state = fetch(&ws_url, key);
+        let again = match &state {
+            HistoryState::Ready(a) => MIN_REFRESH.max(Duration::from_secs_f64(a.step)),
+            _ => RETRY,
+        };
+        (state, again)
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::http::api_target;
     use super::*;
+
+    fn history_target(ws_url: &str, key: &HistoryKey) -> Result<(String, String), String> {
+        api_target(ws_url, &history_path(key))
+    }
 
     #[test]
     fn targets_follow_the_websocket_url() {

@@ -3,7 +3,8 @@
 //! Data flow: [`client`] (WebSocket, own thread) → [`model`] (the
 //! [`Replica`]: what `serve` told us) → [`view_model`] (every statistic, once
 //! per frame) → [`widgets`] (ratatui drawing only); [`format`] writes numbers
-//! for both screens. [`app`] holds the interactive state between frames and
+//! for both screens. [`history`] and [`stats`] poll `serve`'s JSON API over
+//! [`http`] for the overview's ranges and the application metrics. [`app`] holds the interactive state between frames and
 //! turns keys and client events into changes of it. [`once`] and [`health`]
 //! are the scriptable `--once` side.
 //! The terminal is restored on every exit path: normal quit, Ctrl-C and
@@ -14,8 +15,10 @@ mod client;
 mod format;
 mod health;
 mod history;
+mod http;
 mod model;
 mod once;
+mod stats;
 mod view_model;
 mod widgets;
 
@@ -43,7 +46,7 @@ pub struct TopArgs {
     pub refresh: f64,
     /// Initial view.
     #[arg(long, default_value = "overview",
-          value_parser = ["overview", "processes", "workers", "latency", "slow"])]
+          value_parser = ["overview", "processes", "workers", "latency", "slow", "custom"])]
     pub view: String,
     /// Window of the latency figures and charts: 10s, 1m or 10m.
     #[arg(long, default_value = "1m", value_parser = ["10s", "1m", "10m"])]
@@ -239,7 +242,8 @@ fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
         anyhow::bail!("top needs a terminal (use --once for scripts)");
     }
     let client = client::spawn(args.ws_url(), true)?;
-    let fetcher = history::Fetcher::spawn(args.url.clone());
+    let fetcher = history::spawn_fetcher(args.url.clone());
+    let stats = stats::spawn_fetcher(args.url.clone());
     let mut app = App::new(initial_ui(args), args.url.clone(), !args.no_color);
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let _guard = TerminalGuard;
@@ -256,6 +260,12 @@ fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
         fetcher.want(app.history_key());
         while let Ok((key, state)) = fetcher.answers.try_recv() {
             if app.on_history(key, state) == Action::Redraw {
+                dirty = true;
+            }
+        }
+        stats.want(app.stats_key());
+        while let Ok((key, answer)) = stats.answers.try_recv() {
+            if app.on_stats(key, answer, crate::clock::wall_now()) == Action::Redraw {
                 dirty = true;
             }
         }
@@ -284,6 +294,7 @@ fn run_tui(args: &TopArgs) -> anyhow::Result<i32> {
     }
     drop(client);
     drop(fetcher);
+    drop(stats);
     Ok(0)
 }
 

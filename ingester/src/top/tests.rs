@@ -616,3 +616,49 @@ fn range_key_cycles_and_stale_history_answers_are_dropped() {
     assert_eq!(app.history_key(), None, "back to live");
     assert_eq!(app.conn.history, HistoryState::Idle);
 }
+
+#[test]
+fn custom_key_polls_the_filter_shown_and_f_cycles_its_groups() {
+    use super::fixture::app_stats;
+    let mut app = App::new(UiState::default(), "u".into(), false);
+    let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+    assert_eq!(app.stats_key(), None, "overview: nothing to poll");
+    assert_eq!(app.on_key(key('c'), LOCAL), Action::Redraw);
+    assert_eq!(app.ui.view, View::Custom);
+    assert_eq!(app.stats_key(), Some(None), "every group");
+    // Three polls of every group (fixture): the groups with metrics are
+    // `` (embedded) and `app`.
+    let polled = app_stats();
+    let answer = polled.answer.clone().unwrap();
+    app.conn.stats = polled;
+    // An answer for another filter is dropped.
+    assert_eq!(
+        app.on_stats(Some("app".into()), Ok(answer.clone()), LOCAL),
+        Action::None
+    );
+    assert_eq!(app.conn.stats.points["orders.placed"].len(), 3);
+    assert_eq!(app.on_stats(None, Ok(answer.clone()), 6.0), Action::Redraw);
+    assert_eq!(app.conn.stats.points["orders.placed"].len(), 4);
+    app.on_key(key('f'), LOCAL);
+    assert_eq!(app.ui.group.as_deref(), Some(""));
+    app.on_key(key('f'), LOCAL);
+    assert_eq!(app.ui.group.as_deref(), Some("app"));
+    assert_eq!(app.stats_key(), Some(Some("app".to_string())));
+    // The view waits for `app`'s own answer, then starts its points anew.
+    let frame = app.frame(LOCAL);
+    let view_model::Body::Custom(c) = &frame.body else {
+        panic!("{:?}", frame.body)
+    };
+    assert_eq!(c.note.as_deref(), Some("loading…"));
+    assert_eq!(
+        app.on_stats(Some("app".into()), Ok(answer), 7.0),
+        Action::Redraw
+    );
+    assert_eq!(app.conn.stats.points["orders.placed"].len(), 1);
+    app.on_key(key('f'), LOCAL);
+    assert_eq!(app.ui.group, None, "after the last group, all again");
+    app.on_key(key('6'), LOCAL);
+    assert_eq!(app.ui.view, View::Custom);
+    app.on_key(key('1'), LOCAL);
+    assert_eq!(app.stats_key(), None);
+}

@@ -198,10 +198,20 @@ pub fn app_datagram(pid: u32, seq: u32, orders: f64, depth: f64, latency: &[f64]
     buf[..n].to_vec()
 }
 
+/// PROCESS_STARTED of `pid` (host `web1`, group `g<pid % 4>`).
 pub fn started(pid: u32, seq: u32) -> Vec<u8> {
+    lifecycle(wire::Kind::PROCESS_STARTED, pid, seq)
+}
+
+/// PROCESS_STOPPED of `pid` (host `web1`, group `g<pid % 4>`).
+pub fn stopped(pid: u32, seq: u32) -> Vec<u8> {
+    lifecycle(wire::Kind::PROCESS_STOPPED, pid, seq)
+}
+
+fn lifecycle(kind: wire::Kind, pid: u32, seq: u32) -> Vec<u8> {
     let group = format!("g{}", pid % 4);
     wire::Sample {
-        header: wire::Header::new(wire::Kind::PROCESS_STARTED, pid, seq, 1000.0),
+        header: wire::Header::new(kind, pid, seq, 1000.0),
         fields: vec![
             (wire::id::HOSTNAME, wire::Value::Bytes(b"web1".to_vec())),
             (

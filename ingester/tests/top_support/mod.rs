@@ -113,6 +113,16 @@ pub fn top(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `top --url <s> <extra>` in a 120 × 40 [`Tmux`], once it shows `[live]`.
+pub fn top_tui(s: &Serve, extra: &str) -> Tmux {
+    let cmd = format!("{} top --url {} {extra}", bin(), s.url());
+    let tmux = Tmux::start(&["sh", "-c", &cmd], 120, 40);
+    tmux.wait_for("top running", Duration::from_secs(30), |x| {
+        x.contains("[live]")
+    });
+    tmux
+}
+
 /// A tmux server of its own (private socket) running one command in a
 /// pane of a fixed size; the server is killed on drop.
 pub struct Tmux {

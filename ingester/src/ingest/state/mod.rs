@@ -402,6 +402,11 @@ impl State {
             let noted = p.note_seq(header.seq);
             self.count_seq(header.pid, header.seq, noted, now);
         } else {
+            if header.kind == Kind::PROCESS_STOPPED {
+                // Its last figures came before this, in its own sequence:
+                // its gauges leave the sums now, its totals stay.
+                self.app.process_gone(header.pid);
+            }
             self.note_seq(header.pid, header.seq, now);
         }
         Update::Lifecycle(ev)

@@ -5,15 +5,22 @@
 //! Its types are named apart from the ingest state's (`crate::ingest::state`):
 //! [`ProcessHistory`], [`SlowRecord`], [`LifeEvent`].
 //!
+//! Beside it, [`AppStats`]: the application's own metrics, which `serve`
+//! answers over HTTP rather than the WebSocket.
+//!
 //! Times: `stamp` values are the reporters' wall clocks; `local` values are
 //! this machine's clock, passed in by the caller (so tests are
 //! deterministic). [`Replica::ref_now`] joins the two: the newest reporter stamp
 //! seen, advanced by the local time since it arrived, so windows and ages are
 //! measured on the reporters' clock even when the local clock is skewed.
 
+mod app_stats;
 mod message;
 mod records;
 
+pub use app_stats::{
+    parse_stats, AppDropped, AppStats, AppValue, StatsAnswer, StatsKey, StatsPoint,
+};
 /// Tests build messages as JSON values.
 #[cfg(test)]
 pub use message::parse_value;

@@ -3,13 +3,13 @@
 //! [`Replica`](crate::top::model::Replica).
 
 use crate::top::history::{HistoryState, RANGES};
-use crate::top::model::{ProcessHistory, REQUEST_PHASE};
+use crate::top::model::{AppStats, ProcessHistory, REQUEST_PHASE};
 /// Windows offered by `<` / `>` (seconds).
 pub const WINDOWS: [f64; 3] = [10.0, 60.0, 600.0];
 /// Refresh periods offered by `+` / `-` (seconds).
 pub const REFRESH: [f64; 4] = [0.5, 1.0, 2.0, 5.0];
 
-/// The five views.
+/// The six views.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
     Overview,
@@ -17,15 +17,18 @@ pub enum View {
     Workers,
     Latency,
     Slow,
+    /// The application's own metrics.
+    Custom,
 }
 
 impl View {
-    pub const ALL: [View; 5] = [
+    pub const ALL: [View; 6] = [
         View::Overview,
         View::Processes,
         View::Workers,
         View::Latency,
         View::Slow,
+        View::Custom,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +38,7 @@ impl View {
             View::Workers => "workers",
             View::Latency => "latency",
             View::Slow => "slow",
+            View::Custom => "custom",
         }
     }
 
@@ -125,4 +129,6 @@ pub struct ConnView {
     pub retry_in: Option<f64>,
     /// What `/api/history` answered for the overview's range.
     pub history: HistoryState,
+    /// What `/api/stats/detail` answered for the custom view.
+    pub stats: AppStats,
 }

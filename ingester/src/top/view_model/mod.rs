@@ -16,6 +16,7 @@
 //!   as a per-process figure; the embedded group can be selected.
 
 mod choices;
+mod custom;
 mod header;
 mod latency;
 mod overview;
@@ -27,6 +28,7 @@ mod workers;
 pub use choices::{
     ConnView, UiState, View, PROC_SORTS, REFRESH, SLOW_FILTERS, SLOW_SORTS, WINDOWS,
 };
+pub use custom::{custom, Custom, CustomRow};
 pub use header::{header, Header};
 pub use latency::{latency, Latency};
 pub use overview::{overview, ranged_overview, Overview, Series};
@@ -93,6 +95,7 @@ pub enum Body {
     Workers(Vec<WorkerRow>),
     Latency(Latency),
     Slow(SlowList),
+    Custom(Custom),
 }
 
 /// Connection label of the header.
@@ -138,6 +141,7 @@ pub fn frame(
         View::Workers => Body::Workers(worker_rows(replica, ui, local_now)),
         View::Latency => Body::Latency(latency(replica, ui, local_now)),
         View::Slow => Body::Slow(slow_list(replica, ui, local_now)),
+        View::Custom => Body::Custom(custom(&conn.stats, ui)),
     };
     let mode = if ui.paused {
         Mode::Paused

@@ -33,6 +33,21 @@ pub struct Overview {
     pub phase_means: Vec<(&'static str, Option<f64>)>,
 }
 
+/// The bottom of a level's sparkline: just under its smallest value above
+/// zero (0 when it has none), so that its changes show.
+pub fn level_floor(points: &[f64]) -> f64 {
+    let min = points
+        .iter()
+        .copied()
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    if min.is_finite() {
+        min * 0.9
+    } else {
+        0.0
+    }
+}
+
 /// The overview of the window, with the header's latest figures (computed
 /// once per frame by the caller).
 pub fn overview(replica: &Replica, ui: &UiState, local_now: f64, h: &Header) -> Overview {
@@ -76,16 +91,7 @@ pub fn overview(replica: &Replica, ui: &UiState, local_now: f64, h: &Header) -> 
         .map(|(a, m)| if *m > 0.0 { 100.0 * a / m } else { 0.0 })
         .collect();
     let rss_mb: Vec<f64> = rss.iter().map(|r| r / 1048576.0).collect();
-    let rss_floor = rss_mb
-        .iter()
-        .copied()
-        .filter(|v| *v > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    let rss_floor = if rss_floor.is_finite() {
-        rss_floor * 0.9
-    } else {
-        0.0
-    };
+    let rss_floor = level_floor(&rss_mb);
     let series = vec![
         Series {
             label: "throughput",

@@ -213,7 +213,7 @@ mod tests {
             "Status (1m): 1xx 0  2xx 89.5%  3xx 0.0%  4xx 0.0%  5xx 10.5%                                                            ",
             "Latency (1m): p50 38.9ms  p95 1.48s  p99 1.52s   min 30.0ms  max 1.30s                                                  ",
             "Slow: 1 active  /  2 1m  /  2 total                                                                                     ",
-            " 1 overview  2 processes  3 workers  4 latency  5 slow    ?=help  q=quit                                                ",
+            " 1 overview  2 processes  3 workers  4 latency  5 slow  6 custom    ?=help  q=quit                                      ",
         ]);
     }
 
@@ -247,8 +247,8 @@ mod tests {
         let tab = fg(Color::White).bg(Color::Blue);
         expected.set_style(Rect::new(0, 7, 12, 1), tab);
         expected.set_style(Rect::new(12, 7, 13, 1), fg(Color::Black).bg(Color::White));
-        expected.set_style(Rect::new(25, 7, 30, 1), tab);
-        expected.set_style(Rect::new(57, 7, 16, 1), tab);
+        expected.set_style(Rect::new(25, 7, 40, 1), tab);
+        expected.set_style(Rect::new(67, 7, 16, 1), tab);
         t.backend().assert_buffer(&expected);
     }
 }

@@ -13,14 +13,14 @@ pub const HELP: &[&str] = &[
     "?, h          toggle this help",
     "space         pause / resume (the screen freezes; data keeps arriving)",
     "+ / -         faster / slower refresh (0.5, 1, 2, 5 s)",
-    "o 1  p 2  w 3  l 4  s 5   switch view",
+    "o 1  p 2  w 3  l 4  s 5  c 6   switch view (c: application metrics)",
     "< , / > .     window (overview, latency) or sort key (processes, slow)",
     "[ / ]         latency phase",
     "t             overview range: live, 1h, 6h, 24h, 7d (from the history)",
     "f             slow: state filter; elsewhere: process group filter",
     "r             slow: clear search and filter",
     "/             slow: search URLs (Enter apply, Esc cancel)",
-    "↑ ↓ PgUp PgDn Home   scroll the processes and slow lists",
+    "↑ ↓ PgUp PgDn Home   scroll the processes, slow and custom lists",
 ];
 
 /// The help box, centred in the area it is given (the whole screen).
@@ -73,14 +73,14 @@ mod tests {
             "     │?, h          toggle this help                                          │     ",
             "     │space         pause / resume (the screen freezes; data keeps arriving)  │     ",
             "     │+ / -         faster / slower refresh (0.5, 1, 2, 5 s)                  │     ",
-            "     │o 1  p 2  w 3  l 4  s 5   switch view                                   │     ",
+            "     │o 1  p 2  w 3  l 4  s 5  c 6   switch view (c: application metrics)     │     ",
             "     │< , / > .     window (overview, latency) or sort key (processes, slow)  │     ",
             "     │[ / ]         latency phase                                             │     ",
             "     │t             overview range: live, 1h, 6h, 24h, 7d (from the history)  │     ",
             "     │f             slow: state filter; elsewhere: process group filter       │     ",
             "     │r             slow: clear search and filter                             │     ",
             "     │/             slow: search URLs (Enter apply, Esc cancel)               │     ",
-            "     │↑ ↓ PgUp PgDn Home   scroll the processes and slow lists                │     ",
+            "     │↑ ↓ PgUp PgDn Home   scroll the processes, slow and custom lists        │     ",
             "     └────────────────────────────────────────────────────────────────────────┘     ",
             "                                                                                    ",
         ]);

@@ -4,6 +4,7 @@
 //! [`Widget`] over view-model values, so each can be drawn and tested alone;
 //! [`draw`] places them on the screen.
 
+mod custom;
 mod footer;
 mod header;
 mod help;
@@ -14,6 +15,7 @@ mod processes;
 mod slow;
 mod workers;
 
+pub use custom::CustomTable;
 pub use footer::Footer;
 pub use header::{HeaderPane, HEADER_ROWS};
 pub use help::{HelpOverlay, HELP};
@@ -73,6 +75,12 @@ pub fn draw(f: &mut Frame<'_>, vm: &Vm) {
             palette,
         }
         .render(body_area, buf),
+        Body::Custom(custom) => CustomTable {
+            custom,
+            scroll: vm.scroll,
+            palette,
+        }
+        .render(body_area, buf),
     }
     Footer {
         text: &vm.footer,
@@ -112,7 +120,7 @@ mod tests {
             "Status (1m): 1xx 0  2xx -  3xx -  4xx -  5xx -                                                      ",
             "Latency (1m): p50 -  p95 -  p99 -   min -  max -                                                    ",
             "Slow: 0 active  /  0 1m  /  0 total                                                                 ",
-            " 1 overview  2 processes  3 workers  4 latency  5 slow    ?=help  q=quit                            ",
+            " 1 overview  2 processes  3 workers  4 latency  5 slow  6 custom    ?=help  q=quit                  ",
             "Overview: last 1m (use < > to change window)                                                        ",
             "                                                                                                    ",
             "throughput                                                                                          ",
@@ -169,14 +177,14 @@ mod tests {
             "CPU: use│?, h          toggle this help                                          │100.0MB)",
             "Status (│space         pause / resume (the screen freezes; data keeps arriving)  │        ",
             "Latency │+ / -         faster / slower refresh (0.5, 1, 2, 5 s)                  │        ",
-            "Slow: 1 │o 1  p 2  w 3  l 4  s 5   switch view                                   │        ",
+            "Slow: 1 │o 1  p 2  w 3  l 4  s 5  c 6   switch view (c: application metrics)     │        ",
             " 1 overv│< , / > .     window (overview, latency) or sort key (processes, slow)  │        ",
             "Slow req│[ / ]         latency phase                                             │er, / se",
             "STATE   │t             overview range: live, 1h, 6h, 24h, 7d (from the history)  │        ",
             "ACTIVE  │f             slow: state filter; elsewhere: process group filter       │        ",
             "done    │r             slow: clear search and filter                             │        ",
             "        │/             slow: search URLs (Enter apply, Esc cancel)               │        ",
-            "top row:│↑ ↓ PgUp PgDn Home   scroll the processes and slow lists                │        ",
+            "top row:│↑ ↓ PgUp PgDn Home   scroll the processes, slow and custom lists        │        ",
             "        └────────────────────────────────────────────────────────────────────────┘        ",
             "                                                                                          ",
             "connected to ws://test/ws  pids=3  slow=2  rcvd=28  last_msg=0.0s ago                     ",
