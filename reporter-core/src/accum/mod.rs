@@ -29,8 +29,8 @@ mod snapshot;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 pub use phases::{
-    phase_split, status_class, PhaseAcc, PhaseSum, Phases, APPLICATION, DAEMON, INPUT_READ,
-    MIN_SENTINEL, OUTPUT_WRITE, PHASES, QUEUE, REQUEST, SERVER,
+    phase_split, status_class, PhaseSum, Phases, APPLICATION, DAEMON, INPUT_READ, MIN_SENTINEL,
+    OUTPUT_WRITE, PHASES, QUEUE, REQUEST, SERVER,
 };
 pub use slot::{Interval, Slot};
 pub use slow::{text, Detail, LiveIo, SlowRecord, SlowText, SLOW_CAPS};
@@ -230,51 +230,27 @@ impl Accounting {
             f.claim_us,
             f.finish_us,
         );
-        b.phases[SERVER].record(p.server);
-        b.phases[APPLICATION].record(p.application);
-        b.phases[REQUEST].record(p.server + p.queue + p.daemon + p.application);
+        b.record(SERVER, p.server);
+        b.record(APPLICATION, p.application);
+        b.record(REQUEST, p.server + p.queue + p.daemon + p.application);
         if f.queue_start_us != 0 {
-            b.phases[QUEUE].record(p.queue);
-            b.phases[DAEMON].record(p.daemon);
+            b.record(QUEUE, p.queue);
+            b.record(DAEMON, p.daemon);
         }
-        b.phases[INPUT_READ].record(f.io.input_read_us);
-        b.phases[OUTPUT_WRITE].record(f.io.output_write_us);
+        b.record(INPUT_READ, f.io.input_read_us);
+        b.record(OUTPUT_WRITE, f.io.output_write_us);
         add(&b.io[0], f.io.input_bytes);
         add(&b.io[1], f.io.input_reads);
         add(&b.io[2], f.io.output_bytes);
         add(&b.io[3], f.io.output_writes);
         if let Some(k) = status_class(f.status) {
-            add(&b.status[k], 1);
+            let n = &b.status[k];
+            n.store(n.load(Relaxed) + 1, Relaxed);
         }
+        add(&s.recorded, 1);
         let total = f.finish_us.saturating_sub(f.request_start_us);
         if self.slow_threshold_us > 0 && total >= self.slow_threshold_us {
-            // SAFETY: lock held.
-            let (d, ring) = unsafe { (&*s.detail.get(), &mut *s.ring.get()) };
-            // The shared overflow slot keeps no strings, so no record.
-            if overflow || ring.len == ring.items.len() {
-                s.slow_lost.store(s.slow_lost.load(Relaxed) + 1, Relaxed);
-            } else {
-                let cap = ring.items.len();
-                let rec = &mut ring.items[(ring.head + ring.len) % cap];
-                ring.len += 1;
-                d.copy_to(&mut rec.text);
-                let (u, sy) = f.cpu_us.unwrap_or((0, 0));
-                let active_now = self.active();
-                rec.completed = true;
-                rec.thread_id = c.slot as u64 + 1;
-                rec.request_start_us = f.request_start_us;
-                rec.queue_start_us = f.queue_start_us;
-                rec.daemon_start_us = f.daemon_start_us;
-                rec.server_pid = d.server_pid;
-                rec.claim_us = f.claim_us;
-                rec.end_us = f.finish_us;
-                rec.status = f.status.max(0) as u64;
-                rec.io = f.io;
-                rec.cpu_user_us = u;
-                rec.cpu_system_us = sy;
-                rec.active_at_start = d.active_at_start;
-                rec.active_at_completion = active_now;
-            }
+            self.keep_slow(s, c, f, overflow);
         }
         if !overflow {
             self.forget_detail(s);
@@ -282,6 +258,47 @@ impl Accounting {
         }
         s.unlock();
         true
+    }
+
+    /// A completed slow request's record, into the slot's ring (or counted
+    /// as lost). Out of line: most requests are not slow. Call with `s`
+    /// locked.
+    #[cold]
+    #[inline(never)]
+    fn keep_slow(&self, s: &Slot, c: Claim, f: &Finished, overflow: bool) {
+        // SAFETY: the caller holds the lock.
+        let (d, ring) = unsafe { (&*s.detail.get(), &mut *s.ring.get()) };
+        // The shared overflow slot keeps no strings, so no record.
+        if overflow || ring.len == ring.items.len() {
+            s.slow_lost.store(s.slow_lost.load(Relaxed) + 1, Relaxed);
+            return;
+        }
+        let cap = ring.items.len();
+        let rec = &mut ring.items[(ring.head + ring.len) % cap];
+        ring.len += 1;
+        d.copy_to(&mut rec.text);
+        let (u, sy) = f.cpu_us.unwrap_or((0, 0));
+        let active_now = self.active();
+        rec.completed = true;
+        rec.thread_id = c.slot as u64 + 1;
+        rec.request_start_us = f.request_start_us;
+        rec.queue_start_us = f.queue_start_us;
+        rec.daemon_start_us = f.daemon_start_us;
+        rec.server_pid = d.server_pid;
+        rec.claim_us = f.claim_us;
+        rec.end_us = f.finish_us;
+        rec.status = f.status.max(0) as u64;
+        rec.io = f.io;
+        rec.cpu_user_us = u;
+        rec.cpu_system_us = sy;
+        rec.active_at_start = d.active_at_start;
+        rec.active_at_completion = active_now;
+    }
+
+    /// Requests recorded in this process since it started (over every
+    /// slot; read rarely: for a daemon's stop reason).
+    pub fn recorded_total(&self) -> u64 {
+        self.slots.iter().map(|s| s.recorded.load(Relaxed)).sum()
     }
 
     /// Where the request thread of `slot` publishes its I/O so far for
@@ -352,6 +369,7 @@ pub(crate) mod tests {
             !a.finish(c, &fin(1_000, 1_500, 301_500, 200)),
             "second finish of one claim"
         );
+        assert_eq!(a.recorded_total(), 1);
         let mut s = Snapshot::new(2);
         a.snapshot(400_000, &mut s);
         assert_eq!(s.request_count, 1);

@@ -1,7 +1,9 @@
-//! Phases of a request and one phase's per-interval aggregate: sum,
-//! exact minimum and maximum, and the wire's 65-bucket histogram.
+//! Phases of a request: their indices, splitting a request's instants into
+//! them, and one phase's aggregate as the reporter drains it (sum, exact
+//! minimum and maximum, the wire's 65-bucket histogram). The per-slot
+//! accumulators they are drained from are `slot::Interval`'s.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicU64, Ordering::*};
 
 use wire::histogram::{bucket_index, BUCKETS};
 
@@ -35,50 +37,11 @@ pub(super) fn add(a: &AtomicU64, v: u64) {
 /// `bucket_index(us / 1e6)` without floating point below 1 ms (where it
 /// is always bucket 0), which most phases of most requests are.
 #[inline]
-fn bucket_of_us(us: u64) -> usize {
+pub(super) fn bucket_of_us(us: u64) -> usize {
     if us < 1000 {
         0
     } else {
         bucket_index(us as f64 / 1e6)
-    }
-}
-
-/// One phase's aggregate for an interval.
-pub struct PhaseAcc {
-    sum_us: AtomicU64,
-    min_us: AtomicU64,
-    max_us: AtomicU64,
-    buckets: [AtomicU32; BUCKETS],
-}
-
-impl PhaseAcc {
-    pub(super) fn new() -> PhaseAcc {
-        PhaseAcc {
-            sum_us: AtomicU64::new(0),
-            min_us: AtomicU64::new(MIN_SENTINEL),
-            max_us: AtomicU64::new(0),
-            buckets: std::array::from_fn(|_| AtomicU32::new(0)),
-        }
-    }
-    #[inline]
-    pub(super) fn record(&self, us: u64) {
-        add(&self.sum_us, us);
-        if us < self.min_us.load(Relaxed) {
-            self.min_us.store(us, Relaxed);
-        }
-        if us > self.max_us.load(Relaxed) {
-            self.max_us.store(us, Relaxed);
-        }
-        let b = &self.buckets[bucket_of_us(us)];
-        b.store(b.load(Relaxed) + 1, Relaxed);
-    }
-    pub(super) fn take_into(&self, out: &mut PhaseSum) {
-        out.sum_us += self.sum_us.swap(0, Relaxed);
-        out.min_us = out.min_us.min(self.min_us.swap(MIN_SENTINEL, Relaxed));
-        out.max_us = out.max_us.max(self.max_us.swap(0, Relaxed));
-        for (o, b) in out.buckets.iter_mut().zip(&self.buckets) {
-            *o += b.swap(0, Relaxed) as i32;
-        }
     }
 }
 

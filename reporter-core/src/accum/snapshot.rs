@@ -106,14 +106,14 @@ impl Accounting {
             let completed = b.completed.swap(0, Relaxed);
             let mut busy = b.busy_us.swap(0, Relaxed);
             let max_d = b.max_duration_us.swap(0, Relaxed);
-            for (p, acc) in out.phases.iter_mut().zip(&b.phases) {
-                acc.take_into(p);
+            for (phase, p) in out.phases.iter_mut().enumerate() {
+                b.take_phase(phase, p);
             }
             for (o, v) in out.io.iter_mut().zip(&b.io) {
                 *o += v.swap(0, Relaxed);
             }
             for (o, v) in out.status.iter_mut().zip(&b.status) {
-                *o += v.swap(0, Relaxed);
+                *o += u64::from(v.swap(0, Relaxed));
             }
             let claim = s.claim_us.load(Acquire);
             let mut current = 0;
