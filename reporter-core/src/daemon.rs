@@ -284,7 +284,10 @@ pub struct Ended {
     pub cpu_us: Option<(u64, u64)>,
 }
 
+/// One slot's stamps between the events (a line of its own: the slots'
+/// threads write theirs at once).
 #[derive(Default)]
+#[repr(align(64))]
 struct SlotReq {
     generation: AtomicU64,
     request_start_us: AtomicU64,
@@ -299,7 +302,6 @@ struct SlotReq {
 pub struct DaemonRequests {
     slots: Box<[SlotReq]>,
     texts: Box<[UnsafeCell<SlowText>]>,
-    lifetime: AtomicU64,
 }
 
 // SAFETY: `texts[i]` is written only by the worker thread that owns slot i,
@@ -317,7 +319,6 @@ impl DaemonRequests {
             texts: (0..n)
                 .map(|_| UnsafeCell::new(SlowText::default()))
                 .collect(),
-            lifetime: AtomicU64::new(0),
         }
     }
 
@@ -326,14 +327,13 @@ impl DaemonRequests {
         (thread_id.max(1) as usize - 1).min(acc.slot_count())
     }
 
-    /// Requests finished in this process since it started.
-    pub fn lifetime(&self) -> u64 {
-        self.lifetime.load(Relaxed)
-    }
-
-    /// `request_started`: claims the worker's slot.
+    /// Claims the worker's slot for a request starting (with its strings
+    /// when slow requests are on) and returns the claim, which
+    /// [`Accounting::finish`] takes with the request's [`Finished`]. The
+    /// daemon's request hooks keep the stamps with the request; the event
+    /// path keeps them here ([`DaemonRequests::started`]).
     #[inline]
-    pub fn started(&self, acc: &Accounting, s: &Started<'_>) {
+    pub fn claim(&self, acc: &Accounting, s: &Started<'_>) -> Claim {
         let i = self.slot(acc, s.thread_id);
         let slow = acc.slow_threshold_us > 0 && i < acc.slot_count();
         let mut detail = Detail::default();
@@ -349,14 +349,21 @@ impl DaemonRequests {
             detail.daemon_start_us = s.daemon_start_us;
             detail.server_pid = s.server_pid;
         }
-        let c = acc.claim(
+        acc.claim(
             i as u32,
             s.tid,
             s.request_start_us,
             s.application_start_us,
             slow.then_some(&detail),
-        );
-        let r = &self.slots[i];
+        )
+    }
+
+    /// `request_started`: claims the worker's slot and keeps the stamps
+    /// until `request_finished`.
+    #[inline]
+    pub fn started(&self, acc: &Accounting, s: &Started<'_>) {
+        let c = self.claim(acc, s);
+        let r = &self.slots[c.slot as usize];
         r.request_start_us.store(s.request_start_us, Relaxed);
         r.queue_start_us.store(s.queue_start_us, Relaxed);
         r.daemon_start_us.store(s.daemon_start_us, Relaxed);
@@ -388,9 +395,7 @@ impl DaemonRequests {
             status: e.status,
             cpu_us: e.cpu_us,
         };
-        if acc.finish(claim, &f) {
-            self.lifetime.fetch_add(1, Relaxed);
-        }
+        acc.finish(claim, &f);
     }
 }
 
@@ -634,7 +639,7 @@ mod tests {
                 ..Ended::default()
             },
         );
-        assert_eq!(d.lifetime(), 1);
+        assert_eq!(acc.recorded_total(), 1);
         let mut snap = crate::accum::Snapshot::new(4);
         acc.snapshot(t0 + 3_000_000, &mut snap);
         assert_eq!(snap.request_count, 1);
