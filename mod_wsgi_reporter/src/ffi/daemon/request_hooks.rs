@@ -387,19 +387,24 @@ fn begin(d: &'static Daemon, req: Request<'_>) {
         num(v[EnvKeys::SERVER_PID]),
     );
     let request_start = if rs == 0 { now } else { rs };
-    let claim = d.req.claim(
-        acc,
-        &Started {
-            thread_id: slot + 1,
-            request_start_us: request_start,
-            queue_start_us: qs,
-            daemon_start_us: ds,
-            application_start_us: now,
-            server_pid: spid,
-            strings,
-            tid,
-        },
-    );
+    let claim = if slow {
+        d.req.claim(
+            acc,
+            &Started {
+                thread_id: slot + 1,
+                request_start_us: request_start,
+                queue_start_us: qs,
+                daemon_start_us: ds,
+                application_start_us: now,
+                server_pid: spid,
+                strings,
+                tid,
+            },
+        )
+    } else {
+        // Nothing to keep for slow records: the slot alone.
+        acc.claim(slot, tid, request_start, now, None)
+    };
     let cpu0 = if slow { sys::thread_cpu_us() } else { None };
     // The stamps stay with the request (in its pool) until it is recorded.
     let started = Finished {
