@@ -243,6 +243,15 @@ impl Accounting {
             p.queue,
             p.daemon,
         ];
+        const _: () = assert!(
+            SERVER == 0
+                && APPLICATION == 1
+                && REQUEST == 2
+                && INPUT_READ == 3
+                && OUTPUT_WRITE == 4
+                && QUEUE == 5
+                && DAEMON == 6
+        );
         let n = if f.queue_start_us != 0 { PHASES } else { QUEUE };
         for (phase, &us) in us[..n].iter().enumerate() {
             b.record(phase, us);
