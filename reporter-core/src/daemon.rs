@@ -592,7 +592,7 @@ mod tests {
             x ^= x << 17;
             let mut s = format!("{:016}", x % 10_000_000_000_000_000).into_bytes();
             // Now and then one byte that is not a digit, anywhere.
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 let bad = [b'/', b':', b' ', b'+', b'-', b'a', 0x80, 0xB9, 0x00, b'@'];
                 s[(x >> 20) as usize % 16] = bad[(x >> 40) as usize % bad.len()];
             }
