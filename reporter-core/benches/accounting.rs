@@ -3,6 +3,11 @@
 //! phase aggregates), alone and with 4 threads while a reporter drains
 //! every millisecond. Prints ns per request. Run:
 //!   cargo bench -p reporter-core --bench accounting
+//!
+//! With `FOOTPRINT=N` it instead runs N requests through the accounting
+//! path, each after evicting the L1 data cache, for `footprint.sh` to count
+//! under callgrind: the data cache lines one request touches (its misses)
+//! and its instructions, deterministic figures where wall time is not.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +36,49 @@ fn one_request(acc: &Accounting, slot: u32, k: u64) {
     black_box(acc.finish(c, &f));
 }
 
+/// One daemon-mode request's claim and finish (all seven phases, one
+/// write), the unit `footprint.sh` counts.
+#[inline(never)]
+fn footprint_request(acc: &Accounting, k: u64) {
+    let now = 1_000_000 + k * 1_000;
+    let c = acc.claim(3, 1, now - 300, now, None);
+    let f = Finished {
+        request_start_us: now - 300,
+        queue_start_us: now - 200,
+        daemon_start_us: now - 100,
+        claim_us: now,
+        finish_us: now + 150,
+        io: Io {
+            output_bytes: 12,
+            output_writes: 1,
+            output_write_us: 20,
+            ..Io::default()
+        },
+        status: 200,
+        ..Finished::default()
+    };
+    black_box(acc.finish(c, &f));
+}
+
+fn footprint(n: u64) {
+    let acc = Accounting::new(8, 0, 1.0);
+    // Four times the simulated L1 data cache: every line the accounting
+    // touches is out of it again at the next request.
+    let mut evict = vec![0u8; 4 << 20 >> 4];
+    for k in 0..n {
+        for i in (0..evict.len()).step_by(64) {
+            evict[i] = evict[i].wrapping_add(1);
+        }
+        black_box(&mut evict);
+        footprint_request(&acc, k);
+    }
+    println!("{n} requests through footprint_request");
+}
+
 fn main() {
+    if let Some(n) = std::env::var("FOOTPRINT").ok().and_then(|v| v.parse().ok()) {
+        return footprint(n);
+    }
     const N: u64 = 2_000_000;
     // Single thread, no reporter.
     let acc = Accounting::new(4, 0, 1.0);

@@ -284,7 +284,10 @@ pub struct Ended {
     pub cpu_us: Option<(u64, u64)>,
 }
 
+/// One slot's stamps between the events (a line of its own: the slots'
+/// threads write theirs at once).
 #[derive(Default)]
+#[repr(align(64))]
 struct SlotReq {
     generation: AtomicU64,
     request_start_us: AtomicU64,
@@ -299,7 +302,6 @@ struct SlotReq {
 pub struct DaemonRequests {
     slots: Box<[SlotReq]>,
     texts: Box<[UnsafeCell<SlowText>]>,
-    lifetime: AtomicU64,
 }
 
 // SAFETY: `texts[i]` is written only by the worker thread that owns slot i,
@@ -317,7 +319,6 @@ impl DaemonRequests {
             texts: (0..n)
                 .map(|_| UnsafeCell::new(SlowText::default()))
                 .collect(),
-            lifetime: AtomicU64::new(0),
         }
     }
 
@@ -326,14 +327,13 @@ impl DaemonRequests {
         (thread_id.max(1) as usize - 1).min(acc.slot_count())
     }
 
-    /// Requests finished in this process since it started.
-    pub fn lifetime(&self) -> u64 {
-        self.lifetime.load(Relaxed)
-    }
-
-    /// `request_started`: claims the worker's slot.
+    /// Claims the worker's slot for a request starting (with its strings
+    /// when slow requests are on) and returns the claim, which
+    /// [`Accounting::finish`] takes with the request's [`Finished`]. The
+    /// daemon's request hooks keep the stamps with the request; the event
+    /// path keeps them here ([`DaemonRequests::started`]).
     #[inline]
-    pub fn started(&self, acc: &Accounting, s: &Started<'_>) {
+    pub fn claim(&self, acc: &Accounting, s: &Started<'_>) -> Claim {
         let i = self.slot(acc, s.thread_id);
         let slow = acc.slow_threshold_us > 0 && i < acc.slot_count();
         let mut detail = Detail::default();
@@ -349,14 +349,21 @@ impl DaemonRequests {
             detail.daemon_start_us = s.daemon_start_us;
             detail.server_pid = s.server_pid;
         }
-        let c = acc.claim(
+        acc.claim(
             i as u32,
             s.tid,
             s.request_start_us,
             s.application_start_us,
             slow.then_some(&detail),
-        );
-        let r = &self.slots[i];
+        )
+    }
+
+    /// `request_started`: claims the worker's slot and keeps the stamps
+    /// until `request_finished`.
+    #[inline]
+    pub fn started(&self, acc: &Accounting, s: &Started<'_>) {
+        let c = self.claim(acc, s);
+        let r = &self.slots[c.slot as usize];
         r.request_start_us.store(s.request_start_us, Relaxed);
         r.queue_start_us.store(s.queue_start_us, Relaxed);
         r.daemon_start_us.store(s.daemon_start_us, Relaxed);
@@ -388,9 +395,7 @@ impl DaemonRequests {
             status: e.status,
             cpu_us: e.cpu_us,
         };
-        if acc.finish(claim, &f) {
-            self.lifetime.fetch_add(1, Relaxed);
-        }
+        acc.finish(claim, &f);
     }
 }
 
@@ -443,6 +448,20 @@ impl EnvKeys {
 pub fn env_number(s: &[u8]) -> u64 {
     let s = s.trim_ascii();
     let s = s.strip_prefix(b"+").unwrap_or(s);
+    // mod_wsgi's µs stamps have 16 digits (until the year 2286): eight at a
+    // time, without a loop.
+    if let Some(n) = s.first_chunk::<16>().filter(|_| s.len() == 16) {
+        let (hi, lo) = n.split_at(8);
+        return match (eight_digits(hi), eight_digits(lo)) {
+            (Some(h), Some(l)) => h * 100_000_000 + l,
+            _ => 0,
+        };
+    }
+    digit_loop(s)
+}
+
+/// [`env_number`] of a trimmed string without its sign, digit by digit.
+fn digit_loop(s: &[u8]) -> u64 {
     if s.is_empty() {
         return 0;
     }
@@ -471,6 +490,25 @@ pub fn env_number(s: &[u8]) -> u64 {
         };
     }
     n
+}
+
+/// The value of eight ASCII digits (None if any byte is not a digit), by
+/// combining them pairwise in one 64-bit word: first digit pairs, then
+/// pairs of pairs, then halves (three multiplications, no loop).
+#[inline]
+fn eight_digits(b: &[u8]) -> Option<u64> {
+    let v = u64::from_le_bytes(b.try_into().ok()?);
+    // Every byte 0x30..=0x39: its high nibble is 3, and adding 6 to its
+    // low nibble does not carry out of it.
+    let high = v & 0xF0F0_F0F0_F0F0_F0F0;
+    let carry = (v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4;
+    if high | carry != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    // Byte 0 is the most significant digit (little-endian load).
+    let v = (v & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(10 * 256 + 1) >> 8;
+    let v = (v & 0x00FF_00FF_00FF_00FF).wrapping_mul(100 * 65_536 + 1) >> 16;
+    Some((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(10_000 * (1 << 32) + 1) >> 32)
 }
 
 /// Seconds since the epoch (as the Python events give them) to µs.
@@ -532,6 +570,46 @@ mod tests {
         assert_eq!(env_number(b"+"), 0);
         assert_eq!(env_number(b"18446744073709551615"), u64::MAX);
         assert_eq!(env_number(b"18446744073709551616"), 0);
+    }
+
+    #[test]
+    fn sixteen_digit_stamps_parse_as_the_digit_loop_does() {
+        // The loop the 16-digit path stands in for.
+        let by_loop = |s: &[u8]| {
+            let s = s.trim_ascii();
+            digit_loop(s.strip_prefix(b"+").unwrap_or(s))
+        };
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"1764000000123456".to_vec(),
+            b"0000000000000000".to_vec(),
+            b"9999999999999999".to_vec(),
+            b"1000000000000001".to_vec(),
+        ];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut s = format!("{:016}", x % 10_000_000_000_000_000).into_bytes();
+            // Now and then one byte that is not a digit, anywhere.
+            if x.is_multiple_of(3) {
+                let bad = [b'/', b':', b' ', b'+', b'-', b'a', 0x80, 0xB9, 0x00, b'@'];
+                s[(x >> 20) as usize % 16] = bad[(x >> 40) as usize % bad.len()];
+            }
+            cases.push(s);
+        }
+        for s in &cases {
+            assert_eq!(
+                env_number(s),
+                by_loop(s),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+        assert_eq!(env_number(b" 1764000000123456\n"), 1_764_000_000_123_456);
+        assert_eq!(env_number(b"176400000012345x"), 0);
+        assert_eq!(env_number(b"+764000000123456"), 764_000_000_123_456);
+        assert_eq!(env_number(b"+1764000000123456"), 1_764_000_000_123_456);
     }
 
     #[test]
@@ -634,7 +712,7 @@ mod tests {
                 ..Ended::default()
             },
         );
-        assert_eq!(d.lifetime(), 1);
+        assert_eq!(acc.recorded_total(), 1);
         let mut snap = crate::accum::Snapshot::new(4);
         acc.snapshot(t0 + 3_000_000, &mut snap);
         assert_eq!(snap.request_count, 1);

@@ -34,10 +34,8 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
 use apache_headers as ap;
 use apache_headers::macros as m;
 
-use reporter_core::accum::Claim;
-use reporter_core::daemon::{
-    env_number as num, Ended, EnvKeys, Started, SLOW_ENV_KEYS, STAMP_KEYS,
-};
+use reporter_core::accum::{Claim, Finished};
+use reporter_core::daemon::{env_number as num, EnvKeys, Started, SLOW_ENV_KEYS, STAMP_KEYS};
 use reporter_core::sys;
 
 use super::state::{daemon, mod_wsgi_stopping, Daemon};
@@ -388,36 +386,41 @@ fn begin(d: &'static Daemon, req: Request<'_>) {
         num(v[EnvKeys::DAEMON_START]),
         num(v[EnvKeys::SERVER_PID]),
     );
-    d.req.started(
-        acc,
-        &Started {
-            thread_id: slot + 1,
-            request_start_us: if rs == 0 { now } else { rs },
-            queue_start_us: qs,
-            daemon_start_us: ds,
-            application_start_us: now,
-            server_pid: spid,
-            strings,
-            tid,
-        },
-    );
-    let cpu0 = if slow { sys::thread_cpu_us() } else { None };
-    let st = ReqState {
-        daemon: true,
-        live: acc.live_io(slot),
-        ..ReqState::new(
-            r,
-            Claim {
-                slot,
-                generation: 0,
+    let request_start = if rs == 0 { now } else { rs };
+    let claim = if slow {
+        d.req.claim(
+            acc,
+            &Started {
+                thread_id: slot + 1,
+                request_start_us: request_start,
+                queue_start_us: qs,
+                daemon_start_us: ds,
+                application_start_us: now,
+                server_pid: spid,
+                strings,
+                tid,
             },
-            cpu0,
-            finish,
         )
+    } else {
+        // Nothing to keep for slow records: the slot alone.
+        acc.claim(slot, tid, request_start, now, None)
     };
+    let cpu0 = if slow { sys::thread_cpu_us() } else { None };
+    // The stamps stay with the request (in its pool) until it is recorded.
+    let started = Finished {
+        request_start_us: request_start,
+        queue_start_us: qs,
+        daemon_start_us: ds,
+        claim_us: now,
+        ..Finished::default()
+    };
+    let mut st = ReqState::new(r, claim, cpu0, finish);
+    st.daemon = true;
+    st.live = acc.live_io(slot);
+    st.f = started;
     // Without state of ours (checked above).
     if track(req, st, !PASS_HOOKED.load(Relaxed)).is_null() {
-        untracked(d, slot, now);
+        untracked(d, claim, &started, now);
     }
 }
 
@@ -425,15 +428,13 @@ fn begin(d: &'static Daemon, req: Request<'_>) {
 /// slot is freed as a 5xx request.
 #[cold]
 #[inline(never)]
-fn untracked(d: &Daemon, slot: u32, now: u64) {
-    d.req.ended(
-        &d.p.acc,
-        &Ended {
-            thread_id: slot + 1,
-            finish_us: now,
-            ..Ended::default()
-        },
-    );
+fn untracked(d: &Daemon, claim: Claim, started: &Finished, now: u64) {
+    let f = Finished {
+        finish_us: now,
+        status: 0,
+        ..*started
+    };
+    d.p.acc.finish(claim, &f);
 }
 
 /// Records a tracked daemon request; called once, through
@@ -447,18 +448,13 @@ fn finish(st: &mut ReqState, end_us: u64) {
     // SAFETY: live table.
     let app =
         num(unsafe { stamps(r.subprocess_env, &[EnvKeys::SCRIPT_START]) }[EnvKeys::SCRIPT_START]);
-    let cpu = st.cpu0.and_then(|(u0, s0)| {
+    if app > 0 && app <= end_us {
+        st.f.claim_us = app;
+    }
+    st.f.cpu_us = st.cpu0.and_then(|(u0, s0)| {
         sys::thread_cpu_us().map(|(u, s)| (u.saturating_sub(u0), s.saturating_sub(s0)))
     });
-    d.req.ended(
-        &d.p.acc,
-        &Ended {
-            thread_id: st.claim.slot + 1,
-            status: r.status,
-            finish_us: end_us,
-            application_start_us: if app > 0 && app <= end_us { app } else { 0 },
-            io: st.f.io,
-            cpu_us: cpu,
-        },
-    );
+    st.f.finish_us = end_us;
+    st.f.status = r.status;
+    d.p.acc.finish(st.claim, &st.f);
 }

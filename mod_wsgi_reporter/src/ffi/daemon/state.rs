@@ -117,14 +117,16 @@ fn reason(d: &Daemon) -> &'static [u8] {
         0 => None,
         c => Some(daemon::mod_wsgi_reason(c - 1)),
     };
-    if let Some(r) = daemon::published_stop_reason(published, sig, &d.group, d.req.lifetime()) {
+    if let Some(r) =
+        daemon::published_stop_reason(published, sig, &d.group, d.p.acc.recorded_total())
+    {
         return r;
     }
     let oldest = d.p.acc.oldest_in_flight_us(sys::now_us()) as f64 / 1e6;
     daemon::stop_reason(
         sig,
         &d.group,
-        d.req.lifetime(),
+        d.p.acc.recorded_total(),
         d.started.elapsed().as_secs_f64(),
         oldest,
     )
