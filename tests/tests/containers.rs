@@ -689,15 +689,11 @@ fn embedded_requests_counted_exactly(at: Point, mpm: Mpm) {
     ));
 }
 
-/// A daemon group with nothing but `WSGIDaemonProcess` (zero
-/// configuration): its requests counted exactly under its group's name and
-/// not again by the Apache children, and Python GC snapshots from both
-/// daemons (attached by the module) and from the Apache children (the
-/// packaged attach script, as the package's wsgi_telemetry.conf shows).
-fn daemon_zero_config_and_gc(at: Point) {
-    if !containers::should_run(&format!("containers::{at}::daemon_and_gc")) {
-        return;
-    }
+/// httpd with a daemon group `g` that has nothing but `WSGIDaemonProcess`
+/// (zero configuration) and the packaged attach script for the Apache
+/// children (as the package's wsgi_telemetry.conf shows), once
+/// [`REQUESTS`] requests went to each and the children sent GC snapshots.
+fn daemon_and_children_served(at: Point) -> Stack {
     let conf = "\
 WSGIDaemonProcess g processes=2 threads=4
 WSGIScriptAlias /d /srv/app/app.wsgi process-group=g application-group=%{GLOBAL}
@@ -711,6 +707,19 @@ WSGIImportScript /usr/lib/apache2/modules/mod_wsgi_telemetry_attach.py process-g
     st.wait_for("GC snapshots from the Apache children", |s| {
         !gc_pids(s, "").is_empty()
     });
+    st
+}
+
+/// A daemon group with nothing but `WSGIDaemonProcess` (zero
+/// configuration): its requests counted exactly under its group's name and
+/// not again by the Apache children, and Python GC snapshots from both
+/// daemons (attached by the module) and from the Apache children (the
+/// packaged attach script, as the package's wsgi_telemetry.conf shows).
+fn daemon_zero_config_and_gc(at: Point) {
+    if !containers::should_run(&format!("containers::{at}::daemon_and_gc")) {
+        return;
+    }
+    let st = daemon_and_children_served(at);
     let s = st.wait_for("GC snapshots from both daemons", |s| {
         gc_pids(s, "g").len() >= 2
     });
@@ -996,19 +1005,7 @@ fn untested_version_keeps_what_needs_no_internals(at: Point) {
     if !containers::should_run(&format!("containers::{at}::untested")) {
         return;
     }
-    let conf = "\
-WSGIDaemonProcess g processes=1 threads=2
-WSGIScriptAlias /d /srv/app/app.wsgi process-group=g application-group=%{GLOBAL}
-WSGIImportScript /usr/lib/apache2/modules/mod_wsgi_telemetry_attach.py process-group=%{GLOBAL} application-group=%{GLOBAL}
-";
-    let st = Stack::start(at, Mpm::Event, conf);
-    for _ in 0..REQUESTS {
-        assert_eq!(st.get("/d/hello"), (200, b"hello".to_vec()));
-        assert_eq!(st.get("/app/hello"), (200, b"hello".to_vec()));
-    }
-    st.wait_for("GC snapshots from the Apache children", |s| {
-        !gc_pids(s, "").is_empty()
-    });
+    let st = daemon_and_children_served(at);
     let state = st.stop_httpd();
     let counts = counts_by_group(&state);
     assert_eq!(
