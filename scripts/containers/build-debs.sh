@@ -26,25 +26,32 @@ release_args build-debs "$@"
 
 # The release whose builder compiles the ingester for every release.
 ingester_rel=bullseye
+containers="$root/target/containers"
+
+# lock <file>: holds an exclusive lock on <file> until this script exits.
+# One per release (its debian/ directory) for the whole run, then one for
+# the ingester's package: always in that order, so two runs never wait on
+# each other in a circle. Cargo locks each target directory by itself.
+lock() {
+    local fd
+    mkdir -p "$(dirname "$1")"
+    exec {fd}>"$1"
+    flock "$fd"
+}
 
 # build_package <release> <builder> <ingester|module> <out dir> <cargo package>
-# Compiles and packages in <release>'s builder, holding that release's
-# target directory (two runs for one release would race on its outputs).
+# Compiles and packages in <release>'s builder into
+# target/containers/<release>/<out dir>; prints the package's host path.
 build_package() {
-    local brel="$1" bimage="$2" which="$3" out="$4" crate="$5" start=$SECONDS lock
-    mkdir -p "$root/target/containers/$brel"
-    exec {lock}>"$root/target/containers/$brel/.build-lock"
-    flock "$lock"
+    local brel="$1" bimage="$2" which="$3" out="$4" crate="$5" start=$SECONDS
     log "$brel: cargo build --release -p $crate in $bimage"
     # Old packages would be listed with the new ones.
-    rm -rf "$root/target/containers/$brel/$out"
+    rm -rf "$containers/$brel/$out"
     run_in_builder "$brel" "$bimage" sh -c "
         cargo build --release --offline --locked -p $crate >&2 &&
         packaging/deb/build.sh /target/release /target/$out $which" \
-        | sed "s|^/target/|$root/target/containers/$brel/|"
+        | sed "s|^/target/|$containers/$brel/|"
     log "$brel: $which built and packaged in $((SECONDS - start)) s"
-    flock -u "$lock"
-    exec {lock}>&-
 }
 
 if [ "$rel" = "$ingester_rel" ]; then
@@ -52,10 +59,12 @@ if [ "$rel" = "$ingester_rel" ]; then
 else
     ingester_builder="$(builder_image "$ingester_rel")"
 fi
-ingester="$(build_package "$ingester_rel" "$ingester_builder" ingester ingester mod_wsgi-telemetry)"
-[ -f "$ingester" ] || { log "$ingester_rel: no ingester package ($ingester)"; exit 1; }
+lock "$containers/$rel.lock"
 module="$(build_package "$rel" "$builder" module debian mod_wsgi_reporter)"
 [ -f "$module" ] || { log "$rel: no module package ($module)"; exit 1; }
+lock "$containers/ingester.lock"
+ingester="$(build_package "$ingester_rel" "$ingester_builder" ingester ingester mod_wsgi-telemetry)"
+[ -f "$ingester" ] || { log "$ingester_rel: no ingester package ($ingester)"; exit 1; }
 cp "$ingester" "$(dirname "$module")/"
 echo "$(dirname "$module")/$(basename "$ingester")"
 echo "$module"

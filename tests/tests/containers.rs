@@ -368,7 +368,10 @@ impl Stack {
             lines = self
                 .error_log()
                 .lines()
-                .filter(|l| l.contains("mod_wsgi_telemetry: mod_wsgi "))
+                .filter(|l| {
+                    l.contains("mod_wsgi_telemetry: mod_wsgi ")
+                        && !l.contains("is not a tested version")
+                })
                 .map(str::to_string)
                 .collect();
             !lines.is_empty()
@@ -790,6 +793,16 @@ WSGIScriptAlias /m /srv/app/app.wsgi process-group=m application-group=%{GLOBAL}
             "m".into(),
             "maximum_requests".into(),
         ))
+    });
+    // Its successor reports before Apache stops: one that Apache stopped
+    // before its reporter started would have no STOPPED to carry
+    // `shutdown_signal` (seen on a loaded machine).
+    st.wait_for("the successor of m's daemon reporting", |s| {
+        processes(s)
+            .iter()
+            .filter(|p| p["process_group"] == "m")
+            .count()
+            >= 2
     });
     let g: Vec<u64> = processes(&s)
         .iter()
