@@ -12,12 +12,15 @@
 //! lets them send. Requests go through httpd's port published on
 //! 127.0.0.1, `/api/state` through the ingester's.
 //!
-//! Every scenario runs on bullseye (mod_wsgi 4.7, Python 3.9), bookworm
-//! (4.9, 3.11) and trixie (5.0, 3.13). Every test removes the
-//! containers and the volume it created, by id, failed or not; images and
-//! packages are kept for the next run.
+//! Every scenario runs on bookworm (mod_wsgi 4.9, Python 3.11); those
+//! that depend on mod_wsgi also on bullseye (4.7, 3.9) and trixie (5.0,
+//! 3.13); mod_wsgi 4.6.8, 5.0.0 and 6.1.1 from PyPI each run what shows
+//! what the module does beside them (the `matrix!` lines at the end).
+//! Every test removes the containers and the volume it created, by id,
+//! failed or not; images and packages are kept for the next run.
 //!
-//! Opt-in (`MWT_CONTAINERS=1`, see `integration_tests::containers`).
+//! On wherever a Docker engine answers; `MWT_CONTAINERS=0` opts out (see
+//! `integration_tests::containers`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
