@@ -17,8 +17,9 @@
 # (libc6 at least the newest GLIBC_ symbol version it uses), as
 # dpkg-shlibdeps would give.
 #
-# Usage: packaging/deb/build.sh <cargo release dir> <output dir>
-# Prints the path of each package built.
+# Usage: packaging/deb/build.sh <cargo release dir> <output dir> [ingester|module]
+# Builds both packages, or only the one named (its binary is then the only
+# one needed). Prints the path of each package built.
 set -eu
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -26,6 +27,11 @@ root="$(cd "$here/../.." && pwd)"
 release_dir="${1:?usage: build.sh <cargo release dir> <output dir>}"
 out="${2:?usage: build.sh <cargo release dir> <output dir>}"
 die() { echo "packaging/deb/build.sh: $*" >&2; exit 1; }
+which="${3:-both}"
+case "$which" in
+    both | ingester | module) ;;
+    *) die "'$which': expected ingester or module" ;;
+esac
 
 version="$(sed -n '/^\[workspace\.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' "$root/Cargo.toml")"
 [ -n "$version" ] || die "no version in [workspace.package] of $root/Cargo.toml"
@@ -95,34 +101,44 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 # The ingester.
-stage="$work/mod-wsgi-telemetry"
-bin="$release_dir/mod_wsgi-telemetry"
-[ -x "$bin" ] || die "$bin missing (cargo build --release -p mod_wsgi-telemetry)"
-install -d "$stage/usr/bin"
-strip --strip-debug -o "$stage/usr/bin/mod_wsgi-telemetry" "$bin"
-install -D -m 644 "$here/mod-wsgi-telemetry/mod_wsgi-telemetry.service" \
-    "$stage/usr/lib/systemd/system/mod_wsgi-telemetry.service"
-install -D -m 644 "$root/conf-examples/sysctl.d/60-mod_wsgi-telemetry.conf" \
-    "$stage/usr/lib/sysctl.d/60-mod_wsgi-telemetry.conf"
-install -D -m 644 "$here/mod-wsgi-telemetry/default" "$stage/etc/default/mod_wsgi-telemetry"
-install -D -m 644 "$root/README.md" "$stage/usr/share/doc/mod-wsgi-telemetry/README.md"
-stage_and_build mod-wsgi-telemetry "$(shlib_depends "$bin")"
+ingester_deb() {
+    stage="$work/mod-wsgi-telemetry"
+    bin="$release_dir/mod_wsgi-telemetry"
+    [ -x "$bin" ] || die "$bin missing (cargo build --release -p mod_wsgi-telemetry)"
+    install -d "$stage/usr/bin"
+    strip --strip-debug -o "$stage/usr/bin/mod_wsgi-telemetry" "$bin"
+    install -D -m 644 "$here/mod-wsgi-telemetry/mod_wsgi-telemetry.service" \
+        "$stage/usr/lib/systemd/system/mod_wsgi-telemetry.service"
+    install -D -m 644 "$root/conf-examples/sysctl.d/60-mod_wsgi-telemetry.conf" \
+        "$stage/usr/lib/sysctl.d/60-mod_wsgi-telemetry.conf"
+    install -D -m 644 "$here/mod-wsgi-telemetry/default" "$stage/etc/default/mod_wsgi-telemetry"
+    install -D -m 644 "$root/README.md" "$stage/usr/share/doc/mod-wsgi-telemetry/README.md"
+    stage_and_build mod-wsgi-telemetry "$(shlib_depends "$bin")"
+}
 
 # The Apache module, where this release's apxs puts modules.
-stage="$work/libapache2-mod-wsgi-telemetry"
-so="$release_dir/libmod_wsgi_telemetry.so"
-[ -f "$so" ] || die "$so missing (cargo build --release -p mod_wsgi_reporter)"
-modules="$(apxs -q LIBEXECDIR)"
-# The module magic number this httpd was built with, as Debian's modules
-# depend on it (apache2-bin provides apache2-api-<MMN>).
-api="$(dpkg-query -W -f '${Provides}' apache2-bin | grep -o 'apache2-api-[0-9]*' | head -1)"
-[ -n "$api" ] || die "apache2-bin provides no apache2-api-<MMN>"
-install -d "$stage$modules"
-strip --strip-debug -o "$stage$modules/mod_wsgi_telemetry.so" "$so"
-chmod 644 "$stage$modules/mod_wsgi_telemetry.so"
-install -m 644 "$root/mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py" "$stage$modules/"
-for f in wsgi_telemetry.load wsgi_telemetry.conf; do
-    install -D -m 644 "$root/conf-examples/debian/mods-available/$f" \
-        "$stage/etc/apache2/mods-available/$f"
-done
-stage_and_build libapache2-mod-wsgi-telemetry "$(shlib_depends "$so")" -e "s/@APACHE_API@/$api/"
+module_deb() {
+    stage="$work/libapache2-mod-wsgi-telemetry"
+    so="$release_dir/libmod_wsgi_telemetry.so"
+    [ -f "$so" ] || die "$so missing (cargo build --release -p mod_wsgi_reporter)"
+    modules="$(apxs -q LIBEXECDIR)"
+    # The module magic number this httpd was built with, as Debian's modules
+    # depend on it (apache2-bin provides apache2-api-<MMN>).
+    api="$(dpkg-query -W -f '${Provides}' apache2-bin | grep -o 'apache2-api-[0-9]*' | head -1)"
+    [ -n "$api" ] || die "apache2-bin provides no apache2-api-<MMN>"
+    install -d "$stage$modules"
+    strip --strip-debug -o "$stage$modules/mod_wsgi_telemetry.so" "$so"
+    chmod 644 "$stage$modules/mod_wsgi_telemetry.so"
+    install -m 644 "$root/mod_wsgi_reporter/python/mod_wsgi_telemetry_attach.py" "$stage$modules/"
+    for f in wsgi_telemetry.load wsgi_telemetry.conf; do
+        install -D -m 644 "$root/conf-examples/debian/mods-available/$f" \
+            "$stage/etc/apache2/mods-available/$f"
+    done
+    stage_and_build libapache2-mod-wsgi-telemetry "$(shlib_depends "$so")" -e "s/@APACHE_API@/$api/"
+}
+
+case "$which" in
+    ingester) ingester_deb ;;
+    module) module_deb ;;
+    both) ingester_deb && module_deb ;;
+esac

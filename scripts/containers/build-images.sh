@@ -11,14 +11,22 @@
 #                                 packages against this release's httpd/APR
 #                                 headers and glibc)
 #
+# and, for the mod_wsgi releases from PyPI the test matrix runs on this
+# release (pypi_versions below), containers/pypi.Dockerfile on the builder:
+#
+#   mwt-httpd:<release>-mod_wsgi-<version>-<hash>   the builder + that mod_wsgi
+#                                 from PyPI as Apache's `wsgi` module
+#
 # <hash> covers every input (the build function's text, the release, the
 # mirror, the base image, the Dockerfile), so an image is reused while its
 # inputs are unchanged and rebuilt when one changes.
 # Existing images are never removed; old tags are left for `docker image rm`.
 #
 # Usage: build-images.sh [release...]      (default: bullseye bookworm trixie)
-# Prints one line per release on stdout, for scripts and tests to read:
+# Prints lines on stdout, for scripts and tests to read: one per release
 #   <release> mwt-httpd:<release>-<hash> mwt-builder:<release>-<hash> <base>
+# then one per PyPI mod_wsgi on that release
+#   <release>/mod_wsgi-<version> mwt-httpd:<release>-mod_wsgi-<version>-<hash>
 # <base> is the bare release (mwt-base:<release>-<hash>, or debian:<release>
 # with MWT_BASE=registry): the container tests install the ingester's
 # package into it.
@@ -28,6 +36,9 @@
 #   MWT_MIRROR=<url>      Debian mirror (default http://deb.debian.org/debian)
 #   MWT_BASE=registry     build FROM debian:<release> (pulled from a registry)
 #                         instead of the debootstrapped base
+#   MWT_IMAGE_PREFIX=<p>  name the images <p>-base, <p>-httpd, <p>-builder
+#                         (default mwt): a build from nothing beside the
+#                         images others use, removable by that name
 # Needs root (debootstrap), debootstrap and a Docker engine.
 set -euo pipefail
 
@@ -35,6 +46,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 mirror="${MWT_MIRROR:-http://deb.debian.org/debian}"
 dockerfile="$root/containers/Dockerfile"
+pypi_dockerfile="$root/containers/pypi.Dockerfile"
+prefix="${MWT_IMAGE_PREFIX:-mwt}"
 releases=("$@")
 [ ${#releases[@]} -eq 0 ] && releases=(bullseye bookworm trixie)
 
@@ -49,6 +62,9 @@ docker info >/dev/null 2>&1 || die "no Docker engine reachable (docker info fail
 # The debootstrap directory being filled, if any: only it is ours to delete.
 rootfs=""
 trap '[ -n "$rootfs" ] && rm -rf --one-file-system "$rootfs"' EXIT
+# Stopped (scripts/test.sh stops it when the suite ends early): the EXIT
+# trap still runs, once the step under way returns.
+trap 'exit 143' TERM INT
 
 # Nice the heavy steps: the build machine is shared.
 nice_cmd=(nice -n 10)
@@ -90,13 +106,49 @@ build_target() { # release base stage tag hash
     log "$rel: $stage image built in $((SECONDS - start)) s"
 }
 
+# The mod_wsgi releases from PyPI the test matrix runs on each Debian
+# release, each on the release whose Python it builds with: 4.6.8 (older
+# than every Debian mod_wsgi, Python 3.9), 5.0.0 (the first 5.0, Python
+# 3.11) and 6.1.1 (has its own reporter: our module must refuse it).
+pypi_versions() {
+    case "$1" in
+        bullseye) echo 4.6.8 ;;
+        bookworm) echo 5.0.0 6.1.1 ;;
+    esac
+}
+
+build_pypi() { # release builder version tag hash
+    local rel="$1" builder="$2" version="$3" tag="$4" hash="$5" start=$SECONDS ctx
+    log "$rel: mod_wsgi $version from PyPI on $builder -> $tag"
+    # pip trusts this machine's CA bundle for the download (behind a
+    # TLS-inspecting proxy, the proxy's CA is there), the image keeps
+    # Debian's own.
+    ctx="$(mktemp -d)"
+    cp "$pypi_dockerfile" "$ctx/Dockerfile"
+    cp /etc/ssl/certs/ca-certificates.crt "$ctx/build-host-ca.crt" 2>/dev/null \
+        || : >"$ctx/build-host-ca.crt"
+    DOCKER_BUILDKIT=0 "${nice_cmd[@]}" docker build -q \
+        --build-arg "BUILDER=$builder" \
+        --build-arg "MOD_WSGI=$version" \
+        --label "org.mod-wsgi-telemetry.role=httpd-pypi" \
+        --label "org.mod-wsgi-telemetry.release=$rel" \
+        --label "org.mod-wsgi-telemetry.inputs=$hash" \
+        -t "$tag" "$ctx" >/dev/null || { rm -rf "$ctx"; die "$rel: mod_wsgi $version image failed"; }
+    rm -rf "$ctx"
+    log "$rel: mod_wsgi $version image built in $((SECONDS - start)) s"
+}
+
+case "$prefix" in
+    *[!a-z0-9._-]* | "" | [!a-z0-9]*) die "MWT_IMAGE_PREFIX '$prefix' is not a repository name (lower case, digits, . _ -)" ;;
+esac
+
 for rel in "${releases[@]}"; do
     case "$rel" in
         *[!a-z]* | "") die "'$rel' is not a Debian code name (e.g. bookworm)" ;;
     esac
     # Two tests (or a test and a person) building the same release at once
     # would debootstrap twice and race on the tags.
-    exec {lock}>"/tmp/mwt-build-images-$rel.lock"
+    exec {lock}>"/tmp/$prefix-build-images-$rel.lock"
     flock "$lock"
     total=$SECONDS
 
@@ -107,7 +159,7 @@ for rel in "${releases[@]}"; do
         # The recipe is the function's text (bash normalises it, so comments
         # and edits elsewhere in this script do not rebuild anything).
         base_hash="$( { declare -f build_base; echo "$rel $mirror"; } | short_hash)"
-        base="mwt-base:$rel-$base_hash"
+        base="$prefix-base:$rel-$base_hash"
         if have_image "$base"; then
             log "$rel: $base exists, reused"
         else
@@ -116,8 +168,8 @@ for rel in "${releases[@]}"; do
     fi
 
     hash="$( { echo "$rel $base"; declare -f build_target; cat "$dockerfile"; } | short_hash)"
-    httpd="mwt-httpd:$rel-$hash"
-    builder="mwt-builder:$rel-$hash"
+    httpd="$prefix-httpd:$rel-$hash"
+    builder="$prefix-builder:$rel-$hash"
     for pair in "httpd $httpd" "builder $builder"; do
         set -- $pair
         if have_image "$2"; then
@@ -126,8 +178,20 @@ for rel in "${releases[@]}"; do
             build_target "$rel" "$base" "$1" "$2" "$hash"
         fi
     done
+    pypi_lines=""
+    for version in $(pypi_versions "$rel"); do
+        pypi_hash="$( { echo "$rel $builder $version"; declare -f build_pypi; cat "$pypi_dockerfile"; } | short_hash)"
+        pypi="$prefix-httpd:$rel-mod_wsgi-$version-$pypi_hash"
+        if have_image "$pypi"; then
+            log "$rel: $pypi exists, reused"
+        else
+            build_pypi "$rel" "$builder" "$version" "$pypi" "$pypi_hash"
+        fi
+        pypi_lines+="$rel/mod_wsgi-$version $pypi"$'\n'
+    done
     log "$rel: ready in $((SECONDS - total)) s"
     flock -u "$lock"
     exec {lock}>&-
     echo "$rel $httpd $builder $base"
+    printf '%s' "$pypi_lines"
 done

@@ -14,10 +14,16 @@ release_args() {
     log() { echo "$script_name: $*" >&2; }
     rel="${2:?usage: $script_name.sh <release> [builder-image]}"
     builder="${3:-}"
-    if [ -z "$builder" ]; then
-        builder="$("$here/build-images.sh" "$rel" | awk -v r="$rel" '$1 == r { print $3 }')"
-    fi
-    [ -n "$builder" ] || { log "$rel: no builder image"; exit 1; }
+    [ -n "$builder" ] || builder="$(builder_image "$rel")"
+}
+
+# builder_image <release>: the builder image build-images.sh prints for it
+# (building it if missing).
+builder_image() {
+    local b
+    b="$("$here/build-images.sh" "$1" | awk -v r="$1" '$1 == r { print $3 }')"
+    [ -n "$b" ] || { log "$1: no builder image"; exit 1; }
+    echo "$b"
 }
 
 # run_in_builder <release> <builder-image> <command...>
@@ -39,7 +45,9 @@ run_in_builder() {
     mkdir -p "$target" "$target/cargo-home"
     # CARGO_HOME is a writable directory of its own whose registry is the
     # host's (read-only), so cargo can take its lock files without writing
-    # into the host's ~/.cargo.
+    # into the host's ~/.cargo. No debug info (the workspace's release
+    # profile has line tables, for profiling on the host): the packages
+    # strip it anyway, and it is a good part of the build's time and disk.
     nice -n 10 docker run --rm --init \
         --network none \
         -v "$root:/src:ro" \
@@ -50,6 +58,7 @@ run_in_builder() {
         -e RUSTUP_HOME=/rustup \
         -e CARGO_HOME=/cargo-home \
         -e CARGO_TARGET_DIR=/target \
+        -e CARGO_PROFILE_RELEASE_DEBUG=0 \
         -e PATH="$toolchain_bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
         -w /src \
         "$builder" \

@@ -6,9 +6,11 @@
 //! even when the test panics. It never removes images or containers it did
 //! not create.
 //!
-//! Opt-in: image builds take minutes, so these tests run only with
-//! `MWT_CONTAINERS=1`; otherwise, or without a Docker engine, they say on
-//! the terminal that they were skipped and why.
+//! On by default wherever a Docker engine answers (`MWT_CONTAINERS=0`
+//! opts out); skipped tests say so on the terminal, one line each, with
+//! the reason, so a machine without an engine never looks like a pass.
+//! The first run builds the images and packages (minutes; scripts/test.sh
+//! starts the image builds at its very beginning); later runs reuse them.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,11 +54,8 @@ pub fn target(release: &str) -> Target {
 
 /// Why the container tests cannot run here, if they cannot.
 pub fn skip_reason() -> Option<String> {
-    if std::env::var("MWT_CONTAINERS").as_deref() != Ok("1") {
-        return Some(
-            "opt-in: set MWT_CONTAINERS=1 (builds Debian images with debootstrap on first use: minutes)"
-                .into(),
-        );
+    if std::env::var("MWT_CONTAINERS").as_deref() == Ok("0") {
+        return Some("MWT_CONTAINERS=0 (opted out)".into());
     }
     match Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
@@ -92,6 +91,23 @@ pub struct Images {
     pub httpd: String,
     /// The above + apache2-dev and libclang-dev: builds the module.
     pub builder: String,
+    /// The bare release (the ingester's package is installed into it).
+    pub base: String,
+    /// (mod_wsgi version, image): the builder plus that mod_wsgi from PyPI
+    /// as Apache's `wsgi` module, for the versions the matrix runs on this
+    /// release (containers/pypi.Dockerfile).
+    pub pypi: Vec<(String, String)>,
+}
+
+impl Images {
+    /// The image whose `wsgi` module is mod_wsgi `version` from PyPI.
+    pub fn pypi(&self, version: &str) -> &str {
+        self.pypi
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, image)| image.as_str())
+            .unwrap_or_else(|| panic!("build-images.sh built no mod_wsgi {version} image"))
+    }
 }
 
 fn script(name: &str) -> PathBuf {
@@ -115,14 +131,35 @@ pub fn images(release: &str) -> Images {
         Command::new(script("build-images.sh")).arg(release),
         "scripts/containers/build-images.sh",
     );
-    let line = out
+    parse_images(release, &out)
+}
+
+/// build-images.sh's lines for `release`: `<release> <httpd> <builder>
+/// <base>`, then `<release>/mod_wsgi-<version> <image>` per PyPI build.
+fn parse_images(release: &str, out: &str) -> Images {
+    let rows: Vec<Vec<&str>> = out
         .lines()
-        .find(|l| l.split_whitespace().next() == Some(release))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let tags = rows
+        .iter()
+        .find(|r| r.len() == 4 && r[0] == release)
         .unwrap_or_else(|| panic!("build-images.sh printed no line for {release}: {out}"));
-    let tags: Vec<&str> = line.split_whitespace().collect();
+    let pypi_prefix = format!("{release}/mod_wsgi-");
     Images {
         httpd: tags[1].into(),
         builder: tags[2].into(),
+        base: tags[3].into(),
+        pypi: rows
+            .iter()
+            .filter(|r| r.len() == 2)
+            .filter_map(|r| {
+                Some((
+                    r[0].strip_prefix(&pypi_prefix)?.to_string(),
+                    r[1].to_string(),
+                ))
+            })
+            .collect(),
     }
 }
 

@@ -12,12 +12,15 @@
 //! lets them send. Requests go through httpd's port published on
 //! 127.0.0.1, `/api/state` through the ingester's.
 //!
-//! Every scenario runs on bullseye (mod_wsgi 4.7, Python 3.9), bookworm
-//! (4.9, 3.11) and trixie (5.0, 3.13). Every test removes the
-//! containers and the volume it created, by id, failed or not; images and
-//! packages are kept for the next run.
+//! Every scenario runs on bookworm (mod_wsgi 4.9, Python 3.11); those
+//! that depend on mod_wsgi also on bullseye (4.7, 3.9) and trixie (5.0,
+//! 3.13); mod_wsgi 4.6.8, 5.0.0 and 6.1.1 from PyPI each run what shows
+//! what the module does beside them (the `matrix!` lines at the end).
+//! Every test removes the containers and the volume it created, by id,
+//! failed or not; images and packages are kept for the next run.
 //!
-//! Opt-in (`MWT_CONTAINERS=1`, see `integration_tests::containers`).
+//! On wherever a Docker engine answers; `MWT_CONTAINERS=0` opts out (see
+//! `integration_tests::containers`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -33,8 +36,7 @@ use serde_json::Value;
 
 /// A release's images and packages, built once per test process.
 struct Prepared {
-    httpd_image: String,
-    base_image: String,
+    images: containers::Images,
     /// target/containers/<release>/debian, mounted at /debs.
     deb_dir: PathBuf,
     ingester_deb: String,
@@ -50,7 +52,6 @@ fn prepared(release: &'static str) -> &'static Prepared {
         return p;
     }
     let images = containers::images(release);
-    let base_image = base_image(release);
     let t0 = Instant::now();
     let out = Command::new(workspace_root().join("scripts/containers/build-debs.sh"))
         .arg(release)
@@ -76,32 +77,41 @@ fn prepared(release: &'static str) -> &'static Prepared {
             .to_string()
     };
     let p: &'static Prepared = Box::leak(Box::new(Prepared {
-        httpd_image: images.httpd,
-        base_image,
         deb_dir: debs[0].parent().expect("deb directory").to_path_buf(),
         ingester_deb: name("mod-wsgi-telemetry_"),
         module_deb: name("libapache2-mod-wsgi-telemetry_"),
+        images,
     }));
     done.insert(release, p);
     p
 }
 
-/// The bare release image (fourth column of build-images.sh's line).
-fn base_image(release: &str) -> String {
-    let out = Command::new(workspace_root().join("scripts/containers/build-images.sh"))
-        .arg(release)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/containers/build-images.sh");
-    assert!(out.status.success(), "build-images.sh {release} failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols.first() == Some(&release)).then(|| cols.get(3).map(|s| s.to_string()))?
-        })
-        .unwrap_or_else(|| panic!("build-images.sh printed no base image for {release}"))
+/// A point of the matrix: a Debian release with its own mod_wsgi, or with
+/// a mod_wsgi release from PyPI built against its httpd and Python.
+#[derive(Clone, Copy, Debug)]
+struct Point {
+    release: &'static str,
+    /// The PyPI mod_wsgi version, if not the release's own.
+    pypi: Option<&'static str>,
+}
+
+impl std::fmt::Display for Point {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pypi {
+            None => write!(f, "{}", self.release),
+            Some(v) => write!(f, "{}+mod_wsgi-{v}", self.release),
+        }
+    }
+}
+
+impl Point {
+    /// The image httpd runs from.
+    fn httpd_image(self, p: &Prepared) -> &str {
+        match self.pypi {
+            None => &p.images.httpd,
+            Some(v) => p.images.pypi(v),
+        }
+    }
 }
 
 /// On the terminal even when the test passes (the harness captures
@@ -187,6 +197,13 @@ fn packaged_dgram_qlen() -> String {
 /// that is gone) on a graceful stop, with or without our module, and
 /// httpd's parent waits for it (seen with `docker stop`: SIGKILL after the
 /// timeout).
+/// Enables what [`Stack::launch`] installed, as an administrator would.
+const ENABLE: &str = "ln -s /srv/app/mwt-test.conf /etc/apache2/conf-available/ \
+     && a2enconf -q mwt-test && a2enmod -q wsgi_telemetry && apache2ctl graceful";
+
+/// Why the module turns off what relies on an untested mod_wsgi's internals.
+const NOT_TESTED: &str = "not tested with this mod_wsgi version";
+
 const APP_CONF: &str = "\
 WSGIScriptAlias /app /srv/app/app.wsgi
 WSGIApplicationGroup %{GLOBAL}
@@ -198,7 +215,7 @@ LogLevel info
 
 /// The ingester's and httpd's containers of one test, sharing a volume.
 struct Stack {
-    release: &'static str,
+    at: Point,
     ingester: Container,
     httpd: Container,
     /// httpd's port on 127.0.0.1.
@@ -213,13 +230,28 @@ impl Stack {
     /// Ingester from its package, then httpd with its release's mod_wsgi,
     /// then our module's package installed into the running httpd and
     /// enabled with `conf` added; returns once the new children report.
-    fn start(release: &'static str, mpm: Mpm, conf: &str) -> Stack {
-        Stack::start_with_qlen(release, mpm, conf, &packaged_dgram_qlen())
+    fn start(at: Point, mpm: Mpm, conf: &str) -> Stack {
+        Stack::start_with_qlen(at, mpm, conf, &packaged_dgram_qlen())
     }
 
     /// [`Stack::start`] with another `net.unix.max_dgram_qlen` for the
     /// ingester's socket.
-    fn start_with_qlen(release: &'static str, mpm: Mpm, conf: &str, qlen: &str) -> Stack {
+    fn start_with_qlen(at: Point, mpm: Mpm, conf: &str, qlen: &str) -> Stack {
+        let stack = Stack::launch(at, mpm, conf, qlen);
+        stack.sh(ENABLE);
+        stack.wait_for("the children's process_started", |s| {
+            assert!(stack.httpd.running(), "{at}: httpd's container exited");
+            !s["processes"].as_array().is_none_or(Vec::is_empty)
+        });
+        stack.check_capability_line();
+        stack
+    }
+
+    /// The ingester running from its package, httpd with the point's
+    /// mod_wsgi, our module's package installed (not enabled) and `conf`
+    /// in conf-available/mwt-test.conf.
+    fn launch(at: Point, mpm: Mpm, conf: &str, qlen: &str) -> Stack {
+        let release = at.release;
         let p = prepared(release);
         let volume = Volume::create();
         let app = tempfile::tempdir().expect("temp dir");
@@ -261,14 +293,11 @@ impl Stack {
                         .display()
                 ),
             ],
-            &p.base_image,
+            &p.images.base,
             &["sh", "-c", &start_ingester],
         );
-        wait_until(&format!("{release}: the ingester's /api/state"), || {
-            assert!(
-                ingester.running(),
-                "{release}: the ingester's container exited"
-            );
+        wait_until(&format!("{at}: the ingester's /api/state"), || {
+            assert!(ingester.running(), "{at}: the ingester's container exited");
             http_get(ui_port, "/api/state", "").is_some_and(|r| r.0 == 200)
         });
 
@@ -293,15 +322,15 @@ impl Stack {
                 "-v",
                 &format!("{}:/srv/app:ro", app.path().display()),
             ],
-            &p.httpd_image,
+            at.httpd_image(p),
             cmd,
         );
-        wait_until(&format!("{release}: httpd answers"), || {
-            assert!(httpd.running(), "{release}: httpd's container exited");
+        wait_until(&format!("{at}: httpd answers"), || {
+            assert!(httpd.running(), "{at}: httpd's container exited");
             http_get(port, "/", "").is_some_and(|r| r.0 == 200)
         });
         let stack = Stack {
-            release,
+            at,
             ingester,
             httpd,
             port,
@@ -310,13 +339,86 @@ impl Stack {
             volume,
         };
         stack.sh(&format!("apt-get install -y /debs/{} >&2", p.module_deb));
-        stack.sh("ln -s /srv/app/mwt-test.conf /etc/apache2/conf-available/ \
-             && a2enconf -q mwt-test && a2enmod -q wsgi_telemetry && apache2ctl graceful");
-        stack.wait_for("the children's process_started", |s| {
-            assert!(stack.httpd.running(), "{release}: httpd's container exited");
-            !s["processes"].as_array().is_none_or(Vec::is_empty)
-        });
         stack
+    }
+
+    /// The start-up line of the Apache parent (once per start: here the
+    /// graceful restart that loaded the module), at `notice` level, for
+    /// this mod_wsgi: everything used for a tested version; for another
+    /// one, what needs no mod_wsgi internals, and one `warn` line.
+    fn check_capability_line(&self) {
+        let version = self.mod_wsgi_version();
+        let tested = ["4.7.", "4.9.", "5.0."]
+            .iter()
+            .any(|s| version.starts_with(s));
+        let want = if tested {
+            format!(
+                "mod_wsgi_telemetry: mod_wsgi {version} (tested): embedded accounting yes \
+                 (mod_wsgi's own calls); daemon accounting yes (request hooks in mod_wsgi's GOT); \
+                 GC attach yes (main interpreter, no configuration; WSGIImportScript for the rest); \
+                 lifecycle reasons yes (mod_wsgi's publish call)."
+            )
+        } else {
+            format!(
+                "mod_wsgi_telemetry: mod_wsgi {version} (untested): embedded accounting yes \
+                 (httpd filters: {NOT_TESTED}); daemon accounting no ({NOT_TESTED}); GC attach only \
+                 with WSGIImportScript in Apache's children ({NOT_TESTED}); lifecycle reasons no \
+                 ({NOT_TESTED})."
+            )
+        };
+        let mut lines = Vec::new();
+        wait_until(&format!("{}: the module's start-up line", self.at), || {
+            lines = self
+                .error_log()
+                .lines()
+                .filter(|l| {
+                    l.contains("mod_wsgi_telemetry: mod_wsgi ")
+                        && !l.contains("is not a tested version")
+                })
+                .map(str::to_string)
+                .collect();
+            !lines.is_empty()
+        });
+        assert_eq!(
+            lines.len(),
+            1,
+            "{}: one line per start: {lines:#?}",
+            self.at
+        );
+        assert!(
+            lines[0].contains("[wsgi_telemetry:notice]") && lines[0].ends_with(&want),
+            "{}: {}\nwanted [wsgi_telemetry:notice] …{want}",
+            self.at,
+            lines[0]
+        );
+        let warnings: Vec<String> = self
+            .error_log()
+            .lines()
+            .filter(|l| l.contains("[wsgi_telemetry:warn]"))
+            .map(str::to_string)
+            .collect();
+        if tested {
+            assert!(warnings.is_empty(), "{}: {warnings:#?}", self.at);
+        } else {
+            assert_eq!(warnings.len(), 1, "{}: one warning: {warnings:#?}", self.at);
+            assert!(
+                warnings[0].contains(&format!(
+                    "mod_wsgi {version} is not a tested version (tested: 4.7.x, 4.9.x, 5.0.x)"
+                )),
+                "{}: {}",
+                self.at,
+                warnings[0]
+            );
+        }
+    }
+
+    /// The mod_wsgi Apache runs: the PyPI version, or the upstream part of
+    /// the release's package version ("4.9.4-1" -> "4.9.4").
+    fn mod_wsgi_version(&self) -> String {
+        match self.at.pypi {
+            Some(v) => v.to_string(),
+            None => self.shipped_mod_wsgi(),
+        }
     }
 
     /// `sh -c <script>` in the httpd container; its stdout.
@@ -335,7 +437,7 @@ impl Stack {
 
     fn wait_for(&self, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
         let mut last = None;
-        wait_until(&format!("{}: {what}", self.release), || {
+        wait_until(&format!("{}: {what}", self.at), || {
             last = self.try_state();
             last.as_ref().is_some_and(&cond)
         });
@@ -378,7 +480,7 @@ impl Stack {
             exit.as_deref().map(str::trim),
             Some("0"),
             "{}: httpd stopped gracefully within 30 s (137: killed)",
-            self.release
+            self.at
         );
         self.wait_for("every process's process_stopped", |s| {
             let started = s["processes"].as_array().map_or(0, Vec::len);
@@ -402,7 +504,7 @@ impl Drop for Stack {
         if std::thread::panicking() {
             eprintln!(
                 "--- {}: Apache's error.log (last 60 lines):\n{}",
-                self.release,
+                self.at,
                 tail(&self.error_log(), 60)
             );
         }
@@ -516,18 +618,19 @@ const REQUESTS: u64 = 20;
 /// each process naming the release's mod_wsgi; the socket owned by the
 /// ingester's user and Apache's group, mode 0660, and the two sides
 /// running as different users.
-fn embedded_requests_counted_exactly(release: &'static str, mpm: Mpm) {
-    if !containers::should_run(&format!("containers::{release}::embedded::{}", mpm.name())) {
+fn embedded_requests_counted_exactly(at: Point, mpm: Mpm) {
+    if !containers::should_run(&format!("containers::{at}::embedded::{}", mpm.name())) {
         return;
     }
-    let st = Stack::start(release, mpm, "");
-    let shipped = st.shipped_mod_wsgi();
-    let target = containers::target(release);
-    assert!(
-        shipped.starts_with(target.mod_wsgi_series),
-        "{release} ships mod_wsgi {shipped}, expected {}x",
-        target.mod_wsgi_series
-    );
+    let st = Stack::start(at, mpm, "");
+    let shipped = st.mod_wsgi_version();
+    if at.pypi.is_none() {
+        let series = containers::target(at.release).mod_wsgi_series;
+        assert!(
+            shipped.starts_with(series),
+            "{at} ships mod_wsgi {shipped}, expected {series}x"
+        );
+    }
     let sock = st.ingester.exec(&[
         "stat",
         "-c",
@@ -568,18 +671,18 @@ fn embedded_requests_counted_exactly(release: &'static str, mpm: Mpm) {
         state_sum(s, "request_count") >= REQUESTS
     });
     let state = st.stop_httpd();
-    assert_eq!(state_sum(&state, "request_count"), REQUESTS, "{release}");
+    assert_eq!(state_sum(&state, "request_count"), REQUESTS, "{at}");
     for p in processes(&state) {
         assert_eq!(
             p["mod_wsgi_version"],
             shipped.as_str(),
-            "{release}: pid {}",
+            "{at}: pid {}",
             p["pid"]
         );
     }
     let p = &state["processes"][0];
     eprint_now(&format!(
-        "containers::{release}::embedded::{}: mod_wsgi {shipped}, Python {}, {}, mpm {}; {} processes, \
+        "containers::{at}::embedded::{}: mod_wsgi {shipped}, Python {}, {}, mpm {}; {} processes, \
          request_count {}; module log lines:{}",
         mpm.name(),
         p["python_version"],
@@ -591,21 +694,17 @@ fn embedded_requests_counted_exactly(release: &'static str, mpm: Mpm) {
     ));
 }
 
-/// A daemon group with nothing but `WSGIDaemonProcess` (zero
-/// configuration): its requests counted exactly under its group's name and
-/// not again by the Apache children, and Python GC snapshots from both
-/// daemons (attached by the module) and from the Apache children (the
-/// packaged attach script, as the package's wsgi_telemetry.conf shows).
-fn daemon_zero_config_and_gc(release: &'static str) {
-    if !containers::should_run(&format!("containers::{release}::daemon_and_gc")) {
-        return;
-    }
+/// httpd with a daemon group `g` that has nothing but `WSGIDaemonProcess`
+/// (zero configuration) and the packaged attach script for the Apache
+/// children (as the package's wsgi_telemetry.conf shows), once
+/// [`REQUESTS`] requests went to each and the children sent GC snapshots.
+fn daemon_and_children_served(at: Point) -> Stack {
     let conf = "\
 WSGIDaemonProcess g processes=2 threads=4
 WSGIScriptAlias /d /srv/app/app.wsgi process-group=g application-group=%{GLOBAL}
 WSGIImportScript /usr/lib/apache2/modules/mod_wsgi_telemetry_attach.py process-group=%{GLOBAL} application-group=%{GLOBAL}
 ";
-    let st = Stack::start(release, Mpm::Event, conf);
+    let st = Stack::start(at, Mpm::Event, conf);
     for _ in 0..REQUESTS {
         assert_eq!(st.get("/d/hello"), (200, b"hello".to_vec()));
         assert_eq!(st.get("/app/hello"), (200, b"hello".to_vec()));
@@ -613,6 +712,19 @@ WSGIImportScript /usr/lib/apache2/modules/mod_wsgi_telemetry_attach.py process-g
     st.wait_for("GC snapshots from the Apache children", |s| {
         !gc_pids(s, "").is_empty()
     });
+    st
+}
+
+/// A daemon group with nothing but `WSGIDaemonProcess` (zero
+/// configuration): its requests counted exactly under its group's name and
+/// not again by the Apache children, and Python GC snapshots from both
+/// daemons (attached by the module) and from the Apache children (the
+/// packaged attach script, as the package's wsgi_telemetry.conf shows).
+fn daemon_zero_config_and_gc(at: Point) {
+    if !containers::should_run(&format!("containers::{at}::daemon_and_gc")) {
+        return;
+    }
+    let st = daemon_and_children_served(at);
     let s = st.wait_for("GC snapshots from both daemons", |s| {
         gc_pids(s, "g").len() >= 2
     });
@@ -630,7 +742,7 @@ WSGIImportScript /usr/lib/apache2/modules/mod_wsgi_telemetry_attach.py process-g
         "embedded requests: {counts:?}"
     );
     eprint_now(&format!(
-        "containers::{release}::daemon_and_gc: requests by group {counts:?}, daemons with GC {daemons:?}, \
+        "containers::{at}::daemon_and_gc: requests by group {counts:?}, daemons with GC {daemons:?}, \
          children with GC {:?}; module log lines:{}",
         gc_pids(&state, ""),
         module_lines(&st.error_log())
@@ -640,8 +752,8 @@ WSGIImportScript /usr/lib/apache2/modules/mod_wsgi_telemetry_attach.py process-g
 /// A request over `WSGISlowRequests` in embedded mode and in a daemon;
 /// a daemon retired by `maximum-requests`, one by SIGUSR1, the rest by the
 /// graceful stop: each reason as the module's docs list it.
-fn slow_requests_and_lifecycle_reasons(release: &'static str) {
-    if !containers::should_run(&format!("containers::{release}::slow_and_lifecycle")) {
+fn slow_requests_and_lifecycle_reasons(at: Point) {
+    if !containers::should_run(&format!("containers::{at}::slow_and_lifecycle")) {
         return;
     }
     let conf = "\
@@ -651,7 +763,7 @@ WSGIScriptAlias /d /srv/app/app.wsgi process-group=g application-group=%{GLOBAL}
 WSGIDaemonProcess m processes=1 threads=1 maximum-requests=3
 WSGIScriptAlias /m /srv/app/app.wsgi process-group=m application-group=%{GLOBAL}
 ";
-    let st = Stack::start(release, Mpm::Event, conf);
+    let st = Stack::start(at, Mpm::Event, conf);
     assert_eq!(st.get("/app/sleep/1200").0, 200);
     assert_eq!(st.get("/d/sleep/1200").0, 200);
     let s = st.wait_for("two completed slow records", |s| {
@@ -684,6 +796,16 @@ WSGIScriptAlias /m /srv/app/app.wsgi process-group=m application-group=%{GLOBAL}
             "maximum_requests".into(),
         ))
     });
+    // Its successor reports before Apache stops: one that Apache stopped
+    // before its reporter started would have no STOPPED to carry
+    // `shutdown_signal` (seen on a loaded machine).
+    st.wait_for("the successor of m's daemon reporting", |s| {
+        processes(s)
+            .iter()
+            .filter(|p| p["process_group"] == "m")
+            .count()
+            >= 2
+    });
     let g: Vec<u64> = processes(&s)
         .iter()
         .filter(|p| p["process_group"] == "g")
@@ -713,7 +835,7 @@ WSGIScriptAlias /m /srv/app/app.wsgi process-group=m application-group=%{GLOBAL}
         );
     }
     eprint_now(&format!(
-        "containers::{release}::slow_and_lifecycle: slow records from groups {slow_groups:?}; \
+        "containers::{at}::slow_and_lifecycle: slow records from groups {slow_groups:?}; \
          lifecycle (kind, group, reason): {seen:?}"
     ));
 }
@@ -742,11 +864,11 @@ fn group_of(s: &Value, pid: u64) -> Option<String> {
 
 /// `apache2ctl graceful` while a client keeps sending requests: every
 /// response the client got is counted once, over both generations.
-fn graceful_restart_under_load(release: &'static str) {
-    if !containers::should_run(&format!("containers::{release}::graceful_under_load")) {
+fn graceful_restart_under_load(at: Point) {
+    if !containers::should_run(&format!("containers::{at}::graceful_under_load")) {
         return;
     }
-    let st = Stack::start(release, Mpm::Event, "");
+    let st = Stack::start(at, Mpm::Event, "");
     let before: BTreeSet<u64> = processes(&st.state_now())
         .iter()
         .filter_map(|p| p["pid"].as_u64())
@@ -774,10 +896,10 @@ fn graceful_restart_under_load(release: &'static str) {
         client.join().unwrap()
     });
     let state = st.stop_httpd();
-    assert_eq!(state_sum(&state, "request_count"), served, "{release}");
+    assert_eq!(state_sum(&state, "request_count"), served, "{at}");
     assert_eq!(state["seq_gaps"], 0, "no datagram lost");
     eprint_now(&format!(
-        "containers::{release}::graceful_under_load: {served} requests served and counted, {} processes",
+        "containers::{at}::graceful_under_load: {served} requests served and counted, {} processes",
         processes(&state).len()
     ));
 }
@@ -793,8 +915,8 @@ impl Stack {
 /// reporter has ticked, each datagram refused is counted by its reporter
 /// (field 19) and seen by the thawed ingester as a sequence gap, the two
 /// equal.
-fn drops_counted_while_ingester_frozen(release: &'static str) {
-    if !containers::should_run(&format!("containers::{release}::drops")) {
+fn drops_counted_while_ingester_frozen(at: Point) {
+    if !containers::should_run(&format!("containers::{at}::drops")) {
         return;
     }
     // Every child up front (none starts while the ingester is frozen) and
@@ -812,7 +934,7 @@ WSGISlowRequests 0.000001
     // A queue of 10 (as some hosts have) fills within a tick or two of
     // the load, however fast the machine; the packaged 512 would take
     // minutes of slow records on a loaded one.
-    let st = Stack::start_with_qlen(release, Mpm::Event, conf, "10");
+    let st = Stack::start_with_qlen(at, Mpm::Event, conf, "10");
     let s = st.wait_for("both children reporting", |s| processes(s).len() >= 2);
     assert_eq!(processes(&s).len(), 2);
     let pids = st.reporting_host_pids();
@@ -883,44 +1005,133 @@ WSGISlowRequests 0.000001
     assert_eq!(state["seq_gaps"], dropped_total);
     assert_eq!(state["decode_errors"], 0);
     eprint_now(&format!(
-        "containers::{release}::drops: {dropped_total} datagrams refused while frozen, all counted \
+        "containers::{at}::drops: {dropped_total} datagrams refused while frozen, all counted \
          by the reporters and seen as gaps"
     ));
 }
 
-/// Every scenario for each release.
-macro_rules! release_tests {
-    ($($release:ident),*) => {
-        $(
-            mod $release {
-                use integration_tests::Mpm;
-                #[test]
-                fn embedded_event() {
-                    super::embedded_requests_counted_exactly(stringify!($release), Mpm::Event)
-                }
-                #[test]
-                fn embedded_prefork() {
-                    super::embedded_requests_counted_exactly(stringify!($release), Mpm::Prefork)
-                }
-                #[test]
-                fn daemon_zero_config_and_gc() {
-                    super::daemon_zero_config_and_gc(stringify!($release))
-                }
-                #[test]
-                fn slow_requests_and_lifecycle_reasons() {
-                    super::slow_requests_and_lifecycle_reasons(stringify!($release))
-                }
-                #[test]
-                fn graceful_restart_under_load() {
-                    super::graceful_restart_under_load(stringify!($release))
-                }
-                #[test]
-                fn drops_counted_while_ingester_frozen() {
-                    super::drops_counted_while_ingester_frozen(stringify!($release))
-                }
-            }
-        )*
-    };
+/// A mod_wsgi outside the tested releases (4.6.8 from PyPI): the start-up
+/// line and one warning say what is off, and what needs none of mod_wsgi's
+/// internals works: embedded requests counted exactly (httpd filters),
+/// daemon requests served but not reported (no daemon reporter, and not
+/// counted by the children that pass them on), GC from Apache's children
+/// through the packaged attach script, every child's stop reported.
+fn untested_version_keeps_what_needs_no_internals(at: Point) {
+    if !containers::should_run(&format!("containers::{at}::untested")) {
+        return;
+    }
+    let st = daemon_and_children_served(at);
+    let state = st.stop_httpd();
+    let counts = counts_by_group(&state);
+    assert_eq!(
+        counts,
+        BTreeMap::from([(String::new(), REQUESTS)]),
+        "embedded requests only, each once"
+    );
+    let log = st.error_log();
+    assert!(
+        log.contains("Requests are accounted with filters"),
+        "{at}: the children say they use filters:{}",
+        module_lines(&log)
+    );
+    eprint_now(&format!(
+        "containers::{at}::untested: requests by group {counts:?}, children with GC {:?}; \
+         module log lines:{}",
+        gc_pids(&state, ""),
+        module_lines(&log)
+    ));
 }
 
-release_tests!(bullseye, bookworm, trixie);
+/// mod_wsgi 6.1.1 (from PyPI) has its own reporter: with our package
+/// installed and enabled, `apache2ctl graceful` refuses the configuration
+/// with the module's one line, and the running httpd goes on serving with
+/// its previous configuration; nothing reaches the ingester.
+fn refused_beside_its_own_reporter(at: Point) {
+    if !containers::should_run(&format!("containers::{at}::refused")) {
+        return;
+    }
+    let st = Stack::launch(at, Mpm::Event, "", &packaged_dgram_qlen());
+    let out = Command::new("docker")
+        .args(["exec", &st.httpd.id, "sh", "-c", ENABLE])
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker exec");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{at}: apache2ctl graceful refused: {stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "the loaded mod_wsgi already has a built-in telemetry reporter (mod_wsgi >= 6); \
+             use its WSGITelemetryService and remove the LoadModule line for \
+             wsgi_telemetry_module: one reporter per process, never two"
+        ),
+        "{at}: {stderr}"
+    );
+    assert!(st.httpd.running(), "{at}: httpd still running");
+    assert_eq!(st.get("/").0, 200, "{at}: still serving");
+    let banner = st
+        .error_log()
+        .lines()
+        .filter(|l| l.contains("resuming normal operations"))
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    assert!(
+        banner.len() == 1 && banner[0].contains("mod_wsgi/6.1.1"),
+        "{at}: one start, with mod_wsgi 6.1.1: {banner:?}"
+    );
+    let state = st.state_now();
+    assert_eq!(processes(&state).len(), 0, "{at}: nothing reported");
+    eprint_now(&format!(
+        "containers::{at}::refused: apache2ctl graceful said:\n{}",
+        stderr.trim()
+    ));
+}
+
+/// The scenarios that name a point and an MPM.
+fn embedded_event(at: Point) {
+    embedded_requests_counted_exactly(at, Mpm::Event)
+}
+
+fn embedded_prefork(at: Point) {
+    embedded_requests_counted_exactly(at, Mpm::Prefork)
+}
+
+/// `mod <name>` of one `#[test]` per scenario listed, at a point of the
+/// matrix: a Debian release (its own mod_wsgi), or a release and a PyPI
+/// mod_wsgi version.
+macro_rules! matrix {
+    ($name:ident = $release:literal $(+ $pypi:literal)?: $($scenario:ident),+ $(,)?) => {
+        mod $name {
+            use super::Point;
+            const AT: Point = Point { release: $release, pypi: matrix!(@pypi $($pypi)?) };
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario(AT)
+                }
+            )+
+        }
+    };
+    (@pypi) => { None };
+    (@pypi $v:literal) => { Some($v) };
+}
+
+// Debian 12 runs every scenario; Debian 11 and 13 those whose outcome
+// depends on mod_wsgi (what the module finds in it, how it runs requests,
+// daemons, GC and their stops). Restarting httpd under load and the
+// ingester's socket queue overflowing depend on httpd and the kernel, not
+// on mod_wsgi's version, and run on bookworm only (README, compatibility
+// table).
+matrix!(bookworm = "bookworm": embedded_event, embedded_prefork, daemon_zero_config_and_gc,
+    slow_requests_and_lifecycle_reasons, graceful_restart_under_load,
+    drops_counted_while_ingester_frozen);
+matrix!(bullseye = "bullseye": embedded_event, embedded_prefork, daemon_zero_config_and_gc,
+    slow_requests_and_lifecycle_reasons);
+matrix!(trixie = "trixie": embedded_event, embedded_prefork, daemon_zero_config_and_gc,
+    slow_requests_and_lifecycle_reasons);
+// mod_wsgi from PyPI, each built against the release whose Python builds it.
+matrix!(bullseye_mod_wsgi_4_6_8 = "bullseye" + "4.6.8": untested_version_keeps_what_needs_no_internals);
+matrix!(bookworm_mod_wsgi_5_0_0 = "bookworm" + "5.0.0": embedded_event, daemon_zero_config_and_gc);
+matrix!(bookworm_mod_wsgi_6_1_1 = "bookworm" + "6.1.1": refused_beside_its_own_reporter);
