@@ -12,11 +12,6 @@ pub(crate) fn wall_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Whole seconds since the Unix epoch.
-pub(crate) fn wall_secs() -> u64 {
-    wall_now() as u64
-}
-
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_sig: libc::c_int) {

@@ -3,7 +3,9 @@
 //! back whole after SIGTERM and a restart; merged views agree with the raw
 //! seconds through `/api/history`; SIGKILL during writes, again and again,
 //! never costs more than the last few seconds; directories that cannot be
-//! used are refused or fall back to memory, each with one clear line.
+//! used are refused or fall back to memory, each with one clear line; a
+//! directory that fails while `serve` runs (full, read-only) costs nothing
+//! once it works again; old stamps expire on disk as in memory.
 
 mod common;
 
@@ -315,4 +317,170 @@ fn unusable_directories_are_refused_or_fall_back_to_memory() {
     );
     let text = read_lossy(&log);
     assert_eq!(text.matches("kept in memory only").count(), 1, "{text}");
+}
+
+/// A replay of stamps from a month ago (no `--restamp`): the disk keeps
+/// what the memory keeps (both expire by the datagrams' stamps), so a
+/// restart answers the same.
+#[test]
+fn old_stamps_stay_on_disk_as_long_as_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut a = serve_on(&state, &dir.path().join("a.log"), &[]);
+    let t0 = wall_now() as u64 - 30 * 86400;
+    a.send_all((0..120u32).map(|k| tick_at(1, k + 1, (t0 + u64::from(k)) as f64 + 0.5)));
+    a.wait_received(120);
+    let queries: Vec<String> = [1, 10, 60]
+        .iter()
+        .map(|step| format!("group=g1&from={t0}&to={}&step={step}", t0 + 200))
+        .collect();
+    let before: Vec<J> = queries.iter().map(|q| history(&a, q)).collect();
+    assert_eq!(requests(&before[0]), 120 * 80);
+    assert!(a.terminate().success());
+    let b = serve_on(&state, &dir.path().join("b.log"), &[]);
+    for (q, v) in queries.iter().zip(&before) {
+        let w = history(&b, q);
+        assert_eq!(requests(&w), requests(v), "{q}");
+        assert!(
+            same(&v["points"], &w["points"]),
+            "{q}\nbefore {v:.1500}\nafter {w:.1500}"
+        );
+    }
+}
+
+/// A tmpfs of our own, unmounted (and its mount point removed) on drop.
+struct Tmpfs {
+    path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a `size` tmpfs at `path`; `None` where this test may not
+    /// mount (not root, no CAP_SYS_ADMIN).
+    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// `mount -o remount,OPTS`, retried while the file system is busy (a
+    /// write of the history's second may be under way).
+    fn remount(&self, opts: &str) {
+        wait_until(&format!("remount {opts}"), || {
+            Command::new("mount")
+                .args(["-o", &format!("remount,{opts}")])
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// Fills the file system of `dir` with `dir/filler` until a write fails.
+fn fill_up(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let block = vec![0u8; 64 << 10];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// The state directory fails while `serve` runs (`break_it`), then works
+/// again (`mend`): one clear log line when it starts failing, live
+/// telemetry and `/api/history` go on from memory, the failures are
+/// counted, and once writing works the points that waited are written, so
+/// a restart afterwards has lost nothing.
+fn outage(what: &str, break_it: impl Fn(&Tmpfs), mend: impl Fn(&Tmpfs)) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&dir.path().join("mnt"), "4m") else {
+        eprintln!("{what}: skipped, cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let state = fs.path.join("state");
+    let log = dir.path().join("serve.log");
+    let mut s = serve_on(&state, &log, &[]);
+    let t0 = wall_now() as u64 - 600;
+    let mut seq = 0u32;
+    let mut send = |s: &Serve, from: u64, to: u64| {
+        for k in from..to {
+            seq += 1;
+            s.send_all([tick_at(1, seq, (t0 + k) as f64 + 0.5)]);
+        }
+        s.wait_received(seq as usize);
+    };
+    let q = format!("group=g1&from={t0}&to={}&step=10", t0 + 600);
+    send(&s, 0, 60);
+    // The writer has pushed the first minute.
+    wait_until("first points written", || {
+        std::fs::read_dir(state.join("t0")).is_ok_and(|d| d.count() > 0)
+    });
+    break_it(&fs);
+    send(&s, 60, 120);
+    let st = s.wait_state("write errors counted", |st| {
+        st["history_write_errors"].as_u64().unwrap_or(0) > 0
+    });
+    // Live telemetry and the history from memory are whole.
+    assert_eq!(
+        st["processes"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        state_summary(&st)
+    );
+    assert_eq!(requests(&history(&s, &q)), 120 * 80);
+    // A few more failing seconds: still one line.
+    send(&s, 120, 150);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let text = read_lossy(&log);
+    assert_eq!(text.matches("cannot write").count(), 1, "{what}: {text}");
+    assert!(text.contains("serving from memory"), "{what}: {text}");
+    mend(&fs);
+    wait_until("writing works again", || {
+        read_lossy(&log).contains("writing works again")
+    });
+    send(&s, 150, 180);
+    let before = history(&s, &q);
+    assert_eq!(requests(&before), 180 * 80);
+    assert!(s.terminate().success());
+    let b = serve_on(&state, &dir.path().join("restarted.log"), &[]);
+    let after = history(&b, &q);
+    assert_eq!(requests(&after), requests(&before), "{what}: lost on disk");
+    assert!(same(&before["points"], &after["points"]), "{what}");
+    let text = read_lossy(&dir.path().join("restarted.log"));
+    assert!(!text.contains("unreadable"), "{what}: {text}");
+    drop(b);
+    drop(fs);
+}
+
+#[test]
+fn a_full_disk_keeps_serving_and_catches_up() {
+    outage(
+        "full disk",
+        |fs| fill_up(&fs.path),
+        |fs| std::fs::remove_file(fs.path.join("filler")).unwrap(),
+    );
+}
+
+#[test]
+fn a_read_only_directory_keeps_serving_and_catches_up() {
+    outage("read-only", |fs| fs.remount("ro"), |fs| fs.remount("rw"));
 }

@@ -91,7 +91,7 @@ pub(crate) fn fill_inner(
     ws_paths: &[(&str, &str)],
     rt: &tokio::runtime::Runtime,
 ) -> Result<()> {
-    let srv = Server::start(bin, false)?;
+    let srv = Server::start(bin, false, false)?;
     let tx = Sender::connect(&srv.sock)?;
     let requests: Vec<&Tmpl> = corpus
         .all

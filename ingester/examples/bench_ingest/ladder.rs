@@ -115,7 +115,11 @@ pub(crate) fn ladder_inner(
 ) -> Result<()> {
     let mut srv = match lad.imp {
         Impl::Floor => Target::Floor(Floor::start()?),
-        _ => Target::Server(Server::start(bin, RT.load(Ordering::Relaxed))?),
+        imp => Target::Server(Server::start(
+            bin,
+            RT.load(Ordering::Relaxed),
+            imp == Impl::OursStateDir,
+        )?),
     };
     let tx = Sender::connect(&srv.sock())?;
     let mut feed = Feed::new(corpus, lad.procs);
@@ -254,7 +258,7 @@ pub(crate) fn saturate(
     // when everything is counted (a cheap counter read). The reference has
     // no queue of its own beyond the kernel's 10 datagrams: its run ends
     // with the last send (reading its counters costs it a full snapshot).
-    let (secs, cpu_s) = if lad.imp == Impl::Ours {
+    let (secs, cpu_s) = if matches!(lad.imp, Impl::Ours | Impl::OursStateDir) {
         loop {
             let received = srv.counters()?.total_received - base;
             if received >= sent || t0.elapsed() > dur * 10 {

@@ -119,6 +119,9 @@ fn main() -> Result<()> {
     eprint!("{head}");
 
     let mut impls = vec![(Impl::Ours, opts.ours.clone())];
+    if opts.state_dir {
+        impls.push((Impl::OursStateDir, opts.ours.clone()));
+    }
     if let Some(r) = &opts.reference {
         impls.push((Impl::Reference, r.clone()));
     }

@@ -16,6 +16,8 @@ pub(crate) struct Opts {
     /// Run only one part: ladders (with saturation), saturation (no ladder
     /// steps) or fills.
     pub(crate) only: Option<Part>,
+    /// Also run ours with `--state-dir` (ladders and saturation only).
+    pub(crate) state_dir: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -33,6 +35,7 @@ pub(crate) fn parse_opts() -> Result<Opts> {
         ours: testkit::workspace_root().join("target/release/mod_wsgi-telemetry"),
         reference: None,
         only: None,
+        state_dir: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -42,6 +45,7 @@ pub(crate) fn parse_opts() -> Result<Opts> {
                 SAT_SECS.store(0, Ordering::Relaxed);
             }
             "--skip-reference" => o.skip_reference = true,
+            "--state-dir" => o.state_dir = true,
             "--rt" => RT.store(true, Ordering::Relaxed),
             "--sat-secs" => SAT_SECS.store(
                 it.next()
@@ -69,7 +73,7 @@ pub(crate) fn parse_opts() -> Result<Opts> {
             "--reference" => o.reference = Some(it.next().context("--reference PATH")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "bench_ingest [--quick] [--skip-reference] [--pacing burst|even|both] [--rt] [--ours PATH] [--reference PATH]\n\
+                    "bench_ingest [--quick] [--skip-reference] [--state-dir] [--pacing burst|even|both] [--rt] [--ours PATH] [--reference PATH]\n\
                      [--only ladders|saturation|fills] (saturation: no ladder steps, only the\n\
                      saturation step of the last pacing) [--sat-secs N] (length of the saturation\n\
                      step; default 10 s, with --quick the ladder step's; give --sat-secs after --quick)\n\

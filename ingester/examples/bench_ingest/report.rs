@@ -333,6 +333,9 @@ fn fill_tables(out: &mut String, opts: &Opts, fills: &[Fill]) -> Result<()> {
 
 /// Ratios of ours to the reference against the targets.
 fn ratios(out: &mut String, opts: &Opts, ladders: &[Ladder], fills: &[Fill]) -> Result<()> {
+    if opts.state_dir {
+        state_dir_ratios(out, opts, ladders)?;
+    }
     writeln!(out)?;
     writeln!(out, "### Ratios against the targets (issue 2)")?;
     writeln!(out)?;
@@ -449,6 +452,57 @@ fn ratios(out: &mut String, opts: &Opts, ladders: &[Ladder], fills: &[Fill]) -> 
                     bytes_h(ra.bytes)
                 )?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Ours with `--state-dir` against ours without, same run (issue 21: the
+/// history's writes must not lower the ingest ceiling by more than 10 %).
+fn state_dir_ratios(out: &mut String, opts: &Opts, ladders: &[Ladder]) -> Result<()> {
+    writeln!(out)?;
+    writeln!(out, "### With --state-dir against without (issue 21)")?;
+    writeln!(out)?;
+    let find = |imp: Impl, n: usize, pacing| {
+        ladders
+            .iter()
+            .find(|l| l.imp == imp && l.procs == n && l.pacing == pacing)
+    };
+    for (&pacing, &n) in opts
+        .pacings
+        .iter()
+        .flat_map(|p| LADDER_PROCS.iter().map(move |n| (p, n)))
+    {
+        let (Some(a), Some(b)) = (
+            find(Impl::Ours, n, pacing),
+            find(Impl::OursStateDir, n, pacing),
+        ) else {
+            continue;
+        };
+        if let (Some(x), Some(y)) = (a.best(), b.best()) {
+            writeln!(
+                out,
+                "- sustained zero-loss rate ({}), {n} processes: {:.0}/s with vs {:.0}/s without = {:.2} (target ≥ 0.90: {}); CPU per 10k {:.3} s vs {:.3} s",
+                pacing.name(),
+                y.achieved(),
+                x.achieved(),
+                y.achieved() / x.achieved(),
+                verdict(y.achieved() >= 0.9 * x.achieved()),
+                y.cpu_per_10k(),
+                x.cpu_per_10k()
+            )?;
+        }
+        if let (Some(x), Some(y)) = (a.sat, b.sat) {
+            writeln!(
+                out,
+                "- saturation throughput, {n} processes: {:.0}/s with vs {:.0}/s without = {:.2} (target ≥ 0.90: {}); CPU per 10k {:.3} s vs {:.3} s",
+                y.rate(),
+                x.rate(),
+                y.rate() / x.rate(),
+                verdict(y.rate() >= 0.9 * x.rate()),
+                y.cpu_per_10k(),
+                x.cpu_per_10k()
+            )?;
         }
     }
     Ok(())

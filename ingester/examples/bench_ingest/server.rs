@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Impl {
     Ours,
+    /// Ours with `--state-dir` (the history written to disk).
+    OursStateDir,
     Reference,
     /// A bare `recv` loop on the server core: the noise floor of the machine.
     Floor,
@@ -29,6 +31,7 @@ impl Impl {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Impl::Ours => "ours",
+            Impl::OursStateDir => "ours+state-dir",
             Impl::Reference => "reference",
             Impl::Floor => "bare-recv",
         }
@@ -45,8 +48,9 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts `bin serve` pinned to the server core; `rt`: SCHED_FIFO 1.
-    pub(crate) fn start(bin: &Path, rt: bool) -> Result<Server> {
+    /// Starts `bin serve` pinned to the server core; `rt`: SCHED_FIFO 1;
+    /// `state_dir`: with `--state-dir` in its temporary directory.
+    pub(crate) fn start(bin: &Path, rt: bool, state_dir: bool) -> Result<Server> {
         let dir = tempfile::Builder::new().prefix("bench-ingest-").tempdir()?;
         let sock = dir.path().join("telemetry.sock");
         let port = testkit::free_port();
@@ -56,6 +60,14 @@ impl Server {
             .arg("--listen")
             .arg(format!("unix:{}", sock.display()))
             .args(["--http-port", &port.to_string(), "--socket-mode", "0666"])
+            .args(if state_dir {
+                vec![
+                    "--state-dir".into(),
+                    dir.path().join("state").into_os_string(),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -74,7 +74,70 @@ pub(crate) struct Totals {
     pub(crate) gc_pause_seconds: [f64; GENERATIONS],
 }
 
+/// One interval's counters as a REQUEST datagram carries them, the
+/// histograms sparse: a datagram fills a few of the 5 × 65 buckets, and
+/// this is added per datagram to a process's totals and to its group's and
+/// host's open history seconds, so the empty buckets are never touched
+/// (a dense [`Totals`] would be zeroed and added three times over). Reused
+/// from datagram to datagram: [`Interval::clear`] keeps the bucket list's
+/// room.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Interval {
+    /// Requests by status class, 1xx..5xx.
+    pub(crate) requests_by_class: [u64; 5],
+    /// Request-body bytes read.
+    pub(crate) request_bytes: u64,
+    /// Response-body bytes written.
+    pub(crate) response_bytes: u64,
+    /// The non-empty histogram buckets: (phase, bucket, requests).
+    pub(crate) buckets: Vec<(u8, u8, u64)>,
+    /// Per phase ([`PHASES`]): sum of durations, seconds.
+    pub(crate) phase_sums: [f64; 5],
+    /// Process user CPU seconds.
+    pub(crate) cpu_user_seconds: f64,
+    /// Process system CPU seconds.
+    pub(crate) cpu_system_seconds: f64,
+    /// Busy thread-seconds.
+    pub(crate) busy_thread_seconds: f64,
+}
+
+impl Interval {
+    /// Empties the interval, keeping the bucket list's allocation.
+    pub(crate) fn clear(&mut self) {
+        let mut buckets = std::mem::take(&mut self.buckets);
+        buckets.clear();
+        *self = Interval {
+            buckets,
+            ..Interval::default()
+        };
+    }
+}
+
 impl Totals {
+    /// Adds one interval into `self`, touching only its non-empty buckets.
+    pub(crate) fn add_interval(&mut self, i: &Interval) {
+        for (a, b) in self.requests_by_class.iter_mut().zip(&i.requests_by_class) {
+            *a += b;
+        }
+        self.request_bytes += i.request_bytes;
+        self.response_bytes += i.response_bytes;
+        for &(phase, bucket, n) in &i.buckets {
+            if let Some(b) = self
+                .phases
+                .get_mut(usize::from(phase))
+                .and_then(|p| p.buckets.get_mut(usize::from(bucket)))
+            {
+                *b += n;
+            }
+        }
+        for (p, s) in self.phases.iter_mut().zip(&i.phase_sums) {
+            p.sum += s;
+        }
+        self.cpu_user_seconds += i.cpu_user_seconds;
+        self.cpu_system_seconds += i.cpu_system_seconds;
+        self.busy_thread_seconds += i.busy_thread_seconds;
+    }
+
     /// Adds `o` into `self`.
     pub(crate) fn add(&mut self, o: &Totals) {
         for (a, b) in self.requests_by_class.iter_mut().zip(&o.requests_by_class) {

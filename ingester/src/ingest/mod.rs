@@ -10,7 +10,7 @@
 pub(crate) mod app_metrics;
 pub(crate) mod batch;
 pub(crate) mod counters;
-pub(crate) mod history;
+pub mod history;
 pub(crate) mod json;
 pub(crate) mod receive;
 pub mod socket;

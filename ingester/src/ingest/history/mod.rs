@@ -72,12 +72,32 @@ struct Series {
     rings: Vec<VecDeque<Closed>>,
 }
 
+/// Where a process's ticks go: its group's and its host's series (`None`:
+/// refused by the series bound), found once and then reused, so a tick
+/// costs no hashing of names and no allocation ([`History::record_cached`]).
+/// Series are never removed, so the indices stay valid for the history
+/// that made them (`history`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeriesIds {
+    history: u64,
+    group: Option<u32>,
+    host: Option<u32>,
+}
+
+/// Tells histories apart, so ids of one are never used in another.
+static HISTORIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Tiered history of every series.
 pub struct History {
     tiers: Vec<Tier>,
     grace: u64,
     max_series: usize,
-    series: HashMap<SeriesKey, Series>,
+    /// Every series, in order of first appearance; indices never change.
+    series: Vec<(SeriesKey, Series)>,
+    /// Index of each series in `series`.
+    index: HashMap<SeriesKey, u32>,
+    /// This history's number (see [`SeriesIds`]).
+    id: u64,
     /// Newest stamp seen (whole seconds).
     newest: u64,
     /// Ticks refused because `max_series` series exist.
@@ -98,7 +118,9 @@ impl History {
             tiers: tiers.to_vec(),
             grace: 3,
             max_series,
-            series: HashMap::new(),
+            series: Vec::new(),
+            index: HashMap::new(),
+            id: HISTORIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             newest: 0,
             refused_ticks: 0,
             pending: Vec::new(),
@@ -124,47 +146,91 @@ impl History {
 
     /// Series held.
     pub fn series(&self) -> impl Iterator<Item = &SeriesKey> {
-        self.series.keys()
+        self.series.iter().map(|(k, _)| k)
+    }
+
+    /// The series of `key`, made if missing and the bound allows.
+    fn find_or_make(&mut self, key: SeriesKey) -> Option<u32> {
+        if let Some(&i) = self.index.get(&key) {
+            return Some(i);
+        }
+        if self.series.len() >= self.max_series {
+            return None;
+        }
+        let i = u32::try_from(self.series.len()).ok()?;
+        let tiers = self.tiers.len();
+        self.index.insert(key.clone(), i);
+        self.series.push((
+            key,
+            Series {
+                open: vec![None; tiers],
+                rings: vec![VecDeque::new(); tiers],
+                ..Series::default()
+            },
+        ));
+        Some(i)
+    }
+
+    fn get(&self, key: &SeriesKey) -> Option<&Series> {
+        self.index.get(key).map(|&i| &self.series[i as usize].1)
+    }
+
+    /// The series a tick of (`host`, `group`) goes to (made if missing).
+    pub fn series_ids(&mut self, host: &str, group: &str) -> SeriesIds {
+        let host: Arc<str> = Arc::from(host);
+        SeriesIds {
+            history: self.id,
+            group: self.find_or_make(SeriesKey {
+                host: host.clone(),
+                group: Some(Arc::from(group)),
+            }),
+            host: self.find_or_make(SeriesKey { host, group: None }),
+        }
     }
 
     /// Adds one process's tick (stamped `stamp`, Unix seconds) to its
     /// group's and its host's series.
     pub fn record(&mut self, host: &str, group: &str, stamp: f64, tick: &Tick) {
+        self.record_cached(&mut None, host, group, stamp, tick);
+    }
+
+    /// As [`History::record`], with the process's [`SeriesIds`] kept in
+    /// `ids` (looked up when `None` or made by another history; the caller
+    /// sets it to `None` when the process's host or group changes).
+    pub fn record_cached(
+        &mut self,
+        ids: &mut Option<SeriesIds>,
+        host: &str,
+        group: &str,
+        stamp: f64,
+        tick: &Tick,
+    ) {
         if !(stamp.is_finite() && stamp >= 0.0) {
             return;
         }
+        let found = match *ids {
+            Some(found) if found.history == self.id => found,
+            _ => *ids.insert(self.series_ids(host, group)),
+        };
         let t = stamp as u64;
         self.newest = self.newest.max(t);
-        let host: Arc<str> = Arc::from(host);
-        for key in [
-            SeriesKey {
-                host: host.clone(),
-                group: Some(Arc::from(group)),
-            },
-            SeriesKey { host, group: None },
-        ] {
-            if !self.series.contains_key(&key) && self.series.len() >= self.max_series {
+        for i in [found.group, found.host] {
+            let Some(i) = i else {
                 self.refused_ticks += 1;
                 continue;
-            }
-            let tiers = self.tiers.len();
-            let s = self.series.entry(key.clone()).or_insert_with(|| Series {
-                open: vec![None; tiers],
-                rings: vec![VecDeque::new(); tiers],
-                ..Series::default()
-            });
+            };
+            let s = &mut self.series[i as usize].1;
             let t = t.max(s.closed_until);
             s.seconds.entry(t).or_default().add_tick(tick);
-            self.advance_one(&key);
+            self.advance_one(i as usize);
         }
     }
 
     /// Closes, in every series, the seconds older than the newest stamp
     /// minus the grace (call about once a second).
     pub fn advance(&mut self) {
-        let keys: Vec<SeriesKey> = self.series.keys().cloned().collect();
-        for k in keys {
-            self.advance_one(&k);
+        for i in 0..self.series.len() {
+            self.advance_one(i);
         }
     }
 
@@ -172,29 +238,28 @@ impl History {
     /// finds the last seconds on disk; a late tick after the restart joins
     /// the next second).
     pub fn close_all(&mut self) {
-        let keys: Vec<SeriesKey> = self.series.keys().cloned().collect();
-        for k in keys {
-            self.advance_until(&k, u64::MAX);
+        for i in 0..self.series.len() {
+            self.advance_until(i, u64::MAX);
         }
     }
 
-    fn advance_one(&mut self, key: &SeriesKey) {
-        self.advance_until(key, self.newest.saturating_sub(self.grace));
+    fn advance_one(&mut self, i: usize) {
+        self.advance_until(i, self.newest.saturating_sub(self.grace));
     }
 
-    fn advance_until(&mut self, key: &SeriesKey, limit: u64) {
+    fn advance_until(&mut self, i: usize, limit: u64) {
         // Most ticks close nothing: look before taking the series out.
-        let due = self
-            .series
-            .get(key)
-            .and_then(|s| s.seconds.keys().next())
+        let due = self.series[i]
+            .1
+            .seconds
+            .keys()
+            .next()
             .is_some_and(|&t| t < limit);
         if !due {
             return;
         }
-        let Some(mut s) = self.series.remove(key) else {
-            return;
-        };
+        let key = self.series[i].0.clone();
+        let mut s = std::mem::take(&mut self.series[i].1);
         while let Some(e) = s.seconds.first_entry() {
             if *e.key() >= limit {
                 break;
@@ -202,9 +267,9 @@ impl History {
             let (start, mut p) = e.remove_entry();
             p.seal();
             s.closed_until = start + 1;
-            self.close(&mut s, key, 0, start, p, true);
+            self.close(&mut s, &key, 0, start, p, true);
         }
-        self.series.insert(key.clone(), s);
+        self.series[i].1 = s;
     }
 
     /// Puts a closed point of `tier` in its ring and folds it into the
@@ -277,15 +342,12 @@ impl History {
         // up to a step past the newest stamp it holds, and a `newest` moved
         // past it would make queries skip the finer tiers after a restart.
         self.newest = self.newest.max(start);
-        if !self.series.contains_key(&key) && self.series.len() >= self.max_series {
+        let Some(i) = self.find_or_make(key.clone()) else {
             return;
-        }
+        };
+        let i = i as usize;
         let tiers = self.tiers.len();
-        let mut s = self.series.remove(&key).unwrap_or_else(|| Series {
-            open: vec![None; tiers],
-            rings: vec![VecDeque::new(); tiers],
-            ..Series::default()
-        });
+        let mut s = std::mem::take(&mut self.series[i].1);
         if tier == 0 {
             s.closed_until = s.closed_until.max(start + 1);
         }
@@ -302,7 +364,7 @@ impl History {
             p.encode(&mut b);
             self.push_closed(&mut s, tier, start, b.into_boxed_slice());
         }
-        self.series.insert(key, s);
+        self.series[i].1 = s;
     }
 
     /// Points of `key` in `[from, to)` (Unix seconds), `step` seconds each
@@ -328,7 +390,7 @@ impl History {
         let base = self.tiers[tier].step;
         let step = step.max(base).div_ceil(base) * base;
         let mut out: BTreeMap<u64, Point> = BTreeMap::new();
-        let Some(s) = self.series.get(key) else {
+        let Some(s) = self.get(key) else {
             return (step, Vec::new());
         };
         let mut add = |start: u64, p: &Point| {
@@ -567,7 +629,7 @@ mod tests {
         ];
         let mut h = History::new(&tiers, 10).unwrap();
         feed(&mut h, 1000, 3000);
-        let s = &h.series[&key(Some("g"))];
+        let s = h.get(&key(Some("g"))).unwrap();
         assert!(s.rings[0].len() <= 61, "{}", s.rings[0].len());
         assert!(s.rings[1].len() <= 61, "{}", s.rings[1].len());
         let (step, old) = h.query(&key(Some("g")), 1000, 2000, 1);

@@ -2,7 +2,7 @@
 //! merges exactly (counters and histogram buckets add, gauges keep
 //! min / sum / count / max), and its compact byte encoding.
 
-use crate::ingest::counters::{PhaseTotals, Totals, GENERATIONS, PHASES};
+use crate::ingest::counters::{Interval, PhaseTotals, Totals, GENERATIONS, PHASES};
 use wire::histogram::BUCKETS;
 
 /// A gauge over a period: the per-second values it saw.
@@ -47,7 +47,7 @@ pub const GAUGES: [&str; 4] = ["rss_bytes", "processes", "busy_threads", "thread
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Point {
     /// Counters and latency histograms, summed over the period.
-    pub totals: Totals,
+    pub(crate) totals: Totals,
     /// [`GAUGES`], in order.
     pub gauges: [Gauge; 4],
 }
@@ -55,8 +55,8 @@ pub struct Point {
 /// One process's tick, as the history takes it.
 #[derive(Clone, Debug, Default)]
 pub struct Tick {
-    /// What happened during the tick.
-    pub totals: Totals,
+    /// What happened during the tick (histogram buckets sparse).
+    pub(crate) interval: Interval,
     /// Resident memory, bytes.
     pub rss_bytes: f64,
     /// Busy request threads over the tick.
@@ -69,7 +69,7 @@ impl Point {
     /// Adds one process's tick to a second that is still open: gauges are
     /// summed across the group's processes (`n` stays 0 until [`Point::seal`]).
     pub fn add_tick(&mut self, t: &Tick) {
-        self.totals.add(&t.totals);
+        self.totals.add_interval(&t.interval);
         let v = [t.rss_bytes, 1.0, t.busy_threads, t.threads];
         for (g, v) in self.gauges.iter_mut().zip(v) {
             g.sum += v;
@@ -279,7 +279,7 @@ const FLOATS: usize = 3 + GENERATIONS;
 const _: () = assert!(BUCKETS <= 255 && INTS + FLOATS + 4 + PHASES.len() <= 64);
 
 /// A phase's quantile, seconds, from its summed buckets.
-pub fn quantile(p: &PhaseTotals, q: f64) -> Option<f64> {
+pub(crate) fn quantile(p: &PhaseTotals, q: f64) -> Option<f64> {
     let counts: [i64; BUCKETS] = p.buckets.map(|c| i64::try_from(c).unwrap_or(i64::MAX));
     wire::histogram::quantile_seconds(&counts, q)
 }
@@ -343,14 +343,15 @@ pub(super) mod tests {
             threads: 8.0,
             ..Tick::default()
         };
-        t.totals.requests_by_class[1] = n;
-        t.totals.request_bytes = 10 * n;
+        let i = &mut t.interval;
+        i.requests_by_class[1] = n;
+        i.request_bytes = 10 * n;
         let b = wire::histogram::bucket_index(ms / 1000.0);
-        for p in &mut t.totals.phases {
-            p.buckets[b] = n;
-            p.sum = n as f64 * ms / 1000.0;
+        for (phase, sum) in i.phase_sums.iter_mut().enumerate() {
+            i.buckets.push((phase as u8, b as u8, n));
+            *sum = n as f64 * ms / 1000.0;
         }
-        t.totals.cpu_user_seconds = 0.01;
+        i.cpu_user_seconds = 0.01;
         t
     }
 

@@ -24,8 +24,9 @@
 
 use super::point::{put_varint, Reader};
 use super::{SeriesKey, Tier};
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,9 +89,17 @@ pub struct Recovered {
 /// A loaded point: (tier, series, start, encoded point).
 pub type LoadedPoint = (usize, SeriesKey, u64, Vec<u8>);
 
-struct Writer {
+/// Records are kept in memory until written, up to this many bytes per
+/// directory (a few hours of points for 50 groups); past it the oldest
+/// are dropped (counted in [`Store::dropped_records`]).
+const MAX_QUEUED: usize = 16 << 20;
+
+/// Whole records waiting for their segment.
+struct Chunk {
+    /// Segment start.
     start: u64,
-    file: BufWriter<File>,
+    bytes: Vec<u8>,
+    records: u64,
 }
 
 /// One directory of segments (a tier, or the events).
@@ -100,7 +109,17 @@ struct Dir {
     span: u64,
     /// Seconds kept.
     retention: u64,
-    writer: Option<Writer>,
+    /// Records not yet written, oldest first: appends only queue, writing
+    /// is [`Dir::write_queued`], so a failed write leaves them here for
+    /// the next try.
+    queue: VecDeque<Chunk>,
+    /// Bytes in `queue`.
+    queued: usize,
+    /// A segment (start, length) whose end may hold part of a failed
+    /// write that could not be cut yet: cut before it is appended to.
+    torn: Option<(u64, u64)>,
+    /// Segments written since the last sync.
+    unsynced: Vec<u64>,
 }
 
 /// An open state directory.
@@ -113,10 +132,11 @@ pub struct Store {
     pub write_errors: u64,
     /// The latest write failure, until a write succeeds again.
     pub failing: Option<String>,
-    /// Bytes appended since start.
+    /// Bytes written since start.
     pub written_bytes: u64,
-    /// `write_errors` at the previous flush.
-    errors_at_flush: u64,
+    /// Records dropped unwritten because writing failed for so long that
+    /// more than `MAX_QUEUED` bytes waited (the memory still has them).
+    pub dropped_records: u64,
     buf: Vec<u8>,
 }
 
@@ -124,13 +144,14 @@ impl Store {
     /// Opens (creating if needed) `root` for `tiers`, keeping events for
     /// `event_retention` seconds; returns the store, everything it holds
     /// (points coarsest tier first, oldest first; events oldest first) and
-    /// what recovery did.
+    /// what recovery did. What is past its retention counted back from the
+    /// newest point held (the datagrams' stamps, as the memory counts) is
+    /// deleted, not returned.
     #[allow(clippy::type_complexity)]
     pub fn open(
         root: &Path,
         tiers: &[Tier],
         event_retention: u64,
-        now: u64,
     ) -> Result<(Store, Vec<LoadedPoint>, Vec<(u8, Vec<u8>)>, Recovered), OpenError> {
         let dir = root.display().to_string();
         let io = |err| OpenError::Io {
@@ -142,7 +163,15 @@ impl Store {
             .mode(0o700)
             .create(root)
             .map_err(io)?;
-        let lock = private(OpenOptions::new().create(true).truncate(false).write(true))
+        // Made if missing, then held open read-only: a descriptor open for
+        // writing would keep the file system from being remounted
+        // read-only (and the lock needs none).
+        drop(
+            private(OpenOptions::new().create(true).truncate(false).write(true))
+                .open(root.join("LOCK"))
+                .map_err(io)?,
+        );
+        let lock = private(OpenOptions::new().read(true))
             .open(root.join("LOCK"))
             .map_err(io)?;
         match lock.try_lock() {
@@ -155,31 +184,30 @@ impl Store {
         let mut tier_dirs: Vec<Dir> = tiers
             .iter()
             .enumerate()
-            .map(|(i, t)| Dir {
-                path: root.join(format!("t{i}")),
-                span: span(t),
-                retention: t.retention,
-                writer: None,
-            })
+            .map(|(i, t)| Dir::new(root.join(format!("t{i}")), span(t), t.retention))
             .collect();
-        let mut events = Dir {
-            path: root.join("events"),
-            span: 86400,
-            retention: event_retention,
-            writer: None,
-        };
+        let mut events = Dir::new(root.join("events"), 86400, event_retention);
         let mut rec = Recovered::default();
         let mut points = Vec::new();
         for (i, d) in tier_dirs.iter_mut().enumerate().rev() {
-            for payload in d.load(now, &mut rec).map_err(io)? {
+            for payload in d.load(&mut rec).map_err(io)? {
                 match decode_point(&payload) {
                     Some((key, start, bytes)) => points.push((i, key, start, bytes)),
                     None => rec.bad_records += 1,
                 }
             }
         }
+        // Expire by the newest stamp held, as the memory does: stamps from
+        // a replay of last year stay as long as they would in memory.
+        let newest = points.iter().map(|p| p.2).max().unwrap_or(0);
+        for (i, d) in tier_dirs.iter_mut().enumerate() {
+            d.expire(newest, &mut rec).map_err(io)?;
+            let oldest = newest.saturating_sub(d.retention);
+            points.retain(|p| p.0 != i || p.2 >= oldest);
+        }
+        events.expire(newest, &mut rec).map_err(io)?;
         let mut evs = Vec::new();
-        for payload in events.load(now, &mut rec).map_err(io)? {
+        for payload in events.load(&mut rec).map_err(io)? {
             match payload.split_first() {
                 Some((kind, body)) => evs.push((*kind, body.to_vec())),
                 None => rec.bad_records += 1,
@@ -195,7 +223,7 @@ impl Store {
                 write_errors: 0,
                 failing: None,
                 written_bytes: 0,
-                errors_at_flush: 0,
+                dropped_records: 0,
                 buf: Vec::new(),
             },
             points,
@@ -217,12 +245,9 @@ impl Store {
             }
         }
         self.buf.extend_from_slice(point);
-        let buf = std::mem::take(&mut self.buf);
         if let Some(d) = self.tiers.get_mut(tier) {
-            let r = d.append(start, &buf);
-            self.note(r, buf.len());
+            self.dropped_records += d.append(start, &self.buf);
         }
-        self.buf = buf;
     }
 
     /// Appends an event of `kind` (the caller's code) stamped `stamp`.
@@ -230,57 +255,53 @@ impl Store {
         self.buf.clear();
         self.buf.push(kind);
         self.buf.extend_from_slice(body);
-        let buf = std::mem::take(&mut self.buf);
-        let r = self.events.append(stamp, &buf);
-        self.note(r, buf.len());
-        self.buf = buf;
+        self.dropped_records += self.events.append(stamp, &self.buf);
     }
 
-    fn note(&mut self, r: io::Result<()>, len: usize) {
-        match r {
-            Ok(()) => {
-                self.written_bytes += len as u64 + 8;
-            }
-            Err(e) => {
-                self.write_errors += 1;
-                self.failing = Some(e.to_string());
-            }
-        }
-    }
-
-    /// Pushes buffered records to the kernel (a SIGKILL loses nothing
-    /// flushed); `sync` also asks the disk (fdatasync). Deletes segments
-    /// past their retention. Returns false when a write or this flush
-    /// failed since the last call.
-    pub fn flush(&mut self, now: u64, sync: bool) -> bool {
+    /// Writes the queued records (to the kernel: a SIGKILL loses nothing
+    /// written); `sync` also asks the disk (fdatasync). Deletes segments
+    /// past their retention counted back from `newest` (the newest stamp
+    /// the history has seen, so disk and memory expire alike). Returns
+    /// false when writing failed: what was not written stays queued for
+    /// the next call.
+    pub fn flush(&mut self, newest: u64, sync: bool) -> bool {
+        let mut failed = None;
         for d in self
             .tiers
             .iter_mut()
             .chain(std::iter::once(&mut self.events))
         {
-            if let Some(w) = &mut d.writer {
-                let r = w.file.flush().and_then(|_| {
-                    if sync {
-                        w.file.get_ref().sync_data()
-                    } else {
-                        Ok(())
-                    }
-                });
-                if let Err(e) = r {
-                    self.write_errors += 1;
-                    self.failing = Some(e.to_string());
-                    // Reopen on the next append.
-                    d.writer = None;
-                }
+            let before = d.queued;
+            let r = d
+                .write_queued()
+                .and_then(|()| if sync { d.sync() } else { Ok(()) });
+            self.written_bytes += (before - d.queued) as u64;
+            if let Err(e) = r {
+                failed.get_or_insert(e.to_string());
             }
-            let _ = d.expire(now, &mut Recovered::default());
+            let _ = d.expire(newest, &mut Recovered::default());
         }
-        let ok = self.write_errors == self.errors_at_flush;
-        self.errors_at_flush = self.write_errors;
-        if ok {
-            self.failing = None;
+        match failed {
+            Some(e) => {
+                self.write_errors += 1;
+                self.failing = Some(e);
+                false
+            }
+            None => {
+                self.failing = None;
+                true
+            }
         }
-        ok
+    }
+
+    /// Records waiting to be written.
+    pub fn queued_records(&self) -> u64 {
+        self.tiers
+            .iter()
+            .chain(std::iter::once(&self.events))
+            .flat_map(|d| &d.queue)
+            .map(|c| c.records)
+            .sum()
     }
 
     /// Bytes of every segment now in the directory.
@@ -305,6 +326,18 @@ impl Store {
 }
 
 impl Dir {
+    fn new(path: PathBuf, span: u64, retention: u64) -> Dir {
+        Dir {
+            path,
+            span,
+            retention,
+            queue: VecDeque::new(),
+            queued: 0,
+            torn: None,
+            unsynced: Vec::new(),
+        }
+    }
+
     fn segment(&self, start: u64) -> PathBuf {
         self.path.join(format!("{start:012}.seg"))
     }
@@ -331,11 +364,15 @@ impl Dir {
         Ok(v)
     }
 
-    fn expire(&mut self, now: u64, rec: &mut Recovered) -> io::Result<()> {
-        let oldest = now.saturating_sub(self.retention);
-        for (start, path) in self.segments()? {
-            if start + self.span <= oldest && self.writer.as_ref().is_none_or(|w| w.start != start)
-            {
+    fn expire(&mut self, newest: u64, rec: &mut Recovered) -> io::Result<()> {
+        let oldest = newest.saturating_sub(self.retention);
+        let segments = match self.segments() {
+            // Not made yet (events are read after the tiers expire).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            r => r?,
+        };
+        for (start, path) in segments {
+            if start + self.span <= oldest {
                 fs::remove_file(path)?;
                 rec.expired_segments += 1;
             }
@@ -345,9 +382,8 @@ impl Dir {
 
     /// Every good record's payload, oldest segment first; cuts a torn tail
     /// of the newest segment.
-    fn load(&mut self, now: u64, rec: &mut Recovered) -> io::Result<Vec<Vec<u8>>> {
+    fn load(&mut self, rec: &mut Recovered) -> io::Result<Vec<Vec<u8>>> {
         make_dir(&self.path)?;
-        self.expire(now, rec)?;
         let segs = self.segments()?;
         let mut out = Vec::new();
         for (i, (_, path)) in segs.iter().enumerate() {
@@ -382,35 +418,90 @@ impl Dir {
         Ok(out)
     }
 
-    fn append(&mut self, stamp: u64, payload: &[u8]) -> io::Result<()> {
+    /// Queues one record for its segment; returns the records dropped to
+    /// keep the queue within [`MAX_QUEUED`].
+    fn append(&mut self, stamp: u64, payload: &[u8]) -> u64 {
         let start = stamp - stamp % self.span;
-        if self.writer.as_ref().is_none_or(|w| w.start != start) {
-            if let Some(mut w) = self.writer.take() {
-                w.file.flush()?;
-            }
-            make_dir(&self.path)?;
-            let f =
-                private(OpenOptions::new().create(true).append(true)).open(self.segment(start))?;
-            self.writer = Some(Writer {
+        let Ok(len) = u32::try_from(payload.len()) else {
+            return 1;
+        };
+        if self.queue.back().is_none_or(|c| c.start != start) {
+            self.queue.push_back(Chunk {
                 start,
-                file: BufWriter::with_capacity(64 * 1024, f),
+                bytes: Vec::new(),
+                records: 0,
             });
         }
-        let w = self.writer.as_mut().expect("opened above");
-        let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("record too large"))?;
-        let mut head = [0u8; 8];
-        head[..4].copy_from_slice(&len.to_le_bytes());
-        head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        let r = w
-            .file
-            .write_all(&head)
-            .and_then(|_| w.file.write_all(payload));
-        if r.is_err() {
-            // The buffer may hold half a record: start over with a new
-            // writer (the file's torn end is cut on the next open).
-            self.writer = None;
+        let c = self.queue.back_mut().expect("pushed above");
+        c.bytes.extend_from_slice(&len.to_le_bytes());
+        c.bytes
+            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        c.bytes.extend_from_slice(payload);
+        c.records += 1;
+        self.queued += payload.len() + 8;
+        let mut dropped = 0;
+        while self.queued > MAX_QUEUED && self.queue.len() > 1 {
+            let c = self.queue.pop_front().expect("len > 1");
+            self.queued -= c.bytes.len();
+            dropped += c.records;
         }
-        r
+        dropped
+    }
+
+    /// Writes the queue out, oldest first, each segment opened for the
+    /// write and closed after it (no descriptor stays open between
+    /// flushes: a directory replaced or remounted is seen at the next
+    /// one). A write that fails part way is cut back to the last whole
+    /// record, so a later append never follows half a record; what failed
+    /// stays queued.
+    fn write_queued(&mut self) -> io::Result<()> {
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        make_dir(&self.path)?;
+        let mut open: Option<(u64, File, u64)> = None;
+        while let Some(c) = self.queue.front() {
+            if open.as_ref().is_none_or(|(s, ..)| *s != c.start) {
+                let f = private(OpenOptions::new().create(true).append(true))
+                    .open(self.segment(c.start))?;
+                if let Some((start, len)) = self.torn {
+                    if start == c.start {
+                        f.set_len(len)?;
+                    }
+                    self.torn = None;
+                }
+                let len = f.metadata()?.len();
+                open = Some((c.start, f, len));
+            }
+            let (start, f, len) = open.as_mut().expect("opened above");
+            if let Err(e) = f.write_all(&c.bytes) {
+                if f.set_len(*len).is_err() {
+                    self.torn = Some((*start, *len));
+                }
+                return Err(e);
+            }
+            *len += c.bytes.len() as u64;
+            if !self.unsynced.contains(start) {
+                self.unsynced.push(*start);
+            }
+            self.queued -= c.bytes.len();
+            self.queue.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Asks the disk to keep what was written since the last sync.
+    fn sync(&mut self) -> io::Result<()> {
+        while let Some(&start) = self.unsynced.last() {
+            match private(OpenOptions::new().read(true)).open(self.segment(start)) {
+                Ok(f) => f.sync_data()?,
+                // Expired meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            self.unsynced.pop();
+        }
+        Ok(())
     }
 }
 
@@ -551,7 +642,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let now = 1_000_000;
         {
-            let (mut s, pts, evs, _) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+            let (mut s, pts, evs, _) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
             assert!(pts.is_empty() && evs.is_empty());
             for i in 0..100 {
                 s.append_point(0, &key("g"), now - 100 + i, &point(i));
@@ -561,7 +652,7 @@ mod tests {
             assert!(s.flush(now, true));
             assert!(s.disk_bytes() > 0);
         }
-        let (_, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+        let (_, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
         assert_eq!(rec.records, 102);
         assert_eq!(pts[0].0, 2, "coarsest tier first");
         assert_eq!(pts[1..].len(), 100);
@@ -575,7 +666,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let now = 2_000_000;
         {
-            let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+            let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
             for i in 0..10 {
                 s.append_point(0, &key("g"), now + i, &point(1));
             }
@@ -596,13 +687,13 @@ mod tests {
             .set_len(full - 3)
             .unwrap();
         {
-            let (mut s, pts, _, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+            let (mut s, pts, _, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
             assert_eq!(pts.len(), 9);
             assert!(rec.torn_bytes > 0);
             s.append_point(0, &key("g"), now + 10, &point(2));
             s.flush(now, false);
         }
-        let (_, pts, _, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+        let (_, pts, _, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
         assert_eq!(pts.len(), 10);
         assert_eq!(rec.torn_bytes, 0);
         // Garbage in place of a checksum is not read as data either.
@@ -610,59 +701,82 @@ mod tests {
         let n = b.len();
         b[n - 1] ^= 0xff;
         fs::write(&seg, b).unwrap();
-        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, now).unwrap();
+        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
         assert_eq!(pts.len(), 9);
     }
 
+    /// Segments expire by the newest stamp the points carry, as the
+    /// memory's tiers do, not by the wall clock: a history of stamps from
+    /// long ago stays whole on disk as long as it stays in memory.
     #[test]
     fn expired_segments_are_deleted() {
         let d = tempfile::tempdir().unwrap();
         let t0 = 10_000_000;
         {
-            let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 3600, t0).unwrap();
+            let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 3600).unwrap();
             for i in 0..3 {
                 s.append_point(0, &key("g"), t0 + i * 600, &point(1));
             }
             s.append_event(1, t0, b"e");
-            s.flush(t0 + 1200, false);
+            assert!(s.flush(t0 + 1200, false));
         }
-        let (_, pts, evs, rec) =
-            Store::open(d.path(), &DEFAULT_TIERS, 3600, t0 + 1300 + 86400).unwrap();
-        assert!(pts.is_empty());
+        // Stamped in 1970, read today: nothing is older than 600 s before
+        // the newest point but the first segment, gone at the flush.
+        let (mut s, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 3600).unwrap();
+        assert_eq!(pts.len(), 2);
+        assert_eq!(evs.len(), 1);
+        assert_eq!(rec.expired_segments, 0);
+        // A point a day later: the rest is past every retention.
+        s.append_point(0, &key("g"), t0 + 86400, &point(1));
+        assert!(s.flush(t0 + 86400, false));
+        drop(s);
+        let (_, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 3600).unwrap();
+        assert_eq!(pts.len(), 1);
         assert!(evs.is_empty());
-        // The first tier-0 segment went at the flush already (600 s kept).
-        assert_eq!(rec.expired_segments, 3);
+        assert_eq!(rec.expired_segments, 0, "deleted at the flush already");
     }
 
     #[test]
     fn newer_foreign_and_locked_directories_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        let held = Store::open(d.path(), &DEFAULT_TIERS, 60, 0).unwrap();
-        let e = Store::open(d.path(), &DEFAULT_TIERS, 60, 0).err().unwrap();
+        let held = Store::open(d.path(), &DEFAULT_TIERS, 60).unwrap();
+        let e = Store::open(d.path(), &DEFAULT_TIERS, 60).err().unwrap();
         assert!(matches!(e, OpenError::Locked { .. }), "{e}");
         drop(held);
         fs::write(d.path().join("FORMAT"), "mod_wsgi-telemetry state 2\n").unwrap();
-        let e = Store::open(d.path(), &DEFAULT_TIERS, 60, 0).err().unwrap();
+        let e = Store::open(d.path(), &DEFAULT_TIERS, 60).err().unwrap();
         assert!(
             e.to_string()
                 .contains("newer mod_wsgi-telemetry (state format 2"),
             "{e}"
         );
         fs::write(d.path().join("FORMAT"), "something else\n").unwrap();
-        let e = Store::open(d.path(), &DEFAULT_TIERS, 60, 0).err().unwrap();
+        let e = Store::open(d.path(), &DEFAULT_TIERS, 60).err().unwrap();
         assert!(matches!(e, OpenError::Foreign { .. }), "{e}");
     }
 
     #[test]
     fn unwritable_directory_counts_errors_and_keeps_going() {
         let d = tempfile::tempdir().unwrap();
-        let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 60, 0).unwrap();
+        let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 60).unwrap();
         // The tier directory replaced by a file: every create fails.
         fs::remove_dir_all(d.path().join("t0")).unwrap();
         fs::write(d.path().join("t0"), b"x").unwrap();
         s.append_point(0, &key("g"), 5, &point(1));
+        assert!(!s.flush(5, false));
         assert_eq!(s.write_errors, 1);
         assert!(s.failing.is_some());
+        // Kept for the next try; written once the directory is usable.
+        s.append_point(0, &key("g"), 6, &point(2));
+        assert_eq!(s.queued_records(), 2);
+        fs::remove_file(d.path().join("t0")).unwrap();
+        assert!(s.flush(6, false));
+        assert!(s.failing.is_none());
+        assert_eq!(s.queued_records(), 0);
+        drop(s);
+        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 60).unwrap();
+        assert_eq!(pts.len(), 2);
+        assert_eq!(pts[1].3, point(2));
     }
 
     #[test]
@@ -670,7 +784,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("state/nested");
-        let (mut s, ..) = Store::open(&root, &DEFAULT_TIERS, 86400, 100).unwrap();
+        let (mut s, ..) = Store::open(&root, &DEFAULT_TIERS, 86400).unwrap();
         s.append_point(0, &key("g"), 100, &point(1));
         s.append_event(2, 100, b"slow");
         assert!(s.flush(100, true));
@@ -707,12 +821,12 @@ mod tests {
         let victim = outside.path().join("victim");
         fs::write(&victim, b"not ours").unwrap();
         let root = d.path().join("state");
-        drop(Store::open(&root, &DEFAULT_TIERS, 86400, 100).unwrap());
+        drop(Store::open(&root, &DEFAULT_TIERS, 86400).unwrap());
         // A segment that is a symlink: skipped when loading, never
         // written through (the append to its name fails and is counted).
         let seg = root.join("t0").join(format!("{:012}.seg", 0));
         std::os::unix::fs::symlink(&victim, &seg).unwrap();
-        let (mut s, pts, ..) = Store::open(&root, &DEFAULT_TIERS, 86400, 100).unwrap();
+        let (mut s, pts, ..) = Store::open(&root, &DEFAULT_TIERS, 86400).unwrap();
         assert!(pts.is_empty());
         s.append_point(0, &key("g"), 100, &point(1));
         s.flush(100, false);
@@ -723,15 +837,13 @@ mod tests {
         fs::remove_file(&seg).unwrap();
         fs::remove_dir_all(root.join("t1")).unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("t1")).unwrap();
-        let e = Store::open(&root, &DEFAULT_TIERS, 86400, 100)
-            .err()
-            .unwrap();
+        let e = Store::open(&root, &DEFAULT_TIERS, 86400).err().unwrap();
         assert!(e.to_string().contains("not a directory"), "{e}");
         fs::remove_file(root.join("t1")).unwrap();
         // FORMAT as a symlink: refused, not read through.
         fs::remove_file(root.join("FORMAT")).unwrap();
         std::os::unix::fs::symlink(&victim, root.join("FORMAT")).unwrap();
-        assert!(Store::open(&root, &DEFAULT_TIERS, 86400, 100).is_err());
+        assert!(Store::open(&root, &DEFAULT_TIERS, 86400).is_err());
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1);
     }
 
@@ -740,7 +852,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut a = History::new(&DEFAULT_TIERS, 10).unwrap();
         a.set_persist(true);
-        let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, 0).unwrap();
+        let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
         let t0 = 50_000u64;
         for i in 0..2000 {
             a.record(
@@ -756,7 +868,7 @@ mod tests {
         }
         s.flush(a.newest(), true);
         drop(s);
-        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, a.newest()).unwrap();
+        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
         let mut b = History::new(&DEFAULT_TIERS, 10).unwrap();
         for (tier, k, start, bytes) in pts {
             b.load(tier, k, start, Point::decode(&bytes).unwrap());

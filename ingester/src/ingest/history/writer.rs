@@ -24,12 +24,7 @@ fn event_retention(tiers: &[Tier]) -> u64 {
 /// have been made with `tiers`).
 pub(crate) fn open(dir: &Path, tiers: &[Tier], state: &mut State) -> Result<Store, OpenError> {
     let started = Instant::now();
-    let (store, points, events, rec) = Store::open(
-        dir,
-        tiers,
-        event_retention(tiers),
-        crate::clock::wall_secs(),
-    )?;
+    let (store, points, events, rec) = Store::open(dir, tiers, event_retention(tiers))?;
     let (mut loaded, mut bad) = (0u64, rec.bad_records);
     for (tier, key, start, bytes) in points {
         match Point::decode(&bytes) {
@@ -85,14 +80,18 @@ pub(crate) fn spawn(
             let mut failing = false;
             loop {
                 let stopping = shared.stop.load(Ordering::Relaxed);
-                let (closed, events) = {
+                let (closed, events, newest) = {
                     let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
                     if stopping {
                         st.history.close_all();
                     } else {
                         st.history.advance();
                     }
-                    (st.history.take_closed(), st.take_kept_events())
+                    (
+                        st.history.take_closed(),
+                        st.take_kept_events(),
+                        st.history.newest(),
+                    )
                 };
                 if let Some(s) = &mut store {
                     for (tier, key, start, bytes) in &closed {
@@ -102,15 +101,29 @@ pub(crate) fn spawn(
                         s.append_event(*kind, *stamp, bytes);
                     }
                     round += 1;
-                    let ok = s.flush(crate::clock::wall_secs(), stopping || round.is_multiple_of(5));
+                    let ok = s.flush(newest, stopping || round.is_multiple_of(5));
                     if !ok && !failing {
                         tracing::error!(
-                            "state directory {}: cannot write ({}); history and events are kept in memory only until writing works again (counted as history_write_errors)",
+                            "state directory {}: cannot write ({}); serving from memory, what is not yet written is kept and written when writing works again (counted as history_write_errors)",
                             s.root().display(),
                             s.failing.as_deref().unwrap_or("flush failed")
                         );
                     } else if ok && failing {
-                        tracing::info!("state directory {}: writing works again", s.root().display());
+                        tracing::info!(
+                            "state directory {}: writing works again; what waited is written{}",
+                            s.root().display(),
+                            match s.dropped_records {
+                                0 => String::new(),
+                                n => format!(" but for {n} records dropped while it failed (the memory has them)"),
+                            }
+                        );
+                    }
+                    if !ok && stopping {
+                        tracing::error!(
+                            "state directory {}: {} records could not be written before stopping",
+                            s.root().display(),
+                            s.queued_records()
+                        );
                     }
                     failing = !ok;
                     let errors = s.write_errors;

@@ -33,6 +33,7 @@ pub(crate) use records::{LifecycleEvent, SlowEntry, SlowKey};
 pub use slow::SlowTable;
 
 use crate::ingest::app_metrics::AppMetricsState;
+use crate::ingest::history::point::Tick;
 use crate::ingest::history::{History, DEFAULT_TIERS};
 use indexmap::IndexMap;
 use persisted::DEFAULT_HISTORY_SERIES;
@@ -111,7 +112,9 @@ pub struct State {
     /// Samples just evicted from a ring, dropped a few evictions later.
     graveyard: Graveyard,
     /// Tiered history per group and per host (fed by REQUEST ticks).
-    pub(crate) history: History,
+    pub history: History,
+    /// The REQUEST tick being applied (its room reused, see [`Tick`]).
+    tick: Tick,
     /// Keep lifecycle and completed slow-request datagrams for the store.
     keep_events: bool,
     /// Kept datagrams: (kind, stamp, bytes), taken by the history writer.
@@ -166,6 +169,7 @@ impl State {
             graveyard: Graveyard::default(),
             history: History::new(&DEFAULT_TIERS, DEFAULT_HISTORY_SERIES)
                 .expect("the default tiers are valid"),
+            tick: Tick::default(),
             keep_events: false,
             kept_events: Vec::new(),
             history_write_errors: 0,
@@ -366,9 +370,14 @@ impl State {
         }
         p.push_sample(s.pack());
         if header.kind == Kind::REQUEST {
-            let tick = p.metrics.add_tick(s);
-            self.history
-                .record(&p.hostname, &p.process_group, header.stamp, &tick);
+            p.metrics.add_tick(s, &mut self.tick);
+            self.history.record_cached(
+                &mut p.history_ids,
+                &p.hostname,
+                &p.process_group,
+                header.stamp,
+                &self.tick,
+            );
         }
         p.trim_to(
             self.limits.bytes_per_process,

@@ -8,6 +8,7 @@ use super::packed::Packed;
 use super::records::cut;
 use super::totals;
 use super::views::View;
+use crate::ingest::history::SeriesIds;
 use indexmap::IndexMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -74,6 +75,9 @@ pub(crate) struct Process {
     pub(crate) evicted_for_bytes: u64,
     /// Cumulative totals for `/metrics`.
     pub(crate) metrics: totals::ProcessTotals,
+    /// The history series this process's ticks go to (found at its first
+    /// tick; forgotten when its host or group changes).
+    pub(crate) history_ids: Option<SeriesIds>,
 }
 
 /// Bytes a stored sample counts: its allocation (the datagram's bytes and
@@ -122,6 +126,7 @@ impl Process {
             history_bytes: 0,
             evicted_for_bytes: 0,
             metrics: totals::ProcessTotals::default(),
+            history_ids: None,
         }
     }
 
@@ -238,6 +243,7 @@ impl Process {
     pub(super) fn latch_identity(&mut self, s: &impl View, only_nonempty: bool) {
         // The longest each field a reporter sends (its buffer less the
         // NUL); longer text is forged and cut there.
+        let mut renamed = false;
         for (fid, slot, most) in [
             (id::HOSTNAME, &mut self.hostname, 127),
             (id::PROCESS_GROUP, &mut self.process_group, 63),
@@ -247,10 +253,20 @@ impl Process {
             (id::MPM_NAME, &mut self.mpm_name, 31),
         ] {
             if let Some(t) = s.text(fid) {
-                if !(only_nonempty && t.is_empty()) && *slot != t {
-                    *slot = cut(&t, most).into_owned();
+                if only_nonempty && t.is_empty() {
+                    continue;
+                }
+                // Compared once cut: text longer than `most` would
+                // otherwise differ from what is kept at every datagram.
+                let t = cut(&t, most);
+                if slot.as_str() != t.as_ref() {
+                    *slot = t.into_owned();
+                    renamed |= matches!(fid, id::HOSTNAME | id::PROCESS_GROUP);
                 }
             }
+        }
+        if renamed {
+            self.history_ids = None;
         }
         if let Some(ppid) = s.u64(id::PROCESS_PARENT_PID) {
             if ppid > 0 {

@@ -14,6 +14,7 @@
 use super::View;
 use indexmap::IndexMap;
 use std::sync::Arc;
+use wire::histogram::BUCKETS;
 use wire::id;
 
 pub(crate) use crate::ingest::counters::{Totals, GENERATIONS, PHASES};
@@ -49,25 +50,28 @@ impl ProcessTotals {
         t
     }
 
-    /// Adds one REQUEST interval and returns it, for the history.
-    pub(super) fn add_tick(&mut self, s: &impl View) -> Tick {
-        let mut t = Totals::default();
+    /// Adds one REQUEST interval, read into `tick` (whose room is reused
+    /// from datagram to datagram) for the history.
+    pub(super) fn add_tick(&mut self, s: &impl View, tick: &mut Tick) {
+        let t = &mut tick.interval;
+        t.clear();
         for (k, c) in t.requests_by_class.iter_mut().enumerate() {
             *c = s.u64(id::STATUS_1XX_TOTAL + k as u16).unwrap_or(0);
         }
         t.request_bytes = s.u64(id::INPUT_BYTES_TOTAL).unwrap_or(0);
         t.response_bytes = s.u64(id::OUTPUT_BYTES_TOTAL).unwrap_or(0);
-        for (p, (_, buckets, mean)) in t.phases.iter_mut().zip(PHASES) {
+        for (phase, (_, buckets, mean)) in PHASES.into_iter().enumerate() {
             let mut n = 0u64;
+            let list = &mut t.buckets;
             s.each_i32(buckets, &mut |i, c| {
-                if let (Some(b), Ok(c)) = (p.buckets.get_mut(i), u64::try_from(c)) {
-                    *b += c;
+                if let (true, Ok(c @ 1..)) = (i < BUCKETS, u64::try_from(c)) {
+                    list.push((phase as u8, i as u8, c));
                     n += c;
                 }
             });
             let m = s.f64(mean).unwrap_or(0.0);
             if n > 0 && m.is_finite() && m > 0.0 {
-                p.sum = m * n as f64;
+                t.phase_sums[phase] = m * n as f64;
             }
         }
         let period = s
@@ -80,16 +84,13 @@ impl ProcessTotals {
         let threads = s.u64(id::REQUEST_THREADS_MAXIMUM).unwrap_or(0);
         let utilization = pos(s.f64(id::CAPACITY_UTILIZATION));
         t.busy_thread_seconds = utilization * period * threads as f64;
-        self.counters.add(&t);
+        self.counters.add_interval(t);
         self.threads_configured = threads;
         self.threads_busy = utilization * threads as f64;
         self.rss_bytes = s.u64(id::MEMORY_RSS).unwrap_or(0);
-        Tick {
-            totals: t,
-            rss_bytes: self.rss_bytes as f64,
-            busy_threads: self.threads_busy,
-            threads: threads as f64,
-        }
+        tick.rss_bytes = self.rss_bytes as f64;
+        tick.busy_threads = self.threads_busy;
+        tick.threads = threads as f64;
     }
 
     /// Takes a GC snapshot (cumulative per interpreter; at most
