@@ -39,4 +39,6 @@ pub use net::{free_port, http, http_get};
 pub use process::{descendants, process_gone, run_ok, signal, KillTree};
 pub use reference::{ref_venv, reference_exe, script_path};
 pub use serve::{drop_counter, listen, send_datagrams, state_summary, Serve};
-pub use wait::{poll, wait_exit, wait_for_path, wait_for_port, wait_until, PATIENCE};
+pub use wait::{
+    poll, poll_progress, wait_exit, wait_for_path, wait_for_port, wait_until, PATIENCE,
+};

@@ -11,7 +11,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
-use crate::{free_port, http, last_lines, poll, read_lossy, signal, wait_exit, wait_until};
+use crate::{
+    free_port, http, last_lines, poll, poll_progress, read_lossy, signal, wait_exit, wait_until,
+};
 
 /// `/api/state` without the default snapshot budget.
 const WHOLE_STATE: &str = "/api/state?budget=0";
@@ -235,14 +237,16 @@ impl Serve {
     /// Waits until the server has taken in `n` datagrams, exactly; returns
     /// the state that counts them.
     pub fn wait_received(&self, n: usize) -> J {
-        poll(&format!("{n} datagrams taken in"), || {
-            let st = self.try_state().ok_or("no /api/state")?;
+        // A long replay into a debug build on a loaded machine can take
+        // more than PATIENCE to work through: fail only when it stalls.
+        poll_progress(&format!("{n} datagrams taken in"), || {
+            let st = self.try_state().ok_or((0, "no /api/state".to_string()))?;
             let got = st["total_received"].as_u64().unwrap_or(0);
             assert!(got <= n as u64, "took in {got} datagrams, expected {n}");
             if got == n as u64 {
                 Ok(st)
             } else {
-                Err(format!("{got} taken in"))
+                Err((got, format!("{got} taken in")))
             }
         })
     }

@@ -29,6 +29,32 @@ pub fn poll<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
     }
 }
 
+/// Like [`poll`] for a condition that comes true by steps (datagrams taken
+/// in, records written): `probe` gives `Err((progress, seen))` until it
+/// holds, and the [`PATIENCE`] deadline starts again whenever `progress`
+/// grows. So a loaded machine that is slow but moving does not fail the
+/// test; one that stops moving for [`PATIENCE`] does.
+pub fn poll_progress<T>(what: &str, mut probe: impl FnMut() -> Result<T, (u64, String)>) -> T {
+    let mut since = Instant::now();
+    let mut best = None;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err((progress, seen)) => {
+                if best.is_none_or(|b| progress > b) {
+                    best = Some(progress);
+                    since = Instant::now();
+                }
+                assert!(
+                    since.elapsed() < PATIENCE,
+                    "timed out waiting for {what}: no progress for {PATIENCE:?}; last seen: {seen}"
+                );
+            }
+        }
+        std::thread::sleep(EVERY);
+    }
+}
+
 /// Polls `done` until it holds (see [`poll`]).
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     poll(what, || {
@@ -87,6 +113,22 @@ mod tests {
             }
         });
         assert_eq!(v, 3);
+    }
+
+    #[test]
+    fn poll_progress_waits_while_progress_is_made() {
+        // Each try moves by one: the deadline keeps starting again, and
+        // the last value is returned.
+        let mut n = 0u64;
+        let v = poll_progress("ten steps", || {
+            n += 1;
+            if n == 10 {
+                Ok(n)
+            } else {
+                Err((n, format!("step {n}")))
+            }
+        });
+        assert_eq!(v, 10);
     }
 
     #[test]
