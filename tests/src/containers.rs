@@ -58,17 +58,23 @@ pub fn skip_reason() -> Option<String> {
                 .into(),
         );
     }
+    docker_engine().err()
+}
+
+/// The Docker engine's version if one answers (`docker info`), else why
+/// not.
+pub fn docker_engine() -> Result<String, String> {
     match Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdin(Stdio::null())
         .output()
     {
-        Err(e) => Some(format!("docker is not installed ({e})")),
-        Ok(o) if !o.status.success() => Some(format!(
+        Err(e) => Err(format!("docker is not installed ({e})")),
+        Ok(o) if !o.status.success() => Err(format!(
             "no Docker engine reachable: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         )),
-        Ok(_) => None,
+        Ok(o) => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
     }
 }
 
