@@ -465,6 +465,9 @@ impl Httpd {
                     // process_group(0), or made a session leader by
                     // `docker exec`), ours.
                     unsafe { libc::kill(-(self.pid as i32), libc::SIGKILL) };
+                    // A `docker exec` whose container went away may never
+                    // end by itself.
+                    let _ = c.kill();
                     let _ = c.wait();
                     return;
                 }
