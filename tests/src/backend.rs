@@ -27,7 +27,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::containers::{self, Container};
@@ -221,22 +221,26 @@ impl Sandbox {
 /// Registers `docker rm -f <id>` for the end of the process (`exit`, which
 /// the test harness calls whether tests failed or not).
 fn remove_at_exit(id: &str) {
-    static ID: OnceLock<String> = OnceLock::new();
+    static IDS: Mutex<Vec<String>> = Mutex::new(Vec::new());
     extern "C" fn remove() {
-        if let Some(id) = ID.get() {
+        let ids = IDS.lock().map(|v| v.clone()).unwrap_or_default();
+        if !ids.is_empty() {
             let _ = Command::new("docker")
-                .args(["rm", "-f", id])
+                .args(["rm", "-f"])
+                .args(ids)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
         }
     }
-    if ID.set(id.to_string()).is_ok() {
+    let Ok(mut ids) = IDS.lock() else { return };
+    if ids.is_empty() {
         // SAFETY: `remove` is a plain function that never unwinds (it
         // ignores every error); registering it has no preconditions.
         unsafe { libc::atexit(remove) };
     }
+    ids.push(id.to_string());
 }
 
 impl Backend {
