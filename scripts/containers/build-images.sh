@@ -22,7 +22,11 @@
 # inputs are unchanged and rebuilt when one changes.
 # Existing images are never removed; old tags are left for `docker image rm`.
 #
-# Usage: build-images.sh [release...]      (default: bullseye bookworm trixie)
+# Usage: build-images.sh [--httpd-only] [release...]
+#   (default: bookworm bullseye trixie; bookworm first, since the integration
+#   tests' httpd runs in its image). --httpd-only builds a release's base and
+#   httpd images only (what tests/src/backend.rs needs) and skips the builder
+#   and PyPI images; the line it prints names the builder all the same.
 # Prints lines on stdout, for scripts and tests to read: one per release
 #   <release> mwt-httpd:<release>-<hash> mwt-builder:<release>-<hash> <base>
 # then one per PyPI mod_wsgi on that release
@@ -48,8 +52,13 @@ mirror="${MWT_MIRROR:-http://deb.debian.org/debian}"
 dockerfile="$root/containers/Dockerfile"
 pypi_dockerfile="$root/containers/pypi.Dockerfile"
 prefix="${MWT_IMAGE_PREFIX:-mwt}"
+httpd_only=""
+if [ "${1:-}" = --httpd-only ]; then
+    httpd_only=1
+    shift
+fi
 releases=("$@")
-[ ${#releases[@]} -eq 0 ] && releases=(bullseye bookworm trixie)
+[ ${#releases[@]} -eq 0 ] && releases=(bookworm bullseye trixie)
 
 log() { echo "build-images: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -142,56 +151,83 @@ case "$prefix" in
     *[!a-z0-9._-]* | "" | [!a-z0-9]*) die "MWT_IMAGE_PREFIX '$prefix' is not a repository name (lower case, digits, . _ -)" ;;
 esac
 
+# The tags of a release's images (its recipe's hashes), built or not:
+# sets base, httpd, builder and pypi_tags ("<version> <tag>" lines).
+names() { # release
+    local rel="$1" version pypi_hash
+    if [ "${MWT_BASE:-}" = registry ]; then
+        base="debian:$rel"
+    else
+        # The recipe is the function's text (bash normalises it, so comments
+        # and edits elsewhere in this script do not rebuild anything).
+        base="$prefix-base:$rel-$( { declare -f build_base; echo "$rel $mirror"; } | short_hash)"
+    fi
+    local hash
+    hash="$( { echo "$rel $base"; declare -f build_target; cat "$dockerfile"; } | short_hash)"
+    httpd="$prefix-httpd:$rel-$hash"
+    builder="$prefix-builder:$rel-$hash"
+    pypi_tags=""
+    [ -n "$httpd_only" ] && return
+    for version in $(pypi_versions "$rel"); do
+        pypi_hash="$( { echo "$rel $builder $version"; declare -f build_pypi; cat "$pypi_dockerfile"; } | short_hash)"
+        pypi_tags+="$version $prefix-httpd:$rel-mod_wsgi-$version-$pypi_hash"$'\n'
+    done
+}
+
+# The images of the request that are missing (none: all there).
+missing() {
+    local tag
+    for tag in "$base" "$httpd" $([ -n "$httpd_only" ] || echo "$builder") \
+        $(printf '%s' "$pypi_tags" | cut -d' ' -f2); do
+        have_image "$tag" || echo "$tag"
+    done
+}
+
 for rel in "${releases[@]}"; do
     case "$rel" in
         *[!a-z]* | "") die "'$rel' is not a Debian code name (e.g. bookworm)" ;;
     esac
-    # Two tests (or a test and a person) building the same release at once
-    # would debootstrap twice and race on the tags.
-    exec {lock}>"/tmp/$prefix-build-images-$rel.lock"
-    flock "$lock"
-    total=$SECONDS
-
-    if [ "${MWT_BASE:-}" = registry ]; then
-        base="debian:$rel"
-        base_hash="registry"
+    names "$rel"
+    if [ -n "$(missing)" ]; then
+        # Two tests (or a test and a person) building the same release at
+        # once would debootstrap twice and race on the tags; once every
+        # image is there, nobody waits for the lock.
+        exec {lock}>"/tmp/$prefix-build-images-$rel.lock"
+        flock "$lock"
+        total=$SECONDS
+        if [ "${MWT_BASE:-}" != registry ]; then
+            if have_image "$base"; then
+                log "$rel: $base exists, reused"
+            else
+                build_base "$rel" "$base"
+            fi
+        fi
+        hash="${httpd##*-}"
+        for pair in "httpd $httpd" "builder $builder"; do
+            set -- $pair
+            [ -n "$httpd_only" ] && [ "$1" = builder ] && continue
+            if have_image "$2"; then
+                log "$rel: $2 exists, reused"
+            else
+                build_target "$rel" "$base" "$1" "$2" "$hash"
+            fi
+        done
+        while read -r version pypi; do
+            [ -n "$version" ] || continue
+            if have_image "$pypi"; then
+                log "$rel: $pypi exists, reused"
+            else
+                build_pypi "$rel" "$builder" "$version" "$pypi" "${pypi##*-}"
+            fi
+        done <<<"$pypi_tags"
+        log "$rel: ready in $((SECONDS - total)) s"
+        flock -u "$lock"
+        exec {lock}>&-
     else
-        # The recipe is the function's text (bash normalises it, so comments
-        # and edits elsewhere in this script do not rebuild anything).
-        base_hash="$( { declare -f build_base; echo "$rel $mirror"; } | short_hash)"
-        base="$prefix-base:$rel-$base_hash"
-        if have_image "$base"; then
-            log "$rel: $base exists, reused"
-        else
-            build_base "$rel" "$base"
-        fi
+        log "$rel: every image exists, reused"
     fi
-
-    hash="$( { echo "$rel $base"; declare -f build_target; cat "$dockerfile"; } | short_hash)"
-    httpd="$prefix-httpd:$rel-$hash"
-    builder="$prefix-builder:$rel-$hash"
-    for pair in "httpd $httpd" "builder $builder"; do
-        set -- $pair
-        if have_image "$2"; then
-            log "$rel: $2 exists, reused"
-        else
-            build_target "$rel" "$base" "$1" "$2" "$hash"
-        fi
-    done
-    pypi_lines=""
-    for version in $(pypi_versions "$rel"); do
-        pypi_hash="$( { echo "$rel $builder $version"; declare -f build_pypi; cat "$pypi_dockerfile"; } | short_hash)"
-        pypi="$prefix-httpd:$rel-mod_wsgi-$version-$pypi_hash"
-        if have_image "$pypi"; then
-            log "$rel: $pypi exists, reused"
-        else
-            build_pypi "$rel" "$builder" "$version" "$pypi" "$pypi_hash"
-        fi
-        pypi_lines+="$rel/mod_wsgi-$version $pypi"$'\n'
-    done
-    log "$rel: ready in $((SECONDS - total)) s"
-    flock -u "$lock"
-    exec {lock}>&-
     echo "$rel $httpd $builder $base"
-    printf '%s' "$pypi_lines"
+    while read -r version pypi; do
+        if [ -n "$version" ]; then echo "$rel/mod_wsgi-$version $pypi"; fi
+    done <<<"$pypi_tags"
 done

@@ -57,17 +57,23 @@ pub fn skip_reason() -> Option<String> {
     if std::env::var("MWT_CONTAINERS").as_deref() == Ok("0") {
         return Some("MWT_CONTAINERS=0 (opted out)".into());
     }
+    docker_engine().err()
+}
+
+/// The Docker engine's version if one answers (`docker info`), else why
+/// not.
+pub fn docker_engine() -> Result<String, String> {
     match Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdin(Stdio::null())
         .output()
     {
-        Err(e) => Some(format!("docker is not installed ({e})")),
-        Ok(o) if !o.status.success() => Some(format!(
+        Err(e) => Err(format!("docker is not installed ({e})")),
+        Ok(o) if !o.status.success() => Err(format!(
             "no Docker engine reachable: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         )),
-        Ok(_) => None,
+        Ok(o) => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
     }
 }
 
@@ -132,6 +138,18 @@ pub fn images(release: &str) -> Images {
         "scripts/containers/build-images.sh",
     );
     parse_images(release, &out)
+}
+
+/// `release`'s httpd image alone (`build-images.sh --httpd-only`: no
+/// builder or PyPI images), for the integration tests' httpd backend.
+pub fn httpd_image(release: &str) -> String {
+    let out = stdout_of(
+        Command::new(script("build-images.sh"))
+            .arg("--httpd-only")
+            .arg(release),
+        "scripts/containers/build-images.sh --httpd-only",
+    );
+    parse_images(release, &out).httpd
 }
 
 /// build-images.sh's lines for `release`: `<release> <httpd> <builder>

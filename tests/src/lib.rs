@@ -1,8 +1,10 @@
 //! Harness for end-to-end tests of `mod_wsgi_telemetry.so`: a real Debian
-//! httpd 2.4 (`/usr/sbin/apache2`) with Debian's mod_wsgi 4.9, each test in
-//! its own ServerRoot under a temp dir, listening on a free 127.0.0.1 port,
-//! run in the foreground so the test owns the parent pid and stops it by
-//! that pid. Datagrams are received on the test's own UNIX datagram socket
+//! 12 httpd 2.4 (`/usr/sbin/apache2`) with Debian's mod_wsgi 4.9, each test
+//! in its own ServerRoot under a temp dir, listening on a free 127.0.0.1
+//! port, run in the foreground so the test owns the parent pid and stops it
+//! by that pid. That httpd is the bookworm image's when a Docker engine
+//! answers, else the host's ([`backend`]: how it is chosen, what the
+//! container shares with the host). Datagrams are received on the test's own UNIX datagram socket
 //! ([`Collector`]) and decoded with the `wire` crate.
 //!
 //! The module under test: `$MOD_WSGI_TELEMETRY_SO` if set, else built once
@@ -13,6 +15,7 @@
 //! What is not about httpd (free ports, waits, our ingester and the
 //! reference's, logs) comes from the workspace's test kit, re-exported here.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -31,10 +34,12 @@ pub use testkit::{
 };
 pub use wire;
 
+pub mod backend;
 pub mod containers;
+use backend::backend;
 use wire::{id, Kind, Sample};
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
@@ -267,6 +272,7 @@ impl ServerRoot {
             ""
         };
         let module = if opts.load_module {
+            backend().assert_visible(&module_so(), "the module");
             format!(
                 "LoadModule wsgi_telemetry_module {}\n",
                 module_so().display()
@@ -274,6 +280,9 @@ impl ServerRoot {
         } else {
             String::new()
         };
+        if let Some(so) = &opts.wsgi_module {
+            backend().assert_visible(so, "the mod_wsgi");
+        }
         let conf = format!(
             "ServerRoot {root}\nListen 127.0.0.1:{port}\nServerName 127.0.0.1\n{mpm}\
              LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
@@ -311,16 +320,17 @@ fn unsafe_is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// `apache2 -t` on a config with these options: (success, output).
+/// `apache2 -t` on a config with these options, by the [`backend`]'s
+/// httpd: (success, output).
 pub fn config_test(opts: &Options) -> (bool, String) {
     let root = ServerRoot::new();
     let conf = root.write_config(opts, free_port());
-    let out = Command::new("/usr/sbin/apache2")
-        .arg("-t")
-        .arg("-f")
-        .arg(&conf)
+    let env = opts.env.iter().map(|(k, v)| (k, v));
+    let out = backend()
+        .apache2([OsStr::new("-t"), "-f".as_ref(), conf.as_os_str()], env)
+        .stdin(Stdio::null())
         .output()
-        .unwrap();
+        .expect("run apache2 -t");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -329,36 +339,12 @@ pub fn config_test(opts: &Options) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Spawning with core dumps allowed: a child that crashes leaves `core*`
-/// in the ServerRoot's `run/` (`CoreDumpDirectory`, when the kernel's
-/// `core_pattern` is a plain file name), and [`Collector::wait_for`]
-/// prints its backtrace.
-trait SpawnWithCoreDumps {
-    fn spawn_with_core_dumps(&mut self) -> std::io::Result<Child>;
-}
-
-impl SpawnWithCoreDumps for Command {
-    fn spawn_with_core_dumps(&mut self) -> std::io::Result<Child> {
-        // SAFETY: setrlimit is async-signal-safe; nothing else runs
-        // between fork and exec.
-        unsafe {
-            self.pre_exec(|| {
-                let lim = libc::rlimit {
-                    rlim_cur: libc::RLIM_INFINITY,
-                    rlim_max: libc::RLIM_INFINITY,
-                };
-                // Not fatal: without the limit there is just no core.
-                let _ = libc::setrlimit(libc::RLIMIT_CORE, &lim);
-                Ok(())
-            })
-        };
-        self.spawn()
-    }
-}
-
 /// A running httpd (foreground parent owned by the test).
 pub struct Httpd {
+    /// httpd itself, or the `docker exec` that ends with it.
     child: Option<Child>,
+    /// The parent's (host) pid.
+    pid: u32,
     /// Its ServerRoot.
     pub root: ServerRoot,
     /// Listening port.
@@ -391,22 +377,13 @@ impl Httpd {
             let port = free_port();
             let conf = root.write_config(opts, port);
             let _ = std::fs::remove_file(root.path("error.log"));
-            let mut child = Command::new("/usr/sbin/apache2")
-                .arg("-f")
-                .arg(&conf)
-                .arg("-DFOREGROUND")
-                .envs(opts.env.iter().map(|(k, v)| (k, v)))
-                // Its own process group: on shutdown httpd signals its
-                // whole group, which must not include the test runner.
-                .process_group(0)
-                .stdin(Stdio::null())
-                .spawn_with_core_dumps()
-                .expect("spawn /usr/sbin/apache2");
+            let (mut child, pid) = backend().spawn_httpd(&conf, &opts.env);
             let t0 = Instant::now();
             loop {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     return Httpd {
                         child: Some(child),
+                        pid,
                         root,
                         port,
                         // The probe just above was a connection too.
@@ -433,7 +410,7 @@ impl Httpd {
 
     /// Parent pid.
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+        self.child.as_ref().map(|_| self.pid as i32).unwrap_or(0)
     }
 
     /// Pids of the parent's child processes (`/proc/PID/task/*/children`).
@@ -471,7 +448,7 @@ impl Httpd {
             self.settle();
             let t0 = Instant::now();
             loop {
-                signal(c.id(), libc::SIGTERM);
+                signal(self.pid, libc::SIGTERM);
                 let tick = Instant::now();
                 while tick.elapsed() < Duration::from_secs(2) {
                     if let Ok(Some(_)) = c.try_wait() {
@@ -482,11 +459,15 @@ impl Httpd {
                 if t0.elapsed() > PATIENCE {
                     eprintln!(
                         "httpd {} did not stop within {PATIENCE:?} of SIGTERMs: killing its process group",
-                        c.id()
+                        self.pid
                     );
                     // SAFETY: the process group httpd leads (spawned with
-                    // process_group(0)), ours.
-                    unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+                    // process_group(0), or made a session leader by
+                    // `docker exec`), ours.
+                    unsafe { libc::kill(-(self.pid as i32), libc::SIGKILL) };
+                    // A `docker exec` whose container went away may never
+                    // end by itself.
+                    let _ = c.kill();
                     let _ = c.wait();
                     return;
                 }
@@ -560,6 +541,13 @@ impl Httpd {
         }
     }
 
+    /// `thread apply all bt` of every core file in the ServerRoot's `run/`
+    /// (`CoreDumpDirectory`), read by gdb with httpd's own files (the
+    /// image's, in a container), printed and returned.
+    pub fn core_backtraces(&self) -> Vec<String> {
+        core_backtraces(&self.root.path("run"))
+    }
+
     /// GET with a default User-Agent.
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
         self.request("GET", path, b"", "integration-tests")
@@ -578,7 +566,7 @@ impl Drop for Httpd {
                 "--- error log of the failed test's httpd (last 80 lines):\n{}",
                 last_lines(&log, 80)
             );
-            cores = core_backtraces(&self.root.path("run"));
+            cores = self.core_backtraces();
         }
         if crashes.is_empty() || std::thread::panicking() {
             return;
@@ -628,8 +616,8 @@ pub fn is_event_close_race(bt: &str) -> bool {
     })
 }
 
-/// `thread apply all bt` of every core file in `dir` (gdb, when present),
-/// printed and returned.
+/// `thread apply all bt` of every core file in `dir` (gdb, when present,
+/// with the backend's files), printed and returned.
 fn core_backtraces(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -640,13 +628,7 @@ fn core_backtraces(dir: &Path) -> Vec<String> {
         if !name.starts_with("core") {
             continue;
         }
-        let gdb = Command::new("gdb")
-            .args(["-batch", "-nx", "-ex", "thread apply all bt"])
-            .arg("/usr/sbin/apache2")
-            .arg(e.path())
-            .stdin(Stdio::null())
-            .output();
-        match gdb {
+        match backend().backtrace(&e.path()) {
             Ok(o) => {
                 let bt = String::from_utf8_lossy(&o.stdout).into_owned();
                 eprintln!("--- backtrace of {}:\n{bt}", e.path().display());

@@ -1,5 +1,11 @@
 //! Every directive error form of `docs/module.md` "Directives" makes `apache2 -t` fail
 //! with our message; every valid form passes.
+//!
+//! `apache2 -t` runs in the harness's backend, the bookworm image by
+//! default (docs/containers.md). So does the refusal beside mod_wsgi 6.1.1:
+//! scripts/mod-wsgi-6-venv.sh builds it on the host into the temp dir,
+//! which the container sees at the same path, and it links the Python 3.11
+//! that the image has too; no image of its own is needed.
 
 use integration_tests::*;
 
