@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Store, RETAIN_S } from '../js/store.js';
+import { Store, RETAIN_S, HIST_FIELDS } from '../js/store.js';
 import { processStats, findSlowRuns, classify } from '../js/stats.js';
 import { percentile, bucketIndex, bucketLower, bucketUpper } from '../js/hist.js';
 import { fmtMs, humanBytes, fmtCount, fmtAxis } from '../js/format.js';
@@ -316,6 +316,15 @@ test('GC window: exactly the events that started in the last minute; percentiles
  * rest counted in `omitted` with `cut` their newest start), the newest
  * entry of each slow key.
  */
+/** A sample as the batched stream carries it: each `*_buckets` as [index, count, ...] pairs. */
+function pairsOf(m) {
+  const fields = { ...m.fields };
+  for (const [k, v] of Object.entries(fields)) {
+    if (k.endsWith('_buckets') && Array.isArray(v)) fields[k] = v.flatMap((c, i) => (c ? [i, c] : []));
+  }
+  return { ...m, fields };
+}
+
 function framesOf(messages, every, keep = Infinity) {
   const frames = [];
   let f = null;
@@ -348,12 +357,12 @@ function framesOf(messages, every, keep = Infinity) {
     f = null;
   };
   messages.forEach((m, i) => {
-    if (!f) f = { type: 'batch', seq: ++seq, datagrams: 0, lifecycle: [], samples: [], gc_snapshots: [], aggs: new Map(), picks: new Map(), slow: new Map() };
+    if (!f) f = { type: 'batch', seq: ++seq, histograms: 'pairs', datagrams: 0, lifecycle: [], samples: [], gc_snapshots: [], aggs: new Map(), picks: new Map(), slow: new Map() };
     f.datagrams++;
     f.total_received = ++total;
     f.decode_errors = 0;
     f.seq_gaps = 0;
-    if (m.type === 'sample') f.samples.push(m);
+    if (m.type === 'sample') f.samples.push(pairsOf(m));
     else if (m.type === 'lifecycle') f.lifecycle.push(m);
     else if (m.type === 'gc_snapshot') f.gc_snapshots.push(m);
     else if (m.type === 'slow_request') {
@@ -402,7 +411,12 @@ async function digest(st) {
       return [n, gs.snaps, w.n, w.gen, r(w.dur), w.max, [...w.counts].join(' '), w5.n, r(w5.dur), w.exact];
     }),
   }));
-  return { procs, now: st.now, datagrams: st.datagrams, lifecycle: st.lifecycle.length, life: [...st.life.values()], slow: [...st.slow.keys()].sort() };
+  // The request-time histograms over 60 s and 10 min, every field, all groups.
+  const hist = HIST_FIELDS.map((name) => [60, 600].map((w) => {
+    const x = st.histogram(name, w, () => true);
+    return [name, w, x.n, [...x.counts].join(' '), x.min, x.max];
+  }));
+  return { procs, hist, now: st.now, datagrams: st.datagrams, lifecycle: st.lifecycle.length, life: [...st.life.values()], slow: [...st.slow.keys()].sort() };
 }
 
 test('batched frames give the model per-datagram messages give', async () => {
