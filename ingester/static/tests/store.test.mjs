@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Store, RETAIN_S, HIST_FIELDS } from '../js/store.js';
-import { processStats, findSlowRuns, classify } from '../js/stats.js';
+import { processStats, findSlowRuns, classify, deriveSample } from '../js/stats.js';
 import { percentile, bucketIndex, bucketLower, bucketUpper } from '../js/hist.js';
 import { fmtMs, humanBytes, fmtCount, fmtAxis } from '../js/format.js';
 
@@ -176,6 +176,19 @@ test('slow runs: monotone elapsed, completion tick via max, max-only runs', () =
   assert.deepEqual(findSlowRuns([0, 0.6, 1.6, 2.6, 0], [0, 0, 0, 0, 2.9], 0.5), [{ first: 1, last: 4, viaMax: false }]);
   assert.deepEqual(findSlowRuns([0, 0.6, 0.7, 0.6], null, 0.5), [{ first: 1, last: 2, viaMax: false }, { first: 3, last: 3, viaMax: false }]);
   assert.deepEqual(findSlowRuns([0, 0, 0], [0, 0.7, 0.1], 0.5), [{ first: 1, last: 1, viaMax: true }]);
+});
+
+test('the slow runs of a window are counted over every slot, when read', () => {
+  // Two slots: slot 0 runs 0.6 → 1.6 s and finishes (max 1.9); slot 1 has
+  // a request of 1.2 s seen only as a max; a third sample is idle.
+  const mk = (t, elapsed, maxDur, period = 1) => deriveSample({ stamp: t, seq: t, fields: { sample_period: period, request_threads_current_elapsed: elapsed, request_threads_max_duration: maxDur } });
+  const list = [mk(1, [0.6, 0], [0, 0]), mk(2, [1.6, 0], [0, 1.2]), mk(3, [0, 0], [1.9, 0]), mk(4, [0, 0], [0, 0])];
+  assert.equal(processStats(list, 0, 10, 0.5).slowRuns, 2);
+  assert.equal(processStats(list, 0, 10, 1).slowRuns, 2);
+  assert.equal(processStats(list, 0, 10, 2).slowRuns, 0);
+  assert.equal(processStats(list, 3.5, 10, 0.5).slowRuns, 0, 'only the idle sample');
+  assert.equal(processStats(list, 0, 10, 0).slowRuns, 0, 'no threshold');
+  assert.deepEqual(JSON.parse(JSON.stringify(processStats(list, 0, 10, 0.5))).slowRuns, 2, 'enumerable');
 });
 
 test('histogram grid and percentiles', () => {
