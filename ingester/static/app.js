@@ -30,7 +30,9 @@ import { $, setText, setOptions } from './js/dom.js';
 import { fmtCount } from './js/format.js';
 import { setResizeHook } from './js/charts.js';
 
-const DATA_REDRAW_MS = 500;
+// A process reports once a second: a data redraw more often than that
+// mostly redraws the same picture (and costs the browser as much again).
+const DATA_REDRAW_MS = 1000;
 const BATCH_MS = 500;
 const FRAME_BUDGET_MS = 5;
 const SIDEBAR_DATA_MS = 1000;

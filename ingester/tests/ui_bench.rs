@@ -52,6 +52,7 @@ mod ui_support;
 
 use futures_util::StreamExt;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -313,12 +314,27 @@ async fn open_ui(name: &'static str, url: &str, ours: bool) -> Ui {
     }
 }
 
+/// JS heap in use after a full collection (DevTools protocol), MB.
 async fn heap(ui: &Ui) -> f64 {
-    f(&ui
-        .browser
-        .js("if (window.gc) window.gc(); return performance.memory ? performance.memory.usedJSHeapSize : null;")
-        .await)
-        / 1048576.0
+    ui.browser.heap_after_gc().await / 1048576.0
+}
+
+/// The page's main-thread figures between two DevTools `Performance`
+/// readings, per second of wall time: `ThreadTime` (CPU of the renderer's
+/// main thread), `TaskDuration` (time inside tasks), `ScriptDuration` and
+/// layout + style. Wall-clock task times grow when the machine is loaded;
+/// the thread's CPU time less so.
+fn main_thread(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>, secs: f64) -> String {
+    let d = |k: &str| {
+        (b.get(k).copied().unwrap_or(f64::NAN) - a.get(k).copied().unwrap_or(f64::NAN)) / secs
+    };
+    format!(
+        "main thread {:.3} core CPU (ThreadTime), in tasks {:.3} s/s, script {:.3} s/s, layout+style {:.4} s/s",
+        d("ThreadTime"),
+        d("TaskDuration"),
+        d("ScriptDuration"),
+        d("LayoutDuration") + d("RecalcStyleDuration")
+    )
 }
 
 /// A raw WebSocket client reading everything (no message size limit: the
@@ -441,7 +457,7 @@ async fn run_size(n: u64) {
     let state = ours.api_state("?budget=3500000");
     let live = state["processes"].as_array().map_or(0, |a| a.len() as u64)
         + state["processes_omitted"].as_u64().unwrap_or(0);
-    println!("ui_cost N={n}: {pids_n} synthetic pids, {live} processes tracked by our serve; windows of {secs} s; K={k} clients; batch {batch_ms} ms");
+    println!("ui_cost N={n}: {pids_n} synthetic pids, {live} processes tracked by our serve; windows of {secs} s; K={k} clients; batch {batch_ms} ms; load {}", load());
     let (idle, _) = window(&pids, &[], secs).await;
     println!(
         "  no client:        serve ours {:.3} core, reference {:.3} core",
@@ -510,7 +526,17 @@ async fn run_size(n: u64) {
         }
     }
     let drivers: Vec<u32> = uis.iter().map(|u| u.driver).collect();
+    let mut m0 = Vec::new();
+    for ui in &uis {
+        m0.push(ui.browser.metrics().await);
+    }
+    let t0 = Instant::now();
     let (cpu, _) = window(&drivers, &[], secs).await;
+    let mut m1 = Vec::new();
+    for ui in &uis {
+        m1.push(ui.browser.metrics().await);
+    }
+    let dt = t0.elapsed().as_secs_f64();
     let mut browser_cpu = Vec::new();
     for (i, ui) in uis.iter().enumerate() {
         let h1 = heap(ui).await;
@@ -532,8 +558,12 @@ async fn run_size(n: u64) {
             String::new()
         };
         println!(
-            "  browser {:<18} {:.3} core; JS heap {:.1} → {:.1} MB; {extra}",
-            ui.name, cpu[i], heap0[i], h1
+            "  browser {:<18} {:.3} core; {}; JS heap {:.1} → {:.1} MB; {extra}",
+            ui.name,
+            cpu[i],
+            main_thread(&m0[i], &m1[i], dt),
+            heap0[i],
+            h1
         );
         browser_cpu.push(cpu[i]);
     }
@@ -546,6 +576,7 @@ async fn run_size(n: u64) {
         rows[0].2 / rows[2].2,
         rows[1].2 / rows[2].2,
     );
+    println!("  load after the browser window: {}", load());
     for ui in uis {
         ui.browser.close().await;
     }
@@ -574,14 +605,78 @@ async fn heap_run(n: u64, minutes: u64) {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(60)).await;
-    println!("ui_cost heap run, N={n}, {minutes} min, batched page: JS heap after forced GC, each minute (MB)");
-    let mut line = Vec::new();
-    for _ in 0..=minutes {
-        line.push(format!("{:.1}", heap(&ui).await));
-        tokio::time::sleep(Duration::from_secs(60)).await;
+    println!("ui_cost heap run, N={n} ({p} synthetic pids), {minutes} min, batched page: JS heap after a full GC (DevTools), each minute; load {}", load());
+    println!(
+        "{:>5} {:>8} {:>6}  main thread over the minute",
+        "min", "heap_MB", "procs"
+    );
+    let mut heaps = Vec::new();
+    let mut m0 = ui.browser.metrics().await;
+    let mut t0 = Instant::now();
+    for i in 0..=minutes {
+        let h = heap(&ui).await;
+        heaps.push(h);
+        let m1 = ui.browser.metrics().await;
+        let procs = ui
+            .browser
+            .js("const st = window.__telemetry.store; let n = 0; for (const p of st.procs.values()) if (st.isLive(p)) n++; return n;")
+            .await;
+        let during = if i == 0 {
+            String::new()
+        } else {
+            main_thread(&m0, &m1, t0.elapsed().as_secs_f64())
+        };
+        println!("{i:>5} {h:>8.1} {procs:>6}  {during}");
+        m0 = m1;
+        t0 = Instant::now();
+        if i < minutes {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
     }
-    println!("  {}", line.join(" "));
+    // Least-squares slope over the run (MB per minute).
+    let k = heaps.len() as f64;
+    let mx = (k - 1.0) / 2.0;
+    let my = mean(&heaps);
+    let (num, den) = heaps
+        .iter()
+        .enumerate()
+        .fold((0.0, 0.0), |(a, b), (i, &h)| {
+            (a + (i as f64 - mx) * (h - my), b + (i as f64 - mx).powi(2))
+        });
+    let (lo, hi) = heaps
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &h| (a.min(h), b.max(h)));
+    println!(
+        "ui_cost heap: first {:.1} MB, last {:.1} MB, min {lo:.1}, max {hi:.1}; slope {:+.3} MB/min; load {}; page errors {}",
+        heaps[0],
+        heaps[heaps.len() - 1],
+        num / den.max(1e-9),
+        load(),
+        ui.browser.js("return window.__telemetryErrors || [];").await
+    );
     ui.browser.close().await;
+}
+
+/// `uptime`'s load averages.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The JS heap of one open batched page over a long run (default 30 min at
+/// 200 busy processes), read each minute.
+/// Run: `cargo test --release -p mod_wsgi-telemetry --test ui_bench ui_heap -- --ignored --nocapture`
+/// Env: UI_HEAP_MINUTES (default 30), UI_HEAP_PROCESSES (busy processes,
+/// default 200), UI_COST_BATCH_MS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: half an hour long, prints figures"]
+async fn ui_heap_over_time() {
+    heap_run(
+        env_num("UI_HEAP_PROCESSES", 200),
+        env_num("UI_HEAP_MINUTES", 30),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,7 +61,7 @@ export function statsSnapshot(app) {
   const embeddedN = (r.groups.get('') || []).length;
   L.push(`- processes: ${r.n} across ${r.groups.size} group(s); mode: ${daemonGroups.length ? `${r.n - embeddedN} daemon process(es) in ${daemonGroups.length} group(s)` : 'no daemon processes'}${embeddedN ? `, ${embeddedN} embedded Apache child(ren)` : ''}`);
   L.push(`- states: ${stateCounts(r) || '-'}`);
-  L.push(`- slow-request runs (≥ ${fmtThreshold(app.ui.stuckThr)}): ${r.slowRuns}`);
+  L.push(`- slow-request runs (≥ ${fmtThreshold(app.ui.stuckThr)}): ${entries.reduce((n, e) => n + e.stats.slowRuns, 0)}`);
   L.push(statusLine(r));
   L.push(`- body in ${humanBytes(r.inRate)}/s, out ${humanBytes(r.outRate)}/s`);
   L.push('');

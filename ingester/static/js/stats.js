@@ -49,6 +49,11 @@ export function deriveSample(msg) {
   let cpuSum = 0;
   if (busy) for (let i = 0; i < busy.length; i++) busySum += busy[i];
   if (cpuSlots) for (let i = 0; i < cpuSlots.length; i++) cpuSum += cpuSlots[i];
+  // Longest current or finished request of any slot: a window where it
+  // stays under the slow-run threshold has no slow run (countSlowRuns).
+  let slotMax = 0;
+  if (elapsed) for (let i = 0; i < elapsed.length; i++) if (elapsed[i] > slotMax) slotMax = elapsed[i];
+  if (maxDur) for (let i = 0; i < maxDur.length; i++) if (maxDur[i] > slotMax) slotMax = maxDur[i];
   const slots = busy ? busy.length : completed ? completed.length : elapsed ? elapsed.length : 0;
   return {
     t: msg.stamp,
@@ -93,6 +98,7 @@ export function deriveSample(msg) {
     completed,
     elapsed,
     maxDur,
+    slotMax,
   };
 }
 
@@ -207,25 +213,44 @@ export function processStats(list, from, to, threshold) {
   s.inRate = s.period > 0 ? s.inBytes / s.period : 0;
   s.outRate = s.period > 0 ? s.outBytes / s.period : 0;
   s.rssMb = s.last.rss / 1048576;
-  if (threshold > 0) s.slowRuns = countSlowRuns(list, from, to, threshold);
+  // Counted on first read: only the state classification of a busy
+  // process and the "copy current stats" text need it, and it costs more
+  // than everything above together.
+  if (threshold > 0) {
+    let runs = null;
+    Object.defineProperty(s, 'slowRuns', {
+      enumerable: true,
+      get: () => (runs ??= countSlowRuns(list, from, to, threshold)),
+    });
+  }
   return s;
 }
 
 /** Number of slow runs over all slots (elapsed runs plus max-duration-only runs). */
 export function countSlowRuns(list, from, to, threshold) {
   const cells = [];
-  for (const d of list) if (d.t >= from && d.t <= to && d.elapsed) cells.push(d);
-  if (!cells.length) return 0;
+  let any = false;
+  for (const d of list) {
+    if (d.t >= from && d.t <= to && d.elapsed) {
+      cells.push(d);
+      // A run starts only at a cell at or over the threshold.
+      if (!(d.slotMax < threshold)) any = true;
+    }
+  }
+  if (!any) return 0;
   const slots = cells[cells.length - 1].elapsed.length;
   let n = 0;
-  const e = new Array(cells.length);
-  const m = new Array(cells.length);
+  const e = new Float64Array(cells.length);
+  const m = new Float64Array(cells.length);
   for (let slot = 0; slot < slots; slot++) {
     let any = false;
     for (let i = 0; i < cells.length; i++) {
-      e[i] = cells[i].elapsed[slot] ?? 0;
-      m[i] = cells[i].maxDur ? cells[i].maxDur[slot] ?? 0 : 0;
-      if (e[i] >= threshold || m[i] >= threshold) any = true;
+      const c = cells[i];
+      const ev = slot < c.elapsed.length ? c.elapsed[slot] : 0;
+      const mv = c.maxDur && slot < c.maxDur.length ? c.maxDur[slot] : 0;
+      e[i] = ev;
+      m[i] = mv;
+      if (ev >= threshold || mv >= threshold) any = true;
     }
     if (any) n += findSlowRuns(e, m, threshold).length;
   }
@@ -276,7 +301,7 @@ export function classify(s) {
       score += Math.min((s.queMs - 50) / 200, 1);
       reasons.push(`queue time ${Math.round(s.queMs)} ms`);
     }
-    if (s.slowRuns >= 3 && s.busyMean >= 0.7) {
+    if (s.busyMean >= 0.7 && s.slowRuns >= 3) {
       score += Math.min((s.slowRuns - 2) / 8, 1);
       reasons.push(`${s.slowRuns} slow requests under load`);
     }
@@ -309,7 +334,7 @@ export function classify(s) {
 /** Σ of a list of stats with a request-weighted response time. */
 export function rollup(entries) {
   const r = {
-    rpm: 0, cpu: 0, rssMb: 0, respMs: null, slowRuns: 0, hosts: new Set(),
+    rpm: 0, cpu: 0, rssMb: 0, respMs: null, hosts: new Set(),
     groups: new Map(), sat: 0, cpugil: 0, normal: 0, n: 0,
     inRate: 0, outRate: 0, s1: 0, s2: 0, s3: 0, s4: 0, s5: 0, rc: 0,
   };
@@ -319,7 +344,6 @@ export function rollup(entries) {
     r.rpm += stats.rpm;
     r.cpu += stats.cpuMean;
     r.rssMb += stats.rssMb;
-    r.slowRuns += stats.slowRuns;
     if (proc.hostname) r.hosts.add(proc.hostname);
     const g = proc.group || '';
     if (!r.groups.has(g)) r.groups.set(g, []);

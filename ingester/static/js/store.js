@@ -550,8 +550,9 @@ export class Store {
     pids.clear();
     if (m.slow_clear) this.apply(m.slow_clear);
     for (const l of m.lifecycle || []) this.addLifecycle(l.event, 'batch');
+    const pairs = m.histograms === 'pairs';
     for (const s of m.samples || []) {
-      this.addSample(s, 'batch');
+      this.addSample(s, 'batch', pairs);
       pids.add(s.pid);
     }
     for (const g of m.gc_snapshots || []) this.addGcSnapshot(g.pid, g.interpreter ?? '', g.stamp, g.fields || {}, 'batch');
@@ -631,7 +632,8 @@ export class Store {
     return gs.histSec[k] === s60 ? k * NBUCKETS : -1;
   }
 
-  addSample(m, live) {
+  /** `pairs`: the histograms are `[index, count, ...]` of their non-zero buckets (batched frames). */
+  addSample(m, live, pairs = false) {
     if (m.kind && m.kind !== 'request_metrics') {
       // Other periodic kinds are never sent by mod_wsgi 6.x; keep the counters right anyway.
       return;
@@ -663,13 +665,13 @@ export class Store {
     p.lastActivity = Math.max(p.lastActivity, d.t);
     p.rev++;
     this.rev.samples++;
-    this.addToBins(p, d.t, f);
+    this.addToBins(p, d.t, f, pairs);
     const cut = this.now - RETAIN_S;
     p.samples.dropWhile((x) => x.t < cut);
     if (live) this.maybeHousekeep();
   }
 
-  addToBins(p, t, f) {
+  addToBins(p, t, f, pairs) {
     if (t < this.now - HIST_RETAIN_S) return;
     const g = p.group || '';
     this.groupsSeen.add(g);
@@ -700,11 +702,15 @@ export class Store {
     let any = false;
     for (const name of HIST_FIELDS) {
       const b = f[name + '_buckets'];
-      if (Array.isArray(b) && b.length) {
+      if (Array.isArray(b) && (b.length || pairs)) {
         let h = bin.h[name];
         if (!h) h = bin.h[name] = new Uint32Array(NBUCKETS);
-        const n = Math.min(b.length, NBUCKETS);
-        for (let i = 0; i < n; i++) h[i] += b[i];
+        if (pairs) {
+          for (let i = 0; i + 1 < b.length; i += 2) if (b[i] >= 0 && b[i] < NBUCKETS) h[b[i]] += b[i + 1];
+        } else {
+          const n = Math.min(b.length, NBUCKETS);
+          for (let i = 0; i < n; i++) h[i] += b[i];
+        }
         any = true;
       }
       const mn = f[name + '_min'];

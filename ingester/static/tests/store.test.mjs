@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Store, RETAIN_S } from '../js/store.js';
-import { processStats, findSlowRuns, classify } from '../js/stats.js';
+import { Store, RETAIN_S, HIST_FIELDS } from '../js/store.js';
+import { processStats, findSlowRuns, classify, deriveSample } from '../js/stats.js';
 import { percentile, bucketIndex, bucketLower, bucketUpper } from '../js/hist.js';
 import { fmtMs, humanBytes, fmtCount, fmtAxis } from '../js/format.js';
 
@@ -178,6 +178,19 @@ test('slow runs: monotone elapsed, completion tick via max, max-only runs', () =
   assert.deepEqual(findSlowRuns([0, 0, 0], [0, 0.7, 0.1], 0.5), [{ first: 1, last: 1, viaMax: true }]);
 });
 
+test('the slow runs of a window are counted over every slot, when read', () => {
+  // Two slots: slot 0 runs 0.6 → 1.6 s and finishes (max 1.9); slot 1 has
+  // a request of 1.2 s seen only as a max; a third sample is idle.
+  const mk = (t, elapsed, maxDur, period = 1) => deriveSample({ stamp: t, seq: t, fields: { sample_period: period, request_threads_current_elapsed: elapsed, request_threads_max_duration: maxDur } });
+  const list = [mk(1, [0.6, 0], [0, 0]), mk(2, [1.6, 0], [0, 1.2]), mk(3, [0, 0], [1.9, 0]), mk(4, [0, 0], [0, 0])];
+  assert.equal(processStats(list, 0, 10, 0.5).slowRuns, 2);
+  assert.equal(processStats(list, 0, 10, 1).slowRuns, 2);
+  assert.equal(processStats(list, 0, 10, 2).slowRuns, 0);
+  assert.equal(processStats(list, 3.5, 10, 0.5).slowRuns, 0, 'only the idle sample');
+  assert.equal(processStats(list, 0, 10, 0).slowRuns, 0, 'no threshold');
+  assert.deepEqual(JSON.parse(JSON.stringify(processStats(list, 0, 10, 0.5))).slowRuns, 2, 'enumerable');
+});
+
 test('histogram grid and percentiles', () => {
   assert.equal(bucketIndex(0.5), 0);
   assert.equal(bucketIndex(1.25), 1);
@@ -316,6 +329,15 @@ test('GC window: exactly the events that started in the last minute; percentiles
  * rest counted in `omitted` with `cut` their newest start), the newest
  * entry of each slow key.
  */
+/** A sample as the batched stream carries it: each `*_buckets` as [index, count, ...] pairs. */
+function pairsOf(m) {
+  const fields = { ...m.fields };
+  for (const [k, v] of Object.entries(fields)) {
+    if (k.endsWith('_buckets') && Array.isArray(v)) fields[k] = v.flatMap((c, i) => (c ? [i, c] : []));
+  }
+  return { ...m, fields };
+}
+
 function framesOf(messages, every, keep = Infinity) {
   const frames = [];
   let f = null;
@@ -348,12 +370,12 @@ function framesOf(messages, every, keep = Infinity) {
     f = null;
   };
   messages.forEach((m, i) => {
-    if (!f) f = { type: 'batch', seq: ++seq, datagrams: 0, lifecycle: [], samples: [], gc_snapshots: [], aggs: new Map(), picks: new Map(), slow: new Map() };
+    if (!f) f = { type: 'batch', seq: ++seq, histograms: 'pairs', datagrams: 0, lifecycle: [], samples: [], gc_snapshots: [], aggs: new Map(), picks: new Map(), slow: new Map() };
     f.datagrams++;
     f.total_received = ++total;
     f.decode_errors = 0;
     f.seq_gaps = 0;
-    if (m.type === 'sample') f.samples.push(m);
+    if (m.type === 'sample') f.samples.push(pairsOf(m));
     else if (m.type === 'lifecycle') f.lifecycle.push(m);
     else if (m.type === 'gc_snapshot') f.gc_snapshots.push(m);
     else if (m.type === 'slow_request') {
@@ -402,7 +424,12 @@ async function digest(st) {
       return [n, gs.snaps, w.n, w.gen, r(w.dur), w.max, [...w.counts].join(' '), w5.n, r(w5.dur), w.exact];
     }),
   }));
-  return { procs, now: st.now, datagrams: st.datagrams, lifecycle: st.lifecycle.length, life: [...st.life.values()], slow: [...st.slow.keys()].sort() };
+  // The request-time histograms over 60 s and 10 min, every field, all groups.
+  const hist = HIST_FIELDS.map((name) => [60, 600].map((w) => {
+    const x = st.histogram(name, w, () => true);
+    return [name, w, x.n, [...x.counts].join(' '), x.min, x.max];
+  }));
+  return { procs, hist, now: st.now, datagrams: st.datagrams, lifecycle: st.lifecycle.length, life: [...st.life.values()], slow: [...st.slow.keys()].sort() };
 }
 
 test('batched frames give the model per-datagram messages give', async () => {

@@ -115,8 +115,74 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Runs a Chrome DevTools protocol command on the page (chromedriver's
+    /// `goog/cdp/execute`): its result as JSON.
+    pub async fn cdp(&self, cmd: &str, params: serde_json::Value) -> serde_json::Value {
+        self.client
+            .issue_cmd(Cdp {
+                cmd: cmd.to_string(),
+                params,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("DevTools command {cmd} failed: {e}"))
+    }
+
+    /// The page's cumulative DevTools `Performance` metrics by name
+    /// (`ThreadTime`, `TaskDuration`, `ScriptDuration`, `JSHeapUsedSize`, …);
+    /// enables the domain on first use.
+    pub async fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        self.cdp("Performance.enable", serde_json::json!({})).await;
+        let m = self
+            .cdp("Performance.getMetrics", serde_json::json!({}))
+            .await;
+        m["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_f64()?)))
+            .collect()
+    }
+
+    /// JS heap in use after a full garbage collection, in bytes (DevTools
+    /// `HeapProfiler.collectGarbage`, then `Runtime.getHeapUsage`).
+    pub async fn heap_after_gc(&self) -> f64 {
+        self.cdp("HeapProfiler.collectGarbage", serde_json::json!({}))
+            .await;
+        self.cdp("Runtime.getHeapUsage", serde_json::json!({}))
+            .await["usedSize"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    }
+
     pub async fn close(self) {
         let _ = self.client.close().await;
+    }
+}
+
+/// A DevTools protocol command sent through chromedriver.
+#[derive(Debug)]
+struct Cdp {
+    cmd: String,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(serde_json::json!({"cmd": self.cmd, "params": self.params}).to_string()),
+        )
     }
 }
 

@@ -120,7 +120,31 @@ async fn frames_carry_what_the_per_datagram_stream_carries() {
     };
     let samples = of_type("sample");
     assert!(samples.len() > 100, "{} samples", samples.len());
-    assert_eq!(in_frames("samples"), samples);
+    // Histograms travel as pairs of their non-zero buckets: expanded, the
+    // samples are the per-datagram messages.
+    assert!(frames.iter().all(|f| f["histograms"] == "pairs"));
+    let mut pairs = 0;
+    let expanded: Vec<Value> = in_frames("samples")
+        .into_iter()
+        .map(|mut m| {
+            for (k, v) in m["fields"].as_object_mut().unwrap() {
+                if k.ends_with("_buckets") {
+                    let p = v.as_array().unwrap();
+                    assert!(p.len() % 2 == 0 && p.len() < 130, "{k}: {p:?}");
+                    pairs += p.len() / 2;
+                    let mut dense = vec![0u64; wire::histogram::BUCKETS];
+                    for c in p.chunks(2) {
+                        assert_ne!(c[1], 0, "{k}: a zero bucket sent");
+                        dense[c[0].as_u64().unwrap() as usize] = c[1].as_u64().unwrap();
+                    }
+                    *v = dense.into();
+                }
+            }
+            m
+        })
+        .collect();
+    assert!(pairs > 100, "{pairs} non-zero buckets");
+    assert_eq!(expanded, samples);
     let snaps = of_type("gc_snapshot");
     assert!(!snaps.is_empty());
     assert_eq!(in_frames("gc_snapshots"), snaps);

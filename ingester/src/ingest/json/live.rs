@@ -29,29 +29,93 @@ pub(crate) struct Fields<'a>(pub &'a [(u16, Value)]);
 
 impl Serialize for Fields<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (id, v) in self.0 {
-            m.serialize_entry(&*field_name(*id), &V(v))?;
+        fields(s, self.0, false)
+    }
+}
+
+/// True for the request-time histograms (`*_buckets`, 65 counts each).
+fn is_time_histogram(id: u16) -> bool {
+    (wire::id::SERVER_TIME_BUCKETS..=wire::id::OUTPUT_WRITE_TIME_BUCKETS).contains(&id)
+}
+
+/// A histogram as `[index, count, ...]` of its non-zero buckets.
+struct Pairs<'a>(&'a [i32]);
+
+impl Serialize for Pairs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let n = self.0.iter().filter(|&&c| c != 0).count();
+        let mut q = s.serialize_seq(Some(2 * n))?;
+        for (i, &c) in self.0.iter().enumerate().filter(|(_, &c)| c != 0) {
+            q.serialize_element(&i)?;
+            q.serialize_element(&c)?;
         }
-        m.end()
+        q.end()
+    }
+}
+
+/// The fields as an object; with `pairs`, the request-time histograms as
+/// [`Pairs`].
+fn fields<S: Serializer>(s: S, f: &[(u16, Value)], pairs: bool) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(f.len()))?;
+    for (id, v) in f {
+        match v {
+            Value::I32Array(a) if pairs && is_time_histogram(*id) => {
+                m.serialize_entry(&*field_name(*id), &Pairs(a))?
+            }
+            _ => m.serialize_entry(&*field_name(*id), &V(v))?,
+        }
+    }
+    m.end()
+}
+
+/// The fields with the request-time histograms as [`Pairs`].
+struct PairFields<'a>(&'a [(u16, Value)]);
+
+impl Serialize for PairFields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fields(s, self.0, true)
     }
 }
 
 /// `{"type":"sample", kind, pid, seq, stamp, fields}`.
 pub(crate) struct SampleMsg<'a>(pub &'a Sample);
+/// [`SampleMsg`] with [`PairFields`] (the batched stream's form).
+struct PairsSampleMsg<'a>(&'a Sample);
+
+fn sample_msg<S: Serializer>(
+    s: S,
+    sample: &Sample,
+    fields: impl Serialize,
+) -> Result<S::Ok, S::Error> {
+    let h = &sample.header;
+    let mut m = s.serialize_map(Some(6))?;
+    m.serialize_entry("type", "sample")?;
+    m.serialize_entry("kind", &*h.kind.name())?;
+    m.serialize_entry("pid", &h.pid)?;
+    m.serialize_entry("seq", &h.seq)?;
+    m.serialize_entry("stamp", &h.stamp)?;
+    m.serialize_entry("fields", &fields)?;
+    m.end()
+}
 
 impl Serialize for SampleMsg<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let h = &self.0.header;
-        let mut m = s.serialize_map(Some(6))?;
-        m.serialize_entry("type", "sample")?;
-        m.serialize_entry("kind", &*h.kind.name())?;
-        m.serialize_entry("pid", &h.pid)?;
-        m.serialize_entry("seq", &h.seq)?;
-        m.serialize_entry("stamp", &h.stamp)?;
-        m.serialize_entry("fields", &Fields(&self.0.fields))?;
-        m.end()
+        sample_msg(s, self.0, Fields(&self.0.fields))
     }
+}
+
+impl Serialize for PairsSampleMsg<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        sample_msg(s, self.0, PairFields(&self.0.fields))
+    }
+}
+
+/// A sample as the batched stream carries it: the per-datagram message
+/// with each request-time histogram as `[index, count, ...]` of its
+/// non-zero buckets (most of the 65 are zero: a third of the bytes).
+pub(crate) fn sample_pairs_json(s: &Sample) -> String {
+    to_string(&PairsSampleMsg(s))
 }
 
 impl Serialize for LifecycleEvent {

@@ -21,5 +21,5 @@ mod serde_oracle;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use live::{slow_clear_json, update_json};
+pub(crate) use live::{sample_pairs_json, slow_clear_json, update_json};
 pub(crate) use snapshot::{capture, write_snapshot, SnapshotRefs};
