@@ -10,7 +10,7 @@ use wire::{Header, Value};
 /// index.
 #[test]
 fn indexed_view_reads_as_the_sample_ref() {
-    let mut datagrams = corpus();
+    let mut datagrams = testkit::corpus_records();
     let header = Header::new(Kind::REQUEST, 1, 2, 3.5);
     let dup = Sample {
         header,
@@ -44,12 +44,6 @@ fn indexed_view_reads_as_the_sample_ref() {
     assert!(r.has_duplicates() && Indexed::new(r).n == Some(3));
 }
 
-fn corpus() -> Vec<Vec<u8>> {
-    let bin = crate::test_corpus();
-    wire::capture::records(&bin)
-        .map(|r| r.unwrap().to_vec())
-        .collect()
-}
 
 /// A datagram of `kind` from pid 7, padded with an unknown field to
 /// about `size` bytes (kept, as every unknown field is).
@@ -127,7 +121,7 @@ fn history_is_held_to_the_byte_budget() {
 fn ordinary_traffic_stays_far_inside_the_byte_budget() {
     let mut st = State::new(Limits::default());
     let t = Instant::now();
-    for d in corpus() {
+    for d in testkit::corpus_records() {
         st.ingest_quiet(&d, t);
     }
     assert!(st.processes.len() > 1);
