@@ -44,7 +44,6 @@ fn indexed_view_reads_as_the_sample_ref() {
     assert!(r.has_duplicates() && Indexed::new(r).n == Some(3));
 }
 
-
 /// A datagram of `kind` from pid 7, padded with an unknown field to
 /// about `size` bytes (kept, as every unknown field is).
 fn padded(kind: Kind, seq: u32, stamp: f64, interp: &str, size: usize) -> Vec<u8> {
@@ -325,9 +324,8 @@ fn slow_records_of_refused_pids_are_not_stored() {
     st.ingest_quiet(&req(1), t);
     st.ingest_quiet(&req(2), t);
     let kept = st.take_kept_events().len();
-    let completed = |st: &State| -> u64 {
-        st.groups.values().map(|g| g.retired.slow_completed).sum()
-    };
+    let completed =
+        |st: &State| -> u64 { st.groups.values().map(|g| g.retired.slow_completed).sum() };
     let before = completed(&st);
     for pid in 100..110u32 {
         let u = st.ingest(&slow_datagram(pid, 2, 1, 1), t);
