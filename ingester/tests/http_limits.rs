@@ -11,7 +11,6 @@ use common::*;
 use serde_json::Value as J;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::FromRawFd;
 use std::process::{Command, Stdio};
 
 /// `/api/state` once it answers 200 (it may answer 503 while the limits
