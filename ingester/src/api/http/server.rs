@@ -286,6 +286,13 @@ impl Timed {
     }
 }
 
+fn evicted_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "closed for a new connection (--max-connections)",
+    )
+}
+
 impl AsyncRead for Timed {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -294,10 +301,7 @@ impl AsyncRead for Timed {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.conn.evicted() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "closed for a new connection (--max-connections)",
-            )));
+            return Poll::Ready(Err(evicted_error()));
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
@@ -310,6 +314,11 @@ impl AsyncRead for Timed {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 this.conn.wait_read(cx);
+                // An eviction between the check above and the waker being
+                // stored woke nobody: look again now that it is stored.
+                if this.conn.evicted() {
+                    return Poll::Ready(Err(evicted_error()));
+                }
                 let Some(deadline) = this.conn.read_deadline(&this.limits) else {
                     return Poll::Pending;
                 };
