@@ -23,15 +23,3 @@ pub mod cmd;
 pub mod ingest;
 pub(crate) mod printable;
 pub(crate) mod top;
-
-/// The anchor capture (`tests/fixtures/corpus/`), for unit tests;
-/// `$TELEMETRY_CORPUS_DIR` points elsewhere.
-#[cfg(test)]
-pub(crate) fn test_corpus() -> Vec<u8> {
-    let dir = match std::env::var_os("TELEMETRY_CORPUS_DIR") {
-        Some(d) => d.into(),
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/corpus"),
-    };
-    let path = dir.join("anchor-6.1.1-mixed.bin");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::hostile::{huge_slow_record, padded_request};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::os::unix::fs::PermissionsExt;
@@ -71,24 +72,6 @@ fn corpus_replay_gives_reference_shaped_state() {
         assert_eq!(e["key"][0], e["entry"]["pid"]);
         assert!(e["entry"]["path_info"].as_str().unwrap().starts_with('/'));
     }
-}
-
-/// A REQUEST from `pid` (request_count 1) of exactly `total` bytes: an
-/// unknown bytes field (id 999, kept as every unknown field is) pads it,
-/// appended by hand since the encoder stops at 8 KB.
-fn padded_request(pid: u32, seq: u32, stamp: f64, total: usize) -> Vec<u8> {
-    let mut d = wire::Sample {
-        header: wire::Header::new(wire::Kind::REQUEST, pid, seq, stamp),
-        fields: vec![(wire::id::REQUEST_COUNT, wire::Value::U64(1))],
-    }
-    .encode()
-    .unwrap();
-    let pad = total - d.len() - 5;
-    d.extend_from_slice(&999u16.to_le_bytes());
-    d.push(0x04);
-    d.extend_from_slice(&(pad as u16).to_le_bytes());
-    d.resize(total, b'x');
-    d
 }
 
 /// Datagrams of unusual size (60 KB REQUESTs, beyond the 8 KB any
@@ -371,13 +354,7 @@ fn header_only(kind: wire::Kind, pid: u32, seq: u32, version: u8) -> Vec<u8> {
 
 /// Resident memory of `pid`, in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
+    common::hostile::rss_kb(pid) * 1024
 }
 
 /// 20,000 forged pids each sending one 16 KB REQUEST, then 3,000 slow
@@ -407,23 +384,7 @@ async fn forged_floods_are_bounded_in_memory_and_in_the_first_message() {
         s.send_all(&dgrams);
     }
     let slow: Vec<Vec<u8>> = (0..3000u32)
-        .map(|i| {
-            let mut d = wire::Sample {
-                header: wire::Header::new(wire::Kind::SLOW_REQUEST, 1 + i % 10, 2 + i, 1000.0),
-                fields: vec![
-                    (wire::id::SLOW_THREAD_ID, wire::Value::U64(u64::from(i))),
-                    (wire::id::SLOW_RECORD_STATE, wire::Value::U64(1)),
-                ],
-            }
-            .encode()
-            .unwrap();
-            // A 60 KB user agent, appended by hand (beyond the encoder's 8 KB).
-            d.extend_from_slice(&wire::id::SLOW_USER_AGENT.to_le_bytes());
-            d.push(0x04);
-            d.extend_from_slice(&60_000u16.to_le_bytes());
-            d.resize(d.len() + 60_000, b'u');
-            d
-        })
+        .map(|i| huge_slow_record(1 + i % 10, 2 + i, u64::from(i)))
         .collect();
     s.send_all(&slow);
     let v = s.wait_received(n as usize + slow.len());

@@ -73,9 +73,11 @@ pub(crate) struct ServeArgs {
     /// (counted as `http_state_refused`), WebSocket clients wait their turn.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub(crate) max_state_responses: u64,
-    /// Most open HTTP connections, WebSocket ones included; more are
-    /// answered 503 and closed (`http_connections_refused`). Lowered at
-    /// start to fit the open-files limit.
+    /// Most open HTTP connections, WebSocket ones included. A new one
+    /// replaces the connection waiting longest for a request
+    /// (`http_connections_evicted`), or is answered 503 and closed if none
+    /// waits (`http_connections_refused`). Lowered at start to fit the
+    /// open-files limit.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub(crate) max_connections: u64,
     /// Seconds a client has to send a request head, from connecting or from

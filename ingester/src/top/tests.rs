@@ -38,7 +38,7 @@ pub(crate) fn corpus_messages(seconds: f64) -> Vec<Json> {
 }
 
 fn all_corpus_messages() -> Vec<(f64, Json)> {
-    let buf = crate::test_corpus();
+    let buf = testkit::corpus_capture();
     let mut out = Vec::new();
     for rec in wire::capture::records(&buf) {
         let s = wire::decode(rec.expect("record")).expect("decodes");

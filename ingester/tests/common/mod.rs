@@ -10,12 +10,20 @@
 
 pub use testkit::*;
 
+pub mod hostile;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The `mod_wsgi-telemetry` binary under test.
+/// The `mod_wsgi-telemetry` binary under test: the one Cargo built for
+/// these tests, or `$MWT_TEST_BIN` (a release build, say, to rerun the
+/// hostile-input tests and `probes.rs` against it).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mod_wsgi-telemetry")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("MWT_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mod_wsgi-telemetry").to_string())
+    })
 }
 
 /// A file of this crate's `tests/fixtures`.

@@ -13,6 +13,9 @@ pub(crate) struct HttpCounters {
     pub(crate) state_refused: AtomicU64,
     /// Connections answered 503 and closed: `--max-connections` open.
     pub(crate) connections_refused: AtomicU64,
+    /// Connections waiting for a request closed to make room for a new
+    /// one at `--max-connections`.
+    pub(crate) connections_evicted: AtomicU64,
     /// Connections closed for `--header-timeout` or `--idle-timeout`.
     pub(crate) read_timeouts: AtomicU64,
     /// Responses or WebSocket messages whose writing stalled for
@@ -28,11 +31,12 @@ pub(crate) struct HttpCounters {
 
 impl HttpCounters {
     /// (key in `/api/state`, value) pairs.
-    pub(crate) fn snapshot(&self) -> [(&'static str, u64); 7] {
+    pub(crate) fn snapshot(&self) -> [(&'static str, u64); 8] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("http_state_refused", g(&self.state_refused)),
             ("http_connections_refused", g(&self.connections_refused)),
+            ("http_connections_evicted", g(&self.connections_evicted)),
             ("http_read_timeouts", g(&self.read_timeouts)),
             ("http_write_timeouts", g(&self.write_timeouts)),
             ("ws_clients_dropped_slow", g(&self.ws_clients_dropped)),

@@ -9,6 +9,13 @@
 //! - `--write-timeout`: a write (response body, WebSocket frame) that makes
 //!   no progress for this long fails, and the connection is closed.
 //!
+//! At `--max-connections`, a new connection takes the place of the one
+//! that has waited longest for a request head (or, kept alive, for its
+//! next request); only when every connection is busy answering or is a
+//! WebSocket is it refused. Clients that hold connections open without
+//! asking anything, and reopen them when closed, therefore cannot keep a
+//! fresh client out: it is the newest, and the longest waiter goes.
+//!
 //! It knows nothing of the routes: it runs any warp filter.
 
 use super::counters::HttpCounters;
@@ -93,6 +100,45 @@ enum Phase {
     Idle(Instant),
     /// Handed over to the WebSocket: its own logic and the write timeout.
     Upgraded,
+    /// Closed to make room for a new connection: its next read fails.
+    Evicted,
+}
+
+/// The open connections, for [`make_room`]. Weak: a connection's slot is
+/// freed by its drop, the list is only pruned.
+#[derive(Default)]
+struct Registry {
+    conns: Mutex<Vec<std::sync::Weak<Conn>>>,
+}
+
+impl Registry {
+    fn add(&self, c: &Arc<Conn>, max: usize) {
+        if let Ok(mut v) = self.conns.lock() {
+            if v.len() >= 2 * max.max(16) {
+                v.retain(|w| w.strong_count() > 0);
+            }
+            v.push(Arc::downgrade(c));
+        }
+    }
+
+    /// Evicts the open connection waiting longest for a request; false if
+    /// every one is busy or upgraded. A walk of the open connections, made
+    /// only at the cap.
+    fn make_room(&self) -> bool {
+        let Ok(mut v) = self.conns.lock() else {
+            return false;
+        };
+        v.retain(|w| w.strong_count() > 0);
+        // The phase may change between the walk and the eviction (a head
+        // arrives): `evict` checks again, and the next oldest is tried.
+        let mut waiting: Vec<(Instant, Arc<Conn>)> = v
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .filter_map(|c| c.waiting_since().map(|t| (t, c)))
+            .collect();
+        waiting.sort_by_key(|(t, _)| *t);
+        waiting.iter().any(|(_, c)| c.evict())
+    }
 }
 
 struct Conn {
@@ -132,6 +178,36 @@ impl Conn {
         self.phase.lock().map(|g| *g).unwrap_or(Phase::Busy)
     }
 
+    /// Since when it has waited for a request head, if it is waiting.
+    fn waiting_since(&self) -> Option<Instant> {
+        match self.get() {
+            Phase::Head(t) | Phase::Idle(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Marks it evicted if it is still waiting for a request, and wakes
+    /// its reader to fail; false if it no longer waits.
+    fn evict(&self) -> bool {
+        let evicted = match self.phase.lock() {
+            Ok(mut g) if matches!(*g, Phase::Head(_) | Phase::Idle(_)) => {
+                *g = Phase::Evicted;
+                true
+            }
+            _ => false,
+        };
+        if evicted {
+            if let Some(w) = self.reader.lock().ok().and_then(|mut r| r.take()) {
+                w.wake();
+            }
+        }
+        evicted
+    }
+
+    fn evicted(&self) -> bool {
+        self.get() == Phase::Evicted
+    }
+
     fn bytes_read(&self) {
         if let Ok(mut g) = self.phase.lock() {
             if matches!(*g, Phase::Idle(_)) {
@@ -144,7 +220,7 @@ impl Conn {
         match self.get() {
             Phase::Head(t) => Some(t + l.header_timeout),
             Phase::Idle(t) => Some(t + l.idle_timeout),
-            Phase::Busy | Phase::Upgraded => None,
+            Phase::Busy | Phase::Upgraded | Phase::Evicted => None,
         }
     }
 }
@@ -157,6 +233,7 @@ struct Timed {
     limits: ConnLimits,
     counters: Arc<HttpCounters>,
     open: Arc<AtomicUsize>,
+    closed: Arc<tokio::sync::Notify>,
     read_sleep: Pin<Box<Sleep>>,
     read_deadline: Option<Instant>,
     write_sleep: Pin<Box<Sleep>>,
@@ -166,6 +243,7 @@ struct Timed {
 impl Drop for Timed {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::SeqCst);
+        self.closed.notify_waiters();
     }
 }
 
@@ -208,6 +286,13 @@ impl Timed {
     }
 }
 
+fn evicted_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "closed for a new connection (--max-connections)",
+    )
+}
+
 impl AsyncRead for Timed {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -215,6 +300,9 @@ impl AsyncRead for Timed {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.conn.evicted() {
+            return Poll::Ready(Err(evicted_error()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -226,6 +314,11 @@ impl AsyncRead for Timed {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 this.conn.wait_read(cx);
+                // An eviction between the check above and the waker being
+                // stored woke nobody: look again now that it is stored.
+                if this.conn.evicted() {
+                    return Poll::Ready(Err(evicted_error()));
+                }
                 let Some(deadline) = this.conn.read_deadline(&this.limits) else {
                     return Poll::Pending;
                 };
@@ -334,6 +427,27 @@ impl Body for TrackedBody {
     }
 }
 
+/// Connections accepted past `--max-connections` while the ones evicted
+/// for them are still closing: descriptors out of [`RESERVED_FDS`].
+const EVICTION_SLACK: usize = 16;
+
+/// How long the listener waits for an evicted connection to close before
+/// it accepts the next one (it closes at its task's next poll).
+const EVICTION_WAIT: Duration = Duration::from_millis(100);
+
+/// Resolves once fewer than `below` connections are open.
+async fn fewer_open(open: &AtomicUsize, closed: &tokio::sync::Notify, below: usize) {
+    loop {
+        let notified = closed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if open.load(Ordering::SeqCst) < below {
+            return;
+        }
+        notified.await;
+    }
+}
+
 /// The whole answer to a connection over `--max-connections`.
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 31\r\n\r\ntoo many open HTTP connections\n";
 
@@ -358,6 +472,8 @@ pub(crate) async fn serve<F>(
         + 'static,
 {
     let open = Arc::new(AtomicUsize::new(0));
+    let registry = Registry::default();
+    let closed = Arc::new(tokio::sync::Notify::new());
     // Every connection task holds a clone; all gone = all finished.
     let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
     let mut last_accept_error: Option<std::time::Instant> = None;
@@ -379,14 +495,23 @@ pub(crate) async fn serve<F>(
                 continue;
             }
         };
-        if open.load(Ordering::SeqCst) >= limits.max_connections {
-            counters.connections_refused.fetch_add(1, Ordering::Relaxed);
-            // Best effort: the answer fits any fresh socket's buffer.
-            let _ = stream.try_write(TOO_MANY);
-            continue;
+        let n = open.load(Ordering::SeqCst);
+        if n >= limits.max_connections {
+            if n < limits.max_connections + EVICTION_SLACK && registry.make_room() {
+                counters.connections_evicted.fetch_add(1, Ordering::Relaxed);
+                // Clients that reopen at once must not pile up evictions
+                // in flight (and reach the slack, where all are refused).
+                let _ = tokio::time::timeout(EVICTION_WAIT, fewer_open(&open, &closed, n)).await;
+            } else {
+                counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+                // Best effort: the answer fits any fresh socket's buffer.
+                let _ = stream.try_write(TOO_MANY);
+                continue;
+            }
         }
         open.fetch_add(1, Ordering::SeqCst);
         let conn = Arc::new(Conn::new());
+        registry.add(&conn, limits.max_connections);
         let far = Instant::now() + Duration::from_secs(86_400);
         let io = Timed {
             io: stream,
@@ -394,6 +519,7 @@ pub(crate) async fn serve<F>(
             limits,
             counters: counters.clone(),
             open: open.clone(),
+            closed: closed.clone(),
             read_sleep: Box::pin(tokio::time::sleep_until(far)),
             read_deadline: None,
             write_sleep: Box::pin(tokio::time::sleep_until(far)),

@@ -41,7 +41,7 @@ type Agg = (Vec<u64>, f64, f64, u64, Vec<u64>);
 /// events; the newest entry of every slow-request key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_carry_what_the_per_datagram_stream_carries() {
-    let corpus = crate::test_corpus();
+    let corpus = testkit::corpus_capture();
     let datagrams = wire::capture::records(&corpus).count() as u64;
     let batches = Arc::new(Batches::default());
     let (mut rx, first) = batches.subscribe(Duration::from_millis(100));
@@ -246,7 +246,7 @@ async fn a_joining_client_starts_after_the_pending_frame() {
     assert_eq!(first, 1);
     let mut st = State::new(Limits::default());
     let now = Instant::now();
-    let corpus = crate::test_corpus();
+    let corpus = testkit::corpus_capture();
     let mut records = wire::capture::records(&corpus).map(|r| r.unwrap());
     for d in records.by_ref().take(10) {
         let u = st.ingest(d, now);

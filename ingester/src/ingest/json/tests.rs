@@ -12,7 +12,7 @@ use wire::{Sample, Value};
 
 #[test]
 fn every_message_is_valid_json_with_text_interpreter_names() {
-    let bin = crate::test_corpus();
+    let bin = testkit::corpus_capture();
     let mut st = State::new(Limits::default());
     let now = Instant::now();
     let mut gc_named = 0;
@@ -155,7 +155,7 @@ fn edge_sample(pid: u32, seq: u32) -> Sample {
 
 #[test]
 fn direct_sample_writer_matches_serde() {
-    let bin = crate::test_corpus();
+    let bin = testkit::corpus_capture();
     let mut n = 0;
     for d in wire::capture::records(&bin).map(|r| r.unwrap()) {
         let s = wire::decode(d).unwrap();
@@ -180,7 +180,7 @@ fn direct_sample_writer_matches_serde() {
 
 #[test]
 fn direct_snapshot_matches_serde_whole_and_chunked() {
-    let bin = crate::test_corpus();
+    let bin = testkit::corpus_capture();
     let mut st = State::new(Limits::default());
     let now = Instant::now();
     for d in wire::capture::records(&bin).map(|r| r.unwrap()) {

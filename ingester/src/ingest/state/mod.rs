@@ -489,6 +489,11 @@ impl State {
     fn apply_slow(&mut self, s: &impl View, now: Instant) -> Update<()> {
         let header = s.header();
         let pid = header.pid;
+        // A record does not add a process, but a pid the bound refuses
+        // gets no records either: forged pids would fill the table.
+        if !self.admits(pid, now) {
+            return Update::Nothing;
+        }
         let (key, entry) = slow_entry(s, now);
         let entry = Arc::new(entry);
         if entry.state == 1 && self.slow.get(&key).is_none_or(|w| w.state != 1) {

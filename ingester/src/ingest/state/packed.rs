@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn round_trips_corpus_and_saves_memory() {
-        let bin = crate::test_corpus();
+        let bin = testkit::corpus_capture();
         let (mut raw, mut packed, mut as_is) = (0usize, 0usize, 0usize);
         for d in wire::capture::records(&bin).map(|r| r.unwrap()) {
             let s = wire::decode(d).unwrap();

@@ -10,7 +10,7 @@ use wire::{Header, Value};
 /// index.
 #[test]
 fn indexed_view_reads_as_the_sample_ref() {
-    let mut datagrams = corpus();
+    let mut datagrams = testkit::corpus_records();
     let header = Header::new(Kind::REQUEST, 1, 2, 3.5);
     let dup = Sample {
         header,
@@ -42,13 +42,6 @@ fn indexed_view_reads_as_the_sample_ref() {
     assert!(Indexed::new(r).n.is_none());
     let r = wire::decode_ref(&datagrams[datagrams.len() - 2]).unwrap();
     assert!(r.has_duplicates() && Indexed::new(r).n == Some(3));
-}
-
-fn corpus() -> Vec<Vec<u8>> {
-    let bin = crate::test_corpus();
-    wire::capture::records(&bin)
-        .map(|r| r.unwrap().to_vec())
-        .collect()
 }
 
 /// A datagram of `kind` from pid 7, padded with an unknown field to
@@ -127,7 +120,7 @@ fn history_is_held_to_the_byte_budget() {
 fn ordinary_traffic_stays_far_inside_the_byte_budget() {
     let mut st = State::new(Limits::default());
     let t = Instant::now();
-    for d in corpus() {
+    for d in testkit::corpus_records() {
         st.ingest_quiet(&d, t);
     }
     assert!(st.processes.len() > 1);
@@ -268,7 +261,7 @@ fn processes_are_bounded() {
     st.ingest_quiet(&slow_datagram(6, 1, 1, 0), t);
     st.ingest_quiet(&padded(Kind::GC_EVENT, 1, 1.0, "", 10), t); // pid 7
     assert_eq!(st.processes.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
-    assert_eq!(st.processes_refused, 3);
+    assert_eq!(st.processes_refused, 4);
     st.ingest_quiet(&req(2, 2), t);
     assert_eq!(st.processes[&2].samples.len(), 2);
     // pid 1 goes stale, pid 2 and 3 stay: pid 4 gets the place.
@@ -278,7 +271,7 @@ fn processes_are_bounded() {
     st.expire(later);
     st.ingest_quiet(&req(4, 2), later);
     assert_eq!(st.processes.keys().copied().collect::<Vec<_>>(), [2, 3, 4]);
-    assert_eq!(st.processes_refused, 3);
+    assert_eq!(st.processes_refused, 4);
 }
 
 /// Lifecycle events of a pid the process bound refuses are counted as
@@ -310,6 +303,42 @@ fn lifecycle_events_of_refused_pids_are_not_stored() {
     st.ingest_quiet(&event(Kind::PROCESS_STOPPED, 2, 2), t);
     assert_eq!((st.lifecycle.len(), st.processes_refused), (3, 30));
     assert_eq!(kept, 2);
+}
+
+/// Slow-request records of a pid the process bound refuses are counted
+/// as refused and neither stored, published, counted as completed nor
+/// kept for the state directory; a tracked pid's records still are, and
+/// so are those of an untracked pid while the bound has room (a record
+/// may arrive before its process's first tick).
+#[test]
+fn slow_records_of_refused_pids_are_not_stored() {
+    let mut st = State::new(Limits {
+        max_processes: 2,
+        ..Limits::default()
+    });
+    st.keep_events();
+    let t = Instant::now();
+    let req = |pid: u32| Header::new(Kind::REQUEST, pid, 1, 1.0).to_bytes();
+    st.ingest_quiet(&slow_datagram(9, 1, 1, 1), t);
+    assert_eq!((st.slow.len(), st.processes_refused), (1, 0));
+    st.ingest_quiet(&req(1), t);
+    st.ingest_quiet(&req(2), t);
+    let kept = st.take_kept_events().len();
+    let completed =
+        |st: &State| -> u64 { st.groups.values().map(|g| g.retired.slow_completed).sum() };
+    let before = completed(&st);
+    for pid in 100..110u32 {
+        let u = st.ingest(&slow_datagram(pid, 2, 1, 1), t);
+        assert!(matches!(u, Update::Nothing), "pid {pid} published");
+        st.ingest_quiet(&slow_datagram(pid, 3, 2, 0), t);
+    }
+    assert_eq!(st.processes_refused, 20);
+    assert_eq!(st.slow.len(), 1, "refused records stored");
+    assert!(st.take_kept_events().is_empty(), "refused records kept");
+    assert_eq!(completed(&st), before, "refused records counted");
+    st.ingest_quiet(&slow_datagram(2, 2, 1, 1), t);
+    assert_eq!((st.slow.len(), st.processes_refused), (2, 20));
+    assert_eq!((kept, st.take_kept_events().len()), (1, 1));
 }
 
 /// Slow records are bounded per process and in all, and forged text
