@@ -527,6 +527,12 @@ impl<S: Sink> Reporter<S> {
         self.emit(r);
     }
 
+    /// The sink waits longer for a full queue from now on (the final
+    /// flush, see [`Sink::linger`]).
+    pub fn linger(&mut self, budget: std::time::Duration) {
+        self.sink.linger(budget);
+    }
+
     /// PROCESS_STOPPED (at most once).
     pub fn stopped(&mut self, reason: &[u8], active: u64, now_us: u64) {
         if self.stopped {

@@ -179,6 +179,7 @@ impl<S: Sink + 'static> Process<S> {
         if !was_running {
             return;
         }
+        self.reporter().linger(crate::sys::FINAL_FLUSH_WAIT_BUDGET);
         self.tick();
         let active = self.acc.active();
         let now = (self.probes.now_us)();

@@ -190,6 +190,12 @@ pub fn hostname() -> Vec<u8> {
 pub trait Sink: Send {
     /// Sends one datagram.
     fn send(&mut self, datagram: &[u8]) -> bool;
+
+    /// From now on, waits up to `budget` for room in a full queue (instead
+    /// of [`QUEUE_FULL_WAIT_BUDGET`]): the process's last datagrams, sent
+    /// once as it exits, where a moment's wait for a busy receiver costs
+    /// nothing on any request and saves its STOPPED.
+    fn linger(&mut self, _budget: std::time::Duration) {}
 }
 
 /// How long, in total, the reporter thread may wait for room in the
@@ -202,6 +208,12 @@ pub trait Sink: Send {
 const QUEUE_FULL_WAIT_BUDGET: std::time::Duration = std::time::Duration::from_millis(25);
 const QUEUE_FULL_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_micros(200);
 
+/// The same budget for a process's final flush ([`Sink::linger`]): its last
+/// interval, its slow records and STOPPED go out in one burst as it exits,
+/// when the receiver may be descheduled for longer than 25 ms on a loaded
+/// machine; a stopped receiver delays the exit by this much once.
+pub const FINAL_FLUSH_WAIT_BUDGET: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// An unconnected, non-blocking UNIX datagram socket sending to one path
 /// (a restarted ingester that re-binds the path is picked up on the next
 /// send). Used only by the reporter thread, never by request threads.
@@ -209,6 +221,8 @@ pub struct SocketSink {
     sock: Option<UnixDatagram>,
     path: std::path::PathBuf,
     wait_budget: std::time::Duration,
+    /// What `wait_budget` refills to after a successful send.
+    full_budget: std::time::Duration,
 }
 
 impl SocketSink {
@@ -233,6 +247,7 @@ impl SocketSink {
             sock,
             path: path.to_path_buf(),
             wait_budget: QUEUE_FULL_WAIT_BUDGET,
+            full_budget: QUEUE_FULL_WAIT_BUDGET,
         }
     }
 }
@@ -244,7 +259,7 @@ impl Sink for SocketSink {
             // Non-blocking socket: equivalent to MSG_DONTWAIT on every send.
             match s.send_to(datagram, &self.path) {
                 Ok(n) => {
-                    self.wait_budget = QUEUE_FULL_WAIT_BUDGET;
+                    self.wait_budget = self.full_budget;
                     return n == datagram.len();
                 }
                 // Queue full: give the receiver a moment, within the budget.
@@ -258,6 +273,11 @@ impl Sink for SocketSink {
                 Err(_) => return false,
             }
         }
+    }
+
+    fn linger(&mut self, budget: std::time::Duration) {
+        self.wait_budget = budget;
+        self.full_budget = budget;
     }
 }
 
@@ -287,6 +307,34 @@ mod tests {
             }
         }
         assert!(failed);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_lingering_sink_waits_for_a_receiver_that_catches_up() {
+        let dir =
+            std::env::temp_dir().join(format!("wsgi-telemetry-linger-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let mut sink = SocketSink::open(&path);
+        let big = vec![0u8; 4096];
+        while sink.send(&big) {} // the queue is full
+                                 // The receiver wakes up only after 100 ms, four times the usual
+                                 // budget: a plain send gives up first, a lingering one (the final
+                                 // flush) waits for it.
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let mut buf = vec![0u8; 8192];
+            rx.set_nonblocking(true).unwrap();
+            while rx.recv(&mut buf).is_ok() {}
+            rx
+        });
+        assert!(!sink.send(&big), "25 ms is not enough");
+        sink.linger(std::time::Duration::from_secs(30));
+        assert!(sink.send(&big), "the final flush waits for the receiver");
+        drop(reader.join().unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
