@@ -14,7 +14,8 @@
 //! ([`crate::batch`]); every other client gets the reference's stream.
 //!
 //! Every request must name an allowed `Host` ([`guard`]); snapshots being
-//! produced are limited in number; the listener ([`server`]) bounds
+//! produced are limited in number, and a stalled one gives its place to a
+//! new request ([`slots`]); the listener ([`server`]) bounds
 //! connections and times out clients that do not send or do not read.
 //! What is refused is counted ([`counters`]) and shown in `/api/state`.
 

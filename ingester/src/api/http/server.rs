@@ -9,6 +9,10 @@
 //! - `--write-timeout`: a write (response body, WebSocket frame) that makes
 //!   no progress for this long fails, and the connection is closed.
 //!
+//! Each request carries a [`ConnHandle`] in its extensions: how long its
+//! connection's write has stalled, and a way to cut it, with which a
+//! stalled snapshot gives its place to a new request (`super::slots`).
+//!
 //! At `--max-connections`, a new connection takes the place of the one
 //! that has waited longest for a request head (or, kept alive, for its
 //! next request); only when every connection is busy answering or is a
