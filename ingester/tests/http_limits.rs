@@ -410,3 +410,116 @@ fn a_lagging_client_does_not_miss_a_slow_clear() {
     assert!(clears >= 1, "no slow_clear reached the client");
     assert!(slow.is_empty(), "the client still lists {slow:?}");
 }
+
+/// A state whose whole `/api/state` is several times the kernel's send
+/// buffer (megabytes on loopback), so a reader's place is held through
+/// many waits.
+fn big_state() -> Vec<Vec<u8>> {
+    (1..=24)
+        .flat_map(|pid| (1..=200).map(move |seq| tick(pid, seq)))
+        .collect()
+}
+
+/// A connection that asks for the whole `/api/state`, reads the status
+/// line (it holds a place now, or was refused) and then stops reading.
+fn stalled_reader(port: u16) -> (TcpStream, String) {
+    let mut c = tight_connect(port);
+    c.write_all(b"GET /api/state?budget=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut line = [0u8; 12];
+    c.read_exact(&mut line).unwrap();
+    (c, String::from_utf8_lossy(&line).into_owned())
+}
+
+/// A stalled reader that holds a place (retried while refused with 503).
+fn stalled_holder(port: u16) -> TcpStream {
+    poll("a stalled reader to get a place", || {
+        match stalled_reader(port) {
+            (c, line) if line == "HTTP/1.1 200" => Ok(c),
+            (_, line) => Err(line),
+        }
+    })
+}
+
+/// Readers that ask for `/api/state`, then stop reading, hold every
+/// `--max-state-responses` place. Before, a fresh `/api/state` got 503
+/// until `--write-timeout` (here longer than the tests' patience); now the
+/// reader stalled longest (past `--state-stall-timeout`) is cut and the
+/// fresh request takes its place. Each new request cuts one, oldest first,
+/// and each cut is counted.
+#[test]
+fn stalled_state_readers_give_their_places_to_new_requests() {
+    let s = Serve::start(
+        bin(),
+        &["--write-timeout", "600", "--max-state-responses", "4"],
+    );
+    let dgrams = big_state();
+    s.send_all(&dgrams);
+    s.wait_received(dgrams.len());
+    let first: Vec<TcpStream> = (0..4).map(|_| stalled_holder(s.port)).collect();
+    // A hang guard, not a timing: before the cut this answers 503 for
+    // --write-timeout.
+    let v = state_when_served(&s);
+    assert_eq!(
+        v["http_state_cancelled"], 1,
+        "{:?}",
+        v["http_state_cancelled"]
+    );
+    // Four more stalled readers: the first takes the place the fresh
+    // request left, each of the others that of one of the first four.
+    let second: Vec<TcpStream> = (0..4).map(|_| stalled_holder(s.port)).collect();
+    for mut c in first {
+        // What the kernel had queued arrives, then the close, before the
+        // end of the chunked body.
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).expect("a stalled reader was cut");
+        assert!(
+            !got.ends_with(b"\r\n0\r\n\r\n"),
+            "it was sent the whole body"
+        );
+    }
+    let (status, body) = s.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        body.lines()
+            .any(|l| l == "mod_wsgi_telemetry_state_responses_cancelled_total 4"),
+        "{body}"
+    );
+    drop(second);
+}
+
+/// A reader that keeps reading, slowly, through a small receive buffer
+/// (so the server's writes wait on it again and again) keeps its place
+/// while fresh requests are refused, and gets the whole body.
+#[test]
+fn a_slow_but_reading_client_is_not_cut() {
+    let s = Serve::start(bin(), &["--max-state-responses", "1"]);
+    let dgrams = big_state();
+    s.send_all(&dgrams);
+    s.wait_received(dgrams.len());
+    let mut c = tight_connect(s.port);
+    c.write_all(b"GET /api/state?budget=0 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 << 10];
+    let mut refused = 0;
+    loop {
+        let n = c.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if got.len() > 20_000 && s.get("/api/state?budget=1000").0 == 503 {
+            refused += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let text = String::from_utf8_lossy(&got);
+    let body = text.split_once("\r\n\r\n").expect("a response").1;
+    let v: J = serde_json::from_str(body).expect("the whole body");
+    assert!(refused > 0, "the slow reader held no place");
+    assert_eq!(v["http_state_cancelled"], 0);
+    assert_eq!(s.state()["http_state_cancelled"], 0);
+}

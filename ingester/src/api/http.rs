@@ -14,26 +14,30 @@
 //! ([`crate::batch`]); every other client gets the reference's stream.
 //!
 //! Every request must name an allowed `Host` ([`guard`]); snapshots being
-//! produced are limited in number; the listener ([`server`]) bounds
+//! produced are limited in number, and a stalled one gives its place to a
+//! new request ([`slots`]); the listener ([`server`]) bounds
 //! connections and times out clients that do not send or do not read.
 //! What is refused is counted ([`counters`]) and shown in `/api/state`.
 
 pub(crate) mod counters;
 pub(crate) mod guard;
 pub(crate) mod server;
+pub(crate) mod slots;
 
 use crate::ingest::json;
 use crate::ingest::receive::{Msg, Shared};
 use counters::HttpCounters;
 use futures_util::{SinkExt, StreamExt};
 use guard::AllowedHosts;
+use server::ConnHandle;
+use slots::{Slot, SnapshotSlots};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -57,6 +61,9 @@ pub(crate) struct HttpConfig {
     /// Most snapshots (`/api/state` bodies, WebSocket first snapshots)
     /// being produced and sent at once.
     pub(crate) max_state_responses: usize,
+    /// A snapshot whose write has waited this long for its client to read
+    /// gives its place to a new request when none is free.
+    pub(crate) state_stall_timeout: Duration,
     /// `Host` names requests may carry.
     pub(crate) allowed_hosts: AllowedHosts,
     /// A WebSocket client that sends nothing, not even the answer to a
@@ -211,12 +218,13 @@ const BODY_CHUNK: usize = 256 << 10;
 /// the client gets its first bytes while the rest is being written.
 ///
 /// The body holds a `permit` of the snapshot limit until it is over (sent,
-/// or the connection dropped, e.g. by the write timeout).
+/// or the connection dropped, e.g. by the write timeout, or cut for a new
+/// request, [`slots`]).
 fn snapshot_response(
     shared: &Arc<Shared>,
     counters: &HttpCounters,
     budget: Option<usize>,
-    permit: OwnedSemaphorePermit,
+    permit: Slot,
 ) -> warp::reply::Response {
     let refs = capture(shared, counters, &shared.lock());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
@@ -252,12 +260,14 @@ fn metrics_response(
     shared: &Shared,
     per_process: bool,
     clients: &AtomicUsize,
+    counters: &HttpCounters,
     accept: Option<&str>,
 ) -> warp::reply::Response {
     let started = Instant::now();
     let own = crate::api::metrics::IngesterCounters {
         receive_pauses: shared.receive_pauses.load(Ordering::Relaxed),
         websocket_clients: clients.load(Ordering::Relaxed) as u64,
+        state_responses_cancelled: counters.state_cancelled.load(Ordering::Relaxed),
     };
     let capture = crate::api::metrics::capture(&shared.lock(), per_process, own, started);
     let openmetrics = crate::api::metrics::wants_openmetrics(accept);
@@ -284,7 +294,11 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
 {
     let clients = Arc::new(AtomicUsize::new(0));
-    let snapshots = Arc::new(Semaphore::new(cfg.max_state_responses.max(1)));
+    let snapshots = Arc::new(SnapshotSlots::new(
+        cfg.max_state_responses,
+        cfg.state_stall_timeout,
+        counters.clone(),
+    ));
     // Answers every request whose Host is not allowed; lets the others
     // through to the routes (by rejecting).
     let hosts = cfg.allowed_hosts.clone();
@@ -354,15 +368,19 @@ pub(crate) fn routes(
     let state = warp::path!("api" / "state")
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
+        .and(warp::ext::optional::<ConnHandle>())
         .and(with_shared.clone())
-        .map({
+        .then({
             let counters = counters.clone();
             let snapshots = snapshots.clone();
-            move |q: HashMap<String, String>, shared: Arc<Shared>| {
+            move |q: HashMap<String, String>, conn: Option<ConnHandle>, shared: Arc<Shared>| {
+                let counters = counters.clone();
+                let snapshots = snapshots.clone();
+                async move {
                 let budget = state_budget(&q, default_budget);
-                match snapshots.clone().try_acquire_owned() {
-                    Ok(permit) => snapshot_response(&shared, &counters, budget, permit),
-                    Err(_) => {
+                match snapshots.acquire(conn, false).await {
+                    Some(permit) => snapshot_response(&shared, &counters, budget, permit),
+                    None => {
                         counters.state_refused.fetch_add(1, Ordering::Relaxed);
                         Response::builder()
                             .status(StatusCode::SERVICE_UNAVAILABLE)
@@ -371,6 +389,7 @@ pub(crate) fn routes(
                             .body("too many /api/state responses in progress (--max-state-responses)\n".into())
                             .unwrap_or_default()
                     }
+                }
                 }
             }
         });
@@ -399,6 +418,7 @@ pub(crate) fn routes(
         );
     let metrics = {
         let clients = clients.clone();
+        let counters = counters.clone();
         let per_process = cfg.metrics_per_process;
         warp::path("metrics")
             .and(warp::path::end())
@@ -406,7 +426,7 @@ pub(crate) fn routes(
             .and(warp::header::optional::<String>("accept"))
             .and(with_shared.clone())
             .map(move |accept: Option<String>, shared: Arc<Shared>| {
-                metrics_response(&shared, per_process, &clients, accept.as_deref())
+                metrics_response(&shared, per_process, &clients, &counters, accept.as_deref())
             })
     };
     let cfg3 = cfg.clone();
@@ -417,6 +437,7 @@ pub(crate) fn routes(
     let ws = warp::path("ws")
         .and(warp::path::end())
         .and(warp::ext::optional::<OnUpgrade>())
+        .and(warp::ext::optional::<ConnHandle>())
         .and(warp::ws())
         .and(warp::header::<String>("sec-websocket-key"))
         .and(warp::header::optional::<String>("origin"))
@@ -426,6 +447,7 @@ pub(crate) fn routes(
         .and(with_shared)
         .map(
             move |upgrade: Option<OnUpgrade>,
+                  conn: Option<ConnHandle>,
                   _validated: Ws,
                   key: String,
                   origin: Option<String>,
@@ -475,6 +497,7 @@ pub(crate) fn routes(
                     shared,
                     counters: counters.clone(),
                     snapshots: snapshots.clone(),
+                    conn,
                     idle_timeout: cfg3.ws_idle_timeout,
                 };
                 tokio::spawn(async move {
@@ -581,7 +604,10 @@ async fn send_snapshot<IO: AsyncWrite + Unpin>(
 struct ClientCtx {
     shared: Arc<Shared>,
     counters: Arc<HttpCounters>,
-    snapshots: Arc<Semaphore>,
+    snapshots: Arc<SnapshotSlots>,
+    /// Its connection, for the snapshot places (cut if its first snapshot
+    /// stalls while others wait).
+    conn: Option<ConnHandle>,
     idle_timeout: Duration,
 }
 
@@ -610,7 +636,7 @@ async fn client<IO>(
 {
     let shared = &ctx.shared;
     // The first snapshot waits its turn among the snapshots in progress.
-    let Ok(permit) = ctx.snapshots.clone().acquire_owned().await else {
+    let Some(permit) = ctx.snapshots.acquire(ctx.conn.clone(), true).await else {
         return;
     };
     // Subscribe and capture under the same lock: the client then sees

@@ -69,6 +69,9 @@ pub struct IngesterCounters {
     pub(crate) receive_pauses: u64,
     /// WebSocket clients connected.
     pub(crate) websocket_clients: u64,
+    /// Snapshots cut because their client stopped reading and a new
+    /// request needed the place (`http_state_cancelled`).
+    pub(crate) state_responses_cancelled: u64,
 }
 
 /// Labels of one series.
@@ -486,6 +489,15 @@ impl Collector for Capture {
             Gauge,
             one(self.own.websocket_clients),
             gauge_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_state_responses_cancelled",
+            "Snapshots being sent whose client had stopped reading, cut to give their place to a new request.",
+            None,
+            Counter,
+            one(self.own.state_responses_cancelled),
+            counter_u64,
         )
     }
 }
@@ -785,6 +797,7 @@ mod tests {
         IngesterCounters {
             receive_pauses: 2,
             websocket_clients: 1,
+            state_responses_cancelled: 3,
         }
     }
 

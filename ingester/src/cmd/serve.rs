@@ -73,6 +73,12 @@ pub(crate) struct ServeArgs {
     /// (counted as `http_state_refused`), WebSocket clients wait their turn.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub(crate) max_state_responses: u64,
+    /// Seconds a snapshot's write may wait for its client to read before,
+    /// when all --max-state-responses places are taken, the longest stalled
+    /// one is cut to make room for a new request (`http_state_cancelled`).
+    /// A reader that keeps reading, however slowly, is not cut.
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub(crate) state_stall_timeout: Duration,
     /// Most open HTTP connections, WebSocket ones included. A new one
     /// replaces the connection waiting longest for a request
     /// (`http_connections_evicted`), or is answered 503 and closed if none
@@ -209,6 +215,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
             snapshot_budget: (args.snapshot_budget > 0).then_some(args.snapshot_budget),
             metrics_per_process: args.metrics_per_process,
             max_state_responses: args.max_state_responses as usize,
+            state_stall_timeout: args.state_stall_timeout,
             allowed_hosts: http::guard::AllowedHosts::new(allowed),
             ws_idle_timeout: args.idle_timeout,
         };

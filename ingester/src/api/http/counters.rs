@@ -11,6 +11,9 @@ use std::time::Duration;
 pub(crate) struct HttpCounters {
     /// `/api/state` answered 503: `--max-state-responses` bodies in flight.
     pub(crate) state_refused: AtomicU64,
+    /// Snapshots being sent whose writes had stalled for
+    /// `--state-stall-timeout`, cut to give their place to a new request.
+    pub(crate) state_cancelled: AtomicU64,
     /// Connections answered 503 and closed: `--max-connections` open.
     pub(crate) connections_refused: AtomicU64,
     /// Connections waiting for a request closed to make room for a new
@@ -31,10 +34,11 @@ pub(crate) struct HttpCounters {
 
 impl HttpCounters {
     /// (key in `/api/state`, value) pairs.
-    pub(crate) fn snapshot(&self) -> [(&'static str, u64); 8] {
+    pub(crate) fn snapshot(&self) -> [(&'static str, u64); 9] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("http_state_refused", g(&self.state_refused)),
+            ("http_state_cancelled", g(&self.state_cancelled)),
             ("http_connections_refused", g(&self.connections_refused)),
             ("http_connections_evicted", g(&self.connections_evicted)),
             ("http_read_timeouts", g(&self.read_timeouts)),

@@ -9,6 +9,10 @@
 //! - `--write-timeout`: a write (response body, WebSocket frame) that makes
 //!   no progress for this long fails, and the connection is closed.
 //!
+//! Each request carries a [`ConnHandle`] in its extensions: how long its
+//! connection's write has stalled, and a way to cut it, with which a
+//! stalled snapshot gives its place to a new request (`super::slots`).
+//!
 //! At `--max-connections`, a new connection takes the place of the one
 //! that has waited longest for a request head (or, kept alive, for its
 //! next request); only when every connection is busy answering or is a
@@ -23,7 +27,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -146,13 +150,69 @@ struct Conn {
     /// The task last left waiting for a read: woken when the phase changes,
     /// so a new deadline is armed even if hyper does not read again.
     reader: Mutex<Option<Waker>>,
+    /// Since when a write has been waiting for the client to read (none
+    /// while writes progress or nothing is being written), and the bytes
+    /// then queued in the kernel's send buffer.
+    write_stalled_since: Mutex<Option<(Instant, i64)>>,
+    /// The socket, to read its send queue; -1 once it is being closed.
+    fd: std::sync::atomic::AtomicI32,
+    /// The task last left waiting for a write: woken by [`Conn::abort`].
+    writer: Mutex<Option<Waker>>,
+    /// Cut by [`ConnHandle::abort`]: every read and write fails.
+    aborted: AtomicBool,
+}
+
+/// A connection as the routes see it (in each request's extensions): how
+/// long its writes have stalled, and a way to cut it, for giving a
+/// snapshot's place to a new request (see `super::slots`).
+#[derive(Clone)]
+pub(crate) struct ConnHandle(Arc<Conn>);
+
+impl ConnHandle {
+    /// How long its pending write has waited for the client to read;
+    /// `None` if no write is waiting or it has been cut already.
+    ///
+    /// The kernel wakes a pending write only once much of a large send
+    /// buffer (megabytes on loopback) has drained, so a reader that keeps
+    /// reading can leave a write pending for seconds: a send queue that
+    /// shrank since the wait began counts as progress, and the wait starts
+    /// again.
+    pub(crate) fn write_stalled_for(&self) -> Option<Duration> {
+        if self.0.aborted.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut g = self.0.write_stalled_since.lock().ok()?;
+        let (since, queued) = (*g)?;
+        let now_queued = self.0.send_queue();
+        if now_queued < queued {
+            *g = Some((Instant::now(), now_queued));
+            return Some(Duration::ZERO);
+        }
+        Some(since.elapsed())
+    }
+
+    /// Cuts the connection: its next read or write fails, and the task
+    /// waiting on either is woken so that happens now, not at
+    /// `--write-timeout`.
+    pub(crate) fn abort(&self) {
+        self.0.aborted.store(true, Ordering::SeqCst);
+        for w in [&self.0.writer, &self.0.reader] {
+            if let Some(w) = w.lock().ok().and_then(|mut g| g.take()) {
+                w.wake();
+            }
+        }
+    }
 }
 
 impl Conn {
-    fn new() -> Conn {
+    fn new(fd: std::os::fd::RawFd) -> Conn {
         Conn {
             phase: Mutex::new(Phase::Head(Instant::now())),
             reader: Mutex::new(None),
+            write_stalled_since: Mutex::new(None),
+            fd: std::sync::atomic::AtomicI32::new(fd),
+            writer: Mutex::new(None),
+            aborted: AtomicBool::new(false),
         }
     }
 
@@ -166,12 +226,47 @@ impl Conn {
     }
 
     fn wait_read(&self, cx: &Context<'_>) {
-        if let Ok(mut r) = self.reader.lock() {
-            match &*r {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *r = Some(cx.waker().clone()),
+        keep_waker(&self.reader, cx);
+    }
+
+    /// A write is pending: remembers its task, and since when it stalls.
+    fn wait_write(&self, cx: &Context<'_>) {
+        keep_waker(&self.writer, cx);
+        if let Ok(mut g) = self.write_stalled_since.lock() {
+            if g.is_none() {
+                *g = Some((Instant::now(), self.send_queue()));
             }
         }
+    }
+
+    fn write_progressed(&self) {
+        if let Ok(mut g) = self.write_stalled_since.lock() {
+            *g = None;
+        }
+    }
+
+    /// Bytes in the socket's send queue not yet acknowledged by the client
+    /// (`SIOCOUTQ`); `i64::MAX` if unknown, which never reads as progress.
+    fn send_queue(&self) -> i64 {
+        let fd = self.fd.load(Ordering::SeqCst);
+        if fd < 0 {
+            return i64::MAX;
+        }
+        let mut n: libc::c_int = 0;
+        // SAFETY: an ioctl that only writes one int through a valid pointer
+        // to a local. Should the descriptor be closed (and reused) between
+        // the load and the call, the call fails or reads another socket's
+        // queue length: a wrong figure for a heuristic, never memory.
+        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+        if r == 0 {
+            i64::from(n)
+        } else {
+            i64::MAX
+        }
+    }
+
+    fn aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
     }
 
     fn get(&self) -> Phase {
@@ -225,6 +320,15 @@ impl Conn {
     }
 }
 
+fn keep_waker(slot: &Mutex<Option<Waker>>, cx: &Context<'_>) {
+    if let Ok(mut r) = slot.lock() {
+        match &*r {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *r = Some(cx.waker().clone()),
+        }
+    }
+}
+
 /// A TCP stream with the read and write deadlines of [`ConnLimits`]; its
 /// drop frees the connection's slot.
 struct Timed {
@@ -242,6 +346,7 @@ struct Timed {
 
 impl Drop for Timed {
     fn drop(&mut self) {
+        self.conn.fd.store(-1, Ordering::SeqCst);
         self.open.fetch_sub(1, Ordering::SeqCst);
         self.closed.notify_waiters();
     }
@@ -251,6 +356,12 @@ impl Timed {
     /// After a write returned `Pending`: fails once the stall has lasted
     /// `--write-timeout`.
     fn write_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.conn.wait_write(cx);
+        // An abort between the write and the waker being stored woke
+        // nobody: look again now that it is stored.
+        if self.conn.aborted() {
+            return Poll::Ready(Err(aborted_error()));
+        }
         let deadline = match self.write_deadline {
             Some(d) => d,
             None => {
@@ -280,10 +391,18 @@ impl Timed {
             Poll::Pending => self.write_stalled(cx),
             done => {
                 self.write_deadline = None;
+                self.conn.write_progressed();
                 done
             }
         }
     }
+}
+
+fn aborted_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "stalled snapshot cut for a new request (--state-stall-timeout)",
+    )
 }
 
 fn evicted_error() -> io::Error {
@@ -303,6 +422,9 @@ impl AsyncRead for Timed {
         if this.conn.evicted() {
             return Poll::Ready(Err(evicted_error()));
         }
+        if this.conn.aborted() {
+            return Poll::Ready(Err(aborted_error()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -318,6 +440,9 @@ impl AsyncRead for Timed {
                 // stored woke nobody: look again now that it is stored.
                 if this.conn.evicted() {
                     return Poll::Ready(Err(evicted_error()));
+                }
+                if this.conn.aborted() {
+                    return Poll::Ready(Err(aborted_error()));
                 }
                 let Some(deadline) = this.conn.read_deadline(&this.limits) else {
                     return Poll::Pending;
@@ -345,6 +470,9 @@ impl AsyncWrite for Timed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.conn.aborted() {
+            return Poll::Ready(Err(aborted_error()));
+        }
         let r = Pin::new(&mut self.io).poll_write(cx, buf);
         self.wrote(r, cx)
     }
@@ -354,6 +482,9 @@ impl AsyncWrite for Timed {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.conn.aborted() {
+            return Poll::Ready(Err(aborted_error()));
+        }
         let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         self.wrote(r, cx)
     }
@@ -510,7 +641,7 @@ pub(crate) async fn serve<F>(
             }
         }
         open.fetch_add(1, Ordering::SeqCst);
-        let conn = Arc::new(Conn::new());
+        let conn = Arc::new(Conn::new(std::os::fd::AsRawFd::as_raw_fd(&stream)));
         registry.add(&conn, limits.max_connections);
         let far = Instant::now() + Duration::from_secs(86_400);
         let io = Timed {
@@ -526,8 +657,9 @@ pub(crate) async fn serve<F>(
             write_deadline: None,
         };
         let svc = warp::service(filter.clone());
-        let service = warp::hyper::service::service_fn(move |req| {
+        let service = warp::hyper::service::service_fn(move |mut req: warp::http::Request<_>| {
             conn.set(Phase::Busy);
+            req.extensions_mut().insert(ConnHandle(conn.clone()));
             let mut svc = svc.clone();
             let conn = conn.clone();
             async move {
