@@ -154,8 +154,10 @@ struct Conn {
     /// while writes progress or nothing is being written), and the bytes
     /// then queued in the kernel's send buffer.
     write_stalled_since: Mutex<Option<(Instant, i64)>>,
-    /// The socket, to read its send queue; -1 once it is being closed.
-    fd: std::sync::atomic::AtomicI32,
+    /// The socket, to read its send queue; -1 once it is being closed. A
+    /// lock, not an atomic: the close waits for a reading in progress, so
+    /// the number is never read after it could be reused.
+    fd: Mutex<std::os::fd::RawFd>,
     /// The task last left waiting for a write: woken by [`Conn::abort`].
     writer: Mutex<Option<Waker>>,
     /// Cut by [`ConnHandle::abort`]: every read and write fails.
@@ -210,7 +212,7 @@ impl Conn {
             phase: Mutex::new(Phase::Head(Instant::now())),
             reader: Mutex::new(None),
             write_stalled_since: Mutex::new(None),
-            fd: std::sync::atomic::AtomicI32::new(fd),
+            fd: Mutex::new(fd),
             writer: Mutex::new(None),
             aborted: AtomicBool::new(false),
         }
@@ -248,16 +250,15 @@ impl Conn {
     /// Bytes in the socket's send queue not yet acknowledged by the client
     /// (`SIOCOUTQ`); `i64::MAX` if unknown, which never reads as progress.
     fn send_queue(&self) -> i64 {
-        let fd = self.fd.load(Ordering::SeqCst);
-        if fd < 0 {
+        let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
+        if *fd < 0 {
             return i64::MAX;
         }
         let mut n: libc::c_int = 0;
         // SAFETY: an ioctl that only writes one int through a valid pointer
-        // to a local. Should the descriptor be closed (and reused) between
-        // the load and the call, the call fails or reads another socket's
-        // queue length: a wrong figure for a heuristic, never memory.
-        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+        // to a local, on a descriptor that stays open while the lock is
+        // held (`Timed::drop` sets -1 under it before the socket closes).
+        let r = unsafe { libc::ioctl(*fd, libc::TIOCOUTQ, &mut n) };
         if r == 0 {
             i64::from(n)
         } else {
@@ -346,7 +347,8 @@ struct Timed {
 
 impl Drop for Timed {
     fn drop(&mut self) {
-        self.conn.fd.store(-1, Ordering::SeqCst);
+        // Before the socket (a field) closes: see `Conn::fd`.
+        *self.conn.fd.lock().unwrap_or_else(|e| e.into_inner()) = -1;
         self.open.fetch_sub(1, Ordering::SeqCst);
         self.closed.notify_waiters();
     }
