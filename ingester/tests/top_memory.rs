@@ -25,8 +25,9 @@ fn state_of(procs: u32, ticks: u32) -> Vec<Vec<u8>> {
 }
 
 /// `top --once --json` against `s` under `/usr/bin/time`: (exit code, its
-/// stdout, its peak RSS in kB).
-fn top_once_peak(s: &Serve) -> (i32, Vec<u8>, u64) {
+/// stdout, its peak RSS in kB, seconds it took).
+fn top_once_peak(s: &Serve) -> (i32, Vec<u8>, u64, f64) {
+    let t = std::time::Instant::now();
     let out = Command::new("/usr/bin/time")
         .args(["-f", "maxrss_kb=%M", bin(), "top", "--once", "--json"])
         .args(["--once-timeout", "120", "--url", &s.url()])
@@ -38,7 +39,8 @@ fn top_once_peak(s: &Serve) -> (i32, Vec<u8>, u64) {
         .find_map(|l| l.strip_prefix("maxrss_kb="))
         .and_then(|v| v.trim().parse().ok())
         .expect("maxrss_kb from /usr/bin/time");
-    (out.status.code().unwrap_or(-1), out.stdout, kb)
+    let secs = t.elapsed().as_secs_f64();
+    (out.status.code().unwrap_or(-1), out.stdout, kb, secs)
 }
 
 #[test]
@@ -51,10 +53,12 @@ fn top_once_on_a_200_process_state_stays_within_its_snapshot_size() {
     let (status, _, body) = http_get(s.port, "/api/state?budget=0", "").expect("/api/state");
     assert_eq!(status, 200);
     let json_kb = body.len() as u64 / 1024;
-    let (code, stdout, peak_kb) = top_once_peak(&s);
+    let (code, stdout, peak_kb, secs) = top_once_peak(&s);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "top --once: state {json_kb} kB of JSON, peak RSS {} MB",
-        peak_kb / 1024
+        "top --once: state {json_kb} kB of JSON, peak RSS {} MB, {secs:.2} s (load {})",
+        peak_kb / 1024,
+        load.split_whitespace().next().unwrap_or("?")
     );
     assert_eq!(code, 0, "top --once failed");
     let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();

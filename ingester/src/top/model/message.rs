@@ -181,38 +181,46 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 }
 
-/// The identity strings a sample's fields and a snapshot's process carry.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct IdentityJson {
-    hostname: Scalar,
-    process_group: Scalar,
-    mod_wsgi_version: Scalar,
-    python_version: Scalar,
-    apache_version: Scalar,
-    mpm_name: Scalar,
-    process_parent_pid: Scalar,
-}
-
-impl IdentityJson {
-    fn identity(&self) -> Identity {
-        Identity {
-            hostname: self.hostname.text(),
-            process_group: self.process_group.text(),
-            mod_wsgi_version: self.mod_wsgi_version.text(),
-            python_version: self.python_version.text(),
-            apache_version: self.apache_version.text(),
-            mpm_name: self.mpm_name.text(),
-            process_parent_pid: self.process_parent_pid.u64(),
+/// Declares a message struct (every field defaulted when absent) with the
+/// identity strings that a sample's `fields` and a snapshot's process both
+/// carry, and its `identity()`. (Flattening a shared struct in would make
+/// serde buffer the whole object.)
+macro_rules! with_identity {
+    ($(#[$m:meta])* struct $name:ident { $($f:ident: $t:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(default)]
+        struct $name {
+            $($f: $t,)*
+            hostname: Scalar,
+            process_group: Scalar,
+            mod_wsgi_version: Scalar,
+            python_version: Scalar,
+            apache_version: Scalar,
+            mpm_name: Scalar,
+            process_parent_pid: Scalar,
         }
-    }
+
+        impl $name {
+            fn identity(&self) -> Identity {
+                Identity {
+                    hostname: self.hostname.text(),
+                    process_group: self.process_group.text(),
+                    mod_wsgi_version: self.mod_wsgi_version.text(),
+                    python_version: self.python_version.text(),
+                    apache_version: self.apache_version.text(),
+                    mpm_name: self.mpm_name.text(),
+                    process_parent_pid: self.process_parent_pid.u64(),
+                }
+            }
+        }
+    };
 }
 
+with_identity! {
 /// The `fields` of a `request_metrics` sample that the monitor reads.
 /// Phase fields are named `{phase}_time`, `_min`, `_max`, `_buckets` in
 /// [`PHASES`](super::PHASES) order.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
 struct FieldsJson {
     sample_period: Scalar,
     slow_requests_threshold: Scalar,
@@ -254,14 +262,7 @@ struct FieldsJson {
     status_4xx_total: Scalar,
     status_5xx_total: Scalar,
     request_threads_current_elapsed: Scalar,
-    // The identity strings; flattening would buffer the whole object.
-    hostname: Scalar,
-    process_group: Scalar,
-    mod_wsgi_version: Scalar,
-    python_version: Scalar,
-    apache_version: Scalar,
-    mpm_name: Scalar,
-    process_parent_pid: Scalar,
+}
 }
 
 impl FieldsJson {
@@ -299,19 +300,6 @@ impl FieldsJson {
                 &self.request_time_buckets,
             ],
         ]
-    }
-
-    fn identity(&self) -> Identity {
-        IdentityJson {
-            hostname: self.hostname.clone(),
-            process_group: self.process_group.clone(),
-            mod_wsgi_version: self.mod_wsgi_version.clone(),
-            python_version: self.python_version.clone(),
-            apache_version: self.apache_version.clone(),
-            mpm_name: self.mpm_name.clone(),
-            process_parent_pid: self.process_parent_pid.clone(),
-        }
-        .identity()
     }
 }
 
@@ -406,34 +394,18 @@ impl From<SampleJson> for SnapshotTick {
     }
 }
 
+with_identity! {
 /// One process of a snapshot; its GC lists are skipped unread.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
 struct ProcessJson {
     pid: Scalar,
     drops: Scalar,
     samples: Option<Vec<SnapshotTick>>,
-    hostname: Scalar,
-    process_group: Scalar,
-    mod_wsgi_version: Scalar,
-    python_version: Scalar,
-    apache_version: Scalar,
-    mpm_name: Scalar,
-    process_parent_pid: Scalar,
+}
 }
 
 impl ProcessJson {
     fn into_process(self) -> SnapshotProcess {
-        let identity = IdentityJson {
-            hostname: self.hostname,
-            process_group: self.process_group,
-            mod_wsgi_version: self.mod_wsgi_version,
-            python_version: self.python_version,
-            apache_version: self.apache_version,
-            mpm_name: self.mpm_name,
-            process_parent_pid: self.process_parent_pid,
-        }
-        .identity();
+        let identity = self.identity();
         SnapshotProcess {
             pid: self.pid.u64() as u32,
             identity,
