@@ -15,8 +15,8 @@
 //! figures) and fails if what it probes is back: a fresh client kept out,
 //! memory or the first message far past their bounds, a canary stuck
 //! behind a flood. The probes that need no figures are ordinary tests:
-//! `http_limits.rs`, `serve.rs`, `terminal_escapes.rs`, `cli_errors.rs`
-//! here, `directives.rs`, `daemon.rs`, `request_mix.rs` with httpd.
+//! `http_limits.rs`, `serve.rs`, `terminal_escapes.rs`, `cli_errors.rs`,
+//! `top_memory.rs` here, `directives.rs`, `daemon.rs`, `request_mix.rs` with httpd.
 
 mod common;
 
