@@ -17,6 +17,8 @@
 #                                  when an integration test sees a crash
 #   debootstrap                    root filesystems of the container images
 #                                  (scripts/containers/build-images.sh)
+#   time                           /usr/bin/time: peak RSS of `top --once`
+#                                  (ingester/tests/top_memory.rs)
 #   prometheus                     a real Prometheus (and promtool) scraping
 #                                  `/metrics` in the tests; the tests start
 #                                  /usr/bin/prometheus themselves, the
@@ -25,7 +27,7 @@ set -euo pipefail
 PACKAGES=(
     apache2 apache2-dev apache2-utils libapache2-mod-wsgi-py3 libclang-dev wrk
     python3-venv python3-dev
-    chromium chromium-driver tmux gdb debootstrap prometheus
+    chromium chromium-driver tmux gdb debootstrap time prometheus
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
