@@ -58,7 +58,11 @@ if [ "${1:-}" = --httpd-only ]; then
     shift
 fi
 releases=("$@")
-[ ${#releases[@]} -eq 0 ] && releases=(bookworm bullseye trixie)
+all_releases=""
+if [ ${#releases[@]} -eq 0 ]; then
+    releases=(bookworm bullseye trixie)
+    all_releases=1
+fi
 
 log() { echo "build-images: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -183,7 +187,10 @@ missing() {
     done
 }
 
-for rel in "${releases[@]}"; do
+# Builds what `rel` misses (only its base and httpd images with
+# httpd_only) and prints its lines.
+build_release() { # release
+    local rel="$1" lock total hash
     case "$rel" in
         *[!a-z]* | "") die "'$rel' is not a Debian code name (e.g. bookworm)" ;;
     esac
@@ -230,4 +237,16 @@ for rel in "${releases[@]}"; do
     while read -r version pypi; do
         if [ -n "$version" ]; then echo "$rel/mod_wsgi-$version $pypi"; fi
     done <<<"$pypi_tags"
+}
+
+# Asked for every release: bookworm's httpd image comes first, since every
+# integration test's httpd runs in it (tests/src/backend.rs) and waits for
+# it while the builders, the PyPI builds and the other releases follow.
+if [ -z "$httpd_only" ] && [ -n "$all_releases" ]; then
+    httpd_only=1
+    build_release bookworm >/dev/null
+    httpd_only=""
+fi
+for rel in "${releases[@]}"; do
+    build_release "$rel"
 done
