@@ -250,11 +250,13 @@ def calibrate(url, plan, rate):
     CALIBRATE_SECS with a first guess (1 ms of service), each path's service
     time is read off its achieved rate, and the delay is set again from it:
     twice, since the service time moves with the delay."""
+    def delays_from(service):
+        return [max(1, round(conns * 1000 / (rate * share) - svc))
+                for (_, _, conns, share), svc in zip(plan, service)]
+
     service = [1.0] * len(plan)
-    delays = []
     for round_ in range(2):
-        delays = [max(1, round(conns * 1000 / (rate * share) - svc))
-                  for (_, _, conns, share), svc in zip(plan, service)]
+        delays = delays_from(service)
         runs = [wrk(url, path, status, conns, d, CALIBRATE_SECS)
                 for (path, status, conns, _), d in zip(plan, delays)]
         results = [wrk_result(p) for p in runs]
@@ -263,8 +265,7 @@ def calibrate(url, plan, rate):
         for i, ((_, _, conns, _), r) in enumerate(zip(plan, results)):
             achieved = max(r["requests"], 1) / CALIBRATE_SECS
             service[i] = max(0.0, conns * 1000 / achieved - delays[i])
-    return [max(1, round(conns * 1000 / (rate * share) - svc))
-            for (_, _, conns, share), svc in zip(plan, service)]
+    return delays_from(service)
 
 
 class Malformed:
