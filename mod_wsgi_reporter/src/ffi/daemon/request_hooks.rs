@@ -419,11 +419,10 @@ fn begin(d: &'static Daemon, req: Request<'_>) {
     };
     // SAFETY: live table of the live request, not modified meanwhile.
     let v = unsafe { stamps(e, wanted) };
-    let (rs, qs, ds, spid) = (
+    let (rs, qs, ds) = (
         num(v[EnvKeys::REQUEST_START]),
         num(v[EnvKeys::QUEUE_START]),
         num(v[EnvKeys::DAEMON_START]),
-        num(v[EnvKeys::SERVER_PID]),
     );
     let request_start = if rs == 0 { now } else { rs };
     let claim = if slow {
@@ -435,7 +434,8 @@ fn begin(d: &'static Daemon, req: Request<'_>) {
                 queue_start_us: qs,
                 daemon_start_us: ds,
                 application_start_us: now,
-                server_pid: spid,
+                // (Not a 16-digit stamp: parsed only when wanted.)
+                server_pid: num(v[EnvKeys::SERVER_PID]),
                 strings,
                 tid,
             },
