@@ -15,9 +15,10 @@
 //! points mod_wsgi.so's GOT entries for those two functions at the
 //! wrappers below (crate::got), which call httpd's functions and claim / record
 //! the request with the daemon's accumulators. The application's response
-//! writes are counted as in embedded mode, through mod_wsgi.so's GOT entry
-//! for `ap_pass_brigade` (our output filter on `r` when that entry cannot
-//! be redirected), its `wsgi.input` reads by our input filter. So every
+//! writes and its `wsgi.input` reads are counted as in embedded mode,
+//! through mod_wsgi.so's GOT entries for `ap_pass_brigade` and
+//! `ap_get_brigade` (our output / input filter on `r` when an entry cannot
+//! be redirected). So every
 //! request of every interpreter is counted from the first one, for the cost
 //! of the embedded hooks, and mod_wsgi's Python event machinery (which
 //! costs more than our whole embedded path once anyone subscribes) is not
@@ -43,12 +44,14 @@ use crate::ffi::base::guard;
 use crate::ffi::base::request::Request;
 use crate::ffi::base::sym::fnptr;
 use crate::ffi::request::filters::{track, tracked};
-use crate::ffi::request::state::{brigade_data, thread_slot, ReqState};
+use crate::ffi::request::state::{thread_slot, ReqState};
 use crate::got;
 
 static HOOKED: AtomicBool = AtomicBool::new(false);
 /// mod_wsgi.so's `ap_pass_brigade` calls come to [`pass_brigade`].
 static PASS_HOOKED: AtomicBool = AtomicBool::new(false);
+/// mod_wsgi.so's `ap_get_brigade` calls come to [`get_brigade`].
+static GET_HOOKED: AtomicBool = AtomicBool::new(false);
 /// mod_wsgi's own `wsgi_publish_process_stopping` (NULL: not hooked).
 static REAL_PUBLISH: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -101,6 +104,22 @@ pub(super) unsafe fn install(inside: *const c_void) -> Result<usize, got::GotErr
     .is_ok()
     {
         PASS_HOOKED.store(true, Release);
+    }
+    // Optional: the application's `wsgi.input` reads (mod_wsgi's
+    // `ap_get_brigade(r->input_filters, ...)`), counted in the call instead
+    // of by an input filter, which costs a filter record and two look-ups
+    // of the request's headers per request.
+    // SAFETY: as above; `get_brigade` has the signature of
+    // `ap_get_brigade` and calls it by name.
+    if unsafe {
+        got::redirect(
+            inside,
+            &[(c"ap_get_brigade", get_brigade as *const () as usize)],
+        )
+    }
+    .is_ok()
+    {
+        GET_HOOKED.store(true, Release);
     }
     // Optional: mod_wsgi calls its own exported
     // `wsgi_publish_process_stopping(reason)` through its GOT when a
@@ -191,26 +210,46 @@ unsafe extern "C" fn pass_brigade(
 ) -> ap::apr_status_t {
     // SAFETY: NULL or a live filter of a live request (or connection:
     // then `r` is NULL); our ReqState is used by this thread only.
-    let st = unsafe { writing(next).as_mut() }.filter(|st| !st.finished);
+    let st = unsafe { chain_of(next).as_mut() }.filter(|st| !st.finished);
     let Some(st) = st else {
         // SAFETY: the caller's own arguments, passed on unchanged.
         return unsafe { ap::ap_pass_brigade(next, bb) };
     };
-    // SAFETY: mod_wsgi's live brigade.
-    let (bytes, _) = unsafe { brigade_data(bb) };
-    let t0 = sys::now_us();
-    // SAFETY: the caller's own arguments, passed on unchanged.
-    let rv = unsafe { ap::ap_pass_brigade(next, bb) };
-    st.wrote(bytes, sys::now_us().saturating_sub(t0));
-    rv
+    // SAFETY: the caller's own arguments.
+    unsafe { st.pass(next, bb) }
 }
 
-/// Our state of the request whose output chain starts at `next` (NULL:
-/// none, or not ours).
+/// A `wsgi.input` read of mod_wsgi in a daemon (`ap_get_brigade(r->input_filters,
+/// ...)`): counted for the request it reads, if we track it and have not
+/// recorded it yet (httpd's finalize discards an unread body by itself,
+/// not through mod_wsgi.so, and after the request is recorded). Nothing
+/// here can panic, so there is nothing to catch.
+///
+/// # Safety
+/// Only for mod_wsgi.so, through the GOT entry pointed here: the arguments of `ap_get_brigade`.
+unsafe extern "C" fn get_brigade(
+    next: *mut ap::ap_filter_t,
+    bb: *mut ap::apr_bucket_brigade,
+    mode: ap::ap_input_mode_t,
+    block: ap::apr_read_type_e,
+    readbytes: ap::apr_off_t,
+) -> ap::apr_status_t {
+    // SAFETY: as in `pass_brigade`.
+    let st = unsafe { chain_of(next).as_mut() }.filter(|st| !st.finished);
+    let Some(st) = st else {
+        // SAFETY: the caller's own arguments, passed on unchanged.
+        return unsafe { ap::ap_get_brigade(next, bb, mode, block, readbytes) };
+    };
+    // SAFETY: the caller's own arguments.
+    unsafe { st.get(next, bb, mode, block, readbytes) }
+}
+
+/// Our state of the request whose output or input chain starts at `next`
+/// (NULL: none, or not ours).
 ///
 /// # Safety
 /// `next` is NULL or a live filter.
-unsafe fn writing(next: *mut ap::ap_filter_t) -> *mut ReqState {
+unsafe fn chain_of(next: *mut ap::ap_filter_t) -> *mut ReqState {
     // SAFETY: per the contract; a filter's `r` is NULL or its live request.
     match unsafe { next.as_ref().and_then(|f| Request::new(f.r)) } {
         Some(req) => tracked(req),
@@ -380,11 +419,10 @@ fn begin(d: &'static Daemon, req: Request<'_>) {
     };
     // SAFETY: live table of the live request, not modified meanwhile.
     let v = unsafe { stamps(e, wanted) };
-    let (rs, qs, ds, spid) = (
+    let (rs, qs, ds) = (
         num(v[EnvKeys::REQUEST_START]),
         num(v[EnvKeys::QUEUE_START]),
         num(v[EnvKeys::DAEMON_START]),
-        num(v[EnvKeys::SERVER_PID]),
     );
     let request_start = if rs == 0 { now } else { rs };
     let claim = if slow {
@@ -396,7 +434,8 @@ fn begin(d: &'static Daemon, req: Request<'_>) {
                 queue_start_us: qs,
                 daemon_start_us: ds,
                 application_start_us: now,
-                server_pid: spid,
+                // (Not a 16-digit stamp: parsed only when wanted.)
+                server_pid: num(v[EnvKeys::SERVER_PID]),
                 strings,
                 tid,
             },
@@ -419,7 +458,14 @@ fn begin(d: &'static Daemon, req: Request<'_>) {
     st.live = acc.live_io(slot);
     st.f = started;
     // Without state of ours (checked above).
-    if track(req, st, !PASS_HOOKED.load(Relaxed)).is_null() {
+    if track(
+        req,
+        st,
+        !PASS_HOOKED.load(Relaxed),
+        !GET_HOOKED.load(Relaxed),
+    )
+    .is_null()
+    {
         untracked(d, claim, &started, now);
     }
 }

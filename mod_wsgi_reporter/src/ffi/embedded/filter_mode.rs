@@ -119,7 +119,7 @@ pub(in crate::ffi) unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_in
         let st = begin(p, r, finish);
         let claim = st.claim;
         // Without state of ours (checked above).
-        let st = track(r, st, true);
+        let st = track(r, st, true, true);
         if st.is_null() {
             p.acc.abandon(claim);
         }

@@ -41,7 +41,7 @@ use crate::ffi::base::guard;
 use crate::ffi::base::request::Request;
 use crate::ffi::base::sym::{fnptr, sym};
 use crate::ffi::process::process;
-use crate::ffi::request::state::{brigade_data, ReqState};
+use crate::ffi::request::state::ReqState;
 use crate::got::{self, GotError};
 
 type HandlerFn = unsafe extern "C" fn(*mut ap::request_rec) -> c_int;
@@ -282,13 +282,8 @@ unsafe extern "C" fn pass_brigade(
         // SAFETY: the caller's own arguments, passed on unchanged.
         return unsafe { ap::ap_pass_brigade(next, bb) };
     };
-    // SAFETY: mod_wsgi's live brigade.
-    let (bytes, _) = unsafe { brigade_data(bb) };
-    let t0 = sys::now_us();
-    // SAFETY: the caller's own arguments, passed on unchanged.
-    let rv = unsafe { ap::ap_pass_brigade(next, bb) };
-    st.wrote(bytes, sys::now_us().saturating_sub(t0));
-    rv
+    // SAFETY: the caller's own arguments.
+    unsafe { st.pass(next, bb) }
 }
 
 /// A `wsgi.input` read of mod_wsgi.
@@ -307,13 +302,6 @@ unsafe extern "C" fn get_brigade(
         // SAFETY: the caller's own arguments, passed on unchanged.
         return unsafe { ap::ap_get_brigade(next, bb, mode, block, readbytes) };
     };
-    let t0 = sys::now_us();
-    // SAFETY: as above.
-    let rv = unsafe { ap::ap_get_brigade(next, bb, mode, block, readbytes) };
-    let t1 = sys::now_us();
-    if rv == 0 {
-        // SAFETY: the brigade this read filled.
-        unsafe { st.read(bb, t1.saturating_sub(t0)) };
-    }
-    rv
+    // SAFETY: the caller's own arguments.
+    unsafe { st.get(next, bb, mode, block, readbytes) }
 }

@@ -45,10 +45,16 @@ pub(in crate::ffi) fn register() {
 
 /// Puts `st` in `r->pool` and `r->request_config`, ends it with the pool
 /// whatever happens, and adds our filters to the request (the output
-/// filter only with `out_filter`: false when the caller counts the
-/// response writes itself). NULL when the pool is out of memory. Called
-/// once per request (a second call would claim it twice).
-pub(in crate::ffi) fn track(req: Request<'_>, st: ReqState, out_filter: bool) -> *mut ReqState {
+/// filter only with `out_filter`, the input filter only with `in_filter`
+/// and a request body: false when the caller counts the response writes,
+/// or the application's reads, itself). NULL when the pool is out of
+/// memory. Called once per request (a second call would claim it twice).
+pub(in crate::ffi) fn track(
+    req: Request<'_>,
+    st: ReqState,
+    out_filter: bool,
+    in_filter: bool,
+) -> *mut ReqState {
     let (r, rr) = (req.as_ptr(), req.rec());
     // SAFETY: a pool allocation sized for ReqState, fully initialised with
     // ptr::write before use.
@@ -75,6 +81,9 @@ pub(in crate::ffi) fn track(req: Request<'_>, st: ReqState, out_filter: bool) ->
                 r,
                 rr.connection,
             );
+        }
+        if !in_filter {
+            return p;
         }
         // Only requests with a body can be read by the application.
         let cl = m::cstr(ap::apr_table_get(rr.headers_in, c"Content-Length".as_ptr()));

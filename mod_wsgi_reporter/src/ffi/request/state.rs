@@ -85,6 +85,52 @@ impl ReqState {
         }
     }
 
+    /// The application's response write `ap_pass_brigade(next, bb)`,
+    /// made and counted (wrappers of mod_wsgi.so's calls).
+    ///
+    /// # Safety
+    /// The arguments of an `ap_pass_brigade` call: a live filter and brigade.
+    #[inline]
+    pub(in crate::ffi) unsafe fn pass(
+        &mut self,
+        next: *mut ap::ap_filter_t,
+        bb: *mut ap::apr_bucket_brigade,
+    ) -> ap::apr_status_t {
+        // SAFETY: per the contract.
+        let (bytes, _) = unsafe { brigade_data(bb) };
+        let t0 = sys::now_us();
+        // SAFETY: per the contract, passed on unchanged.
+        let rv = unsafe { ap::ap_pass_brigade(next, bb) };
+        self.wrote(bytes, sys::now_us().saturating_sub(t0));
+        rv
+    }
+
+    /// The application's read `ap_get_brigade(next, bb, mode, block,
+    /// readbytes)`, made and counted if it succeeded (wrappers of
+    /// mod_wsgi.so's calls).
+    ///
+    /// # Safety
+    /// The arguments of an `ap_get_brigade` call: a live filter and brigade.
+    #[inline]
+    pub(in crate::ffi) unsafe fn get(
+        &mut self,
+        next: *mut ap::ap_filter_t,
+        bb: *mut ap::apr_bucket_brigade,
+        mode: ap::ap_input_mode_t,
+        block: ap::apr_read_type_e,
+        readbytes: ap::apr_off_t,
+    ) -> ap::apr_status_t {
+        let t0 = sys::now_us();
+        // SAFETY: per the contract, passed on unchanged.
+        let rv = unsafe { ap::ap_get_brigade(next, bb, mode, block, readbytes) };
+        let t1 = sys::now_us();
+        if rv == 0 {
+            // SAFETY: the brigade this read filled.
+            unsafe { self.read(bb, t1.saturating_sub(t0)) };
+        }
+        rv
+    }
+
     /// One successful read of the application into `bb`, `us` inside it.
     ///
     /// # Safety
