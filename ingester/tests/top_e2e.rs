@@ -81,8 +81,9 @@ fn top_tui_views_show_pids_and_paths() {
     tmux.wait_for("connection", LIMIT, |x| {
         x.contains("[live]") && x.contains("connected to")
     });
-    // Data arrives live (not only in the first snapshot).
-    replay(&s.sock, prefix.count, &["--restamp"]);
+    // Data arrives live (not only in the first snapshot), at the pace top
+    // takes it in (see `feed_top`).
+    feed_top(&tmux, &s.sock, 0, prefix.count);
 
     let row_of = |screen: &str, pid: u32| -> Option<String> {
         screen
@@ -418,7 +419,7 @@ fn top_tui_pause_freezes_the_screen_while_data_keeps_arriving() {
     let s = Serve::start(bin(), &[]);
     let tmux = processes_view_in_tmux(&s, "sleep 60");
     tmux.wait_for("connection", LIMIT, |x| x.contains("[live]"));
-    send_corpus_range(&s.sock, 0, early.count);
+    feed_top(&tmux, &s.sock, 0, early.count);
     tmux.wait_for("the first 20 s", LIMIT, |x| {
         early.pids.iter().all(|p| contains_pid(x, *p))
     });
@@ -426,18 +427,35 @@ fn top_tui_pause_freezes_the_screen_while_data_keeps_arriving() {
     let frozen = tmux.wait_for("paused", LIMIT, |x| {
         x.contains("[paused]") && x.contains("[PAUSED]")
     });
-    send_corpus_range(&s.sock, early.count, late.count);
-    s.wait_received(late.count);
+    // While paused, the capture up to the first sample of the first new
+    // process: fewer datagrams than serve queues for top, so none is lost
+    // however slowly top takes them in (the rest follows at top's pace
+    // after the resume; a paused screen cannot show that pace).
+    let (paused_to, first_new) = corpus_records()[..late.count]
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| {
+            let h = wire::decode(r).unwrap().header;
+            (h.kind == wire::Kind::REQUEST && new_pids.contains(&h.pid)).then_some((i + 1, h.pid))
+        })
+        .unwrap();
+    assert!(paused_to - early.count <= SERVE_WS_QUEUE);
+    send_corpus_range(&s.sock, early.count, paused_to);
+    s.wait_received(paused_to);
     // Several refresh periods pass with new data in the model: the screen
     // must not move.
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(tmux.capture(), frozen, "the paused screen changed");
     }
-    assert!(new_pids.iter().all(|p| !contains_pid(&frozen, *p)));
+    assert!(!contains_pid(&frozen, first_new));
     tmux.keys(" ");
-    tmux.wait_for("resumed with the new processes", LIMIT, |x| {
-        x.contains("[live]") && new_pids.iter().all(|p| contains_pid(x, *p))
+    tmux.wait_for("resumed with the new process", LIMIT, |x| {
+        x.contains("[live]") && contains_pid(x, first_new)
+    });
+    feed_top(&tmux, &s.sock, paused_to, late.count);
+    tmux.wait_for("the new processes", LIMIT, |x| {
+        new_pids.iter().all(|p| contains_pid(x, *p))
     });
 }
 

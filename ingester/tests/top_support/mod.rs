@@ -239,6 +239,52 @@ pub fn send_corpus_range(sock: &Path, from: usize, to: usize) {
     send_datagrams(sock, &corpus_records()[from..to]);
 }
 
+/// `serve`'s queue of the per-datagram stream, per subscriber (messages,
+/// `cmd/serve.rs`): a subscriber that falls further behind misses the
+/// oldest (as with the reference).
+pub const SERVE_WS_QUEUE: usize = 1024;
+
+/// How many datagrams [`feed_top`] lets `serve` hold for `top` at once:
+/// half the queue, so a subscriber that takes them slowly misses none.
+const FEED_CHUNK: usize = SERVE_WS_QUEUE / 2;
+
+/// `rcvd=N` of top's footer: the messages it has taken in (its snapshot
+/// counts one).
+pub fn top_received(screen: &str) -> Option<u64> {
+    screen
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rcvd=")?.parse().ok())
+}
+
+/// Sends corpus datagrams `from..to` (capture order, unchanged) to `sock`
+/// while `top` watches it in `tmux`, at the pace top takes them in: a
+/// chunk, then a wait until top's footer counts it. `serve`'s per-datagram
+/// stream drops what a subscriber falls more than its queue behind (as the
+/// reference does), and a debug `top` on a loaded machine falls that far
+/// behind a replay at full speed: it then never shows some processes.
+/// Each datagram of the capture is one message to top.
+pub fn feed_top(tmux: &Tmux, sock: &Path, from: usize, to: usize) {
+    let base = top_received(
+        &tmux.wait_for("top's footer", Duration::from_secs(30), |x| {
+            top_received(x).is_some()
+        }),
+    )
+    .unwrap();
+    let records = corpus_records();
+    let mut sent = from;
+    while sent < to {
+        let end = (sent + FEED_CHUNK).min(to);
+        send_datagrams(sock, &records[sent..end]);
+        let want = base + (end - from) as u64;
+        tmux.wait_for(
+            &format!("top to count {want} messages"),
+            Duration::from_secs(30),
+            |x| top_received(x).is_some_and(|n| n >= want),
+        );
+        sent = end;
+    }
+}
+
 /// A tmux server name no other test of this run uses (a "free port" can be
 /// handed to two tests at once, and two tests sharing a server kill each
 /// other's sessions).

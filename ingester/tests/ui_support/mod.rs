@@ -87,17 +87,21 @@ impl Browser {
             .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
     }
 
-    /// Polls `script` until it returns true (or panics with `what`).
+    /// Polls `script` until it returns true; after the test kit's
+    /// [`PATIENCE`] (a hang guard, not a timing assertion: on a loaded
+    /// 2-core machine a page busy with a multi-megabyte snapshot beside
+    /// another test's browser took more than 30 s) panics with `what` and
+    /// what the page was doing ([`PAGE_STATE`]).
     pub async fn wait_true(&self, script: &str, what: &str) {
         let t0 = Instant::now();
         loop {
             if self.js(script).await == serde_json::Value::Bool(true) {
                 return;
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "timed out waiting for: {what}"
-            );
+            if t0.elapsed() >= PATIENCE {
+                let state = self.js(PAGE_STATE).await;
+                panic!("timed out after {PATIENCE:?} waiting for: {what}\npage: {state}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -158,6 +162,20 @@ impl Browser {
         let _ = self.client.close().await;
     }
 }
+
+/// What a timed-out [`Browser::wait_true`] shows of the page: its
+/// connection, what it holds, whether a redraw is still spread over frames,
+/// how many redraws it made and its uncaught errors.
+const PAGE_STATE: &str = r#"
+const a = window.__telemetry;
+if (!a) return { loaded: document.readyState, app: false, errors: window.__telemetryErrors || [] };
+const v = a.views[a.ui.tab];
+return { conn: a.conn.state, snapshots: a.store.snapshotCount || 0, procs: a.store.procs.size,
+  datagrams: a.store.datagrams, now: a.store.now, cards: document.querySelectorAll('#proc-cards .pcard').length,
+  tab: a.ui.tab, viewPending: !!(v && v.pending && v.pending()), sidebarPending: a.sidebar.pending(),
+  rafPending: !!a.rafPending, redraws: (window.__telemetryPerf || {}).redraws,
+  visibility: document.visibilityState, errors: window.__telemetryErrors || [] };
+"#;
 
 /// A DevTools protocol command sent through chromedriver.
 #[derive(Debug)]
