@@ -169,6 +169,9 @@ async fn setup() -> (Serve, Browser) {
         &serve.sock,
         &["--restamp", "--count", &BEFORE_SHUTDOWN.to_string()],
     );
+    // The page's first snapshot must hold the whole capture: wait for serve
+    // to have taken every datagram in, not only for the replay to return.
+    serve.wait_received(BEFORE_SHUTDOWN as usize);
     let browser = Browser::start(1600, 1000).await;
     browser
         .client
