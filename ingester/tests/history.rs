@@ -348,6 +348,109 @@ fn old_stamps_stay_on_disk_as_long_as_in_memory() {
     }
 }
 
+/// One datagram stamped a month ahead (a broken clock, or forged) is kept
+/// out of the history: a replay of three days ago and the last minutes stay
+/// whole, in memory and after a restart from disk; the tick is counted in
+/// `/api/state` and `/metrics` and logged once.
+#[test]
+fn a_far_future_stamp_erases_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("a.log");
+    let mut a = serve_on(&state, &log, &[]);
+    let now = wall_now() as u64;
+    // Whole minutes: a query counts the points that start in its range.
+    let replayed = (now - 3 * 86400) / 60 * 60;
+    let recent = (now - 120) / 60 * 60;
+    let mut seq = 0;
+    let mut send = |s: &Serve, t0: u64, n: u32| {
+        s.send_all((0..n).map(|k| {
+            seq += 1;
+            tick_at(1, seq, (t0 + u64::from(k)) as f64 + 0.5)
+        }));
+    };
+    send(&a, replayed, 60);
+    send(&a, recent, 60);
+    a.wait_received(120);
+    let queries = [
+        format!("group=g1&from={replayed}&to={}&step=60", replayed + 120),
+        format!("group=g1&from={recent}&to={}&step=10", recent + 120),
+    ];
+    let counts = |s: &Serve| {
+        queries
+            .iter()
+            .map(|q| requests(&history(s, q)))
+            .collect::<Vec<_>>()
+    };
+    // The recent second still open for the grace are closed once the
+    // writer has seen the last stamp.
+    poll("the sent ticks in the history", || match counts(&a) {
+        c if c == [60 * 80, 60 * 80] => Ok(()),
+        c => Err(format!("{c:?}")),
+    });
+    let newest = history(&a, &queries[1])["newest"].as_u64().unwrap();
+    let far = (now + 30 * 86400) as f64;
+    seq += 1;
+    a.send_all([tick_at(1, seq, far), tick_at(2, seq, far)]);
+    a.wait_received(122);
+    assert_eq!(history(&a, &queries[1])["newest"].as_u64(), Some(newest));
+    assert_eq!(counts(&a), [60 * 80, 60 * 80], "nothing expired");
+    a.wait_state("history_ticks_future", |st| st["history_ticks_future"] == 2);
+    wait_for_log(&log, "ahead of this host's clock");
+    let (status, metrics) = a.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("mod_wsgi_telemetry_history_ticks_refused_total{reason=\"future\"} 2\n"),
+        "{metrics}"
+    );
+    // Nor after the writer's second (it wrote the line).
+    assert_eq!(history(&a, &queries[1])["newest"].as_u64(), Some(newest));
+    assert_eq!(counts(&a), [60 * 80, 60 * 80]);
+    assert!(a.terminate().success());
+    let text = read_lossy(&log);
+    assert_eq!(
+        text.matches("ahead of this host's clock").count(),
+        1,
+        "{text}"
+    );
+    let b = serve_on(&state, &dir.path().join("b.log"), &[]);
+    assert_eq!(counts(&b), [60 * 80, 60 * 80], "after a restart, from disk");
+}
+
+/// A group that stops sending keeps its series while a tier holds a point
+/// of it, then loses it (listed no more, in memory or after a restart).
+#[test]
+fn a_group_gone_past_every_tier_loses_its_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let tiers = ["--history-tiers", "1s:20s,10s:60s"];
+    let mut a = serve_on(&state, &dir.path().join("a.log"), &tiers);
+    let now = wall_now() as u64;
+    // g1 (pid 1) for 10 s, then g2 (pid 2) for 150 s: g1's last point is
+    // then more than 60 s older than the newest stamp.
+    a.send_all((0..10u32).map(|k| tick_at(1, k + 1, (now - 200 + u64::from(k)) as f64)));
+    a.send_all((0..150u32).map(|k| tick_at(2, k + 1, (now - 150 + u64::from(k)) as f64)));
+    a.wait_received(160);
+    let groups = |s: &Serve| {
+        let (status, body) = s.get("/api/history/series");
+        assert_eq!(status, 200, "{body}");
+        let v: J = serde_json::from_str(&body).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["group"].as_str().unwrap_or("(host)").to_string())
+            .collect::<Vec<_>>()
+    };
+    poll("g1's series removed", || match groups(&a) {
+        g if g == ["g2", "(host)"] => Ok(()),
+        g => Err(format!("{g:?}")),
+    });
+    assert_eq!(a.state()["history_series_removed"], 1);
+    assert!(a.terminate().success());
+    let b = serve_on(&state, &dir.path().join("b.log"), &tiers);
+    assert_eq!(groups(&b), ["g2", "(host)"]);
+}
+
 /// A tmpfs of our own, unmounted (and its mount point removed) on drop.
 struct Tmpfs {
     path: std::path::PathBuf,

@@ -91,7 +91,12 @@ pub(crate) fn fill_inner(
     ws_paths: &[(&str, &str)],
     rt: &tokio::runtime::Runtime,
 ) -> Result<()> {
-    let srv = Server::start(bin, false, false)?;
+    // Fills run without --state-dir.
+    let imp = match f.imp {
+        Impl::OursStateDir => Impl::Ours,
+        imp => imp,
+    };
+    let srv = Server::start(bin, false, imp)?;
     let tx = Sender::connect(&srv.sock)?;
     let requests: Vec<&Tmpl> = corpus
         .all

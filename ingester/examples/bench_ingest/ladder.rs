@@ -115,11 +115,7 @@ pub(crate) fn ladder_inner(
 ) -> Result<()> {
     let mut srv = match lad.imp {
         Impl::Floor => Target::Floor(Floor::start()?),
-        imp => Target::Server(Server::start(
-            bin,
-            RT.load(Ordering::Relaxed),
-            imp == Impl::OursStateDir,
-        )?),
+        imp => Target::Server(Server::start(bin, RT.load(Ordering::Relaxed), imp)?),
     };
     let tx = Sender::connect(&srv.sock())?;
     let mut feed = Feed::new(corpus, lad.procs);

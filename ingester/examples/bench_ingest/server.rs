@@ -48,9 +48,13 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts `bin serve` pinned to the server core; `rt`: SCHED_FIFO 1;
-    /// `state_dir`: with `--state-dir` in its temporary directory.
-    pub(crate) fn start(bin: &Path, rt: bool, state_dir: bool) -> Result<Server> {
+    /// Starts `bin serve` (as `imp`) pinned to the server core; `rt`:
+    /// SCHED_FIFO 1; `OursStateDir`: with `--state-dir` in its temporary
+    /// directory. Ours takes stamps of any future: the feed moves the
+    /// corpus's stamps on by its span at every pass, past the clock in a
+    /// long run, and history refusing them would not be the history's cost.
+    pub(crate) fn start(bin: &Path, rt: bool, imp: Impl) -> Result<Server> {
+        let state_dir = imp == Impl::OursStateDir;
         let dir = tempfile::Builder::new().prefix("bench-ingest-").tempdir()?;
         let sock = dir.path().join("telemetry.sock");
         let port = testkit::free_port();
@@ -60,6 +64,11 @@ impl Server {
             .arg("--listen")
             .arg(format!("unix:{}", sock.display()))
             .args(["--http-port", &port.to_string(), "--socket-mode", "0666"])
+            .args(if imp == Impl::Reference {
+                &[][..]
+            } else {
+                &["--history-max-ahead", "315360000"][..]
+            })
             .args(if state_dir {
                 vec![
                     "--state-dir".into(),

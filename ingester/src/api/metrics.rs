@@ -110,6 +110,9 @@ pub struct Capture {
     app: Vec<SeriesFigure>,
     app_dropped: Dropped,
     app_decode_errors: u64,
+    /// History ticks refused by the series bound, and for a stamp ahead of
+    /// the clock.
+    history_refused: [u64; 2],
 }
 
 /// A process counts as live (for the gauges) until it sends
@@ -131,6 +134,7 @@ pub fn capture(st: &State, per_process: bool, own: IngesterCounters, now: Instan
         app: st.app.series_figures(),
         app_dropped: st.app.dropped(),
         app_decode_errors: st.app_decode_errors,
+        history_refused: [st.history.refused_ticks, st.history.future_ticks],
         ..Capture::default()
     };
     let group_of = |host: &str, group: &str| (host.to_string(), group.to_string());
@@ -470,6 +474,18 @@ impl Collector for Capture {
             None,
             Counter,
             one(self.seq_gaps),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_history_ticks_refused",
+            "Ticks kept out of the history: past the series bound (series), stamped too far ahead of the ingester's clock (future).",
+            None,
+            Counter,
+            ["series", "future"]
+                .into_iter()
+                .zip(self.history_refused)
+                .map(|(r, n)| (vec![("reason", r.to_string())], n)),
             counter_u64,
         )?;
         family(

@@ -122,6 +122,12 @@ pub(crate) struct ServeArgs {
     /// ones are counted in `history_ticks_refused`.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) history_max_series: u32,
+    /// Seconds a tick's stamp may be ahead of this host's clock: later
+    /// ones are kept out of the history (counted in `history_ticks_future`),
+    /// so one datagram from a broken clock cannot move the history's
+    /// newest second days ahead and expire what it holds.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::ingest::history::DEFAULT_MAX_AHEAD, value_parser = clap::value_parser!(u64).range(1..=10 * 365 * 86400))]
+    pub(crate) history_max_ahead: u64,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -180,6 +186,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
         let mut state = State::new(limits);
         state.history = History::new(&args.history_tiers.0, args.history_max_series as usize)
             .map_err(|e| anyhow::anyhow!("--history-tiers: {e}"))?;
+        state.history.set_max_ahead(Some(args.history_max_ahead));
         let store = match &args.state_dir {
             None => None,
             Some(dir) => match writer::open(dir, &args.history_tiers.0, &mut state) {

@@ -2,7 +2,7 @@
 //! documents both).
 
 use super::point::{quantile, Gauge, Point, GAUGES};
-use super::{History, SeriesKey};
+use super::{Extract, History, SeriesKey};
 use crate::ingest::counters::PHASES;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -91,6 +91,26 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<Query, String> {
 
 /// Answers a query: points summed over the series that match.
 pub fn answer(h: &History, q: &Query) -> Value {
+    extract(h, q).to_json()
+}
+
+/// What [`answer`] reads from the history, copied out of it: take it under
+/// the state lock, make the JSON ([`Answer::to_json`]) after letting go.
+#[derive(Debug)]
+pub struct Answer {
+    host: Option<String>,
+    group: Option<String>,
+    from: u64,
+    to: u64,
+    step: u64,
+    newest: u64,
+    /// One per matching series, in key order.
+    series: Vec<Extract>,
+}
+
+/// The part of [`answer`] that reads the history: the matching series'
+/// points in range, still encoded (cheap to copy; decoding is the cost).
+pub fn extract(h: &History, q: &Query) -> Answer {
     let newest = h.newest();
     let to = q.to.unwrap_or(newest + 1);
     let from = match (q.from, q.range) {
@@ -113,31 +133,49 @@ pub fn answer(h: &History, q: &Query) -> Value {
     };
     let mut keys: Vec<&SeriesKey> = h.series().filter(|k| matches(k)).collect();
     keys.sort();
-    let mut used_step = step;
-    let mut sum: BTreeMap<u64, Point> = BTreeMap::new();
-    for k in &keys {
-        let (s, pts) = h.query(k, from, to, step);
-        used_step = s;
-        for (t, p) in pts {
-            // Hosts' points are summed per second bucket, so their gauges
-            // add like the processes of one group do.
-            sum.entry(t).or_default().merge_across(&p);
-        }
+    Answer {
+        host: q.host.clone(),
+        group: q.group.clone(),
+        from,
+        to,
+        step,
+        newest,
+        series: keys
+            .into_iter()
+            .map(|k| h.extract(k, from, to, step))
+            .collect(),
     }
-    let points: Vec<Value> = sum
-        .iter()
-        .map(|(t, p)| point_json(*t, used_step, p))
-        .collect();
-    json!({
-        "host": q.host,
-        "group": q.group,
-        "from": from,
-        "to": to,
-        "step": used_step,
-        "newest": newest,
-        "series": keys.len(),
-        "points": points,
-    })
+}
+
+impl Answer {
+    /// The JSON body (docs/history.md).
+    pub fn to_json(&self) -> Value {
+        let mut used_step = self.step;
+        let mut sum: BTreeMap<u64, Point> = BTreeMap::new();
+        for x in &self.series {
+            let (s, pts) = x.points();
+            used_step = s;
+            for (t, p) in pts {
+                // Hosts' points are summed per second bucket, so their gauges
+                // add like the processes of one group do.
+                sum.entry(t).or_default().merge_across(&p);
+            }
+        }
+        let points: Vec<Value> = sum
+            .iter()
+            .map(|(t, p)| point_json(*t, used_step, p))
+            .collect();
+        json!({
+            "host": self.host,
+            "group": self.group,
+            "from": self.from,
+            "to": self.to,
+            "step": used_step,
+            "newest": self.newest,
+            "series": self.series.len(),
+            "points": points,
+        })
+    }
 }
 
 /// The series held: `[{"host":…, "group":…}]`, groups first.

@@ -48,6 +48,10 @@ pub const DEFAULT_TIERS: [Tier; 3] = [
     },
 ];
 
+/// Seconds a tick's stamp may be ahead of the ingester's clock before the
+/// history keeps it out ([`History::set_max_ahead`]).
+pub const DEFAULT_MAX_AHEAD: u64 = 300;
+
 /// A series: a process group (`group: Some`) or a whole host.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesKey {
@@ -59,6 +63,44 @@ pub struct SeriesKey {
 
 /// A closed point as kept in memory: its encoding.
 type Closed = (u64, Box<[u8]>);
+
+/// One series' part of a query, copied out of the history
+/// ([`History::extract`]); [`Extract::points`] makes the answer.
+#[derive(Debug, Default)]
+pub struct Extract {
+    /// Seconds per point of the answer.
+    step: u64,
+    /// The closed points in range, encoded, back to back.
+    bytes: Vec<u8>,
+    /// Start of each closed point, and where its encoding ends in `bytes`.
+    closed: Vec<(u64, usize)>,
+    /// Open points in range (sealed), after the closed ones: the open
+    /// point of each tier from the one read down, then the open seconds.
+    open: Vec<(u64, Point)>,
+}
+
+impl Extract {
+    /// Decodes and merges the points into `step`-second points, oldest
+    /// first; returns the step.
+    pub fn points(&self) -> (u64, Vec<(u64, Point)>) {
+        let step = self.step;
+        let mut out: BTreeMap<u64, Point> = BTreeMap::new();
+        let mut add = |start: u64, p: &Point| {
+            out.entry(start - start % step).or_default().merge(p);
+        };
+        let mut at = 0;
+        for &(start, end) in &self.closed {
+            if let Some(p) = Point::decode(&self.bytes[at..end]) {
+                add(start, &p);
+            }
+            at = end;
+        }
+        for (start, p) in &self.open {
+            add(*start, p);
+        }
+        (step, out.into_iter().collect())
+    }
+}
 
 #[derive(Default)]
 struct Series {
@@ -75,11 +117,12 @@ struct Series {
 /// Where a process's ticks go: its group's and its host's series (`None`:
 /// refused by the series bound), found once and then reused, so a tick
 /// costs no hashing of names and no allocation ([`History::record_cached`]).
-/// Series are never removed, so the indices stay valid for the history
-/// that made them (`history`).
+/// The indices are valid for the history that made them (`history`) until
+/// it removes a series (`epoch`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SeriesIds {
     history: u64,
+    epoch: u64,
     group: Option<u32>,
     host: Option<u32>,
 }
@@ -92,16 +135,32 @@ pub struct History {
     tiers: Vec<Tier>,
     grace: u64,
     max_series: usize,
-    /// Every series, in order of first appearance; indices never change.
+    /// Every series; an index changes only when a series is removed.
     series: Vec<(SeriesKey, Series)>,
     /// Index of each series in `series`.
     index: HashMap<SeriesKey, u32>,
     /// This history's number (see [`SeriesIds`]).
     id: u64,
+    /// Series removed so far (see [`SeriesIds`]).
+    epoch: u64,
+    /// Series removed for having no point left.
+    pub series_removed: u64,
     /// Newest stamp seen (whole seconds).
     newest: u64,
     /// Ticks refused because `max_series` series exist.
     pub refused_ticks: u64,
+    /// Ticks kept out because they were stamped more than `max_ahead`
+    /// seconds after the clock.
+    pub future_ticks: u64,
+    /// The latest such stamp (for the log line).
+    pub future_newest: u64,
+    /// Seconds a stamp may be ahead of the clock (`None`: any).
+    max_ahead: Option<u64>,
+    /// Unix seconds now (the wall clock, or a test's).
+    clock: fn() -> u64,
+    /// Stamps up to this one are known to be within `max_ahead` (the
+    /// clock read when a stamp went past it; it only moves forward).
+    ahead_limit: u64,
     /// Closed points waiting for the store ([`History::take_closed`]).
     pending: Vec<(usize, SeriesKey, u64, Box<[u8]>)>,
     /// Keep closed points for the store.
@@ -121,11 +180,48 @@ impl History {
             series: Vec::new(),
             index: HashMap::new(),
             id: HISTORIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            epoch: 0,
+            series_removed: 0,
             newest: 0,
             refused_ticks: 0,
+            future_ticks: 0,
+            future_newest: 0,
+            max_ahead: Some(DEFAULT_MAX_AHEAD),
+            clock: || crate::clock::wall_now() as u64,
+            ahead_limit: 0,
             pending: Vec::new(),
             persist: false,
         })
+    }
+
+    /// Stamps more than `secs` seconds after the clock are kept out of the
+    /// history (`None`: none are). A clock-broken or hostile sender would
+    /// otherwise move `newest` days ahead, and with it the expiry of every
+    /// tier: one datagram would erase a week, in memory and on disk.
+    pub fn set_max_ahead(&mut self, secs: Option<u64>) {
+        self.max_ahead = secs;
+        self.ahead_limit = 0;
+    }
+
+    /// The latest stamp (whole seconds) the history takes now.
+    pub fn latest_allowed(&self) -> u64 {
+        self.max_ahead
+            .map_or(u64::MAX, |a| (self.clock)().saturating_add(a))
+    }
+
+    /// Whether `t` is within the bound; reads the clock only when `t` is
+    /// past what an earlier reading allowed (about once a second).
+    fn within_clock(&mut self, t: u64) -> bool {
+        if t <= self.ahead_limit {
+            return true;
+        }
+        self.ahead_limit = self.ahead_limit.max(self.latest_allowed());
+        if t <= self.ahead_limit {
+            return true;
+        }
+        self.future_ticks += 1;
+        self.future_newest = self.future_newest.max(t);
+        false
     }
 
     /// Queue closed points for [`History::take_closed`].
@@ -180,6 +276,7 @@ impl History {
         let host: Arc<str> = Arc::from(host);
         SeriesIds {
             history: self.id,
+            epoch: self.epoch,
             group: self.find_or_make(SeriesKey {
                 host: host.clone(),
                 group: Some(Arc::from(group)),
@@ -208,11 +305,14 @@ impl History {
         if !(stamp.is_finite() && stamp >= 0.0) {
             return;
         }
+        let t = stamp as u64;
+        if !self.within_clock(t) {
+            return;
+        }
         let found = match *ids {
-            Some(found) if found.history == self.id => found,
+            Some(found) if found.history == self.id && found.epoch == self.epoch => found,
             _ => *ids.insert(self.series_ids(host, group)),
         };
-        let t = stamp as u64;
         self.newest = self.newest.max(t);
         for i in [found.group, found.host] {
             let Some(i) = i else {
@@ -228,10 +328,57 @@ impl History {
 
     /// Closes, in every series, the seconds older than the newest stamp
     /// minus the grace (call about once a second).
+    /// Also closes the coarser open points whose period is over (a series
+    /// that no longer ticks has its last periods closed too), drops points
+    /// past their tier's retention, and removes the series left with no
+    /// point at all (a group or host gone for longer than the coarsest
+    /// tier keeps), so the series bound counts only series with history.
     pub fn advance(&mut self) {
-        for i in 0..self.series.len() {
+        let limit = self.newest.saturating_sub(self.grace);
+        for i in (0..self.series.len()).rev() {
             self.advance_one(i);
+            if self.settle(i, limit) {
+                let (key, _) = self.series.swap_remove(i);
+                self.index.remove(&key);
+                if let Some((moved, _)) = self.series.get(i) {
+                    self.index.insert(moved.clone(), i as u32);
+                }
+                self.epoch += 1;
+                self.series_removed += 1;
+            }
         }
+    }
+
+    /// Every second of series `i` before `limit` being closed, closes the
+    /// open points of periods that end by then (no tick can join them any
+    /// more: a late one joins the oldest open second) and drops the points
+    /// past retention. Returns whether the series holds no point.
+    fn settle(&mut self, i: usize, limit: u64) -> bool {
+        let key = self.series[i].0.clone();
+        let mut s = std::mem::take(&mut self.series[i].1);
+        if s.seconds.first_key_value().is_none_or(|(t, _)| *t >= limit) {
+            s.closed_until = s.closed_until.max(limit);
+        }
+        for up in 1..self.tiers.len() {
+            let over = s.open[up]
+                .as_ref()
+                .is_some_and(|(start, _)| start + self.tiers[up].step <= s.closed_until);
+            if over {
+                let (start, p) = s.open[up].take().expect("checked above");
+                self.close(&mut s, &key, up, start, p, true);
+            }
+        }
+        for (ring, tier) in s.rings.iter_mut().zip(&self.tiers) {
+            let oldest = self.newest.saturating_sub(tier.retention);
+            while ring.front().is_some_and(|(t, _)| *t < oldest) {
+                ring.pop_front();
+            }
+        }
+        let empty = s.seconds.is_empty()
+            && s.open.iter().all(Option::is_none)
+            && s.rings.iter().all(VecDeque::is_empty);
+        self.series[i].1 = s;
+        empty
     }
 
     /// Closes every open second, grace or not (at shutdown, so a restart
@@ -348,9 +495,9 @@ impl History {
         let i = i as usize;
         let tiers = self.tiers.len();
         let mut s = std::mem::take(&mut self.series[i].1);
-        if tier == 0 {
-            s.closed_until = s.closed_until.max(start + 1);
-        }
+        // A closed point's period takes no more ticks (its series may
+        // have closed it before its next period began: see `settle`).
+        s.closed_until = s.closed_until.max(start + self.tiers[tier].step);
         let up = tier + 1;
         let covered = up < tiers && {
             let step = self.tiers[up].step;
@@ -377,47 +524,60 @@ impl History {
         to: u64,
         step: u64,
     ) -> (u64, Vec<(u64, Point)>) {
-        let tier = self
-            .tiers
+        self.extract(key, from, to, step).points()
+    }
+
+    /// The tier a query starting at `from` reads: the finest that still
+    /// holds `from` with a step no larger than `step`, else the finest that
+    /// holds `from`, else the coarsest.
+    fn tier_for(&self, from: u64, step: u64) -> usize {
+        let holds = |t: &Tier| self.newest.saturating_sub(t.retention) <= from;
+        self.tiers
             .iter()
-            .position(|t| self.newest.saturating_sub(t.retention) <= from && t.step <= step.max(1))
-            .unwrap_or_else(|| {
-                self.tiers
-                    .iter()
-                    .position(|t| self.newest.saturating_sub(t.retention) <= from)
-                    .unwrap_or(self.tiers.len() - 1)
-            });
+            .position(|t| holds(t) && t.step <= step.max(1))
+            .or_else(|| self.tiers.iter().position(holds))
+            .unwrap_or(self.tiers.len() - 1)
+    }
+
+    /// What [`History::query`] needs from the history, copied out: the
+    /// closed points' encodings in range and the open points. Callers
+    /// holding the state lock take this under it and decode and merge
+    /// ([`Extract::points`]) after letting go: a 7-day range is ten
+    /// thousand points to decode, and ingestion must not wait for that.
+    pub fn extract(&self, key: &SeriesKey, from: u64, to: u64, step: u64) -> Extract {
+        let tier = self.tier_for(from, step);
         let base = self.tiers[tier].step;
-        let step = step.max(base).div_ceil(base) * base;
-        let mut out: BTreeMap<u64, Point> = BTreeMap::new();
+        let mut x = Extract {
+            step: step.max(base).div_ceil(base) * base,
+            ..Extract::default()
+        };
         let Some(s) = self.get(key) else {
-            return (step, Vec::new());
+            return x;
         };
-        let mut add = |start: u64, p: &Point| {
-            if start >= from && start < to {
-                out.entry(start - start % step).or_default().merge(p);
-            }
-        };
+        let within = |start: u64| start >= from && start < to;
         let lo = s.rings[tier].partition_point(|(t, _)| *t < from);
         for (start, b) in s.rings[tier].range(lo..) {
             if *start >= to {
                 break;
             }
-            if let Some(p) = Point::decode(b) {
-                add(*start, &p);
-            }
+            x.bytes.extend_from_slice(b);
+            x.closed.push((*start, x.bytes.len()));
         }
         for below in (1..=tier).rev() {
             if let Some((start, p)) = &s.open[below] {
-                add(*start, p);
+                if within(*start) {
+                    x.open.push((*start, p.clone()));
+                }
             }
         }
         for (start, p) in &s.seconds {
-            let mut p = p.clone();
-            p.seal();
-            add(*start, &p);
+            if within(*start) {
+                let mut p = p.clone();
+                p.seal();
+                x.open.push((*start, p));
+            }
         }
-        (step, out.into_iter().collect())
+        x
     }
 
     /// Bytes held (closed points and their bookkeeping; open points are a
@@ -716,6 +876,176 @@ mod tests {
         let per_group = bytes / 50;
         eprintln!("50 groups x 7 days: {bytes} bytes ({per_group} per group)");
         assert!(bytes < 160 << 20, "{bytes} bytes");
+    }
+
+    /// A stamp a month ahead of the clock is kept out: `newest` does not
+    /// move, nothing expires, the tick is counted; stamps up to the bound
+    /// ahead, and old ones (a replay), are taken as before.
+    #[test]
+    fn far_future_stamps_do_not_move_the_history() {
+        let mut h = History::new(&DEFAULT_TIERS, 10).unwrap();
+        h.clock = || 2_000_000;
+        let old = 1_000_000;
+        feed(&mut h, old, 120);
+        let newest = h.newest();
+        let count = |h: &History| {
+            let (_, pts) = h.query(&key(Some("g")), old, old + 200, 1);
+            pts.iter().map(|(_, p)| p.requests()).sum::<u64>()
+        };
+        let before = count(&h);
+        assert!(before > 0);
+        let mut ids = None;
+        let far = (2_000_000 + 30 * 86400) as f64;
+        h.record_cached(&mut ids, "h", "g", far, &tick(1, 1.0, 0.0));
+        h.record("h", "evil", far, &tick(1, 1.0, 0.0));
+        h.advance();
+        assert_eq!(h.newest(), newest);
+        assert_eq!((h.future_ticks, h.future_newest), (2, far as u64));
+        assert_eq!(count(&h), before, "nothing expired");
+        assert!(h.series().all(|k| k.group.as_deref() != Some("evil")));
+        // Within the bound: taken.
+        let near = (2_000_000 + DEFAULT_MAX_AHEAD) as f64;
+        h.record("h", "g", near, &tick(1, 1.0, 0.0));
+        assert_eq!((h.newest(), h.future_ticks), (near as u64, 2));
+    }
+
+    /// A group that stops ticking keeps its series while any tier holds a
+    /// point of it (its last periods closed, so they are kept and written),
+    /// then loses it: the slot is free for another series, and a process
+    /// of the group that comes back gets a new one.
+    #[test]
+    fn series_without_points_are_removed() {
+        let tiers = [
+            Tier {
+                step: 1,
+                retention: 20,
+            },
+            Tier {
+                step: 10,
+                retention: 120,
+            },
+        ];
+        let mut h = History::new(&tiers, 3).unwrap();
+        h.set_persist(true);
+        let mut gone = None;
+        for i in 0..25u64 {
+            h.record_cached(
+                &mut gone,
+                "h",
+                "gone",
+                1000.0 + i as f64,
+                &tick(2, 1.0, 0.0),
+            );
+            h.record("h", "stays", 1000.0 + i as f64, &tick(1, 1.0, 0.0));
+            h.advance();
+        }
+        let requests = |h: &History, g: &str| {
+            let (_, pts) = h.query(&key(Some(g)), 0, 10_000, 10);
+            pts.iter().map(|(_, p)| p.requests()).sum::<u64>()
+        };
+        for i in 25..100u64 {
+            h.record("h", "stays", 1000.0 + i as f64, &tick(1, 1.0, 0.0));
+            h.advance();
+        }
+        // Its last period (1020-1029, 5 s of ticks) closed: all of it is
+        // in the 10 s tier, and queued for the store.
+        assert_eq!(requests(&h, "gone"), 50);
+        let written: u64 = h
+            .take_closed()
+            .iter()
+            .filter(|(t, k, ..)| *t == 1 && k.group.as_deref() == Some("gone"))
+            .map(|(.., b)| Point::decode(b).unwrap().requests())
+            .sum();
+        assert_eq!(written, 50);
+        assert_eq!(h.series().count(), 3);
+        // A group that is new while the bound is full: refused.
+        h.record("h", "new", 1100.0, &tick(1, 1.0, 0.0));
+        assert_eq!(h.refused_ticks, 1);
+        for i in 100..160u64 {
+            h.record("h", "stays", 1000.0 + i as f64, &tick(1, 1.0, 0.0));
+            h.advance();
+        }
+        // Past the 10 s tier's 120 s: nothing of "gone" is left.
+        assert_eq!(requests(&h, "gone"), 0);
+        let names: Vec<_> = h.series().map(|k| k.group.clone()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(!names.contains(&Some(Arc::from("gone"))));
+        assert_eq!(h.series_removed, 1);
+        h.record("h", "new", 1160.0, &tick(1, 1.0, 0.0));
+        assert_eq!(h.refused_ticks, 1, "its slot is free");
+        // The process's cached ids are stale: looked up again.
+        h.record_cached(&mut gone, "h", "gone", 1161.0, &tick(3, 1.0, 0.0));
+        assert_eq!(
+            h.refused_ticks, 2,
+            "bound full again: refused, not misfiled"
+        );
+        assert_eq!(requests(&h, "new"), 1);
+        assert_eq!(requests(&h, "stays"), 120, "its last 120 s");
+    }
+
+    /// How queries were answered before [`History::extract`]: decoding
+    /// and merging in place, under the caller's lock.
+    fn query_in_place(
+        h: &History,
+        k: &SeriesKey,
+        from: u64,
+        to: u64,
+        step: u64,
+    ) -> Vec<(u64, Point)> {
+        let s = h.get(k).unwrap();
+        let tier = h.tier_for(from, step);
+        let base = h.tiers[tier].step;
+        let step = step.max(base).div_ceil(base) * base;
+        let mut out: BTreeMap<u64, Point> = BTreeMap::new();
+        let mut add = |start: u64, p: &Point| {
+            if start >= from && start < to {
+                out.entry(start - start % step).or_default().merge(p);
+            }
+        };
+        for (start, b) in &s.rings[tier] {
+            add(*start, &Point::decode(b).unwrap());
+        }
+        for below in (1..=tier).rev() {
+            if let Some((start, p)) = &s.open[below] {
+                add(*start, p);
+            }
+        }
+        for (start, p) in &s.seconds {
+            let mut p = p.clone();
+            p.seal();
+            add(*start, &p);
+        }
+        out.into_iter().collect()
+    }
+
+    /// A simulated week: what the copy-then-decode query answers is
+    /// exactly (every float bit) what decoding in place answered, for every
+    /// range the UI offers, on the group and its host, at every tier.
+    #[test]
+    fn extracted_queries_answer_exactly_as_in_place_ones() {
+        let mut h = History::new(&DEFAULT_TIERS, 10).unwrap();
+        let t0 = 1_700_000_000;
+        // A tick every 3 s: every tier full, quick in a debug build.
+        for i in (0..7 * 86400 + 1234).step_by(3) {
+            let ms = 1.0 + ((i * 7) % 900) as f64;
+            h.record("h", "g", (t0 + i) as f64 + 0.3, &tick(1 + i % 4, ms, 1e6));
+            h.advance();
+        }
+        let end = h.newest() + 1;
+        let mut compared = 0;
+        for k in [key(Some("g")), key(None)] {
+            for range in [600, 3600, 6 * 3600, 86400, 7 * 86400] {
+                for step in [1, 7, 10, 60, 300, range / 300] {
+                    let from = end - range;
+                    let want = query_in_place(&h, &k, from, end, step);
+                    let (_, got) = h.query(&k, from, end, step);
+                    assert!(!want.is_empty());
+                    assert_eq!(got, want, "range {range} step {step}");
+                    compared += got.len();
+                }
+            }
+        }
+        assert!(compared > 10_000, "{compared}");
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct Recovered {
     pub bad_records: u64,
     /// Segments deleted as past their retention.
     pub expired_segments: u64,
+    /// Points stamped after `latest` (see [`Store::open`]), left out.
+    pub future_records: u64,
 }
 
 /// A loaded point: (tier, series, start, encoded point).
@@ -146,12 +148,15 @@ impl Store {
     /// (points coarsest tier first, oldest first; events oldest first) and
     /// what recovery did. What is past its retention counted back from the
     /// newest point held (the datagrams' stamps, as the memory counts) is
-    /// deleted, not returned.
+    /// deleted, not returned. Points stamped after `latest` (written while
+    /// the clock was wrong, or before stamps were bounded) are left out and
+    /// do not count as the newest: one of them would expire everything.
     #[allow(clippy::type_complexity)]
     pub fn open(
         root: &Path,
         tiers: &[Tier],
         event_retention: u64,
+        latest: u64,
     ) -> Result<(Store, Vec<LoadedPoint>, Vec<(u8, Vec<u8>)>, Recovered), OpenError> {
         let dir = root.display().to_string();
         let io = |err| OpenError::Io {
@@ -192,6 +197,7 @@ impl Store {
         for (i, d) in tier_dirs.iter_mut().enumerate().rev() {
             for payload in d.load(&mut rec).map_err(io)? {
                 match decode_point(&payload) {
+                    Some((_, start, _)) if start > latest => rec.future_records += 1,
                     Some((key, start, bytes)) => points.push((i, key, start, bytes)),
                     None => rec.bad_records += 1,
                 }
@@ -642,7 +648,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let now = 1_000_000;
         {
-            let (mut s, pts, evs, _) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
+            let (mut s, pts, evs, _) =
+                Store::open(d.path(), &DEFAULT_TIERS, 86400, u64::MAX).unwrap();
             assert!(pts.is_empty() && evs.is_empty());
             for i in 0..100 {
                 s.append_point(0, &key("g"), now - 100 + i, &point(i));
@@ -652,7 +659,7 @@ mod tests {
             assert!(s.flush(now, true));
             assert!(s.disk_bytes() > 0);
         }
-        let (_, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
+        let (_, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400, u64::MAX).unwrap();
         assert_eq!(rec.records, 102);
         assert_eq!(pts[0].0, 2, "coarsest tier first");
         assert_eq!(pts[1..].len(), 100);
@@ -666,7 +673,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let now = 2_000_000;
         {
-            let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
+            let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, u64::MAX).unwrap();
             for i in 0..10 {
                 s.append_point(0, &key("g"), now + i, &point(1));
             }
@@ -687,13 +694,14 @@ mod tests {
             .set_len(full - 3)
             .unwrap();
         {
-            let (mut s, pts, _, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
+            let (mut s, pts, _, rec) =
+                Store::open(d.path(), &DEFAULT_TIERS, 86400, u64::MAX).unwrap();
             assert_eq!(pts.len(), 9);
             assert!(rec.torn_bytes > 0);
             s.append_point(0, &key("g"), now + 10, &point(2));
             s.flush(now, false);
         }
-        let (_, pts, _, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
+        let (_, pts, _, rec) = Store::open(d.path(), &DEFAULT_TIERS, 86400, u64::MAX).unwrap();
         assert_eq!(pts.len(), 10);
         assert_eq!(rec.torn_bytes, 0);
         // Garbage in place of a checksum is not read as data either.
@@ -701,7 +709,7 @@ mod tests {
         let n = b.len();
         b[n - 1] ^= 0xff;
         fs::write(&seg, b).unwrap();
-        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
+        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, u64::MAX).unwrap();
         assert_eq!(pts.len(), 9);
     }
 
@@ -713,7 +721,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let t0 = 10_000_000;
         {
-            let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 3600).unwrap();
+            let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 3600, u64::MAX).unwrap();
             for i in 0..3 {
                 s.append_point(0, &key("g"), t0 + i * 600, &point(1));
             }
@@ -722,7 +730,7 @@ mod tests {
         }
         // Stamped in 1970, read today: nothing is older than 600 s before
         // the newest point but the first segment, gone at the flush.
-        let (mut s, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 3600).unwrap();
+        let (mut s, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 3600, u64::MAX).unwrap();
         assert_eq!(pts.len(), 2);
         assert_eq!(evs.len(), 1);
         assert_eq!(rec.expired_segments, 0);
@@ -730,7 +738,7 @@ mod tests {
         s.append_point(0, &key("g"), t0 + 86400, &point(1));
         assert!(s.flush(t0 + 86400, false));
         drop(s);
-        let (_, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 3600).unwrap();
+        let (_, pts, evs, rec) = Store::open(d.path(), &DEFAULT_TIERS, 3600, u64::MAX).unwrap();
         assert_eq!(pts.len(), 1);
         assert!(evs.is_empty());
         assert_eq!(rec.expired_segments, 0, "deleted at the flush already");
@@ -739,26 +747,32 @@ mod tests {
     #[test]
     fn newer_foreign_and_locked_directories_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        let held = Store::open(d.path(), &DEFAULT_TIERS, 60).unwrap();
-        let e = Store::open(d.path(), &DEFAULT_TIERS, 60).err().unwrap();
+        let held = Store::open(d.path(), &DEFAULT_TIERS, 60, u64::MAX).unwrap();
+        let e = Store::open(d.path(), &DEFAULT_TIERS, 60, u64::MAX)
+            .err()
+            .unwrap();
         assert!(matches!(e, OpenError::Locked { .. }), "{e}");
         drop(held);
         fs::write(d.path().join("FORMAT"), "mod_wsgi-telemetry state 2\n").unwrap();
-        let e = Store::open(d.path(), &DEFAULT_TIERS, 60).err().unwrap();
+        let e = Store::open(d.path(), &DEFAULT_TIERS, 60, u64::MAX)
+            .err()
+            .unwrap();
         assert!(
             e.to_string()
                 .contains("newer mod_wsgi-telemetry (state format 2"),
             "{e}"
         );
         fs::write(d.path().join("FORMAT"), "something else\n").unwrap();
-        let e = Store::open(d.path(), &DEFAULT_TIERS, 60).err().unwrap();
+        let e = Store::open(d.path(), &DEFAULT_TIERS, 60, u64::MAX)
+            .err()
+            .unwrap();
         assert!(matches!(e, OpenError::Foreign { .. }), "{e}");
     }
 
     #[test]
     fn unwritable_directory_counts_errors_and_keeps_going() {
         let d = tempfile::tempdir().unwrap();
-        let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 60).unwrap();
+        let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 60, u64::MAX).unwrap();
         // The tier directory replaced by a file: every create fails.
         fs::remove_dir_all(d.path().join("t0")).unwrap();
         fs::write(d.path().join("t0"), b"x").unwrap();
@@ -774,7 +788,7 @@ mod tests {
         assert!(s.failing.is_none());
         assert_eq!(s.queued_records(), 0);
         drop(s);
-        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 60).unwrap();
+        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 60, u64::MAX).unwrap();
         assert_eq!(pts.len(), 2);
         assert_eq!(pts[1].3, point(2));
     }
@@ -784,7 +798,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("state/nested");
-        let (mut s, ..) = Store::open(&root, &DEFAULT_TIERS, 86400).unwrap();
+        let (mut s, ..) = Store::open(&root, &DEFAULT_TIERS, 86400, u64::MAX).unwrap();
         s.append_point(0, &key("g"), 100, &point(1));
         s.append_event(2, 100, b"slow");
         assert!(s.flush(100, true));
@@ -821,12 +835,12 @@ mod tests {
         let victim = outside.path().join("victim");
         fs::write(&victim, b"not ours").unwrap();
         let root = d.path().join("state");
-        drop(Store::open(&root, &DEFAULT_TIERS, 86400).unwrap());
+        drop(Store::open(&root, &DEFAULT_TIERS, 86400, u64::MAX).unwrap());
         // A segment that is a symlink: skipped when loading, never
         // written through (the append to its name fails and is counted).
         let seg = root.join("t0").join(format!("{:012}.seg", 0));
         std::os::unix::fs::symlink(&victim, &seg).unwrap();
-        let (mut s, pts, ..) = Store::open(&root, &DEFAULT_TIERS, 86400).unwrap();
+        let (mut s, pts, ..) = Store::open(&root, &DEFAULT_TIERS, 86400, u64::MAX).unwrap();
         assert!(pts.is_empty());
         s.append_point(0, &key("g"), 100, &point(1));
         s.flush(100, false);
@@ -837,13 +851,15 @@ mod tests {
         fs::remove_file(&seg).unwrap();
         fs::remove_dir_all(root.join("t1")).unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("t1")).unwrap();
-        let e = Store::open(&root, &DEFAULT_TIERS, 86400).err().unwrap();
+        let e = Store::open(&root, &DEFAULT_TIERS, 86400, u64::MAX)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("not a directory"), "{e}");
         fs::remove_file(root.join("t1")).unwrap();
         // FORMAT as a symlink: refused, not read through.
         fs::remove_file(root.join("FORMAT")).unwrap();
         std::os::unix::fs::symlink(&victim, root.join("FORMAT")).unwrap();
-        assert!(Store::open(&root, &DEFAULT_TIERS, 86400).is_err());
+        assert!(Store::open(&root, &DEFAULT_TIERS, 86400, u64::MAX).is_err());
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1);
     }
 
@@ -852,7 +868,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut a = History::new(&DEFAULT_TIERS, 10).unwrap();
         a.set_persist(true);
-        let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
+        let (mut s, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, u64::MAX).unwrap();
         let t0 = 50_000u64;
         for i in 0..2000 {
             a.record(
@@ -868,7 +884,7 @@ mod tests {
         }
         s.flush(a.newest(), true);
         drop(s);
-        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400).unwrap();
+        let (_, pts, ..) = Store::open(d.path(), &DEFAULT_TIERS, 86400, u64::MAX).unwrap();
         let mut b = History::new(&DEFAULT_TIERS, 10).unwrap();
         for (tier, k, start, bytes) in pts {
             b.load(tier, k, start, Point::decode(&bytes).unwrap());

@@ -24,7 +24,8 @@ fn event_retention(tiers: &[Tier]) -> u64 {
 /// have been made with `tiers`).
 pub(crate) fn open(dir: &Path, tiers: &[Tier], state: &mut State) -> Result<Store, OpenError> {
     let started = Instant::now();
-    let (store, points, events, rec) = Store::open(dir, tiers, event_retention(tiers))?;
+    let latest = state.history.latest_allowed();
+    let (store, points, events, rec) = Store::open(dir, tiers, event_retention(tiers), latest)?;
     let (mut loaded, mut bad) = (0u64, rec.bad_records);
     for (tier, key, start, bytes) in points {
         match Point::decode(&bytes) {
@@ -47,7 +48,7 @@ pub(crate) fn open(dir: &Path, tiers: &[Tier], state: &mut State) -> Result<Stor
     state.history.set_persist(true);
     state.keep_events();
     tracing::info!(
-        "state directory {} ({:.1} MB): {loaded} history points and {restored} events loaded in {:.0} ms{}{}",
+        "state directory {} ({:.1} MB): {loaded} history points and {restored} events loaded in {:.0} ms{}{}{}",
         dir.display(),
         store.disk_bytes() as f64 / 1e6,
         started.elapsed().as_secs_f64() * 1e3,
@@ -61,8 +62,41 @@ pub(crate) fn open(dir: &Path, tiers: &[Tier], state: &mut State) -> Result<Stor
         } else {
             String::new()
         },
+        match rec.future_records {
+            0 => String::new(),
+            n => format!(", {n} points stamped more than the allowed seconds ahead of this host's clock left out"),
+        },
     );
     Ok(store)
+}
+
+/// Logs ticks kept out of the history for a stamp ahead of the clock: one
+/// line at the first, then at most one a minute while more come.
+#[derive(Default)]
+struct FutureLog {
+    /// The count at the last line.
+    logged: u64,
+    /// When the last line was written.
+    at: Option<Instant>,
+}
+
+impl FutureLog {
+    fn note(&mut self, count: u64, latest: u64) {
+        if count == self.logged
+            || self
+                .at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        tracing::warn!(
+            "history: {} ticks stamped more than the allowed seconds ahead of this host's clock (--history-max-ahead) kept out of the history (the latest stamped {latest}, {} s ahead); counted as history_ticks_future",
+            count - self.logged,
+            latest.saturating_sub(crate::clock::wall_now() as u64),
+        );
+        self.logged = count;
+        self.at = Some(Instant::now());
+    }
 }
 
 /// Starts the writer thread: every second it closes the seconds past the
@@ -78,9 +112,10 @@ pub(crate) fn spawn(
         .spawn(move || {
             let mut round = 0u64;
             let mut failing = false;
+            let mut future = FutureLog::default();
             loop {
                 let stopping = shared.stop.load(Ordering::Relaxed);
-                let (closed, events, newest) = {
+                let (closed, events, newest, ahead) = {
                     let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
                     if stopping {
                         st.history.close_all();
@@ -91,8 +126,10 @@ pub(crate) fn spawn(
                         st.history.take_closed(),
                         st.take_kept_events(),
                         st.history.newest(),
+                        (st.history.future_ticks, st.history.future_newest),
                     )
                 };
+                future.note(ahead.0, ahead.1);
                 if let Some(s) = &mut store {
                     for (tier, key, start, bytes) in &closed {
                         s.append_point(*tier, key, *start, bytes);

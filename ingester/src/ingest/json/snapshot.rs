@@ -79,6 +79,8 @@ pub(crate) fn capture(state: &State) -> SnapshotRefs {
             ("seq_resets", state.seq_resets),
             ("history_write_errors", state.history_write_errors),
             ("history_ticks_refused", state.history.refused_ticks),
+            ("history_ticks_future", state.history.future_ticks),
+            ("history_series_removed", state.history.series_removed),
         ],
     }
 }
