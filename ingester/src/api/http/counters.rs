@@ -14,6 +14,10 @@ pub(crate) struct HttpCounters {
     /// Snapshots being sent whose writes had stalled for
     /// `--state-stall-timeout`, cut to give their place to a new request.
     pub(crate) state_cancelled: AtomicU64,
+    /// Snapshots asked for whole (`?history=full`, `?budget=0`, a budget
+    /// over `--snapshot-budget`) that were held to `--snapshot-budget`
+    /// and left something out.
+    pub(crate) state_trimmed: AtomicU64,
     /// Connections answered 503 and closed: `--max-connections` open.
     pub(crate) connections_refused: AtomicU64,
     /// Connections waiting for a request closed to make room for a new
@@ -34,11 +38,12 @@ pub(crate) struct HttpCounters {
 
 impl HttpCounters {
     /// (key in `/api/state`, value) pairs.
-    pub(crate) fn snapshot(&self) -> [(&'static str, u64); 9] {
+    pub(crate) fn snapshot(&self) -> [(&'static str, u64); 10] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("http_state_refused", g(&self.state_refused)),
             ("http_state_cancelled", g(&self.state_cancelled)),
+            ("http_state_trimmed", g(&self.state_trimmed)),
             ("http_connections_refused", g(&self.connections_refused)),
             ("http_connections_evicted", g(&self.connections_evicted)),
             ("http_read_timeouts", g(&self.read_timeouts)),
@@ -47,6 +52,14 @@ impl HttpCounters {
             ("http_host_refused", g(&self.host_refused)),
             ("http_prefix_refused", g(&self.prefix_refused)),
         ]
+    }
+
+    /// Counts a snapshot held to `--snapshot-budget` against its client's
+    /// wish, when `trimmed`.
+    pub(crate) fn count_trimmed(&self, trimmed: bool) {
+        if trimmed {
+            self.state_trimmed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Logs, once per `every`, what changed since the last line (nothing
