@@ -279,7 +279,8 @@ fn metrics_response(
     let own = crate::api::metrics::IngesterCounters {
         receive_pauses: shared.receive_pauses.load(Ordering::Relaxed),
         websocket_clients: clients.load(Ordering::Relaxed) as u64,
-        state_responses_cancelled: counters.state_cancelled.load(Ordering::Relaxed),
+        ws_messages_dropped: shared.lagged.load(Ordering::Relaxed),
+        http: counters.snapshot().map(|(_, v)| v),
     };
     let capture = crate::api::metrics::capture(&shared.lock(), per_process, own, started);
     let openmetrics = crate::api::metrics::wants_openmetrics(accept);
@@ -471,6 +472,7 @@ pub(crate) fn routes(
                     return forbidden("cross-origin WebSocket refused");
                 }
                 if clients.load(Ordering::SeqCst) >= cfg3.max_clients {
+                    counters.ws_clients_refused.fetch_add(1, Ordering::Relaxed);
                     return Response::builder()
                         .status(StatusCode::SERVICE_UNAVAILABLE)
                         .body("too many WebSocket clients\n".into())
