@@ -252,6 +252,16 @@ async fn websocket_snapshot_then_live_messages() {
     let _ = ws2.send(Message::Close(None)).await;
 }
 
+/// Samples listed per process in a snapshot message.
+fn samples_per_process(v: &serde_json::Value) -> Vec<usize> {
+    v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["samples"].as_array().unwrap().len())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_snapshot_respects_budget() {
     let s = Serve::start(bin(), &["--snapshot-budget", "400000"]);
@@ -292,16 +302,12 @@ async fn websocket_snapshot_respects_budget() {
     let v: serde_json::Value = serde_json::from_str(&snap).unwrap();
     assert_eq!(v["history_truncated"], true);
     assert_eq!(v["processes"].as_array().unwrap().len(), 22);
-    let samples = |v: &serde_json::Value| -> Vec<usize> {
-        v["processes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["samples"].as_array().unwrap().len())
-            .collect()
-    };
-    assert!(samples(&v).iter().all(|&n| n > 0), "{:?}", samples(&v));
-    assert!(samples(&v).iter().sum::<usize>() < 386);
+    assert!(
+        samples_per_process(&v).iter().all(|&n| n > 0),
+        "{:?}",
+        samples_per_process(&v)
+    );
+    assert!(samples_per_process(&v).iter().sum::<usize>() < 386);
     // `/api/state` naming no budget is held to the same budget; `?budget=N`
     // picks a smaller one; `?budget=0`, `?history=full` and a budget over
     // the server's get the server's.
@@ -357,13 +363,7 @@ async fn snapshot_budget_zero_sends_everything() {
     let snap = ws.next().await.unwrap().unwrap().into_text().unwrap();
     let v: serde_json::Value = serde_json::from_str(&snap).unwrap();
     assert_eq!(v["history_truncated"], false);
-    let samples: usize = v["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["samples"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(samples, 386);
+    assert_eq!(samples_per_process(&v).iter().sum::<usize>(), 386);
     for all in [
         "/api/state",
         "/api/state?budget=0",
