@@ -266,7 +266,7 @@ fn samples_per_process(v: &serde_json::Value) -> Vec<usize> {
 async fn websocket_snapshot_respects_budget() {
     let s = Serve::start(bin(), &["--snapshot-budget", "400000"]);
     s.send_all(corpus_records());
-    // The whole state is 1.4 MB (`snapshot_budget_zero_sends_everything`).
+    // The whole state is 3.7 MB (`snapshot_budget_zero_sends_everything`).
     // Waited for with small snapshots, which are not counted as trimmed.
     poll("the corpus received", || {
         let v: serde_json::Value =
@@ -289,7 +289,7 @@ async fn websocket_snapshot_respects_budget() {
     assert_eq!(v["processes"].as_array().unwrap().len(), 22);
     // `?history=full` asks for everything and gets the budget too: the
     // oldest samples of each process are left out, it says so, and the
-    // trimming is counted. (Before the cap: 1.4 MB, every sample.)
+    // trimming is counted. (Before the cap: 3.7 MB, every sample.)
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}?history=full"))
         .await
         .unwrap();
