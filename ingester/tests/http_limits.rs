@@ -523,3 +523,84 @@ fn a_slow_but_reading_client_is_not_cut() {
     assert_eq!(v["http_state_cancelled"], 0);
     assert_eq!(s.state()["http_state_cancelled"], 0);
 }
+
+/// Every HTTP refusal counted in `/api/state` is a counter family on
+/// `/metrics` with the same value, and a burst of refusals is logged as one
+/// line per interval, not one per request. Before: only
+/// `state_responses_cancelled` was exported, and WebSocket upgrades refused
+/// at `--max-clients` were not counted at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_refusals_are_metrics_and_logged_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.txt");
+    let s = Serve::start_logging(
+        bin(),
+        tempfile::tempdir().unwrap(),
+        free_port(),
+        &["--max-clients", "1"],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    for _ in 0..30 {
+        let (st, _, _) = s.http("GET /api/state HTTP/1.0\r\nHost: evil.example\r\n\r\n");
+        assert_eq!(st, 421);
+    }
+    for _ in 0..3 {
+        s.http("GET / HTTP/1.0\r\nHost: {HOST}\r\nX-Forwarded-Prefix: //evil.example\r\n\r\n");
+    }
+    let (_held, _) = tokio_tungstenite::connect_async(s.url()).await.unwrap();
+    for _ in 0..5 {
+        assert!(tokio_tungstenite::connect_async(s.url()).await.is_err());
+    }
+    let v = s.state();
+    let keys = [
+        ("http_state_refused", "state_responses_refused"),
+        ("http_state_cancelled", "state_responses_cancelled"),
+        ("http_state_trimmed", "state_responses_trimmed"),
+        ("http_connections_refused", "http_connections_refused"),
+        ("http_connections_evicted", "http_connections_evicted"),
+        ("http_read_timeouts", "http_read_timeouts"),
+        ("http_write_timeouts", "http_write_timeouts"),
+        ("ws_clients_dropped_slow", "websocket_clients_dropped_slow"),
+        ("ws_clients_refused", "websocket_clients_refused"),
+        ("http_host_refused", "http_host_refused"),
+        ("http_prefix_refused", "http_prefix_refused"),
+        ("ws_messages_dropped", "websocket_messages_dropped"),
+    ];
+    let (st, _, text) = s.http("GET /metrics HTTP/1.0\r\nHost: {HOST}\r\n\r\n");
+    assert_eq!(st, 200);
+    for (key, family) in keys {
+        let n = v[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in /api/state"));
+        let want = format!(
+            "# TYPE mod_wsgi_telemetry_{family}_total counter\nmod_wsgi_telemetry_{family}_total {n}\n"
+        );
+        assert!(text.contains(&want), "{want} not in /metrics:\n{text}");
+    }
+    for (key, n) in [
+        ("http_host_refused", 30),
+        ("http_prefix_refused", 3),
+        ("ws_clients_refused", 5),
+    ] {
+        assert_eq!(v[key], n, "{key}");
+    }
+    // One line for the whole burst, at the end of its interval.
+    let line = wait_for_log(&log, "http limits in the last");
+    for part in [
+        "http_host_refused +30",
+        "http_prefix_refused +3",
+        "ws_clients_refused +5",
+    ] {
+        assert!(line.contains(part), "{part} not in {line}");
+    }
+    let text = read_lossy(&log);
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|l| !l.contains("max_dgram_qlen"))
+            .count(),
+        1,
+        "{warnings:#?}"
+    );
+}

@@ -252,12 +252,30 @@ async fn websocket_snapshot_then_live_messages() {
     let _ = ws2.send(Message::Close(None)).await;
 }
 
+/// Samples listed per process in a snapshot message.
+fn samples_per_process(v: &serde_json::Value) -> Vec<usize> {
+    v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["samples"].as_array().unwrap().len())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_snapshot_respects_budget() {
     let s = Serve::start(bin(), &["--snapshot-budget", "400000"]);
     s.send_all(corpus_records());
-    let full = s.wait_received(11_888).to_string();
-    assert!(full.len() > 1_000_000, "full state is {} bytes", full.len());
+    // The whole state is 3.7 MB (`snapshot_budget_zero_sends_everything`).
+    // Waited for with small snapshots, which are not counted as trimmed.
+    poll("the corpus received", || {
+        let v: serde_json::Value =
+            serde_json::from_str(&s.get("/api/state?budget=1").1).map_err(|e| e.to_string())?;
+        match v["total_received"].as_u64() {
+            Some(n) if n >= 11_888 => Ok(()),
+            n => Err(format!("{n:?}")),
+        }
+    });
     let url = s.url();
     let (mut ws, _) = tokio_tungstenite::connect_async(url.clone()).await.unwrap();
     let snap = ws.next().await.unwrap().unwrap().into_text().unwrap();
@@ -269,21 +287,30 @@ async fn websocket_snapshot_respects_budget() {
     let v: serde_json::Value = serde_json::from_str(&snap).unwrap();
     assert_eq!(v["history_truncated"], true);
     assert_eq!(v["processes"].as_array().unwrap().len(), 22);
+    // `?history=full` asks for everything and gets the budget too: the
+    // oldest samples of each process are left out, it says so, and the
+    // trimming is counted. (Before the cap: 3.7 MB, every sample.)
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}?history=full"))
         .await
         .unwrap();
     let snap = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    assert!(
+        snap.len() < 500_000,
+        "?history=full snapshot is {} bytes",
+        snap.len()
+    );
     let v: serde_json::Value = serde_json::from_str(&snap).unwrap();
-    assert_eq!(v["history_truncated"], false);
-    let samples: usize = v["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["samples"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(samples, 386);
-    // `/api/state` naming no budget is held to the same budget; `?budget=N`,
-    // `?budget=0` and `?history=full` choose.
+    assert_eq!(v["history_truncated"], true);
+    assert_eq!(v["processes"].as_array().unwrap().len(), 22);
+    assert!(
+        samples_per_process(&v).iter().all(|&n| n > 0),
+        "{:?}",
+        samples_per_process(&v)
+    );
+    assert!(samples_per_process(&v).iter().sum::<usize>() < 386);
+    // `/api/state` naming no budget is held to the same budget; `?budget=N`
+    // picks a smaller one; `?budget=0`, `?history=full` and a budget over
+    // the server's get the server's.
     let (st, plain) = s.get("/api/state");
     assert_eq!(st, 200);
     assert!(
@@ -299,12 +326,56 @@ async fn websocket_snapshot_respects_budget() {
         "?budget=200000 gave {} bytes",
         small.len()
     );
-    for whole in ["/api/state?budget=0", "/api/state?history=full"] {
-        let (_, body) = s.get(whole);
+    let asks_all = [
+        "/api/state?budget=0",
+        "/api/state?history=full",
+        "/api/state?budget=1000000000",
+    ];
+    for all in asks_all {
+        let (_, body) = s.get(all);
+        assert!(body.len() < 500_000, "{all} is {} bytes", body.len());
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["history_truncated"], false, "{whole}");
-        assert!(body.len() > 1_000_000, "{whole} is {} bytes", body.len());
+        assert_eq!(v["history_truncated"], true, "{all}");
     }
+    // One WebSocket and three `/api/state` asked for more than the budget;
+    // the plain and the smaller requests are not counted (a writer counts
+    // once its last piece is out, so the count may trail the body).
+    poll("4 trimmed snapshots counted", || {
+        let v: serde_json::Value = serde_json::from_str(&s.get("/api/state?budget=1").1).unwrap();
+        match v["http_state_trimmed"].as_u64() {
+            Some(4) => Ok(()),
+            n => Err(format!("{n:?}")),
+        }
+    });
+    let _ = ws.close(None).await;
+}
+
+/// `--snapshot-budget 0` lifts the budget: `?history=full` and
+/// `/api/state?budget=0` get every sample, and nothing is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_budget_zero_sends_everything() {
+    let s = Serve::start(bin(), &["--snapshot-budget", "0"]);
+    s.send_all(corpus_records());
+    s.wait_received(11_888);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?history=full", s.url()))
+        .await
+        .unwrap();
+    let snap = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&snap).unwrap();
+    assert_eq!(v["history_truncated"], false);
+    assert_eq!(samples_per_process(&v).iter().sum::<usize>(), 386);
+    for all in [
+        "/api/state",
+        "/api/state?budget=0",
+        "/api/state?history=full",
+    ] {
+        let (_, body) = s.get(all);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["history_truncated"], false, "{all}");
+        assert_eq!(v["http_state_trimmed"], 0, "{all}");
+        assert!(body.len() > 1_000_000, "{all} is {} bytes", body.len());
+    }
+    let _ = ws.close(None).await;
 }
 
 /// At start `serve` warns when the kernel's per-socket datagram queue

@@ -15,7 +15,8 @@ use crate::{
     free_port, http, last_lines, poll, poll_progress, read_lossy, signal, wait_exit, wait_until,
 };
 
-/// `/api/state` without the default snapshot budget.
+/// `/api/state` asking for everything: as much as the server's
+/// `--snapshot-budget` allows (all of it with `--snapshot-budget 0`).
 const WHOLE_STATE: &str = "/api/state?budget=0";
 
 /// A running `serve`; killed by pid and reaped on drop.
@@ -192,8 +193,10 @@ impl Serve {
         (st, body)
     }
 
-    /// The whole `/api/state` (`?budget=0`: tests count everything, however
-    /// large the state; the reference ignores the parameter), or `None`
+    /// The whole `/api/state` (`?budget=0`: everything up to the server's
+    /// `--snapshot-budget`, so a test whose state is bigger than that, 3.5 MB
+    /// by default, starts `serve` with `--snapshot-budget 0`; the counters
+    /// are whole either way; the reference ignores the parameter), or `None`
     /// while it cannot be had (not listening, not 200, not JSON).
     pub fn try_state(&self) -> Option<J> {
         let (status, _, body) = crate::http_get(self.port, WHOLE_STATE, "")?;

@@ -7,9 +7,11 @@
 //! reference: cross-origin WebSocket upgrades and cross-origin POSTs are
 //! refused (403); the base path is escaped so it cannot leave the script
 //! element; the subscriber limit answers 503 before upgrading instead of
-//! leaking the connection; the WebSocket's first snapshot is kept within a
-//! byte budget (clients such as the reference `top` refuse messages over
-//! 4 MiB) unless the client asks for `?history=full`. Our UI asks for
+//! leaking the connection; the WebSocket's first snapshot and `/api/state`
+//! are kept within a byte budget (clients such as the reference `top`
+//! refuse messages over 4 MiB), even when the client asks for
+//! `?history=full` (then it gets the oldest history trimmed, counted as
+//! `http_state_trimmed`). Our UI asks for
 //! `?batch=MS`: one frame per interval instead of one message per datagram
 //! ([`crate::batch`]); every other client gets the reference's stream.
 //!
@@ -143,19 +145,27 @@ fn forbidden(msg: &str) -> warp::reply::Response {
         .unwrap_or_default()
 }
 
-/// The byte budget of an `/api/state` body: `?budget=N` bytes, everything
-/// for `?budget=0` or `?history=full` (as `/ws?history=full`), else the
-/// configured `--snapshot-budget`, so a plain request cannot make the
-/// server assemble an unbounded body. A `budget` that is not a number is
+/// The byte budget of a snapshot and whether the client asked for more
+/// than the server's `cap` (`--snapshot-budget`, `None` = no limit).
+/// `?budget=N` picks a smaller budget; `?budget=0`, `?history=full` (as
+/// `/ws?history=full`) and a `?budget` over the cap ask for everything and
+/// get the cap: whatever the query, the server never assembles more than
+/// it allows (docs/security.md). A `budget` that is not a number is
 /// ignored.
-fn state_budget(q: &HashMap<String, String>, default: Option<usize>) -> Option<usize> {
-    if q.get("history").is_some_and(|h| h == "full") {
-        return None;
-    }
-    match q.get("budget").and_then(|b| b.parse::<usize>().ok()) {
-        Some(0) => None,
-        Some(b) => Some(b),
-        None => default,
+fn state_budget(q: &HashMap<String, String>, cap: Option<usize>) -> (Option<usize>, bool) {
+    let asked = if q.get("history").is_some_and(|h| h == "full") {
+        None
+    } else {
+        match q.get("budget").and_then(|b| b.parse::<usize>().ok()) {
+            Some(0) => None,
+            Some(b) => Some(b),
+            None => return (cap, false),
+        }
+    };
+    match (asked, cap) {
+        (Some(a), Some(c)) if a <= c => (Some(a), false),
+        (Some(a), None) => (Some(a), false),
+        (_, cap) => (cap, cap.is_some()),
     }
 }
 
@@ -222,16 +232,18 @@ const BODY_CHUNK: usize = 256 << 10;
 /// request, [`slots`]).
 fn snapshot_response(
     shared: &Arc<Shared>,
-    counters: &HttpCounters,
-    budget: Option<usize>,
+    counters: &Arc<HttpCounters>,
+    (budget, capped): (Option<usize>, bool),
     permit: Slot,
 ) -> warp::reply::Response {
     let refs = capture(shared, counters, &shared.lock());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+    let counters = counters.clone();
     tokio::task::spawn_blocking(move || {
-        json::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
+        let trimmed = json::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
             tx.blocking_send(bytes::Bytes::from(piece)).is_ok()
         });
+        counters.count_trimmed(capped && trimmed);
     });
     let mut permit = Some(permit);
     let body = futures_util::stream::poll_fn(move |cx| {
@@ -267,7 +279,8 @@ fn metrics_response(
     let own = crate::api::metrics::IngesterCounters {
         receive_pauses: shared.receive_pauses.load(Ordering::Relaxed),
         websocket_clients: clients.load(Ordering::Relaxed) as u64,
-        state_responses_cancelled: counters.state_cancelled.load(Ordering::Relaxed),
+        ws_messages_dropped: shared.lagged.load(Ordering::Relaxed),
+        http: counters.snapshot().map(|(_, v)| v),
     };
     let capture = crate::api::metrics::capture(&shared.lock(), per_process, own, started);
     let openmetrics = crate::api::metrics::wants_openmetrics(accept);
@@ -459,6 +472,7 @@ pub(crate) fn routes(
                     return forbidden("cross-origin WebSocket refused");
                 }
                 if clients.load(Ordering::SeqCst) >= cfg3.max_clients {
+                    counters.ws_clients_refused.fetch_add(1, Ordering::Relaxed);
                     return Response::builder()
                         .status(StatusCode::SERVICE_UNAVAILABLE)
                         .body("too many WebSocket clients\n".into())
@@ -486,10 +500,7 @@ pub(crate) fn routes(
                             .unwrap_or_default()
                     }
                 };
-                let budget = match q.get("history").map(String::as_str) {
-                    Some("full") => None,
-                    _ => cfg3.snapshot_budget,
-                };
+                let budget = state_budget(&q, cfg3.snapshot_budget);
                 let clients = clients.clone();
                 clients.fetch_add(1, Ordering::SeqCst);
                 let shutdown = shutdown.clone();
@@ -575,13 +586,16 @@ fn frame_header(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
 async fn send_snapshot<IO: AsyncWrite + Unpin>(
     io: &mut IO,
     refs: json::SnapshotRefs,
-    budget: Option<usize>,
+    (budget, capped): (Option<usize>, bool),
+    counters: &Arc<HttpCounters>,
 ) -> std::io::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let counters = counters.clone();
     tokio::task::spawn_blocking(move || {
-        json::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
+        let trimmed = json::write_snapshot(&refs, budget, BODY_CHUNK, &mut |piece| {
             tx.blocking_send(piece).is_ok()
         });
+        counters.count_trimmed(capped && trimmed);
     });
     let mut opcode = 0x1; // text, then continuation (0x0)
     let mut piece = rx.recv().await.unwrap_or_default();
@@ -628,7 +642,7 @@ impl ClientCtx {
 async fn client<IO>(
     mut io: IO,
     ctx: ClientCtx,
-    budget: Option<usize>,
+    budget: (Option<usize>, bool),
     batch: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -659,7 +673,7 @@ async fn client<IO>(
             }
         }
     };
-    let sent = send_snapshot(&mut io, refs, budget).await;
+    let sent = send_snapshot(&mut io, refs, budget, &ctx.counters).await;
     drop(permit);
     if let Err(e) = sent {
         ctx.gone(&e, e.kind() == std::io::ErrorKind::TimedOut);

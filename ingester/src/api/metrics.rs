@@ -69,9 +69,11 @@ pub struct IngesterCounters {
     pub(crate) receive_pauses: u64,
     /// WebSocket clients connected.
     pub(crate) websocket_clients: u64,
-    /// Snapshots cut because their client stopped reading and a new
-    /// request needed the place (`http_state_cancelled`).
-    pub(crate) state_responses_cancelled: u64,
+    /// Messages slow WebSocket clients missed (`ws_messages_dropped`).
+    pub(crate) ws_messages_dropped: u64,
+    /// What the HTTP side refused or cut off, in the order of
+    /// [`crate::api::http::counters::NAMES`].
+    pub(crate) http: [u64; crate::api::http::counters::COUNTERS],
 }
 
 /// Labels of one series.
@@ -508,13 +510,17 @@ impl Collector for Capture {
         )?;
         family(
             &mut enc,
-            "mod_wsgi_telemetry_state_responses_cancelled",
-            "Snapshots being sent whose client had stopped reading, cut to give their place to a new request.",
+            "mod_wsgi_telemetry_websocket_messages_dropped",
+            "Messages WebSocket clients that fell behind did not get.",
             None,
             Counter,
-            one(self.own.state_responses_cancelled),
+            one(self.own.ws_messages_dropped),
             counter_u64,
-        )
+        )?;
+        for ((_, name, help), v) in crate::api::http::counters::NAMES.iter().zip(self.own.http) {
+            family(&mut enc, name, help, None, Counter, one(v), counter_u64)?;
+        }
+        Ok(())
     }
 }
 
@@ -813,7 +819,8 @@ mod tests {
         IngesterCounters {
             receive_pauses: 2,
             websocket_clients: 1,
-            state_responses_cancelled: 3,
+            ws_messages_dropped: 4,
+            http: std::array::from_fn(|i| 10 + i as u64),
         }
     }
 

@@ -46,8 +46,9 @@ pub(crate) struct ServeArgs {
     pub(crate) max_clients: usize,
     /// Byte budget of a WebSocket client's first snapshot and of
     /// `/api/state`; older history is left out beyond it (0 = no limit).
-    /// Clients may ask for `/ws?history=full`, `/api/state?budget=0` or
-    /// `/api/state?budget=N`.
+    /// Clients may ask for less (`/api/state?budget=N`), not for more:
+    /// `/ws?history=full` and `/api/state?budget=0` get this budget too
+    /// (counted as `http_state_trimmed` when something was left out).
     #[arg(long, default_value_t = 3_500_000)]
     pub(crate) snapshot_budget: usize,
     /// Most processes tracked at once: datagrams that would add another

@@ -75,8 +75,9 @@ pub struct TopArgs {
     pub fail_if: Vec<health::Condition>,
     /// Take only the recent history that fits the server's snapshot budget
     /// on connect, instead of asking for all of it (`?history=full`, the
-    /// default: 10-minute figures need it). Faster on very large sites; the
-    /// footer then says `partial history`.
+    /// default: 10-minute figures need it; the server still holds it to
+    /// its --snapshot-budget). The footer says `partial history` whenever
+    /// older history was left out.
     #[arg(long)]
     pub recent_history: bool,
     /// Write debug logging to this file.

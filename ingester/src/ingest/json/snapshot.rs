@@ -302,13 +302,14 @@ fn push_tail(o: &mut Vec<u8>, r: &SnapshotRefs, truncated: bool, (procs, slow): 
 /// per interpreter); then GC events (the same count per process).
 /// `"history_truncated": true` says when anything was left out;
 /// `"processes_omitted"` and `"slow_requests_omitted"` count the processes
-/// and slow requests not listed.
+/// and slow requests not listed. Returns whether anything was left out
+/// (false when `emit` refused a piece before the end).
 pub(crate) fn write_snapshot(
     r: &SnapshotRefs,
     budget: Option<usize>,
     chunk: usize,
     emit: &mut dyn FnMut(Vec<u8>) -> bool,
-) {
+) -> bool {
     let slow = slow_items(r);
     let life_js = to_string(&r.lifecycle);
     let plan = plan(r, budget, &slow, life_js.len());
@@ -352,7 +353,7 @@ pub(crate) fn write_snapshot(
         });
         out.buf.push(b'}');
         if !out.boundary() {
-            return;
+            return false;
         }
     }
     let o = &mut out.buf;
@@ -360,6 +361,8 @@ pub(crate) fn write_snapshot(
     o.extend_from_slice(join_list(&slow[plan.slow_from..]).as_bytes());
     o.extend_from_slice(b",\"lifecycle_events\":");
     o.extend_from_slice(life_js.as_bytes());
-    push_tail(o, r, truncated, plan.omitted(r));
+    let omitted = plan.omitted(r);
+    push_tail(o, r, truncated, omitted);
     out.finish();
+    truncated || omitted != (0, 0)
 }
