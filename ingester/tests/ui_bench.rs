@@ -38,6 +38,11 @@
 //!   `window.__telemetryPerf`), JS heap after a forced GC at the start and
 //!   end of the window.
 //!
+//! The feed's copies of the capture run in step, so the number of live
+//! processes swings between none and all of them within seconds (the
+//! capture's processes start and stop together); a page's "live processes
+//! shown" is therefore the mean over the window's redraws, not one reading.
+//!
 //! CPU figures are in cores (CPU seconds per second of wall time); on a
 //! machine loaded by other work they are inflated, so compare the ratios.
 //!
@@ -543,16 +548,18 @@ async fn run_size(n: u64) {
         let extra = if ui.ours {
             let r = ui
                 .browser
-                .js("const s = window.__telemetryPerf.summary(); s.interval = window.__telemetryPerf.interval(); s.bps = (s.bytes - window.__bytes0) / ((performance.now() - window.__t0) / 1000); s.live = s.visible; return s;")
+                .js("const s = window.__telemetryPerf.summary(); s.interval = window.__telemetryPerf.interval(); s.bps = (s.bytes - window.__bytes0) / ((performance.now() - window.__t0) / 1000); return s;")
                 .await;
             format!(
-                "redraw p95 {:.2} ms (p50 {:.2}, {} redraws), update p95 {:.3} ms, {:.0} chars/s received, {} live processes shown",
+                "redraw p95 {:.2} ms (p50 {:.2}, {} redraws), update p95 {:.3} ms, {:.0} chars/s received, live processes shown {:.0} on average over the window's redraws ({}-{})",
                 f(&r["interval"]["p95"]),
                 f(&r["interval"]["p50"]),
                 r["interval"]["n"],
                 f(&r["updateP95"]),
                 f(&r["bps"]),
-                r["live"]
+                f(&r["interval"]["shownMean"]),
+                r["interval"]["shownMin"],
+                r["interval"]["shownMax"]
             )
         } else {
             String::new()
