@@ -5,8 +5,9 @@
 //!
 //! `replay --realtime --loop --restamp --processes N` plays the corpus as N
 //! synthetic processes; the capture has ≈ 4.8 processes alive at any moment
-//! out of 22, but restarts of looped copies overlap; the default N = 616 (28
-//! copies) keeps ≈ 200 (150-300) processes
+//! out of 22; the copies run in step, so the default N = 616 (28 copies)
+//! has 0 to 140 processes live, 136 on average over a 20 s window (measured
+//! 2026-12-07), each
 //! sending 1 sample/s each (plus their GC, slow-request and lifecycle
 //! datagrams). The page's own instrumentation (`window.__telemetryPerf`,
 //! performance.now() around every update and redraw) and the JS heap (after
@@ -24,8 +25,8 @@
 //!
 //! For each size N (busy processes), our `serve` and the reference's are
 //! each fed by their own `replay --realtime --loop --restamp --processes P
-//! --drop-field 8` (P ≈ 3.08 × N synthetic pids keeps ≈ N alive, as
-//! above; field 8 is dropped for both because the reference cannot
+//! --drop-field 8` (P ≈ 3.08 × N synthetic pids: about 0.68 × N live on
+//! average, as above; field 8 is dropped for both because the reference cannot
 //! serialise GC datagrams carrying it, `docs/compatibility.md` C11). Then,
 //! one window each:
 //! - no client: each server's own CPU (ingest only);
