@@ -44,6 +44,10 @@ export class Perf {
   constructor() {
     this.update = new Series(20000);
     this.redraw = new Series(4000);
+    // Live processes shown at each redraw: the benchmark's feed (looped
+    // copies of one capture, in step) swings between none and all of them
+    // within seconds, so one reading says little; the window's mean does.
+    this.shown = new Series(4000);
     this.updates = 0;
     this.redraws = 0;
     this.badMessages = 0;
@@ -65,6 +69,7 @@ export class Perf {
   }
   recordRedraw(ms, tab, visible) {
     this.redraw.push(ms);
+    this.shown.push(visible);
     this.redraws++;
     this.lastRedrawTab = tab;
     this.lastVisible = visible;
@@ -73,6 +78,7 @@ export class Perf {
   reset() {
     this.update.reset();
     this.redraw.reset();
+    this.shown.reset();
     for (const k of Object.keys(this.sections)) this.sections[k].reset();
   }
   heap() {
@@ -82,7 +88,12 @@ export class Perf {
   /** Redraw quantiles over the redraws since the previous call (benchmark intervals). */
   interval() {
     const v = this.redraw.since().sort((a, b) => a - b);
-    return { n: v.length, p50: q(v, 0.5), p95: q(v, 0.95), max: q(v, 1) };
+    const shown = this.shown.since();
+    const mean = shown.length ? shown.reduce((a, b) => a + b, 0) / shown.length : null;
+    return {
+      n: v.length, p50: q(v, 0.5), p95: q(v, 0.95), max: q(v, 1),
+      shownMean: mean, shownMin: shown.length ? Math.min(...shown) : null, shownMax: shown.length ? Math.max(...shown) : null,
+    };
   }
   summary() {
     return {
