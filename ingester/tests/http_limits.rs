@@ -452,7 +452,16 @@ fn stalled_holder(port: u16) -> TcpStream {
 fn stalled_state_readers_give_their_places_to_new_requests() {
     let s = Serve::start(
         bin(),
-        &["--write-timeout", "600", "--max-state-responses", "4"],
+        // The whole state, uncapped (the operator's choice): a response
+        // many times the socket buffers, so a stalled reader stays stalled.
+        &[
+            "--write-timeout",
+            "600",
+            "--max-state-responses",
+            "4",
+            "--snapshot-budget",
+            "0",
+        ],
     );
     let dgrams = big_state();
     s.send_all(&dgrams);
@@ -494,7 +503,11 @@ fn stalled_state_readers_give_their_places_to_new_requests() {
 /// while fresh requests are refused, and gets the whole body.
 #[test]
 fn a_slow_but_reading_client_is_not_cut() {
-    let s = Serve::start(bin(), &["--max-state-responses", "1"]);
+    // Uncapped, as above: the body must outlast many waits of the writer.
+    let s = Serve::start(
+        bin(),
+        &["--max-state-responses", "1", "--snapshot-budget", "0"],
+    );
     let dgrams = big_state();
     s.send_all(&dgrams);
     s.wait_received(dgrams.len());
