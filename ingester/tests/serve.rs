@@ -29,10 +29,7 @@ fn corpus_replay_gives_reference_shaped_state() {
     assert_eq!(v["seq_gaps"], 0);
     let procs = v["processes"].as_array().unwrap();
     assert_eq!(procs.len(), 22);
-    let samples: usize = procs
-        .iter()
-        .map(|p| p["samples"].as_array().unwrap().len())
-        .sum();
+    let samples = sample_count(&v);
     assert_eq!(samples, 386);
     // First process in order of appearance: the first STARTED of the capture.
     assert_eq!(procs[0]["pid"], 19867);
@@ -275,12 +272,7 @@ async fn websocket_snapshot_respects_budget() {
     let snap = ws.next().await.unwrap().unwrap().into_text().unwrap();
     let v: serde_json::Value = serde_json::from_str(&snap).unwrap();
     assert_eq!(v["history_truncated"], false);
-    let samples: usize = v["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["samples"].as_array().unwrap().len())
-        .sum();
+    let samples = sample_count(&v);
     assert_eq!(samples, 386);
     // `/api/state` naming no budget is held to the same budget; `?budget=N`,
     // `?budget=0` and `?history=full` choose.

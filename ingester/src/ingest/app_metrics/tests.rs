@@ -1,5 +1,6 @@
 use super::*;
-use wire::app::{AppMetric, AppMetricsHead, AppValue, Distribution};
+use testkit::DistTotals;
+use wire::app::{AppMetric, AppMetricsHead, AppValue};
 use wire::histogram::bucket_index;
 
 /// Encodes and decodes, as the datagram would travel.
@@ -25,42 +26,6 @@ fn gauge<'a>(name: &'a str, v: f64) -> AppMetric<'a> {
     AppMetric {
         name: name.as_bytes(),
         value: AppValue::Gauge(v),
-    }
-}
-
-/// A distribution of `values` (totals as the module keeps them).
-struct Values {
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-    buckets: [u32; BUCKETS],
-}
-
-fn values(vs: &[f64]) -> Values {
-    let mut b = [0u32; BUCKETS];
-    for &v in vs {
-        b[bucket_index(v)] += 1;
-    }
-    Values {
-        count: vs.len() as u64,
-        sum: vs.iter().sum(),
-        min: vs.iter().copied().fold(f64::INFINITY, f64::min),
-        max: vs.iter().copied().fold(0.0, f64::max),
-        buckets: b,
-    }
-}
-
-fn dist<'a>(name: &'a str, v: &'a Values) -> AppMetric<'a> {
-    AppMetric {
-        name: name.as_bytes(),
-        value: AppValue::Distribution(Distribution {
-            count: v.count,
-            sum: v.sum,
-            min: v.min,
-            max: v.max,
-            buckets: &v.buckets,
-        }),
     }
 }
 
@@ -118,9 +83,9 @@ fn distributions_merge_bucket_by_bucket() {
     // Process 1: 90 fast values; process 2: 10 slow ones.
     let fast: Vec<f64> = (0..90).map(|i| 0.010 + i as f64 * 1e-5).collect();
     let slow: Vec<f64> = (0..10).map(|i| 0.500 + i as f64 * 0.001).collect();
-    let (a, b) = (values(&fast), values(&slow));
-    s.ingest(1, &datagram("web1", "app", 0, &[dist("db.{0}.s", &a)]));
-    s.ingest(2, &datagram("web1", "app", 0, &[dist("db.{0}.s", &b)]));
+    let (a, b) = (DistTotals::of(&fast), DistTotals::of(&slow));
+    s.ingest(1, &datagram("web1", "app", 0, &[a.metric("db.{0}.s")]));
+    s.ingest(2, &datagram("web1", "app", 0, &[b.metric("db.{0}.s")]));
     let st = stats(&s, Filter::default());
     assert_eq!(st["db.count.s"], 100);
     assert_eq!(st["db.min.s"], 0.010);
@@ -157,14 +122,14 @@ fn distributions_merge_bucket_by_bucket() {
 #[test]
 fn bucket_counts_wrap_modulo_2_32() {
     let mut s = AppMetricsState::default();
-    let mut v = values(&[0.1]);
+    let mut v = DistTotals::of(&[0.1]);
     v.buckets[bucket_index(0.1)] = u32::MAX - 1;
     v.count = u64::from(u32::MAX - 1);
-    s.ingest(1, &datagram("h", "g", 0, &[dist("d", &v)]));
+    s.ingest(1, &datagram("h", "g", 0, &[v.metric("d")]));
     // Three more values: the bucket count wraps to 1 on the wire.
     v.buckets[bucket_index(0.1)] = 1;
     v.count += 3;
-    s.ingest(1, &datagram("h", "g", 0, &[dist("d", &v)]));
+    s.ingest(1, &datagram("h", "g", 0, &[v.metric("d")]));
     let f = s.figures(&Filter::default());
     let Figure::Distribution(m) = &f[0].1 else {
         panic!()
