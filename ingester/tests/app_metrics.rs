@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{app_datagram as app, app_totals as totals, bin, started, stopped, tick, Serve};
+use common::{app_datagram as app, bin, started, stopped, tick, DistTotals, Serve};
 use serde_json::Value as J;
 use wire::histogram::quantile_seconds;
 
@@ -19,7 +19,7 @@ fn stats(s: &Serve, query: &str) -> J {
 
 /// The statistics the ingester must show for `values` recorded anywhere.
 fn expected(name: &str, values: &[f64]) -> Vec<(String, f64)> {
-    let t = totals(values);
+    let t = DistTotals::of(values);
     let counts: Vec<i64> = t.buckets.iter().map(|&c| i64::from(c)).collect();
     let q = |q| quantile_seconds(&counts, q).unwrap().clamp(t.min, t.max);
     let d = |s: &str| name.replace("{0}", s);

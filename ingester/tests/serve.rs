@@ -29,10 +29,7 @@ fn corpus_replay_gives_reference_shaped_state() {
     assert_eq!(v["seq_gaps"], 0);
     let procs = v["processes"].as_array().unwrap();
     assert_eq!(procs.len(), 22);
-    let samples: usize = procs
-        .iter()
-        .map(|p| p["samples"].as_array().unwrap().len())
-        .sum();
+    let samples = sample_count(&v);
     assert_eq!(samples, 386);
     // First process in order of appearance: the first STARTED of the capture.
     assert_eq!(procs[0]["pid"], 19867);
@@ -307,7 +304,7 @@ async fn websocket_snapshot_respects_budget() {
         "{:?}",
         samples_per_process(&v)
     );
-    assert!(samples_per_process(&v).iter().sum::<usize>() < 386);
+    assert!(sample_count(&v) < 386);
     // `/api/state` naming no budget is held to the same budget; `?budget=N`
     // picks a smaller one; `?budget=0`, `?history=full` and a budget over
     // the server's get the server's.
@@ -363,7 +360,7 @@ async fn snapshot_budget_zero_sends_everything() {
     let snap = ws.next().await.unwrap().unwrap().into_text().unwrap();
     let v: serde_json::Value = serde_json::from_str(&snap).unwrap();
     assert_eq!(v["history_truncated"], false);
-    assert_eq!(samples_per_process(&v).iter().sum::<usize>(), 386);
+    assert_eq!(sample_count(&v), 386);
     for all in [
         "/api/state",
         "/api/state?budget=0",

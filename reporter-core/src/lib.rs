@@ -8,7 +8,11 @@
 //! `wire` encoder -> a non-blocking UNIX datagram socket (`sys`).
 //! `config` parses the three directives; `daemon` and `gc` keep the
 //! bookkeeping of mod_wsgi daemon processes and of Python's garbage
-//! collector that the module's FFI layer feeds.
+//! collector that the module's FFI layer feeds; `app_metrics` is the
+//! application's own counters (fed through the module's C ABI, drained by
+//! the reporter thread into kind-10 datagrams); `capabilities` decides,
+//! from the mod_wsgi version, which of mod_wsgi's internals the module
+//! relies on.
 //!
 //! `unsafe` here is limited to: syscalls (`sys`), and the per-slot
 //! `UnsafeCell`s of `accum` and `daemon` that a slot's spin lock (or its

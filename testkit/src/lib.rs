@@ -21,6 +21,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod app_metrics;
 pub mod clock;
 pub mod fixtures;
 pub mod logs;
@@ -30,6 +31,7 @@ pub mod reference;
 pub mod serve;
 pub mod wait;
 
+pub use app_metrics::DistTotals;
 pub use clock::{utc_now, wall_now};
 pub use fixtures::{
     corpus_capture, corpus_dir, corpus_path, corpus_records, reference_decoding, workspace_root,
@@ -38,7 +40,7 @@ pub use logs::{last_lines, read_lossy, wait_for_log};
 pub use net::{free_port, http, http_get};
 pub use process::{descendants, process_gone, run_ok, signal, KillTree};
 pub use reference::{ref_venv, reference_exe, script_path};
-pub use serve::{drop_counter, listen, send_datagrams, state_summary, Serve};
+pub use serve::{drop_counter, listen, sample_count, send_datagrams, state_summary, Serve};
 pub use wait::{
     poll, poll_progress, wait_exit, wait_for_path, wait_for_port, wait_until, PATIENCE,
 };

@@ -307,6 +307,17 @@ pub fn drop_counter(fields: &J) -> Option<u64> {
         .or_else(|| fields["id19"].as_u64())
 }
 
+/// The samples of every process of an `/api/state` or WebSocket snapshot,
+/// counted (panics when it has no process list or a process no samples).
+pub fn sample_count(st: &J) -> usize {
+    st["processes"]
+        .as_array()
+        .expect("a process list")
+        .iter()
+        .map(|p| p["samples"].as_array().expect("a sample list").len())
+        .sum()
+}
+
 /// Counters of an `/api/state` and, per process, its samples and the
 /// newest one's request count, drop counter (field 19) and seq: what a
 /// timed-out wait shows.

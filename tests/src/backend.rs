@@ -30,8 +30,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::artifacts::target_dir;
 use crate::containers::{self, Container};
-use crate::{target_dir, workspace_root, PATIENCE};
+use crate::{workspace_root, PATIENCE};
 
 /// The Debian release whose image runs the tests' httpd: the host
 /// path's Debian 12 and its mod_wsgi 4.9.4.

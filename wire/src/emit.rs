@@ -177,10 +177,6 @@ pub(crate) fn host_and_group(
     e.bytes_if_nonempty(id::PROCESS_GROUP, cut(group, CUT_PROCESS_GROUP))
 }
 
-/// Encodes an APP_METRICS datagram (kind 10, this project's extension);
-/// see [`crate::app`].
-pub use crate::app::encode as app_metrics;
-
 /// Encodes a REQUEST datagram (kind 2) into `buf`; returns its length.
 pub fn request(
     buf: &mut [u8],

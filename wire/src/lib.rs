@@ -12,6 +12,14 @@
 //! dependencies. Decoding is total: any byte string yields a [`Sample`] or a
 //! [`DecodeError`], never a panic.
 //!
+//! Files, in the order a datagram is made and read: `registry` (every
+//! field id with its name and type), `emit` (which fields each kind
+//! carries, in which order), `encode` (the [`Encoder`]), `truncate`
+//! (slow-request strings cut as mod_wsgi 6.x cuts them), `histogram` (the
+//! latency buckets), `app` (kind 10); then `decode` (owned [`Sample`]s)
+//! and `view` (in-place [`SampleRef`]s); `capture` reads and writes the
+//! capture files that `replay`, the tests and the benchmarks use.
+//!
 //! One extension to the reference registry: field 19,
 //! `reporter_dropped_datagrams` (U64), carried on REQUEST datagrams by this
 //! project's reporter, counts the datagrams the process could not send since

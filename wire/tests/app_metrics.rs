@@ -109,7 +109,7 @@ fn worked_datagram() {
         dropped_calls: 2,
     };
     let mut buf = [0u8; MAX_DATAGRAM];
-    let n = wire::emit::app_metrics(&mut buf, 4242, 77, 1700000001.0, &head, &metrics).unwrap();
+    let n = wire::app::encode(&mut buf, 4242, 77, 1700000001.0, &head, &metrics).unwrap();
     assert_eq!(&buf[..n], &b[..]);
     assert_eq!(app::encoded_len(&head, &metrics), n);
 }

@@ -4,8 +4,15 @@
 //! it to [`state`] (the bounded per-process model: pure data, no I/O); when
 //! WebSocket clients listen, [`json`] serialises each change once into the
 //! message every subscriber receives, and captures snapshots for new
-//! clients. Nothing here knows of HTTP or terminals (that is `api` and
-//! `top`).
+//! clients, and [`batch`] gathers the changes into the batched frames of
+//! our own UI.
+//!
+//! Beside the per-process model, fed from the same receive path:
+//! [`app_metrics`] (the applications' own metrics, kind 10, summed per
+//! host and process group) and [`history`] (tiers of points beyond the
+//! live window, kept on disk); [`counters`] are the merge-by-addition
+//! counters that the state's totals and the history's points share.
+//! Nothing here knows of HTTP or terminals (that is `api` and `top`).
 
 pub(crate) mod app_metrics;
 pub(crate) mod batch;

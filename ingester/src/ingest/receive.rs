@@ -29,8 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
-/// A published message (serialised once, shared by every subscriber).
-pub(crate) type Msg = Arc<str>;
+pub(crate) use crate::ingest::json::Msg;
 
 /// Datagrams held between the two threads at most, in bytes. Beyond it the
 /// receive thread pauses until the ingest thread catches up, leaving

@@ -144,37 +144,13 @@ pub fn datagrams(pid: u32) -> Vec<Vec<u8>> {
 
 // The applications' own metrics (kind 10), for the app-metrics tests.
 
-use wire::app::{AppMetric, AppMetricsHead, AppValue, Distribution};
-use wire::histogram::{bucket_index, BUCKETS};
-
-/// Totals of a distribution, as the module keeps them (for the app-metrics tests).
-pub struct Totals {
-    pub count: u64,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-    pub buckets: [u32; BUCKETS],
-}
-
-pub fn app_totals(values: &[f64]) -> Totals {
-    let mut buckets = [0u32; BUCKETS];
-    for &v in values {
-        buckets[bucket_index(v)] += 1;
-    }
-    Totals {
-        count: values.len() as u64,
-        sum: values.iter().sum(),
-        min: values.iter().copied().fold(f64::INFINITY, f64::min),
-        max: values.iter().copied().fold(0.0, f64::max),
-        buckets,
-    }
-}
+use wire::app::{AppMetric, AppMetricsHead, AppValue};
 
 /// One `app_metrics` datagram (counter `orders`, gauge `queue.depth`,
 /// distribution `latency.{0}` of `latency`) of `pid` in group `g<pid % 4>` on `web1`.
 pub fn app_datagram(pid: u32, seq: u32, orders: f64, depth: f64, latency: &[f64]) -> Vec<u8> {
     let group = format!("g{}", pid % 4);
-    let t = app_totals(latency);
+    let t = DistTotals::of(latency);
     let metrics = [
         AppMetric {
             name: b"orders",
@@ -184,16 +160,7 @@ pub fn app_datagram(pid: u32, seq: u32, orders: f64, depth: f64, latency: &[f64]
             name: b"queue.depth",
             value: AppValue::Gauge(depth),
         },
-        AppMetric {
-            name: b"latency.{0}",
-            value: AppValue::Distribution(Distribution {
-                count: t.count,
-                sum: t.sum,
-                min: t.min,
-                max: t.max,
-                buckets: &t.buckets,
-            }),
-        },
+        t.metric("latency.{0}"),
     ];
     let head = AppMetricsHead {
         hostname: b"web1",

@@ -44,7 +44,7 @@
 //! is held, or serialise a frame under the state lock.
 
 use crate::ingest::json as messages;
-use crate::ingest::receive::Msg;
+use crate::ingest::json::Msg;
 use crate::ingest::state::{SlowEntry, SlowKey, State, Update};
 use indexmap::IndexMap;
 use std::collections::VecDeque;

@@ -21,5 +21,8 @@ mod serde_oracle;
 #[cfg(test)]
 mod tests;
 
+/// A published message (serialised once, shared by every subscriber).
+pub(crate) type Msg = std::sync::Arc<str>;
+
 pub(crate) use live::{sample_pairs_json, slow_clear_json, update_json};
 pub(crate) use snapshot::{capture, write_snapshot, SnapshotRefs};

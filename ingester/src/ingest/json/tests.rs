@@ -33,12 +33,7 @@ fn every_message_is_valid_json_with_text_interpreter_names() {
     assert_eq!(v["total_received"], 11888);
     assert_eq!(v["decode_errors"], 0);
     assert_eq!(v["seq_gaps"], 0);
-    let samples: usize = v["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["samples"].as_array().unwrap().len())
-        .sum();
+    let samples = testkit::sample_count(&v);
     assert_eq!(samples, 386);
     assert_eq!(v["lifecycle_events"].as_array().unwrap().len(), 66);
     // budgeted: smaller, still one sample per process that has any
@@ -64,12 +59,7 @@ fn every_message_is_valid_json_with_text_interpreter_names() {
     let js = snapshot_json(&capture(&st), Some(3_500_000));
     assert!(js.len() <= 3_500_000, "{}", js.len());
     let v: serde_json::Value = serde_json::from_str(&js).unwrap();
-    let samples: usize = v["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["samples"].as_array().unwrap().len())
-        .sum();
+    let samples = testkit::sample_count(&v);
     assert_eq!(samples, 386);
     assert_eq!(v["history_truncated"], true);
 }
