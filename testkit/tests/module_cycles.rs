@@ -32,8 +32,6 @@ type ModPath = Vec<String>;
 ///   `receive::Shared` and `state::State`, while `state` holds the
 ///   history's tiers; the writer belongs above `receive` (beside `serve`).
 const KNOWN: &[(&str, &str, &str, &str)] = &[
-    ("ingester/src/lib.rs", "api", "history", "http"),
-    ("ingester/src/lib.rs", "api", "stats", "http"),
     ("ingester/src/lib.rs", "ingest", "history", "receive"),
     ("ingester/src/lib.rs", "ingest", "history", "state"),
 ];

@@ -3,7 +3,7 @@
 //! has both formats. Under the state lock the matching points are only
 //! copied, still encoded; they are decoded and merged after it is let go.
 
-use crate::api::http::json_reply;
+use crate::api::reply::json_reply;
 use crate::ingest::history::json;
 use crate::ingest::receive::Shared;
 use std::sync::Arc;

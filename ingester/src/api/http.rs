@@ -21,14 +21,14 @@
 //! connections and times out clients that do not send or do not read.
 //! What is refused is counted ([`counters`]) and shown in `/api/state`.
 
-pub(crate) mod counters;
 pub(crate) mod guard;
 pub(crate) mod server;
 pub(crate) mod slots;
 
+use crate::api::http_counters::HttpCounters;
+use crate::api::reply::json_reply;
 use crate::ingest::json;
 use crate::ingest::receive::{Msg, Shared};
-use counters::HttpCounters;
 use futures_util::{SinkExt, StreamExt};
 use guard::AllowedHosts;
 use server::ConnHandle;
@@ -184,16 +184,6 @@ fn misdirected(host: &str) -> warp::reply::Response {
 
 fn json_response(body: String) -> warp::reply::Response {
     json_reply(StatusCode::OK, body)
-}
-
-/// A JSON body with `status`, never cached (the API's answers are live).
-pub(crate) fn json_reply(status: StatusCode, body: String) -> warp::reply::Response {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(body.into())
-        .unwrap_or_default()
 }
 
 /// Captures the state plus the ingester's own counters (caller holds the

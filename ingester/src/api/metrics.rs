@@ -72,8 +72,8 @@ pub struct IngesterCounters {
     /// Messages slow WebSocket clients missed (`ws_messages_dropped`).
     pub(crate) ws_messages_dropped: u64,
     /// What the HTTP side refused or cut off, in the order of
-    /// [`crate::api::http::counters::NAMES`].
-    pub(crate) http: [u64; crate::api::http::counters::COUNTERS],
+    /// [`crate::api::http_counters::NAMES`].
+    pub(crate) http: [u64; crate::api::http_counters::COUNTERS],
 }
 
 /// Labels of one series.
@@ -517,7 +517,7 @@ impl Collector for Capture {
             one(self.own.ws_messages_dropped),
             counter_u64,
         )?;
-        for ((_, name, help), v) in crate::api::http::counters::NAMES.iter().zip(self.own.http) {
+        for ((_, name, help), v) in crate::api::http_counters::NAMES.iter().zip(self.own.http) {
             family(&mut enc, name, help, None, Counter, one(v), counter_u64)?;
         }
         Ok(())

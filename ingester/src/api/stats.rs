@@ -5,7 +5,7 @@
 //! both formats. Built under the state lock from the model, which holds at
 //! most 10 000 series, so the body is bounded.
 
-use crate::api::http::json_reply;
+use crate::api::reply::json_reply;
 use crate::ingest::app_metrics::Filter as View;
 use crate::ingest::receive::Shared;
 use std::collections::HashMap;

@@ -237,7 +237,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
             idle_timeout: args.idle_timeout,
             write_timeout: args.write_timeout,
         };
-        let counters = Arc::new(http::counters::HttpCounters::default());
+        let counters = Arc::new(crate::api::http_counters::HttpCounters::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let routes = http::routes(shared.clone(), cfg, counters.clone(), stop_rx.clone());
         tracing::info!("UI on http://{addr}/ (root-path='{}')", args.root_path);

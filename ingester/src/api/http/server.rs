@@ -22,7 +22,7 @@
 //!
 //! It knows nothing of the routes: it runs any warp filter.
 
-use super::counters::HttpCounters;
+use crate::api::http_counters::HttpCounters;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;

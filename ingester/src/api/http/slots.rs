@@ -11,8 +11,8 @@
 //! reader that is slow but still reading is never cut: each write that
 //! progresses starts its wait again.
 
-use super::counters::HttpCounters;
 use super::server::ConnHandle;
+use crate::api::http_counters::HttpCounters;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
