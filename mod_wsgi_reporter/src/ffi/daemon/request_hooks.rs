@@ -44,7 +44,7 @@ use crate::ffi::base::guard;
 use crate::ffi::base::request::Request;
 use crate::ffi::base::sym::fnptr;
 use crate::ffi::request::filters::{track, tracked};
-use crate::ffi::request::state::{thread_slot, ReqState};
+use crate::ffi::request::state::{get_for, pass_for, thread_slot, ReqState};
 use crate::got;
 
 static HOOKED: AtomicBool = AtomicBool::new(false);
@@ -211,12 +211,8 @@ unsafe extern "C" fn pass_brigade(
     // SAFETY: NULL or a live filter of a live request (or connection:
     // then `r` is NULL); our ReqState is used by this thread only.
     let st = unsafe { chain_of(next).as_mut() }.filter(|st| !st.finished);
-    let Some(st) = st else {
-        // SAFETY: the caller's own arguments, passed on unchanged.
-        return unsafe { ap::ap_pass_brigade(next, bb) };
-    };
     // SAFETY: the caller's own arguments.
-    unsafe { st.pass(next, bb) }
+    unsafe { pass_for(st, next, bb) }
 }
 
 /// A `wsgi.input` read of mod_wsgi in a daemon (`ap_get_brigade(r->input_filters,
@@ -236,12 +232,8 @@ unsafe extern "C" fn get_brigade(
 ) -> ap::apr_status_t {
     // SAFETY: as in `pass_brigade`.
     let st = unsafe { chain_of(next).as_mut() }.filter(|st| !st.finished);
-    let Some(st) = st else {
-        // SAFETY: the caller's own arguments, passed on unchanged.
-        return unsafe { ap::ap_get_brigade(next, bb, mode, block, readbytes) };
-    };
     // SAFETY: the caller's own arguments.
-    unsafe { st.get(next, bb, mode, block, readbytes) }
+    unsafe { get_for(st, next, bb, mode, block, readbytes) }
 }
 
 /// Our state of the request whose output or input chain starts at `next`

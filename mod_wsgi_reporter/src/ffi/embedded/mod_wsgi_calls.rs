@@ -41,7 +41,7 @@ use crate::ffi::base::guard;
 use crate::ffi::base::request::Request;
 use crate::ffi::base::sym::{fnptr, sym};
 use crate::ffi::process::process;
-use crate::ffi::request::state::ReqState;
+use crate::ffi::request::state::{get_for, pass_for, ReqState};
 use crate::got::{self, GotError};
 
 type HandlerFn = unsafe extern "C" fn(*mut ap::request_rec) -> c_int;
@@ -278,12 +278,9 @@ unsafe extern "C" fn pass_brigade(
     bb: *mut ap::apr_bucket_brigade,
 ) -> ap::apr_status_t {
     // SAFETY: see `claimed`; used by this thread only.
-    let Some(st) = (unsafe { claimed().as_mut() }) else {
-        // SAFETY: the caller's own arguments, passed on unchanged.
-        return unsafe { ap::ap_pass_brigade(next, bb) };
-    };
+    let st = unsafe { claimed().as_mut() };
     // SAFETY: the caller's own arguments.
-    unsafe { st.pass(next, bb) }
+    unsafe { pass_for(st, next, bb) }
 }
 
 /// A `wsgi.input` read of mod_wsgi.
@@ -298,10 +295,7 @@ unsafe extern "C" fn get_brigade(
     readbytes: ap::apr_off_t,
 ) -> ap::apr_status_t {
     // SAFETY: see `claimed`; used by this thread only.
-    let Some(st) = (unsafe { claimed().as_mut() }) else {
-        // SAFETY: the caller's own arguments, passed on unchanged.
-        return unsafe { ap::ap_get_brigade(next, bb, mode, block, readbytes) };
-    };
+    let st = unsafe { claimed().as_mut() };
     // SAFETY: the caller's own arguments.
-    unsafe { st.get(next, bb, mode, block, readbytes) }
+    unsafe { get_for(st, next, bb, mode, block, readbytes) }
 }

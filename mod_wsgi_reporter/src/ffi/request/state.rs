@@ -152,6 +152,49 @@ impl ReqState {
     }
 }
 
+/// mod_wsgi.so's response write `ap_pass_brigade(next, bb)`: counted for
+/// `st`, the request it writes, or passed on uncounted when we do not track
+/// it. What the GOT wrappers of both accounting paths do once they have
+/// looked up the request's state.
+///
+/// # Safety
+/// The arguments of an `ap_pass_brigade` call: a live filter and brigade.
+#[inline]
+pub(in crate::ffi) unsafe fn pass_for(
+    st: Option<&mut ReqState>,
+    next: *mut ap::ap_filter_t,
+    bb: *mut ap::apr_bucket_brigade,
+) -> ap::apr_status_t {
+    match st {
+        // SAFETY: per the contract.
+        Some(st) => unsafe { st.pass(next, bb) },
+        // SAFETY: per the contract, passed on unchanged.
+        None => unsafe { ap::ap_pass_brigade(next, bb) },
+    }
+}
+
+/// mod_wsgi.so's read `ap_get_brigade(next, bb, mode, block, readbytes)`:
+/// counted for `st`, the request it reads, or passed on uncounted.
+///
+/// # Safety
+/// The arguments of an `ap_get_brigade` call: a live filter and brigade.
+#[inline]
+pub(in crate::ffi) unsafe fn get_for(
+    st: Option<&mut ReqState>,
+    next: *mut ap::ap_filter_t,
+    bb: *mut ap::apr_bucket_brigade,
+    mode: ap::ap_input_mode_t,
+    block: ap::apr_read_type_e,
+    readbytes: ap::apr_off_t,
+) -> ap::apr_status_t {
+    match st {
+        // SAFETY: per the contract.
+        Some(st) => unsafe { st.get(next, bb, mode, block, readbytes) },
+        // SAFETY: per the contract, passed on unchanged.
+        None => unsafe { ap::ap_get_brigade(next, bb, mode, block, readbytes) },
+    }
+}
+
 thread_local! {
     /// This thread's worker slot and kernel thread id (u32::MAX: none yet).
     static WORKER: std::cell::Cell<(u32, i32)> = const { std::cell::Cell::new((u32::MAX, 0)) };
