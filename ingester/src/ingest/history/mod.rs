@@ -2,7 +2,8 @@
 //! at 1 s, 10 s and 1 min (defaults kept 10 min, 6 h and 7 days), each
 //! coarser point merged from finer ones without loss of meaning (see
 //! [`point`]). Pure data, like the state model: the caller feeds ticks and
-//! asks for ranges; [`store`] keeps the tiers on disk.
+//! asks for ranges; [`store`] keeps the tiers on disk (`ingest::persist`
+//! moves closed points from the state to the store).
 //!
 //! Time is the datagrams' own stamps (so a replayed or simulated week fills
 //! the tiers as a real one would). A second stays open for
@@ -17,7 +18,6 @@
 pub mod json;
 pub mod point;
 pub mod store;
-pub(crate) mod writer;
 
 use point::{Point, Tick};
 use std::collections::{BTreeMap, HashMap, VecDeque};
