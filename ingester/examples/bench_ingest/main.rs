@@ -37,7 +37,9 @@
 //! figures), [`server`] (the implementations under test and their
 //! counters), [`http`], [`send`] (pacing and the probe stream), [`ladder`]
 //! (rate ladders and saturation), [`fill`] (the rolling window, then the
-//! API and the first WebSocket message) and [`report`].
+//! API and the first WebSocket message), [`report`], and [`instructions`]
+//! (`--only instructions`: the receive path in this process, no server, for
+//! instruction counts under callgrind).
 
 use anyhow::{bail, Result};
 use std::sync::atomic::Ordering;
@@ -54,6 +56,7 @@ macro_rules! progress {
 mod corpus;
 mod fill;
 mod http;
+mod instructions;
 mod ladder;
 mod opts;
 mod report;
@@ -99,6 +102,10 @@ fn main() -> Result<()> {
         bail!("--rt: cannot set SCHED_FIFO (needs CAP_SYS_NICE)");
     }
     let corpus = load_corpus()?;
+    if opts.only == Some(Part::Instructions) {
+        print!("{}", instructions::run(&corpus, opts.procs, opts.passes));
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

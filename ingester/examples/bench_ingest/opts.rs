@@ -14,8 +14,12 @@ pub(crate) struct Opts {
     pub(crate) ours: PathBuf,
     pub(crate) reference: Option<PathBuf>,
     /// Run only one part: ladders (with saturation), saturation (no ladder
-    /// steps) or fills.
+    /// steps), fills or instructions (in this process, no server).
     pub(crate) only: Option<Part>,
+    /// `--only instructions`: processes the corpus stands for, and passes
+    /// over it.
+    pub(crate) procs: usize,
+    pub(crate) passes: u64,
     /// Also run ours with `--state-dir` (ladders and saturation only).
     pub(crate) state_dir: bool,
 }
@@ -25,6 +29,7 @@ pub(crate) enum Part {
     Ladders,
     Saturation,
     Fills,
+    Instructions,
 }
 
 pub(crate) fn parse_opts() -> Result<Opts> {
@@ -35,6 +40,8 @@ pub(crate) fn parse_opts() -> Result<Opts> {
         ours: testkit::workspace_root().join("target/release/mod_wsgi-telemetry"),
         reference: None,
         only: None,
+        procs: 200,
+        passes: 5,
         state_dir: false,
     };
     let mut it = std::env::args().skip(1);
@@ -66,8 +73,22 @@ pub(crate) fn parse_opts() -> Result<Opts> {
                     Some("ladders") => Part::Ladders,
                     Some("saturation") => Part::Saturation,
                     Some("fills") => Part::Fills,
-                    _ => bail!("--only ladders|saturation|fills"),
+                    Some("instructions") => Part::Instructions,
+                    _ => bail!("--only ladders|saturation|fills|instructions"),
                 })
+            }
+            "--procs" => {
+                o.procs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .context("--procs N (N > 0)")?
+            }
+            "--passes" => {
+                o.passes = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .context("--passes K")?
             }
             "--ours" => o.ours = it.next().context("--ours PATH")?.into(),
             "--reference" => o.reference = Some(it.next().context("--reference PATH")?.into()),
@@ -77,6 +98,8 @@ pub(crate) fn parse_opts() -> Result<Opts> {
                      [--only ladders|saturation|fills] (saturation: no ladder steps, only the\n\
                      saturation step of the last pacing) [--sat-secs N] (length of the saturation\n\
                      step; default 10 s, with --quick the ladder step's; give --sat-secs after --quick)\n\
+                     [--only instructions [--procs N] [--passes K]] (no server: the receive path in\n\
+                     this process, for callgrind; default 200 processes, 5 passes; see instructions.rs)\n\
                      ours defaults to target/release/mod_wsgi-telemetry (cargo build --release);\n\
                      the reference to $REF_VENV/bin/mod_wsgi-telemetry (default /tmp/refvenv,\n\
                      created with `bash scripts/ref-venv.sh` when missing)."
@@ -85,6 +108,9 @@ pub(crate) fn parse_opts() -> Result<Opts> {
             }
             other => bail!("unknown option {other} (try --help)"),
         }
+    }
+    if o.only == Some(Part::Instructions) {
+        return Ok(o);
     }
     if !o.ours.is_file() {
         bail!(

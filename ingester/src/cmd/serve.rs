@@ -7,7 +7,8 @@
 
 use crate::api::http::{self, HttpConfig};
 use crate::ingest::history::store::OpenError;
-use crate::ingest::history::{writer, History};
+use crate::ingest::history::History;
+use crate::ingest::persist;
 use crate::ingest::receive::{self, Shared};
 use crate::ingest::state::{Limits, State};
 use anyhow::Context;
@@ -190,7 +191,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
         state.history.set_max_ahead(Some(args.history_max_ahead));
         let store = match &args.state_dir {
             None => None,
-            Some(dir) => match writer::open(dir, &args.history_tiers.0, &mut state) {
+            Some(dir) => match persist::open(dir, &args.history_tiers.0, &mut state) {
                 Ok(store) => Some(store),
                 // A directory that is not ours to use: the operator decides.
                 Err(e @ (OpenError::Newer { .. } | OpenError::Foreign { .. } | OpenError::Locked { .. })) => {
@@ -207,7 +208,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
         };
         let shared = Shared::new(state, 1024);
         let threads = receive::start(bound.socket.try_clone()?, shared.clone())?;
-        let history_writer = writer::spawn(shared.clone(), store)?;
+        let history_writer = persist::spawn(shared.clone(), store)?;
         tracing::info!("listening on unix:{}", args.listen.display());
         if let Some(advice) = crate::ingest::socket::kernel_dgram_qlen().and_then(crate::ingest::socket::dgram_qlen_advice) {
             tracing::warn!("{advice}");

@@ -10,8 +10,9 @@
 //! Beside the per-process model, fed from the same receive path:
 //! [`app_metrics`] (the applications' own metrics, kind 10, summed per
 //! host and process group) and [`history`] (tiers of points beyond the
-//! live window, kept on disk); [`counters`] are the merge-by-addition
-//! counters that the state's totals and the history's points share.
+//! live window), which [`persist`] writes to the state directory and loads
+//! back at start; [`counters`] are the merge-by-addition counters that the
+//! state's totals and the history's points share.
 //! Nothing here knows of HTTP or terminals (that is `api` and `top`).
 
 pub(crate) mod app_metrics;
@@ -19,6 +20,7 @@ pub(crate) mod batch;
 pub(crate) mod counters;
 pub mod history;
 pub(crate) mod json;
+pub(crate) mod persist;
 pub(crate) mod receive;
 pub mod socket;
 pub mod state;

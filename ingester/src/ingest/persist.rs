@@ -1,11 +1,15 @@
-//! `serve`'s side of the history: opening the state directory at start
-//! (points back into the tiers, events back into the model) and the writer
-//! thread that, once a second, closes finished seconds and appends what
-//! closed to the store, off the receive path and outside the state lock.
+//! The state directory (`--state-dir`): opening it at start (history
+//! points back into the tiers, events back into the model) and `serve`'s
+//! writer thread that, once a second, closes finished seconds and appends
+//! what closed to the store, off the receive path and outside the state
+//! lock. It sits above [`receive`](crate::ingest::receive) and
+//! [`state`](crate::ingest::state), whose shared state it reads, and uses
+//! the history's [`store`](crate::ingest::history::store) below them;
+//! neither of them calls into it.
 
-use super::point::Point;
-use super::store::{OpenError, Store};
-use super::Tier;
+use crate::ingest::history::point::Point;
+use crate::ingest::history::store::{OpenError, Store};
+use crate::ingest::history::Tier;
 use crate::ingest::receive::Shared;
 use crate::ingest::state::State;
 use std::path::Path;
