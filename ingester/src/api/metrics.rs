@@ -185,8 +185,15 @@ pub fn capture(st: &State, per_process: bool, own: IngesterCounters, now: Instan
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A label value from a datagram string: the exposition is read with `curl`
+/// on a terminal as often as by Prometheus, so control and bidi characters
+/// are written as visible escapes, as `top` and `dump` show them.
+fn label(s: &str) -> String {
+    crate::printable::printable(s).into_owned()
+}
+
 fn series_labels(k: &SeriesKey) -> Labels {
-    let mut l = vec![("host", k.host.clone()), ("process_group", k.group.clone())];
+    let mut l = vec![("host", label(&k.host)), ("process_group", label(&k.group))];
     if let Some(pid) = k.pid {
         l.push(("pid", pid.to_string()));
     }
@@ -194,7 +201,7 @@ fn series_labels(k: &SeriesKey) -> Labels {
 }
 
 fn group_labels(k: &GroupKey) -> Labels {
-    vec![("host", k.0.clone()), ("process_group", k.1.clone())]
+    vec![("host", label(&k.0)), ("process_group", label(&k.1))]
 }
 
 fn with(mut l: Labels, name: &'static str, value: impl Into<String>) -> Labels {
@@ -446,7 +453,7 @@ impl Collector for Capture {
             g.iter().flat_map(|(k, v)| {
                 v.stops
                     .iter()
-                    .map(move |(r, n)| (with(group_labels(k), "reason", r.as_str()), *n))
+                    .map(move |(r, n)| (with(group_labels(k), "reason", label(r)), *n))
             }),
             counter_u64,
         )?;
@@ -529,8 +536,8 @@ impl Capture {
     fn encode_app(&self, enc: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
         let labels = |f: &SeriesFigure| {
             vec![
-                ("host", f.host.clone()),
-                ("process_group", f.group.clone()),
+                ("host", label(&f.host)),
+                ("process_group", label(&f.group)),
                 ("name", f.name.clone()),
             ]
         };
