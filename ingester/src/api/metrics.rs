@@ -37,7 +37,9 @@
 //! per group) into a [`Capture`]; the text is written after it is released.
 
 use crate::ingest::app_metrics::{Dropped, SeriesFigure, SeriesValue};
-use crate::ingest::state::totals::{GroupKey, Totals, GENERATIONS, PHASES};
+use crate::ingest::state::totals::{
+    counted_apart, other_group, GroupKey, Totals, GENERATIONS, PHASES,
+};
 use crate::ingest::state::State;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
@@ -139,19 +141,26 @@ pub fn capture(st: &State, per_process: bool, own: IngesterCounters, now: Instan
         history_refused: [st.history.refused_ticks, st.history.future_ticks],
         ..Capture::default()
     };
-    let group_of = |host: &str, group: &str| (host.to_string(), group.to_string());
+    // A live process of a group past --max-groups is counted under
+    // `other_group`, as its totals will be when it is dropped.
+    let group_of = |host: &str, group: &str| {
+        let key = (host.to_string(), group.to_string());
+        if counted_apart(&st.groups, st.limits.max_groups, &key) {
+            key
+        } else {
+            other_group()
+        }
+    };
     for p in st.processes.values() {
+        let (host, group) = group_of(&p.hostname, &p.process_group);
         let key = SeriesKey {
-            host: p.hostname.clone(),
-            group: p.process_group.clone(),
+            host: host.clone(),
+            group: group.clone(),
             pid: per_process.then_some(p.pid),
         };
         let s = c.series.entry(key).or_default();
         s.totals.add(&p.metrics.totals());
-        let g = c
-            .groups
-            .entry(group_of(&p.hostname, &p.process_group))
-            .or_default();
+        let g = c.groups.entry((host, group)).or_default();
         if live(p, now) {
             s.threads_configured += p.metrics.threads_configured;
             s.threads_busy += p.metrics.threads_busy;
