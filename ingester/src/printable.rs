@@ -6,8 +6,11 @@
 //! read differently from what it is. Every text output passes such strings
 //! through [`printable`] and never prints them any other way: `dump`'s text
 //! format per value, `top` where a string enters its model (so its views,
-//! `--once` and `--once --json` alike). `dump --json` keeps the exact
-//! strings (JSON escapes C0 controls itself; it is for programs).
+//! `--once` and `--once --json` alike), the label values of `/metrics`
+//! (read with `curl` as often as by Prometheus). `dump --json` keeps the
+//! exact strings for programs, but not raw: JSON escapes C0 controls
+//! itself, and [`json_printable`] writes the other unsafe characters as
+//! `\uNNNN` escapes, which a JSON reader turns back into the same string.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -44,6 +47,27 @@ pub(crate) fn printable(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// JSON text `json` with every [`is_unsafe`] character left raw by the
+/// JSON writer (DEL, C1 controls, the separators and bidi characters; C0
+/// controls are escaped already) written as a `\uNNNN` escape: the same
+/// JSON value, safe to print. Such characters occur only inside strings,
+/// where the escape means the character itself.
+pub(crate) fn json_printable(json: String) -> String {
+    if !json.chars().any(is_unsafe) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if is_unsafe(c) {
+            // Every unsafe character is in the Basic Multilingual Plane.
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -84,5 +108,23 @@ mod tests {
             assert!(!p.chars().any(is_unsafe), "{c:?}");
             assert!(!p.chars().any(char::is_control), "{c:?}");
         }
+    }
+
+    #[test]
+    fn json_keeps_the_string_and_escapes_what_json_leaves_raw() {
+        let hostile =
+            "\u{1b}]0;t\u{7}\u{7f}\u{85}\u{9b}2J\u{202e}\u{2028}\u{2066}\u{61c}é✓\\u0041\"";
+        let json = serde_json::to_string(&serde_json::json!({ "k": hostile })).unwrap();
+        assert!(
+            json.chars().any(is_unsafe),
+            "serde_json leaves C1 and bidi raw"
+        );
+        let safe = json_printable(json);
+        assert!(!safe.chars().any(is_unsafe), "{safe}");
+        assert!(safe.contains(r"\u009b2J\u202e"), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["k"], hostile);
+        let plain = r#"{"k":"web1 é✓"}"#.to_string();
+        assert_eq!(json_printable(plain.clone()), plain);
     }
 }

@@ -16,7 +16,8 @@
 //! memory or the first message far past their bounds, a canary stuck
 //! behind a flood. The probes that need no figures are ordinary tests:
 //! `http_limits.rs`, `serve.rs`, `terminal_escapes.rs`, `cli_errors.rs`,
-//! `top_memory.rs` here, `directives.rs`, `daemon.rs`, `request_mix.rs` with httpd.
+//! `metrics.rs`, `top_memory.rs` here, `directives.rs`, `daemon.rs`,
+//! `ingesters.rs`, `request_mix.rs` with httpd.
 
 mod common;
 
@@ -254,6 +255,10 @@ async fn probe_3_idle_reopening_and_non_reading_clients() {
 
     let s = Serve::start(bin(), &[]);
     let stuck = stuck_ws_clients(s.port, 64);
+    // Every slot held before the new client tries: without this wait it
+    // could connect before the last upgrades were taken (0.05 s, nothing
+    // dropped, in one run).
+    assert_eq!(upgraded(&stuck), 64, "upgrades accepted");
     let replay = replay_corpus_spawn(&s.sock, &["--realtime", "--speed", "2"]);
     let t = Instant::now();
     let got_in = loop {
@@ -276,6 +281,28 @@ async fn probe_3_idle_reopening_and_non_reading_clients() {
         load()
     );
     drop((stuck, replay));
+}
+
+/// How many of `conns` had their WebSocket upgrade accepted, waiting for
+/// each answer's first bytes with `peek`: the clients still read nothing.
+fn upgraded(conns: &[TcpStream]) -> usize {
+    conns
+        .iter()
+        .filter(|c| {
+            c.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut head = [0u8; 12];
+            let t = Instant::now();
+            loop {
+                match c.peek(&mut head) {
+                    Ok(n) if n < head.len() && t.elapsed() < PATIENCE => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Ok(_) => break &head == b"HTTP/1.1 101",
+                    Err(_) => break false,
+                }
+            }
+        })
+        .count()
 }
 
 /// A completed slow record of `pid` in slot `thread` at `stamp`.

@@ -1,7 +1,8 @@
 //! Datagram strings that try to drive the operator's terminal (`ESC ] 0 ;
 //! … BEL` retitles it, `ESC [ 2 J` clears it, `U+009B` is a one-character
-//! CSI, `U+202E` reverses text) reach `dump`'s text, `top --once` and the
-//! live `top` as visible escapes, never as the raw characters.
+//! CSI, `U+202E` reverses text) reach `dump`'s text, `top --once`, the
+//! live `top` and the label values of `/metrics` as visible escapes, and
+//! `dump --json` as JSON escapes, never as the raw characters.
 
 mod top_support;
 
@@ -92,15 +93,47 @@ fn dump_text_from_a_capture_escapes_control_characters() {
         "{text}"
     );
     assert!(text.contains("= app\\x9b31m\\u{202e}x\\x0ay\n"), "{text}");
-    // JSON output keeps the exact strings (escaped by JSON itself).
+    // JSON output keeps the exact strings, as JSON escapes: serde_json
+    // leaves C1 controls and bidi characters raw.
     let out = Command::new(bin())
         .args(["dump", "--json", "--file", cap.to_str().unwrap()])
         .stdin(Stdio::null())
         .output()
         .unwrap();
+    assert_inert("dump --json --file", &out.stdout);
     let first: serde_json::Value =
         serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(first["fields"]["hostname"], HOSTILE_HOST);
+    assert_eq!(first["fields"]["process_group"], HOSTILE_GROUP);
+}
+
+#[test]
+fn metrics_label_values_escape_control_characters() {
+    let serve = hostile_serve();
+    // A shutdown reason is a label value too.
+    let stopped = wire::Sample {
+        header: wire::Header::new(wire::Kind::PROCESS_STOPPED, 4243, 1, wall_now()),
+        fields: vec![(
+            wire::id::SHUTDOWN_REASON,
+            wire::Value::Bytes(HOSTILE_HOST.as_bytes().to_vec()),
+        )],
+    };
+    serve.send_all([stopped.encode().unwrap()]);
+    serve.wait_received(hostile_datagrams().len() + 1);
+    let (status, _, text) = serve.http("GET /metrics HTTP/1.0\r\nHost: {HOST}\r\n\r\n");
+    assert_eq!(status, 200, "{text}");
+    assert_inert("/metrics", text.as_bytes());
+    // The visible escape's backslash is itself escaped in the exposition.
+    let labels =
+        r#"{host="\\x1b]0;pwned\\x07\\x1b[2Jweb1",process_group="app\\x9b31m\\u{202e}x\\x0ay"}"#;
+    assert!(
+        text.contains(&format!("mod_wsgi_processes{labels} 1\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#",reason="\\x1b]0;pwned\\x07\\x1b[2Jweb1"} 1"#),
+        "{text}"
+    );
 }
 
 #[test]

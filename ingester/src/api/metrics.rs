@@ -37,7 +37,9 @@
 //! per group) into a [`Capture`]; the text is written after it is released.
 
 use crate::ingest::app_metrics::{Dropped, SeriesFigure, SeriesValue};
-use crate::ingest::state::totals::{GroupKey, Totals, GENERATIONS, PHASES};
+use crate::ingest::state::totals::{
+    counted_apart, other_group, GroupKey, Totals, GENERATIONS, PHASES,
+};
 use crate::ingest::state::State;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
@@ -139,19 +141,26 @@ pub fn capture(st: &State, per_process: bool, own: IngesterCounters, now: Instan
         history_refused: [st.history.refused_ticks, st.history.future_ticks],
         ..Capture::default()
     };
-    let group_of = |host: &str, group: &str| (host.to_string(), group.to_string());
+    // A live process of a group past --max-groups is counted under
+    // `other_group`, as its totals will be when it is dropped.
+    let group_of = |host: &str, group: &str| {
+        let key = (host.to_string(), group.to_string());
+        if counted_apart(&st.groups, st.limits.max_groups, &key) {
+            key
+        } else {
+            other_group()
+        }
+    };
     for p in st.processes.values() {
+        let (host, group) = group_of(&p.hostname, &p.process_group);
         let key = SeriesKey {
-            host: p.hostname.clone(),
-            group: p.process_group.clone(),
+            host: host.clone(),
+            group: group.clone(),
             pid: per_process.then_some(p.pid),
         };
         let s = c.series.entry(key).or_default();
         s.totals.add(&p.metrics.totals());
-        let g = c
-            .groups
-            .entry(group_of(&p.hostname, &p.process_group))
-            .or_default();
+        let g = c.groups.entry((host, group)).or_default();
         if live(p, now) {
             s.threads_configured += p.metrics.threads_configured;
             s.threads_busy += p.metrics.threads_busy;
@@ -185,8 +194,15 @@ pub fn capture(st: &State, per_process: bool, own: IngesterCounters, now: Instan
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A label value from a datagram string: the exposition is read with `curl`
+/// on a terminal as often as by Prometheus, so control and bidi characters
+/// are written as visible escapes, as `top` and `dump` show them.
+fn label(s: &str) -> String {
+    crate::printable::printable(s).into_owned()
+}
+
 fn series_labels(k: &SeriesKey) -> Labels {
-    let mut l = vec![("host", k.host.clone()), ("process_group", k.group.clone())];
+    let mut l = vec![("host", label(&k.host)), ("process_group", label(&k.group))];
     if let Some(pid) = k.pid {
         l.push(("pid", pid.to_string()));
     }
@@ -194,7 +210,7 @@ fn series_labels(k: &SeriesKey) -> Labels {
 }
 
 fn group_labels(k: &GroupKey) -> Labels {
-    vec![("host", k.0.clone()), ("process_group", k.1.clone())]
+    vec![("host", label(&k.0)), ("process_group", label(&k.1))]
 }
 
 fn with(mut l: Labels, name: &'static str, value: impl Into<String>) -> Labels {
@@ -446,7 +462,7 @@ impl Collector for Capture {
             g.iter().flat_map(|(k, v)| {
                 v.stops
                     .iter()
-                    .map(move |(r, n)| (with(group_labels(k), "reason", r.as_str()), *n))
+                    .map(move |(r, n)| (with(group_labels(k), "reason", label(r)), *n))
             }),
             counter_u64,
         )?;
@@ -529,8 +545,8 @@ impl Capture {
     fn encode_app(&self, enc: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
         let labels = |f: &SeriesFigure| {
             vec![
-                ("host", f.host.clone()),
-                ("process_group", f.group.clone()),
+                ("host", label(&f.host)),
+                ("process_group", label(&f.group)),
                 ("name", f.name.clone()),
             ]
         };

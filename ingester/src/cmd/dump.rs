@@ -23,7 +23,8 @@ Unlike the reference `dump`, this never steals the socket path from a running \
 `serve`: a socket another process is receiving on is refused (stop `serve`, or \
 use another --listen path and point the reporter there). Ctrl-C exits quietly \
 with status 0 and removes the socket file. The text format writes control and \
-bidi characters of strings as escapes (\\x1b, \\u{202e}); --json keeps them.")]
+bidi characters of strings as escapes (\\x1b, \\u{202e}); --json keeps the \
+exact strings, written with JSON escapes (\\u001b, \\u202e).")]
 pub(crate) struct DumpArgs {
     /// Datagram socket to bind (`unix:<path>` only).
     #[arg(
@@ -228,7 +229,8 @@ fn text_value(t: &mut String, v: &Value) {
 
 /// One sample as a single-line JSON object `{"kind","pid","seq","stamp",
 /// "fields"}`; BYTES become text (invalid UTF-8 replaced), arrays stay
-/// arrays, non-finite floats become `null`.
+/// arrays, non-finite floats become `null`; characters a terminal would act
+/// on are `\uNNNN` escapes ([`crate::printable::json_printable`]).
 pub(crate) fn format_json(s: &Sample) -> String {
     let mut fields = serde_json::Map::with_capacity(s.fields.len());
     for (id, v) in &s.fields {
@@ -241,7 +243,7 @@ pub(crate) fn format_json(s: &Sample) -> String {
         "stamp": json_f64(s.header.stamp),
         "fields": fields,
     });
-    obj.to_string()
+    crate::printable::json_printable(obj.to_string())
 }
 
 fn json_f64(x: f64) -> serde_json::Value {

@@ -58,6 +58,13 @@ pub(crate) struct ServeArgs {
     /// frees when a process goes stale.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_processes: u32,
+    /// Most (host, process_group) groups `/metrics` counts apart (each
+    /// about 430 series, kept while the ingester runs so counters never go
+    /// down); a further group's figures are counted under
+    /// host="(other)", process_group="(other)" (`groups_folded` in
+    /// /api/state, logged once per interval).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_groups: u32,
     /// Most slow-request records kept in all; past it the oldest completed
     /// one (else the oldest) is dropped and counted (`slow_evicted`).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -181,6 +188,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for HTTP"))?;
         let limits = Limits {
             max_processes: args.max_processes as usize,
+            max_groups: args.max_groups as usize,
             slow_entries: args.max_slow as usize,
             slow_entries_per_process: args.max_slow_per_process as usize,
             ..Limits::default()

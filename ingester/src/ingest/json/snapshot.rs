@@ -74,6 +74,7 @@ pub(crate) fn capture(state: &State) -> SnapshotRefs {
         seq_gaps: state.seq_gaps,
         extra: vec![
             ("processes_refused", state.processes_refused),
+            ("groups_folded", state.groups_folded),
             ("slow_evicted_per_process", state.slow_evicted_per_process),
             ("unsupported_version", state.unsupported_version),
             ("seq_resets", state.seq_resets),

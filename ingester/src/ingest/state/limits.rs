@@ -26,6 +26,12 @@ pub struct Limits {
     /// would add one more is refused and counted; the processes already
     /// tracked keep working, and a place frees when one goes stale.
     pub(crate) max_processes: usize,
+    /// (host, process_group) groups whose totals `/metrics` exposes apart
+    /// (about 430 series each). Groups are never forgotten (their counters
+    /// must not go down), so past this bound a new group's figures are
+    /// counted under [`super::totals::other_group`] (reference: no
+    /// `/metrics`).
+    pub(crate) max_groups: usize,
     /// A process not heard from for this long is dropped (reference: 300 s).
     pub(crate) stale_after: Duration,
     /// Bytes of history (samples, GC snapshots, GC events) kept per process
@@ -49,6 +55,7 @@ impl Default for Limits {
             slow_entries: 10_000,
             slow_entries_per_process: 1_000,
             max_processes: 2_000,
+            max_groups: 256,
             stale_after: Duration::from_secs(300),
             bytes_per_process: 4 << 20,
         }

@@ -98,6 +98,10 @@ pub struct State {
     /// Datagrams refused because they would have added a process past
     /// [`Limits::max_processes`].
     pub(crate) processes_refused: u64,
+    /// Identities and lifecycle events of groups past
+    /// [`Limits::max_groups`], counted under
+    /// [`totals::other_group`] instead.
+    pub(crate) groups_folded: u64,
     /// Datagrams with a wire version other than [`wire::VERSION`] (also
     /// counted in `decode_errors`).
     pub(crate) unsupported_version: u64,
@@ -161,6 +165,7 @@ impl State {
             slow_evicted: 0,
             slow_evicted_per_process: 0,
             processes_refused: 0,
+            groups_folded: 0,
             unsupported_version: 0,
             seq_resets: 0,
             warnings: Warnings::default(),
@@ -359,7 +364,9 @@ impl State {
         let p = Self::process_entry(&mut self.processes, header.pid, now);
         p.last_seq = header.seq;
         p.last_seen = now;
-        p.latch_identity(s, false);
+        let renamed = p
+            .latch_identity(s, false)
+            .then(|| (p.hostname.clone(), p.process_group.clone()));
         if let Some(sp) = s.f64(id::SAMPLE_PERIOD) {
             if sp > 0.0 {
                 p.sample_period = sp;
@@ -386,6 +393,9 @@ impl State {
         );
         let noted = p.note_seq(header.seq);
         self.count_seq(header.pid, header.seq, noted, now);
+        if let Some(key) = renamed {
+            self.admit_group(header.pid, key, now);
+        }
         Update::Sample(())
     }
 
@@ -401,12 +411,13 @@ impl State {
             self.lifecycle.pop_front();
         }
         self.lifecycle.push_back(ev.clone());
-        self.count_lifecycle(&ev);
+        self.count_lifecycle(&ev, now);
         if header.kind == Kind::PROCESS_STARTED {
             // A new process: whatever this pid sent before was another's.
             self.app.process_gone(header.pid);
             let p = Self::process_entry(&mut self.processes, header.pid, now);
             p.last_seen = now;
+            // Its group was admitted or folded with the event, above.
             p.latch_identity(s, true);
             let noted = p.note_seq(header.seq);
             self.count_seq(header.pid, header.seq, noted, now);
@@ -553,11 +564,12 @@ impl State {
         let stale_after = self.limits.stale_after;
         let mut dropped = Vec::new();
         let groups = &mut self.groups;
+        let max_groups = self.limits.max_groups;
         self.processes.retain(|pid, p| {
             let keep = now.saturating_duration_since(p.last_seen) <= stale_after;
             if !keep {
                 dropped.push(*pid);
-                process::retire(groups, p);
+                process::retire(groups, max_groups, p);
             }
             keep
         });

@@ -240,7 +240,8 @@ impl Process {
         (0, false)
     }
 
-    pub(super) fn latch_identity(&mut self, s: &impl View, only_nonempty: bool) {
+    /// Returns whether the host or group changed.
+    pub(super) fn latch_identity(&mut self, s: &impl View, only_nonempty: bool) -> bool {
         // The longest each field a reporter sends (its buffer less the
         // NUL); longer text is forged and cut there.
         let mut renamed = false;
@@ -273,6 +274,7 @@ impl Process {
                 self.process_parent_pid = ppid;
             }
         }
+        renamed
     }
 
     #[cfg(test)]
@@ -401,12 +403,16 @@ fn folded_mul(x: u64, k: u64) -> u64 {
     (m as u64) ^ ((m >> 64) as u64)
 }
 
-/// Folds a dropped process's totals into its group.
-pub(super) fn retire(groups: &mut IndexMap<totals::GroupKey, totals::GroupTotals>, p: &Process) {
+/// Folds a dropped process's totals into its group (see
+/// [`totals::group_entry`]: at most `max_groups` are counted apart).
+pub(super) fn retire(
+    groups: &mut IndexMap<totals::GroupKey, totals::GroupTotals>,
+    max_groups: usize,
+    p: &Process,
+) {
     let key = (p.hostname.clone(), p.process_group.clone());
-    groups
-        .entry(key)
-        .or_default()
+    totals::group_entry(groups, max_groups, key)
+        .0
         .retired
         .add(&p.metrics.totals());
 }

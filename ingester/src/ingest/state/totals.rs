@@ -147,12 +147,54 @@ pub(crate) struct GroupTotals {
     pub(crate) retired: Totals,
     /// PROCESS_STARTED datagrams.
     pub(crate) starts: u64,
-    /// PROCESS_STOPPED datagrams by shutdown reason.
+    /// PROCESS_STOPPED datagrams by shutdown reason: at most
+    /// [`STOP_REASONS`] reasons, later new ones counted as
+    /// [`OTHER_REASON`].
     pub(crate) stops: IndexMap<String, u64>,
 }
 
+/// Most shutdown reasons a group counts apart. The reason is a datagram
+/// string: mod_wsgi sends about a dozen, but one sender with a new reason
+/// per PROCESS_STOPPED would otherwise add a `/metrics` series each
+/// without bound (100,000 in a second).
+pub(crate) const STOP_REASONS: usize = 32;
+
+/// The reason under which a group counts stops past [`STOP_REASONS`].
+pub(crate) const OTHER_REASON: &str = "other";
+
 /// A group's key: (`hostname`, `process_group`).
 pub(crate) type GroupKey = (String, String);
+
+/// The group under which the figures of groups past
+/// [`Limits::max_groups`](super::Limits) are counted.
+pub(crate) fn other_group() -> GroupKey {
+    ("(other)".to_string(), "(other)".to_string())
+}
+
+/// Whether `key`'s figures are counted apart: it is counted so already, or
+/// there is room for one more group (`cap`). As groups are never removed,
+/// the answer for a key does not change once the bound is reached.
+pub(crate) fn counted_apart(
+    groups: &IndexMap<GroupKey, GroupTotals>,
+    cap: usize,
+    key: &GroupKey,
+) -> bool {
+    groups.len() < cap || groups.contains_key(key)
+}
+
+/// The totals `key`'s figures go to: its own ([`counted_apart`]), else
+/// those of [`other_group`]; and whether it was folded there.
+pub(super) fn group_entry(
+    groups: &mut IndexMap<GroupKey, GroupTotals>,
+    cap: usize,
+    key: GroupKey,
+) -> (&mut GroupTotals, bool) {
+    if counted_apart(groups, cap, &key) {
+        (groups.entry(key).or_default(), false)
+    } else {
+        (groups.entry(other_group()).or_default(), true)
+    }
+}
 
 impl super::State {
     /// The group a lifecycle event belongs to: its own identity fields,
@@ -170,14 +212,14 @@ impl super::State {
     }
 
     /// Counts starts and stops (by reason) for the event's group.
-    pub(super) fn count_lifecycle(&mut self, ev: &super::LifecycleEvent) {
+    pub(super) fn count_lifecycle(&mut self, ev: &super::LifecycleEvent, now: std::time::Instant) {
         let started = match ev.kind {
             "process_started" => true,
             "process_stopped" => false,
             _ => return,
         };
         let key = self.lifecycle_group(ev);
-        let g = self.groups.entry(key).or_default();
+        let (g, folded) = group_entry(&mut self.groups, self.limits.max_groups, key);
         if started {
             g.starts += 1;
         } else {
@@ -186,16 +228,54 @@ impl super::State {
             } else {
                 ev.shutdown_reason.as_str()
             };
+            let room = g.stops.len() < STOP_REASONS;
             match g.stops.get_mut(reason) {
                 Some(n) => *n += 1,
-                None => {
+                None if room => {
                     g.stops.insert(reason.to_string(), 1);
                 }
+                None => {
+                    *g.stops.entry(OTHER_REASON.to_string()).or_default() += 1;
+                    self.warnings.note(
+                        now,
+                        "shutdown reason folded",
+                        &format!(
+                            "pid {}: its group has {STOP_REASONS} shutdown reasons already; \
+                             counted as '{OTHER_REASON}'",
+                            ev.pid
+                        ),
+                    );
+                }
             }
+        }
+        if folded {
+            self.note_group_folded(ev.pid, now);
         }
         if let Some(p) = self.processes.get_mut(&ev.pid) {
             p.metrics.stopped = !started;
         }
+    }
+
+    /// Makes a live process's new identity a group counted apart if there
+    /// is room ([`counted_apart`]), else counts and logs its folding.
+    pub(super) fn admit_group(&mut self, pid: u32, key: GroupKey, now: std::time::Instant) {
+        if counted_apart(&self.groups, self.limits.max_groups, &key) {
+            self.groups.entry(key).or_default();
+        } else {
+            self.note_group_folded(pid, now);
+        }
+    }
+
+    fn note_group_folded(&mut self, pid: u32, now: std::time::Instant) {
+        self.groups_folded += 1;
+        self.warnings.note(
+            now,
+            "group folded",
+            &format!(
+                "pid {pid}: {} groups counted apart already (--max-groups); counted as (other)",
+                self.limits.max_groups
+            ),
+        );
     }
 
     /// Counts a completed slow request for its process (or, for a pid the
@@ -204,7 +284,8 @@ impl super::State {
         match self.processes.get_mut(&pid) {
             Some(p) => p.metrics.add_slow_completed(),
             None => {
-                let g = self.groups.entry(Default::default()).or_default();
+                let cap = self.limits.max_groups;
+                let (g, _) = group_entry(&mut self.groups, cap, GroupKey::default());
                 g.retired.slow_completed += 1;
             }
         }
