@@ -250,4 +250,11 @@ fn group_names_add_a_bounded_number_of_series() {
     // pid 7 latched forged-200 (folded), then forged-2 (counted apart).
     let folded = s.state()["groups_folded"].as_u64().unwrap();
     assert_eq!(folded, 192 + 20, "{folded}");
+    // And a scraper sees the same count.
+    let scraped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mod_wsgi_telemetry_groups_folded_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("mod_wsgi_telemetry_groups_folded_total in the exposition");
+    assert_eq!(scraped, folded);
 }

@@ -464,6 +464,14 @@ async fn forged_floods_are_bounded_in_memory_and_in_the_first_message() {
     let omitted = |k: &str| v[format!("{k}_omitted")].as_u64().unwrap();
     assert_eq!(listed("processes") + omitted("processes"), 1000);
     assert_eq!(v["processes_refused"], u64::from(n) - 1000);
+    // A scraper sees the same refusals.
+    let (status, text) = s.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        text.lines()
+            .any(|l| l == format!("mod_wsgi_telemetry_processes_refused_total {}", n - 1000)),
+        "{text}"
+    );
     assert_eq!(listed("slow_requests") + omitted("slow_requests"), 3000);
     let ua = v["slow_requests"][0]["entry"]["user_agent"]
         .as_str()

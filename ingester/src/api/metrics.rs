@@ -117,6 +117,14 @@ pub struct Capture {
     /// History ticks refused by the series bound, and for a stamp ahead of
     /// the clock.
     history_refused: [u64; 2],
+    /// What the state's bounds refused or folded: datagrams of processes
+    /// past `--max-processes`, slow records evicted by `--max-slow` and by
+    /// `--max-slow-per-process`, identities and lifecycle events of groups
+    /// past `--max-groups`, datagrams of another wire version.
+    processes_refused: u64,
+    slow_evicted: [u64; 2],
+    groups_folded: u64,
+    unsupported_version: u64,
 }
 
 /// A process counts as live (for the gauges) until it sends
@@ -139,6 +147,10 @@ pub fn capture(st: &State, per_process: bool, own: IngesterCounters, now: Instan
         app_dropped: st.app.dropped(),
         app_decode_errors: st.app_decode_errors,
         history_refused: [st.history.refused_ticks, st.history.future_ticks],
+        processes_refused: st.processes_refused,
+        slow_evicted: [st.slow_evicted, st.slow_evicted_per_process],
+        groups_folded: st.groups_folded,
+        unsupported_version: st.unsupported_version,
         ..Capture::default()
     };
     // A live process of a group past --max-groups is counted under
@@ -504,6 +516,45 @@ impl Collector for Capture {
                 .into_iter()
                 .zip(self.history_refused)
                 .map(|(r, n)| (vec![("reason", r.to_string())], n)),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_unsupported_version",
+            "Datagrams of a wire version this ingester does not read (also in mod_wsgi_telemetry_decode_errors).",
+            None,
+            Counter,
+            one(self.unsupported_version),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_processes_refused",
+            "Datagrams refused because their process would have been one past --max-processes.",
+            None,
+            Counter,
+            one(self.processes_refused),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_slow_records_evicted",
+            "Slow-request records dropped (the oldest completed one first) to keep within --max-slow (total) or --max-slow-per-process (per_process).",
+            None,
+            Counter,
+            ["total", "per_process"]
+                .into_iter()
+                .zip(self.slow_evicted)
+                .map(|(b, n)| (vec![("bound", b.to_string())], n)),
+            counter_u64,
+        )?;
+        family(
+            &mut enc,
+            "mod_wsgi_telemetry_groups_folded",
+            "Process identities and lifecycle events of groups past --max-groups, counted under process_group=\"(other)\".",
+            None,
+            Counter,
+            one(self.groups_folded),
             counter_u64,
         )?;
         family(
