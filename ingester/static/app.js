@@ -221,8 +221,7 @@ class App {
     // most once a second: its figures are 1-minute rollups, not worth
     // redrawing for each of hundreds of samples a second. A throttled
     // change is drawn by a later redraw (scheduled here).
-    const st = this.store;
-    const dataKey = `${st.rev.samples}|${st.rev.procs}|${ctx.now}|${st.datagrams}|${st.decodeErrors}`;
+    const dataKey = this.sideDataKey();
     const ctlKey = `${this.ui.group}|${this.ui.stuckThr}`;
     if (this.sidebar.pending()) this.guard('sidebar', () => this.sidebar.drawPending(ctx));
     if (ctx.force || ctlKey !== this.sideCtlKey || this.sideKey === null) {
@@ -249,6 +248,30 @@ class App {
     perf.recordSection(this.ui.tab, t3 - t2);
     this.guard('modal', () => this.modal.refresh(ctx));
     perf.recordRedraw(performance.now() - t0, this.ui.tab, ctx.visible.length);
+  }
+
+  /** What the sidebar's figures depend on in the store. */
+  sideDataKey() {
+    const st = this.store;
+    return `${st.rev.samples}|${st.rev.procs}|${st.now}|${st.datagrams}|${st.decodeErrors}`;
+  }
+
+  /**
+   * True when what the page shows is up to date: the active tab drawn by
+   * the last redraw, no redraw scheduled or spread over frames, and the
+   * sidebar drawn from the newest data (tests wait on it).
+   */
+  settled() {
+    const view = this.views[this.ui.tab];
+    return (
+      this.perf.lastRedrawTab === this.ui.tab &&
+      !this.rafPending &&
+      !this.timer &&
+      !this.sideTimer &&
+      this.sideKey === this.sideDataKey() &&
+      !(view && view.pending && view.pending()) &&
+      !this.sidebar.pending()
+    );
   }
 
   sideDraw(ctx, dataKey, ctlKey, t) {
