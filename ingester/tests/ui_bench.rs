@@ -6,8 +6,8 @@
 //! `replay --realtime --loop --restamp --stagger --processes N` plays the
 //! corpus as N synthetic processes; the capture has ≈ 4.8 processes alive
 //! at any moment out of 22; the copies are staggered over the capture's
-//! span (`--stagger`), so the default N = 616 (28 copies) keeps about 135
-//! processes live at every moment (in step, without `--stagger`, the live
+//! span (`--stagger`), so the default N = 616 (28 copies) keeps about 130
+//! processes live at every moment (120-135 measured 2026-12-08) (in step, without `--stagger`, the live
 //! count swung between 0 and 140 within seconds), each
 //! sending 1 sample/s (plus their GC, slow-request and lifecycle
 //! datagrams). The page's own instrumentation (`window.__telemetryPerf`,
