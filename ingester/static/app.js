@@ -2,7 +2,8 @@
 // and batches redraws on requestAnimationFrame.
 //
 // Update path: WebSocket message → JSON.parse → Store.apply (incremental,
-// bounded) → mark dirty. The page asks for the batched stream (one frame
+// bounded; a batched frame in steps of a few ms, spread over tasks) → mark
+// dirty. The page asks for the batched stream (one frame
 // per BATCH_MS carrying what changed, applied in one pass); `?stream=datagram`
 // in the page's URL asks for the per-datagram stream instead (one message
 // per datagram, as the reference's clients get), `?batch=MS` for another
@@ -36,6 +37,10 @@ const DATA_REDRAW_MS = 1000;
 const BATCH_MS = 500;
 const FRAME_BUDGET_MS = 5;
 const SIDEBAR_DATA_MS = 1000;
+// Applying messages: a task stops taking more steps past this (a step is
+// Store.BATCH_STEP_SAMPLES samples, or statistics of STATS_STEP processes).
+const APPLY_SLICE_MS = 4;
+const STATS_STEP = 64;
 export const WINDOW_S = 60;
 
 class App {
@@ -56,6 +61,12 @@ class App {
     this.lastRedraw = 0;
     this.forceNext = true;
     this.statsCache = new Map();
+    this.inbox = []; // messages received, not yet applied (applyQueued)
+    this.applying = null; // the batched frame being applied, in steps
+    this.applyPosted = false;
+    this.redrawAfterApply = false;
+    this.applyChannel = new MessageChannel();
+    this.applyChannel.port1.onmessage = () => this.applyQueued();
     this.modal = new Modal(this);
     this.views = {
       overview: new Overview(this),
@@ -102,23 +113,76 @@ class App {
       return;
     }
     this.perf.bytes += data.length;
+    this.inbox.push(msg);
+    this.applyQueued(t0);
+  }
+
+  /**
+   * Applies queued messages while this task has used less than
+   * APPLY_SLICE_MS (at least one step): a batched frame goes in steps
+   * (Store.batchSteps, then the statistics of its processes), so a large
+   * frame is spread over several short tasks instead of one long one, and
+   * what is left continues in the next task. Messages are applied in
+   * arrival order, and no redraw draws a half-applied frame (requestFrame).
+   */
+  applyQueued(t0 = performance.now()) {
+    this.applyPosted = false;
+    let worked = false;
+    do {
+      if (!this.applying) {
+        const msg = this.inbox.shift();
+        if (!msg) break;
+        worked = true;
+        if (msg.type === 'batch') this.applying = this.frameSteps(msg);
+        else {
+          this.applyMessage(msg);
+          continue;
+        }
+      }
+      worked = true;
+      if (this.applying.next().done) {
+        this.applying = null;
+        if (this.redrawAfterApply) {
+          this.redrawAfterApply = false;
+          this.requestFrame();
+        }
+      }
+    } while (performance.now() - t0 < APPLY_SLICE_MS);
+    if (worked) this.perf.recordUpdate(performance.now() - t0);
+    if ((this.applying || this.inbox.length) && !this.applyPosted) {
+      this.applyPosted = true;
+      this.applyChannel.port2.postMessage(null);
+    }
+  }
+
+  /** One frame of the batched stream, in steps (see applyQueued). */
+  *frameSteps(msg) {
+    this.perf.countMessage('batch');
+    const changed = yield* this.store.batchSteps(msg);
+    if (!changed) return;
+    // Statistics once per process per frame, not per sample.
+    let k = 0;
+    for (const pid of this.store.batchPids) {
+      const p = this.store.procs.get(pid);
+      if (p) this.stats(p);
+      if (++k % STATS_STEP === 0) yield;
+    }
+    if (msg.slow_clear) {
+      this.perf.countMessage('slow_clear');
+      this.views.slow.onClear();
+    }
+    this.schedule(false);
+  }
+
+  /** A message of the per-datagram stream, or a snapshot. */
+  applyMessage(msg) {
+    this.perf.countMessage(msg.type);
     const changed = this.store.apply(msg);
     if (msg.type === 'sample') {
       const p = this.store.procs.get(msg.pid);
       if (p) this.stats(p);
-    } else if (msg.type === 'batch' && changed) {
-      // Statistics once per process per frame, not per sample.
-      for (const pid of this.store.batchPids) {
-        const p = this.store.procs.get(pid);
-        if (p) this.stats(p);
-      }
     }
-    this.perf.recordUpdate(performance.now() - t0, msg.type);
     if (msg.type === 'slow_clear') this.views.slow.onClear();
-    else if (msg.type === 'batch' && changed && msg.slow_clear) {
-      this.perf.byType.slow_clear = (this.perf.byType.slow_clear || 0) + 1;
-      this.views.slow.onClear();
-    }
     if (msg.type === 'snapshot') {
       this.statsCache.clear();
       this.forceNext = true;
@@ -166,7 +230,9 @@ class App {
     this.rafPending = true;
     requestAnimationFrame(() => {
       this.rafPending = false;
-      this.redraw();
+      // A frame half applied is drawn when it is complete.
+      if (this.applying) this.redrawAfterApply = true;
+      else this.redraw();
     });
   }
 
@@ -221,8 +287,7 @@ class App {
     // most once a second: its figures are 1-minute rollups, not worth
     // redrawing for each of hundreds of samples a second. A throttled
     // change is drawn by a later redraw (scheduled here).
-    const st = this.store;
-    const dataKey = `${st.rev.samples}|${st.rev.procs}|${ctx.now}|${st.datagrams}|${st.decodeErrors}`;
+    const dataKey = this.sideDataKey();
     const ctlKey = `${this.ui.group}|${this.ui.stuckThr}`;
     if (this.sidebar.pending()) this.guard('sidebar', () => this.sidebar.drawPending(ctx));
     if (ctx.force || ctlKey !== this.sideCtlKey || this.sideKey === null) {
@@ -249,6 +314,33 @@ class App {
     perf.recordSection(this.ui.tab, t3 - t2);
     this.guard('modal', () => this.modal.refresh(ctx));
     perf.recordRedraw(performance.now() - t0, this.ui.tab, ctx.visible.length);
+  }
+
+  /** What the sidebar's figures depend on in the store. */
+  sideDataKey() {
+    const st = this.store;
+    return `${st.rev.samples}|${st.rev.procs}|${st.now}|${st.datagrams}|${st.decodeErrors}`;
+  }
+
+  /**
+   * True when what the page shows is up to date: the active tab drawn by
+   * the last redraw, no redraw scheduled or spread over frames, and the
+   * sidebar drawn from the newest data (tests wait on it).
+   */
+  settled() {
+    const view = this.views[this.ui.tab];
+    return (
+      !this.applying &&
+      this.inbox.length === 0 &&
+      !this.redrawAfterApply &&
+      this.perf.lastRedrawTab === this.ui.tab &&
+      !this.rafPending &&
+      !this.timer &&
+      !this.sideTimer &&
+      this.sideKey === this.sideDataKey() &&
+      !(view && view.pending && view.pending()) &&
+      !this.sidebar.pending()
+    );
   }
 
   sideDraw(ctx, dataKey, ctlKey, t) {

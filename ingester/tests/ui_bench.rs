@@ -3,12 +3,13 @@
 //!
 //! `ui_smoothness_with_200_processes`: redraw and update timings.
 //!
-//! `replay --realtime --loop --restamp --processes N` plays the corpus as N
-//! synthetic processes; the capture has ≈ 4.8 processes alive at any moment
-//! out of 22; the copies run in step, so the default N = 616 (28 copies)
-//! has 0 to 140 processes live, 136 on average over a 20 s window (measured
-//! 2026-12-07), each
-//! sending 1 sample/s each (plus their GC, slow-request and lifecycle
+//! `replay --realtime --loop --restamp --stagger --processes N` plays the
+//! corpus as N synthetic processes; the capture has ≈ 4.8 processes alive
+//! at any moment out of 22; the copies are staggered over the capture's
+//! span (`--stagger`), so the default N = 616 (28 copies) keeps about 130
+//! processes live at every moment (120-135 measured 2026-12-08) (in step, without `--stagger`, the live
+//! count swung between 0 and 140 within seconds), each
+//! sending 1 sample/s (plus their GC, slow-request and lifecycle
 //! datagrams). The page's own instrumentation (`window.__telemetryPerf`,
 //! performance.now() around every update and redraw) and the JS heap (after
 //! a forced GC) are read every 30 s.
@@ -24,9 +25,9 @@
 //! and ratios, nothing asserted about time).
 //!
 //! For each size N (busy processes), our `serve` and the reference's are
-//! each fed by their own `replay --realtime --loop --restamp --processes P
-//! --drop-field 8` (P ≈ 3.08 × N synthetic pids: about 0.68 × N live on
-//! average, as above; field 8 is dropped for both because the reference cannot
+//! each fed by their own `replay --realtime --loop --restamp --stagger
+//! --processes P --drop-field 8` (P ≈ 3.08 × N synthetic pids: about 0.68 × N
+//! live at every moment, as above; field 8 is dropped for both because the reference cannot
 //! serialise GC datagrams carrying it, `docs/compatibility.md` C11). Then,
 //! one window each:
 //! - no client: each server's own CPU (ingest only);
@@ -39,10 +40,8 @@
 //!   `window.__telemetryPerf`), JS heap after a forced GC at the start and
 //!   end of the window.
 //!
-//! The feed's copies of the capture run in step, so the number of live
-//! processes swings between none and all of them within seconds (the
-//! capture's processes start and stop together); a page's "live processes
-//! shown" is therefore the mean over the window's redraws, not one reading.
+//! A page's "live processes shown" is the mean (and range) over the
+//! window's redraws.
 //!
 //! CPU figures are in cores (CPU seconds per second of wall time); on a
 //! machine loaded by other work they are inflated, so compare the ratios.
@@ -100,6 +99,7 @@ async fn ui_smoothness_with_200_processes() {
             "--realtime",
             "--loop",
             "--restamp",
+            "--stagger",
             "--processes",
             &procs_s,
             "--duration",
@@ -445,6 +445,7 @@ async fn run_size(n: u64) {
                 "--realtime",
                 "--loop",
                 "--restamp",
+                "--stagger",
                 "--processes",
                 &p,
                 "--drop-field",
@@ -600,6 +601,7 @@ async fn heap_run(n: u64, minutes: u64) {
             "--realtime",
             "--loop",
             "--restamp",
+            "--stagger",
             "--processes",
             &p,
             "--duration",

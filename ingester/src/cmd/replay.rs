@@ -10,7 +10,8 @@
 //! kernel makes the sender wait while the receiver's queue
 //! (`net.unix.max_dgram_qlen`, often only 10) is full.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -28,7 +29,12 @@ span plus one second, so each (synthetic) process looks like one long run. \
 With --processes N, capture process i (in order of first appearance) is \
 played as the synthetic processes i, i+P, i+2P, … below N (P = processes \
 in the capture): copy 0 keeps the original pid, copy c gets pid + c*4194304. \
-If N < P, only the first N capture processes are played.")]
+If N < P, only the first N capture processes are played. The copies play in \
+step (all copies of a capture process start and stop together) unless \
+--stagger: then copy c of C runs c/C of the capture's span ahead of copy 0 \
+(it starts in the middle of the capture and wraps round to its start), so \
+about N times the capture's share of live processes are live at every \
+moment.")]
 pub(crate) struct ReplayArgs {
     /// Capture file: `u32 LE length` + datagram, repeated.
     #[arg(value_name = "FILE")]
@@ -70,6 +76,10 @@ pub(crate) struct ReplayArgs {
     /// Stop after sending N datagrams (0 = no limit).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) count: u64,
+    /// Spread the copies of --processes over the capture's span instead of
+    /// playing them in step: a steady number of live processes.
+    #[arg(long, requires = "loop_")]
+    pub(crate) stagger: bool,
 }
 
 /// One `--drop-field`: a field id, optionally restricted to one kind.
@@ -190,6 +200,118 @@ pub(crate) fn pass_offset(
         (Some(now), None) => now,
         (None, Some(f)) => f,
         (None, None) => span * pass as f64,
+    }
+}
+
+/// One datagram of a pass: a template, the copy of its process that sends
+/// it, the shift of its stamps within the pass (added to the pass's
+/// offset), and whether it belongs to that copy's next run through the
+/// capture (its seq is then one pass further on).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Slot {
+    pub(crate) template: usize,
+    pub(crate) copy: usize,
+    pub(crate) shift: f64,
+    pub(crate) next_pass: bool,
+}
+
+/// The copies in step: each template in capture order, sent by every copy
+/// of its process (`copies[t]` of them) at the template's own stamp.
+pub(crate) fn in_step(copies: &[usize]) -> impl Iterator<Item = Slot> + '_ {
+    copies.iter().enumerate().flat_map(|(template, &n)| {
+        (0..n).map(move |copy| Slot {
+            template,
+            copy,
+            shift: 0.0,
+            next_pass: false,
+        })
+    })
+}
+
+/// The copies staggered (`--stagger`): copy c of C (C = the most copies of
+/// any capture process) starts its pass at c/C of the capture's span and
+/// wraps round to the capture's start, so the copies of a capture process
+/// are spread evenly over the span instead of starting and stopping
+/// together. The sends of all copies are merged in time order (the
+/// capture's own order within each copy).
+pub(crate) struct Staggered<'a> {
+    /// Each template's stamp relative to the capture's first stamp.
+    rel: &'a [f64],
+    copies: &'a [usize],
+    span: f64,
+    phase: Vec<f64>,
+    /// First template of each copy's pass (`rel.len()`: it starts wrapped).
+    start: Vec<usize>,
+    /// Templates each copy has gone through.
+    done: Vec<usize>,
+    /// (time within the pass in µs, copy) of each copy's next template.
+    next: BinaryHeap<Reverse<(i64, usize)>>,
+}
+
+impl<'a> Staggered<'a> {
+    pub(crate) fn new(rel: &'a [f64], copies: &'a [usize], span: f64) -> Self {
+        let c_max = copies.iter().copied().max().unwrap_or(0);
+        let phase: Vec<f64> = (0..c_max).map(|c| span * c as f64 / c_max as f64).collect();
+        let start: Vec<usize> = phase
+            .iter()
+            .map(|&ph| rel.iter().position(|&r| r >= ph).unwrap_or(rel.len()))
+            .collect();
+        let mut s = Staggered {
+            rel,
+            copies,
+            span,
+            phase,
+            start,
+            done: vec![0; c_max],
+            next: BinaryHeap::with_capacity(c_max),
+        };
+        if !rel.is_empty() {
+            for c in 0..c_max {
+                let (_, _, at) = s.nth_send(c, 0);
+                s.next.push(Reverse((micros(at), c)));
+            }
+        }
+        s
+    }
+
+    /// Template, whether wrapped, and time within the pass of copy c's
+    /// j-th template.
+    fn nth_send(&self, c: usize, j: usize) -> (usize, bool, f64) {
+        let n = self.rel.len();
+        let k = (self.start[c] + j) % n;
+        let wrapped = self.start[c] + j >= n;
+        let at = self.rel[k] - self.phase[c] + if wrapped { self.span } else { 0.0 };
+        (k, wrapped, at)
+    }
+}
+
+fn micros(s: f64) -> i64 {
+    (s * 1e6).round() as i64
+}
+
+impl Iterator for Staggered<'_> {
+    type Item = Slot;
+
+    fn next(&mut self) -> Option<Slot> {
+        loop {
+            let Reverse((_, c)) = self.next.pop()?;
+            let j = self.done[c];
+            self.done[c] += 1;
+            if self.done[c] < self.rel.len() {
+                let (_, _, at) = self.nth_send(c, j + 1);
+                self.next.push(Reverse((micros(at), c)));
+            }
+            let (k, wrapped, at) = self.nth_send(c, j);
+            // Processes with fewer copies than the most have none here.
+            if c < self.copies[k] {
+                return Some(Slot {
+                    template: k,
+                    copy: c,
+                    shift: at - self.rel[k],
+                    next_pass: wrapped,
+                });
+            }
+        }
     }
 }
 
@@ -415,6 +537,23 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         Some(n) => pid_plan(&originals, n).map_err(|e| anyhow!(e))?,
         None => originals.iter().map(|&p| vec![p]).collect(),
     };
+    // Copies per template (a datagram whose header does not decode is sent
+    // once per pass) and stamps relative to the first (such a datagram takes
+    // the one before it), for the order of the sends in a pass.
+    let copies: Vec<usize> = templates
+        .iter()
+        .map(|t| t.process.map_or(1, |i| plan[i].len()))
+        .collect();
+    let mut prev_rel = 0.0;
+    let rel: Vec<f64> = templates
+        .iter()
+        .map(|t| {
+            if t.stamp.is_finite() {
+                prev_rel = t.stamp - first_stamp;
+            }
+            prev_rel
+        })
+        .collect();
 
     let sock = UnixDatagram::unbound().context("cannot create a socket")?;
     sock.connect(&args.socket).with_context(|| {
@@ -441,60 +580,60 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             pass_offset(pass, restamp_base, prev_offset, span)
         };
         prev_offset = Some(offset);
-        for t in &templates {
-            let pids: &[u32] = match t.process {
-                Some(i) => &plan[i],
-                None => &[0],
-            };
-            for &pid in pids {
-                if crate::clock::stopping()
-                    || (args.count > 0 && tally.sent + tally.errors >= args.count)
-                    || deadline.is_some_and(|d| Instant::now() >= d)
-                {
-                    break 'outer;
+        let order: Box<dyn Iterator<Item = Slot>> = if args.stagger {
+            Box::new(Staggered::new(&rel, &copies, span))
+        } else {
+            Box::new(in_step(&copies))
+        };
+        for slot in order {
+            let t = &templates[slot.template];
+            let pid = t.process.map_or(0, |i| plan[i][slot.copy]);
+            if crate::clock::stopping()
+                || (args.count > 0 && tally.sent + tally.errors >= args.count)
+                || deadline.is_some_and(|d| Instant::now() >= d)
+            {
+                break 'outer;
+            }
+            let shift = offset + slot.shift;
+            // Pacing.
+            if args.rate > 0.0 {
+                sleep_until(
+                    start + Duration::from_secs_f64((tally.sent + tally.errors) as f64 / args.rate),
+                );
+            } else if args.realtime && t.stamp.is_finite() {
+                let s = t.stamp + shift;
+                let (t0, s0) = *realtime_base.get_or_insert((Instant::now(), s));
+                let ahead = (s - s0) / args.speed;
+                if ahead > 0.0 {
+                    sleep_until(t0 + Duration::from_secs_f64(ahead));
                 }
-                // Pacing.
-                if args.rate > 0.0 {
-                    sleep_until(
-                        start
-                            + Duration::from_secs_f64(
-                                (tally.sent + tally.errors) as f64 / args.rate,
-                            ),
+            }
+            let d: &[u8] = match t.process {
+                Some(i) if pid != originals[i] || shift != 0.0 => {
+                    buf.clear();
+                    buf.extend_from_slice(&t.bytes);
+                    let seq_pass = pass + u64::from(slot.next_pass);
+                    patch_header(
+                        &mut buf,
+                        pid,
+                        looped_seq(t.seq, seq_pass, max_seq[i]),
+                        t.stamp + shift,
                     );
-                } else if args.realtime && t.stamp.is_finite() {
-                    let s = t.stamp + offset;
-                    let (t0, s0) = *realtime_base.get_or_insert((Instant::now(), s));
-                    let ahead = (s - s0) / args.speed;
-                    if ahead > 0.0 {
-                        sleep_until(t0 + Duration::from_secs_f64(ahead));
-                    }
-                }
-                let d: &[u8] = match t.process {
-                    Some(i) if pid != originals[i] || offset != 0.0 => {
-                        buf.clear();
-                        buf.extend_from_slice(&t.bytes);
-                        patch_header(
-                            &mut buf,
-                            pid,
-                            looped_seq(t.seq, pass, max_seq[i]),
-                            t.stamp + offset,
-                        );
-                        if offset != 0.0 {
-                            for &o in &t.stamp_fields {
-                                shift_f64_at(&mut buf, o, offset);
-                            }
+                    if shift != 0.0 {
+                        for &o in &t.stamp_fields {
+                            shift_f64_at(&mut buf, o, shift);
                         }
-                        &buf
                     }
-                    _ => &t.bytes,
-                };
-                match send_one(&sock, d, &mut tally) {
-                    Ok(true) => {}
-                    Ok(false) => break 'outer,
-                    Err(e) => {
-                        fatal = Some(e);
-                        break 'outer;
-                    }
+                    &buf
+                }
+                _ => &t.bytes,
+            };
+            match send_one(&sock, d, &mut tally) {
+                Ok(true) => {}
+                Ok(false) => break 'outer,
+                Err(e) => {
+                    fatal = Some(e);
+                    break 'outer;
                 }
             }
         }
@@ -570,6 +709,76 @@ mod tests {
         assert_eq!(pass_offset(1, Some(1010.0), Some(1000.0), 82.0), 1082.0);
         // slower: it starts now
         assert_eq!(pass_offset(1, Some(1200.0), Some(1000.0), 82.0), 1200.0);
+    }
+
+    /// A capture of span 10 s: process A sends at 0 and 1 s (live a fifth
+    /// of the span), process B at 2..9 s; five copies of each.
+    fn two_processes() -> (Vec<f64>, Vec<usize>, f64) {
+        ((0..10).map(f64::from).collect(), vec![5; 10], 10.0)
+    }
+
+    /// Copies of A sending in each second of a pass.
+    fn a_copies_per_second(slots: &[Slot], rel: &[f64]) -> Vec<usize> {
+        let mut per = vec![0; 10];
+        for s in slots.iter().filter(|s| s.template < 2) {
+            per[(rel[s.template] + s.shift).floor() as usize] += 1;
+        }
+        per
+    }
+
+    #[test]
+    fn in_step_copies_start_and_stop_together() {
+        let (rel, copies, _) = two_processes();
+        let slots: Vec<Slot> = in_step(&copies).collect();
+        assert_eq!(slots.len(), 50);
+        assert_eq!(
+            a_copies_per_second(&slots, &rel),
+            [5, 5, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn staggered_copies_are_spread_over_the_span() {
+        let (rel, copies, span) = two_processes();
+        let slots: Vec<Slot> = Staggered::new(&rel, &copies, span).collect();
+        // Every copy sends every template once per pass...
+        assert_eq!(slots.len(), 50);
+        for c in 0..5 {
+            let mut t: Vec<usize> = slots
+                .iter()
+                .filter(|s| s.copy == c)
+                .map(|s| s.template)
+                .collect();
+            t.sort();
+            assert_eq!(t, (0..10).collect::<Vec<_>>());
+        }
+        // ...one copy of A is live in every second (in step: 5, then none).
+        assert_eq!(a_copies_per_second(&slots, &rel), [1; 10]);
+        // In time order within the pass, each copy c starting at 2c s.
+        let at: Vec<f64> = slots.iter().map(|s| rel[s.template] + s.shift).collect();
+        assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
+        assert!(at.iter().all(|&a| (0.0..span).contains(&a)));
+        for c in 0..5 {
+            let first = slots.iter().find(|s| s.copy == c).unwrap();
+            assert_eq!(first.template, 2 * c);
+            assert!(!first.next_pass);
+        }
+        // A copy's seq keeps increasing: the templates before its start
+        // come after the wrap, as the next run through the capture.
+        for s in &slots {
+            assert_eq!(s.next_pass, s.template < 2 * s.copy, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn staggered_skips_copies_a_process_does_not_have() {
+        // A has 3 copies, B 2 (N = 5 of 2 capture processes).
+        let rel = [0.0, 1.0, 2.0, 3.0];
+        let copies = [3, 3, 2, 2];
+        let slots: Vec<Slot> = Staggered::new(&rel, &copies, 4.0).collect();
+        assert_eq!(slots.len(), 10);
+        assert!(slots.iter().all(|s| s.copy < copies[s.template]));
+        assert!(Staggered::new(&[], &[], 1.0).next().is_none());
     }
 
     fn slow_sample() -> Sample {

@@ -44,9 +44,9 @@ export class Perf {
   constructor() {
     this.update = new Series(20000);
     this.redraw = new Series(4000);
-    // Live processes shown at each redraw: the benchmark's feed (looped
-    // copies of one capture, in step) swings between none and all of them
-    // within seconds, so one reading says little; the window's mean does.
+    // Live processes shown at each redraw: the benchmark reports the
+    // window's mean and range (with `replay --processes` in step, without
+    // --stagger, one reading says little: the count swings within seconds).
     this.shown = new Series(4000);
     this.updates = 0;
     this.redraws = 0;
@@ -62,9 +62,13 @@ export class Perf {
     if (!this.sections[name]) this.sections[name] = new Series(4000);
     this.sections[name].push(ms);
   }
-  recordUpdate(ms, type) {
+  /** Time of one task applying messages (a batched frame may take several). */
+  recordUpdate(ms) {
     this.update.push(ms);
     this.updates++;
+  }
+  /** Messages applied, by type. */
+  countMessage(type) {
     this.byType[type] = (this.byType[type] || 0) + 1;
   }
   recordRedraw(ms, tab, visible) {

@@ -49,6 +49,9 @@ export const SLOW_MAX = 5000;
 // Completed slow records are kept 120 s on the client (the table shows them
 // for 15 s, heatmap runs look back 60 s); the server keeps them longer.
 export const SLOW_COMPLETED_KEEP_S = 120;
+// Samples applied per step of a batched frame (Store.batchSteps): about
+// 1 ms of work on a 2-core machine.
+export const BATCH_STEP_SAMPLES = 48;
 
 export const HIST_FIELDS = [
   'request_time', 'application_time', 'daemon_time', 'queue_time', 'server_time',
@@ -542,8 +545,22 @@ export class Store {
    * per-second aggregates into the series' 10 s bins and pause histograms,
    * the timeline's events into the rings, then slow-request changes and
    * the server's counters. Frames older than the snapshot are skipped.
+   * Returns true if it changed anything.
    */
   applyBatch(m) {
+    const steps = this.batchSteps(m);
+    let r;
+    while (!(r = steps.next()).done);
+    return r.value;
+  }
+
+  /**
+   * applyBatch in steps (a generator: each next() applies one part, about
+   * BATCH_STEP_SAMPLES samples or one kind of record; its return value is
+   * applyBatch's), so the page can spread a large frame over several tasks.
+   * The counters come last: a frame is applied when `datagrams` moves.
+   */
+  *batchSteps(m) {
     if (!(m.seq >= this.batchFrom)) return false;
     this.batched = true;
     const pids = this.batchPids;
@@ -551,12 +568,17 @@ export class Store {
     if (m.slow_clear) this.apply(m.slow_clear);
     for (const l of m.lifecycle || []) this.addLifecycle(l.event, 'batch');
     const pairs = m.histograms === 'pairs';
-    for (const s of m.samples || []) {
+    const samples = m.samples || [];
+    for (let i = 0; i < samples.length; i++) {
+      if (i > 0 && i % BATCH_STEP_SAMPLES === 0) yield;
+      const s = samples[i];
       this.addSample(s, 'batch', pairs);
       pids.add(s.pid);
     }
+    yield;
     for (const g of m.gc_snapshots || []) this.addGcSnapshot(g.pid, g.interpreter ?? '', g.stamp, g.fields || {}, 'batch');
     for (const a of m.gc || []) this.addGcAggregate(a);
+    yield;
     // Timeline events: a process's ring is kept in start order across its
     // interpreters (the frame lists them series by series).
     const byPid = new Map();

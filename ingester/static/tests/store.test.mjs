@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Store, RETAIN_S, HIST_FIELDS } from '../js/store.js';
+import { Store, RETAIN_S, HIST_FIELDS, BATCH_STEP_SAMPLES } from '../js/store.js';
 import { processStats, findSlowRuns, classify, deriveSample } from '../js/stats.js';
 import { percentile, bucketIndex, bucketLower, bucketUpper } from '../js/hist.js';
 import { fmtMs, humanBytes, fmtCount, fmtAxis } from '../js/format.js';
@@ -445,6 +445,34 @@ test('batched frames give the model per-datagram messages give', async () => {
     // every event reached the timeline
     for (const [pid, p] of per.procs) assert.equal(st.procs.get(pid).gcEvents.n, p.gcEvents.n, `pid ${pid} events`);
   }
+});
+
+test('a frame applied in steps gives the model of one pass; its counters move at the last step', async () => {
+  const messages = corpus.map((r) => toMessage(r)).filter(Boolean);
+  // Frames of 2,000 messages: several hundred samples each.
+  const frames = framesOf(messages, 2000);
+  const whole = new Store();
+  const stepped = new Store();
+  for (const st of [whole, stepped]) st.apply({ type: 'snapshot', processes: [], total_received: 0, batch_seq: 1 });
+  let most = 0;
+  for (const f of frames) {
+    assert.ok(whole.apply(f));
+    const before = stepped.datagrams;
+    const steps = stepped.batchSteps(f);
+    let n = 0;
+    let r;
+    while (!(r = steps.next()).done) {
+      n++;
+      assert.equal(stepped.datagrams, before, 'counters only when the frame is complete');
+    }
+    assert.equal(r.value, true);
+    const samples = f.samples.length;
+    // One step per BATCH_STEP_SAMPLES samples (and one each for lifecycle, GC).
+    assert.ok(n >= Math.ceil(samples / BATCH_STEP_SAMPLES), `${samples} samples in ${n} steps`);
+    most = Math.max(most, samples);
+  }
+  assert.ok(most > 2 * BATCH_STEP_SAMPLES, `${most} samples in the largest frame`);
+  assert.deepEqual(await digest(stepped), await digest(whole));
 });
 
 test('a frame from before the snapshot is skipped', () => {
