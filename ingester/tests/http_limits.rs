@@ -241,6 +241,8 @@ fn foreign_host_names_are_refused() {
         format!("evil.example:{p}"),
         format!("10.1.2.3:{p}"),
         format!("[fd00::6]:{p}"),
+        // A loopback name with a malformed port part.
+        format!("127.0.0.1:{p}@evil.example"),
     ] {
         refused_on_every_route(&s, &evil);
     }
@@ -257,7 +259,7 @@ fn foreign_host_names_are_refused() {
         ));
         assert_eq!(st, 200, "{host}");
     }
-    assert_eq!(s.state()["http_host_refused"], 12);
+    assert_eq!(s.state()["http_host_refused"], 16);
 }
 
 fn refused_on_every_route(s: &Serve, evil: &str) {

@@ -27,7 +27,7 @@ impl AllowedHosts {
         AllowedHosts {
             names: extra
                 .into_iter()
-                .filter_map(|n| canonical(host_name(n.as_ref()).trim()))
+                .filter_map(|n| canonical(host_name(n.as_ref())?.trim()))
                 .collect(),
         }
     }
@@ -36,7 +36,7 @@ impl AllowedHosts {
     /// without one (HTTP/1.0 tools) is not a browser's and is allowed.
     pub(crate) fn allows(&self, host: Option<&str>) -> bool {
         let Some(host) = host else { return true };
-        let Some(name) = canonical(host_name(host)) else {
+        let Some(name) = host_name(host).and_then(canonical) else {
             return false;
         };
         name == "localhost"
@@ -74,20 +74,27 @@ fn is_mapped_loopback(ip: IpAddr) -> bool {
 }
 
 /// The name part of a `Host` value: `[::1]:8888` → `[::1]`,
-/// `example.com:80` → `example.com`, a trailing dot dropped.
-fn host_name(host: &str) -> &str {
+/// `example.com:80` → `example.com`, a trailing dot dropped. None when the
+/// value is malformed: an unclosed `[`, or anything after the name but a
+/// port of one to five digits (`127.0.0.1:80@evil.example`, which no
+/// browser sends).
+fn host_name(host: &str) -> Option<&str> {
     let h = host.trim();
-    let name = if h.starts_with('[') {
-        match h.find(']') {
-            Some(i) => &h[..=i],
-            None => h,
-        }
+    let (name, rest) = if h.starts_with('[') {
+        let end = h.find(']')? + 1;
+        h.split_at(end)
     } else if h.matches(':').count() == 1 {
-        h.split(':').next().unwrap_or(h)
+        h.split_at(h.find(':')?)
     } else {
-        h
+        (h, "")
     };
-    name.strip_suffix('.').unwrap_or(name)
+    if !rest.is_empty() {
+        let port = rest.strip_prefix(':')?;
+        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    Some(name.strip_suffix('.').unwrap_or(name))
 }
 
 /// Why a URL prefix cannot be used as the page's base path.
@@ -144,6 +151,12 @@ mod tests {
             "[fd00::6]:8888",
             "[::ffff:10.0.0.1]",
             "0.0.0.0:8888",
+            "127.0.0.1:8888@evil.example",
+            "localhost:@evil.example",
+            "localhost:",
+            "[::1]evil.example",
+            "[::1]:88x",
+            "127.0.0.1:123456",
         ] {
             assert!(!a.allows(Some(bad)), "{bad}");
         }
