@@ -15,6 +15,11 @@
 #      Python's allocator, as against B)
 #   J  A + Debian's mod_headers loaded, unused (the same kind of control
 #      with a module that is not ours)
+#   P  E + mod_wsgi_telemetry.so loaded without WSGITelemetryService
+#      (daemon mode, the module inert: F - P is what the directive's work
+#      costs with the same .so mapped; P - E what mapping it alone shifts)
+#   Q  E + the inert 560 KB C module of N560 (daemon mode: what loading a
+#      module of about our size shifts, with no code of ours)
 #   N<KB>  A + an inert C module built here with apxs: KB kilobytes of
 #      constant data and one handler hook that declines (N560 maps about
 #      as much as ours): with INSTR, what the size of a loaded module alone
@@ -186,6 +191,8 @@ WSGIImportScript $ATTACH process-group=bench application-group=%{GLOBAL}" ;;
         B) extra="LoadModule wsgi_telemetry_module $OURS
 WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
         I) extra="LoadModule wsgi_telemetry_module $OURS" ;;
+        P) mount=$daemon; extra="LoadModule wsgi_telemetry_module $OURS" ;;
+        Q) mount=$daemon; extra="LoadModule inert_module $(inert_module 560)" ;;
         K | L) [ "$1" = K ] && calls=10 || calls=0
             mount="WSGIScriptAlias / $WORK/hello-app$calls.wsgi"
             extra="LoadModule wsgi_telemetry_module $OURS
@@ -199,7 +206,7 @@ WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
     esac
     local pad=""
     if [ "${PAD:-0}" != 0 ]; then
-        case $1 in N*) echo "PAD and N<KB> variants do not mix" >&2; exit 2 ;; esac
+        case $1 in N* | Q) echo "PAD and the N<KB> and Q variants do not mix (one inert_module)" >&2; exit 2 ;; esac
         pad="LoadModule inert_module $(inert_module "$PAD")"
     fi
     local user=""
@@ -460,7 +467,7 @@ if [ -n "${INSTR:-}" ]; then
                 "$((N2 - N1))" "${a[*]}" "${b[*]}"
         fi
     done
-    pairs=("A B" "C D" "E F" "E G" "E H" "A I" "I B" "A J" "B L" "L K")
+    pairs=("A B" "C D" "E F" "E G" "E H" "A I" "I B" "A J" "B L" "L K" "E P" "P F" "E Q" "Q F")
     for v in ${VARIANTS:-A B C D}; do case $v in N*) pairs+=("A $v") ;; esac; done
     for pair in "${pairs[@]}"; do
         set -- $pair
@@ -498,6 +505,8 @@ for v in $VARIANTS; do
         G) name="G 4.9 daemon mode + ours + WSGIImportScript" ;;
         H) name="H 4.9 daemon mode + no-op event subscriber" ;;
         I) name="I A + our module loaded, not configured" ;;
+        P) name="P E + our module loaded, not configured" ;;
+        Q) name="Q E + inert module of 560 KB" ;;
         J) name="J A + mod_headers loaded, unused" ;;
         K) name="K L + 10 incr() per request" ;;
         L) name="L B + AppMetrics, app imports the package" ;;
@@ -527,7 +536,7 @@ ratio E F
 ratio E G
 ratio E H
 ratio H G
-for pair in "A B" "C D" "E F" "E G" "E H" "B L" "L K"; do
+for pair in "A B" "C D" "E F" "E G" "E H" "B L" "L K" "E P" "P F" "E Q" "Q F"; do
     paired $pair
 done
 [ "$VARIANTS" = "A B C D" ] || exit 0
