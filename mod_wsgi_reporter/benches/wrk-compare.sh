@@ -20,6 +20,9 @@
 #      costs with the same .so mapped; P - E what mapping it alone shifts)
 #   Q  E + the inert 560 KB C module of N560 (daemon mode: what loading a
 #      module of about our size shifts, with no code of ours)
+#   R  E + a Python GC callback that does nothing (daemon mode: what
+#      CPython spends per collection once any callback is registered, as
+#      our GC telemetry's is)
 #   N<KB>  A + an inert C module built here with apxs: KB kilobytes of
 #      constant data and one handler hook that declines (N560 maps about
 #      as much as ours): with INSTR, what the size of a loaded module alone
@@ -115,6 +118,15 @@ def _noop(name, **kwargs):
     pass
 mod_wsgi.subscribe_events(_noop)
 PY
+# R: a GC callback that does nothing, what CPython itself spends once any
+# callback is registered (it builds an info dict for each phase of each
+# collection and calls every callback twice per collection).
+cat > "$WORK/noop_gc_callback.py" <<'PY'
+import gc
+def _noop(phase, info):
+    pass
+gc.callbacks.append(_noop)
+PY
 # A receiver that drains the socket (same cost for B and D).
 python3 - "$WORK/run/t.sock" <<'PY' &
 import os, socket, sys
@@ -192,6 +204,7 @@ WSGIImportScript $ATTACH process-group=bench application-group=%{GLOBAL}" ;;
 WSGITelemetryService unix:$WORK/run/t.sock interval=$TICK" ;;
         I) extra="LoadModule wsgi_telemetry_module $OURS" ;;
         P) mount=$daemon; extra="LoadModule wsgi_telemetry_module $OURS" ;;
+        R) mount=$daemon; extra="WSGIImportScript $WORK/noop_gc_callback.py process-group=bench application-group=%{GLOBAL}" ;;
         Q) mount=$daemon; extra="LoadModule inert_module $(inert_module 560)" ;;
         K | L) [ "$1" = K ] && calls=10 || calls=0
             mount="WSGIScriptAlias / $WORK/hello-app$calls.wsgi"
@@ -467,7 +480,7 @@ if [ -n "${INSTR:-}" ]; then
                 "$((N2 - N1))" "${a[*]}" "${b[*]}"
         fi
     done
-    pairs=("A B" "C D" "E F" "E G" "E H" "A I" "I B" "A J" "B L" "L K" "E P" "P F" "E Q" "Q F")
+    pairs=("A B" "C D" "E F" "E G" "E H" "A I" "I B" "A J" "B L" "L K" "E P" "P F" "E Q" "Q F" "E R" "R F")
     for v in ${VARIANTS:-A B C D}; do case $v in N*) pairs+=("A $v") ;; esac; done
     for pair in "${pairs[@]}"; do
         set -- $pair
@@ -507,6 +520,7 @@ for v in $VARIANTS; do
         I) name="I A + our module loaded, not configured" ;;
         P) name="P E + our module loaded, not configured" ;;
         Q) name="Q E + inert module of 560 KB" ;;
+        R) name="R E + a no-op Python GC callback" ;;
         J) name="J A + mod_headers loaded, unused" ;;
         K) name="K L + 10 incr() per request" ;;
         L) name="L B + AppMetrics, app imports the package" ;;
@@ -536,7 +550,7 @@ ratio E F
 ratio E G
 ratio E H
 ratio H G
-for pair in "A B" "C D" "E F" "E G" "E H" "B L" "L K" "E P" "P F" "E Q" "Q F"; do
+for pair in "A B" "C D" "E F" "E G" "E H" "B L" "L K" "E P" "P F" "E Q" "Q F" "E R" "R F"; do
     paired $pair
 done
 [ "$VARIANTS" = "A B C D" ] || exit 0
