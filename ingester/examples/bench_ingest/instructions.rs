@@ -2,11 +2,12 @@
 //! sockets or threads, for instruction counts (wall clock on a shared
 //! machine says little). The ladder's datagrams ([`Feed`]: the corpus as
 //! `--procs` processes, `--passes` times over the capture) are built in
-//! memory first, then applied to a state made as `serve` makes it with its
-//! default flags, as `serve`'s receive thread applies them when no
-//! WebSocket client listens: one lock and one `Instant::now()` per
-//! `recvmmsg` batch of 32, `State::ingest_quiet` per datagram. Count
-//! [`ingest_all`] alone and divide by the datagrams printed:
+//! memory first, in batches of at most 32 (one `recvmmsg` call's worth),
+//! then applied to a state made as `serve` makes it with its default flags,
+//! through the same call `serve`'s ingest thread makes for a batch
+//! (`Shared::ingest_batch`: one lock and one clock read per batch, then
+//! `State::ingest_quiet` per datagram when no WebSocket client listens).
+//! Count [`ingest_all`] alone and divide by the datagrams printed:
 //!
 //! ```text
 //! valgrind --tool=callgrind --toggle-collect='*ingest_all*' \
@@ -17,56 +18,43 @@
 //! and lengths), so runs of two builds can be seen to count the same work.
 
 use crate::corpus::{Corpus, Feed};
+use mwt_ingester::ingest::receive::{Batch, Shared};
 use mwt_ingester::ingest::state::{Limits, State};
-use std::sync::Mutex;
-use std::time::Instant;
 
 /// Datagrams one `recvmmsg` call returns at most (`ingest::receive`).
 const VLEN: usize = 32;
 
-/// Datagrams back to back, with their ends.
-struct Datagrams {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-}
-
 /// Builds the datagrams, applies them, and says what was applied.
 pub(crate) fn run(corpus: &Corpus, procs: usize, passes: u64) -> String {
     let mut feed = Feed::new(corpus, procs);
-    let mut data = Datagrams {
-        bytes: Vec::new(),
-        ends: Vec::new(),
-    };
+    let mut batches: Vec<Batch> = Vec::new();
+    let (mut count, mut bytes) = (0usize, 0usize);
     let mut sum = Fnv::default();
     for _ in 0..passes as usize * corpus.all.len() {
         let d = feed.next();
         sum.add(&(d.len() as u32).to_le_bytes());
         sum.add(d);
-        data.bytes.extend_from_slice(d);
-        data.ends.push(data.bytes.len());
+        if count % VLEN == 0 {
+            batches.push(Batch::default());
+        }
+        batches.last_mut().expect("pushed above").push(d);
+        count += 1;
+        bytes += d.len();
     }
-    let state = Mutex::new(State::new(Limits::default()));
-    ingest_all(&state, &data);
-    std::hint::black_box(&state);
+    let shared = Shared::new(State::new(Limits::default()), 1024);
+    ingest_all(&shared, &batches);
+    std::hint::black_box(&shared);
     format!(
-        "instructions: {} datagrams ({} bytes, checksum {:016x}) applied: {passes} passes over the corpus as {procs} processes\n",
-        data.ends.len(),
-        data.bytes.len(),
+        "instructions: {count} datagrams ({bytes} bytes, checksum {:016x}) applied: {passes} passes over the corpus as {procs} processes\n",
         sum.0
     )
 }
 
-/// What is counted: every datagram applied, [`VLEN`] per lock.
+/// What is counted: every batch applied as `serve` applies it.
 #[inline(never)]
-fn ingest_all(state: &Mutex<State>, data: &Datagrams) {
-    let mut start = 0;
-    for batch in data.ends.chunks(VLEN) {
-        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        for &end in batch {
-            st.ingest_quiet(&data.bytes[start..end], now);
-            start = end;
-        }
+fn ingest_all(shared: &Shared, batches: &[Batch]) {
+    for b in batches {
+        shared.ingest_batch(b);
     }
 }
 

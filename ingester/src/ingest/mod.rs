@@ -21,6 +21,6 @@ pub(crate) mod counters;
 pub mod history;
 pub(crate) mod json;
 pub(crate) mod persist;
-pub(crate) mod receive;
+pub mod receive;
 pub mod socket;
 pub mod state;

@@ -40,7 +40,7 @@ pub(crate) const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// State and publication channel shared by the ingest thread and the HTTP
 /// layer.
-pub(crate) struct Shared {
+pub struct Shared {
     /// The model.
     pub(crate) state: Mutex<State>,
     /// Published messages; subscribe while holding the state lock to get
@@ -71,7 +71,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// New shared state with a broadcast channel of `capacity` messages.
-    pub(crate) fn new(state: State, capacity: usize) -> Arc<Shared> {
+    pub fn new(state: State, capacity: usize) -> Arc<Shared> {
         let (tx, _) = broadcast::channel(capacity);
         Arc::new(Shared {
             state: Mutex::new(state),
@@ -141,7 +141,7 @@ impl Shared {
     }
 
     /// Applies a batch of datagrams.
-    pub(crate) fn ingest_batch(&self, batch: &Batch) {
+    pub fn ingest_batch(&self, batch: &Batch) {
         self.apply(&mut self.lock(), batch.iter());
     }
 }
@@ -163,14 +163,14 @@ impl Threads {
 /// Datagrams handed from the receive thread to the ingest thread, stored
 /// back to back (one allocation per batch, not per datagram).
 #[derive(Default)]
-pub(crate) struct Batch {
+pub struct Batch {
     bytes: Vec<u8>,
     ends: Vec<usize>,
 }
 
 impl Batch {
     /// Appends one datagram.
-    pub(crate) fn push(&mut self, d: &[u8]) {
+    pub fn push(&mut self, d: &[u8]) {
         self.bytes.extend_from_slice(d);
         self.ends.push(self.bytes.len());
     }
